@@ -1,0 +1,119 @@
+/*
+ * config: cleave.yaml (PRODUCT.md §1) parsed with libyaml into typed
+ * structs, then validated as a whole.
+ *
+ * Loading never half-succeeds: it returns a complete, validated cfg or NULL
+ * with one error of the form "FILE:LINE:COLUMN: what was wrong, what was
+ * expected". A reload parses into a new cfg and swaps only on success.
+ * Nothing here connects to a database.
+ */
+#ifndef CLEAVE_CONFIG_CONFIG_H
+#define CLEAVE_CONFIG_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+
+/* Exit code for a configuration error (sysexits' EX_CONFIG). */
+#define CFG_EXIT_CONFIG 78
+
+/* Where something was written in the file, 1-based. */
+typedef struct cfg_pos {
+    int line;
+    int col;
+} cfg_pos;
+
+/*
+ * A table name as SQL reads it: unquoted parts folded to lower case,
+ * quoted parts kept as written (with "" turned into "). schema is "public"
+ * when the name is not qualified. Both are the raw names, to be quoted
+ * with PQescapeIdentifier wherever they go into SQL.
+ */
+typedef struct cfg_table {
+    char *schema;
+    char *name;
+    cfg_pos pos;
+} cfg_table;
+
+/* A `references:` entry: [schema.]table.column. */
+typedef struct cfg_ref {
+    cfg_table table;
+    char *column;
+} cfg_ref;
+
+typedef enum cfg_conflict {
+    CFG_CONFLICT_ERROR = 0,  /* stop the service, say why */
+    CFG_CONFLICT_APPLY,      /* upsert; ignore a missing row; count and log */
+} cfg_conflict;
+
+typedef enum cfg_log_level {
+    CFG_LOG_DEBUG = 0,
+    CFG_LOG_INFO,
+    CFG_LOG_WARNING,
+    CFG_LOG_ERROR,
+} cfg_log_level;
+
+typedef struct cfg_service {
+    char *name;
+    cfg_pos pos;
+    cfg_table *owned;
+    size_t n_owned;
+    cfg_table *shared;
+    size_t n_shared;
+    cfg_ref *refs;
+    size_t n_refs;
+    char *target_postgres;   /* a libpq connection string, or NULL */
+    bool target_kafka;
+    cfg_conflict on_conflict;
+} cfg_service;
+
+typedef struct cfg_kv {
+    char *key;
+    char *value;
+} cfg_kv;
+
+typedef struct cfg_kafka {
+    char *brokers;
+    char *topic;              /* template: {name} {service} {schema} {table} */
+    cfg_kv *props;            /* handed to librdkafka as they are */
+    size_t n_props;
+} cfg_kafka;
+
+typedef struct cfg {
+    char *path;
+    char *name;
+    struct {
+        char *dsn;
+        char *slot;           /* default: cleave_<name> */
+        char *publication;    /* default: cleave_<name> */
+        int heartbeat_interval_ms;  /* 0: off */
+    } source;
+    char *state_dir;
+    char *status_socket;
+    cfg_log_level log_level;
+    bool has_kafka;
+    cfg_kafka kafka;
+    cfg_service *services;
+    size_t n_services;
+} cfg;
+
+/* Reads and validates a file. NULL on error, with the message in err. */
+cfg *cfg_load(const char *path, char *err, size_t errlen);
+/* The same over text in memory; `path` only names it in errors. */
+cfg *cfg_parse(const char *text, size_t len, const char *path, char *err,
+               size_t errlen);
+void cfg_free(cfg *c);
+
+/* The service owning schema.table (raw names), or NULL. */
+const cfg_service *cfg_owner(const cfg *c, const char *schema,
+                             const char *table);
+
+/* A copy of a connection string with any password replaced by "********". */
+char *cfg_dsn_redacted(const char *dsn);
+
+/* Prints every key with its type, default and help (from the key table). */
+void cfg_describe(FILE *out);
+
+const char *cfg_log_level_name(cfg_log_level level);
+
+#endif
