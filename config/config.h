@@ -108,10 +108,28 @@ void cfg_free(cfg *c);
 const cfg_service *cfg_owner(const cfg *c, const char *schema,
                              const char *table);
 
-/* A copy of a connection string with any password replaced by "********". */
+/*
+ * One table name written as the configuration writes it ("orders",
+ * 'sales."Order Items"'), e.g. for `verify --table`. On success fills
+ * out->schema and out->name (release them with cfg_table_clear); on failure
+ * returns false with the reason in err.
+ */
+bool cfg_table_parse(const char *text, cfg_table *out, char *err,
+                     size_t errlen);
+void cfg_table_clear(cfg_table *t);
+
+/*
+ * A copy of a connection string (keyword or URI form) rebuilt as key=value
+ * pairs with any password replaced by "********"; a string libpq cannot
+ * parse comes back as "(unparsable connection string)". NULL only when out
+ * of memory. The caller frees it.
+ */
 char *cfg_dsn_redacted(const char *dsn);
 
-/* Prints every key with its type, default and help (from the key table). */
+/*
+ * Prints every key with its type, default and help (from the key table), as
+ * a Markdown table for the README.
+ */
 void cfg_describe(FILE *out);
 
 const char *cfg_log_level_name(cfg_log_level level);

@@ -1,1 +1,217 @@
-int main(void) { return 0; }
+/*
+ * cleave's command line (PRODUCT.md §2): picks the subcommand, reads its
+ * options, and turns what the subcommand returns into the exit code.
+ *   0 success, 1 runtime failure, 2 usage, 3 analyze/verify found a
+ *   problem, 78 configuration error.
+ */
+#include <getopt.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config/config.h"
+#include "daemon/log.h"
+
+enum {
+    EXIT_OK = 0,
+    EXIT_RUNTIME = 1,
+    EXIT_USAGE = 2,
+    EXIT_FOUND = 3,
+};
+
+typedef struct cli_args {
+    const char *config;
+    const char *socket;
+    const char *service;
+    const char *table;
+    bool json;
+    bool metrics;
+    bool keys;
+} cli_args;
+
+typedef struct cli_command {
+    const char *name;
+    const char *synopsis;
+    const char *summary;
+    const char *shortopts;     /* what getopt accepts for this command */
+    bool needs_config;
+    int (*run)(const cli_args *args);
+} cli_command;
+
+static int cmd_check(const cli_args *args);
+static int cmd_not_yet(const cli_args *args);
+
+static const cli_command commands[] = {
+    {"run", "run -c FILE", "the daemon, in the foreground", "c:", true,
+     cmd_not_yet},
+    {"status", "status [-c FILE | -s SOCK] [--json | --metrics]",
+     "lag and state of a running daemon", "c:s:jm", false, cmd_not_yet},
+    {"analyze", "analyze -c FILE [--json]",
+     "the mapping against the source catalog", "c:j", true, cmd_not_yet},
+    {"verify", "verify -c FILE [--service S] [--table T]",
+     "compare source and targets", "c:S:T:", true, cmd_not_yet},
+    {"check", "check -c FILE | --keys",
+     "validate the configuration only; --keys lists every key", "c:k", false,
+     cmd_check},
+    {"drop", "drop -c FILE", "remove slot and publication (clean-up)", "c:",
+     true, cmd_not_yet},
+};
+
+static const struct option long_options[] = {
+    {"config", required_argument, NULL, 'c'},
+    {"socket", required_argument, NULL, 's'},
+    {"service", required_argument, NULL, 'S'},
+    {"table", required_argument, NULL, 'T'},
+    {"json", no_argument, NULL, 'j'},
+    {"metrics", no_argument, NULL, 'm'},
+    {"keys", no_argument, NULL, 'k'},
+    {NULL, 0, NULL, 0},
+};
+
+static const char *current_command;
+
+static void usage(FILE *out)
+{
+    fprintf(out, "cleave %s: one shared PostgreSQL database, a database per "
+                 "service, by change data capture\n\nusage:\n",
+            CLEAVE_VERSION);
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(out, "  cleave %-48s %s\n", commands[i].synopsis,
+                commands[i].summary);
+    fprintf(out, "  cleave %-48s %s\n", "--version | --help",
+            "this program's version, this text");
+    fprintf(out, "\nexit codes: 0 success, 1 runtime failure, 2 usage, "
+                 "3 analyze/verify found a problem, 78 configuration error\n");
+}
+
+static int usage_error(const char *fmt, const char *arg)
+{
+    fprintf(stderr, "cleave%s%s: ", current_command ? " " : "",
+            current_command ? current_command : "");
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, "\nTry 'cleave --help'.\n");
+    return EXIT_USAGE;
+}
+
+static const cli_command *find_command(const char *name)
+{
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (strcmp(commands[i].name, name) == 0)
+            return &commands[i];
+    return NULL;
+}
+
+/* Reads the options a command takes; anything else is a usage error. */
+static int parse_args(const cli_command *cmd, int argc, char **argv,
+                      cli_args *args)
+{
+    int opt;
+    opterr = 0;
+    optind = 1;
+    while ((opt = getopt_long(argc, argv, cmd->shortopts, long_options,
+                              NULL)) != -1) {
+        if (opt == '?' || opt == ':' || !strchr(cmd->shortopts, opt))
+            return usage_error("unknown or incomplete option '%s'",
+                               argv[optind - 1]);
+        switch (opt) {
+        case 'c': args->config = optarg; break;
+        case 's': args->socket = optarg; break;
+        case 'S': args->service = optarg; break;
+        case 'T': args->table = optarg; break;
+        case 'j': args->json = true; break;
+        case 'm': args->metrics = true; break;
+        case 'k': args->keys = true; break;
+        }
+    }
+    if (optind < argc)
+        return usage_error("unexpected argument '%s'", argv[optind]);
+    if (cmd->needs_config && !args->config)
+        return usage_error("%s", "-c FILE is required");
+    if (args->json && args->metrics)
+        return usage_error("%s", "--json and --metrics exclude each other");
+    if (args->config && args->socket)
+        return usage_error("%s", "-c and -s exclude each other");
+    return EXIT_OK;
+}
+
+/* Loads the configuration or prints why not; the caller exits 78. */
+static cfg *load_config(const char *path)
+{
+    char err[1024];
+    cfg *c = cfg_load(path, err, sizeof err);
+    if (!c)
+        fprintf(stderr, "%s\n", err);
+    return c;
+}
+
+static void print_summary(const cfg *c)
+{
+    size_t tables = 0;
+    for (size_t i = 0; i < c->n_services; i++)
+        tables += c->services[i].n_owned;
+    printf("%s: ok: instance %s, %zu service(s), %zu owned table(s), "
+           "slot %s, publication %s\n",
+           c->path, c->name, c->n_services, tables, c->source.slot,
+           c->source.publication);
+    for (size_t i = 0; i < c->n_services; i++) {
+        const cfg_service *s = &c->services[i];
+        char *dsn = s->target_postgres ? cfg_dsn_redacted(s->target_postgres)
+                                       : NULL;
+        printf("  %-22s %zu table(s)  postgres: %s  kafka: %s\n", s->name,
+               s->n_owned, dsn ? dsn : "-", s->target_kafka ? "yes" : "no");
+        free(dsn);
+    }
+}
+
+static int cmd_check(const cli_args *args)
+{
+    if (args->keys) {
+        cfg_describe(stdout);
+        return EXIT_OK;
+    }
+    if (!args->config)
+        return usage_error("%s", "-c FILE or --keys is required");
+    cfg *c = load_config(args->config);
+    if (!c)
+        return CFG_EXIT_CONFIG;
+    print_summary(c);
+    cfg_free(c);
+    return EXIT_OK;
+}
+
+static int cmd_not_yet(const cli_args *args)
+{
+    if (args->config) {
+        cfg *c = load_config(args->config);
+        if (!c)
+            return CFG_EXIT_CONFIG;
+        cfg_free(c);
+    }
+    fprintf(stderr, "cleave %s: not implemented yet\n", current_command);
+    return EXIT_RUNTIME;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "-V") == 0) {
+        printf("cleave %s\n", CLEAVE_VERSION);
+        return EXIT_OK;
+    }
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+        strcmp(argv[1], "help") == 0) {
+        usage(stdout);
+        return EXIT_OK;
+    }
+    const cli_command *cmd = find_command(argv[1]);
+    if (!cmd)
+        return usage_error("unknown command '%s'", argv[1]);
+    current_command = cmd->name;
+    cli_args args = {0};
+    int rc = parse_args(cmd, argc - 1, argv + 1, &args);
+    return rc != EXIT_OK ? rc : cmd->run(&args);
+}

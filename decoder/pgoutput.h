@@ -11,7 +11,7 @@
  *
  * The decoder keeps the state the wire format needs: whether it is inside
  * a streamed block (Stream Start .. Stream Stop), where changes carry the
- * xid of their top-level transaction.
+ * xid of the (sub)transaction that made them.
  */
 #ifndef CLEAVE_DECODER_PGOUTPUT_H
 #define CLEAVE_DECODER_PGOUTPUT_H
@@ -89,7 +89,9 @@ typedef struct pgo_msg {
     /*
      * The transaction id where the message carries one: Begin, Begin
      * Prepare, Prepare, Commit/Rollback Prepared, Stream Start/Commit/
-     * Abort/Prepare, and every change inside a streamed block. 0 otherwise.
+     * Abort/Prepare, and every message inside a streamed block (there the
+     * subtransaction's xid where a subtransaction made the change). 0
+     * otherwise.
      */
     uint32_t xid;
     bool streamed;         /* read inside Stream Start .. Stream Stop */

@@ -64,9 +64,11 @@ uint32_t rb_u32(rb_reader *r)
 
 uint64_t rb_u64(rb_reader *r)
 {
-    uint64_t hi = rb_u32(r);
-    uint64_t lo = rb_u32(r);
-    return r->failed ? 0 : (hi << 32) | lo;
+    const uint8_t *p = take(r, 8);
+    uint64_t v = 0;
+    for (int i = 0; p && i < 8; i++)
+        v = (v << 8) | p[i];
+    return v;
 }
 
 int32_t rb_i32(rb_reader *r)

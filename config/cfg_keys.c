@@ -1,0 +1,218 @@
+/*
+ * cfg_keys: the one table of cleave.yaml's keys, section by section.
+ *
+ * Everything about a key lives in its row: its type, default, whether it
+ * is required or reloadable, what a value must look like, its help text and
+ * where it is stored. The loader (cfg_yaml.c) parses by these rows, error
+ * messages list their names, and cfg_describe prints them for the README,
+ * so the three cannot drift apart.
+ */
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "config/cfg_internal.h"
+
+#define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Enums are stored through an int *, so they must be int-sized. */
+_Static_assert(sizeof(cfg_log_level) == sizeof(int), "enum size");
+_Static_assert(sizeof(cfg_conflict) == sizeof(int), "enum size");
+
+/* In the order of the enums in config.h. */
+const char *const cfg_log_level_names[] = {
+    "debug", "info", "warning", "error", NULL,
+};
+
+static const char *const conflict_names[] = {"error", "apply", NULL};
+
+static const cfg_key target_keys[] = {
+    {.name = "postgres", .type = CFG_T_STRING,
+     .off = offsetof(cfg_service, target_postgres), .take = cfg_take_dsn,
+     .expect = "a libpq connection string",
+     .help = "connection string of the service's own database; its owned "
+             "tables are created, copied and kept in sync there"},
+    {.name = "kafka", .type = CFG_T_BOOL, .def = "false",
+     .off = offsetof(cfg_service, target_kafka),
+     .help = "also publish the owned tables' changes to Kafka (needs the "
+             "top-level kafka section)"},
+};
+
+static const cfg_section target_section = {
+    .path = "services.<service>.target", .keys = target_keys,
+    .n_keys = ARRAY_LEN(target_keys), .finish = cfg_check_target,
+};
+
+static const cfg_key service_keys[] = {
+    {.name = "owned_tables", .type = CFG_T_TABLES, .required = true,
+     .nonempty = true, .off = offsetof(cfg_service, owned),
+     .n_off = offsetof(cfg_service, n_owned),
+     .help = "tables this service owns, [schema.]table as in SQL; each "
+             "table has exactly one owner"},
+    {.name = "shared_tables", .type = CFG_T_TABLES, .def = "[none]",
+     .off = offsetof(cfg_service, shared),
+     .n_off = offsetof(cfg_service, n_shared),
+     .help = "tables the service uses but does not own; read by "
+             "`cleave analyze`"},
+    {.name = "references", .type = CFG_T_REFS, .def = "[none]",
+     .off = offsetof(cfg_service, refs),
+     .n_off = offsetof(cfg_service, n_refs),
+     .help = "columns of other services' tables this service points at, "
+             "[schema.]table.column; read by `cleave analyze`"},
+    {.name = "target", .type = CFG_T_SECTION, .required = true,
+     .off = CFG_NOWHERE, .sub = &target_section,
+     .help = "where the changes go: postgres, kafka or both"},
+    {.name = "on_conflict", .type = CFG_T_ENUM, .def = "error",
+     .choices = conflict_names, .off = offsetof(cfg_service, on_conflict),
+     .help = "a change the target refuses: error stops the service and "
+             "says why; apply upserts and skips missing rows, counting "
+             "them"},
+};
+
+static const cfg_section service_section = {
+    .path = "services.<service>", .keys = service_keys,
+    .n_keys = ARRAY_LEN(service_keys),
+};
+
+static const cfg_key source_keys[] = {
+    {.name = "dsn", .type = CFG_T_STRING, .required = true,
+     .off = offsetof(cfg, source.dsn), .take = cfg_take_dsn,
+     .expect = "a libpq connection string",
+     .help = "connection string of the shared database (keywords or URI; "
+             "libpq's passfile and PG* variables apply)"},
+    {.name = "slot", .type = CFG_T_STRING, .def = "cleave_<name>",
+     .derive = cfg_derive_object_name, .off = offsetof(cfg, source.slot),
+     .take = cfg_take_slot, .expect = "a replication slot name",
+     .help = "logical replication slot (pgoutput), created if missing; "
+             "`[a-z0-9_]` only"},
+    {.name = "publication", .type = CFG_T_STRING, .def = "cleave_<name>",
+     .derive = cfg_derive_object_name,
+     .off = offsetof(cfg, source.publication), .take = cfg_take_ident,
+     .expect = "an SQL identifier",
+     .help = "publication, created FOR TABLE all owned tables if missing"},
+    {.name = "heartbeat_interval", .type = CFG_T_DURATION, .def = "0",
+     .off = offsetof(cfg, source.heartbeat_interval_ms),
+     .help = "how often to write a heartbeat message to the source so an "
+             "idle publication does not hold WAL back; 0 is off"},
+};
+
+static const cfg_section source_section = {
+    .path = "source", .keys = source_keys, .n_keys = ARRAY_LEN(source_keys),
+};
+
+static const cfg_key kafka_keys[] = {
+    {.name = "brokers", .type = CFG_T_STRING, .required = true,
+     .off = offsetof(cfg, kafka.brokers), .expect = "host:port[,host:port]",
+     .help = "bootstrap brokers, host:port separated by commas"},
+    {.name = "topic", .type = CFG_T_STRING, .def = "{name}.{schema}.{table}",
+     .off = offsetof(cfg, kafka.topic), .take = cfg_take_topic,
+     .expect = "a topic template",
+     .help = "topic per table; placeholders {name} {service} {schema} "
+             "{table}; characters Kafka forbids become _"},
+    {.name = "properties", .type = CFG_T_STRMAP,
+     .off = offsetof(cfg, kafka.props), .n_off = offsetof(cfg, kafka.n_props),
+     .help = "librdkafka settings, handed over as strings "
+             "(e.g. compression.type: lz4)"},
+};
+
+static const cfg_section kafka_section = {
+    .path = "kafka", .keys = kafka_keys, .n_keys = ARRAY_LEN(kafka_keys),
+};
+
+/* Order matters: name before source (derived defaults), kafka before
+ * services (a service's kafka: true needs the kafka section). */
+static const cfg_key top_keys[] = {
+    {.name = "name", .type = CFG_T_STRING, .required = true,
+     .off = offsetof(cfg, name), .take = cfg_take_instance_name,
+     .expect = "1 to 63 letters, digits, '_', '-' or '.'",
+     .help = "instance name: default slot and publication, Kafka "
+             "source.name"},
+    {.name = "source", .type = CFG_T_SECTION, .required = true,
+     .off = CFG_NOWHERE, .sub = &source_section,
+     .help = "the shared database the changes are read from"},
+    {.name = "state_dir", .type = CFG_T_STRING, .def = "/var/lib/cleave",
+     .off = offsetof(cfg, state_dir), .expect = "a directory",
+     .help = "local checkpoints (Kafka sinks)"},
+    {.name = "status_socket", .type = CFG_T_STRING,
+     .def = "/run/cleave/status.sock", .off = offsetof(cfg, status_socket),
+     .take = cfg_take_socket, .expect = "a socket path",
+     .help = "Unix socket `cleave status` asks (at most 107 bytes)"},
+    {.name = "log_level", .type = CFG_T_ENUM, .def = "info",
+     .reloadable = true, .choices = cfg_log_level_names,
+     .off = offsetof(cfg, log_level),
+     .help = "least important message logged"},
+    {.name = "kafka", .type = CFG_T_SECTION, .off = offsetof(cfg, has_kafka),
+     .sub = &kafka_section,
+     .help = "Kafka, needed only when a service has kafka: true"},
+    {.name = "services", .type = CFG_T_SERVICES, .required = true,
+     .off = offsetof(cfg, services), .n_off = offsetof(cfg, n_services),
+     .sub = &service_section,
+     .help = "the services, by name (`[A-Za-z_][A-Za-z0-9_]*`): which "
+             "tables each owns and where their changes go"},
+};
+
+const cfg_section cfg_top_section = {
+    .path = "", .keys = top_keys, .n_keys = ARRAY_LEN(top_keys),
+    .finish = cfg_check_owners,
+};
+
+size_t cfg_key_index(const cfg_section *sec, const char *name)
+{
+    size_t i = 0;
+
+    while (i < sec->n_keys && strcmp(sec->keys[i].name, name) != 0)
+        i++;
+    return i;
+}
+
+const char *cfg_type_name(cfg_type type)
+{
+    static const char *const names[] = {
+        [CFG_T_STRING] = "string",
+        [CFG_T_BOOL] = "bool",
+        [CFG_T_DURATION] = "duration",
+        [CFG_T_ENUM] = "enum",
+        [CFG_T_TABLES] = "list of tables",
+        [CFG_T_REFS] = "list of references",
+        [CFG_T_SECTION] = "map",
+        [CFG_T_SERVICES] = "map of services",
+        [CFG_T_STRMAP] = "map of strings",
+    };
+    return names[type];
+}
+
+static void describe_type(FILE *out, const cfg_key *k)
+{
+    fputs(cfg_type_name(k->type), out);
+    for (size_t i = 0; k->choices && k->choices[i]; i++)
+        fprintf(out, "%s%s", i ? " \\| " : ": ", k->choices[i]);
+}
+
+static void describe_section(FILE *out, const cfg_section *sec)
+{
+    for (size_t i = 0; i < sec->n_keys; i++) {
+        const cfg_key *k = &sec->keys[i];
+        if (*sec->path)
+            fprintf(out, "| `%s` | `%s` | ", sec->path, k->name);
+        else
+            fprintf(out, "| (top) | `%s` | ", k->name);
+        describe_type(out, k);
+        if (k->required)
+            fputs(" | required", out);
+        else if (k->def)
+            fprintf(out, " | `%s`", k->def);
+        else
+            fputs(" | (none)", out);
+        fprintf(out, " | %s | %s |\n", k->reloadable ? "yes" : "no", k->help);
+    }
+    for (size_t i = 0; i < sec->n_keys; i++)
+        if (sec->keys[i].sub)
+            describe_section(out, sec->keys[i].sub);
+}
+
+void cfg_describe(FILE *out)
+{
+    fputs("| Section | Key | Type | Default | Reloadable | Description |\n"
+          "|---|---|---|---|---|---|\n", out);
+    describe_section(out, &cfg_top_section);
+}

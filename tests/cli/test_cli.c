@@ -1,0 +1,135 @@
+/*
+ * The real cleave binary's command line: exit codes, usage errors, and
+ * `check` on good and bad configurations (PRODUCT.md §2).
+ */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tests/support/runcmd.h"
+
+static const char *cleave_bin;
+static char example[1024];
+
+/* Runs cleave with up to four arguments; asserts the exit code. */
+static rc_result run_cleave(int expect, const char *a1, const char *a2,
+                            const char *a3, const char *a4)
+{
+    char *argv[] = {(char *)cleave_bin, (char *)a1, (char *)a2, (char *)a3,
+                    (char *)a4, NULL};
+    rc_result r;
+    ck_assert_int_eq(rc_run(argv, &r), 1);
+    ck_assert_msg(r.status == expect,
+                  "cleave %s %s: exit %d, expected %d\nstdout: %s\nstderr: %s",
+                  a1 ? a1 : "", a2 ? a2 : "", r.status, expect, r.out, r.err);
+    return r;
+}
+
+START_TEST(version_and_help)
+{
+    rc_result r = run_cleave(0, "--version", NULL, NULL, NULL);
+    ck_assert_msg(strncmp(r.out, "cleave ", 7) == 0, "%s", r.out);
+    rc_free(&r);
+    r = run_cleave(0, "--help", NULL, NULL, NULL);
+    const char *words[] = {"run", "status", "analyze", "verify", "check",
+                           "drop", "78"};
+    for (size_t i = 0; i < sizeof words / sizeof words[0]; i++)
+        ck_assert_msg(strstr(r.out, words[i]), "help lacks %s", words[i]);
+    rc_free(&r);
+}
+END_TEST
+
+START_TEST(usage_errors_exit_2)
+{
+    rc_result r = run_cleave(2, NULL, NULL, NULL, NULL);
+    rc_free(&r);
+    r = run_cleave(2, "frobnicate", NULL, NULL, NULL);
+    ck_assert_ptr_nonnull(strstr(r.err, "unknown command 'frobnicate'"));
+    rc_free(&r);
+    r = run_cleave(2, "run", NULL, NULL, NULL);
+    ck_assert_ptr_nonnull(strstr(r.err, "-c FILE is required"));
+    rc_free(&r);
+    r = run_cleave(2, "check", "-c", example, "--metrics");
+    rc_free(&r);
+    r = run_cleave(2, "status", "--json", "--metrics", NULL);
+    ck_assert_ptr_nonnull(strstr(r.err, "exclude each other"));
+    rc_free(&r);
+    r = run_cleave(2, "check", "-c", example, "extra");
+    ck_assert_ptr_nonnull(strstr(r.err, "unexpected argument 'extra'"));
+    rc_free(&r);
+}
+END_TEST
+
+START_TEST(check_example_ok)
+{
+    rc_result r = run_cleave(0, "check", "-c", example, NULL);
+    ck_assert_ptr_nonnull(strstr(r.out, "ok"));
+    ck_assert_ptr_nonnull(strstr(r.out, "5 service(s)"));
+    ck_assert_ptr_nonnull(strstr(r.out, "14 owned table(s)"));
+    rc_free(&r);
+}
+END_TEST
+
+START_TEST(check_bad_config_exit_78)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/tests/cli/bad-unknown-key.yaml",
+             getenv("CLEAVE_SRCDIR"));
+    rc_result r = run_cleave(78, "check", "-c", path, NULL);
+    char want[1100];
+    snprintf(want, sizeof want, "%s:5:3: unknown key 'slott'", path);
+    ck_assert_msg(strstr(r.err, want), "stderr: %s", r.err);
+    rc_free(&r);
+    r = run_cleave(78, "check", "-c", "/nonexistent/cleave.yaml", NULL);
+    ck_assert_ptr_nonnull(strstr(r.err, "/nonexistent/cleave.yaml"));
+    rc_free(&r);
+    /* Commands that read a configuration refuse a bad one the same way. */
+    r = run_cleave(78, "run", "-c", path, NULL);
+    rc_free(&r);
+}
+END_TEST
+
+START_TEST(check_keys_lists_every_section)
+{
+    rc_result r = run_cleave(0, "check", "--keys", NULL, NULL);
+    const char *keys[] = {"dsn", "slot", "publication", "owned_tables",
+                          "brokers", "on_conflict", "status_socket"};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+        ck_assert_msg(strstr(r.out, keys[i]), "--keys lacks %s", keys[i]);
+    rc_free(&r);
+}
+END_TEST
+
+START_TEST(unbuilt_commands_say_so)
+{
+    rc_result r = run_cleave(1, "run", "-c", example, NULL);
+    ck_assert_ptr_nonnull(strstr(r.err, "not implemented yet"));
+    rc_free(&r);
+}
+END_TEST
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        fprintf(stderr, "usage: test_cli PATH-TO-CLEAVE\n");
+        return 2;
+    }
+    cleave_bin = argv[1];
+    snprintf(example, sizeof example, "%s/config/examples/shop.yaml",
+             getenv("CLEAVE_SRCDIR") ? getenv("CLEAVE_SRCDIR") : ".");
+    Suite *s = suite_create("cli");
+    TCase *tc = tcase_create("cli");
+    tcase_add_test(tc, version_and_help);
+    tcase_add_test(tc, usage_errors_exit_2);
+    tcase_add_test(tc, check_example_ok);
+    tcase_add_test(tc, check_bad_config_exit_78);
+    tcase_add_test(tc, check_keys_lists_every_section);
+    tcase_add_test(tc, unbuilt_commands_say_so);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

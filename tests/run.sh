@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Installs the dependencies, builds cleave and runs every test suite (unit
+# and integration: the integration tests start their own throwaway
+# PostgreSQL). With --sanitize: the same under AddressSanitizer and
+# UndefinedBehaviorSanitizer, in build-san/.
+# Ends with one line "tests: N passed, M failed" counting Check's checks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash tests/setup-debian.sh
+
+builddir=build
+opts=()
+multiplier=1
+if [ "${1:-}" = "--sanitize" ]; then
+  builddir=build-san
+  opts=(-Db_sanitize=address,undefined -Db_lundef=false)
+  multiplier=4
+fi
+
+if [ -f "$builddir/build.ninja" ]; then
+  meson setup --reconfigure "$builddir" "${opts[@]}" >/dev/null
+else
+  meson setup "$builddir" "${opts[@]}" >/dev/null
+fi
+meson compile -C "$builddir"
+
+status=0
+meson test -C "$builddir" --print-errorlogs --timeout-multiplier "$multiplier" || status=$?
+
+# Check prints "100%: Checks: 12, Failures: 0, Errors: 0" per suite.
+python3 - "$builddir/meson-logs/testlog.json" <<'PY'
+import json, re, sys
+passed = failed = 0
+for line in open(sys.argv[1]):
+    t = json.loads(line)
+    m = re.search(r"Checks: (\d+), Failures: (\d+), Errors: (\d+)", t.get("stdout", ""))
+    if m:
+        total, fails, errors = map(int, m.groups())
+        passed += total - fails - errors
+        failed += fails + errors
+        print(f"  {t['name']:<12} {m.group(0)}")
+    elif t.get("result") != "OK":
+        failed += 1
+        print(f"  {t['name']:<12} {t.get('result')}")
+print(f"tests: {passed} passed, {failed} failed")
+PY
+exit "$status"

@@ -1,0 +1,72 @@
+/*
+ * pgcluster: a throwaway PostgreSQL cluster for integration tests.
+ *
+ * pgc_start() runs initdb into a new directory under $TMPDIR, configures
+ * wal_level=logical on a free loopback port with a private socket
+ * directory, and starts the server (as the `postgres` user when run as
+ * root, since PostgreSQL refuses to run as root). Every cluster started is
+ * stopped and removed at exit, on SIGINT/SIGTERM/SIGALRM/SIGHUP, and a
+ * cluster left behind by a killed test run is removed by the next start.
+ * Forked children (Check runs each test in one) never tear down their
+ * parent's cluster.
+ */
+#ifndef CLEAVE_TESTS_PGCLUSTER_H
+#define CLEAVE_TESTS_PGCLUSTER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <libpq-fe.h>
+
+typedef struct pgc_cluster {
+    char root[256];      /* the temporary directory holding it all */
+    char datadir[300];
+    char sockdir[300];
+    char bindir[256];
+    int port;
+    bool as_postgres;    /* run server commands through runuser */
+} pgc_cluster;
+
+/*
+ * Starts a cluster; `settings` is NULL or a NULL-terminated list of
+ * "name = value" lines added to postgresql.conf. NULL on failure, with the
+ * reason (and the server log's tail) on stderr.
+ */
+pgc_cluster *pgc_start(const char *const *settings);
+/* Stops the server at once and removes its directory. */
+void pgc_stop(pgc_cluster *c);
+
+/* A libpq connection string for dbname as the superuser. Caller frees. */
+char *pgc_dsn(const pgc_cluster *c, const char *dbname);
+/* A connection, or NULL with the reason on stderr. */
+PGconn *pgc_connect(const pgc_cluster *c, const char *dbname);
+
+/* Runs SQL (several statements allowed); false with the error on stderr. */
+bool pgc_exec(const pgc_cluster *c, const char *dbname, const char *sql);
+/* The first column of the first row, or NULL. Caller frees. */
+char *pgc_query_value(const pgc_cluster *c, const char *dbname,
+                      const char *sql);
+/* Polls a boolean query until it answers true or timeout_s passes. */
+bool pgc_wait_until(const pgc_cluster *c, const char *dbname,
+                    const char *sql, double timeout_s);
+
+bool pgc_createdb(const pgc_cluster *c, const char *dbname);
+/*
+ * Runs a file through psql with ON_ERROR_STOP; `vars` is NULL or a
+ * NULL-terminated list of "name=value" psql variables.
+ */
+bool pgc_psql_file(const pgc_cluster *c, const char *dbname,
+                   const char *path, const char *const *vars);
+/*
+ * Creates dbname and loads ../shared/fixtures/shop (schema, then data at
+ * `scale`, 0 for schema only); cross-service foreign keys only when asked.
+ */
+bool pgc_load_shop(const pgc_cluster *c, const char *dbname, int scale,
+                   bool cross_service_fks);
+
+/* The shared fixtures directory (CLEAVE_FIXTURES or beside the source). */
+const char *pgc_fixtures_dir(void);
+/* The source root (CLEAVE_SRCDIR, else "."). */
+const char *pgc_srcdir(void);
+
+#endif
