@@ -12,6 +12,7 @@
 
 #include "config/config.h"
 #include "daemon/log.h"
+#include "daemon/run.h"
 
 enum {
     EXIT_OK = 0,
@@ -40,11 +41,12 @@ typedef struct cli_command {
 } cli_command;
 
 static int cmd_check(const cli_args *args);
+static int cmd_run(const cli_args *args);
 static int cmd_not_yet(const cli_args *args);
 
 static const cli_command commands[] = {
     {"run", "run -c FILE", "the daemon, in the foreground", "c:", true,
-     cmd_not_yet},
+     cmd_run},
     {"status", "status [-c FILE | -s SOCK] [--json | --metrics]",
      "lag and state of a running daemon", "c:s:jm", false, cmd_not_yet},
     {"analyze", "analyze -c FILE [--json]",
@@ -178,6 +180,11 @@ static int cmd_check(const cli_args *args)
     print_summary(c);
     cfg_free(c);
     return EXIT_OK;
+}
+
+static int cmd_run(const cli_args *args)
+{
+    return run_daemon(args->config);
 }
 
 static int cmd_not_yet(const cli_args *args)

@@ -347,6 +347,67 @@ void pgc_stop(pgc_cluster *c)
     free(c);
 }
 
+bool pgc_restart(pgc_cluster *c)
+{
+    char pgctl[300], logpath[400];
+    pg_bin(c, "pg_ctl", pgctl, sizeof pgctl);
+    snprintf(logpath, sizeof logpath, "%s/server.log", c->root);
+    char *argv[] = {pgctl, "-D", c->datadir, "-l", logpath, "-m", "fast", "-w",
+                    "-t", "60", "restart", NULL};
+    bool ok = run(c->as_postgres, argv, "/dev/null") == 0;
+    for (int i = 0; i < MAX_CLUSTERS; i++)
+        if (live[i].c == c)
+            live[i].postmaster = read_postmaster_pid(c);
+    if (!ok)
+        print_log_tail(c);
+    return ok;
+}
+
+int pgc_pgbench_start(const pgc_cluster *c, const char *dbname, int clients,
+                      int transactions, int scale, const char *const *scripts)
+{
+    char pgbench[300], port[16], nclients[16], ntx[16], nscale[16];
+    pg_bin(c, "pgbench", pgbench, sizeof pgbench);
+    snprintf(port, sizeof port, "%d", c->port);
+    snprintf(nclients, sizeof nclients, "%d", clients);
+    snprintf(ntx, sizeof ntx, "%d", transactions);
+    snprintf(nscale, sizeof nscale, "%d", scale);
+    char *argv[64] = {pgbench, "-n", "-h", (char *)c->sockdir, "-p", port,
+                      "-U", "postgres", "-c", nclients, "-j", "2", "-t", ntx,
+                      "-s", nscale, "--random-seed=42"};
+    int n = 17;
+    char files[16][600];
+    for (int i = 0; scripts && scripts[i] && i < 16; i++) {
+        snprintf(files[i], sizeof files[i], "%s/shop/workload/%s",
+                 pgc_fixtures_dir(), scripts[i]);
+        argv[n++] = "-f";
+        argv[n++] = files[i];
+    }
+    argv[n++] = (char *)dbname;
+    argv[n] = NULL;
+    char log[400];
+    snprintf(log, sizeof log, "%s/pgbench.log", c->root);
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        if (fd < 0 || dup2(fd, 1) < 0 || dup2(fd, 2) < 0)
+            _exit(127);
+        execvp(argv[0], argv);
+        _exit(127);
+    }
+    return (int)pid;
+}
+
+bool pgc_pgbench_wait(int pid)
+{
+    int st;
+    while (waitpid((pid_t)pid, &st, 0) < 0)
+        if (errno != EINTR)
+            return false;
+    return WIFEXITED(st) && WEXITSTATUS(st) == 0;
+}
+
 char *pgc_dsn(const pgc_cluster *c, const char *dbname)
 {
     char *dsn = NULL;

@@ -36,6 +36,14 @@ pgc_cluster *pgc_start(const char *const *settings);
 /* Stops the server at once and removes its directory. */
 void pgc_stop(pgc_cluster *c);
 
+/* Restarts the server (fast shutdown), as an outage a client must ride out. */
+bool pgc_restart(pgc_cluster *c);
+/* Runs a pgbench workload of the shop fixtures in the background. */
+int pgc_pgbench_start(const pgc_cluster *c, const char *dbname, int clients,
+                      int transactions, int scale, const char *const *scripts);
+/* Waits for it; true when pgbench succeeded. */
+bool pgc_pgbench_wait(int pid);
+
 /* A libpq connection string for dbname as the superuser. Caller frees. */
 char *pgc_dsn(const pgc_cluster *c, const char *dbname);
 /* A connection, or NULL with the reason on stderr. */

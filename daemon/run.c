@@ -1,0 +1,372 @@
+/*
+ * run: the daemon's event loop.
+ *
+ * One thread reads the slot and routes (stream.c); one worker thread per
+ * sink applies (worker.c). This loop waits on the replication socket, the
+ * workers' wake-up eventfd and a signalfd, and on timers: standby status
+ * updates, heartbeats, reconnects. Signals only set what the loop acts on.
+ */
+#include "daemon/run.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <systemd/sd-daemon.h>
+
+#include "config/config.h"
+#include "daemon/log.h"
+#include "daemon/source.h"
+#include "daemon/spool.h"
+#include "daemon/stream.h"
+#include "daemon/worker.h"
+#include "sinks/pgsink.h"
+
+#define STATUS_INTERVAL_MS 10000   /* standby status update at least this often */
+#define STATUS_MIN_GAP_MS 1000     /* and when flush moved, at most this often */
+#define SOURCE_BACKOFF_MIN_MS 1000
+#define SOURCE_BACKOFF_MAX_MS 60000
+#define QUEUE_BYTES (8u << 20)     /* per sink: bounds memory, gives batching */
+#define FRAMES_PER_TURN 4096       /* then look at signals and timers again */
+
+typedef struct runner {
+    cfg *config;
+    int sigfd, wakefd;
+    source *src;
+    stream *st;
+    sink **sinks;
+    worker **workers;
+    size_t nsinks;
+    bool stopping;
+    bool notified_ready;
+    int64_t next_source_try, source_backoff;
+    int64_t last_status;
+    lsn_t last_flush_sent;
+    int64_t next_heartbeat;
+    uint64_t watchdog_us;
+    int64_t last_watchdog;
+} runner;
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static bool make_dir(const char *path)
+{
+    if (mkdir(path, 0700) == 0 || errno == EEXIST)
+        return true;
+    log_error("event=state_dir_failed path=%s error=\"%s\"", path, strerror(errno));
+    return false;
+}
+
+static int setup_signals(void)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    /* Blocked in every thread (workers inherit the mask): the loop reads them. */
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    return signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+}
+
+static bool start_workers(runner *d)
+{
+    const cfg *c = d->config;
+    d->sinks = calloc(c->n_services ? c->n_services : 1, sizeof *d->sinks);
+    d->workers = calloc(c->n_services ? c->n_services : 1, sizeof *d->workers);
+    if (!d->sinks || !d->workers)
+        return false;
+    for (size_t i = 0; i < c->n_services; i++) {
+        const cfg_service *svc = &c->services[i];
+        if (!svc->target_postgres)
+            continue;
+        sink *s = pgsink_new(c, svc);
+        worker *w = s ? worker_start(s, d->wakefd, QUEUE_BYTES) : NULL;
+        if (!w) {
+            pgsink_free(s);
+            return false;
+        }
+        d->sinks[d->nsinks] = s;
+        d->workers[d->nsinks++] = w;
+    }
+    return true;
+}
+
+/* Lets every sink try its first open, so the stream starts with them. */
+static void await_workers(runner *d)
+{
+    int64_t deadline = now_ms() + 30000;
+    for (;;) {
+        bool starting = false;
+        for (size_t i = 0; i < d->nsinks; i++)
+            starting = starting || worker_get_state(d->workers[i]) == WORKER_STARTING;
+        if (!starting || now_ms() > deadline)
+            return;
+        struct pollfd p = {d->wakefd, POLLIN, 0};
+        if (poll(&p, 1, 200) > 0) {
+            uint64_t v;
+            if (read(d->wakefd, &v, sizeof v) < 0 && errno != EAGAIN)
+                return;
+        }
+    }
+}
+
+static bool make_stream(runner *d, const char *spool_dir)
+{
+    stream_target *targets = calloc(d->nsinks ? d->nsinks : 1, sizeof *targets);
+    if (!targets)
+        return false;
+    for (size_t i = 0; i < d->nsinks; i++)
+        targets[i] = (stream_target){d->workers[i], d->sinks[i]->service};
+    d->st = stream_new(d->config, targets, d->nsinks, spool_dir);
+    free(targets);
+    return d->st != NULL;
+}
+
+static void source_failed(runner *d, const char *err)
+{
+    log_error("event=source_failed error=\"%s\" retry_in=%lldms", err,
+              (long long)d->source_backoff);
+    source_stop(d->src);
+    d->next_source_try = now_ms() + d->source_backoff;
+    d->source_backoff = d->source_backoff * 2 > SOURCE_BACKOFF_MAX_MS
+                            ? SOURCE_BACKOFF_MAX_MS : d->source_backoff * 2;
+}
+
+static void try_start_source(runner *d)
+{
+    char err[1024] = "";
+    if (source_streaming(d->src) || now_ms() < d->next_source_try)
+        return;
+    if (!source_prepare(d->src, err, sizeof err) ||
+        !stream_restart(d->st, source_proto_version(d->src)) ||
+        !source_start(d->src, err, sizeof err)) {
+        source_failed(d, err[0] ? err : "out of memory");
+        return;
+    }
+    d->source_backoff = SOURCE_BACKOFF_MIN_MS;
+    d->last_status = 0;
+    if (!d->notified_ready) {
+        d->notified_ready = true;
+        sd_notify(0, "READY=1\nSTATUS=streaming");
+    }
+}
+
+static void send_status(runner *d, bool force)
+{
+    if (!source_streaming(d->src))
+        return;
+    lsn_t flush = stream_flush_lsn(d->st);
+    int64_t now = now_ms();
+    bool due = now - d->last_status >= STATUS_INTERVAL_MS ||
+               (flush != d->last_flush_sent && now - d->last_status >= STATUS_MIN_GAP_MS);
+    if (!force && !due)
+        return;
+    if (!source_send_status(d->src, stream_received(d->st), flush, false)) {
+        source_failed(d, "cannot send a status update");
+        return;
+    }
+    if (flush != d->last_flush_sent) {
+        char lsn[LSN_STRLEN];
+        log_debug("event=feedback flush_lsn=%s", lsn_format(flush, lsn));
+    }
+    d->last_status = now;
+    d->last_flush_sent = flush;
+}
+
+/* Reads frames until none is ready, the sinks push back, or a turn ends. */
+static void read_frames(runner *d)
+{
+    char err[1024];
+    for (int n = 0; n < FRAMES_PER_TURN && !stream_busy(d->st); n++) {
+        const uint8_t *buf;
+        size_t len;
+        err[0] = '\0';
+        int r = source_read(d->src, &buf, &len, err, sizeof err);
+        if (r == 0)
+            return;
+        bool reply = false;
+        if (r < 0 || !stream_frame(d->st, buf, len, &reply, err, sizeof err)) {
+            source_failed(d, err);
+            return;
+        }
+        if (reply)
+            send_status(d, true);
+    }
+}
+
+static void reload(runner *d)
+{
+    char err[1024];
+    sd_notify(0, "RELOADING=1");
+    cfg *fresh = cfg_load(d->config->path, err, sizeof err);
+    if (!fresh) {
+        log_error("event=reload_failed error=\"%s\" keeping=previous", err);
+    } else {
+        log_set_level((log_level)fresh->log_level);
+        log_info("event=reloaded log_level=%s note=\"other changes take effect "
+                 "at the next start\"", cfg_log_level_name(fresh->log_level));
+        cfg_free(fresh);
+    }
+    sd_notify(0, "READY=1");
+}
+
+static void handle_signals(runner *d)
+{
+    struct signalfd_siginfo si;
+    while (read(d->sigfd, &si, sizeof si) == sizeof si) {
+        if (si.ssi_signo == SIGHUP) {
+            reload(d);
+        } else if (!d->stopping) {
+            log_info("event=stopping signal=%s", strsignal((int)si.ssi_signo));
+            d->stopping = true;
+        }
+    }
+}
+
+static void handle_wake(runner *d)
+{
+    uint64_t v;
+    if (read(d->wakefd, &v, sizeof v) < 0 && errno != EAGAIN)
+        log_warning("event=wake_read_failed error=\"%s\"", strerror(errno));
+    if (stream_needs_restart(d->st) && source_streaming(d->src)) {
+        /* A sink came back: replay the slot from what it holds. */
+        log_info("event=replay reason=\"a sink reopened\"");
+        source_stop(d->src);
+        d->next_source_try = 0;
+    }
+}
+
+static void heartbeat(runner *d)
+{
+    int interval = d->config->source.heartbeat_interval_ms;
+    if (interval <= 0 || now_ms() < d->next_heartbeat)
+        return;
+    char err[1024];
+    d->next_heartbeat = now_ms() + interval;
+    if (!source_heartbeat(d->src, err, sizeof err))
+        log_warning("event=heartbeat_failed error=\"%s\"", err);
+}
+
+static int poll_timeout(const runner *d)
+{
+    int64_t now = now_ms();
+    int64_t t = now + STATUS_MIN_GAP_MS;
+    if (!source_streaming(d->src) && d->next_source_try < t)
+        t = d->next_source_try;
+    if (d->config->source.heartbeat_interval_ms > 0 && d->next_heartbeat < t)
+        t = d->next_heartbeat;
+    if (stream_busy(d->st))
+        t = now + 50;
+    return t <= now ? 0 : (int)(t - now);
+}
+
+static void watchdog(runner *d)
+{
+    if (d->watchdog_us == 0 || now_ms() - d->last_watchdog < (int64_t)(d->watchdog_us / 2000))
+        return;
+    d->last_watchdog = now_ms();
+    sd_notify(0, "WATCHDOG=1");
+}
+
+static void loop(runner *d)
+{
+    char err[1024];
+    while (!d->stopping) {
+        try_start_source(d);
+        struct pollfd p[3] = {{d->sigfd, POLLIN, 0}, {d->wakefd, POLLIN, 0},
+                              {-1, POLLIN, 0}};
+        if (source_streaming(d->src) && !stream_busy(d->st))
+            p[2].fd = source_fd(d->src);
+        if (poll(p, 3, poll_timeout(d)) < 0 && errno != EINTR)
+            break;
+        if (p[0].revents)
+            handle_signals(d);
+        if (p[1].revents)
+            handle_wake(d);
+        if (stream_busy(d->st) && !stream_work(d->st, err, sizeof err))
+            source_failed(d, err);
+        if (source_streaming(d->src) && !stream_busy(d->st))
+            read_frames(d);
+        send_status(d, false);
+        heartbeat(d);
+        watchdog(d);
+    }
+}
+
+/* Lets the sinks finish what they hold, reports it, closes. */
+static void shutdown_all(runner *d)
+{
+    sd_notify(0, "STOPPING=1");
+    if (d->st)
+        stream_restart(d->st, source_proto_version(d->src));
+    for (size_t i = 0; i < d->nsinks; i++)
+        worker_stop(d->workers[i]);
+    if (d->src && source_streaming(d->src)) {
+        lsn_t flush = stream_flush_lsn(d->st);
+        char lsn[LSN_STRLEN];
+        source_send_status(d->src, stream_received(d->st), flush, false);
+        log_info("event=stopped flush_lsn=%s", lsn_format(flush, lsn));
+    }
+    for (size_t i = 0; i < d->nsinks; i++)
+        pgsink_free(d->sinks[i]);
+    stream_free(d->st);
+    source_free(d->src);
+    free(d->sinks);
+    free(d->workers);
+}
+
+int run_daemon(const char *config_path)
+{
+    char err[1024];
+    runner d = {.source_backoff = SOURCE_BACKOFF_MIN_MS};
+    d.config = cfg_load(config_path, err, sizeof err);
+    if (!d.config) {
+        fprintf(stderr, "%s\n", err);
+        return CFG_EXIT_CONFIG;
+    }
+    log_set_level((log_level)d.config->log_level);
+    char *spool_dir = NULL;
+    int rc = 1;
+    d.sigfd = setup_signals();
+    d.wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (d.sigfd < 0 || d.wakefd < 0 || !make_dir(d.config->state_dir) ||
+        asprintf(&spool_dir, "%s/spool", d.config->state_dir) < 0 ||
+        !make_dir(spool_dir))
+        goto out;
+    spool_clean_dir(spool_dir);
+    if (sd_watchdog_enabled(0, &d.watchdog_us) <= 0)
+        d.watchdog_us = 0;
+    log_info("event=starting name=%s services=%zu slot=%s version=%s",
+             d.config->name, d.config->n_services, d.config->source.slot,
+             CLEAVE_VERSION);
+    d.src = source_new(d.config);
+    if (!d.src || !start_workers(&d) || !make_stream(&d, spool_dir))
+        goto out;
+    await_workers(&d);
+    loop(&d);
+    rc = 0;
+out:
+    shutdown_all(&d);
+    free(spool_dir);
+    if (d.sigfd >= 0)
+        close(d.sigfd);
+    if (d.wakefd >= 0)
+        close(d.wakefd);
+    cfg_free(d.config);
+    return rc;
+}

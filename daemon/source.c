@@ -1,0 +1,346 @@
+/* source: control and replication connections; see source.h. */
+#include "daemon/source.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+#include <libpq-fe.h>
+
+#include "daemon/log.h"
+#include "decoder/frame.h"
+#include "decoder/pgoutput.h"
+
+/*
+ * The protocol cleave reads: version 2 brings streamed transactions; the
+ * later versions add two-phase decoding and parallel apply, which cleave
+ * does not ask for.
+ */
+#define SOURCE_PROTO_WANTED 2
+
+struct source {
+    const cfg *config;
+    PGconn *control;
+    PGconn *repl;
+    char *copybuf;           /* the last message handed out */
+    int server_version;
+    int proto;
+};
+
+source *source_new(const cfg *config)
+{
+    source *src = calloc(1, sizeof *src);
+    if (src)
+        src->config = config;
+    return src;
+}
+
+void source_free(source *src)
+{
+    if (!src)
+        return;
+    source_stop(src);
+    PQfinish(src->control);
+    free(src);
+}
+
+static void set_err(char *err, size_t errlen, const char *what, PGconn *conn)
+{
+    const char *msg = conn ? PQerrorMessage(conn) : "out of memory";
+    snprintf(err, errlen, "%s: %.*s", what, (int)strcspn(msg, "\n"), msg);
+}
+
+static PGconn *connect_source(const cfg *config, bool replication)
+{
+    const char *keys[] = {"dbname", "replication", "fallback_application_name",
+                          NULL};
+    const char *vals[] = {config->source.dsn, replication ? "database" : NULL,
+                          "cleave", NULL};
+    if (!replication) {
+        keys[1] = "fallback_application_name";
+        vals[1] = "cleave";
+        keys[2] = NULL;
+    }
+    return PQconnectdbParams(keys, vals, 1);
+}
+
+/* Runs a statement with text parameters; the result or NULL (err set). */
+static PGresult *query(PGconn *conn, const char *sql, int nparams,
+                       const char *const *params, char *err, size_t errlen)
+{
+    PGresult *res = PQexecParams(conn, sql, nparams, NULL, params, NULL, NULL, 0);
+    ExecStatusType st = PQresultStatus(res);
+    if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
+        return res;
+    set_err(err, errlen, sql, conn);
+    PQclear(res);
+    return NULL;
+}
+
+static bool ensure_control(source *src, char *err, size_t errlen)
+{
+    if (src->control && PQstatus(src->control) == CONNECTION_OK)
+        return true;
+    PQfinish(src->control);
+    src->control = connect_source(src->config, false);
+    if (!src->control || PQstatus(src->control) != CONNECTION_OK) {
+        set_err(err, errlen, "cannot connect to the source", src->control);
+        PQfinish(src->control);
+        src->control = NULL;
+        return false;
+    }
+    src->server_version = PQserverVersion(src->control);
+    int best = pgo_proto_for_server(src->server_version);
+    src->proto = best < SOURCE_PROTO_WANTED ? best : SOURCE_PROTO_WANTED;
+    if (src->proto == 0) {
+        snprintf(err, errlen, "the source runs PostgreSQL %d, which has no "
+                 "pgoutput; 10 or later is needed", src->server_version / 10000);
+        return false;
+    }
+    return true;
+}
+
+int source_proto_version(const source *src)
+{
+    return src->proto;
+}
+
+/* "s1"."t1", "s2"."t2", ... for every owned table; NULL on error. */
+static char *table_list(PGconn *conn, const cfg *config)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&buf, &len);
+    bool ok = out != NULL;
+    const char *sep = "";
+    for (size_t i = 0; ok && i < config->n_services; i++) {
+        const cfg_service *svc = &config->services[i];
+        for (size_t j = 0; ok && j < svc->n_owned; j++) {
+            const cfg_table *t = &svc->owned[j];
+            char *s = PQescapeIdentifier(conn, t->schema, strlen(t->schema));
+            char *n = PQescapeIdentifier(conn, t->name, strlen(t->name));
+            ok = s && n;
+            if (ok)
+                fprintf(out, "%s%s.%s", sep, s, n);
+            sep = ", ";
+            PQfreemem(s);
+            PQfreemem(n);
+        }
+    }
+    if (out)
+        fclose(out);
+    if (!ok) {
+        free(buf);
+        return NULL;
+    }
+    return buf;
+}
+
+static bool ensure_publication(source *src, char *err, size_t errlen)
+{
+    const char *pub = src->config->source.publication;
+    PGresult *res = query(src->control,
+                          "SELECT 1 FROM pg_publication WHERE pubname = $1", 1,
+                          &pub, err, errlen);
+    if (!res)
+        return false;
+    bool exists = PQntuples(res) > 0;
+    PQclear(res);
+    if (exists)
+        return true;
+    char *ident = PQescapeIdentifier(src->control, pub, strlen(pub));
+    char *tables = table_list(src->control, src->config);
+    char *sql = NULL;
+    bool ok = ident && tables &&
+              asprintf(&sql, "CREATE PUBLICATION %s FOR TABLE %s", ident,
+                       tables) >= 0;
+    PQfreemem(ident);
+    free(tables);
+    res = ok ? query(src->control, sql, 0, NULL, err, errlen) : NULL;
+    free(sql);
+    if (!res)
+        return false;
+    PQclear(res);
+    log_info("event=publication_created publication=%s", pub);
+    return true;
+}
+
+static bool ensure_slot(source *src, char *err, size_t errlen)
+{
+    const char *params[] = {src->config->source.slot};
+    PGresult *res = query(src->control,
+                          "SELECT plugin, database = current_database() "
+                          "FROM pg_replication_slots WHERE slot_name = $1",
+                          1, params, err, errlen);
+    if (!res)
+        return false;
+    if (PQntuples(res) > 0) {
+        bool ok = strcmp(PQgetvalue(res, 0, 0), "pgoutput") == 0 &&
+                  strcmp(PQgetvalue(res, 0, 1), "t") == 0;
+        if (!ok)
+            snprintf(err, errlen, "slot %s exists but is not a pgoutput slot "
+                     "of this database (plugin %s)", params[0],
+                     PQgetvalue(res, 0, 0));
+        PQclear(res);
+        return ok;
+    }
+    PQclear(res);
+    log_info("event=slot_creating slot=%s", params[0]);
+    res = query(src->control,
+                "SELECT lsn FROM pg_create_logical_replication_slot($1, "
+                "'pgoutput')",
+                1, params, err, errlen);
+    if (!res)
+        return false;
+    log_info("event=slot_created slot=%s consistent_lsn=%s", params[0],
+             PQgetvalue(res, 0, 0));
+    PQclear(res);
+    return true;
+}
+
+bool source_prepare(source *src, char *err, size_t errlen)
+{
+    return ensure_control(src, err, errlen) &&
+           ensure_publication(src, err, errlen) && ensure_slot(src, err, errlen);
+}
+
+static char *start_command(source *src)
+{
+    PGconn *c = src->repl;
+    const cfg *config = src->config;
+    char *slot = PQescapeIdentifier(c, config->source.slot,
+                                    strlen(config->source.slot));
+    char *pub = PQescapeIdentifier(c, config->source.publication,
+                                   strlen(config->source.publication));
+    char *publit = pub ? PQescapeLiteral(c, pub, strlen(pub)) : NULL;
+    char *cmd = NULL;
+    if (slot && publit &&
+        asprintf(&cmd,
+                 "START_REPLICATION SLOT %s LOGICAL 0/0 (proto_version '%d', "
+                 "publication_names %s%s, messages 'true')",
+                 slot, src->proto, publit,
+                 src->proto >= 2 ? ", streaming 'on'" : "") < 0)
+        cmd = NULL;
+    PQfreemem(slot);
+    PQfreemem(pub);
+    PQfreemem(publit);
+    return cmd;
+}
+
+bool source_start(source *src, char *err, size_t errlen)
+{
+    source_stop(src);
+    if (!ensure_control(src, err, errlen))
+        return false;
+    src->repl = connect_source(src->config, true);
+    if (!src->repl || PQstatus(src->repl) != CONNECTION_OK) {
+        set_err(err, errlen, "cannot open the replication connection", src->repl);
+        source_stop(src);
+        return false;
+    }
+    char *cmd = start_command(src);
+    PGresult *res = cmd ? PQexec(src->repl, cmd) : NULL;
+    bool ok = PQresultStatus(res) == PGRES_COPY_BOTH;
+    if (!ok)
+        set_err(err, errlen, "START_REPLICATION", src->repl);
+    PQclear(res);
+    free(cmd);
+    if (!ok) {
+        source_stop(src);
+        return false;
+    }
+    log_info("event=streaming slot=%s publication=%s proto_version=%d "
+             "server_version=%d",
+             src->config->source.slot, src->config->source.publication,
+             src->proto, src->server_version);
+    return true;
+}
+
+void source_stop(source *src)
+{
+    PQfreemem(src->copybuf);
+    src->copybuf = NULL;
+    PQfinish(src->repl);
+    src->repl = NULL;
+}
+
+bool source_streaming(const source *src)
+{
+    return src->repl != NULL;
+}
+
+int source_fd(const source *src)
+{
+    return src->repl ? PQsocket(src->repl) : -1;
+}
+
+int source_read(source *src, const uint8_t **buf, size_t *len, char *err,
+                size_t errlen)
+{
+    PQfreemem(src->copybuf);
+    src->copybuf = NULL;
+    if (!src->repl)
+        return -1;
+    int n = PQgetCopyData(src->repl, &src->copybuf, 1);
+    if (n == 0) {
+        if (!PQconsumeInput(src->repl)) {
+            set_err(err, errlen, "replication connection lost", src->repl);
+            return -1;
+        }
+        n = PQgetCopyData(src->repl, &src->copybuf, 1);
+    }
+    if (n > 0) {
+        *buf = (const uint8_t *)src->copybuf;
+        *len = (size_t)n;
+        return 1;
+    }
+    if (n == 0)
+        return 0;
+    if (n == -1) {
+        PGresult *res = PQgetResult(src->repl);
+        set_err(err, errlen, "the server ended the replication stream",
+                src->repl);
+        PQclear(res);
+    } else {
+        set_err(err, errlen, "replication connection lost", src->repl);
+    }
+    return -1;
+}
+
+static int64_t now_pg_us(void)
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return frame_pgtime_from_unix_us((int64_t)tv.tv_sec * 1000000 + tv.tv_usec);
+}
+
+bool source_send_status(source *src, lsn_t written, lsn_t flushed,
+                        bool reply_requested)
+{
+    if (!src->repl)
+        return false;
+    uint8_t msg[FRAME_STATUS_LEN];
+    frame_encode_status(msg, written, flushed, flushed, now_pg_us(),
+                        reply_requested);
+    return PQputCopyData(src->repl, (const char *)msg, sizeof msg) == 1 &&
+           PQflush(src->repl) == 0;
+}
+
+bool source_heartbeat(source *src, char *err, size_t errlen)
+{
+    if (!ensure_control(src, err, errlen))
+        return false;
+    PGresult *res = query(src->control,
+                          "SELECT pg_logical_emit_message(false, "
+                          "'cleave_heartbeat', '')",
+                          0, NULL, err, errlen);
+    if (!res) {
+        /* A broken control connection is reopened on the next beat. */
+        PQfinish(src->control);
+        src->control = NULL;
+        return false;
+    }
+    PQclear(res);
+    return true;
+}

@@ -1,0 +1,52 @@
+/*
+ * source: cleave's two connections to the shared database.
+ *
+ * The control connection (a normal one) creates the publication and the
+ * slot when missing, tells the server's version, and writes heartbeats.
+ * The replication connection streams the slot (START_REPLICATION ...
+ * LOGICAL with pgoutput) and carries standby status updates back.
+ */
+#ifndef CLEAVE_DAEMON_SOURCE_H
+#define CLEAVE_DAEMON_SOURCE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config/config.h"
+#include "decoder/lsn.h"
+
+typedef struct source source;
+
+source *source_new(const cfg *config);
+void source_free(source *src);
+
+/*
+ * Connects the control connection if needed, then makes sure the
+ * publication (FOR TABLE every owned table) and the slot exist.
+ */
+bool source_prepare(source *src, char *err, size_t errlen);
+/* The protocol version agreed with this server (after prepare). */
+int source_proto_version(const source *src);
+
+/* Opens the replication connection and starts streaming the slot. */
+bool source_start(source *src, char *err, size_t errlen);
+/* Closes the replication connection (if open). */
+void source_stop(source *src);
+bool source_streaming(const source *src);
+int source_fd(const source *src);
+
+/*
+ * The next CopyData message: 1 with buf and len set (valid until the next
+ * call), 0 when none is ready, -1 when the stream ended or failed (err).
+ */
+int source_read(source *src, const uint8_t **buf, size_t *len, char *err,
+                size_t errlen);
+/* Sends a standby status update. */
+bool source_send_status(source *src, lsn_t written, lsn_t flushed,
+                        bool reply_requested);
+
+/* Writes a non-transactional logical message so the slot can move. */
+bool source_heartbeat(source *src, char *err, size_t errlen);
+
+#endif

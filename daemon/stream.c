@@ -1,0 +1,682 @@
+/*
+ * stream: decoding, routing, spooling and flush accounting; see stream.h.
+ */
+#include "daemon/stream.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "daemon/log.h"
+#include "daemon/spool.h"
+#include "decoder/frame.h"
+#include "decoder/pgoutput.h"
+#include "sinks/sink.h"
+
+/* Origins cleave applies under start with this: their changes came from us. */
+#define CLEAVE_ORIGIN_PREFIX "cleave_"
+
+typedef struct target {
+    worker *w;
+    const cfg_service *service;
+    int service_index;
+    unsigned generation;     /* the worker's, when the stream took it on */
+    bool accepting;
+    bool in_txn;             /* BEGIN sent for the transaction being read */
+    lsn_t routed_end;        /* end LSN of the last COMMIT sent */
+} target;
+
+/* What the stream knows of a relation: its snapshot and its owner. */
+typedef struct relinfo {
+    uint32_t oid;
+    sink_rel *rel;           /* NULL: free slot */
+    int service;             /* index in config->services, -1 for nobody */
+    bool warned;
+} relinfo;
+
+typedef struct streamed {
+    spool *sp;
+    bool skip;               /* carries a cleave origin */
+} streamed;
+
+typedef struct held {
+    int target;
+    sink_event *ev;
+} held;
+
+struct stream {
+    const cfg *config;
+    char *spool_dir;
+    pgo_decoder *dec;
+    int proto;
+    target *t;
+    size_t nt;
+    relinfo *rels;           /* open addressing on oid */
+    size_t rels_cap, rels_n;
+    uint64_t rel_version;
+    /* The source transaction being read (or replayed). */
+    bool in_txn, skip_txn;
+    uint32_t xid;
+    lsn_t commit_lsn;
+    int64_t commit_time;     /* Unix µs */
+    /* Streamed transactions, and the one whose block is being read. */
+    streamed *streams;
+    size_t nstreams, streams_cap;
+    streamed *cur;
+    /* A committed streamed transaction being replayed into the sinks. */
+    spool *replay;
+    lsn_t replay_end;
+    int64_t replay_time;
+    /* Events waiting for queue room, in order. */
+    held *fifo;
+    size_t fifo_head, fifo_n, fifo_cap;
+    lsn_t received;
+    uint64_t txns, txns_skipped;
+};
+
+/* ---- relations -------------------------------------------------------- */
+
+static relinfo *rel_slot(stream *st, uint32_t oid)
+{
+    size_t mask = st->rels_cap - 1;
+    size_t i = (oid * 2654435761u) & mask;
+    while (st->rels[i].rel && st->rels[i].oid != oid)
+        i = (i + 1) & mask;
+    return &st->rels[i];
+}
+
+static relinfo *rel_get(stream *st, uint32_t oid)
+{
+    if (st->rels_cap == 0)
+        return NULL;
+    relinfo *ri = rel_slot(st, oid);
+    return ri->rel ? ri : NULL;
+}
+
+static bool rel_grow(stream *st)
+{
+    size_t ncap = st->rels_cap ? st->rels_cap * 2 : 64;
+    relinfo *old = st->rels;
+    size_t ocap = st->rels_cap;
+    st->rels = calloc(ncap, sizeof *st->rels);
+    if (!st->rels) {
+        st->rels = old;
+        return false;
+    }
+    st->rels_cap = ncap;
+    for (size_t i = 0; i < ocap; i++)
+        if (old[i].rel)
+            *rel_slot(st, old[i].oid) = old[i];
+    free(old);
+    return true;
+}
+
+static void rel_clear(stream *st)
+{
+    for (size_t i = 0; i < st->rels_cap; i++)
+        sink_rel_unref(st->rels[i].rel);
+    memset(st->rels, 0, st->rels_cap * sizeof *st->rels);
+    st->rels_n = 0;
+}
+
+static int owner_of(const stream *st, const pgo_relation *rel)
+{
+    const cfg_service *svc = cfg_owner(st->config, rel->nspname, rel->relname);
+    return svc ? (int)(svc - st->config->services) : -1;
+}
+
+static bool rel_update(stream *st, const pgo_relation *rel)
+{
+    if ((st->rels_n + 1) * 2 > st->rels_cap && !rel_grow(st))
+        return false;
+    sink_rel *snap = sink_rel_from_pgo(rel, ++st->rel_version);
+    if (!snap)
+        return false;
+    relinfo *ri = rel_slot(st, rel->oid);
+    if (ri->rel)
+        sink_rel_unref(ri->rel);
+    else
+        st->rels_n++;
+    *ri = (relinfo){.oid = rel->oid, .rel = snap, .service = owner_of(st, rel)};
+    return true;
+}
+
+/* ---- sending to workers ----------------------------------------------- */
+
+static bool fifo_push(stream *st, int ti, sink_event *ev)
+{
+    if (st->fifo_n == st->fifo_cap) {
+        size_t ncap = st->fifo_cap ? st->fifo_cap * 2 : 16;
+        held *n = malloc(ncap * sizeof *n);
+        if (!n)
+            return false;
+        for (size_t i = 0; i < st->fifo_n; i++)
+            n[i] = st->fifo[(st->fifo_head + i) % st->fifo_cap];
+        free(st->fifo);
+        st->fifo = n;
+        st->fifo_cap = ncap;
+        st->fifo_head = 0;
+    }
+    st->fifo[(st->fifo_head + st->fifo_n++) % st->fifo_cap] = (held){ti, ev};
+    return true;
+}
+
+/* Hands an event to a target's worker, or queues it behind earlier ones. */
+static bool send_event(stream *st, int ti, sink_event *ev)
+{
+    target *t = &st->t[ti];
+    if (!ev)
+        return false;
+    if (st->fifo_n == 0 && worker_push(t->w, t->generation, ev))
+        return true;
+    if (fifo_push(st, ti, ev))
+        return true;
+    sink_event_free(ev);
+    return false;
+}
+
+static bool fifo_drain(stream *st)
+{
+    while (st->fifo_n > 0) {
+        held *h = &st->fifo[st->fifo_head];
+        target *t = &st->t[h->target];
+        if (!worker_push(t->w, t->generation, h->ev))
+            return false;
+        st->fifo_head = (st->fifo_head + 1) % st->fifo_cap;
+        st->fifo_n--;
+    }
+    return true;
+}
+
+static void fifo_drop(stream *st)
+{
+    for (; st->fifo_n > 0; st->fifo_n--) {
+        sink_event_free(st->fifo[st->fifo_head].ev);
+        st->fifo_head = (st->fifo_head + 1) % st->fifo_cap;
+    }
+    st->fifo_head = 0;
+}
+
+/* Opens the transaction on a target at its first change. */
+static bool begin_on(stream *st, int ti)
+{
+    target *t = &st->t[ti];
+    if (t->in_txn)
+        return true;
+    t->in_txn = true;
+    return send_event(st, ti, sink_event_txn(SINK_BEGIN, st->xid, st->commit_lsn,
+                                             0, st->commit_time));
+}
+
+/* ---- transactions ----------------------------------------------------- */
+
+static void txn_begin(stream *st, uint32_t xid, lsn_t commit_lsn,
+                      int64_t pg_time, bool skip)
+{
+    st->in_txn = true;
+    st->skip_txn = skip;
+    st->xid = xid;
+    st->commit_lsn = commit_lsn;
+    st->commit_time = frame_pgtime_to_unix_us(pg_time);
+}
+
+static bool txn_commit(stream *st, lsn_t end_lsn, int64_t pg_time)
+{
+    bool ok = true;
+    int64_t when = frame_pgtime_to_unix_us(pg_time);
+    for (size_t i = 0; i < st->nt; i++) {
+        target *t = &st->t[i];
+        if (!t->in_txn)
+            continue;
+        t->in_txn = false;
+        t->routed_end = end_lsn;
+        ok = send_event(st, (int)i, sink_event_txn(SINK_COMMIT, st->xid,
+                                                   st->commit_lsn, end_lsn,
+                                                   when)) && ok;
+    }
+    st->txns++;
+    st->txns_skipped += st->skip_txn;
+    st->in_txn = false;
+    st->skip_txn = false;
+    if (end_lsn > st->received)
+        st->received = end_lsn;
+    return ok;
+}
+
+static bool is_cleave_origin(const char *name)
+{
+    return strncmp(name, CLEAVE_ORIGIN_PREFIX, strlen(CLEAVE_ORIGIN_PREFIX)) == 0;
+}
+
+/* The owner of a change's table, or -1 (said once per relation). */
+static int route_of(stream *st, uint32_t oid)
+{
+    relinfo *ri = rel_get(st, oid);
+    if (!ri)
+        return -1;
+    if (ri->service < 0 && !ri->warned) {
+        ri->warned = true;
+        log_error("event=unowned_table table=%s.%s error=\"a change to a table "
+                  "no service owns: it should not be in the publication\"",
+                  ri->rel->schema, ri->rel->name);
+    }
+    return ri->service;
+}
+
+static bool route_change(stream *st, const pgo_msg *m)
+{
+    if (!st->in_txn || st->skip_txn)
+        return true;
+    int svc = route_of(st, m->change.rel->oid);
+    if (svc < 0)
+        return true;
+    sink_op op = m->kind == PGO_INSERT ? SINK_INSERT
+               : m->kind == PGO_UPDATE ? SINK_UPDATE : SINK_DELETE;
+    sink_rel *rel = rel_get(st, m->change.rel->oid)->rel;
+    bool ok = true;
+    for (size_t i = 0; i < st->nt && ok; i++) {
+        if (st->t[i].service_index != svc || !st->t[i].accepting)
+            continue;
+        sink_event *ev = sink_event_change(
+            op, rel, st->commit_lsn, m->change.old_kind,
+            m->change.old_kind ? &m->change.old_tuple : NULL,
+            m->kind == PGO_DELETE ? NULL : &m->change.new_tuple);
+        if (!ev || !begin_on(st, (int)i)) {
+            sink_event_free(ev);
+            return false;
+        }
+        ok = send_event(st, (int)i, ev);
+    }
+    return ok;
+}
+
+static bool route_truncate(stream *st, const pgo_msg *m)
+{
+    if (!st->in_txn || st->skip_txn)
+        return true;
+    uint32_t n = m->truncate.nrels;
+    sink_rel **rels = malloc((n ? n : 1) * sizeof *rels);
+    if (!rels)
+        return false;
+    bool ok = true;
+    for (size_t i = 0; i < st->nt && ok; i++) {
+        if (!st->t[i].accepting)
+            continue;
+        uint32_t k = 0;
+        for (uint32_t j = 0; j < n; j++)
+            if (route_of(st, m->truncate.rels[j]->oid) == st->t[i].service_index)
+                rels[k++] = rel_get(st, m->truncate.rels[j]->oid)->rel;
+        if (k > 0)
+            ok = begin_on(st, (int)i) &&
+                 send_event(st, (int)i, sink_event_truncate(
+                     st->commit_lsn, m->truncate.options, rels, k));
+    }
+    free(rels);
+    return ok;
+}
+
+/* ---- streamed transactions -------------------------------------------- */
+
+static streamed *streamed_get(stream *st, uint32_t xid)
+{
+    for (size_t i = 0; i < st->nstreams; i++)
+        if (spool_xid(st->streams[i].sp) == xid)
+            return &st->streams[i];
+    return NULL;
+}
+
+static void streamed_drop(stream *st, streamed *s)
+{
+    spool_discard(s->sp);
+    *s = st->streams[--st->nstreams];
+}
+
+static bool stream_start_block(stream *st, const pgo_msg *m, char *err,
+                               size_t errlen)
+{
+    streamed *s = streamed_get(st, m->xid);
+    if (s && m->stream_start.first_segment)
+        streamed_drop(st, s), s = NULL;
+    if (!s) {
+        if (st->nstreams == st->streams_cap) {
+            size_t ncap = st->streams_cap ? st->streams_cap * 2 : 4;
+            streamed *n = realloc(st->streams, ncap * sizeof *n);
+            if (!n)
+                return false;
+            st->streams = n;
+            st->streams_cap = ncap;
+        }
+        spool *sp = spool_open(st->spool_dir, m->xid, err, errlen);
+        if (!sp)
+            return false;
+        s = &st->streams[st->nstreams++];
+        *s = (streamed){.sp = sp};
+    }
+    st->cur = s;
+    return true;
+}
+
+static bool stream_abort(stream *st, const pgo_msg *m)
+{
+    streamed *s = streamed_get(st, m->xid);
+    if (!s)
+        return true;
+    if (m->stream_abort.subxid == m->xid || m->stream_abort.subxid == 0) {
+        streamed_drop(st, s);
+        return true;
+    }
+    return spool_abort_sub(s->sp, m->stream_abort.subxid);
+}
+
+/* Starts replaying a committed streamed transaction into the sinks. */
+static bool stream_commit(stream *st, const pgo_msg *m, char *err,
+                          size_t errlen)
+{
+    streamed *s = streamed_get(st, m->xid);
+    if (!s) {
+        snprintf(err, errlen, "Stream Commit for transaction %u, which was "
+                 "never streamed", m->xid);
+        return false;
+    }
+    txn_begin(st, m->xid, m->commit.commit_lsn, m->commit.commit_time, s->skip);
+    st->replay = s->sp;
+    st->replay_end = m->commit.end_lsn;
+    st->replay_time = m->commit.commit_time;
+    s->sp = NULL;
+    *s = st->streams[--st->nstreams];
+    /* The spooled messages carry xids: read them as inside a block. */
+    uint8_t start[6] = {'S', (uint8_t)(m->xid >> 24), (uint8_t)(m->xid >> 16),
+                        (uint8_t)(m->xid >> 8), (uint8_t)m->xid, 0};
+    pgo_msg ignored;
+    rb_error e;
+    if (!spool_rewind(st->replay) ||
+        !pgo_decode(st->dec, start, sizeof start, &ignored, &e)) {
+        snprintf(err, errlen, "cannot replay streamed transaction %u", m->xid);
+        return false;
+    }
+    return true;
+}
+
+/* ---- messages --------------------------------------------------------- */
+
+static bool check_two_phase(const pgo_msg *m, char *err, size_t errlen)
+{
+    snprintf(err, errlen, "unexpected %s message: cleave does not ask for "
+             "two-phase decoding", pgo_kind_name(m->kind));
+    return false;
+}
+
+/* A message inside a streamed block: keep it for the commit. */
+static bool spool_message(stream *st, const pgo_msg *m, const uint8_t *buf,
+                          size_t len)
+{
+    if (m->kind == PGO_ORIGIN) {
+        st->cur->skip = is_cleave_origin(m->origin.name);
+        return true;
+    }
+    if (m->kind == PGO_MESSAGE)
+        return true;
+    return spool_append(st->cur->sp, m->xid, buf, len);
+}
+
+static bool handle_change_msg(stream *st, const pgo_msg *m)
+{
+    switch (m->kind) {
+    case PGO_RELATION:
+        return rel_update(st, m->relation);
+    case PGO_INSERT:
+    case PGO_UPDATE:
+    case PGO_DELETE:
+        return route_change(st, m);
+    case PGO_TRUNCATE:
+        return route_truncate(st, m);
+    default:
+        return true;
+    }
+}
+
+static bool handle_msg(stream *st, const pgo_msg *m, const uint8_t *buf,
+                       size_t len, char *err, size_t errlen)
+{
+    if (m->kind == PGO_RELATION && !rel_update(st, m->relation))
+        return false;
+    if (st->cur && m->kind != PGO_STREAM_STOP)
+        return spool_message(st, m, buf, len);
+    switch (m->kind) {
+    case PGO_BEGIN:
+        txn_begin(st, m->xid, m->begin.final_lsn, m->begin.commit_time, false);
+        return true;
+    case PGO_ORIGIN:
+        st->skip_txn = st->skip_txn || is_cleave_origin(m->origin.name);
+        return true;
+    case PGO_COMMIT:
+        return txn_commit(st, m->commit.end_lsn, m->commit.commit_time);
+    case PGO_STREAM_START:
+        return stream_start_block(st, m, err, errlen);
+    case PGO_STREAM_STOP:
+        st->cur = NULL;
+        return true;
+    case PGO_STREAM_COMMIT:
+        return stream_commit(st, m, err, errlen);
+    case PGO_STREAM_ABORT:
+        return stream_abort(st, m);
+    case PGO_BEGIN_PREPARE:
+    case PGO_PREPARE:
+    case PGO_COMMIT_PREPARED:
+    case PGO_ROLLBACK_PREPARED:
+    case PGO_STREAM_PREPARE:
+        return check_two_phase(m, err, errlen);
+    case PGO_RELATION:
+        return true;
+    default:
+        return handle_change_msg(st, m);
+    }
+}
+
+/* One spooled message of the transaction being replayed. */
+static bool replay_one(stream *st, const uint8_t *buf, size_t len, char *err,
+                       size_t errlen)
+{
+    pgo_msg m;
+    rb_error e;
+    if (!pgo_decode(st->dec, buf, len, &m, &e)) {
+        snprintf(err, errlen, "replaying transaction %u: offset %zu: %s",
+                 st->xid, e.offset, e.msg);
+        return false;
+    }
+    if (!handle_change_msg(st, &m)) {
+        snprintf(err, errlen, "replaying transaction %u: out of memory", st->xid);
+        return false;
+    }
+    return true;
+}
+
+static bool replay_finish(stream *st, char *err, size_t errlen)
+{
+    const uint8_t stop[1] = {'E'};
+    pgo_msg ignored;
+    rb_error e;
+    spool_discard(st->replay);
+    st->replay = NULL;
+    if (!pgo_decode(st->dec, stop, 1, &ignored, &e)) {
+        snprintf(err, errlen, "ending replay: %s", e.msg);
+        return false;
+    }
+    return txn_commit(st, st->replay_end, st->replay_time);
+}
+
+bool stream_work(stream *st, char *err, size_t errlen)
+{
+    while (fifo_drain(st) && st->replay) {
+        const uint8_t *msg;
+        size_t len;
+        int r = spool_next(st->replay, &msg, &len);
+        if (r < 0) {
+            snprintf(err, errlen, "reading the spool of transaction %u", st->xid);
+            return false;
+        }
+        if (r == 0)
+            return replay_finish(st, err, errlen);
+        if (!replay_one(st, msg, len, err, errlen))
+            return false;
+    }
+    return true;
+}
+
+bool stream_frame(stream *st, const uint8_t *buf, size_t len,
+                  bool *reply_requested, char *err, size_t errlen)
+{
+    frame fr;
+    rb_error e;
+    *reply_requested = false;
+    if (!frame_decode(buf, len, &fr, &e)) {
+        snprintf(err, errlen, "bad frame at offset %zu: %s", e.offset, e.msg);
+        return false;
+    }
+    lsn_t seen = fr.wal_start > fr.wal_end ? fr.wal_start : fr.wal_end;
+    if (seen > st->received)
+        st->received = seen;
+    if (fr.kind == FRAME_KEEPALIVE) {
+        *reply_requested = fr.reply_requested;
+        return true;
+    }
+    pgo_msg m;
+    if (!pgo_decode(st->dec, fr.data, fr.data_len, &m, &e)) {
+        snprintf(err, errlen, "bad pgoutput message at offset %zu: %s",
+                 e.offset, e.msg);
+        return false;
+    }
+    if (handle_msg(st, &m, fr.data, fr.data_len, err, errlen))
+        return true;
+    if (!err[0])
+        snprintf(err, errlen, "out of memory routing a %s message",
+                 pgo_kind_name(m.kind));
+    return false;
+}
+
+bool stream_busy(const stream *st)
+{
+    return st->fifo_n > 0 || st->replay != NULL;
+}
+
+/* ---- restarts and positions ------------------------------------------- */
+
+bool stream_restart(stream *st, int proto_version)
+{
+    fifo_drop(st);
+    for (size_t i = 0; i < st->nt; i++) {
+        target *t = &st->t[i];
+        if (t->in_txn && t->accepting)
+            worker_push(t->w, t->generation,
+                        sink_event_txn(SINK_ROLLBACK, 0, 0, 0, 0));
+        t->in_txn = false;
+        t->accepting = worker_get_state(t->w) == WORKER_READY;
+        t->generation = worker_generation(t->w);
+    }
+    while (st->nstreams > 0)
+        streamed_drop(st, &st->streams[0]);
+    spool_discard(st->replay);
+    st->replay = NULL;
+    st->cur = NULL;
+    st->in_txn = st->skip_txn = false;
+    rel_clear(st);
+    if (!st->dec || st->proto != proto_version) {
+        pgo_free(st->dec);
+        st->proto = proto_version;
+        st->dec = pgo_new(&(pgo_options){.proto_version = proto_version});
+    } else {
+        pgo_reset(st->dec);
+    }
+    return st->dec != NULL;
+}
+
+bool stream_needs_restart(stream *st)
+{
+    bool restart = false;
+    for (size_t i = 0; i < st->nt; i++) {
+        target *t = &st->t[i];
+        /*
+         * A worker that failed and reopened since the stream took it on
+         * has a new generation: it missed events and needs the replay even
+         * if it looks ready now.
+         */
+        if (t->accepting && (worker_get_state(t->w) != WORKER_READY ||
+                             worker_generation(t->w) != t->generation))
+            t->accepting = false;
+        if (!t->accepting && worker_get_state(t->w) == WORKER_READY)
+            restart = true;
+    }
+    return restart;
+}
+
+lsn_t stream_received(const stream *st)
+{
+    return st->received;
+}
+
+lsn_t stream_flush_lsn(const stream *st)
+{
+    lsn_t flush = st->received;
+    for (size_t i = 0; i < st->nt; i++) {
+        const target *t = &st->t[i];
+        lsn_t durable = worker_durable(t->w);
+        bool pending = !t->accepting || durable < t->routed_end;
+        if (pending && durable < flush)
+            flush = durable;
+    }
+    return flush;
+}
+
+uint64_t stream_txns(const stream *st)
+{
+    return st->txns;
+}
+
+uint64_t stream_txns_skipped(const stream *st)
+{
+    return st->txns_skipped;
+}
+
+/* ---- life ------------------------------------------------------------- */
+
+stream *stream_new(const cfg *config, const stream_target *targets,
+                   size_t ntargets, const char *spool_dir)
+{
+    stream *st = calloc(1, sizeof *st);
+    if (!st)
+        return NULL;
+    st->config = config;
+    st->spool_dir = strdup(spool_dir);
+    st->t = calloc(ntargets ? ntargets : 1, sizeof *st->t);
+    if (!st->spool_dir || !st->t || !rel_grow(st)) {
+        stream_free(st);
+        return NULL;
+    }
+    st->nt = ntargets;
+    for (size_t i = 0; i < ntargets; i++)
+        st->t[i] = (target){
+            .w = targets[i].worker,
+            .service = targets[i].service,
+            .service_index = (int)(targets[i].service - config->services),
+        };
+    return st;
+}
+
+void stream_free(stream *st)
+{
+    if (!st)
+        return;
+    fifo_drop(st);
+    free(st->fifo);
+    while (st->nstreams > 0)
+        streamed_drop(st, &st->streams[0]);
+    free(st->streams);
+    spool_discard(st->replay);
+    if (st->rels)
+        rel_clear(st);
+    free(st->rels);
+    pgo_free(st->dec);
+    free(st->t);
+    free(st->spool_dir);
+    free(st);
+}

@@ -1,0 +1,68 @@
+/*
+ * stream: from the slot's frames to each service's sinks.
+ *
+ * Decodes every frame, keeps the source transaction being read, routes
+ * each change to the workers of the service owning its table (BEGIN only
+ * to those that get a change), spools streamed transactions until they
+ * commit and replays them then, skips transactions that carry a cleave
+ * replication origin (loop prevention), and works out the flush LSN to
+ * report: everything received, except what a sink does not hold yet.
+ *
+ * Backpressure: when a worker's queue is full the event waits in a small
+ * FIFO and the stream is "busy": the caller stops reading frames and calls
+ * stream_work() when a worker has made room.
+ */
+#ifndef CLEAVE_DAEMON_STREAM_H
+#define CLEAVE_DAEMON_STREAM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config/config.h"
+#include "daemon/worker.h"
+#include "decoder/lsn.h"
+
+typedef struct stream stream;
+
+typedef struct stream_target {
+    worker *worker;
+    const cfg_service *service;
+} stream_target;
+
+/* The targets array is copied; spool_dir holds streamed transactions. */
+stream *stream_new(const cfg *config, const stream_target *targets,
+                   size_t ntargets, const char *spool_dir);
+void stream_free(stream *st);
+
+/*
+ * Before the source (re)starts: rolls back sinks in the middle of a
+ * transaction, forgets spools, waiting events and the relation cache, and
+ * takes every ready worker on from here. `proto_version` is the one the
+ * source agreed.
+ */
+bool stream_restart(stream *st, int proto_version);
+
+/* Handles one CopyData message; false with err when the stream is bad. */
+bool stream_frame(stream *st, const uint8_t *buf, size_t len,
+                  bool *reply_requested, char *err, size_t errlen);
+/* Waiting events or a replay in progress: read no frames. */
+bool stream_busy(const stream *st);
+/* Moves waiting events and a replay on as far as queues allow. */
+bool stream_work(stream *st, char *err, size_t errlen);
+
+/*
+ * Notices workers that failed (they get nothing more until the restart)
+ * and says whether one came back and needs the stream replayed.
+ */
+bool stream_needs_restart(stream *st);
+
+/* The highest position received from the server. */
+lsn_t stream_received(const stream *st);
+/* What every sink holds durably: the flush LSN for the server. */
+lsn_t stream_flush_lsn(const stream *st);
+/* Source transactions read, skipped by loop prevention. */
+uint64_t stream_txns(const stream *st);
+uint64_t stream_txns_skipped(const stream *st);
+
+#endif

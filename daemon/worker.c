@@ -1,0 +1,416 @@
+/*
+ * worker: a sink's thread and its bounded queue; see worker.h.
+ */
+#include "daemon/worker.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "daemon/log.h"
+
+#define BACKOFF_MIN_MS 1000
+#define BACKOFF_MAX_MS 60000
+/* How often a busy worker makes its batch durable and reports it. */
+#define FLUSH_EVERY_MS 1000
+
+struct worker {
+    sink *sink;
+    int wake_fd;
+    size_t max_bytes;
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cond;
+    sink_event *head, *tail;      /* the queue, under mu */
+    /* Queued or taken but not yet applied: what the bound counts. */
+    atomic_size_t bytes;
+    bool stop;                    /* under mu */
+    char error[512];              /* under mu */
+    lsn_t error_lsn;              /* under mu */
+    _Atomic int state;            /* written under mu */
+    atomic_uint generation;       /* one more at every successful open */
+    atomic_uint_least64_t durable;
+    atomic_bool main_waits;       /* the stream loop waits for room */
+    /* Thread-only. */
+    lsn_t last_end;               /* end LSN of the last transaction held */
+    bool skipping;                /* inside a transaction already held */
+    bool dirty;                   /* applied something not yet flushed */
+    struct timespec last_flush;
+    int backoff_ms;
+};
+
+static void wake_main(worker *w)
+{
+    uint64_t one = 1;
+    if (write(w->wake_fd, &one, sizeof one) < 0 && errno != EAGAIN)
+        log_warning("event=wake_failed error=\"%s\"", strerror(errno));
+}
+
+static long ms_since(const struct timespec *t)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (now.tv_sec - t->tv_sec) * 1000 + (now.tv_nsec - t->tv_nsec) / 1000000;
+}
+
+/*
+ * Under the queue lock, so that no push can slip in between a failure and
+ * the queue being dropped, nor land after a reopen from before it.
+ */
+static void set_state(worker *w, worker_state st)
+{
+    pthread_mutex_lock(&w->mu);
+    atomic_store(&w->state, st);
+    if (st == WORKER_READY)
+        atomic_fetch_add(&w->generation, 1);
+    pthread_mutex_unlock(&w->mu);
+    wake_main(w);
+}
+
+static void free_list(worker *w, sink_event *ev)
+{
+    while (ev) {
+        sink_event *next = ev->next;
+        atomic_fetch_sub(&w->bytes, ev->size);
+        sink_event_free(ev);
+        ev = next;
+    }
+}
+
+/* Drops everything queued (after a failure: the replay brings it back). */
+static void drop_queue(worker *w)
+{
+    pthread_mutex_lock(&w->mu);
+    sink_event *ev = w->head;
+    w->head = w->tail = NULL;
+    pthread_mutex_unlock(&w->mu);
+    free_list(w, ev);
+}
+
+/* Waits up to ms on the condition, or until stop; false when stopping. */
+static bool wait_ms(worker *w, long ms)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += ms / 1000;
+    until.tv_nsec += (ms % 1000) * 1000000;
+    if (until.tv_nsec >= 1000000000) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000;
+    }
+    pthread_mutex_lock(&w->mu);
+    while (!w->stop && pthread_cond_timedwait(&w->cond, &w->mu, &until) == 0)
+        ;
+    bool go_on = !w->stop;
+    pthread_mutex_unlock(&w->mu);
+    return go_on;
+}
+
+static void record_failure(worker *w)
+{
+    sink *s = w->sink;
+    pthread_mutex_lock(&w->mu);
+    snprintf(w->error, sizeof w->error, "%s", s->error);
+    w->error_lsn = s->error_lsn;
+    pthread_mutex_unlock(&w->mu);
+    char lsn[LSN_STRLEN];
+    log_error("event=sink_failed service=%s sink=%s lsn=%s error=\"%s\" retry_in=%ds",
+              s->service->name, s->ops->kind, lsn_format(s->error_lsn, lsn),
+              s->error, w->backoff_ms / 1000);
+}
+
+/* Opens the sink, retrying with backoff; false when told to stop. */
+static bool open_sink(worker *w)
+{
+    for (;;) {
+        lsn_t durable = 0;
+        if (w->sink->ops->open(w->sink, &durable)) {
+            char lsn[LSN_STRLEN];
+            atomic_store(&w->durable, durable);
+            w->last_end = durable;
+            w->skipping = false;
+            w->dirty = false;
+            w->backoff_ms = BACKOFF_MIN_MS;
+            clock_gettime(CLOCK_MONOTONIC, &w->last_flush);
+            log_info("event=sink_ready service=%s sink=%s durable_lsn=%s",
+                     w->sink->service->name, w->sink->ops->kind,
+                     lsn_format(durable, lsn));
+            set_state(w, WORKER_READY);
+            return true;
+        }
+        record_failure(w);
+        set_state(w, WORKER_ERROR);
+        w->sink->ops->close(w->sink);
+        if (!wait_ms(w, w->backoff_ms))
+            return false;
+        w->backoff_ms = w->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS
+                                                          : w->backoff_ms * 2;
+    }
+}
+
+static bool flush_sink(worker *w)
+{
+    lsn_t durable;
+    if (!w->sink->ops->flush(w->sink, &durable))
+        return false;
+    atomic_store(&w->durable, durable);
+    w->dirty = false;
+    clock_gettime(CLOCK_MONOTONIC, &w->last_flush);
+    wake_main(w);
+    return true;
+}
+
+static bool queue_empty(worker *w)
+{
+    pthread_mutex_lock(&w->mu);
+    bool empty = w->head == NULL;
+    pthread_mutex_unlock(&w->mu);
+    return empty;
+}
+
+/*
+ * Applies one event; false when the sink failed. `more`: another event is
+ * already waiting, so a commit may leave the sink's batch open.
+ */
+static bool apply(worker *w, const sink_event *ev, bool more)
+{
+    sink *s = w->sink;
+    switch (ev->op) {
+    case SINK_BEGIN:
+        /* Held already: its commit lies before the end of one we hold. */
+        w->skipping = ev->commit_lsn < w->last_end;
+        return w->skipping || s->ops->begin(s, ev);
+    case SINK_INSERT:
+    case SINK_UPDATE:
+    case SINK_DELETE:
+    case SINK_TRUNCATE:
+        w->dirty = w->dirty || !w->skipping;
+        return w->skipping || s->ops->change(s, ev);
+    case SINK_COMMIT:
+        if (w->skipping) {
+            w->skipping = false;
+            return true;
+        }
+        if (!s->ops->commit(s, ev, more))
+            return false;
+        w->last_end = ev->end_lsn;
+        w->dirty = true;
+        return true;
+    case SINK_ROLLBACK:
+        w->skipping = false;
+        s->ops->rollback(s);
+        /* What survived the rollback is what the target committed. */
+        if (!flush_sink(w))
+            return false;
+        w->last_end = atomic_load(&w->durable);
+        return true;
+    }
+    return true;
+}
+
+/*
+ * Takes everything queued, waiting up to ms for something; NULL on
+ * timeout or stop. One lock per batch, not per event.
+ */
+static sink_event *take_all(worker *w, long ms, bool *stopping)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_nsec += ms * 1000000;
+    until.tv_sec += until.tv_nsec / 1000000000;
+    until.tv_nsec %= 1000000000;
+    pthread_mutex_lock(&w->mu);
+    while (!w->head && !w->stop &&
+           pthread_cond_timedwait(&w->cond, &w->mu, &until) == 0)
+        ;
+    sink_event *list = w->head;
+    w->head = w->tail = NULL;
+    *stopping = w->stop;
+    pthread_mutex_unlock(&w->mu);
+    return list;
+}
+
+static void fail(worker *w)
+{
+    record_failure(w);
+    set_state(w, WORKER_ERROR);
+    drop_queue(w);
+    w->sink->ops->rollback(w->sink);
+    w->sink->ops->close(w->sink);
+    wait_ms(w, w->backoff_ms);
+    w->backoff_ms = w->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS
+                                                      : w->backoff_ms * 2;
+}
+
+/* Applies one batch taken from the queue; false when the sink failed. */
+static bool apply_list(worker *w, sink_event *list)
+{
+    while (list) {
+        sink_event *ev = list;
+        list = ev->next;
+        bool ok = apply(w, ev, list != NULL || !queue_empty(w));
+        atomic_fetch_sub(&w->bytes, ev->size);
+        sink_event_free(ev);
+        if (ok && w->dirty && ms_since(&w->last_flush) >= FLUSH_EVERY_MS)
+            ok = flush_sink(w);
+        if (!ok) {
+            free_list(w, list);
+            return false;
+        }
+        if (atomic_exchange(&w->main_waits, false))
+            wake_main(w);
+    }
+    return true;
+}
+
+/* Applies events until the sink fails or the worker is told to stop. */
+static bool run_ready(worker *w)
+{
+    for (;;) {
+        bool stopping;
+        sink_event *list = take_all(w, 100, &stopping);
+        if (!list && stopping)
+            return flush_sink(w) || true;
+        if (!apply_list(w, list))
+            return false;
+        if (w->dirty && queue_empty(w) && !flush_sink(w))
+            return false;
+    }
+}
+
+static void *thread_main(void *arg)
+{
+    worker *w = arg;
+    w->backoff_ms = BACKOFF_MIN_MS;
+    while (open_sink(w)) {
+        if (run_ready(w))
+            break;
+        fail(w);
+    }
+    drop_queue(w);
+    w->sink->ops->close(w->sink);
+    set_state(w, WORKER_STOPPED);
+    return NULL;
+}
+
+worker *worker_start(sink *s, int wake_fd, size_t max_queue_bytes)
+{
+    worker *w = calloc(1, sizeof *w);
+    if (!w)
+        return NULL;
+    w->sink = s;
+    w->wake_fd = wake_fd;
+    w->max_bytes = max_queue_bytes;
+    atomic_init(&w->state, WORKER_STARTING);
+    atomic_init(&w->durable, 0);
+    atomic_init(&w->generation, 0);
+    atomic_init(&w->main_waits, false);
+    atomic_init(&w->bytes, 0);
+    pthread_mutex_init(&w->mu, NULL);
+    pthread_cond_init(&w->cond, NULL);
+    if (pthread_create(&w->thread, NULL, thread_main, w) != 0) {
+        pthread_mutex_destroy(&w->mu);
+        pthread_cond_destroy(&w->cond);
+        free(w);
+        return NULL;
+    }
+    return w;
+}
+
+void worker_stop(worker *w)
+{
+    if (!w)
+        return;
+    pthread_mutex_lock(&w->mu);
+    w->stop = true;
+    pthread_cond_signal(&w->cond);
+    pthread_mutex_unlock(&w->mu);
+    pthread_join(w->thread, NULL);
+    pthread_mutex_destroy(&w->mu);
+    pthread_cond_destroy(&w->cond);
+    free(w);
+}
+
+bool worker_has_room(const worker *w, size_t bytes)
+{
+    worker *mw = (worker *)w;
+    size_t used = atomic_load(&mw->bytes);
+    bool room = used == 0 || used + bytes <= mw->max_bytes;
+    if (!room)
+        atomic_store(&mw->main_waits, true);
+    return room;
+}
+
+bool worker_push(worker *w, unsigned generation, sink_event *ev)
+{
+    pthread_mutex_lock(&w->mu);
+    if (atomic_load(&w->state) != WORKER_READY ||
+        atomic_load(&w->generation) != generation) {
+        /* Sent to a sink that failed since: the replay brings it again. */
+        pthread_mutex_unlock(&w->mu);
+        sink_event_free(ev);
+        return true;
+    }
+    /* A rollback must get through: it is what makes a restart clean. */
+    size_t bytes = atomic_load(&w->bytes);
+    if (ev->op != SINK_ROLLBACK && bytes != 0 && bytes + ev->size > w->max_bytes) {
+        atomic_store(&w->main_waits, true);
+        pthread_mutex_unlock(&w->mu);
+        return false;
+    }
+    ev->next = NULL;
+    atomic_fetch_add(&w->bytes, ev->size);
+    if (w->tail) {
+        w->tail->next = ev;
+    } else {
+        /* The worker only ever waits on an empty queue. */
+        w->head = ev;
+        pthread_cond_signal(&w->cond);
+    }
+    w->tail = ev;
+    pthread_mutex_unlock(&w->mu);
+    return true;
+}
+
+worker_state worker_get_state(const worker *w)
+{
+    return (worker_state)atomic_load(&((worker *)w)->state);
+}
+
+lsn_t worker_durable(const worker *w)
+{
+    return atomic_load(&((worker *)w)->durable);
+}
+
+unsigned worker_generation(const worker *w)
+{
+    return atomic_load(&((worker *)w)->generation);
+}
+
+void worker_last_error(const worker *w, char *buf, size_t len, lsn_t *lsn)
+{
+    worker *mw = (worker *)w;
+    pthread_mutex_lock(&mw->mu);
+    snprintf(buf, len, "%s", mw->error);
+    if (lsn)
+        *lsn = mw->error_lsn;
+    pthread_mutex_unlock(&mw->mu);
+}
+
+sink *worker_sink(worker *w)
+{
+    return w->sink;
+}
+
+const char *worker_state_name(worker_state state)
+{
+    static const char *const names[] = {"starting", "streaming", "error",
+                                        "stopped"};
+    return state <= WORKER_STOPPED ? names[state] : "unknown";
+}

@@ -1,0 +1,957 @@
+/*
+ * pgsink: the PostgreSQL target of one service; see pgsink.h for what it
+ * promises. This file holds the transaction logic: when a target
+ * transaction opens, what is checked before it commits, how the origin
+ * records the position, and what a failure leaves behind. Statements come
+ * from pgstmt, the pipeline traffic goes through pgpipe.
+ *
+ * Nothing is committed before every result of the batch has been read and
+ * found good: a refused change or a missing row rolls the whole target
+ * transaction back, so the target never holds part of a source
+ * transaction, and its origin never claims a position it does not hold.
+ */
+#include "sinks/pgsink.h"
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <libpq-fe.h>
+
+#include "sinks/pgpipe.h"
+#include "sinks/pgstmt.h"
+
+enum {
+    BATCH_ROWS = 5000,       /* a target transaction holds about this many */
+    BATCH_MS = 100,          /* ... or this much time of source transactions */
+    PROGRESS_MS = 500,       /* re-read durable at most this often on commit */
+    SERVICE_EVERY = 256,     /* changes between looks at the socket */
+    QUEUE_HIGH = 8192,       /* unanswered requests before we wait ... */
+    QUEUE_LOW = 4096,        /* ... until this few are left */
+    CLOSE_WAIT_MS = 2000,
+    ORIGIN_BUSY_MS = 5000,   /* our previous session may still be exiting */
+};
+
+static const char WHAT_COMMIT[] = "COMMIT";
+
+typedef struct pgsink {
+    sink base;
+    PGconn *conn;
+    pgpipe pipe;
+    pgstmt_cache stmts;
+    pgstmt_plan plan;
+    char *origin;
+    bool broken;             /* the connection is unusable until reopened */
+    bool failed;             /* this call failed; base.error says why */
+    bool discarding;         /* draining after a failure: results mean nothing */
+    bool txn_open;           /* a target transaction is open */
+    bool in_source;          /* between a source BEGIN and its COMMIT */
+    bool skipping;           /* that source transaction is already applied */
+    bool progress_stale;     /* committed since durable was last read */
+    bool role_warned;
+    uint32_t source_rows;    /* changes of the source transaction in flight */
+    uint32_t batch_rows;     /* changes sent in the open target transaction */
+    uint32_t batch_txns;
+    uint64_t batch_applied;
+    uint64_t batch_conflicts;
+    unsigned since_service;
+    lsn_t last_end;          /* end LSN of the last complete source txn */
+    int64_t last_time;
+    lsn_t recorded;          /* the last end LSN committed with the origin */
+    lsn_t durable;           /* what the origin says the target flushed */
+    int64_t batch_start_ms;
+    int64_t progress_ms;
+} pgsink;
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static const char *svc_name(const pgsink *ps)
+{
+    return ps->base.service->name;
+}
+
+/* ------------------------------------------------------------ failures */
+
+/* Records the first failure of a call; later ones only follow from it. */
+__attribute__((format(printf, 3, 4)))
+static bool fail_once(pgsink *ps, lsn_t lsn, const char *fmt, ...)
+{
+    if (ps->failed)
+        return false;
+    char msg[sizeof ps->base.error];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    ps->failed = true;
+    return sink_fail(&ps->base, lsn, "%s", msg);
+}
+
+/* The connection itself failed (pgpipe says how): nothing more to do on it. */
+static bool lost(pgsink *ps)
+{
+    ps->broken = true;
+    return fail_once(ps, 0, "service=%s target: %s", svc_name(ps),
+                     ps->pipe.error[0] ? ps->pipe.error : "connection failed");
+}
+
+static bool out_of_memory(pgsink *ps)
+{
+    ps->broken = true;
+    return fail_once(ps, 0, "service=%s: out of memory", svc_name(ps));
+}
+
+/* The server's message without its trailing newline. */
+static const char *result_message(const PGresult *res, char *buf, size_t len)
+{
+    if (PQresultStatus(res) == PGRES_PIPELINE_ABORTED)
+        return "not run: an earlier statement failed";
+    const char *msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+    const char *code = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+    if (!msg)
+        msg = PQresultErrorMessage(res);
+    size_t n = strlen(msg);
+    while (n > 0 && msg[n - 1] == '\n')
+        n--;
+    if (code)
+        snprintf(buf, len, "%.*s (SQLSTATE %s)", (int)n, msg, code);
+    else
+        snprintf(buf, len, "%.*s", (int)n, msg);
+    return buf;
+}
+
+static const char *op_name(char op)
+{
+    switch (op) {
+    case 'I': return "INSERT";
+    case 'U': return "UPDATE";
+    case 'D': return "DELETE";
+    default: return "TRUNCATE";
+    }
+}
+
+/* "service=.. table=.. op=.. key=(..) lsn=..", the context of a change. */
+static void row_context(const pgsink *ps, char op, const sink_rel *rel,
+                        const char *key, lsn_t lsn, char *buf, size_t len)
+{
+    char at[LSN_STRLEN];
+    lsn_format(lsn, at);
+    if (op == 'T')
+        snprintf(buf, len, "service=%s op=TRUNCATE tables=(%s) lsn=%s",
+                 svc_name(ps), key, at);
+    else
+        snprintf(buf, len, "service=%s table=%s.%s op=%s key=(%s) lsn=%s",
+                 svc_name(ps), rel->schema, rel->name, op_name(op), key, at);
+}
+
+static void entry_context(const pgsink *ps, const pgpipe_entry *e,
+                          char *buf, size_t len)
+{
+    row_context(ps, e->op, e->stmt ? e->stmt->rel : NULL, e->key, e->lsn,
+                buf, len);
+}
+
+static char event_op(const sink_event *ev)
+{
+    switch (ev->op) {
+    case SINK_INSERT: return 'I';
+    case SINK_UPDATE: return 'U';
+    case SINK_DELETE: return 'D';
+    default: return 'T';
+    }
+}
+
+/* A change this sink cannot apply at all. */
+static bool refuse(pgsink *ps, const sink_event *ev, const char *why)
+{
+    char key[PGPIPE_KEYLEN], ctx[400];
+    pgstmt_describe(ev, key, sizeof key);
+    row_context(ps, event_op(ev), ev->rel, key, ev->commit_lsn, ctx,
+                sizeof ctx);
+    return fail_once(ps, ev->commit_lsn, "%s: %s", ctx, why);
+}
+
+/* ------------------------------------------------------------ results */
+
+static void conflict(pgsink *ps, const pgpipe_entry *e, const char *what)
+{
+    char ctx[400];
+    entry_context(ps, e, ctx, sizeof ctx);
+    ps->batch_conflicts++;
+    fprintf(stderr, "warning: %s: conflict: %s\n", ctx, what);
+}
+
+static void row_ok(pgsink *ps, const pgpipe_entry *e, PGresult *res)
+{
+    if (e->op == 'I' && e->stmt->returning) {
+        /* No row back: DO NOTHING kept the existing one; 't': updated it. */
+        if (PQntuples(res) == 0)
+            conflict(ps, e, "the row exists; kept the target's");
+        else if (PQgetvalue(res, 0, 0)[0] == 't')
+            conflict(ps, e, "the row exists; updated it");
+        ps->batch_applied++;
+        return;
+    }
+    if ((e->op == 'U' || e->op == 'D') && strcmp(PQcmdTuples(res), "0") == 0) {
+        char ctx[400];
+        entry_context(ps, e, ctx, sizeof ctx);
+        if (ps->base.service->on_conflict == CFG_CONFLICT_ERROR)
+            fail_once(ps, e->lsn, "%s: no such row on the target", ctx);
+        else
+            conflict(ps, e, "no such row on the target; ignored");
+        return;
+    }
+    ps->batch_applied++;
+}
+
+static void row_failed(pgsink *ps, const pgpipe_entry *e, const PGresult *res)
+{
+    char ctx[400], msg[300];
+    entry_context(ps, e, ctx, sizeof ctx);
+    fail_once(ps, e->lsn, "%s: %s", ctx, result_message(res, msg, sizeof msg));
+}
+
+static void progress_read(pgsink *ps, const PGresult *res)
+{
+    lsn_t lsn = 0;
+    if (PQntuples(res) == 1 && !PQgetisnull(res, 0, 0) &&
+        !lsn_parse(PQgetvalue(res, 0, 0), &lsn)) {
+        fail_once(ps, 0, "service=%s target: unreadable origin progress '%s'",
+                  svc_name(ps), PQgetvalue(res, 0, 0));
+        return;
+    }
+    ps->durable = lsn;
+}
+
+static void command_done(pgsink *ps, const pgpipe_entry *e, PGresult *res,
+                         bool ok)
+{
+    char msg[300];
+    if (!ok) {
+        fail_once(ps, 0, "service=%s target: %s failed: %s", svc_name(ps),
+                  e->what, result_message(res, msg, sizeof msg));
+        return;
+    }
+    /* COMMIT of a transaction that had failed answers ROLLBACK. */
+    if (e->what == WHAT_COMMIT && strcmp(PQcmdStatus(res), "COMMIT") != 0)
+        fail_once(ps, 0, "service=%s target: COMMIT rolled back",
+                  svc_name(ps));
+}
+
+static void prepare_done(pgsink *ps, pgpipe_entry *e, const PGresult *res)
+{
+    char ctx[400], msg[300];
+    entry_context(ps, e, ctx, sizeof ctx);
+    fail_once(ps, e->lsn, "%s: cannot prepare the statement: %s", ctx,
+              result_message(res, msg, sizeof msg));
+}
+
+static void on_result(void *arg, pgpipe_entry *e, PGresult *res)
+{
+    pgsink *ps = arg;
+    ExecStatusType st = PQresultStatus(res);
+    bool ok = st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;
+    /* Even while discarding: the cache must know what the server holds. */
+    if (e->kind == PGPIPE_PREPARE && !ok)
+        e->stmt->prepared = false;
+    if (ps->discarding)
+        return;
+    switch (e->kind) {
+    case PGPIPE_ROW:
+        if (ok)
+            row_ok(ps, e, res);
+        else
+            row_failed(ps, e, res);
+        break;
+    case PGPIPE_PREPARE:
+        if (!ok)
+            prepare_done(ps, e, res);
+        break;
+    case PGPIPE_PROGRESS:
+        if (ok)
+            progress_read(ps, res);
+        else
+            command_done(ps, e, res, false);
+        break;
+    default:
+        command_done(ps, e, res, ok);
+        break;
+    }
+}
+
+/* Routine chatter (NOTICE) is dropped; warnings get one line each. */
+static void on_notice(void *arg, const PGresult *res)
+{
+    const pgsink *ps = arg;
+    const char *sev = PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED);
+    const char *code = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+    const char *msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+    if (!sev || strcmp(sev, "WARNING") != 0 || !msg)
+        return;
+    /* Our own ROLLBACK after a transaction that had already ended. */
+    if (code && strcmp(code, "25P01") == 0)
+        return;
+    fprintf(stderr, "warning: service=%s target: %s\n", svc_name(ps), msg);
+}
+
+/* ------------------------------------------------------------ sending */
+
+static bool send_query(pgsink *ps, pgpipe_kind kind, const char *what,
+                       const char *sql, int nparams,
+                       const char *const *params)
+{
+    pgpipe_entry *e = pgpipe_add(&ps->pipe);
+    if (!e)
+        return out_of_memory(ps);
+    e->kind = kind;
+    e->what = what;
+    if (!PQsendQueryParams(ps->conn, sql, nparams, NULL, params, NULL, NULL,
+                           0)) {
+        pgpipe_fail(&ps->pipe, what);
+        return lost(ps);
+    }
+    return true;
+}
+
+static bool send_command(pgsink *ps, const char *what)
+{
+    return send_query(ps, PGPIPE_COMMAND, what, what, 0, NULL);
+}
+
+static bool send_sync(pgsink *ps)
+{
+    return pgpipe_sync(&ps->pipe) || lost(ps);
+}
+
+static bool wait_all(pgsink *ps, int timeout_ms)
+{
+    return pgpipe_wait(&ps->pipe, 0, timeout_ms) || lost(ps);
+}
+
+static bool send_progress(pgsink *ps)
+{
+    const char *params[] = {ps->origin};
+    return send_query(ps, PGPIPE_PROGRESS, "reading the origin's progress",
+                      "SELECT pg_replication_origin_progress($1, true)", 1,
+                      params);
+}
+
+/*
+ * The position goes into the same transaction as the changes, so the
+ * target can never hold one without the other. A transaction that wrote
+ * nothing (empty source transactions, ignored rows) has no xid and its
+ * commit records no origin: txid_current() gives it one.
+ */
+static bool send_origin_advance(pgsink *ps)
+{
+    char lsn[LSN_STRLEN], time[24];
+    lsn_format(ps->last_end, lsn);
+    snprintf(time, sizeof time, "%" PRId64, ps->last_time);
+    const char *params[] = {lsn, time};
+    return send_query(ps, PGPIPE_COMMAND, "recording the origin position",
+                      "SELECT pg_replication_origin_xact_setup($1::pg_lsn, "
+                      "'epoch'::timestamptz + $2::bigint * interval '1 us'), "
+                      "txid_current()",
+                      2, params);
+}
+
+static bool send_prepare(pgsink *ps, pgstmt *st, const sink_event *ev)
+{
+    int nparams;
+    char *sql = pgstmt_sql(ps->conn, st, ps->stmts.upsert, &nparams);
+    if (!sql)
+        return refuse(ps, ev, "cannot build the statement (out of memory, "
+                              "or a name libpq cannot quote)");
+    if (nparams != ps->plan.nparams) {
+        free(sql);
+        return refuse(ps, ev, "statement and plan disagree on parameters");
+    }
+    pgpipe_entry *e = pgpipe_add(&ps->pipe);
+    if (!e) {
+        free(sql);
+        return out_of_memory(ps);
+    }
+    e->kind = PGPIPE_PREPARE;
+    e->op = event_op(ev);
+    e->stmt = st;
+    e->lsn = ev->commit_lsn;
+    pgstmt_describe(ev, e->key, sizeof e->key);
+    int sent = PQsendPrepare(ps->conn, st->name, sql, nparams, NULL);
+    free(sql);
+    if (!sent) {
+        pgpipe_fail(&ps->pipe, "cannot send a statement");
+        return lost(ps);
+    }
+    st->prepared = true;
+    st->returning = st->shape[0] == 'I' && ps->stmts.upsert;
+    return true;
+}
+
+static bool send_row(pgsink *ps, const sink_event *ev)
+{
+    const char *why = NULL;
+    if (!pgstmt_plan_change(&ps->plan, ev, &why))
+        return refuse(ps, ev, why);
+    pgstmt *st = pgstmt_lookup(&ps->stmts, ev->rel, &ps->plan);
+    if (!st)
+        return out_of_memory(ps);
+    if (!st->prepared && !send_prepare(ps, st, ev))
+        return false;
+    pgpipe_entry *e = pgpipe_add(&ps->pipe);
+    if (!e)
+        return out_of_memory(ps);
+    e->kind = PGPIPE_ROW;
+    e->op = event_op(ev);
+    e->stmt = st;
+    e->lsn = ev->commit_lsn;
+    pgstmt_describe(ev, e->key, sizeof e->key);
+    if (!PQsendQueryPrepared(ps->conn, st->name, ps->plan.nparams,
+                             ps->plan.params, NULL, NULL, 0)) {
+        pgpipe_fail(&ps->pipe, "cannot send a change");
+        return lost(ps);
+    }
+    return true;
+}
+
+static bool send_truncate(pgsink *ps, const sink_event *ev)
+{
+    char *sql = pgstmt_truncate_sql(ps->conn, ev);
+    if (!sql)
+        return refuse(ps, ev, "cannot build the statement");
+    pgpipe_entry *e = pgpipe_add(&ps->pipe);
+    if (!e) {
+        free(sql);
+        return out_of_memory(ps);
+    }
+    e->kind = PGPIPE_ROW;
+    e->op = 'T';
+    e->lsn = ev->commit_lsn;
+    pgstmt_describe(ev, e->key, sizeof e->key);
+    int sent = PQsendQueryParams(ps->conn, sql, 0, NULL, NULL, NULL, NULL, 0);
+    free(sql);
+    if (!sent) {
+        pgpipe_fail(&ps->pipe, "cannot send a TRUNCATE");
+        return lost(ps);
+    }
+    return true;
+}
+
+/* ------------------------------------------------------------ batches */
+
+/* Statements of replaced relation versions, once nothing refers to them. */
+static void drop_retired(pgsink *ps)
+{
+    pgstmt *st = pgstmt_take_retired(&ps->stmts);
+    while (st) {
+        pgstmt *next = st->next;
+        if (st->prepared && !ps->broken) {
+            char sql[48];
+            snprintf(sql, sizeof sql, "DEALLOCATE %s", st->name);
+            send_query(ps, PGPIPE_COMMAND, "DEALLOCATE", sql, 0, NULL);
+        }
+        pgstmt_free(st);
+        st = next;
+    }
+}
+
+static void forget_batch(pgsink *ps)
+{
+    ps->txn_open = false;
+    ps->in_source = false;
+    ps->skipping = false;
+    ps->source_rows = 0;
+    ps->batch_rows = 0;
+    ps->batch_txns = 0;
+    ps->batch_applied = 0;
+    ps->batch_conflicts = 0;
+    ps->last_end = ps->recorded;
+}
+
+/*
+ * Throws the target transaction away: drain what is in flight (a failed
+ * statement aborted the rest of the pipeline up to the next sync), then
+ * roll back. Whatever went wrong first stays in base.error.
+ */
+static void abort_batch(pgsink *ps)
+{
+    if (ps->conn && !ps->broken) {
+        ps->discarding = true;
+        bool ok = pgpipe_sync(&ps->pipe) &&
+                  pgpipe_wait(&ps->pipe, 0, -1) &&
+                  send_command(ps, "ROLLBACK") && pgpipe_sync(&ps->pipe) &&
+                  pgpipe_wait(&ps->pipe, 0, -1);
+        ps->discarding = false;
+        if (!ok)
+            lost(ps);
+        else
+            drop_retired(ps);
+    }
+    forget_batch(ps);
+}
+
+static bool fail_batch(pgsink *ps)
+{
+    abort_batch(ps);
+    return false;
+}
+
+static bool open_txn(pgsink *ps)
+{
+    if (!send_command(ps, "BEGIN"))
+        return false;
+    ps->txn_open = true;
+    ps->batch_start_ms = now_ms();
+    return true;
+}
+
+static void batch_committed(pgsink *ps, bool read_progress)
+{
+    atomic_fetch_add_explicit(&ps->base.rows_applied, ps->batch_applied,
+                              memory_order_relaxed);
+    atomic_fetch_add_explicit(&ps->base.txns_applied, ps->batch_txns,
+                              memory_order_relaxed);
+    atomic_fetch_add_explicit(&ps->base.conflicts, ps->batch_conflicts,
+                              memory_order_relaxed);
+    ps->recorded = ps->last_end;
+    if (read_progress)
+        ps->progress_ms = now_ms();
+    ps->progress_stale = !read_progress;
+    forget_batch(ps);
+    drop_retired(ps);
+}
+
+/*
+ * Two round trips: first every result of the batch is read and checked
+ * (a missing row is no server error, so only we can refuse to commit),
+ * then the position is recorded and the transaction committed.
+ */
+static bool commit_batch(pgsink *ps)
+{
+    if (!send_sync(ps) || !wait_all(ps, -1))
+        return false;
+    if (ps->failed)
+        return fail_batch(ps);
+    bool progress = now_ms() - ps->progress_ms >= PROGRESS_MS;
+    if (!send_origin_advance(ps) || !send_command(ps, WHAT_COMMIT) ||
+        (progress && !send_progress(ps)) || !send_sync(ps) ||
+        !wait_all(ps, -1))
+        return false;
+    if (ps->failed)
+        return fail_batch(ps);
+    batch_committed(ps, progress);
+    return true;
+}
+
+/* Keeps both directions of the socket moving without waiting on it. */
+static bool keep_flowing(pgsink *ps)
+{
+    if (++ps->since_service >= SERVICE_EVERY) {
+        ps->since_service = 0;
+        if (!pgpipe_service(&ps->pipe))
+            return lost(ps);
+    }
+    /* A huge source transaction must not queue without bound. */
+    if (pgpipe_pending(&ps->pipe) > QUEUE_HIGH &&
+        !pgpipe_wait(&ps->pipe, QUEUE_LOW, -1))
+        return lost(ps);
+    if (ps->failed)
+        return fail_batch(ps);
+    return true;
+}
+
+/* ------------------------------------------------------------ sink ops */
+
+/* Starts a call: false if the connection is not there to use. */
+static bool usable(pgsink *ps)
+{
+    if (ps->broken)
+        return false;
+    ps->failed = false;
+    if (!ps->conn)
+        return fail_once(ps, 0, "service=%s: the target is not open",
+                         svc_name(ps));
+    return true;
+}
+
+static bool pg_begin(sink *s, const sink_event *ev)
+{
+    pgsink *ps = s->impl;
+    if (!usable(ps))
+        return false;
+    if (ps->in_source) {
+        fail_once(ps, ev->commit_lsn, "service=%s: BEGIN inside an "
+                  "unfinished source transaction", svc_name(ps));
+        return fail_batch(ps);
+    }
+    ps->in_source = true;
+    ps->source_rows = 0;
+    /* A replay may bring back what the target already committed. */
+    ps->skipping = ev->commit_lsn != 0 && ev->commit_lsn < ps->recorded;
+    return true;
+}
+
+static bool pg_change(sink *s, const sink_event *ev)
+{
+    pgsink *ps = s->impl;
+    if (!usable(ps))
+        return false;
+    if (ps->skipping)
+        return true;
+    if (!ps->txn_open && !open_txn(ps))
+        return false;
+    bool sent = ev->op == SINK_TRUNCATE ? send_truncate(ps, ev)
+                                        : send_row(ps, ev);
+    if (!sent)
+        return fail_batch(ps);
+    ps->source_rows++;
+    ps->batch_rows++;
+    return keep_flowing(ps);
+}
+
+static bool pg_commit(sink *s, const sink_event *ev, bool more)
+{
+    pgsink *ps = s->impl;
+    if (!usable(ps))
+        return false;
+    ps->in_source = false;
+    if (ps->skipping) {
+        ps->skipping = false;
+        return true;
+    }
+    /*
+     * An empty source transaction still moves the position: the next
+     * target commit records it, or flush() commits it on its own.
+     */
+    ps->last_end = ev->end_lsn;
+    ps->last_time = ev->commit_time;
+    ps->batch_txns += ps->source_rows > 0;
+    ps->source_rows = 0;
+    if (!ps->txn_open)
+        return true;
+    if (more && ps->batch_rows < BATCH_ROWS &&
+        now_ms() - ps->batch_start_ms < BATCH_MS)
+        return true;
+    return commit_batch(ps);
+}
+
+static bool read_progress_now(pgsink *ps)
+{
+    if (!send_progress(ps) || !send_sync(ps) || !wait_all(ps, -1))
+        return false;
+    if (ps->failed)
+        return ps->txn_open ? fail_batch(ps) : false;
+    ps->progress_stale = false;
+    ps->progress_ms = now_ms();
+    return true;
+}
+
+static bool pg_flush(sink *s, lsn_t *durable)
+{
+    pgsink *ps = s->impl;
+    if (!usable(ps))
+        return false;
+    /* Half a source transaction can never be committed. */
+    if (!ps->in_source) {
+        if (ps->last_end > ps->recorded && !ps->txn_open && !open_txn(ps))
+            return false;
+        if (ps->txn_open && !commit_batch(ps))
+            return false;
+    }
+    if (ps->progress_stale && !read_progress_now(ps))
+        return false;
+    *durable = ps->durable;
+    return true;
+}
+
+static void pg_rollback(sink *s)
+{
+    pgsink *ps = s->impl;
+    ps->failed = false;
+    abort_batch(ps);
+}
+
+/*
+ * Hands the origin back at once: left to the backend's exit, it could
+ * still look taken when the worker reopens a moment later.
+ */
+static void release_origin(pgsink *ps)
+{
+    ps->discarding = true;
+    bool ok = pgpipe_sync(&ps->pipe) && send_command(ps, "ROLLBACK") &&
+              send_query(ps, PGPIPE_COMMAND, "releasing the origin",
+                         "SELECT pg_replication_origin_session_reset()", 0,
+                         NULL) &&
+              pgpipe_sync(&ps->pipe);
+    if (ok)
+        pgpipe_wait(&ps->pipe, 0, CLOSE_WAIT_MS);
+    ps->discarding = false;
+}
+
+static void pg_close(sink *s)
+{
+    pgsink *ps = s->impl;
+    if (ps->conn) {
+        if (!ps->broken)
+            release_origin(ps);
+        PQfinish(ps->conn);
+        ps->conn = NULL;
+    }
+    pgpipe_reset(&ps->pipe);
+    pgstmt_cache_clear(&ps->stmts);
+    forget_batch(ps);
+    ps->broken = false;
+    ps->since_service = 0;
+}
+
+/* ------------------------------------------------------------ open */
+
+static void trim_newline(char *msg)
+{
+    size_t n = strlen(msg);
+    while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' '))
+        msg[--n] = '\0';
+}
+
+static bool connect_target(pgsink *ps)
+{
+    const char *dsn = ps->base.service->target_postgres;
+    if (!dsn)
+        return fail_once(ps, 0, "service=%s: no target.postgres to open",
+                         svc_name(ps));
+    const char *keys[] = {"dbname", "fallback_application_name", NULL};
+    const char *vals[] = {dsn, "cleave", NULL};
+    ps->conn = PQconnectdbParams(keys, vals, 1);
+    if (!ps->conn)
+        return out_of_memory(ps);
+    if (PQstatus(ps->conn) == CONNECTION_OK) {
+        PQsetNoticeReceiver(ps->conn, on_notice, ps);
+        return true;
+    }
+    /* The DSN goes into the message only with its password blanked. */
+    char *shown = cfg_dsn_redacted(dsn);
+    char msg[300];
+    snprintf(msg, sizeof msg, "%s", PQerrorMessage(ps->conn));
+    trim_newline(msg);
+    fail_once(ps, 0, "service=%s: cannot connect to the target (%s): %s",
+              svc_name(ps), shown ? shown : "?", msg);
+    free(shown);
+    return false;
+}
+
+/* One blocking statement during open(); false with the result kept. */
+static bool exec_ok(pgsink *ps, const char *sql, int nparams,
+                    const char *const *params, PGresult **out)
+{
+    PGresult *res = PQexecParams(ps->conn, sql, nparams, NULL, params, NULL,
+                                 NULL, 0);
+    ExecStatusType st = PQresultStatus(res);
+    *out = res;
+    return st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;
+}
+
+static bool has_sqlstate(const PGresult *res, const char *code)
+{
+    const char *got = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+    return got && strcmp(got, code) == 0;
+}
+
+static bool open_failed(pgsink *ps, const char *what, PGresult *res)
+{
+    char msg[300];
+    fail_once(ps, 0, "service=%s target: %s: %s", svc_name(ps), what,
+              result_message(res, msg, sizeof msg));
+    PQclear(res);
+    return false;
+}
+
+/*
+ * As PostgreSQL's own apply does: replica role keeps user and foreign-key
+ * triggers quiet. It takes a superuser; without one we go on, and say so.
+ */
+static bool set_session(pgsink *ps)
+{
+    PGresult *res;
+    if (!exec_ok(ps, "SET synchronous_commit = off", 0, NULL, &res))
+        return open_failed(ps, "SET synchronous_commit", res);
+    PQclear(res);
+    if (exec_ok(ps, "SET session_replication_role = replica", 0, NULL, &res)) {
+        PQclear(res);
+        return true;
+    }
+    if (!has_sqlstate(res, "42501"))
+        return open_failed(ps, "SET session_replication_role", res);
+    if (!ps->role_warned) {
+        fprintf(stderr, "warning: service=%s: the target refused "
+                "session_replication_role = replica (not a superuser); "
+                "triggers and foreign keys on the target will fire\n",
+                svc_name(ps));
+        ps->role_warned = true;
+    }
+    PQclear(res);
+    return true;
+}
+
+static bool create_origin(pgsink *ps)
+{
+    const char *params[] = {ps->origin};
+    PGresult *res;
+    if (!exec_ok(ps, "SELECT 1 FROM pg_replication_origin WHERE roname = $1",
+                 1, params, &res))
+        return open_failed(ps, "looking up the replication origin", res);
+    bool exists = PQntuples(res) > 0;
+    PQclear(res);
+    if (exists)
+        return true;
+    /* Another session creating it at the same moment is as good. */
+    if (!exec_ok(ps, "SELECT pg_replication_origin_create($1)", 1, params,
+                 &res) && !has_sqlstate(res, "23505"))
+        return open_failed(ps, "creating the replication origin", res);
+    PQclear(res);
+    return true;
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000,
+                          .tv_nsec = (long)(ms % 1000) * 1000000};
+    nanosleep(&ts, NULL);
+}
+
+/*
+ * An origin in use is another session applying to this target (a second
+ * cleave, or our own previous session still exiting: hence the retries).
+ */
+static bool claim_origin(pgsink *ps)
+{
+    const char *params[] = {ps->origin};
+    int64_t deadline = now_ms() + ORIGIN_BUSY_MS;
+    PGresult *res;
+    while (!exec_ok(ps, "SELECT pg_replication_origin_session_setup($1)", 1,
+                    params, &res)) {
+        if (!has_sqlstate(res, "55006"))
+            return open_failed(ps, "setting up the replication origin", res);
+        if (now_ms() >= deadline) {
+            char what[200];
+            snprintf(what, sizeof what, "replication origin \"%s\" is in "
+                     "use by another session (another cleave applying to "
+                     "this database?)", ps->origin);
+            return open_failed(ps, what, res);
+        }
+        PQclear(res);
+        sleep_ms(100);
+    }
+    PQclear(res);
+    return true;
+}
+
+static bool read_durable(pgsink *ps)
+{
+    const char *params[] = {ps->origin};
+    PGresult *res;
+    if (!exec_ok(ps, "SELECT pg_replication_origin_progress($1, true)", 1,
+                 params, &res))
+        return open_failed(ps, "reading the origin's progress", res);
+    ps->failed = false;
+    progress_read(ps, res);
+    PQclear(res);
+    if (ps->failed)
+        return false;
+    ps->progress_stale = false;
+    ps->progress_ms = now_ms();
+    return true;
+}
+
+static bool enter_pipeline(pgsink *ps)
+{
+    if (PQsetnonblocking(ps->conn, 1) != 0 || !PQenterPipelineMode(ps->conn)) {
+        char msg[300];
+        snprintf(msg, sizeof msg, "%s", PQerrorMessage(ps->conn));
+        trim_newline(msg);
+        return fail_once(ps, 0, "service=%s target: cannot enter pipeline "
+                         "mode: %s", svc_name(ps), msg);
+    }
+    pgpipe_attach(&ps->pipe, ps->conn);
+    return true;
+}
+
+static bool pg_open(sink *s, lsn_t *durable)
+{
+    pgsink *ps = s->impl;
+    if (ps->conn)
+        pg_close(s);
+    ps->failed = false;
+    ps->broken = false;
+    if (!connect_target(ps) || !set_session(ps) || !create_origin(ps) ||
+        !claim_origin(ps) || !read_durable(ps) || !enter_pipeline(ps)) {
+        PQfinish(ps->conn);
+        ps->conn = NULL;
+        ps->broken = false;
+        return false;
+    }
+    ps->recorded = ps->durable;
+    forget_batch(ps);
+    *durable = ps->durable;
+    return true;
+}
+
+static const sink_ops pgsink_ops = {
+    .kind = "postgres",
+    .open = pg_open,
+    .begin = pg_begin,
+    .change = pg_change,
+    .commit = pg_commit,
+    .flush = pg_flush,
+    .rollback = pg_rollback,
+    .close = pg_close,
+};
+
+char *pgsink_origin_name(const cfg *config, const cfg_service *service)
+{
+    char *name = NULL;
+    if (asprintf(&name, "cleave_%s_%s", config->name ? config->name : "",
+                 service->name ? service->name : "") < 0)
+        return NULL;
+    return name;
+}
+
+sink *pgsink_new(const cfg *config, const cfg_service *service)
+{
+    pgsink *ps = calloc(1, sizeof *ps);
+    if (!ps)
+        return NULL;
+    ps->base.ops = &pgsink_ops;
+    ps->base.config = config;
+    ps->base.service = service;
+    ps->base.impl = ps;
+    atomic_init(&ps->base.rows_applied, 0);
+    atomic_init(&ps->base.txns_applied, 0);
+    atomic_init(&ps->base.conflicts, 0);
+    ps->origin = pgsink_origin_name(config, service);
+    if (!ps->origin) {
+        free(ps);
+        return NULL;
+    }
+    pgpipe_init(&ps->pipe, on_result, ps);
+    ps->stmts.upsert = service->on_conflict == CFG_CONFLICT_APPLY;
+    return &ps->base;
+}
+
+void pgsink_free(sink *s)
+{
+    if (!s)
+        return;
+    pgsink *ps = s->impl;
+    pg_close(s);
+    pgpipe_free(&ps->pipe);
+    pgstmt_plan_free(&ps->plan);
+    free(ps->origin);
+    free(ps);
+}

@@ -1,0 +1,28 @@
+/*
+ * pgsink: applies a service's changes to its own PostgreSQL database,
+ * exactly once.
+ *
+ * Each source transaction's changes go through prepared statements per
+ * relation, in libpq pipeline mode (no round trip per row); several whole
+ * source transactions may share one target transaction. Before each
+ * target commit the end LSN of the last source transaction in it is
+ * recorded with the service's replication origin
+ * (pg_replication_origin_xact_setup), in the same transaction, so what
+ * the target holds and the position it records can never disagree. The
+ * target commits asynchronously; `durable` comes from
+ * pg_replication_origin_progress(origin, true), which covers only what
+ * the target has flushed.
+ */
+#ifndef CLEAVE_SINKS_PGSINK_H
+#define CLEAVE_SINKS_PGSINK_H
+
+#include "sinks/sink.h"
+
+/* A sink for service->target_postgres; NULL when out of memory. */
+sink *pgsink_new(const cfg *config, const cfg_service *service);
+void pgsink_free(sink *s);
+
+/* The replication origin a service's target records its position with. */
+char *pgsink_origin_name(const cfg *config, const cfg_service *service);
+
+#endif

@@ -1,0 +1,659 @@
+/*
+ * pgstmt: plans, SQL text and the prepared-statement cache of the
+ * PostgreSQL sink; see pgstmt.h for the shape a plan is keyed by.
+ *
+ * Values always travel as parameters in text form with unspecified types,
+ * so the server reads each as the type of the column it meets; names
+ * always go through PQescapeIdentifier. Rows are found the way
+ * PostgreSQL's own apply finds them: by the replica identity key, or with
+ * REPLICA IDENTITY FULL by every old value, NULL-safely, one row at a time.
+ */
+#include "sinks/pgstmt.h"
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "decoder/pgoutput.h"
+
+struct pgstmt_relent {
+    bool used;
+    uint32_t oid;
+    uint64_t version;
+    pgstmt *stmts;
+};
+
+/* ------------------------------------------------------------ plans */
+
+static bool plan_reserve(pgstmt_plan *pl, size_t need)
+{
+    if (need <= pl->cap)
+        return true;
+    size_t cap = pl->cap ? pl->cap : 64;
+    while (cap < need)
+        cap *= 2;
+    char *shape = realloc(pl->shape, cap);
+    if (!shape)
+        return false;
+    pl->shape = shape;
+    const char **params = realloc(pl->params, cap * sizeof *params);
+    if (!params)
+        return false;
+    pl->params = params;
+    pl->cap = cap;
+    return true;
+}
+
+void pgstmt_plan_free(pgstmt_plan *pl)
+{
+    free(pl->shape);
+    free(pl->params);
+    memset(pl, 0, sizeof *pl);
+}
+
+/*
+ * The values that find the target row: the old tuple when the message
+ * has one; otherwise the key did not change and the new tuple holds it.
+ */
+static const sink_value *identity_values(const sink_event *ev)
+{
+    if (ev->old_vals && (ev->old_kind == 'K' || ev->old_kind == 'O'))
+        return ev->old_vals;
+    return ev->new_vals;
+}
+
+static bool same_value(const sink_value *a, const sink_value *b)
+{
+    if (a->kind != b->kind)
+        return false;
+    return a->kind != 't' ||
+           (a->len == b->len && memcmp(a->data, b->data, a->len) == 0);
+}
+
+/*
+ * An UPDATE leaves out key columns that keep their value: the WHERE
+ * clause holds them already, and a GENERATED ALWAYS identity key may
+ * only be updated to DEFAULT. (Not for REPLICA IDENTITY FULL, where every
+ * column is "key" and each combination would be a statement of its own.)
+ */
+static bool key_kept(const sink_event *ev, uint16_t i)
+{
+    const sink_rel *rel = ev->rel;
+    if (ev->op != SINK_UPDATE || rel->replident == 'f' || !rel->cols[i].key)
+        return false;
+    const sink_value *old = identity_values(ev);
+    return old == ev->new_vals || same_value(&old[i], &ev->new_vals[i]);
+}
+
+/* New values: unchanged TOAST is left out so the target keeps its own. */
+static void plan_values(pgstmt_plan *pl, const sink_event *ev)
+{
+    const sink_value *vals = ev->new_vals;
+    for (uint16_t i = 0; i < ev->rel->ncols; i++) {
+        if (vals[i].kind == 'u' || key_kept(ev, i)) {
+            pl->shape[pl->shape_len++] = '-';
+            continue;
+        }
+        pl->shape[pl->shape_len++] = 'v';
+        pl->params[pl->nparams++] = vals[i].kind == 't' ? vals[i].data : NULL;
+    }
+}
+
+/*
+ * NULLs become IS NULL rather than a parameter, so the comparison is
+ * NULL-safe and still uses an index; that choice is part of the shape.
+ */
+static bool plan_identity(pgstmt_plan *pl, const sink_event *ev, bool full,
+                          const char **why)
+{
+    const sink_rel *rel = ev->rel;
+    const sink_value *vals = identity_values(ev);
+    if (!vals) {
+        *why = "the change carries no old row to find the target row by";
+        return false;
+    }
+    int compared = 0;
+    for (uint16_t i = 0; i < rel->ncols; i++) {
+        char code = '-';
+        if (full || rel->cols[i].key) {
+            if (vals[i].kind == 'n')
+                code = 'n';
+            else if (vals[i].kind == 't')
+                code = 'p';
+        }
+        if (code == 'p')
+            pl->params[pl->nparams++] = vals[i].data;
+        compared += code != '-';
+        pl->shape[pl->shape_len++] = code;
+    }
+    if (compared == 0) {
+        *why = "the table has no replica identity to find rows by "
+               "(no primary key, or REPLICA IDENTITY NOTHING)";
+        return false;
+    }
+    return true;
+}
+
+bool pgstmt_plan_change(pgstmt_plan *pl, const sink_event *ev,
+                        const char **why)
+{
+    const sink_rel *rel = ev->rel;
+    if (!plan_reserve(pl, 2 + 2 * (size_t)rel->ncols)) {
+        *why = "out of memory";
+        return false;
+    }
+    char op = ev->op == SINK_INSERT ? 'I' : ev->op == SINK_UPDATE ? 'U' : 'D';
+    bool full = rel->replident == 'f';
+    pl->shape_len = 0;
+    pl->nparams = 0;
+    pl->shape[pl->shape_len++] = op;
+    pl->shape[pl->shape_len++] = full ? 'f' : 'k';
+    if (op != 'D') {
+        if (!ev->new_vals) {
+            *why = "the change carries no new row";
+            return false;
+        }
+        plan_values(pl, ev);
+    }
+    return op == 'I' || plan_identity(pl, ev, full, why);
+}
+
+/* ------------------------------------------------------------ cache */
+
+static uint64_t shape_hash(const char *s, uint32_t len)
+{
+    uint64_t h = 1469598103934665603ULL;  /* FNV-1a */
+    for (uint32_t i = 0; i < len; i++)
+        h = (h ^ (unsigned char)s[i]) * 1099511628211ULL;
+    return h;
+}
+
+static size_t oid_slot(uint32_t oid, size_t cap)
+{
+    return (size_t)(oid * 2654435761u) & (cap - 1);
+}
+
+static bool cache_grow(pgstmt_cache *c)
+{
+    size_t cap = c->cap ? c->cap * 2 : 16;
+    struct pgstmt_relent *rels = calloc(cap, sizeof *rels);
+    if (!rels)
+        return false;
+    for (size_t i = 0; i < c->cap; i++) {
+        if (!c->rels[i].used)
+            continue;
+        size_t j = oid_slot(c->rels[i].oid, cap);
+        while (rels[j].used)
+            j = (j + 1) & (cap - 1);
+        rels[j] = c->rels[i];
+    }
+    free(c->rels);
+    c->rels = rels;
+    c->cap = cap;
+    return true;
+}
+
+static struct pgstmt_relent *relent_get(pgstmt_cache *c, const sink_rel *rel)
+{
+    if (2 * (c->n + 1) > c->cap && !cache_grow(c))
+        return NULL;
+    size_t j = oid_slot(rel->oid, c->cap);
+    while (c->rels[j].used && c->rels[j].oid != rel->oid)
+        j = (j + 1) & (c->cap - 1);
+    struct pgstmt_relent *r = &c->rels[j];
+    if (!r->used) {
+        *r = (struct pgstmt_relent){.used = true, .oid = rel->oid,
+                                    .version = rel->version};
+        c->n++;
+    }
+    return r;
+}
+
+/*
+ * Statements of an older version may still have results in flight, so
+ * they wait on the retired list until the caller's queue is empty.
+ */
+static void retire(pgstmt_cache *c, struct pgstmt_relent *r)
+{
+    while (r->stmts) {
+        pgstmt *st = r->stmts;
+        r->stmts = st->next;
+        st->next = c->retired;
+        c->retired = st;
+    }
+}
+
+static pgstmt *stmt_new(pgstmt_cache *c, sink_rel *rel, const pgstmt_plan *pl,
+                        uint64_t hash)
+{
+    pgstmt *st = calloc(1, sizeof *st);
+    if (!st)
+        return NULL;
+    st->shape = malloc(pl->shape_len);
+    if (!st->shape) {
+        free(st);
+        return NULL;
+    }
+    memcpy(st->shape, pl->shape, pl->shape_len);
+    st->shape_len = pl->shape_len;
+    st->hash = hash;
+    st->rel = sink_rel_ref(rel);
+    snprintf(st->name, sizeof st->name, "cleave_%" PRIu64, ++c->next_id);
+    return st;
+}
+
+pgstmt *pgstmt_lookup(pgstmt_cache *c, sink_rel *rel, const pgstmt_plan *pl)
+{
+    struct pgstmt_relent *r = relent_get(c, rel);
+    if (!r)
+        return NULL;
+    if (r->version != rel->version) {
+        retire(c, r);
+        r->version = rel->version;
+    }
+    uint64_t h = shape_hash(pl->shape, pl->shape_len);
+    for (pgstmt *st = r->stmts; st; st = st->next)
+        if (st->hash == h && st->shape_len == pl->shape_len &&
+            memcmp(st->shape, pl->shape, pl->shape_len) == 0)
+            return st;
+    pgstmt *st = stmt_new(c, rel, pl, h);
+    if (st) {
+        st->next = r->stmts;
+        r->stmts = st;
+    }
+    return st;
+}
+
+pgstmt *pgstmt_take_retired(pgstmt_cache *c)
+{
+    pgstmt *list = c->retired;
+    c->retired = NULL;
+    return list;
+}
+
+void pgstmt_free(pgstmt *st)
+{
+    if (!st)
+        return;
+    sink_rel_unref(st->rel);
+    free(st->shape);
+    free(st);
+}
+
+static void free_list(pgstmt *st)
+{
+    while (st) {
+        pgstmt *next = st->next;
+        pgstmt_free(st);
+        st = next;
+    }
+}
+
+void pgstmt_cache_clear(pgstmt_cache *c)
+{
+    for (size_t i = 0; i < c->cap; i++)
+        if (c->rels[i].used)
+            free_list(c->rels[i].stmts);
+    free(c->rels);
+    free_list(c->retired);
+    c->rels = NULL;
+    c->retired = NULL;
+    c->cap = c->n = 0;
+    c->next_id = 0;
+}
+
+/* ------------------------------------------------------------ SQL text */
+
+typedef struct sqlbuf {
+    char *p;
+    size_t len, cap;
+    bool bad;                /* out of memory, or a name libpq refused */
+} sqlbuf;
+
+static void sb_addn(sqlbuf *b, const char *s, size_t n)
+{
+    if (b->bad)
+        return;
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap < b->len + n + 1)
+            cap *= 2;
+        char *p = realloc(b->p, cap);
+        if (!p) {
+            b->bad = true;
+            return;
+        }
+        b->p = p;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+
+static void sb_add(sqlbuf *b, const char *s)
+{
+    sb_addn(b, s, strlen(s));
+}
+
+static void sb_param(sqlbuf *b, int *np)
+{
+    char num[16];
+    snprintf(num, sizeof num, "$%d", ++*np);
+    sb_add(b, num);
+}
+
+static void sb_ident(sqlbuf *b, PGconn *conn, const char *name)
+{
+    char *q = PQescapeIdentifier(conn, name, strlen(name));
+    if (!q) {
+        b->bad = true;
+        return;
+    }
+    sb_add(b, q);
+    PQfreemem(q);
+}
+
+static void sb_table(sqlbuf *b, PGconn *conn, const sink_rel *rel)
+{
+    sb_ident(b, conn, rel->schema);
+    sb_add(b, ".");
+    sb_ident(b, conn, rel->name);
+}
+
+/* Built-in types with no equality operator (and their arrays). */
+static bool needs_text_eq(uint32_t type_oid)
+{
+    switch (type_oid) {
+    case 114: case 199:      /* json, json[] */
+    case 142: case 143:      /* xml, xml[] */
+    case 600: case 1017:     /* point */
+    case 601: case 1018:     /* lseg */
+    case 602: case 1019:     /* path */
+    case 603: case 1020:     /* box */
+    case 604: case 1027:     /* polygon */
+    case 628: case 629:      /* line */
+    case 718: case 719:      /* circle */
+        return true;
+    default:
+        return false;
+    }
+}
+
+static void build_cond(sqlbuf *b, PGconn *conn, const struct sink_col *col,
+                       char code, int *np)
+{
+    sb_ident(b, conn, col->name);
+    if (code == 'n') {
+        sb_add(b, " IS NULL");
+        return;
+    }
+    bool text = needs_text_eq(col->type_oid);
+    sb_add(b, text ? "::text = " : " = ");
+    sb_param(b, np);
+    if (text)
+        sb_add(b, "::text");
+}
+
+/*
+ * With the whole row as identity, duplicates are possible: ctid picks
+ * exactly one of them, as PostgreSQL's apply does.
+ */
+static void build_where(sqlbuf *b, PGconn *conn, const pgstmt *st,
+                        const char *ident, int *np)
+{
+    const sink_rel *rel = st->rel;
+    bool full = st->shape[1] == 'f';
+    sb_add(b, " WHERE ");
+    if (full) {
+        sb_add(b, "ctid = (SELECT ctid FROM ");
+        sb_table(b, conn, rel);
+        sb_add(b, " WHERE ");
+    }
+    const char *sep = "";
+    for (uint16_t i = 0; i < rel->ncols; i++) {
+        if (ident[i] == '-')
+            continue;
+        sb_add(b, sep);
+        build_cond(b, conn, &rel->cols[i], ident[i], np);
+        sep = " AND ";
+    }
+    if (full)
+        sb_add(b, " LIMIT 1)");
+}
+
+static bool has_key(const sink_rel *rel)
+{
+    for (uint16_t i = 0; i < rel->ncols; i++)
+        if (rel->cols[i].key)
+            return true;
+    return false;
+}
+
+/*
+ * RETURNING says whether the row existed: xmax is set on a row that
+ * ON CONFLICT updated and 0 on a fresh one; DO NOTHING returns no row.
+ */
+static void build_upsert(sqlbuf *b, PGconn *conn, const pgstmt *st)
+{
+    const sink_rel *rel = st->rel;
+    const char *vals = st->shape + 2;
+    if (st->shape[1] == 'f' || !has_key(rel)) {
+        sb_add(b, " ON CONFLICT DO NOTHING RETURNING false");
+        return;
+    }
+    sb_add(b, " ON CONFLICT (");
+    const char *sep = "";
+    for (uint16_t i = 0; i < rel->ncols; i++) {
+        if (!rel->cols[i].key)
+            continue;
+        sb_add(b, sep);
+        sb_ident(b, conn, rel->cols[i].name);
+        sep = ", ";
+    }
+    bool any_set = false;
+    for (uint16_t i = 0; i < rel->ncols; i++)
+        any_set |= !rel->cols[i].key && vals[i] == 'v';
+    if (!any_set) {
+        /* Every column sent is a key column: nothing to update. */
+        sb_add(b, ") DO NOTHING RETURNING false");
+        return;
+    }
+    sb_add(b, ") DO UPDATE SET ");
+    sep = "";
+    for (uint16_t i = 0; i < rel->ncols; i++) {
+        if (rel->cols[i].key || vals[i] != 'v')
+            continue;
+        sb_add(b, sep);
+        sb_ident(b, conn, rel->cols[i].name);
+        sb_add(b, " = EXCLUDED.");
+        sb_ident(b, conn, rel->cols[i].name);
+        sep = ", ";
+    }
+    sb_add(b, " RETURNING (xmax <> 0)");
+}
+
+static void build_insert(sqlbuf *b, PGconn *conn, const pgstmt *st,
+                         bool upsert, int *np)
+{
+    const sink_rel *rel = st->rel;
+    const char *vals = st->shape + 2;
+    sb_add(b, "INSERT INTO ");
+    sb_table(b, conn, rel);
+    const char *sep = " (";
+    for (uint16_t i = 0; i < rel->ncols; i++) {
+        if (vals[i] != 'v')
+            continue;
+        sb_add(b, sep);
+        sb_ident(b, conn, rel->cols[i].name);
+        sep = ", ";
+    }
+    if (!*sep) {
+        sb_add(b, " DEFAULT VALUES");
+    } else {
+        /* The source's value wins, even for GENERATED ALWAYS identity. */
+        sb_add(b, ") OVERRIDING SYSTEM VALUE VALUES (");
+        for (uint16_t i = 0, n = 0; i < rel->ncols; i++) {
+            if (vals[i] != 'v')
+                continue;
+            sb_add(b, n++ ? ", " : "");
+            sb_param(b, np);
+        }
+        sb_add(b, ")");
+    }
+    if (upsert)
+        build_upsert(b, conn, st);
+}
+
+/*
+ * With nothing to set (only key columns, unchanged) the row must still
+ * exist: a SELECT reports the same row count an UPDATE would.
+ */
+static void build_update(sqlbuf *b, PGconn *conn, const pgstmt *st, int *np)
+{
+    const sink_rel *rel = st->rel;
+    const char *vals = st->shape + 2;
+    if (!memchr(vals, 'v', rel->ncols)) {
+        sb_add(b, "SELECT 1 FROM ");
+        sb_table(b, conn, rel);
+        build_where(b, conn, st, vals + rel->ncols, np);
+        return;
+    }
+    sb_add(b, "UPDATE ");
+    sb_table(b, conn, rel);
+    sb_add(b, " SET ");
+    const char *sep = "";
+    for (uint16_t i = 0; i < rel->ncols; i++) {
+        if (vals[i] != 'v')
+            continue;
+        sb_add(b, sep);
+        sb_ident(b, conn, rel->cols[i].name);
+        sb_add(b, " = ");
+        sb_param(b, np);
+        sep = ", ";
+    }
+    build_where(b, conn, st, vals + rel->ncols, np);
+}
+
+static void build_delete(sqlbuf *b, PGconn *conn, const pgstmt *st, int *np)
+{
+    sb_add(b, "DELETE FROM ");
+    sb_table(b, conn, st->rel);
+    build_where(b, conn, st, st->shape + 2, np);
+}
+
+char *pgstmt_sql(PGconn *conn, const pgstmt *st, bool upsert, int *nparams)
+{
+    sqlbuf b = {0};
+    *nparams = 0;
+    switch (st->shape[0]) {
+    case 'I':
+        build_insert(&b, conn, st, upsert, nparams);
+        break;
+    case 'U':
+        build_update(&b, conn, st, nparams);
+        break;
+    default:
+        build_delete(&b, conn, st, nparams);
+        break;
+    }
+    if (b.bad) {
+        free(b.p);
+        return NULL;
+    }
+    return b.p;
+}
+
+char *pgstmt_truncate_sql(PGconn *conn, const sink_event *ev)
+{
+    sqlbuf b = {0};
+    sb_add(&b, "TRUNCATE ");
+    for (uint32_t i = 0; i < ev->ntruncate; i++) {
+        sb_add(&b, i ? ", " : "");
+        sb_table(&b, conn, ev->truncate_rels[i]);
+    }
+    if (ev->truncate_options & PGO_TRUNCATE_RESTART_IDENTITY)
+        sb_add(&b, " RESTART IDENTITY");
+    if (ev->truncate_options & PGO_TRUNCATE_CASCADE)
+        sb_add(&b, " CASCADE");
+    if (b.bad) {
+        free(b.p);
+        return NULL;
+    }
+    return b.p;
+}
+
+/* ------------------------------------------------------------ messages */
+
+typedef struct textout {
+    char *buf;
+    size_t len, pos;
+} textout;
+
+static void out_add(textout *o, const char *s, size_t n)
+{
+    if (o->pos + 1 >= o->len)
+        return;
+    size_t room = o->len - 1 - o->pos;
+    if (n > room)
+        n = room;
+    memcpy(o->buf + o->pos, s, n);
+    o->pos += n;
+    o->buf[o->pos] = '\0';
+}
+
+static void out_str(textout *o, const char *s)
+{
+    out_add(o, s, strlen(s));
+}
+
+/* Long values would crowd out the rest of the message. */
+static void out_value(textout *o, const sink_value *v)
+{
+    enum { MAXVAL = 40 };
+    if (v->kind == 'n') {
+        out_str(o, "NULL");
+        return;
+    }
+    out_add(o, v->data, v->len > MAXVAL ? MAXVAL : v->len);
+    if (v->len > MAXVAL)
+        out_str(o, "...");
+}
+
+static void describe_truncate(const sink_event *ev, textout *o)
+{
+    for (uint32_t i = 0; i < ev->ntruncate; i++) {
+        out_str(o, i ? ", " : "");
+        out_str(o, ev->truncate_rels[i]->schema);
+        out_str(o, ".");
+        out_str(o, ev->truncate_rels[i]->name);
+    }
+}
+
+void pgstmt_describe(const sink_event *ev, char *buf, size_t len)
+{
+    textout o = {.buf = buf, .len = len};
+    buf[0] = '\0';
+    if (ev->op == SINK_TRUNCATE) {
+        describe_truncate(ev, &o);
+        return;
+    }
+    const sink_rel *rel = ev->rel;
+    const sink_value *vals =
+        ev->op == SINK_INSERT ? ev->new_vals : identity_values(ev);
+    bool full = rel->replident == 'f';
+    const char *sep = "";
+    for (uint16_t i = 0; vals && i < rel->ncols; i++) {
+        if ((!full && !rel->cols[i].key) || vals[i].kind == 'u')
+            continue;
+        out_str(&o, sep);
+        out_str(&o, rel->cols[i].name);
+        out_str(&o, "=");
+        out_value(&o, &vals[i]);
+        sep = ", ";
+    }
+    if (!*sep)
+        out_str(&o, "no key");
+}

@@ -1,0 +1,89 @@
+/*
+ * pgstmt: the statements that apply row changes to a PostgreSQL target,
+ * and the per-connection cache of those already prepared.
+ *
+ * A change is first reduced to a plan: its parameters (text values, in
+ * order) and a shape, a short byte string saying which columns the
+ * statement sets and how it finds the row. The shape alone determines the
+ * SQL, so it is the cache key within one relation version: rows of the
+ * same shape reuse one prepared statement and no SQL is built per row.
+ *
+ * Shape layout: [op I/U/D][identity 'k' key columns | 'f' whole row]
+ * then, for INSERT and UPDATE, one byte per column of the new values
+ * ('v' sent, '-' left out: unchanged TOAST), then for UPDATE and DELETE
+ * one byte per column of the identity ('p' compared with a parameter,
+ * 'n' IS NULL, '-' not compared).
+ */
+#ifndef CLEAVE_SINKS_PGSTMT_H
+#define CLEAVE_SINKS_PGSTMT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <libpq-fe.h>
+
+#include "sinks/sink.h"
+
+typedef struct pgstmt {
+    struct pgstmt *next;
+    sink_rel *rel;           /* a reference: names for SQL and messages */
+    uint64_t hash;
+    char *shape;
+    uint32_t shape_len;
+    char name[24];
+    bool prepared;           /* sent to the server (cleared if that failed) */
+    bool returning;          /* INSERT .. RETURNING whether it conflicted */
+} pgstmt;
+
+/* Scratch for one change, reused from row to row. */
+typedef struct pgstmt_plan {
+    char *shape;
+    uint32_t shape_len;
+    const char **params;
+    int nparams;
+    size_t cap;              /* of shape (bytes) and params (entries) */
+} pgstmt_plan;
+
+typedef struct pgstmt_cache {
+    struct pgstmt_relent *rels;  /* open addressing on the relation OID */
+    size_t cap, n;
+    pgstmt *retired;         /* of replaced relation versions */
+    uint64_t next_id;
+    bool upsert;             /* on_conflict: apply */
+} pgstmt_cache;
+
+/*
+ * Fills the plan for an INSERT, UPDATE or DELETE. False when the change
+ * cannot be applied (no replica identity, no old row, out of memory),
+ * with the reason in *why.
+ */
+bool pgstmt_plan_change(pgstmt_plan *pl, const sink_event *ev,
+                        const char **why);
+void pgstmt_plan_free(pgstmt_plan *pl);
+
+/*
+ * The statement for ev->rel and the plan's shape, created unprepared if
+ * new; NULL when out of memory. A new relation version retires the
+ * statements of the old one (pgstmt_take_retired).
+ */
+pgstmt *pgstmt_lookup(pgstmt_cache *c, sink_rel *rel, const pgstmt_plan *pl);
+/* The retired list, for the caller to deallocate and pgstmt_free. */
+pgstmt *pgstmt_take_retired(pgstmt_cache *c);
+void pgstmt_free(pgstmt *st);
+/* Forgets every statement (the connection is gone). */
+void pgstmt_cache_clear(pgstmt_cache *c);
+
+/* The SQL text of a statement; NULL when out of memory. Caller frees. */
+char *pgstmt_sql(PGconn *conn, const pgstmt *st, bool upsert, int *nparams);
+/* TRUNCATE of the event's relations with its options. Caller frees. */
+char *pgstmt_truncate_sql(PGconn *conn, const sink_event *ev);
+
+/*
+ * "col=value, ..." for the key columns of a change (identity for UPDATE
+ * and DELETE, new values for INSERT), cut to fit; for TRUNCATE, the
+ * tables. For error messages only.
+ */
+void pgstmt_describe(const sink_event *ev, char *buf, size_t len);
+
+#endif

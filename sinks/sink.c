@@ -1,0 +1,177 @@
+/*
+ * sink: relation snapshots and change events shared by the stream loop
+ * and every sink; see sink.h.
+ *
+ * An event is one heap block: the header, the value arrays, then the
+ * value bytes, so handing it to another thread and freeing it are one
+ * pointer each.
+ */
+#include "sinks/sink.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "decoder/pgoutput.h"
+
+sink_rel *sink_rel_ref(sink_rel *rel)
+{
+    if (rel)
+        atomic_fetch_add_explicit(&rel->refs, 1, memory_order_relaxed);
+    return rel;
+}
+
+void sink_rel_unref(sink_rel *rel)
+{
+    if (!rel || atomic_fetch_sub_explicit(&rel->refs, 1,
+                                          memory_order_acq_rel) != 1)
+        return;
+    for (uint16_t i = 0; i < rel->ncols; i++)
+        free(rel->cols[i].name);
+    free(rel->cols);
+    free(rel->schema);
+    free(rel->name);
+    free(rel);
+}
+
+sink_rel *sink_rel_from_pgo(const pgo_relation *src, uint64_t version)
+{
+    sink_rel *rel = calloc(1, sizeof *rel);
+    if (!rel)
+        return NULL;
+    atomic_init(&rel->refs, 1);
+    rel->oid = src->oid;
+    rel->version = version;
+    rel->replident = src->replident;
+    rel->ncols = src->ncols;
+    rel->schema = strdup(src->nspname);
+    rel->name = strdup(src->relname);
+    rel->cols = calloc(src->ncols ? src->ncols : 1, sizeof *rel->cols);
+    bool ok = rel->schema && rel->name && rel->cols;
+    for (uint16_t i = 0; ok && i < src->ncols; i++) {
+        rel->cols[i].name = strdup(src->cols[i].name);
+        rel->cols[i].type_oid = src->cols[i].type_oid;
+        rel->cols[i].typmod = src->cols[i].typmod;
+        rel->cols[i].key = (src->cols[i].flags & PGO_COLUMN_KEY) != 0;
+        ok = rel->cols[i].name != NULL;
+    }
+    if (!ok) {
+        rel->ncols = rel->cols ? rel->ncols : 0;
+        sink_rel_unref(rel);
+        return NULL;
+    }
+    return rel;
+}
+
+bool sink_fail(sink *s, lsn_t lsn, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(s->error, sizeof s->error, fmt, ap);
+    va_end(ap);
+    s->error_lsn = lsn;
+    return false;
+}
+
+void sink_event_free(sink_event *ev)
+{
+    if (!ev)
+        return;
+    sink_rel_unref(ev->rel);
+    for (uint32_t i = 0; i < ev->ntruncate; i++)
+        sink_rel_unref(ev->truncate_rels[i]);
+    free(ev);
+}
+
+sink_event *sink_event_txn(sink_op op, uint32_t xid, lsn_t commit_lsn,
+                           lsn_t end_lsn, int64_t commit_time)
+{
+    sink_event *ev = calloc(1, sizeof *ev);
+    if (!ev)
+        return NULL;
+    ev->op = op;
+    ev->xid = xid;
+    ev->commit_lsn = commit_lsn;
+    ev->end_lsn = end_lsn;
+    ev->commit_time = commit_time;
+    ev->size = sizeof *ev;
+    return ev;
+}
+
+/* Bytes the text of a tuple needs, NULs included; false on binary values. */
+static bool tuple_bytes(const pgo_tuple *t, size_t *bytes)
+{
+    for (uint16_t i = 0; t && i < t->ncols; i++) {
+        if (t->cols[i].kind == 'b')
+            return false;
+        if (t->cols[i].kind == 't')
+            *bytes += (size_t)t->cols[i].len + 1;
+    }
+    return true;
+}
+
+/* Copies a tuple into vals, its text into *text; advances *text. */
+static void copy_tuple(const pgo_tuple *t, sink_value *vals, char **text)
+{
+    for (uint16_t i = 0; i < t->ncols; i++) {
+        const pgo_value *v = &t->cols[i];
+        vals[i] = (sink_value){.kind = v->kind};
+        if (v->kind != 't')
+            continue;
+        memcpy(*text, v->data, v->len);
+        (*text)[v->len] = '\0';
+        vals[i].len = v->len;
+        vals[i].data = *text;
+        *text += v->len + 1;
+    }
+}
+
+sink_event *sink_event_change(sink_op op, sink_rel *rel, lsn_t commit_lsn,
+                              char old_kind, const pgo_tuple *old_tuple,
+                              const pgo_tuple *new_tuple)
+{
+    size_t text = 0;
+    if (!tuple_bytes(old_tuple, &text) || !tuple_bytes(new_tuple, &text))
+        return NULL;
+    size_t nold = old_tuple ? old_tuple->ncols : 0;
+    size_t nnew = new_tuple ? new_tuple->ncols : 0;
+    size_t size = sizeof(sink_event) + (nold + nnew) * sizeof(sink_value) + text;
+    sink_event *ev = calloc(1, size);
+    if (!ev)
+        return NULL;
+    sink_value *vals = (sink_value *)(ev + 1);
+    char *bytes = (char *)(vals + nold + nnew);
+    ev->op = op;
+    ev->rel = sink_rel_ref(rel);
+    ev->commit_lsn = commit_lsn;
+    ev->old_kind = old_tuple ? old_kind : 0;
+    ev->size = size;
+    if (old_tuple) {
+        copy_tuple(old_tuple, vals, &bytes);
+        ev->old_vals = vals;
+    }
+    if (new_tuple) {
+        copy_tuple(new_tuple, vals + nold, &bytes);
+        ev->new_vals = vals + nold;
+    }
+    return ev;
+}
+
+sink_event *sink_event_truncate(lsn_t commit_lsn, uint8_t options,
+                                sink_rel *const *rels, uint32_t nrels)
+{
+    size_t size = sizeof(sink_event) + nrels * sizeof(sink_rel *);
+    sink_event *ev = calloc(1, size);
+    if (!ev)
+        return NULL;
+    ev->op = SINK_TRUNCATE;
+    ev->commit_lsn = commit_lsn;
+    ev->truncate_options = options;
+    ev->truncate_rels = (sink_rel **)(ev + 1);
+    ev->size = size;
+    for (uint32_t i = 0; i < nrels; i++)
+        ev->truncate_rels[i] = sink_rel_ref(rels[i]);
+    ev->ntruncate = nrels;
+    return ev;
+}

@@ -1,0 +1,161 @@
+/*
+ * sink: the one small interface every destination implements, so the
+ * stream loop never knows whether it feeds PostgreSQL or Kafka.
+ *
+ * The stream loop turns decoded pgoutput messages into sink events, one
+ * heap block each (sink_event_new), and hands them to each sink's worker
+ * thread in source commit order. A sink sees, per source transaction,
+ * BEGIN, its changes (only those of tables its service owns), COMMIT.
+ * The sink may batch several whole source transactions into one of its
+ * own; `durable` is the position up to which it holds everything.
+ *
+ * Every sink call runs on that sink's worker thread; a sink needs no
+ * locking of its own. A false return means the sink is unusable until
+ * reopened (the worker closes it, backs off, reopens, and the stream is
+ * replayed from the sink's durable LSN); the reason is in sink->error.
+ */
+#ifndef CLEAVE_SINKS_SINK_H
+#define CLEAVE_SINKS_SINK_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config/config.h"
+#include "decoder/lsn.h"
+
+/* A relation as one Relation message described it: immutable, shared. */
+typedef struct sink_rel {
+    atomic_int refs;
+    uint32_t oid;
+    uint64_t version;        /* new for every Relation message: re-prepare */
+    char *schema;
+    char *name;
+    char replident;          /* 'd' default, 'n' nothing, 'f' full, 'i' index */
+    uint16_t ncols;
+    struct sink_col {
+        char *name;
+        uint32_t type_oid;   /* the source's OID; built-in types agree */
+        int32_t typmod;
+        bool key;            /* part of the replica identity */
+    } *cols;
+} sink_rel;
+
+/* One column value: 'n' null, 'u' unchanged TOAST, 't' text. */
+typedef struct sink_value {
+    char kind;
+    uint32_t len;
+    const char *data;        /* NUL-terminated text form ('t') */
+} sink_value;
+
+typedef enum sink_op {
+    SINK_BEGIN,
+    SINK_INSERT,
+    SINK_UPDATE,
+    SINK_DELETE,
+    SINK_TRUNCATE,
+    SINK_COMMIT,
+    /*
+     * Not a change: the source transaction in flight will not complete
+     * (the source connection was lost or restarted). The worker rolls the
+     * sink back; the stream is replayed from the slot.
+     */
+    SINK_ROLLBACK,
+} sink_op;
+
+typedef struct sink_event {
+    sink_op op;
+    uint32_t xid;
+    /*
+     * BEGIN and COMMIT: commit_lsn is where the source's commit record
+     * starts, end_lsn where it ends (what a sink records as durable);
+     * commit_time is the source's, Unix epoch microseconds. Changes carry
+     * the commit_lsn of their transaction, for error messages.
+     */
+    lsn_t commit_lsn;
+    lsn_t end_lsn;
+    int64_t commit_time;
+    /* INSERT, UPDATE, DELETE */
+    sink_rel *rel;
+    char old_kind;           /* 0: none, 'K': key columns, 'O': whole old row */
+    const sink_value *old_vals;   /* rel->ncols entries, or NULL */
+    const sink_value *new_vals;   /* rel->ncols entries, or NULL (DELETE) */
+    /* TRUNCATE */
+    uint8_t truncate_options;     /* PGO_TRUNCATE_CASCADE | ..._RESTART_IDENTITY */
+    uint32_t ntruncate;
+    sink_rel **truncate_rels;
+    struct sink_event *next; /* the worker's queue link */
+    size_t size;             /* bytes of this block, for the queue's bound */
+} sink_event;
+
+typedef struct sink sink;
+
+typedef struct sink_ops {
+    const char *kind;        /* "postgres", "kafka" */
+    /*
+     * Connects and reads the durable position (the end LSN of the last
+     * source transaction the sink holds, 0 if none).
+     */
+    bool (*open)(sink *s, lsn_t *durable);
+    bool (*begin)(sink *s, const sink_event *ev);
+    bool (*change)(sink *s, const sink_event *ev);
+    /*
+     * The source transaction is complete. `more` says another is queued
+     * right behind it, so the sink may keep its own transaction open.
+     */
+    bool (*commit)(sink *s, const sink_event *ev, bool more);
+    /* Finishes any open batch; *durable as in open. */
+    bool (*flush)(sink *s, lsn_t *durable);
+    /* Drops an unfinished source transaction and anything not committed. */
+    void (*rollback)(sink *s);
+    void (*close)(sink *s);
+} sink_ops;
+
+struct sink {
+    const sink_ops *ops;
+    const cfg *config;
+    const cfg_service *service;
+    char error[512];         /* why the last call failed */
+    lsn_t error_lsn;         /* the source commit LSN it failed at, or 0 */
+    /* Counters the sink keeps; read by status (relaxed). */
+    atomic_uint_fast64_t rows_applied;
+    atomic_uint_fast64_t txns_applied;
+    atomic_uint_fast64_t conflicts;
+    void *impl;
+};
+
+/* Takes and drops references to a relation snapshot. */
+sink_rel *sink_rel_ref(sink_rel *rel);
+void sink_rel_unref(sink_rel *rel);
+
+/* Records why a sink failed; returns false for `return sink_fail(...)`. */
+bool sink_fail(sink *s, lsn_t lsn, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Frees an event and drops its relation references. */
+void sink_event_free(sink_event *ev);
+
+struct pgo_relation;
+struct pgo_tuple;
+
+/* A snapshot of a decoded relation (one reference, the caller's). */
+sink_rel *sink_rel_from_pgo(const struct pgo_relation *rel, uint64_t version);
+
+/* BEGIN or COMMIT. */
+sink_event *sink_event_txn(sink_op op, uint32_t xid, lsn_t commit_lsn,
+                           lsn_t end_lsn, int64_t commit_time);
+/*
+ * INSERT, UPDATE or DELETE, copying the values out of the decoder's
+ * buffers (old_tuple/new_tuple may be NULL where the message has none).
+ * NULL when out of memory, or when a value is binary ('b'): cleave asks
+ * for text.
+ */
+sink_event *sink_event_change(sink_op op, sink_rel *rel, lsn_t commit_lsn,
+                              char old_kind,
+                              const struct pgo_tuple *old_tuple,
+                              const struct pgo_tuple *new_tuple);
+sink_event *sink_event_truncate(lsn_t commit_lsn, uint8_t options,
+                                sink_rel *const *rels, uint32_t nrels);
+
+#endif

@@ -1,0 +1,246 @@
+/* shopenv: end-to-end runs of cleave on the shop fixtures; see shopenv.h. */
+#include "tests/support/shopenv.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+const char *const shop_services[SHOP_NSERVICES] = {
+    "user_service", "order_service", "payment_service", "inventory_service",
+    "notification_service",
+};
+
+const char *const shop_tables[SHOP_NTABLES] = {
+    "users", "user_preferences", "user_sessions",
+    "orders", "order_items", "shipping_addresses",
+    "payments", "refunds", "payment_methods",
+    "products", "inventory", "warehouses",
+    "notifications", "notification_templates",
+};
+
+int shop_owner(int table)
+{
+    static const int owner[SHOP_NTABLES] = {0, 0, 0, 1, 1, 1, 2, 2, 2,
+                                            3, 3, 3, 4, 4};
+    return owner[table];
+}
+
+const char *shop_cleave_bin(void)
+{
+    static char buf[600];
+    const char *env = getenv("CLEAVE_BIN");
+    if (env && *env)
+        return env;
+    const char *b = getenv("CLEAVE_BUILDDIR");
+    snprintf(buf, sizeof buf, "%s/daemon/cleave", b && *b ? b : "build");
+    return buf;
+}
+
+static bool write_config(shop_env *env, const char *source_extra,
+                         const char *extra)
+{
+    FILE *f = fopen(env->config, "w");
+    if (!f)
+        return false;
+    char *src = pgc_dsn(env->src, env->srcdb);
+    fprintf(f,
+            "name: %s\n"
+            "source:\n  dsn: \"%s\"\n%s"
+            "state_dir: %s\n"
+            "status_socket: %s/status.sock\n"
+            "log_level: debug\n"
+            "services:\n",
+            env->name, src, source_extra ? source_extra : "", env->state_dir,
+            env->state_dir);
+    free(src);
+    for (int s = 0; s < SHOP_NSERVICES; s++) {
+        char *dsn = pgc_dsn(env->tgt, env->dbs[s]);
+        fprintf(f, "  %s:\n    owned_tables: [", shop_services[s]);
+        const char *sep = "";
+        for (int t = 0; t < SHOP_NTABLES; t++)
+            if (shop_owner(t) == s) {
+                fprintf(f, "%s%s", sep, shop_tables[t]);
+                sep = ", ";
+            }
+        fprintf(f, "]\n    target:\n      postgres: \"%s\"\n%s", dsn,
+                extra ? extra : "");
+        free(dsn);
+    }
+    return fclose(f) == 0;
+}
+
+bool shop_config_append(shop_env *env, const char *yaml)
+{
+    FILE *f = fopen(env->config, "a");
+    if (!f)
+        return false;
+    fputs(yaml, f);
+    return fclose(f) == 0;
+}
+
+bool shop_setup(shop_env *env, pgc_cluster *src, pgc_cluster *tgt,
+                const char *name, const char *source_yaml,
+                const char *service_yaml)
+{
+    memset(env, 0, sizeof *env);
+    env->src = src;
+    env->tgt = tgt;
+    snprintf(env->name, sizeof env->name, "%s", name);
+    snprintf(env->srcdb, sizeof env->srcdb, "%s_shop", name);
+    snprintf(env->state_dir, sizeof env->state_dir, "%s/state_%s", src->root, name);
+    snprintf(env->config, sizeof env->config, "%s/%s.yaml", src->root, name);
+    snprintf(env->log, sizeof env->log, "%s/%s.log", src->root, name);
+    if (!pgc_load_shop(src, env->srcdb, 0, true))
+        return false;
+    for (int s = 0; s < SHOP_NSERVICES; s++) {
+        snprintf(env->dbs[s], sizeof env->dbs[s], "%s_%s", name, shop_services[s]);
+        if (!pgc_load_shop(tgt, env->dbs[s], 0, false))
+            return false;
+    }
+    return write_config(env, source_yaml, service_yaml);
+}
+
+bool shop_start(shop_env *env)
+{
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0)
+        return false;
+    if (pid == 0) {
+        int fd = open(env->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        if (fd < 0 || dup2(fd, 1) < 0 || dup2(fd, 2) < 0)
+            _exit(127);
+        execl(shop_cleave_bin(), "cleave", "run", "-c", env->config, (char *)NULL);
+        _exit(127);
+    }
+    env->pid = pid;
+    return true;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+int shop_stop(shop_env *env, int sig, double timeout_s)
+{
+    if (env->pid <= 0)
+        return -1;
+    kill(env->pid, sig);
+    double deadline = now_s() + timeout_s;
+    int st;
+    pid_t r;
+    while ((r = waitpid(env->pid, &st, WNOHANG)) == 0 && now_s() < deadline) {
+        struct timespec ts = {0, 20 * 1000 * 1000};  /* polling a deadline */
+        nanosleep(&ts, NULL);
+    }
+    if (r == 0) {
+        kill(env->pid, SIGKILL);
+        waitpid(env->pid, &st, 0);
+        env->pid = 0;
+        return -1;
+    }
+    env->pid = 0;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+bool shop_wait_streaming(shop_env *env, double timeout_s)
+{
+    char sql[256];
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) > 0 FROM pg_replication_slots "
+             "WHERE slot_name = 'cleave_%s' AND active", env->name);
+    return pgc_wait_until(env->src, env->srcdb, sql, timeout_s);
+}
+
+bool shop_wait_caught_up(shop_env *env, double timeout_s)
+{
+    char *lsn = pgc_query_value(env->src, env->srcdb, "SELECT pg_current_wal_lsn()");
+    char sql[256];
+    snprintf(sql, sizeof sql,
+             "SELECT coalesce(confirmed_flush_lsn >= '%s', false) FROM "
+             "pg_replication_slots WHERE slot_name = 'cleave_%s'",
+             lsn ? lsn : "0/0", env->name);
+    free(lsn);
+    return pgc_wait_until(env->src, env->srcdb, sql, timeout_s);
+}
+
+/*
+ * A table's rows as one digest and a count, order-independent: a
+ * multiset, so a duplicated row in a table without a key shows.
+ */
+static char *digest(const pgc_cluster *c, const char *db, const char *table)
+{
+    char sql[512];
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) || ' ' || coalesce(md5(string_agg(r, '|' ORDER BY r)), '-') "
+             "FROM (SELECT t::text AS r FROM %s t) s", table);
+    return pgc_query_value(c, db, sql);
+}
+
+bool shop_table_equal(shop_env *env, int table, char *diff, size_t difflen)
+{
+    char *a = digest(env->src, env->srcdb, shop_tables[table]);
+    char *b = digest(env->tgt, env->dbs[shop_owner(table)], shop_tables[table]);
+    bool eq = a && b && strcmp(a, b) == 0;
+    if (!eq)
+        snprintf(diff, difflen, "%s: source %s, target %s", shop_tables[table],
+                 a ? a : "?", b ? b : "?");
+    free(a);
+    free(b);
+    return eq;
+}
+
+bool shop_all_equal(shop_env *env)
+{
+    bool all = true;
+    for (int t = 0; t < SHOP_NTABLES; t++) {
+        char diff[512];
+        if (!shop_table_equal(env, t, diff, sizeof diff)) {
+            fprintf(stderr, "differs: %s\n", diff);
+            all = false;
+        }
+    }
+    return all;
+}
+
+void shop_log_tail(const shop_env *env, int lines)
+{
+    char cmd[700];
+    snprintf(cmd, sizeof cmd, "tail -n %d '%s' >&2", lines, env->log);
+    if (system(cmd) != 0)
+        fprintf(stderr, "(no cleave log)\n");
+}
+
+bool shop_log_contains(const shop_env *env, const char *text)
+{
+    FILE *f = fopen(env->log, "r");
+    if (!f)
+        return false;
+    char line[4096];
+    bool found = false;
+    while (!found && fgets(line, sizeof line, f))
+        found = strstr(line, text) != NULL;
+    fclose(f);
+    return found;
+}
+
+void shop_teardown(shop_env *env)
+{
+    if (env->pid > 0)
+        shop_stop(env, SIGKILL, 10);
+    char sql[256];
+    snprintf(sql, sizeof sql,
+             "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+             "WHERE slot_name = 'cleave_%s' AND NOT active", env->name);
+    pgc_exec(env->src, env->srcdb, sql);
+}

@@ -1,0 +1,76 @@
+/*
+ * shopenv: the shop fixtures set up for an end-to-end run of cleave.
+ *
+ * A source database with the shop schema (cross-service foreign keys
+ * included) on one cluster, five service databases with the schema
+ * without cross-service keys on another, a cleave.yaml mapping them as
+ * config/examples/shop.yaml does, and the real cleave binary started and
+ * stopped as a process. Tables are compared row for row (as multisets)
+ * between the source and the owning service's database.
+ */
+#ifndef CLEAVE_TESTS_SHOPENV_H
+#define CLEAVE_TESTS_SHOPENV_H
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+#include "tests/support/pgcluster.h"
+
+#define SHOP_NSERVICES 5
+#define SHOP_NTABLES 14
+
+typedef struct shop_env {
+    pgc_cluster *src;
+    pgc_cluster *tgt;
+    char name[32];            /* instance: databases, slot, state dir */
+    char srcdb[64];
+    char dbs[SHOP_NSERVICES][64];
+    char config[512];
+    char state_dir[512];
+    char log[512];
+    pid_t pid;                /* the running cleave, or 0 */
+} shop_env;
+
+extern const char *const shop_services[SHOP_NSERVICES];
+extern const char *const shop_tables[SHOP_NTABLES];
+/* The index of the service owning shop_tables[i]. */
+int shop_owner(int table);
+
+/*
+ * Creates the databases (schema only) and writes the configuration;
+ * `service_yaml` is appended under each service (e.g.
+ * "    on_conflict: apply\n"), `source_yaml` under source: (e.g.
+ * "  heartbeat_interval: 200ms\n"); either may be NULL. The slot is not
+ * created: cleave does that at start.
+ */
+bool shop_setup(shop_env *env, pgc_cluster *src, pgc_cluster *tgt,
+                const char *name, const char *source_yaml,
+                const char *service_yaml);
+/* Appends text to the configuration (another service, say). */
+bool shop_config_append(shop_env *env, const char *yaml);
+/* Starts `cleave run` on the configuration, logging to env->log. */
+bool shop_start(shop_env *env);
+/* Sends sig and waits up to timeout_s; the exit status (128+n if killed). */
+int shop_stop(shop_env *env, int sig, double timeout_s);
+/* Waits until the slot exists and a walsender streams it. */
+bool shop_wait_streaming(shop_env *env, double timeout_s);
+/*
+ * Waits until cleave has confirmed everything the source has written so
+ * far (the slot's confirmed flush LSN passes the current WAL LSN).
+ */
+bool shop_wait_caught_up(shop_env *env, double timeout_s);
+/* Compares one table; false with the first difference described in diff. */
+bool shop_table_equal(shop_env *env, int table, char *diff, size_t difflen);
+/* Every table; prints what differs to stderr. */
+bool shop_all_equal(shop_env *env);
+/* Prints the tail of cleave's log to stderr (for failing tests). */
+void shop_log_tail(const shop_env *env, int lines);
+/* Whether cleave's log contains text. */
+bool shop_log_contains(const shop_env *env, const char *text);
+/* Stops cleave if running, drops the slot. */
+void shop_teardown(shop_env *env);
+
+/* The cleave binary under test (CLEAVE_BIN, else build dir's daemon/cleave). */
+const char *shop_cleave_bin(void);
+
+#endif
