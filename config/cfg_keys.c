@@ -94,6 +94,10 @@ static const cfg_key source_keys[] = {
      .off = offsetof(cfg, source.heartbeat_interval_ms),
      .help = "how often to write a heartbeat message to the source so an "
              "idle publication does not hold WAL back; 0 is off"},
+    {.name = "loop_prevention", .type = CFG_T_BOOL, .def = "true",
+     .off = offsetof(cfg, source.loop_prevention),
+     .help = "skip transactions applied under a cleave_ replication origin, "
+             "so instances running in opposite directions do not loop"},
 };
 
 static const cfg_section source_section = {
@@ -132,7 +136,8 @@ static const cfg_key top_keys[] = {
      .help = "the shared database the changes are read from"},
     {.name = "state_dir", .type = CFG_T_STRING, .def = "/var/lib/cleave",
      .off = offsetof(cfg, state_dir), .expect = "a directory",
-     .help = "local checkpoints (Kafka sinks)"},
+     .help = "local state: spooled streamed transactions, Kafka "
+             "checkpoints"},
     {.name = "status_socket", .type = CFG_T_STRING,
      .def = "/run/cleave/status.sock", .off = offsetof(cfg, status_socket),
      .take = cfg_take_socket, .expect = "a socket path",

@@ -87,6 +87,7 @@ typedef struct cfg {
         char *slot;           /* default: cleave_<name> */
         char *publication;    /* default: cleave_<name> */
         int heartbeat_interval_ms;  /* 0: off */
+        bool loop_prevention;       /* skip cleave_ origins */
     } source;
     char *state_dir;
     char *status_socket;

@@ -243,9 +243,11 @@ static bool txn_commit(stream *st, lsn_t end_lsn, int64_t pg_time)
     return ok;
 }
 
-static bool is_cleave_origin(const char *name)
+/* A transaction another cleave applied: skipped unless loops are wanted. */
+static bool is_cleave_origin(const stream *st, const char *name)
 {
-    return strncmp(name, CLEAVE_ORIGIN_PREFIX, strlen(CLEAVE_ORIGIN_PREFIX)) == 0;
+    return st->config->source.loop_prevention &&
+           strncmp(name, CLEAVE_ORIGIN_PREFIX, strlen(CLEAVE_ORIGIN_PREFIX)) == 0;
 }
 
 /* The owner of a change's table, or -1 (said once per relation). */
@@ -411,7 +413,7 @@ static bool spool_message(stream *st, const pgo_msg *m, const uint8_t *buf,
                           size_t len)
 {
     if (m->kind == PGO_ORIGIN) {
-        st->cur->skip = is_cleave_origin(m->origin.name);
+        st->cur->skip = is_cleave_origin(st, m->origin.name);
         return true;
     }
     if (m->kind == PGO_MESSAGE)
@@ -447,7 +449,7 @@ static bool handle_msg(stream *st, const pgo_msg *m, const uint8_t *buf,
         txn_begin(st, m->xid, m->begin.final_lsn, m->begin.commit_time, false);
         return true;
     case PGO_ORIGIN:
-        st->skip_txn = st->skip_txn || is_cleave_origin(m->origin.name);
+        st->skip_txn = st->skip_txn || is_cleave_origin(st, m->origin.name);
         return true;
     case PGO_COMMIT:
         return txn_commit(st, m->commit.end_lsn, m->commit.commit_time);
@@ -617,6 +619,14 @@ lsn_t stream_received(const stream *st)
 lsn_t stream_flush_lsn(const stream *st)
 {
     lsn_t flush = st->received;
+    /*
+     * A transaction still being routed (a long replay, above all) is not
+     * held anywhere yet, while the server's Stream Commit already told
+     * its end: never confirm past its commit record, so a restart sends
+     * it again.
+     */
+    if (st->in_txn && st->commit_lsn < flush)
+        flush = st->commit_lsn;
     for (size_t i = 0; i < st->nt; i++) {
         const target *t = &st->t[i];
         lsn_t durable = worker_durable(t->w);
