@@ -31,7 +31,7 @@
 #include "sinks/pgsink.h"
 
 #define STATUS_INTERVAL_MS 10000   /* standby status update at least this often */
-#define STATUS_MIN_GAP_MS 1000     /* and when flush moved, at most this often */
+#define STATUS_MIN_GAP_MS 200      /* and when flush moved, at most this often */
 #define SOURCE_BACKOFF_MIN_MS 1000
 #define SOURCE_BACKOFF_MAX_MS 60000
 #define QUEUE_BYTES (8u << 20)     /* per sink: bounds memory, gives batching */
