@@ -322,8 +322,10 @@ static void shutdown_all(runner *d)
         source_send_status(d->src, stream_received(d->st), flush, false);
         log_info("event=stopped flush_lsn=%s", lsn_format(flush, lsn));
     }
-    for (size_t i = 0; i < d->nsinks; i++)
+    for (size_t i = 0; i < d->nsinks; i++) {
+        worker_free(d->workers[i]);
         pgsink_free(d->sinks[i]);
+    }
     stream_free(d->st);
     source_free(d->src);
     free(d->sinks);

@@ -31,6 +31,7 @@ struct worker {
     /* Queued or taken but not yet applied: what the bound counts. */
     atomic_size_t bytes;
     bool stop;                    /* under mu */
+    bool joined;                  /* the stream loop's: thread is gone */
     char error[512];              /* under mu */
     lsn_t error_lsn;              /* under mu */
     _Atomic int state;            /* written under mu */
@@ -325,13 +326,21 @@ worker *worker_start(sink *s, int wake_fd, size_t max_queue_bytes)
 
 void worker_stop(worker *w)
 {
-    if (!w)
+    if (!w || w->joined)
         return;
     pthread_mutex_lock(&w->mu);
     w->stop = true;
     pthread_cond_signal(&w->cond);
     pthread_mutex_unlock(&w->mu);
     pthread_join(w->thread, NULL);
+    w->joined = true;
+}
+
+void worker_free(worker *w)
+{
+    if (!w)
+        return;
+    worker_stop(w);
     pthread_mutex_destroy(&w->mu);
     pthread_cond_destroy(&w->cond);
     free(w);

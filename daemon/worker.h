@@ -37,8 +37,12 @@ typedef struct worker worker;
  * moved, queue room freed, failed.
  */
 worker *worker_start(sink *s, int wake_fd, size_t max_queue_bytes);
-/* Asks the thread to commit what it holds and stop; joins; frees. */
+/*
+ * Asks the thread to commit what it holds and stop, and joins it; the
+ * worker's figures (worker_durable) stay readable until worker_free.
+ */
 void worker_stop(worker *w);
+void worker_free(worker *w);
 
 /*
  * Queues an event for the sink as it was at `generation` (read when the

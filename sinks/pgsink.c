@@ -21,6 +21,7 @@
 
 #include <libpq-fe.h>
 
+#include "daemon/log.h"
 #include "sinks/pgpipe.h"
 #include "sinks/pgstmt.h"
 
@@ -186,7 +187,7 @@ static void conflict(pgsink *ps, const pgpipe_entry *e, const char *what)
     char ctx[400];
     entry_context(ps, e, ctx, sizeof ctx);
     ps->batch_conflicts++;
-    fprintf(stderr, "warning: %s: conflict: %s\n", ctx, what);
+    log_warning("event=conflict %s reason=\"%s\"", ctx, what);
 }
 
 static void row_ok(pgsink *ps, const pgpipe_entry *e, PGresult *res)
@@ -299,7 +300,7 @@ static void on_notice(void *arg, const PGresult *res)
     /* Our own ROLLBACK after a transaction that had already ended. */
     if (code && strcmp(code, "25P01") == 0)
         return;
-    fprintf(stderr, "warning: service=%s target: %s\n", svc_name(ps), msg);
+    log_warning("event=target_notice service=%s message=\"%s\"", svc_name(ps), msg);
 }
 
 /* ------------------------------------------------------------ sending */
@@ -789,10 +790,9 @@ static bool set_session(pgsink *ps)
     if (!has_sqlstate(res, "42501"))
         return open_failed(ps, "SET session_replication_role", res);
     if (!ps->role_warned) {
-        fprintf(stderr, "warning: service=%s: the target refused "
-                "session_replication_role = replica (not a superuser); "
-                "triggers and foreign keys on the target will fire\n",
-                svc_name(ps));
+        log_warning("event=replica_role_refused service=%s note=\"not a "
+                    "superuser: triggers and foreign keys on the target "
+                    "will fire\"", svc_name(ps));
         ps->role_warned = true;
     }
     PQclear(res);
