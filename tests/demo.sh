@@ -1,11 +1,336 @@
 #!/usr/bin/env bash
-# cleave's main job on its embedded default: installs the dependencies,
-# builds, and validates the example configuration, which maps the shared
-# "shop" database (../shared/fixtures/shop) to five service databases.
-# (Replication itself joins the demo as it lands.)
-set -euo pipefail
+# cleave's main job, end to end, in about a minute:
+#
+#   bash tests/demo.sh
+#
+# Installs the Debian packages it needs, builds cleave, then starts two
+# throwaway PostgreSQL 15 clusters: a source holding the shared "shop"
+# database (../shared/fixtures/shop) and a target holding five empty service
+# databases. `cleave run` streams the source into them, with the services
+# and tables of config/examples/shop.yaml, while the shop data loads and a
+# pgbench workload runs. Once cleave has confirmed the source's last
+# position, every owned table is compared row for row, and the clusters are
+# stopped and removed (also on Ctrl-C). Exit 0 only if all of it matched.
+#
+# Run as root on Debian 12, or as a user who can run initdb.
+# Environment: CLEAVE_FIXTURES (else ../shared/fixtures), DEMO_TIMEOUT (s,
+# default 120, for each wait), DEMO_KEEP=1 (keep the temporary directory).
+set -Eeuo pipefail
 cd "$(dirname "$0")/.."
+ROOT=$PWD
+FIX=${CLEAVE_FIXTURES:-$ROOT/../shared/fixtures}/shop
+PGBIN=/usr/lib/postgresql/15/bin
+CLEAVE=$ROOT/build/daemon/cleave
+TIMEOUT=${DEMO_TIMEOUT:-120}
+CLIENTS=4 TXNS=500         # the pgbench workload: small, to stay well under 2 min
+SLOT=cleave_shop           # the slot and publication cleave creates (name: shop)
+export PATH="$PGBIN:$PATH"
+
+# The services and tables of config/examples/shop.yaml.
+SERVICES=(user_service order_service payment_service inventory_service notification_service)
+declare -A OWNED=(
+  [user_service]="users user_preferences user_sessions"
+  [order_service]="orders order_items shipping_addresses"
+  [payment_service]="payments refunds payment_methods"
+  [inventory_service]="products inventory warehouses"
+  [notification_service]="notifications notification_templates"
+)
+ALL_TABLES="${OWNED[*]}"
+
+# ---------------------------------------------------------------- output
+ms() { local t=${EPOCHREALTIME//[.,]/}; echo $((t / 1000)); }   # wall clock, ms
+T0=$(ms)
+elapsed() { local d=$(($(ms) - T0)); printf '%d.%d' $((d / 1000)) $((d % 1000 / 100)); }
+STEP=0
+section() { STEP=$((STEP + 1)); printf '\n== %d. %s  (%ss)\n' "$STEP" "$*" "$(elapsed)"; }
+say() { echo "   $*"; }
+die() { echo "FAIL: $*" >&2; exit 1; }
+
+# ---------------------------------------------------------------- clean-up
+# Everything lives in one temporary directory; the EXIT trap stops what was
+# started in it and removes it, whether the demo passed, failed or was
+# interrupted (the INT/TERM traps turn Ctrl-C into an exit, so EXIT runs).
+T=""
+CLEAVE_PID="" JOB_PID="" STARTING=""
+declare -A PORT=()
+AS_ROOT=0; [ "$(id -u)" -eq 0 ] && AS_ROOT=1
+as_pg() { if [ "$AS_ROOT" = 1 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+
+stop_cleave() {  # SIGTERM, as an operator would; prints nothing, returns its exit status
+  local rc=0
+  kill -TERM "$CLEAVE_PID" 2>/dev/null || true
+  for _ in $(seq 100); do kill -0 "$CLEAVE_PID" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL "$CLEAVE_PID" 2>/dev/null || true
+  wait "$CLEAVE_PID" || rc=$?
+  CLEAVE_PID=""
+  return "$rc"
+}
+stop_cluster() {  # immediate: the data is thrown away anyway
+  local c=$1
+  for _ in $(seq 20); do
+    if [ -f "$T/$c/data/postmaster.pid" ]; then
+      as_pg pg_ctl -D "$T/$c/data" -m immediate -w stop >/dev/null 2>&1 || true
+      return 0
+    fi
+    # Interrupted during pg_ctl start: the postmaster may not have written
+    # its pid file yet; give it a moment so that it is not left behind.
+    [ "$STARTING" = "$c" ] || return 0
+    sleep 0.2
+  done
+}
+cleanup() {
+  local rc=$?
+  set +e
+  trap - ERR
+  trap '' INT TERM    # a second Ctrl-C must not cut the clean-up short
+  [ -z "$JOB_PID" ] || kill "$JOB_PID" 2>/dev/null
+  [ -z "$CLEAVE_PID" ] || stop_cleave
+  [ -z "$T" ] || [ ! -d "$T" ] || {
+    stop_cluster src; stop_cluster tgt
+    if [ "${DEMO_KEEP:-0}" = 1 ]; then echo "kept $T"; else
+      rm -rf "$T"; echo "(cleave and both clusters stopped, $T removed)"; fi
+  }
+  exit "$rc"
+}
+trap cleanup EXIT
+# Say which command failed when set -e ends the demo (once, not per subshell).
+# shellcheck disable=SC2154  # st is assigned in the trap itself
+trap 'st=$?; [ "$BASH_SUBSHELL" != 0 ] || echo "FAIL: line $LINENO: $BASH_COMMAND (status $st)" >&2' ERR
+trap 'echo; echo "interrupted: stopping cleave and the clusters"; exit 130' INT TERM
+
+# ---------------------------------------------------------------- helpers
+q() {  # q CLUSTER DB SQL: one query, unaligned rows, '|' between columns
+  local c=$1 db=$2; shift 2
+  PGOPTIONS="-c client_min_messages=warning" \
+    psql -X -qAt -v ON_ERROR_STOP=1 -h "$T/$c" -p "${PORT[$c]}" -U postgres -d "$db" -c "$*"
+}
+qf() {  # qf CLUSTER DB PSQL-ARGS...: run scripts quietly
+  local c=$1 db=$2; shift 2
+  PGOPTIONS="-c client_min_messages=warning" \
+    psql -X -q -v ON_ERROR_STOP=1 -h "$T/$c" -p "${PORT[$c]}" -U postgres -d "$db" "$@" >/dev/null
+}
+free_port() {  # a loopback port nothing listens on
+  local p
+  for p in $(shuf -i 20000-60000 -n 200); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null && continue
+    [[ " ${PORT[*]} " == *" $p "* ]] && continue
+    echo "$p"; return 0
+  done
+  return 1
+}
+new_cluster() {  # new_cluster NAME: initdb and start, sockets and data in $T/NAME
+  local c=$1
+  mkdir "$T/$c"
+  [ "$AS_ROOT" = 0 ] || chown postgres: "$T/$c"
+  PORT[$c]=$(free_port) || die "no free port"
+  as_pg initdb -D "$T/$c/data" -U postgres -A trust -E UTF8 --locale=C.UTF-8 --no-sync \
+    >"$T/$c/initdb.log" 2>&1 || { cat "$T/$c/initdb.log" >&2; die "initdb $c"; }
+  # wal_level=logical is what cleave needs; fsync off and a large
+  # max_wal_size only make a throwaway cluster faster.
+  as_pg tee -a "$T/$c/data/postgresql.conf" >/dev/null <<EOF
+listen_addresses = '127.0.0.1'
+port = ${PORT[$c]}
+unix_socket_directories = '$T/$c'
+wal_level = logical
+fsync = off
+max_wal_size = 2GB
+log_min_messages = warning
+EOF
+  STARTING=$c
+  as_pg pg_ctl -D "$T/$c/data" -l "$T/$c/server.log" -w -t 60 start >/dev/null ||
+    { tail -20 "$T/$c/server.log" >&2; die "cluster $c did not start"; }
+  STARTING=""
+}
+tables_sql() { local l=$*; echo "${l// /, }"; }   # "a b c" -> "a, b, c"
+short() { echo "${1%_service}"; }              # user_service -> user
+
+check_cleave() {  # fails the demo, with cleave's last words, if it exited
+  kill -0 "$CLEAVE_PID" 2>/dev/null && return 0
+  local rc=0; wait "$CLEAVE_PID" || rc=$?; CLEAVE_PID=""
+  echo "cleave exited unexpectedly (status $rc); last lines of its log:" >&2
+  tail -15 "$T/cleave.log" | sed 's/^/    /' >&2
+  exit 1
+}
+
+# Progress: the source's WAL position, what cleave confirmed on its slot,
+# the distance between them, and the rows each service database holds.
+progress_header() {
+  printf '   %6s  %-9s %-12s %-12s %10s |' time phase "source WAL" confirmed behind
+  for s in "${SERVICES[@]}"; do printf ' %*s' $((${#s} - 8 > 7 ? ${#s} - 8 : 7)) "$(short "$s")"; done
+  echo
+}
+progress() {  # progress PHASE
+  local phase=$1 wal conf behind s n line
+  IFS='|' read -r wal conf behind < <(q src shop "
+    SELECT pg_current_wal_lsn(), confirmed_flush_lsn,
+           pg_size_pretty(pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn))
+    FROM pg_replication_slots WHERE slot_name = '$SLOT'") || true   # no slot yet: blanks
+  line=$(printf '   %5ss  %-9s %-12s %-12s %10s |' "$(elapsed)" "$phase" "$wal" "$conf" "$behind")
+  for s in "${SERVICES[@]}"; do
+    n=$(q tgt "${s}_db" "SELECT $(for t in ${OWNED[$s]}; do printf '(SELECT count(*) FROM %s) + ' "$t"; done) 0")
+    line+=$(printf ' %*s' $((${#s} - 8 > 7 ? ${#s} - 8 : 7)) "$n")
+  done
+  echo "$line"
+}
+# wait_for PHASE CONDITION...: a progress line every second until the command
+# CONDITION succeeds; fails on cleave's exit or after $TIMEOUT seconds.
+wait_for() {
+  local phase=$1 start next now; shift
+  start=$(ms); next=$((start + 1000))
+  until "$@"; do
+    check_cleave
+    now=$(ms)
+    [ $((now - start)) -lt $((TIMEOUT * 1000)) ] || { progress "$phase"; die "$phase: not done after $TIMEOUT s"; }
+    if [ "$now" -ge "$next" ]; then progress "$phase"; next=$((now + 1000)); fi
+    sleep 0.2
+  done
+}
+job_done() { ! kill -0 "$JOB_PID" 2>/dev/null; }
+run_job() {  # run_job PHASE LOG COMMAND...: in the background, with progress lines
+  local phase=$1 log=$2 rc=0; shift 2
+  "$@" >"$log" 2>&1 & JOB_PID=$!
+  wait_for "$phase" job_done
+  wait "$JOB_PID" || rc=$?; JOB_PID=""
+  [ "$rc" = 0 ] || { tail -20 "$log" >&2; die "$phase failed (status $rc)"; }
+}
+slot_active() { [ "$(q src shop "SELECT active FROM pg_replication_slots WHERE slot_name = '$SLOT'")" = t ]; }
+caught_up() {
+  [ "$(q src shop "SELECT confirmed_flush_lsn >= '$TARGET_LSN'
+                   FROM pg_replication_slots WHERE slot_name = '$SLOT'")" = t ]
+}
+
+# fingerprints CLUSTER DB TABLES...: "table|rows|md5 of its rows as text, in
+# order", one line per table, sorted by table (a Parallel Append would
+# return the lines in any order).
+fingerprints() {
+  local c=$1 db=$2 t sql=""; shift 2
+  for t in "$@"; do
+    sql+="${sql:+ UNION ALL }SELECT '$t', count(*),
+          coalesce(md5(string_agg(r::text, E'\n' ORDER BY r::text)), '') FROM $t r"
+  done
+  q "$c" "$db" "$sql ORDER BY 1"
+}
+
+# ================================================================ the demo
+section "Packages and build"
 bash tests/setup-debian.sh
-[ -f build/build.ninja ] || meson setup build >/dev/null
-meson compile -C build cleave >/dev/null
-./build/cleave check -c config/examples/shop.yaml
+[ -d "$FIX" ] || die "no shop fixtures at $FIX (set CLEAVE_FIXTURES)"
+T=$(mktemp -d "${TMPDIR:-/tmp}/cleave-demo-XXXXXX")
+chmod 755 "$T"   # the postgres user works in here too
+if ! { { [ -f build/build.ninja ] || meson setup build; } && meson compile -C build daemon/cleave; } \
+    >"$T/build.log" 2>&1; then
+  tail -30 "$T/build.log" >&2; die "cleave did not build"
+fi
+say "$("$CLEAVE" --version), built in build/"
+
+section "Two throwaway PostgreSQL 15 clusters under $T"
+new_cluster src
+new_cluster tgt
+say "source: port ${PORT[src]}, wal_level=logical    target: port ${PORT[tgt]}"
+
+section "Schemas: shared database 'shop', five empty service databases"
+q src postgres "CREATE DATABASE shop"
+qf src shop -f "$FIX/schema.sql"
+say "shop: $(q src shop "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'") tables, cross-service foreign keys included, no rows yet"
+for s in "${SERVICES[@]}"; do
+  q tgt postgres "CREATE DATABASE ${s}_db"
+  qf tgt "${s}_db" -v no_cross_service_fks=1 -f "$FIX/schema.sql"
+  # A service's database holds only the tables the service owns.
+  others=""
+  for t in ${ALL_TABLES}; do [[ " ${OWNED[$s]} " == *" $t "* ]] || others+="${others:+ }$t"; done
+  q tgt "${s}_db" "DROP TABLE $(tables_sql "$others") CASCADE"
+  say "$(printf '%-24s' "${s}_db:") $(tables_sql "${OWNED[$s]}")"
+done
+# (cleave has no initial copy yet: the targets' tables must exist and hold
+# what the source holds when it starts, here nothing; data comes later.)
+
+section "Configuration"
+CONF=$T/shop.yaml
+{
+  echo "# config/examples/shop.yaml's services and tables, on the demo's clusters"
+  echo "name: shop"
+  echo "source:"
+  echo "  dsn: \"host=$T/src port=${PORT[src]} dbname=shop user=postgres\""
+  echo "  slot: $SLOT"
+  echo "  publication: $SLOT"
+  echo "state_dir: $T/state"
+  echo "status_socket: $T/status.sock"
+  echo "log_level: info"
+  echo "services:"
+  for s in "${SERVICES[@]}"; do
+    echo "  $s:"
+    echo "    owned_tables: [$(tables_sql "${OWNED[$s]}")]"
+    echo "    target:"
+    echo "      postgres: \"host=$T/tgt port=${PORT[tgt]} dbname=${s}_db user=postgres\""
+  done
+} >"$CONF"
+# The head of the file and the first service; cleave check lists them all.
+sed -n '1,/^  order_service:/p' "$CONF" | sed '$d' | sed 's/^/   | /'
+say "|   ... and 4 more services of the same shape"
+say "\$ cleave check -c $CONF"
+"$CLEAVE" check -c "$CONF" | sed 's/^/   /'
+
+section "cleave run: creates its publication and slot, streams"
+# In a session of its own, so that a Ctrl-C reaches only the demo, whose
+# clean-up then stops cleave the way an operator would (SIGTERM).
+setsid "$CLEAVE" run -c "$CONF" >"$T/cleave.log" 2>&1 & CLEAVE_PID=$!
+say "\$ cleave run -c $CONF 2>cleave.log &    (pid $CLEAVE_PID)"
+# Wait until the slot exists and cleave's walsender holds it: from there
+# on, every change to the source reaches the service databases.
+wait_for "start" slot_active
+say "slot $SLOT is active"
+
+section "Load the shop data (~258,000 rows), then pgbench ($CLIENTS clients x $TXNS transactions)"
+progress_header
+run_job load "$T/load.log" \
+  psql -X -q -v ON_ERROR_STOP=1 -h "$T/src" -p "${PORT[src]}" -U postgres -d shop \
+       -v scale=1 -f "$FIX/data.sql"
+# The fixture's standard mix: orders, user updates (unchanged TOAST, a table
+# without a primary key), stock, notifications (insert/update/delete), refunds.
+W=$FIX/workload
+run_job pgbench "$T/pgbench.log" \
+  pgbench -h "$T/src" -p "${PORT[src]}" -U postgres -n -c $CLIENTS -j 2 -t $TXNS -s 1 \
+          --random-seed=42 -f "$W/new_order.sql@4" -f "$W/user_update.sql@3" \
+          -f "$W/inventory.sql@3" -f "$W/notification.sql@2" -f "$W/refund.sql@1" shop
+TARGET_LSN=$(q src shop "SELECT pg_current_wal_lsn()")
+wait_for catch-up caught_up
+progress "caught up"
+say "cleave confirmed $TARGET_LSN, the source's position after the workload"
+say "pgbench: $((CLIENTS * TXNS)) transactions, $(grep -m1 -o 'tps = [0-9]*' "$T/pgbench.log" || echo '?') on the source while cleave streamed"
+
+section "Source and service databases, table by table (count and md5 of the ordered rows)"
+printf '   %-22s %6s %12s %12s  %s\n' service tables "source rows" "service rows" equal
+failed=0 tot_t=0 tot_s=0 tot_d=0
+for s in "${SERVICES[@]}"; do
+  # shellcheck disable=SC2086
+  src_fp=$(fingerprints src shop ${OWNED[$s]})
+  # shellcheck disable=SC2086
+  dst_fp=$(fingerprints tgt "${s}_db" ${OWNED[$s]})
+  ns=$(awk -F'|' '{ n += $2 } END { print n }' <<<"$src_fp")
+  nd=$(awk -F'|' '{ n += $2 } END { print n }' <<<"$dst_fp")
+  nt=$(wc -w <<<"${OWNED[$s]}")
+  if [ "$src_fp" = "$dst_fp" ]; then eq=yes; else
+    eq="NO: $( { diff <(echo "$src_fp") <(echo "$dst_fp") || true; } |
+              awk -F'[<>|]' '/^[<>]/ { print $2 }' | tr -d ' ' | sort -u | paste -sd, -)"
+    failed=1
+  fi
+  printf '   %-22s %6s %12s %12s  %s\n' "$s" "$nt" "$ns" "$nd" "$eq"
+  tot_t=$((tot_t + nt)) tot_s=$((tot_s + ns)) tot_d=$((tot_d + nd))
+done
+printf '   %-22s %6s %12s %12s  %s\n' total "$tot_t" "$tot_s" "$tot_d" "$([ $failed = 0 ] && echo yes || echo NO)"
+
+section "Stop cleave (SIGTERM) and what it logged"
+rc=0; stop_cleave || rc=$?
+grep 'event=' "$T/cleave.log" | grep -v 'event=feedback' | head -20 |
+  sed -E 's/^[0-9-]+T//; s/^/   /' | cut -c1-140   # time of day is enough
+problems=$(grep -cE 'level=(warning|error)' "$T/cleave.log" || true)
+[ "$problems" = 0 ] || say "($problems warning/error lines in cleave's log)"
+[ "$rc" = 0 ] || { failed=1; say "cleave exited with status $rc on SIGTERM, not 0"; }
+
+echo
+if [ $failed = 0 ]; then
+  echo "PASS: every owned table is identical in its service's database ($(elapsed) s)"
+else
+  echo "FAIL: see above ($(elapsed) s)"
+  exit 1
+fi
