@@ -15,7 +15,7 @@ static bool run_pgbench(const pgc_cluster *c, int scale, int transactions)
     const char *w = pgc_fixtures_dir();
     char cmd[4096];
     snprintf(cmd, sizeof cmd,
-             "'%s%spgbench' -n -q -h '%s' -p %d -U postgres -c 4 -j 2 -t %d "
+             "'%s%spgbench' -n -h '%s' -p %d -U postgres -c 4 -j 2 -t %d "
              "-s %d --random-seed=42 -f '%s/shop/workload/new_order.sql@4' "
              "-f '%s/shop/workload/user_update.sql@3' "
              "-f '%s/shop/workload/inventory.sql@3' "
