@@ -92,6 +92,10 @@ static bool start_workers(runner *d)
         return false;
     for (size_t i = 0; i < c->n_services; i++) {
         const cfg_service *svc = &c->services[i];
+        if (svc->target_kafka)
+            log_warning("event=kafka_not_supported service=%s note=\"this "
+                        "version applies to PostgreSQL targets only; the "
+                        "service's Kafka target gets nothing\"", svc->name);
         if (!svc->target_postgres)
             continue;
         sink *s = pgsink_new(c, svc);
