@@ -129,7 +129,7 @@ static bool rel_update(stream *st, const pgo_relation *rel)
 {
     if ((st->rels_n + 1) * 2 > st->rels_cap && !rel_grow(st))
         return false;
-    sink_rel *snap = sink_rel_from_pgo(rel, ++st->rel_version);
+    sink_rel *snap = sink_rel_from_pgo(rel, ++st->rel_version, st->dec);
     if (!snap)
         return false;
     relinfo *ri = rel_slot(st, rel->oid);

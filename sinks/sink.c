@@ -27,15 +27,53 @@ void sink_rel_unref(sink_rel *rel)
     if (!rel || atomic_fetch_sub_explicit(&rel->refs, 1,
                                           memory_order_acq_rel) != 1)
         return;
-    for (uint16_t i = 0; i < rel->ncols; i++)
+    for (uint16_t i = 0; i < rel->ncols; i++) {
         free(rel->cols[i].name);
+        free(rel->cols[i].type_name);
+    }
     free(rel->cols);
     free(rel->schema);
     free(rel->name);
     free(rel);
 }
 
-sink_rel *sink_rel_from_pgo(const pgo_relation *src, uint64_t version)
+/* "schema"."name" with embedded quotes doubled: SQL's own quoting. */
+static char *quoted_type(const char *nsp, const char *typ)
+{
+    size_t n = 6;
+    for (const char *p = nsp; *p; p++)
+        n += *p == '"' ? 2 : 1;
+    for (const char *p = typ; *p; p++)
+        n += *p == '"' ? 2 : 1;
+    char *out = malloc(n), *o = out;
+    if (!out)
+        return NULL;
+    for (int part = 0; part < 2; part++) {
+        *o++ = '"';
+        for (const char *p = part ? typ : nsp; *p; p++) {
+            if (*p == '"')
+                *o++ = '"';
+            *o++ = *p;
+        }
+        *o++ = '"';
+        if (part == 0)
+            *o++ = '.';
+    }
+    *o = '\0';
+    return out;
+}
+
+static bool name_type(struct sink_col *col, const pgo_decoder *dec)
+{
+    const char *nsp, *typ;
+    if (!dec || !pgo_type_get(dec, col->type_oid, &nsp, &typ))
+        return true;
+    col->type_name = quoted_type(nsp, typ);
+    return col->type_name != NULL;
+}
+
+sink_rel *sink_rel_from_pgo(const pgo_relation *src, uint64_t version,
+                            const pgo_decoder *dec)
 {
     sink_rel *rel = calloc(1, sizeof *rel);
     if (!rel)
@@ -54,7 +92,7 @@ sink_rel *sink_rel_from_pgo(const pgo_relation *src, uint64_t version)
         rel->cols[i].type_oid = src->cols[i].type_oid;
         rel->cols[i].typmod = src->cols[i].typmod;
         rel->cols[i].key = (src->cols[i].flags & PGO_COLUMN_KEY) != 0;
-        ok = rel->cols[i].name != NULL;
+        ok = rel->cols[i].name != NULL && name_type(&rel->cols[i], dec);
     }
     if (!ok) {
         rel->ncols = rel->cols ? rel->ncols : 0;
@@ -125,6 +163,62 @@ static void copy_tuple(const pgo_tuple *t, sink_value *vals, char **text)
         vals[i].data = *text;
         *text += v->len + 1;
     }
+}
+
+/* The same for values in sink form. */
+static size_t values_bytes(const sink_value *v, uint16_t n)
+{
+    size_t bytes = 0;
+    for (uint16_t i = 0; v && i < n; i++)
+        if (v[i].kind == 't')
+            bytes += (size_t)v[i].len + 1;
+    return bytes;
+}
+
+static void copy_values(const sink_value *src, uint16_t n, sink_value *vals,
+                        char **text)
+{
+    for (uint16_t i = 0; i < n; i++) {
+        vals[i] = (sink_value){.kind = src[i].kind};
+        if (src[i].kind != 't')
+            continue;
+        memcpy(*text, src[i].data, src[i].len);
+        (*text)[src[i].len] = '\0';
+        vals[i].len = src[i].len;
+        vals[i].data = *text;
+        *text += src[i].len + 1;
+    }
+}
+
+sink_event *sink_event_change_values(sink_op op, sink_rel *rel,
+                                     lsn_t commit_lsn, char old_kind,
+                                     const sink_value *old_vals,
+                                     const sink_value *new_vals)
+{
+    size_t n = rel->ncols;
+    size_t nold = old_vals ? n : 0, nnew = new_vals ? n : 0;
+    size_t text = values_bytes(old_vals, rel->ncols) +
+                  values_bytes(new_vals, rel->ncols);
+    size_t size = sizeof(sink_event) + (nold + nnew) * sizeof(sink_value) + text;
+    sink_event *ev = calloc(1, size);
+    if (!ev)
+        return NULL;
+    sink_value *vals = (sink_value *)(ev + 1);
+    char *bytes = (char *)(vals + nold + nnew);
+    ev->op = op;
+    ev->rel = sink_rel_ref(rel);
+    ev->commit_lsn = commit_lsn;
+    ev->old_kind = old_vals ? old_kind : 0;
+    ev->size = size;
+    if (old_vals) {
+        copy_values(old_vals, rel->ncols, vals, &bytes);
+        ev->old_vals = vals;
+    }
+    if (new_vals) {
+        copy_values(new_vals, rel->ncols, vals + nold, &bytes);
+        ev->new_vals = vals + nold;
+    }
+    return ev;
 }
 
 sink_event *sink_event_change(sink_op op, sink_rel *rel, lsn_t commit_lsn,

@@ -38,6 +38,12 @@ typedef struct sink_rel {
         char *name;
         uint32_t type_oid;   /* the source's OID; built-in types agree */
         int32_t typmod;
+        /*
+         * A type that is not built in, as SQL ("schema"."name", quoted),
+         * from the stream's Type message; NULL for built-in types (their
+         * OIDs are the same on every server: format_type() names them).
+         */
+        char *type_name;
         bool key;            /* part of the replica identity */
     } *cols;
 } sink_rel;
@@ -138,9 +144,14 @@ void sink_event_free(sink_event *ev);
 
 struct pgo_relation;
 struct pgo_tuple;
+struct pgo_decoder;
 
-/* A snapshot of a decoded relation (one reference, the caller's). */
-sink_rel *sink_rel_from_pgo(const struct pgo_relation *rel, uint64_t version);
+/*
+ * A snapshot of a decoded relation (one reference, the caller's); `dec`
+ * (may be NULL) names the columns' types from its Type messages.
+ */
+sink_rel *sink_rel_from_pgo(const struct pgo_relation *rel, uint64_t version,
+                            const struct pgo_decoder *dec);
 
 /* BEGIN or COMMIT. */
 sink_event *sink_event_txn(sink_op op, uint32_t xid, lsn_t commit_lsn,
@@ -155,6 +166,11 @@ sink_event *sink_event_change(sink_op op, sink_rel *rel, lsn_t commit_lsn,
                               char old_kind,
                               const struct pgo_tuple *old_tuple,
                               const struct pgo_tuple *new_tuple);
+/* The same from values already in sink form (a spool read back, say). */
+sink_event *sink_event_change_values(sink_op op, sink_rel *rel,
+                                     lsn_t commit_lsn, char old_kind,
+                                     const sink_value *old_vals,
+                                     const sink_value *new_vals);
 sink_event *sink_event_truncate(lsn_t commit_lsn, uint8_t options,
                                 sink_rel *const *rels, uint32_t nrels);
 

@@ -107,7 +107,7 @@ static sink_rel *mkrel(uint32_t oid, const char *schema, const char *name,
     pgo_relation r = {.oid = oid, .nspname = (char *)schema,
                       .relname = (char *)name, .replident = replident,
                       .ncols = (uint16_t)ncols, .cols = pc};
-    sink_rel *rel = sink_rel_from_pgo(&r, rel_version++);
+    sink_rel *rel = sink_rel_from_pgo(&r, rel_version++, NULL);
     ck_assert_ptr_nonnull(rel);
     return rel;
 }

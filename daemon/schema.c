@@ -1,0 +1,2 @@
+#include "daemon/schema.h"
+typedef int schema_placeholder;

@@ -1,0 +1,2 @@
+#include "sinks/evlog.h"
+typedef int evlog_placeholder;
