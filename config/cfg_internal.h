@@ -57,6 +57,7 @@ typedef enum cfg_type {
     CFG_T_STRING,
     CFG_T_BOOL,
     CFG_T_DURATION,
+    CFG_T_COUNT,      /* a whole number from 1 to 64 */
     CFG_T_ENUM,
     CFG_T_TABLES,     /* list of table names */
     CFG_T_REFS,       /* list of [schema.]table.column */
@@ -137,6 +138,7 @@ bool cfg_check_owners(cfg_loader *ld, const cfg_section *sec, void *base,
 
 bool cfg_parse_bool(const char *s, bool *out, cfg_why *why);
 bool cfg_parse_duration(const char *s, int *ms, cfg_why *why);
+bool cfg_parse_count(const char *s, int *n, cfg_why *why);
 cfg_take_fn cfg_take_instance_name;
 cfg_take_fn cfg_take_slot;
 cfg_take_fn cfg_take_ident;

@@ -136,8 +136,12 @@ static const cfg_key top_keys[] = {
      .help = "the shared database the changes are read from"},
     {.name = "state_dir", .type = CFG_T_STRING, .def = "/var/lib/cleave",
      .off = offsetof(cfg, state_dir), .expect = "a directory",
-     .help = "local state: spooled streamed transactions, Kafka "
-             "checkpoints"},
+     .help = "local state: the initial sync's progress and held changes, "
+             "spooled streamed transactions, Kafka checkpoints"},
+    {.name = "copy_workers", .type = CFG_T_COUNT, .def = "2",
+     .off = offsetof(cfg, copy_workers),
+     .help = "tables copied at the same time during the initial sync "
+             "(each a connection to the source and one to a target)"},
     {.name = "status_socket", .type = CFG_T_STRING,
      .def = "/run/cleave/status.sock", .off = offsetof(cfg, status_socket),
      .take = cfg_take_socket, .expect = "a socket path",
@@ -176,6 +180,7 @@ const char *cfg_type_name(cfg_type type)
         [CFG_T_STRING] = "string",
         [CFG_T_BOOL] = "bool",
         [CFG_T_DURATION] = "duration",
+        [CFG_T_COUNT] = "count",
         [CFG_T_ENUM] = "enum",
         [CFG_T_TABLES] = "list of tables",
         [CFG_T_REFS] = "list of references",

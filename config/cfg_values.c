@@ -94,6 +94,20 @@ bool cfg_parse_duration(const char *s, int *ms, cfg_why *why)
     return true;
 }
 
+bool cfg_parse_count(const char *s, int *n, cfg_why *why)
+{
+    int v = 0;
+    size_t i = 0;
+
+    for (; is_digit(s[i]) && v <= 64; i++)
+        v = v * 10 + (s[i] - '0');
+    if (i == 0 || s[i] != '\0' || v < 1 || v > 64)
+        return cfg_whyf(why, 0, "'%s' is not a count; expected a whole number "
+                        "from 1 to 64", s);
+    *n = v;
+    return true;
+}
+
 bool cfg_take_instance_name(const char *s, size_t len, char **out,
                             cfg_why *why)
 {

@@ -148,6 +148,7 @@ static const char *expect(const cfg_key *k, char *buf, size_t size)
         [CFG_T_STRING] = "a string",
         [CFG_T_BOOL] = "true or false",
         [CFG_T_DURATION] = "a duration such as 500ms, 10s or 1m",
+        [CFG_T_COUNT] = "a whole number from 1 to 64",
         [CFG_T_ENUM] = "one of",
         [CFG_T_TABLES] = "a list of table names",
         [CFG_T_REFS] = "a list of [schema.]table.column references",
@@ -216,6 +217,8 @@ static bool convert(const cfg_key *k, const char *s, size_t len, void *base,
         return cfg_parse_bool(s, AT(base, k->off, bool), why);
     case CFG_T_DURATION:
         return cfg_parse_duration(s, AT(base, k->off, int), why);
+    case CFG_T_COUNT:
+        return cfg_parse_count(s, AT(base, k->off, int), why);
     case CFG_T_ENUM:
         return parse_enum(k, s, AT(base, k->off, int), why);
     default:

@@ -90,6 +90,7 @@ typedef struct cfg {
         bool loop_prevention;       /* skip cleave_ origins */
     } source;
     char *state_dir;
+    int copy_workers;         /* parallel table copies in the initial sync */
     char *status_socket;
     cfg_log_level log_level;
     bool has_kafka;
