@@ -24,6 +24,7 @@ typedef enum pgpipe_kind {
     PGPIPE_PREPARE,   /* a statement for the cache */
     PGPIPE_ROW,       /* one change (or a TRUNCATE) */
     PGPIPE_PROGRESS,  /* pg_replication_origin_progress */
+    PGPIPE_CATALOG,   /* a catalog query; `what` says which */
     PGPIPE_SYNC,      /* handled by pgpipe itself */
 } pgpipe_kind;
 

@@ -2,8 +2,9 @@
  * pgsink: the PostgreSQL target of one service; see pgsink.h for what it
  * promises. This file holds the transaction logic: when a target
  * transaction opens, what is checked before it commits, how the origin
- * records the position, and what a failure leaves behind. Statements come
- * from pgstmt, the pipeline traffic goes through pgpipe.
+ * records the position, what a failure leaves behind, and how a new
+ * relation version is fitted to the target table (layouts). Statements
+ * come from pgstmt, the pipeline traffic goes through pgpipe.
  *
  * Nothing is committed before every result of the batch has been read and
  * found good: a refused change or a missing row rolls the whole target
@@ -37,6 +38,8 @@ enum {
 };
 
 static const char WHAT_COMMIT[] = "COMMIT";
+static const char WHAT_COLUMNS[] = "reading the target table's columns";
+static const char WHAT_TYPES[] = "naming the source's types on the target";
 
 typedef struct pgsink {
     sink base;
@@ -65,6 +68,12 @@ typedef struct pgsink {
     lsn_t durable;           /* what the origin says the target flushed */
     int64_t batch_start_ms;
     int64_t progress_ms;
+    struct layout_ent *layouts; /* each relation's columns: see layouts */
+    size_t nlayouts, layouts_cap;
+    bool layouts_in_batch;   /* some were checked in the open transaction */
+    PGresult *cat_cols;      /* catalog answers, during a check */
+    PGresult *cat_types;
+    char alter_what[300];    /* names the ALTER TABLE in flight */
 } pgsink;
 
 static int64_t now_ms(void)
@@ -232,6 +241,25 @@ static void progress_read(pgsink *ps, const PGresult *res)
     ps->durable = lsn;
 }
 
+static void catalog_clear(pgsink *ps)
+{
+    PQclear(ps->cat_cols);
+    PQclear(ps->cat_types);
+    ps->cat_cols = ps->cat_types = NULL;
+}
+
+/* The answer outlives the callback: pgpipe clears its own. */
+static void catalog_read(pgsink *ps, const pgpipe_entry *e,
+                         const PGresult *res)
+{
+    PGresult **slot = e->what == WHAT_COLUMNS ? &ps->cat_cols
+                                              : &ps->cat_types;
+    PQclear(*slot);
+    *slot = PQcopyResult(res, PG_COPYRES_ATTRS | PG_COPYRES_TUPLES);
+    if (!*slot)
+        out_of_memory(ps);
+}
+
 static void command_done(pgsink *ps, const pgpipe_entry *e, PGresult *res,
                          bool ok)
 {
@@ -279,6 +307,12 @@ static void on_result(void *arg, pgpipe_entry *e, PGresult *res)
     case PGPIPE_PROGRESS:
         if (ok)
             progress_read(ps, res);
+        else
+            command_done(ps, e, res, false);
+        break;
+    case PGPIPE_CATALOG:
+        if (ok)
+            catalog_read(ps, e, res);
         else
             command_done(ps, e, res, false);
         break;
@@ -364,6 +398,353 @@ static bool send_origin_advance(pgsink *ps)
                       2, params);
 }
 
+/* ------------------------------------------------------------ layouts */
+
+/*
+ * A relation version meets the target table before its first statement
+ * is prepared on a connection: one round trip reads the table's columns
+ * and names the version's types the target's way. Columns the target
+ * lacks are added inside the open target transaction, ahead of the change
+ * that needs them, so the ALTER commits or rolls back with the batch; a
+ * different type, or a column the source dropped that the target still
+ * insists on, stops the service with the reason until the target is
+ * changed to match. What each relation looked like survives reconnects
+ * (it tells a column the source added from one the target lost, and
+ * shows which the source dropped); the target's catalog is read again on
+ * every connection.
+ */
+typedef struct layout_ent {
+    uint32_t oid;
+    bool checked;            /* `known` was checked on this connection */
+    bool in_batch;           /* ... in the open target transaction */
+    sink_rel *known;         /* the last version found to fit the target */
+    sink_rel *committed;     /* ... as of the last target commit */
+} layout_ent;
+
+static layout_ent *layout_get(pgsink *ps, uint32_t oid)
+{
+    for (size_t i = 0; i < ps->nlayouts; i++)
+        if (ps->layouts[i].oid == oid)
+            return &ps->layouts[i];
+    if (ps->nlayouts == ps->layouts_cap) {
+        size_t cap = ps->layouts_cap ? 2 * ps->layouts_cap : 16;
+        layout_ent *grown = realloc(ps->layouts, cap * sizeof *grown);
+        if (!grown)
+            return NULL;
+        ps->layouts = grown;
+        ps->layouts_cap = cap;
+    }
+    layout_ent *se = &ps->layouts[ps->nlayouts++];
+    *se = (layout_ent){.oid = oid};
+    return se;
+}
+
+static void layout_set(sink_rel **slot, sink_rel *rel)
+{
+    sink_rel_ref(rel);
+    sink_rel_unref(*slot);
+    *slot = rel;
+}
+
+static void layouts_commit(pgsink *ps)
+{
+    for (size_t i = 0; ps->layouts_in_batch && i < ps->nlayouts; i++) {
+        layout_ent *se = &ps->layouts[i];
+        if (se->in_batch)
+            layout_set(&se->committed, se->known);
+        se->in_batch = false;
+    }
+    ps->layouts_in_batch = false;
+}
+
+/*
+ * The batch is gone, and with it any column it added: those relations are
+ * checked again, and their statements prepared again after that.
+ */
+static void layouts_revert(pgsink *ps)
+{
+    for (size_t i = 0; ps->layouts_in_batch && i < ps->nlayouts; i++) {
+        layout_ent *se = &ps->layouts[i];
+        if (!se->in_batch)
+            continue;
+        layout_set(&se->known, se->committed);
+        se->checked = false;
+        se->in_batch = false;
+        pgstmt_retire_rel(&ps->stmts, se->oid);
+    }
+    ps->layouts_in_batch = false;
+}
+
+/* A new connection reads the target's catalog afresh. */
+static void layouts_unchecked(pgsink *ps)
+{
+    for (size_t i = 0; i < ps->nlayouts; i++)
+        ps->layouts[i].checked = false;
+}
+
+static void layouts_free(pgsink *ps)
+{
+    for (size_t i = 0; i < ps->nlayouts; i++) {
+        sink_rel_unref(ps->layouts[i].known);
+        sink_rel_unref(ps->layouts[i].committed);
+    }
+    free(ps->layouts);
+    ps->layouts = NULL;
+    ps->nlayouts = ps->layouts_cap = 0;
+}
+
+/*
+ * Both queries go behind whatever the batch has in flight, and the wait
+ * takes every answer up to theirs: the catalog as this transaction sees
+ * it, columns added earlier in the batch included.
+ */
+static bool layout_fetch(pgsink *ps, const sink_rel *rel)
+{
+    const char *names[] = {rel->schema, rel->name};
+    const char **params = malloc((2 + 2 * (size_t)rel->ncols) *
+                                 sizeof *params);
+    int nparams = 0;
+    char *sql = params ? pgstmt_types_sql(rel, params, &nparams) : NULL;
+    if (!params || (!sql && rel->ncols > 0)) {
+        free(params);
+        return out_of_memory(ps);
+    }
+    bool ok = send_query(ps, PGPIPE_CATALOG, WHAT_COLUMNS, pgstmt_columns_sql,
+                         2, names) &&
+              (!sql || send_query(ps, PGPIPE_CATALOG, WHAT_TYPES, sql,
+                                  nparams, params)) &&
+              wait_all(ps, -1);
+    free(sql);
+    free(params);
+    if (!ok || ps->failed)
+        return false;
+    if (!ps->cat_cols || (rel->ncols > 0 && (!ps->cat_types ||
+                          PQntuples(ps->cat_types) != rel->ncols)))
+        return fail_once(ps, 0, "service=%s target: a catalog query gave "
+                         "no usable answer", svc_name(ps));
+    return true;
+}
+
+/* The target's row for a column, or -1. */
+static int target_col(const PGresult *cols, const char *name)
+{
+    for (int r = 0; r < PQntuples(cols); r++)
+        if (!PQgetisnull(cols, r, PGSTMT_COL_NAME) &&
+            strcmp(PQgetvalue(cols, r, PGSTMT_COL_NAME), name) == 0)
+            return r;
+    return -1;
+}
+
+static bool col_flag(const PGresult *res, int row, int col)
+{
+    return PQgetvalue(res, row, col)[0] == 't';
+}
+
+static const struct sink_col *rel_col(const sink_rel *rel, const char *name)
+{
+    for (uint16_t i = 0; rel && i < rel->ncols; i++)
+        if (strcmp(rel->cols[i].name, name) == 0)
+            return &rel->cols[i];
+    return NULL;
+}
+
+static bool same_source_type(const struct sink_col *a,
+                             const struct sink_col *b)
+{
+    if (a->type_name || b->type_name)
+        return a->type_name && b->type_name &&
+               strcmp(a->type_name, b->type_name) == 0 &&
+               a->typmod == b->typmod;
+    return a->type_oid == b->type_oid && a->typmod == b->typmod;
+}
+
+/*
+ * Whether the target's column takes the source's values (the query says,
+ * see pgstmt_types_sql); a typmod the source changed must be followed,
+ * unless the target's has none. Lenient on purpose: a replay brings rows
+ * of the version before a type change after the target was changed to
+ * match the one after it, and those must go in too.
+ */
+static bool type_fits(const pgsink *ps, const struct sink_col *col,
+                      const struct sink_col *prev, uint16_t i, int row)
+{
+    const PGresult *t = ps->cat_types, *c = ps->cat_cols;
+    if (!col_flag(t, i, PGSTMT_TYPE_TAKES))
+        return false;
+    if (!prev || strcmp(PQgetvalue(t, i, PGSTMT_TYPE_OID),
+                        PQgetvalue(c, row, PGSTMT_COL_TYPID)) != 0)
+        return true;
+    long typmod = strtol(PQgetvalue(c, row, PGSTMT_COL_TYPMOD), NULL, 10);
+    return typmod == -1 || typmod == col->typmod || typmod != prev->typmod;
+}
+
+/* The source's type as the target prints it, else as the stream named it. */
+static const char *source_type(const pgsink *ps, const struct sink_col *col,
+                               uint16_t i, char *buf, size_t len)
+{
+    if (!PQgetisnull(ps->cat_types, i, PGSTMT_TYPE_OID))
+        return PQgetvalue(ps->cat_types, i, PGSTMT_TYPE_TEXT);
+    if (col->type_name)
+        return col->type_name;
+    snprintf(buf, len, "type OID %" PRIu32, col->type_oid);
+    return buf;
+}
+
+/*
+ * Each column of the version against the target's. One the target lacks
+ * is to be added (add[] and its type text from the target in types[]),
+ * unless cleave had it there before: then the target lost it. One the
+ * target has must be writable, and take the source's type unless that
+ * passed before unchanged (what the operator did to it since, the rows
+ * will tell).
+ */
+static bool layout_columns(pgsink *ps, const sink_event *ev,
+                          const sink_rel *known, uint16_t *add,
+                          const char **types, int *nadd)
+{
+    const sink_rel *rel = ev->rel;
+    const PGresult *cols = ps->cat_cols;
+    char why[400], tbuf[40];
+    for (uint16_t i = 0; i < rel->ncols; i++) {
+        const struct sink_col *col = &rel->cols[i];
+        const struct sink_col *prev = rel_col(known, col->name);
+        int row = target_col(cols, col->name);
+        const char *src = source_type(ps, col, i, tbuf, sizeof tbuf);
+        if (row >= 0 && col_flag(cols, row, PGSTMT_COL_GENERATED))
+            snprintf(why, sizeof why, "column \"%s\" is generated in the "
+                     "target, cleave cannot write it: make it a plain "
+                     "column, cleave retries", col->name);
+        else if (row >= 0 && prev && same_source_type(prev, col))
+            continue;
+        else if (row >= 0 && !type_fits(ps, col, prev, i, row))
+            snprintf(why, sizeof why, "column \"%s\" is %s in the source "
+                     "and %s in the target: change the target to match, "
+                     "cleave retries", col->name, src,
+                     PQgetvalue(cols, row, PGSTMT_COL_TYPE));
+        else if (row >= 0)
+            continue;
+        else if (prev)
+            snprintf(why, sizeof why, "column \"%s\" is missing in the "
+                     "target, where cleave has written it before: add it "
+                     "back, cleave retries", col->name);
+        else if (PQgetisnull(ps->cat_types, i, PGSTMT_TYPE_OID))
+            snprintf(why, sizeof why, "column \"%s\" is missing in the "
+                     "target and its type %s is too: create the type there, "
+                     "cleave retries", col->name, src);
+        else {
+            add[*nadd] = i;
+            types[(*nadd)++] = src;
+            continue;
+        }
+        return refuse(ps, ev, why);
+    }
+    return true;
+}
+
+/*
+ * Columns the previous version had and this one lacks are gone from the
+ * source (dropped or renamed). New rows leave the target's column NULL
+ * or default, which NOT NULL without a default refuses. First called to
+ * refuse, then (everything else being fine) to warn.
+ */
+static bool layout_drops(pgsink *ps, const sink_event *ev,
+                        const sink_rel *known, bool warn)
+{
+    const sink_rel *rel = ev->rel;
+    const PGresult *cols = ps->cat_cols;
+    for (uint16_t i = 0; known && i < known->ncols; i++) {
+        const char *name = known->cols[i].name;
+        int row = rel_col(rel, name) ? -1 : target_col(cols, name);
+        if (row < 0)
+            continue;
+        bool refuses = col_flag(cols, row, PGSTMT_COL_NOTNULL) &&
+                       !col_flag(cols, row, PGSTMT_COL_DEFAULT);
+        if (refuses && !warn) {
+            char why[400];
+            snprintf(why, sizeof why, "column \"%s\" was dropped or renamed "
+                     "on the source; apply the same change to the target "
+                     "(it is NOT NULL there, without a default), cleave "
+                     "retries", name);
+            return refuse(ps, ev, why);
+        }
+        if (!refuses && warn)
+            log_warning("event=column_left service=%s table=%s.%s column=%s "
+                        "note=\"dropped or renamed on the source; the "
+                        "target keeps it, new rows leave it NULL or "
+                        "default\"", svc_name(ps), rel->schema, rel->name,
+                        name);
+    }
+    return true;
+}
+
+/*
+ * One ALTER TABLE for all the columns, in the pipeline ahead of the
+ * statement that needs them. Its description must live until its result
+ * is read: the next one is written only after a catalog wait, which
+ * reads every result before it.
+ */
+static bool layout_alter(pgsink *ps, const sink_event *ev,
+                        const uint16_t *add, const char *const *types, int n)
+{
+    const sink_rel *rel = ev->rel;
+    if (n == 0)
+        return true;
+    char *sql = pgstmt_add_columns_sql(ps->conn, rel, add, types, n);
+    if (!sql)
+        return refuse(ps, ev, "cannot build the ALTER TABLE (out of memory, "
+                              "or a name libpq cannot quote)");
+    snprintf(ps->alter_what, sizeof ps->alter_what,
+             "adding column \"%s\"%s to table %s.%s", rel->cols[add[0]].name,
+             n > 1 ? " and others" : "", rel->schema, rel->name);
+    bool sent = send_query(ps, PGPIPE_COMMAND, ps->alter_what, sql, 0, NULL);
+    free(sql);
+    for (int i = 0; sent && i < n; i++)
+        log_info("event=column_added service=%s table=%s.%s column=%s "
+                 "type=%s", svc_name(ps), rel->schema, rel->name,
+                 rel->cols[add[i]].name, types[i]);
+    return sent;
+}
+
+static bool layout_check(pgsink *ps, const sink_event *ev, layout_ent *se)
+{
+    const sink_rel *rel = ev->rel;
+    size_t n = rel->ncols + 1u;
+    uint16_t *add = malloc(n * sizeof *add);
+    const char **types = malloc(n * sizeof *types);
+    int nadd = 0;
+    bool ok = (add && types) || out_of_memory(ps);
+    ok = ok && layout_fetch(ps, rel);
+    if (ok && PQntuples(ps->cat_cols) == 0) {
+        char why[300];
+        snprintf(why, sizeof why, "table %s.%s does not exist in the "
+                 "target: create it, cleave retries", rel->schema, rel->name);
+        ok = refuse(ps, ev, why);
+    }
+    ok = ok && layout_columns(ps, ev, se->known, add, types, &nadd) &&
+         layout_drops(ps, ev, se->known, false) &&
+         layout_alter(ps, ev, add, types, nadd);
+    if (ok) {
+        layout_drops(ps, ev, se->known, true);
+        layout_set(&se->known, ev->rel);
+        se->checked = true;
+        se->in_batch = true;
+        ps->layouts_in_batch = true;
+    }
+    catalog_clear(ps);
+    free(add);
+    free(types);
+    return ok;
+}
+
+/* Whether ev->rel fits the target, checking it if not done yet. */
+static bool layout_ready(pgsink *ps, const sink_event *ev)
+{
+    layout_ent *se = layout_get(ps, ev->rel->oid);
+    if (!se)
+        return out_of_memory(ps);
+    return (se->checked && se->known == ev->rel) || layout_check(ps, ev, se);
+}
+
 static bool send_prepare(pgsink *ps, pgstmt *st, const sink_event *ev)
 {
     int nparams;
@@ -404,7 +785,8 @@ static bool send_row(pgsink *ps, const sink_event *ev)
     pgstmt *st = pgstmt_lookup(&ps->stmts, ev->rel, &ps->plan);
     if (!st)
         return out_of_memory(ps);
-    if (!st->prepared && !send_prepare(ps, st, ev))
+    /* A statement to prepare: a new relation version, or a new session. */
+    if (!st->prepared && (!layout_ready(ps, ev) || !send_prepare(ps, st, ev)))
         return false;
     pgpipe_entry *e = pgpipe_add(&ps->pipe);
     if (!e)
@@ -465,6 +847,7 @@ static void drop_retired(pgsink *ps)
 
 static void forget_batch(pgsink *ps)
 {
+    layouts_revert(ps);
     ps->txn_open = false;
     ps->in_source = false;
     ps->skipping = false;
@@ -522,6 +905,7 @@ static void batch_committed(pgsink *ps, bool read_progress)
     atomic_fetch_add_explicit(&ps->base.conflicts, ps->batch_conflicts,
                               memory_order_relaxed);
     ps->recorded = ps->last_end;
+    layouts_commit(ps);
     if (read_progress)
         ps->progress_ms = now_ms();
     ps->progress_stale = !read_progress;
@@ -898,6 +1282,7 @@ static bool pg_open(sink *s, lsn_t *durable)
     }
     ps->recorded = ps->durable;
     forget_batch(ps);
+    layouts_unchecked(ps);
     *durable = ps->durable;
     return true;
 }
@@ -952,6 +1337,8 @@ void pgsink_free(sink *s)
     pg_close(s);
     pgpipe_free(&ps->pipe);
     pgstmt_plan_free(&ps->plan);
+    layouts_free(ps);
+    catalog_clear(ps);
     free(ps->origin);
     free(ps);
 }

@@ -266,6 +266,17 @@ pgstmt *pgstmt_lookup(pgstmt_cache *c, sink_rel *rel, const pgstmt_plan *pl)
     return st;
 }
 
+void pgstmt_retire_rel(pgstmt_cache *c, uint32_t oid)
+{
+    if (c->cap == 0)
+        return;
+    size_t j = oid_slot(oid, c->cap);
+    while (c->rels[j].used && c->rels[j].oid != oid)
+        j = (j + 1) & (c->cap - 1);
+    if (c->rels[j].used)
+        retire(c, &c->rels[j]);
+}
+
 pgstmt *pgstmt_take_retired(pgstmt_cache *c)
 {
     pgstmt *list = c->retired;
@@ -578,6 +589,100 @@ char *pgstmt_truncate_sql(PGconn *conn, const sink_event *ev)
         sb_add(&b, " RESTART IDENTITY");
     if (ev->truncate_options & PGO_TRUNCATE_CASCADE)
         sb_add(&b, " CASCADE");
+    if (b.bad) {
+        free(b.p);
+        return NULL;
+    }
+    return b.p;
+}
+
+/* ------------------------------------------------------------ layouts */
+
+/* Dropped columns linger in pg_attribute; identity counts as a default. */
+const char pgstmt_columns_sql[] =
+    "SELECT a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod), "
+    "  a.atttypid, a.atttypmod, a.attnotnull, "
+    "  a.atthasdef OR a.attidentity <> '' OR a.attgenerated <> '', "
+    "  a.attgenerated <> '' "
+    "FROM pg_catalog.pg_class c "
+    "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+    "LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid "
+    "  AND a.attnum > 0 AND NOT a.attisdropped "
+    "WHERE n.nspname = $1 AND c.relname = $2 "
+    "ORDER BY a.attnum";
+
+/*
+ * Numbers go into the text as literals (we print them); names are
+ * parameters: to_regtype resolves a type's the way the target would. A
+ * built-in OID the target lacks (an older server) comes back NULL too.
+ * "Takes" is true when the target's column of that name reads the
+ * source's text as the same type: that type (any typmod), a domain over
+ * it, or one it converts to implicitly (int to bigint, varchar to text).
+ */
+char *pgstmt_types_sql(const sink_rel *rel, const char **params,
+                       int *nparams)
+{
+    sqlbuf b = {0};
+    *nparams = 0;
+    if (rel->ncols == 0)
+        return NULL;
+    params[(*nparams)++] = rel->schema;
+    params[(*nparams)++] = rel->name;
+    sb_add(&b, "SELECT v.i, v.o, pg_catalog.format_type(v.o, v.m), "
+               "  v.o IN (a.atttypid, t.typbasetype) OR EXISTS (SELECT 1 "
+               "    FROM pg_catalog.pg_cast k WHERE k.castsource = v.o "
+               "    AND k.casttarget IN (a.atttypid, t.typbasetype) "
+               "    AND k.castcontext = 'i') "
+               "FROM (VALUES ");
+    for (uint16_t i = 0; i < rel->ncols; i++) {
+        const struct sink_col *col = &rel->cols[i];
+        char num[96];
+        snprintf(num, sizeof num, "%s(%u, ", i ? ", " : "", i + 1u);
+        sb_add(&b, num);
+        params[*nparams] = col->name;
+        sb_param(&b, nparams);
+        if (col->type_name) {
+            sb_add(&b, "::text, pg_catalog.to_regtype(");
+            params[*nparams] = col->type_name;
+            sb_param(&b, nparams);
+            sb_add(&b, ")::oid");
+        } else {
+            snprintf(num, sizeof num, "::text, (SELECT t.oid FROM "
+                     "pg_catalog.pg_type t WHERE t.oid = %" PRIu32 ")",
+                     col->type_oid);
+            sb_add(&b, num);
+        }
+        snprintf(num, sizeof num, ", %" PRId32 ")", col->typmod);
+        sb_add(&b, num);
+    }
+    sb_add(&b, ") AS v(i, n, o, m) "
+               "LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = ("
+               "  SELECT c.oid FROM pg_catalog.pg_class c "
+               "  JOIN pg_catalog.pg_namespace s ON s.oid = c.relnamespace "
+               "  WHERE s.nspname = $1 AND c.relname = $2) "
+               "  AND a.attname = v.n AND a.attnum > 0 AND NOT a.attisdropped "
+               "LEFT JOIN pg_catalog.pg_type t ON t.oid = a.atttypid "
+               "ORDER BY v.i");
+    if (b.bad) {
+        free(b.p);
+        return NULL;
+    }
+    return b.p;
+}
+
+char *pgstmt_add_columns_sql(PGconn *conn, const sink_rel *rel,
+                             const uint16_t *cols, const char *const *types,
+                             int n)
+{
+    sqlbuf b = {0};
+    sb_add(&b, "ALTER TABLE ");
+    sb_table(&b, conn, rel);
+    for (int i = 0; i < n; i++) {
+        sb_add(&b, i ? ", ADD COLUMN " : " ADD COLUMN ");
+        sb_ident(&b, conn, rel->cols[cols[i]].name);
+        sb_add(&b, " ");
+        sb_add(&b, types[i]);
+    }
     if (b.bad) {
         free(b.p);
         return NULL;

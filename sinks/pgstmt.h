@@ -13,6 +13,9 @@
  * ('v' sent, '-' left out: unchanged TOAST), then for UPDATE and DELETE
  * one byte per column of the identity ('p' compared with a parameter,
  * 'n' IS NULL, '-' not compared).
+ *
+ * Also here: the catalog queries that compare a relation version with the
+ * target table, and the ALTER TABLE that adds the columns it lacks.
  */
 #ifndef CLEAVE_SINKS_PGSTMT_H
 #define CLEAVE_SINKS_PGSTMT_H
@@ -68,6 +71,11 @@ void pgstmt_plan_free(pgstmt_plan *pl);
  * statements of the old one (pgstmt_take_retired).
  */
 pgstmt *pgstmt_lookup(pgstmt_cache *c, sink_rel *rel, const pgstmt_plan *pl);
+/*
+ * Retires the statements of one relation (its target table changed under
+ * them), so its next change prepares afresh.
+ */
+void pgstmt_retire_rel(pgstmt_cache *c, uint32_t oid);
 /* The retired list, for the caller to deallocate and pgstmt_free. */
 pgstmt *pgstmt_take_retired(pgstmt_cache *c);
 void pgstmt_free(pgstmt *st);
@@ -78,6 +86,42 @@ void pgstmt_cache_clear(pgstmt_cache *c);
 char *pgstmt_sql(PGconn *conn, const pgstmt *st, bool upsert, int *nparams);
 /* TRUNCATE of the event's relations with its options. Caller frees. */
 char *pgstmt_truncate_sql(PGconn *conn, const sink_event *ev);
+
+/*
+ * The target table's columns, by $1 schema and $2 name: no row when there
+ * is no such table, one row with a NULL name when it has no columns.
+ */
+extern const char pgstmt_columns_sql[];
+enum {
+    PGSTMT_COL_NAME,         /* attname */
+    PGSTMT_COL_TYPE,         /* format_type(atttypid, atttypmod) */
+    PGSTMT_COL_TYPID,
+    PGSTMT_COL_TYPMOD,
+    PGSTMT_COL_NOTNULL,      /* 't' or 'f' */
+    PGSTMT_COL_DEFAULT,      /* 't': a default, identity or generated */
+    PGSTMT_COL_GENERATED,    /* 't': GENERATED ALWAYS AS (...) STORED */
+};
+
+/*
+ * The types of rel's columns as the target knows them, one row per
+ * column: its number from 1, the type's OID on the target (NULL when a
+ * named type does not exist there), format_type() of it with the
+ * source's typmod, and whether the target table's column of that name
+ * takes the source's values (see pgstmt.c). `params` needs room for
+ * 2 + 2 * rel->ncols. NULL when out of memory or the relation has no
+ * columns. Caller frees.
+ */
+char *pgstmt_types_sql(const sink_rel *rel, const char **params,
+                       int *nparams);
+enum { PGSTMT_TYPE_NUM, PGSTMT_TYPE_OID, PGSTMT_TYPE_TEXT, PGSTMT_TYPE_TAKES };
+
+/*
+ * ALTER TABLE adding rel->cols[cols[i]] with types[i] (SQL type text from
+ * format_type on the target), nullable and without default. Caller frees.
+ */
+char *pgstmt_add_columns_sql(PGconn *conn, const sink_rel *rel,
+                             const uint16_t *cols, const char *const *types,
+                             int n);
 
 /*
  * "col=value, ..." for the key columns of a change (identity for UPDATE

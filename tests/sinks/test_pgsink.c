@@ -91,6 +91,8 @@ typedef struct colspec {
 
 enum { INT4 = 23, INT8 = 20, TEXT = 25, JSON = 114, POINT = 600,
        NUMERIC = 1700, TIMESTAMPTZ = 1184 };
+/* numeric(12,2): (precision << 16 | scale) + VARHDRSZ */
+enum { NUMERIC_12_2 = (12 << 16 | 2) + 4 };
 
 static uint64_t rel_version = 1;
 
@@ -112,6 +114,21 @@ static sink_rel *mkrel(uint32_t oid, const char *schema, const char *name,
     return rel;
 }
 
+/*
+ * Column i's typmod, and the name a Type message gave its type (NULL for
+ * a built-in one), before the snapshot is handed to the sink.
+ */
+static void set_type(sink_rel *rel, uint16_t i, int32_t typmod,
+                     const char *type_name)
+{
+    ck_assert_uint_lt(i, rel->ncols);
+    rel->cols[i].typmod = typmod;
+    if (type_name) {
+        rel->cols[i].type_name = strdup(type_name);
+        ck_assert_ptr_nonnull(rel->cols[i].type_name);
+    }
+}
+
 #define COLS(...) (const colspec[]){__VA_ARGS__}, \
     (int)(sizeof((const colspec[]){__VA_ARGS__}) / sizeof(colspec))
 
@@ -126,7 +143,7 @@ static sink_rel *catalog_rel(const fixture *f, const char *qualified)
         "  c.relname, c.relreplident = 'f' OR EXISTS (SELECT 1 FROM pg_index i"
         "  WHERE i.indrelid = c.oid AND a.attnum = ANY (i.indkey) AND "
         "  ((c.relreplident = 'd' AND i.indisprimary) OR "
-        "   (c.relreplident = 'i' AND i.indisreplident))) "
+        "   (c.relreplident = 'i' AND i.indisreplident))), a.atttypmod "
         "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
         "JOIN pg_attribute a ON a.attrelid = c.oid "
         "WHERE c.oid = $1::regclass AND a.attnum > 0 AND NOT a.attisdropped "
@@ -143,6 +160,9 @@ static sink_rel *catalog_rel(const fixture *f, const char *qualified)
     sink_rel *rel = mkrel((uint32_t)strtoul(PQgetvalue(res, 0, 3), NULL, 10),
                           PQgetvalue(res, 0, 4), PQgetvalue(res, 0, 5),
                           PQgetvalue(res, 0, 2)[0], cols, n);
+    for (int i = 0; i < n; i++)
+        set_type(rel, (uint16_t)i,
+                 (int32_t)strtol(PQgetvalue(res, i, 7), NULL, 10), NULL);
     PQclear(res);
     PQfinish(conn);
     return rel;
@@ -740,7 +760,8 @@ START_TEST(missing_table_is_reported)
     ck_assert(!run_txn(f.s, false, EVS(ins(r, V("1", "a", "1")))));
     ck_assert_msg(strstr(f.s->error, "table=public.items op=INSERT"), "%s",
                   f.s->error);
-    ck_assert_msg(strstr(f.s->error, "does not exist"), "%s", f.s->error);
+    ck_assert_msg(strstr(f.s->error, "table public.items does not exist in "
+                         "the target"), "%s", f.s->error);
     sink_rel_unref(r);
     fx_done(&f);
 }
@@ -788,6 +809,321 @@ START_TEST(connection_lost)
     TXN(&f, false, ins(r, V("2", "b", "1")));
     expect(&f, "SELECT count(*) FROM items", "2");
     sink_rel_unref(r);
+    fx_done(&f);
+}
+END_TEST
+
+/* ------------------------------------------------------------ layouts */
+
+/* "name type notnull hasdefault, ..." of a target table's columns. */
+static const char COLUMNS_OF[] =
+    "SELECT string_agg(attname || ' ' || format_type(atttypid, atttypmod) "
+    "  || ' ' || attnotnull || ' ' || atthasdef, ', ' ORDER BY attnum) "
+    "FROM pg_attribute WHERE attrelid = '%s'::regclass AND attnum > 0 "
+    "  AND NOT attisdropped";
+
+static void expect_columns(const fixture *f, const char *table,
+                           const char *want)
+{
+    char sql[512];
+    snprintf(sql, sizeof sql, COLUMNS_OF, table);
+    expect(f, sql, want);
+}
+
+/* ADD COLUMN on the source: the target gains it inside the batch. */
+START_TEST(add_column_on_new_version)
+{
+    fixture f;
+    fx_setup(&f, "t_addcol", CFG_CONFLICT_ERROR,
+             "CREATE TABLE notes (id int PRIMARY KEY, a text);"
+             "CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy')");
+    sink_rel *v1 = mkrel(16030, "public", "notes", 'd',
+                         COLS({"id", INT4, true}, {"a", TEXT, false}));
+    sink_rel *v2 = mkrel(16030, "public", "notes", 'd',
+                         COLS({"id", INT4, true}, {"a", TEXT, false},
+                              {"b", INT4, false}));
+    /* The source's OID of its own enum: only the name means anything here. */
+    sink_rel *v3 = mkrel(16030, "public", "notes", 'd',
+                         COLS({"id", INT4, true}, {"a", TEXT, false},
+                              {"b", INT4, false}, {"m", 91234, false}));
+    set_type(v3, 3, -1, "\"public\".\"mood\"");
+    /* One target transaction: v1's rows are in flight when v2 arrives. */
+    TXN(&f, true, ins(v1, V("1", "one")), ins(v1, V("2", "two")));
+    TXN(&f, true, ins(v2, V("3", "three", "30")),
+        upd(v2, 0, NULL, V("1", "one", "10")));
+    TXN(&f, true, ins(v3, V("4", "four", NULL, "happy")),
+        upd(v3, 0, NULL, V("2", "two", "20", "sad")));
+    ck_assert_uint_eq(flush_ok(&f), last_end);
+    expect_columns(&f, "notes", "id integer true false, a text false false, "
+                   "b integer false false, m mood false false");
+    expect(&f, "SELECT string_agg(id || ':' || coalesce(b::text, '-') || ':' "
+               "|| coalesce(m::text, '-'), ',' ORDER BY id) FROM notes",
+           "1:10:-,2:20:sad,3:30:-,4:-:happy");
+    ck_assert_uint_eq(atomic_load(&f.s->rows_applied), 6);
+    ck_assert_uint_eq(atomic_load(&f.s->txns_applied), 3);
+    sink_rel_unref(v1);
+    sink_rel_unref(v2);
+    sink_rel_unref(v3);
+    fx_done(&f);
+}
+END_TEST
+
+/* A rolled-back batch takes its ALTER with it; the replay adds it again. */
+START_TEST(add_column_rolled_back)
+{
+    fixture f;
+    fx_setup(&f, "t_addback", CFG_CONFLICT_ERROR,
+             "CREATE TABLE notes (id int PRIMARY KEY, a text)");
+    sink_rel *v1 = mkrel(16031, "public", "notes", 'd',
+                         COLS({"id", INT4, true}, {"a", TEXT, false}));
+    sink_rel *v2 = mkrel(16031, "public", "notes", 'd',
+                         COLS({"id", INT4, true}, {"a", TEXT, false},
+                              {"c", TEXT, false}));
+    TXN(&f, false, ins(v1, V("1", "one")));
+    lsn_t durable = flush_ok(&f);
+    TXN(&f, true, ins(v2, V("2", "two", "c2")));
+    f.s->ops->rollback(f.s);
+    ck_assert_uint_eq(flush_ok(&f), durable);
+    expect_columns(&f, "notes", "id integer true false, a text false false");
+    /* The same relation version again, on the same connection. */
+    TXN(&f, false, ins(v2, V("2", "two", "c2")),
+        upd(v2, 0, NULL, V("1", "one", "c1")));
+    ck_assert_uint_eq(flush_ok(&f), last_end);
+    expect(&f, "SELECT string_agg(id || c, ',' ORDER BY id) FROM notes",
+           "1c1,2c2");
+    sink_rel_unref(v1);
+    sink_rel_unref(v2);
+    fx_done(&f);
+}
+END_TEST
+
+/* A type the target cannot take stops the sink until the target follows. */
+START_TEST(type_mismatch_until_fixed)
+{
+    fixture f;
+    fx_setup(&f, "t_typemis", CFG_CONFLICT_ERROR,
+             "CREATE TABLE orders (id int PRIMARY KEY, total integer);"
+             "CREATE TABLE prices (id int PRIMARY KEY, amount integer)");
+    /* From the first sight: numeric(12,2) into integer. */
+    sink_rel *p = mkrel(16032, "public", "prices", 'd',
+                        COLS({"id", INT4, true}, {"amount", NUMERIC, false}));
+    set_type(p, 1, NUMERIC_12_2, NULL);
+    ck_assert(!run_txn(f.s, false, EVS(ins(p, V("1", "9.99")))));
+    ck_assert_msg(strstr(f.s->error, "table=public.prices") &&
+                  strstr(f.s->error, "column \"amount\" is numeric(12,2) in "
+                         "the source and integer in the target"),
+                  "%s", f.s->error);
+    f.s->ops->close(f.s);
+    fx_open(&f);
+    /* On the source: integer, then ALTER COLUMN total TYPE numeric(12,2). */
+    sink_rel *v1 = mkrel(16033, "public", "orders", 'd',
+                         COLS({"id", INT4, true}, {"total", INT4, false}));
+    sink_rel *v2 = mkrel(16033, "public", "orders", 'd',
+                         COLS({"id", INT4, true}, {"total", NUMERIC, false}));
+    set_type(v2, 1, NUMERIC_12_2, NULL);
+    TXN(&f, false, ins(v1, V("1", "5")));
+    lsn_t durable = flush_ok(&f);
+    lsn_t replay_from = lsn_next;
+    TXN(&f, true, ins(v1, V("2", "6")));
+    ck_assert(!run_txn(f.s, false, EVS(ins(v2, V("3", "12.50")))));
+    ck_assert_msg(strstr(f.s->error, "table=public.orders") &&
+                  strstr(f.s->error, "column \"total\" is numeric(12,2) in "
+                         "the source and integer in the target: change the "
+                         "target to match"), "%s", f.s->error);
+    ck_assert_uint_eq(f.s->error_lsn, last_commit);
+    f.s->ops->close(f.s);
+    expect(&f, "SELECT count(*) FROM orders", "1");
+    /* Still wrong on the next try: the catalog is read again. */
+    fx_open(&f);
+    ck_assert(!run_txn(f.s, false, EVS(ins(v2, V("3", "12.50")))));
+    f.s->ops->close(f.s);
+    ck_assert(pgc_exec(cluster, f.db,
+                       "ALTER TABLE orders ALTER total TYPE numeric(12,2);"
+                       "ALTER TABLE prices ALTER amount TYPE numeric(12,2)"));
+    fx_open(&f);
+    ck_assert_uint_eq(f.opened_at, durable);
+    /* The replay: rows of the version before the change, then after. */
+    lsn_next = replay_from;
+    TXN(&f, true, ins(v1, V("2", "6")));
+    TXN(&f, true, ins(v2, V("3", "12.50")), ins(p, V("1", "9.99")));
+    ck_assert_uint_eq(flush_ok(&f), last_end);
+    expect(&f, "SELECT string_agg(id || '=' || total, ',' ORDER BY id) "
+               "FROM orders", "1=5.00,2=6.00,3=12.50");
+    expect(&f, "SELECT amount FROM prices", "9.99");
+    sink_rel_unref(p);
+    sink_rel_unref(v1);
+    sink_rel_unref(v2);
+    fx_done(&f);
+}
+END_TEST
+
+/* A daemon restart: a new sink that remembers nothing, on the same target. */
+static void fx_restart(fixture *f)
+{
+    f->s->ops->close(f->s);
+    pgsink_free(f->s);
+    fx_new_sink(f, f->svc.on_conflict);
+    fx_open(f);
+}
+
+/*
+ * Type changes on the source the target did not follow, fixed between
+ * restarts: each time the replay brings rows of the version before the
+ * change first, seen afresh, and the target (changed to match the version
+ * after it) must take them too.
+ */
+START_TEST(type_change_replayed_after_restart)
+{
+    fixture f;
+    fx_setup(&f, "t_typmod", CFG_CONFLICT_ERROR,
+             "CREATE TABLE tags (id int PRIMARY KEY, label varchar(5), "
+             "  n int)");
+    enum { VARCHAR = 1043, VARCHAR_5 = 5 + 4, VARCHAR_9 = 9 + 4 };
+    sink_rel *v1 = mkrel(16034, "public", "tags", 'd',
+                         COLS({"id", INT4, true}, {"label", VARCHAR, false},
+                              {"n", INT4, false}));
+    set_type(v1, 1, VARCHAR_5, NULL);
+    /* ALTER label TYPE varchar(9), n TYPE bigint on the source. */
+    sink_rel *v2 = mkrel(16034, "public", "tags", 'd',
+                         COLS({"id", INT4, true}, {"label", VARCHAR, false},
+                              {"n", INT8, false}));
+    set_type(v2, 1, VARCHAR_9, NULL);
+    TXN(&f, false, ins(v1, V("1", "short", "1")));
+    lsn_t durable = flush_ok(&f);
+    lsn_t replay_from = lsn_next;
+    TXN(&f, true, ins(v1, V("2", "five5", "2")));
+    ck_assert(!run_txn(f.s, false, EVS(ins(v2, V("3", "longer!", "3")))));
+    ck_assert_msg(strstr(f.s->error, "column \"label\" is character "
+                         "varying(9) in the source and character varying(5) "
+                         "in the target"), "%s", f.s->error);
+    ck_assert(pgc_exec(cluster, f.db,
+                       "ALTER TABLE tags ALTER label TYPE varchar(9)"));
+    fx_restart(&f);
+    ck_assert_uint_eq(f.opened_at, durable);
+    lsn_next = replay_from;
+    TXN(&f, true, ins(v1, V("2", "five5", "2")));
+    ck_assert(!run_txn(f.s, false, EVS(ins(v2, V("3", "longer!", "3")))));
+    ck_assert_msg(strstr(f.s->error, "column \"n\" is bigint in the source "
+                         "and integer in the target"), "%s", f.s->error);
+    ck_assert(pgc_exec(cluster, f.db, "ALTER TABLE tags ALTER n TYPE bigint"));
+    fx_restart(&f);
+    ck_assert_uint_eq(f.opened_at, durable);
+    lsn_next = replay_from;
+    TXN(&f, true, ins(v1, V("2", "five5", "2")));
+    TXN(&f, false, ins(v2, V("3", "longer!", "5000000000")));
+    ck_assert_uint_eq(flush_ok(&f), last_end);
+    expect(&f, "SELECT string_agg(label || n, ',' ORDER BY id) FROM tags",
+           "short1,five52,longer!5000000000");
+    sink_rel_unref(v1);
+    sink_rel_unref(v2);
+    fx_done(&f);
+}
+END_TEST
+
+/* DROP COLUMN on the source: fine where the target can leave it empty. */
+START_TEST(drop_column_on_source)
+{
+    fixture f;
+    fx_setup(&f, "t_dropcol", CFG_CONFLICT_ERROR,
+             "CREATE TABLE strict_t (id int PRIMARY KEY, a text, "
+             "  x int NOT NULL);"
+             "CREATE TABLE loose_t (id int PRIMARY KEY, y int, "
+             "  z int NOT NULL DEFAULT 7)");
+    sink_rel *s1 = mkrel(16035, "public", "strict_t", 'd',
+                         COLS({"id", INT4, true}, {"a", TEXT, false},
+                              {"x", INT4, false}));
+    sink_rel *s2 = mkrel(16035, "public", "strict_t", 'd',
+                         COLS({"id", INT4, true}, {"a", TEXT, false}));
+    sink_rel *l1 = mkrel(16036, "public", "loose_t", 'd',
+                         COLS({"id", INT4, true}, {"y", INT4, false},
+                              {"z", INT4, false}));
+    sink_rel *l2 = mkrel(16036, "public", "loose_t", 'd',
+                         COLS({"id", INT4, true}));
+    TXN(&f, false, ins(s1, V("1", "a", "1")), ins(l1, V("1", "1", "1")));
+    /* Nullable, or with a default: goes on. */
+    TXN(&f, false, ins(l2, V("2")));
+    expect(&f, "SELECT string_agg(id || ':' || coalesce(y::text, '-') || ':' "
+               "|| z, ',' ORDER BY id) FROM loose_t", "1:1:1,2:-:7");
+    /* NOT NULL without a default: stops, until the target drops it too. */
+    ck_assert(!run_txn(f.s, false, EVS(ins(s2, V("2", "b")))));
+    ck_assert_msg(strstr(f.s->error, "table=public.strict_t") &&
+                  strstr(f.s->error, "column \"x\" was dropped or renamed on "
+                         "the source; apply the same change to the target"),
+                  "%s", f.s->error);
+    f.s->ops->close(f.s);
+    fx_open(&f);
+    ck_assert(!run_txn(f.s, false, EVS(ins(s2, V("2", "b")))));
+    f.s->ops->close(f.s);
+    ck_assert(pgc_exec(cluster, f.db, "ALTER TABLE strict_t DROP x"));
+    fx_open(&f);
+    TXN(&f, false, ins(s2, V("2", "b")));
+    expect(&f, "SELECT string_agg(id || a, ',' ORDER BY id) FROM strict_t",
+           "1a,2b");
+    sink_rel_unref(s1);
+    sink_rel_unref(s2);
+    sink_rel_unref(l1);
+    sink_rel_unref(l2);
+    fx_done(&f);
+}
+END_TEST
+
+/* A column cleave wrote that the target lost is not quietly re-created. */
+START_TEST(target_lost_column)
+{
+    fixture f;
+    fx_setup(&f, "t_lostcol", CFG_CONFLICT_ERROR,
+             "CREATE TABLE t (id int PRIMARY KEY, a text, g int "
+             "  GENERATED ALWAYS AS (id * 2) STORED)");
+    sink_rel *v1 = mkrel(16037, "public", "t", 'd',
+                         COLS({"id", INT4, true}, {"a", TEXT, false}));
+    TXN(&f, false, ins(v1, V("1", "a")));
+    ck_assert(pgc_exec(cluster, f.db, "ALTER TABLE t DROP a"));
+    f.s->ops->close(f.s);
+    fx_open(&f);
+    ck_assert(!run_txn(f.s, false, EVS(ins(v1, V("2", "b")))));
+    ck_assert_msg(strstr(f.s->error, "column \"a\" is missing in the target"),
+                  "%s", f.s->error);
+    f.s->ops->close(f.s);
+    /* A source column the target computes itself cannot be written. */
+    sink_rel *v2 = mkrel(16037, "public", "t", 'd',
+                         COLS({"id", INT4, true}, {"g", INT4, false}));
+    fx_open(&f);
+    ck_assert(!run_txn(f.s, false, EVS(ins(v2, V("2", "4")))));
+    ck_assert_msg(strstr(f.s->error, "column \"g\" is generated in the "
+                         "target"), "%s", f.s->error);
+    sink_rel_unref(v1);
+    sink_rel_unref(v2);
+    fx_done(&f);
+}
+END_TEST
+
+/* Quoting: the table, the new column, and a named type. */
+START_TEST(add_column_hostile_names)
+{
+    fixture f;
+    fx_setup(&f, "t_addnames", CFG_CONFLICT_ERROR,
+             "CREATE SCHEMA \"S;c \"\"h\"\"\";"
+             "CREATE TYPE \"S;c \"\"h\"\"\".\"we\"\"ird; type\" AS ENUM "
+             "  ('x', 'y''z');"
+             "CREATE TABLE \"S;c \"\"h\"\"\".\"Tab'le \"\"x\"\"\" "
+             "  (id int PRIMARY KEY)");
+    sink_rel *v1 = mkrel(16038, "S;c \"h\"", "Tab'le \"x\"", 'd',
+                         COLS({"id", INT4, true}));
+    sink_rel *v2 = mkrel(16038, "S;c \"h\"", "Tab'le \"x\"", 'd',
+                         COLS({"id", INT4, true}, {"Odd \"Col", TEXT, false},
+                              {"e; DROP TABLE x", 91235, false}));
+    set_type(v2, 2, -1, "\"S;c \"\"h\"\"\".\"we\"\"ird; type\"");
+    TXN(&f, false, ins(v1, V("1")));
+    TXN(&f, false, ins(v2, V("2", "it's \"odd\"", "y'z")));
+    expect(&f, "SELECT string_agg(id || ':' || coalesce(\"Odd \"\"Col\", '-') "
+               "|| ':' || coalesce(\"e; DROP TABLE x\"::text, '-'), ',' "
+               "ORDER BY id) FROM \"S;c \"\"h\"\"\".\"Tab'le \"\"x\"\"\"",
+           "1:-:-,2:it's \"odd\":y'z");
+    expect(&f, "SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
+               "WHERE attname = 'e; DROP TABLE x'",
+           "\"S;c \"\"h\"\"\".\"we\"\"ird; type\"");
+    sink_rel_unref(v1);
+    sink_rel_unref(v2);
     fx_done(&f);
 }
 END_TEST
@@ -916,6 +1252,7 @@ START_TEST(throughput)
                              {"status", TEXT, false}, {"total", NUMERIC, false},
                              {"note", TEXT, false},
                              {"placed_at", TIMESTAMPTZ, false}));
+    set_type(r, 3, NUMERIC_12_2, NULL);
     enum { TXNS = 1000, ROWS = 100 };
     struct timespec t0, t1, c0, c1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -979,6 +1316,13 @@ int main(void)
     tcase_add_test(tc, missing_table_is_reported);
     tcase_add_test(tc, relation_version_change);
     tcase_add_test(tc, connection_lost);
+    tcase_add_test(tc, add_column_on_new_version);
+    tcase_add_test(tc, add_column_rolled_back);
+    tcase_add_test(tc, type_mismatch_until_fixed);
+    tcase_add_test(tc, type_change_replayed_after_restart);
+    tcase_add_test(tc, drop_column_on_source);
+    tcase_add_test(tc, target_lost_column);
+    tcase_add_test(tc, add_column_hostile_names);
     tcase_add_test(tc, shop_tables);
     tcase_add_test(tc, throughput);
     suite_add_tcase(s, tc);
