@@ -214,6 +214,7 @@ int main(int argc, char **argv)
         usage(stdout);
         return EXIT_OK;
     }
+    run_keep_argv(argv);
     const cli_command *cmd = find_command(argv[1]);
     if (!cmd)
         return usage_error("unknown command '%s'", argv[1]);

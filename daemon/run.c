@@ -8,6 +8,7 @@
  */
 #include "daemon/run.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <poll.h>
 #include <signal.h>
@@ -23,10 +24,13 @@
 #include <systemd/sd-daemon.h>
 
 #include "config/config.h"
+#include "daemon/initsync.h"
 #include "daemon/log.h"
 #include "daemon/source.h"
 #include "daemon/spool.h"
 #include "daemon/stream.h"
+#include "daemon/syncsink.h"
+#include "daemon/syncstate.h"
 #include "daemon/worker.h"
 #include "sinks/pgsink.h"
 
@@ -42,6 +46,10 @@ typedef struct runner {
     int sigfd, wakefd;
     source *src;
     stream *st;
+    syncstate *sync;
+    initsync *init;
+    bool reexec;              /* a reload changed what is replicated */
+    snap *created;            /* the new slot's snapshot, for the copy */
     sink **sinks;
     worker **workers;
     size_t nsinks;
@@ -68,6 +76,13 @@ static bool make_dir(const char *path)
         return true;
     log_error("event=state_dir_failed path=%s error=\"%s\"", path, strerror(errno));
     return false;
+}
+
+static char **kept_argv;
+
+void run_keep_argv(char **argv)
+{
+    kept_argv = argv;
 }
 
 static int setup_signals(void)
@@ -98,16 +113,83 @@ static bool start_workers(runner *d)
                         "service's Kafka target gets nothing\"", svc->name);
         if (!svc->target_postgres)
             continue;
-        sink *s = pgsink_new(c, svc);
+        sink *inner = pgsink_new(c, svc);
+        sink *s = inner ? syncsink_new(inner, d->sync, i) : NULL;
         worker *w = s ? worker_start(s, d->wakefd, QUEUE_BYTES) : NULL;
         if (!w) {
-            pgsink_free(s);
+            if (s)
+                syncsink_free(s);
+            pgsink_free(inner);
             return false;
         }
         d->sinks[d->nsinks] = s;
         d->workers[d->nsinks++] = w;
     }
     return true;
+}
+
+/* While a slot is made: a pending SIGTERM/SIGINT gives up (left unread). */
+static bool signalled(void *arg)
+{
+    runner *d = arg;
+    sigset_t pending;
+    if (d->stopping)
+        return true;
+    if (sigpending(&pending) != 0)
+        return false;
+    return sigismember(&pending, SIGTERM) || sigismember(&pending, SIGINT);
+}
+
+/* Removes the hold spools of an earlier slot: they belong to its stream. */
+static void clean_hold_dir(const char *dir)
+{
+    DIR *dh = opendir(dir);
+    struct dirent *e;
+    while (dh && (e = readdir(dh)) != NULL) {
+        if (e->d_name[0] == '.')
+            continue;
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        unlink(path);
+    }
+    if (dh)
+        closedir(dh);
+}
+
+/*
+ * The source is prepared first (retrying while it is down): whether the
+ * slot is new decides whether earlier progress counts.
+ */
+static bool start_sync(runner *d, const char *hold_dir)
+{
+    char err[1024];
+    int64_t backoff = SOURCE_BACKOFF_MIN_MS;
+    while (!source_prepare(d->src, signalled, d, err, sizeof err)) {
+        if (signalled(d)) {
+            d->stopping = true;
+            return true;
+        }
+        log_error("event=source_failed error=\"%s\" retry_in=%lldms", err,
+                  (long long)backoff);
+        sigset_t set;
+        sigemptyset(&set);
+        sigaddset(&set, SIGTERM);
+        sigaddset(&set, SIGINT);
+        struct timespec ts = {backoff / 1000, (backoff % 1000) * 1000000};
+        if (sigtimedwait(&set, NULL, &ts) > 0) {
+            d->stopping = true;
+            return true;
+        }
+        backoff = backoff * 2 > SOURCE_BACKOFF_MAX_MS ? SOURCE_BACKOFF_MAX_MS
+                                                      : backoff * 2;
+    }
+    d->created = source_take_snapshot(d->src);
+    if (d->created)
+        clean_hold_dir(hold_dir);
+    d->sync = syncstate_open(d->config, d->created != NULL, err, sizeof err);
+    if (!d->sync)
+        log_error("event=state_failed error=\"%s\"", err);
+    return d->sync != NULL;
 }
 
 /* Lets every sink try its first open, so the stream starts with them. */
@@ -156,11 +238,21 @@ static void try_start_source(runner *d)
     char err[1024] = "";
     if (source_streaming(d->src) || now_ms() < d->next_source_try)
         return;
-    if (!source_prepare(d->src, err, sizeof err) ||
+    if (!source_prepare(d->src, signalled, d, err, sizeof err) ||
         !stream_restart(d->st, source_proto_version(d->src)) ||
         !source_start(d->src, err, sizeof err)) {
         source_failed(d, err[0] ? err : "out of memory");
         return;
+    }
+    snap *late = source_take_snapshot(d->src);
+    if (late) {
+        /* Someone dropped the slot while cleave ran: changes were lost. */
+        log_error("event=slot_recreated slot=%s error=\"the slot disappeared "
+                  "while cleave was running; changes made meanwhile are not "
+                  "in the targets: copy again (empty the targets and remove "
+                  "%s/initial_sync.json)\"", d->config->source.slot,
+                  d->config->state_dir);
+        snap_release(late);
     }
     d->source_backoff = SOURCE_BACKOFF_MIN_MS;
     d->last_status = 0;
@@ -213,6 +305,43 @@ static void read_frames(runner *d)
     }
 }
 
+static bool same_str(const char *a, const char *b)
+{
+    return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+
+static bool same_service(const cfg_service *a, const cfg_service *b)
+{
+    if (!same_str(a->name, b->name) || a->n_owned != b->n_owned ||
+        !same_str(a->target_postgres, b->target_postgres) ||
+        a->target_kafka != b->target_kafka || a->on_conflict != b->on_conflict)
+        return false;
+    for (size_t j = 0; j < a->n_owned; j++)
+        if (!same_str(a->owned[j].schema, b->owned[j].schema) ||
+            !same_str(a->owned[j].name, b->owned[j].name))
+            return false;
+    return true;
+}
+
+/*
+ * Whether the new configuration changes what is replicated where; such a
+ * change restarts the daemon in place (new tables get copied then).
+ */
+static bool replication_changed(const cfg *old, const cfg *new)
+{
+    if (old->n_services != new->n_services ||
+        !same_str(old->source.dsn, new->source.dsn) ||
+        !same_str(old->source.slot, new->source.slot) ||
+        !same_str(old->source.publication, new->source.publication) ||
+        !same_str(old->state_dir, new->state_dir) ||
+        old->copy_workers != new->copy_workers)
+        return true;
+    for (size_t i = 0; i < old->n_services; i++)
+        if (!same_service(&old->services[i], &new->services[i]))
+            return true;
+    return false;
+}
+
 static void reload(runner *d)
 {
     char err[1024];
@@ -220,10 +349,16 @@ static void reload(runner *d)
     cfg *fresh = cfg_load(d->config->path, err, sizeof err);
     if (!fresh) {
         log_error("event=reload_failed error=\"%s\" keeping=previous", err);
+    } else if (replication_changed(d->config, fresh) && kept_argv) {
+        log_info("event=reloading action=restart reason=\"the services, their "
+                 "tables or targets changed\"");
+        d->reexec = true;
+        d->stopping = true;
+        cfg_free(fresh);
+        return;
     } else {
         log_set_level((log_level)fresh->log_level);
-        log_info("event=reloaded log_level=%s note=\"other changes take effect "
-                 "at the next start\"", cfg_log_level_name(fresh->log_level));
+        log_info("event=reloaded log_level=%s", cfg_log_level_name(fresh->log_level));
         cfg_free(fresh);
     }
     sd_notify(0, "READY=1");
@@ -315,7 +450,9 @@ static void loop(runner *d)
 /* Lets the sinks finish what they hold, reports it, closes. */
 static void shutdown_all(runner *d)
 {
-    sd_notify(0, "STOPPING=1");
+    if (!d->reexec)
+        sd_notify(0, "STOPPING=1");
+    initsync_stop(d->init);
     if (d->st)
         stream_restart(d->st, source_proto_version(d->src));
     for (size_t i = 0; i < d->nsinks; i++)
@@ -328,8 +465,11 @@ static void shutdown_all(runner *d)
     }
     for (size_t i = 0; i < d->nsinks; i++) {
         worker_free(d->workers[i]);
-        pgsink_free(d->sinks[i]);
+        sink *inner = syncsink_inner(d->sinks[i]);
+        syncsink_free(d->sinks[i]);
+        pgsink_free(inner);
     }
+    syncstate_free(d->sync);
     stream_free(d->st);
     source_free(d->src);
     free(d->sinks);
@@ -346,13 +486,14 @@ int run_daemon(const char *config_path)
         return CFG_EXIT_CONFIG;
     }
     log_set_level((log_level)d.config->log_level);
-    char *spool_dir = NULL;
+    char *spool_dir = NULL, *hold_dir = NULL;
     int rc = 1;
     d.sigfd = setup_signals();
     d.wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (d.sigfd < 0 || d.wakefd < 0 || !make_dir(d.config->state_dir) ||
         asprintf(&spool_dir, "%s/spool", d.config->state_dir) < 0 ||
-        !make_dir(spool_dir))
+        !make_dir(spool_dir) ||
+        asprintf(&hold_dir, "%s/hold", d.config->state_dir) < 0)
         goto out;
     spool_clean_dir(spool_dir);
     if (sd_watchdog_enabled(0, &d.watchdog_us) <= 0)
@@ -361,13 +502,35 @@ int run_daemon(const char *config_path)
              d.config->name, d.config->n_services, d.config->source.slot,
              CLEAVE_VERSION);
     d.src = source_new(d.config);
-    if (!d.src || !start_workers(&d) || !make_stream(&d, spool_dir))
+    if (!d.src || !make_dir(hold_dir) || !start_sync(&d, hold_dir))
+        goto out;
+    if (d.stopping) {
+        rc = 0;
+        goto out;
+    }
+    if (!start_workers(&d) || !make_stream(&d, spool_dir))
         goto out;
     await_workers(&d);
+    d.init = initsync_start(d.config, d.sync, d.created);
+    d.created = NULL;
+    if (!d.init)
+        goto out;
     loop(&d);
     rc = 0;
 out:
+    snap_release(d.created);
     shutdown_all(&d);
+    free(hold_dir);
+    if (d.reexec && kept_argv) {
+        cfg_free(d.config);
+        close(d.sigfd);
+        close(d.wakefd);
+        free(spool_dir);
+        /* Same pid: systemd and the status socket's users see one daemon. */
+        execv("/proc/self/exe", kept_argv);
+        log_error("event=restart_failed error=\"%s\"", strerror(errno));
+        return 1;
+    }
     free(spool_dir);
     if (d.sigfd >= 0)
         close(d.sigfd);

@@ -6,5 +6,10 @@
 
 /* Runs until SIGTERM/SIGINT; returns the exit code (0, 1 or 78). */
 int run_daemon(const char *config_path);
+/*
+ * The command line, for starting again in the same process (exec) when a
+ * reload changes what the daemon replicates.
+ */
+void run_keep_argv(char **argv);
 
 #endif

@@ -9,6 +9,7 @@
 #include <libpq-fe.h>
 
 #include "daemon/log.h"
+#include "daemon/snapshot.h"
 #include "decoder/frame.h"
 #include "decoder/pgoutput.h"
 
@@ -24,6 +25,7 @@ struct source {
     PGconn *control;
     PGconn *repl;
     char *copybuf;           /* the last message handed out */
+    snap *created;           /* the slot made by prepare, snapshot held */
     int server_version;
     int proto;
 };
@@ -41,6 +43,7 @@ void source_free(source *src)
     if (!src)
         return;
     source_stop(src);
+    snap_release(src->created);
     PQfinish(src->control);
     free(src);
 }
@@ -137,6 +140,47 @@ static char *table_list(PGconn *conn, const cfg *config)
     return buf;
 }
 
+/* Adds owned tables the publication lacks (a table given to a service). */
+static bool add_missing_tables(source *src, const char *pub, char *err,
+                               size_t errlen)
+{
+    const cfg *config = src->config;
+    for (size_t i = 0; i < config->n_services; i++) {
+        const cfg_service *svc = &config->services[i];
+        for (size_t j = 0; j < svc->n_owned; j++) {
+            const cfg_table *t = &svc->owned[j];
+            const char *params[] = {pub, t->schema, t->name};
+            PGresult *res = query(src->control,
+                "SELECT 1 FROM pg_publication_tables WHERE pubname = $1 "
+                "AND schemaname = $2 AND tablename = $3", 3, params, err, errlen);
+            if (!res)
+                return false;
+            bool present = PQntuples(res) > 0;
+            PQclear(res);
+            if (present)
+                continue;
+            char *p = PQescapeIdentifier(src->control, pub, strlen(pub));
+            char *s = PQescapeIdentifier(src->control, t->schema, strlen(t->schema));
+            char *n = PQescapeIdentifier(src->control, t->name, strlen(t->name));
+            char *sql = NULL;
+            if (p && s && n &&
+                asprintf(&sql, "ALTER PUBLICATION %s ADD TABLE %s.%s", p, s, n) < 0)
+                sql = NULL;
+            PQfreemem(p);
+            PQfreemem(s);
+            PQfreemem(n);
+            res = sql ? query(src->control, sql, 0, NULL, err, errlen) : NULL;
+            free(sql);
+            if (!res)
+                return false;
+            PQclear(res);
+            log_info("event=publication_table_added publication=%s table=%s.%s "
+                     "service=%s", pub, t->schema, t->name, svc->name);
+        }
+    }
+    return true;
+}
+
 static bool ensure_publication(source *src, char *err, size_t errlen)
 {
     const char *pub = src->config->source.publication;
@@ -148,7 +192,7 @@ static bool ensure_publication(source *src, char *err, size_t errlen)
     bool exists = PQntuples(res) > 0;
     PQclear(res);
     if (exists)
-        return true;
+        return add_missing_tables(src, pub, err, errlen);
     char *ident = PQescapeIdentifier(src->control, pub, strlen(pub));
     char *tables = table_list(src->control, src->config);
     char *sql = NULL;
@@ -166,7 +210,8 @@ static bool ensure_publication(source *src, char *err, size_t errlen)
     return true;
 }
 
-static bool ensure_slot(source *src, char *err, size_t errlen)
+static bool ensure_slot(source *src, snap_stop_fn *stop, void *arg,
+                        char *err, size_t errlen)
 {
     const char *params[] = {src->config->source.slot};
     PGresult *res = query(src->control,
@@ -186,23 +231,25 @@ static bool ensure_slot(source *src, char *err, size_t errlen)
         return ok;
     }
     PQclear(res);
-    log_info("event=slot_creating slot=%s", params[0]);
-    res = query(src->control,
-                "SELECT lsn FROM pg_create_logical_replication_slot($1, "
-                "'pgoutput')",
-                1, params, err, errlen);
-    if (!res)
-        return false;
-    log_info("event=slot_created slot=%s consistent_lsn=%s", params[0],
-             PQgetvalue(res, 0, 0));
-    PQclear(res);
-    return true;
+    snap_release(src->created);
+    src->created = snap_create(src->config, params[0], false, stop, arg, err,
+                               errlen);
+    return src->created != NULL;
 }
 
-bool source_prepare(source *src, char *err, size_t errlen)
+bool source_prepare(source *src, snap_stop_fn *stop, void *stop_arg, char *err,
+                    size_t errlen)
 {
     return ensure_control(src, err, errlen) &&
-           ensure_publication(src, err, errlen) && ensure_slot(src, err, errlen);
+           ensure_publication(src, err, errlen) &&
+           ensure_slot(src, stop, stop_arg, err, errlen);
+}
+
+snap *source_take_snapshot(source *src)
+{
+    snap *s = src->created;
+    src->created = NULL;
+    return s;
 }
 
 static char *start_command(source *src)

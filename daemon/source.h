@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "config/config.h"
+#include "daemon/snapshot.h"
 #include "decoder/lsn.h"
 
 typedef struct source source;
@@ -23,9 +24,15 @@ void source_free(source *src);
 
 /*
  * Connects the control connection if needed, then makes sure the
- * publication (FOR TABLE every owned table) and the slot exist.
+ * publication (FOR TABLE every owned table, adding tables it lacks) and
+ * the slot exist. A slot it creates keeps its exported snapshot for the
+ * initial copy: see source_take_snapshot. `stop` is asked while a slot's
+ * creation waits for running transactions.
  */
-bool source_prepare(source *src, char *err, size_t errlen);
+bool source_prepare(source *src, snap_stop_fn *stop, void *stop_arg, char *err,
+                    size_t errlen);
+/* The snapshot of the slot prepare created (yours), or NULL. */
+snap *source_take_snapshot(source *src);
 /* The protocol version agreed with this server (after prepare). */
 int source_proto_version(const source *src);
 

@@ -167,6 +167,19 @@ static bool flush_sink(worker *w)
     return true;
 }
 
+/* Nothing came: the sink may have work of its own (see sink_ops.idle). */
+static bool idle_sink(worker *w)
+{
+    lsn_t durable;
+    if (!w->sink->ops->idle || w->skipping)
+        return true;
+    if (!w->sink->ops->idle(w->sink, &durable))
+        return false;
+    if (durable != atomic_exchange(&w->durable, durable))
+        wake_main(w);
+    return true;
+}
+
 static bool queue_empty(worker *w)
 {
     pthread_mutex_lock(&w->mu);
@@ -278,6 +291,8 @@ static bool run_ready(worker *w)
         sink_event *list = take_all(w, 100, &stopping);
         if (!list && stopping)
             return flush_sink(w) || true;
+        if (!list && !idle_sink(w))
+            return false;
         if (!apply_list(w, list))
             return false;
         if (w->dirty && queue_empty(w) && !flush_sink(w))

@@ -113,6 +113,11 @@ typedef struct sink_ops {
     bool (*commit)(sink *s, const sink_event *ev, bool more);
     /* Finishes any open batch; *durable as in open. */
     bool (*flush)(sink *s, lsn_t *durable);
+    /*
+     * Optional: called about every 100 ms while no event comes, between
+     * transactions; *durable as in flush.
+     */
+    bool (*idle)(sink *s, lsn_t *durable);
     /* Drops an unfinished source transaction and anything not committed. */
     void (*rollback)(sink *s);
     void (*close)(sink *s);

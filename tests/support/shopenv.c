@@ -12,6 +12,13 @@
 #include <time.h>
 #include <unistd.h>
 
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
 const char *const shop_services[SHOP_NSERVICES] = {
     "user_service", "order_service", "payment_service", "inventory_service",
     "notification_service",
@@ -107,6 +114,62 @@ bool shop_setup(shop_env *env, pgc_cluster *src, pgc_cluster *tgt,
     return write_config(env, source_yaml, service_yaml);
 }
 
+bool shop_setup_copy(shop_env *env, pgc_cluster *src, pgc_cluster *tgt,
+                     const char *name, int scale, const char *source_yaml,
+                     const char *service_yaml)
+{
+    memset(env, 0, sizeof *env);
+    env->src = src;
+    env->tgt = tgt;
+    snprintf(env->name, sizeof env->name, "%s", name);
+    snprintf(env->srcdb, sizeof env->srcdb, "%s_shop", name);
+    snprintf(env->state_dir, sizeof env->state_dir, "%s/state_%s", src->root, name);
+    snprintf(env->config, sizeof env->config, "%s/%s.yaml", src->root, name);
+    snprintf(env->log, sizeof env->log, "%s/%s.log", src->root, name);
+    if (!pgc_load_shop(src, env->srcdb, scale, true))
+        return false;
+    for (int s = 0; s < SHOP_NSERVICES; s++) {
+        snprintf(env->dbs[s], sizeof env->dbs[s], "%s_%s", name, shop_services[s]);
+        if (!pgc_createdb(tgt, env->dbs[s]))
+            return false;
+    }
+    return write_config(env, source_yaml, service_yaml);
+}
+
+long shop_log_size(const shop_env *env)
+{
+    struct stat st;
+    return stat(env->log, &st) == 0 ? (long)st.st_size : 0;
+}
+
+int shop_log_count(const shop_env *env, const char *text, long from)
+{
+    FILE *f = fopen(env->log, "r");
+    if (!f)
+        return 0;
+    if (from > 0)
+        fseek(f, from, SEEK_SET);
+    char line[4096];
+    int n = 0;
+    while (fgets(line, sizeof line, f))
+        n += strstr(line, text) != NULL;
+    fclose(f);
+    return n;
+}
+
+bool shop_wait_log(const shop_env *env, const char *text, long from,
+                   double timeout_s)
+{
+    double deadline = now_s() + timeout_s;
+    while (shop_log_count(env, text, from) == 0) {
+        if (now_s() > deadline)
+            return false;
+        struct timespec ts = {0, 50 * 1000 * 1000};  /* polling a deadline */
+        nanosleep(&ts, NULL);
+    }
+    return true;
+}
+
 bool shop_start(shop_env *env)
 {
     fflush(NULL);
@@ -122,13 +185,6 @@ bool shop_start(shop_env *env)
     }
     env->pid = pid;
     return true;
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
 int shop_stop(shop_env *env, int sig, double timeout_s)

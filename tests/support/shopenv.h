@@ -46,6 +46,20 @@ int shop_owner(int table);
 bool shop_setup(shop_env *env, pgc_cluster *src, pgc_cluster *tgt,
                 const char *name, const char *source_yaml,
                 const char *service_yaml);
+/*
+ * The same for an initial sync: the source holds the shop data at `scale`
+ * (cross-service keys included), the five service databases are empty.
+ */
+bool shop_setup_copy(shop_env *env, pgc_cluster *src, pgc_cluster *tgt,
+                     const char *name, int scale, const char *source_yaml,
+                     const char *service_yaml);
+/* The log's size now: a mark for counting what a later run logs. */
+long shop_log_size(const shop_env *env);
+/* Lines of the log from byte `from` on that contain text. */
+int shop_log_count(const shop_env *env, const char *text, long from);
+/* Waits until such a line appears. */
+bool shop_wait_log(const shop_env *env, const char *text, long from,
+                   double timeout_s);
 /* Appends text to the configuration (another service, say). */
 bool shop_config_append(shop_env *env, const char *yaml);
 /* Starts `cleave run` on the configuration, logging to env->log. */

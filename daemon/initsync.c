@@ -1,0 +1,648 @@
+/* initsync: schema, snapshot and copy threads; see initsync.h. */
+#include "daemon/initsync.h"
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <libpq-fe.h>
+
+#include "daemon/log.h"
+#include "daemon/schema.h"
+
+#define BACKOFF_MIN_MS 1000
+#define BACKOFF_MAX_MS 60000
+#define PROGRESS_EVERY_MS 5000
+
+struct initsync {
+    const cfg *config;
+    syncstate *ss;
+    snap *created;
+    pthread_t thread;
+    atomic_bool stop;
+    atomic_bool done;
+};
+
+typedef struct job {
+    size_t svc, table;
+    int64_t bytes;
+} job;
+
+typedef struct service_round {
+    bool needed;
+    bool failed;              /* under mu: its jobs are skipped */
+    schema_plan *plan;
+    size_t remaining;         /* tables still to copy */
+    uint64_t rows, bytes;
+    double started;
+} service_round;
+
+/* One attempt at every unfinished service, with one snapshot. */
+typedef struct round {
+    initsync *is;
+    lsn_t snap_lsn;
+    PGconn **src;             /* copy_workers connections in the snapshot */
+    size_t nsrc;
+    service_round *svc;
+    job *jobs;
+    size_t njobs, next_job;
+    pthread_mutex_t mu;
+    char error[1024];         /* the first failure, under mu */
+} round;
+
+static double now_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + t.tv_nsec / 1e9;
+}
+
+static bool stopped(void *arg)
+{
+    return atomic_load(&((initsync *)arg)->stop);
+}
+
+static void round_fail(round *r, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void round_fail(round *r, const char *fmt, ...)
+{
+    pthread_mutex_lock(&r->mu);
+    if (!r->error[0]) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(r->error, sizeof r->error, fmt, ap);
+        va_end(ap);
+    }
+    pthread_mutex_unlock(&r->mu);
+}
+
+/*
+ * One service's failure (its target down, a table of another shape):
+ * logged now; the other services go on, this one is tried next round.
+ */
+static void service_fail(round *r, size_t i, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void service_fail(round *r, size_t i, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    pthread_mutex_lock(&r->mu);
+    bool first = !r->svc[i].failed;
+    r->svc[i].failed = true;
+    pthread_mutex_unlock(&r->mu);
+    if (first && !atomic_load(&r->is->stop))
+        log_error("event=initial_sync_failed service=%s error=\"%s\"",
+                  r->is->config->services[i].name, msg);
+}
+
+static bool service_failed(round *r, size_t i)
+{
+    pthread_mutex_lock(&r->mu);
+    bool failed = r->svc[i].failed;
+    pthread_mutex_unlock(&r->mu);
+    return failed || atomic_load(&r->is->stop);
+}
+
+static bool round_failed(round *r)
+{
+    pthread_mutex_lock(&r->mu);
+    bool failed = r->error[0] != '\0';
+    pthread_mutex_unlock(&r->mu);
+    return failed || atomic_load(&r->is->stop);
+}
+
+static const char *first_line(PGconn *c)
+{
+    static _Thread_local char buf[512];
+    const char *msg = c ? PQerrorMessage(c) : "out of memory";
+    snprintf(buf, sizeof buf, "%.*s", (int)strcspn(msg, "\n"), msg);
+    return buf;
+}
+
+static bool exec_ok(PGconn *c, const char *sql)
+{
+    PGresult *res = PQexec(c, sql);
+    bool ok = PQresultStatus(res) == PGRES_COMMAND_OK ||
+              PQresultStatus(res) == PGRES_TUPLES_OK;
+    PQclear(res);
+    return ok;
+}
+
+static PGconn *connect_dsn(const char *dsn)
+{
+    const char *keys[] = {"dbname", "fallback_application_name", NULL};
+    const char *vals[] = {dsn, "cleave_copy", NULL};
+    return PQconnectdbParams(keys, vals, 1);
+}
+
+/* ---- the source side ---------------------------------------------------- */
+
+/* A read-only repeatable-read transaction in the snapshot (if any). */
+static PGconn *open_source(round *r, const snap *s)
+{
+    PGconn *c = connect_dsn(r->is->config->source.dsn);
+    if (PQstatus(c) != CONNECTION_OK) {
+        round_fail(r, "cannot connect to the source: %s", first_line(c));
+        PQfinish(c);
+        return NULL;
+    }
+    bool ok = exec_ok(c, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
+    if (ok && s) {
+        char *lit = PQescapeLiteral(c, snap_name(s), strlen(snap_name(s)));
+        char *sql = NULL;
+        ok = lit && asprintf(&sql, "SET TRANSACTION SNAPSHOT %s", lit) >= 0 &&
+             exec_ok(c, sql);
+        PQfreemem(lit);
+        free(sql);
+    }
+    if (!ok) {
+        round_fail(r, "cannot read the source in the snapshot: %s",
+                   first_line(c));
+        PQfinish(c);
+        return NULL;
+    }
+    return c;
+}
+
+/* ---- one table ---------------------------------------------------------- */
+
+typedef struct progress {
+    const char *service;
+    const cfg_table *t;
+    int64_t estimate;         /* rows, from the source's statistics */
+    uint64_t rows, bytes;
+    double started, last_log;
+} progress;
+
+static void log_progress(progress *p, bool final)
+{
+    double now = now_s(), secs = now - p->started;
+    if (!final && (now - p->last_log) * 1000 < PROGRESS_EVERY_MS)
+        return;
+    p->last_log = now;
+    double rate = secs > 0 ? p->rows / secs : 0;
+    if (final) {
+        log_info("event=table_copied service=%s table=%s.%s rows=%llu mb=%.1f "
+                 "seconds=%.2f rows_per_s=%.0f", p->service, p->t->schema,
+                 p->t->name, (unsigned long long)p->rows, p->bytes / 1048576.0,
+                 secs, rate);
+        return;
+    }
+    double left = p->estimate > (int64_t)p->rows && rate > 0
+                      ? (p->estimate - (double)p->rows) / rate : 0;
+    log_info("event=copy_progress service=%s table=%s.%s rows=%llu mb=%.1f "
+             "rows_per_s=%.0f eta_s=%.0f", p->service, p->t->schema, p->t->name,
+             (unsigned long long)p->rows, p->bytes / 1048576.0, rate, left);
+}
+
+static char *table_sql(PGconn *c, const char *fmt, const cfg_table *t,
+                       const char *cols)
+{
+    char *s = PQescapeIdentifier(c, t->schema, strlen(t->schema));
+    char *n = PQescapeIdentifier(c, t->name, strlen(t->name));
+    char *sql = NULL;
+    if (s && n && asprintf(&sql, fmt, s, n, cols) < 0)
+        sql = NULL;
+    PQfreemem(s);
+    PQfreemem(n);
+    return sql;
+}
+
+/* Moves the rows; both sides are in COPY mode. */
+static bool pump(round *r, size_t svc, PGconn *src, PGconn *tgt, progress *p)
+{
+    char *buf;
+    int n;
+    while ((n = PQgetCopyData(src, &buf, 0)) > 0) {
+        bool ok = PQputCopyData(tgt, buf, n) == 1;
+        PQfreemem(buf);
+        if (!ok) {
+            service_fail(r, svc, "copying %s.%s into the target: %s",
+                         p->t->schema, p->t->name, first_line(tgt));
+            return false;
+        }
+        p->rows++;
+        p->bytes += (uint64_t)n;
+        if ((p->rows & 1023) == 0) {
+            if (service_failed(r, svc))
+                return false;
+            log_progress(p, false);
+        }
+    }
+    PGresult *res = PQgetResult(src);
+    bool ok = n == -1 && PQresultStatus(res) == PGRES_COMMAND_OK;
+    PQclear(res);
+    if (!ok)
+        service_fail(r, svc, "copying %s.%s out of the source: %s",
+                     p->t->schema, p->t->name, first_line(src));
+    return ok;
+}
+
+static bool start_copy(PGconn *c, char *sql, ExecStatusType want)
+{
+    PGresult *res = sql ? PQexec(c, sql) : NULL;
+    bool ok = PQresultStatus(res) == want;
+    PQclear(res);
+    free(sql);
+    return ok;
+}
+
+/* TRUNCATE and COPY in one target transaction: all of the table or none. */
+static bool copy_table(round *r, PGconn *src, PGconn *tgt, const job *j)
+{
+    const cfg_service *svc = &r->is->config->services[j->svc];
+    schema_plan *plan = r->svc[j->svc].plan;
+    const cfg_table *t = schema_table(plan, j->table);
+    const char *cols = schema_copy_columns(plan, j->table);
+    progress p = {.service = svc->name, .t = t,
+                  .estimate = schema_table_rows(plan, j->table),
+                  .started = now_s()};
+    p.last_log = p.started;
+    if (!exec_ok(tgt, "BEGIN") ||
+        !start_copy(tgt, table_sql(tgt, "TRUNCATE ONLY %s.%s", t, ""),
+                    PGRES_COMMAND_OK) ||
+        !start_copy(tgt, table_sql(tgt, "COPY %s.%s (%s) FROM STDIN", t, cols),
+                    PGRES_COPY_IN)) {
+        service_fail(r, j->svc, "cannot start copying %s.%s into the target: "
+                     "%s", t->schema, t->name, first_line(tgt));
+        return false;
+    }
+    if (!start_copy(src, table_sql(src, "COPY (SELECT %3$s FROM ONLY %1$s.%2$s) "
+                                   "TO STDOUT", t, cols), PGRES_COPY_OUT)) {
+        service_fail(r, j->svc, "cannot copy %s.%s out of the source: %s",
+                     t->schema, t->name, first_line(src));
+        PQputCopyEnd(tgt, "source failed");
+        return false;
+    }
+    bool ok = pump(r, j->svc, src, tgt, &p);
+    if (PQputCopyEnd(tgt, ok ? NULL : "cleave stopped the copy") != 1)
+        ok = false;
+    PGresult *res = PQgetResult(tgt);
+    ok = ok && PQresultStatus(res) == PGRES_COMMAND_OK;
+    PQclear(res);
+    while ((res = PQgetResult(tgt)) != NULL)
+        PQclear(res);
+    if (ok && !exec_ok(tgt, "COMMIT"))
+        ok = false;
+    if (!ok) {
+        service_fail(r, j->svc, "copying %s.%s: %s", t->schema, t->name,
+                     first_line(tgt));
+        exec_ok(tgt, "ROLLBACK");
+        return false;
+    }
+    log_progress(&p, true);
+    pthread_mutex_lock(&r->mu);
+    r->svc[j->svc].rows += p.rows;
+    r->svc[j->svc].bytes += p.bytes;
+    pthread_mutex_unlock(&r->mu);
+    return true;
+}
+
+/* ---- a service ---------------------------------------------------------- */
+
+static bool finish_service(round *r, PGconn *tgt, size_t i)
+{
+    const cfg_service *svc = &r->is->config->services[i];
+    service_round *sr = &r->svc[i];
+    char err[1024];
+    if (!schema_finish_service(tgt, sr->plan, err, sizeof err) ||
+        !syncstate_set_finished(r->is->ss, i, true, err, sizeof err)) {
+        service_fail(r, i, "%s", err);
+        return false;
+    }
+    log_info("event=copy_done service=%s tables=%zu rows=%llu bytes=%llu "
+             "seconds=%.2f", svc->name, svc->n_owned,
+             (unsigned long long)sr->rows, (unsigned long long)sr->bytes,
+             now_s() - sr->started);
+    return true;
+}
+
+static PGconn *open_target(round *r, size_t i)
+{
+    const cfg_service *svc = &r->is->config->services[i];
+    PGconn *c = connect_dsn(svc->target_postgres);
+    if (PQstatus(c) == CONNECTION_OK)
+        return c;
+    service_fail(r, i, "cannot connect to the target %s: %s",
+                 svc->name, first_line(c));
+    PQfinish(c);
+    return NULL;
+}
+
+/* One job done: the table's indexes, its state, maybe the service. */
+static bool table_done(round *r, PGconn *tgt, const job *j)
+{
+    char err[1024];
+    service_round *sr = &r->svc[j->svc];
+    if (!schema_finish_table(tgt, sr->plan, j->table, err, sizeof err) ||
+        !syncstate_set_table(r->is->ss, j->svc, j->table, SYNC_DONE,
+                             r->snap_lsn, err, sizeof err)) {
+        service_fail(r, j->svc, "%s", err);
+        return false;
+    }
+    const cfg_table *t = schema_table(sr->plan, j->table);
+    char lsn[LSN_STRLEN];
+    log_info("event=table_done service=%s table=%s.%s sync_lsn=%s",
+             r->is->config->services[j->svc].name, t->schema, t->name,
+             lsn_format(r->snap_lsn, lsn));
+    pthread_mutex_lock(&r->mu);
+    bool last = --sr->remaining == 0;
+    pthread_mutex_unlock(&r->mu);
+    return !last || finish_service(r, tgt, j->svc);
+}
+
+typedef struct copier {
+    round *r;
+    PGconn *src;
+    pthread_t thread;
+} copier;
+
+static const job *next_job(round *r)
+{
+    pthread_mutex_lock(&r->mu);
+    while (r->next_job < r->njobs && r->svc[r->jobs[r->next_job].svc].failed)
+        r->next_job++;
+    const job *j = r->next_job < r->njobs && !r->error[0]
+                       ? &r->jobs[r->next_job++] : NULL;
+    pthread_mutex_unlock(&r->mu);
+    return atomic_load(&r->is->stop) ? NULL : j;
+}
+
+static void *copier_main(void *arg)
+{
+    copier *cp = arg;
+    PGconn *tgt = NULL;
+    size_t tgt_svc = 0;
+    const job *j;
+    while ((j = next_job(cp->r)) != NULL) {
+        if (!tgt || tgt_svc != j->svc) {
+            PQfinish(tgt);
+            tgt_svc = j->svc;
+            /* Its service is failed now; the source is still clean. */
+            if (!(tgt = open_target(cp->r, j->svc)))
+                continue;
+        }
+        if (!copy_table(cp->r, cp->src, tgt, j) || !table_done(cp->r, tgt, j))
+            break;
+    }
+    PQfinish(tgt);
+    return NULL;
+}
+
+/* ---- a round ------------------------------------------------------------ */
+
+static int by_size_desc(const void *a, const void *b)
+{
+    const job *x = a, *y = b;
+    return (y->bytes > x->bytes) - (y->bytes < x->bytes);
+}
+
+/* What the target has decides what is copied. */
+static bool plan_service(round *r, size_t i)
+{
+    const cfg *config = r->is->config;
+    const cfg_service *svc = &config->services[i];
+    service_round *sr = &r->svc[i];
+    char err[1024];
+    sr->started = now_s();
+    sr->plan = schema_read(r->src[0], config, svc, err, sizeof err);
+    PGconn *tgt = sr->plan ? open_target(r, i) : NULL;
+    schema_outcome *out = calloc(svc->n_owned, sizeof *out);
+    bool ok = tgt && out && schema_prepare_target(tgt, sr->plan, out, err,
+                                                  sizeof err);
+    PQfinish(tgt);
+    for (size_t j = 0; ok && j < svc->n_owned; j++) {
+        sync_table_state st = syncstate_table(r->is->ss, i, j, NULL);
+        if (out[j] != SCHEMA_CREATED && st == SYNC_DONE)
+            continue;
+        if (out[j] == SCHEMA_EXISTS_ROWS && st == SYNC_UNKNOWN) {
+            log_info("event=table_used_as_is service=%s table=%s.%s reason=\"it "
+                     "exists in the target with the same shape and has rows\"",
+                     svc->name, svc->owned[j].schema, svc->owned[j].name);
+            ok = syncstate_set_table(r->is->ss, i, j, SYNC_DONE, 0, err,
+                                     sizeof err);
+            continue;
+        }
+        ok = syncstate_set_table(r->is->ss, i, j, SYNC_PENDING, 0, err,
+                                 sizeof err);
+        r->jobs[r->njobs++] = (job){i, j, schema_table_bytes(sr->plan, j)};
+        sr->remaining++;
+    }
+    free(out);
+    if (!ok && sr->plan)
+        service_fail(r, i, "%s", err);
+    else if (!ok)
+        service_fail(r, i, "reading the source catalog: %s", err);
+    return ok;
+}
+
+static bool any_table_left(initsync *is)
+{
+    for (size_t i = 0; i < is->config->n_services; i++) {
+        const cfg_service *svc = &is->config->services[i];
+        if (!svc->target_postgres || syncstate_finished(is->ss, i))
+            continue;
+        for (size_t j = 0; j < svc->n_owned; j++)
+            if (syncstate_table(is->ss, i, j, NULL) != SYNC_DONE)
+                return true;
+    }
+    return false;
+}
+
+/* A temporary slot: its snapshot and consistent point for this round. */
+static snap *round_snapshot(round *r)
+{
+    initsync *is = r->is;
+    if (is->created) {
+        snap *s = is->created;
+        is->created = NULL;
+        return s;
+    }
+    if (!any_table_left(is))
+        return NULL;
+    char slot[64], err[1024];
+    snprintf(slot, sizeof slot, "%.40s_sync_%ld", is->config->source.slot,
+             (long)getpid());
+    snap *s = snap_create(is->config, slot, true, stopped, is, err, sizeof err);
+    if (!s)
+        round_fail(r, "%s", err);
+    return s;
+}
+
+static bool open_sources(round *r, snap *s)
+{
+    r->nsrc = (size_t)r->is->config->copy_workers;
+    r->src = calloc(r->nsrc, sizeof *r->src);
+    if (!r->src) {
+        round_fail(r, "out of memory");
+        return false;
+    }
+    for (size_t i = 0; i < r->nsrc; i++)
+        if (!(r->src[i] = open_source(r, s)))
+            return false;
+    return true;
+}
+
+static void run_copiers(round *r)
+{
+    size_t n = r->njobs < r->nsrc ? r->njobs : r->nsrc;
+    copier cps[n ? n : 1];
+    size_t started = 0;
+    for (size_t i = 0; i < n; i++) {
+        cps[i] = (copier){.r = r, .src = r->src[i]};
+        if (pthread_create(&cps[i].thread, NULL, copier_main, &cps[i]) != 0) {
+            round_fail(r, "cannot start a copy thread");
+            break;
+        }
+        started++;
+    }
+    for (size_t i = 0; i < started; i++)
+        pthread_join(cps[i].thread, NULL);
+}
+
+static bool run_round(round *r)
+{
+    initsync *is = r->is;
+    const cfg *config = is->config;
+    snap *s = round_snapshot(r);
+    if (round_failed(r))
+        return false;
+    r->snap_lsn = s ? snap_lsn(s) : 0;
+    bool ok = open_sources(r, s);
+    /* Every copy connection has it now: the snapshot may go. */
+    snap_release(s);
+    size_t total = 0;
+    for (size_t i = 0; i < config->n_services; i++)
+        total += config->services[i].n_owned;
+    r->jobs = calloc(total ? total : 1, sizeof *r->jobs);
+    ok = ok && r->jobs;
+    if (!ok)
+        return false;
+    for (size_t i = 0; i < config->n_services; i++)
+        if (r->svc[i].needed)
+            plan_service(r, i);
+    qsort(r->jobs, r->njobs, sizeof *r->jobs, by_size_desc);
+    run_copiers(r);
+    /* Services with nothing to copy still get their keys and sequences. */
+    for (size_t i = 0; i < config->n_services && !round_failed(r); i++) {
+        if (!r->svc[i].needed || r->svc[i].remaining > 0 ||
+            service_failed(r, i) || syncstate_finished(is->ss, i))
+            continue;
+        PGconn *tgt = open_target(r, i);
+        if (tgt)
+            finish_service(r, tgt, i);
+        PQfinish(tgt);
+    }
+    bool ok_all = !round_failed(r);
+    for (size_t i = 0; i < config->n_services; i++)
+        ok_all = ok_all && (!r->svc[i].needed || syncstate_finished(is->ss, i));
+    return ok_all;
+}
+
+static void round_free(round *r)
+{
+    for (size_t i = 0; r->src && i < r->nsrc; i++)
+        PQfinish(r->src[i]);
+    free(r->src);
+    for (size_t i = 0; r->svc && i < r->is->config->n_services; i++)
+        schema_free(r->svc[i].plan);
+    free(r->svc);
+    free(r->jobs);
+    pthread_mutex_destroy(&r->mu);
+}
+
+/* 0: nothing to do; 1: done; -1: failed (logged). */
+static int one_round(initsync *is, double started)
+{
+    const cfg *config = is->config;
+    round r = {.is = is};
+    pthread_mutex_init(&r.mu, NULL);
+    r.svc = calloc(config->n_services ? config->n_services : 1, sizeof *r.svc);
+    size_t needed = 0;
+    for (size_t i = 0; r.svc && i < config->n_services; i++) {
+        r.svc[i].needed = config->services[i].target_postgres &&
+                          !syncstate_finished(is->ss, i);
+        needed += r.svc[i].needed;
+    }
+    int result = needed == 0 ? 0 : run_round(&r) ? 1 : -1;
+    if (!r.svc)
+        result = -1;
+    if (result < 0 && !atomic_load(&is->stop) && r.error[0])
+        log_error("event=initial_sync_failed error=\"%s\"", r.error);
+    if (result > 0) {
+        uint64_t rows = 0, bytes = 0;
+        for (size_t i = 0; i < config->n_services; i++)
+            rows += r.svc[i].rows, bytes += r.svc[i].bytes;
+        log_info("event=initial_sync_done services=%zu rows=%llu bytes=%llu "
+                 "seconds=%.2f", needed, (unsigned long long)rows,
+                 (unsigned long long)bytes, now_s() - started);
+    }
+    round_free(&r);
+    return result;
+}
+
+static bool sleep_unless_stopped(initsync *is, int ms)
+{
+    for (int waited = 0; waited < ms && !atomic_load(&is->stop); waited += 100)
+        usleep(100 * 1000);
+    return !atomic_load(&is->stop);
+}
+
+static void *initsync_main(void *arg)
+{
+    initsync *is = arg;
+    int backoff = BACKOFF_MIN_MS;
+    double started = now_s();
+    while (one_round(is, started) < 0) {
+        log_info("event=initial_sync_retry retry_in=%dms", backoff);
+        if (!sleep_unless_stopped(is, backoff))
+            break;
+        backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
+    }
+    snap_release(is->created);
+    is->created = NULL;
+    atomic_store(&is->done, true);
+    return NULL;
+}
+
+initsync *initsync_start(const cfg *config, syncstate *ss, snap *created)
+{
+    initsync *is = calloc(1, sizeof *is);
+    if (!is) {
+        snap_release(created);
+        return NULL;
+    }
+    is->config = config;
+    is->ss = ss;
+    is->created = created;
+    if (pthread_create(&is->thread, NULL, initsync_main, is) != 0) {
+        snap_release(created);
+        free(is);
+        return NULL;
+    }
+    return is;
+}
+
+bool initsync_done(initsync *is)
+{
+    return !is || atomic_load(&is->done);
+}
+
+void initsync_stop(initsync *is)
+{
+    if (!is)
+        return;
+    atomic_store(&is->stop, true);
+    pthread_join(is->thread, NULL);
+    free(is);
+}

@@ -1,0 +1,64 @@
+/*
+ * syncstate: where the initial sync of each service stands, kept in
+ * state_dir so a restart resumes it.
+ *
+ * Per owned table: pending (to be copied, again if it was interrupted)
+ * or done at an LSN, the consistent point of the snapshot it was copied
+ * in: the stream applies the table's changes committed from there on.
+ * Per service: finished once every table is done and the foreign keys
+ * and sequences are set; until then the service's stream is held in its
+ * spool (syncsink.h).
+ *
+ * Shared by the copy threads (writers) and the sinks' threads (readers):
+ * every call locks. The file is replaced atomically (write, fsync,
+ * rename, fsync the directory) at every change.
+ */
+#ifndef CLEAVE_DAEMON_SYNCSTATE_H
+#define CLEAVE_DAEMON_SYNCSTATE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config/config.h"
+#include "decoder/lsn.h"
+
+typedef enum sync_table_state {
+    SYNC_UNKNOWN,   /* no record: the copy decides (first run, new table) */
+    SYNC_PENDING,   /* to copy */
+    SYNC_DONE,      /* copied; its changes apply from lsn on */
+} sync_table_state;
+
+typedef struct syncstate syncstate;
+
+/*
+ * Reads state_dir/initial_sync.json; `fresh` (the slot was just made)
+ * ignores what the file says. Tables of the configuration it does not
+ * list are SYNC_UNKNOWN; a service with one is not finished.
+ */
+syncstate *syncstate_open(const cfg *config, bool fresh, char *err,
+                          size_t errlen);
+void syncstate_free(syncstate *ss);
+
+/* Table j of service i (config order). */
+sync_table_state syncstate_table(syncstate *ss, size_t svc, size_t table,
+                                 lsn_t *lsn);
+/* Looks a table up by name: -1 when the service does not own it. */
+int syncstate_find(const syncstate *ss, size_t svc, const char *schema,
+                   const char *name);
+bool syncstate_finished(syncstate *ss, size_t svc);
+/* Changes counter: readers re-read only when it moved. */
+uint64_t syncstate_generation(syncstate *ss);
+
+/* Records and saves; false with err when the file cannot be written. */
+bool syncstate_set_table(syncstate *ss, size_t svc, size_t table,
+                         sync_table_state state, lsn_t lsn, char *err,
+                         size_t errlen);
+bool syncstate_set_finished(syncstate *ss, size_t svc, bool finished,
+                            char *err, size_t errlen);
+
+/* Writes a file atomically: temporary, fsync, rename, fsync directory. */
+bool syncstate_write_file(const char *path, const char *data, size_t len,
+                          char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,282 @@
+/*
+ * The initial sync end to end: the real binary creates the shop's owned
+ * tables in five empty service databases, copies them inside the slot's
+ * snapshot while a workload runs, and streams on (PRODUCT.md §3 point 2).
+ * Each test ends with every table equal, row for row, to its source.
+ */
+#include <check.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tests/support/shopenv.h"
+
+static pgc_cluster *src, *tgt;
+
+static const char *const mix[] = {
+    "new_order.sql@4", "user_update.sql@3", "inventory.sql@3",
+    "notification.sql@2", "refund.sql@1", NULL,
+};
+
+#define SYNC_S 240
+
+static void wait_or_abort(shop_env *env, const char *text, long from,
+                          double timeout_s)
+{
+    if (!shop_wait_log(env, text, from, timeout_s)) {
+        shop_log_tail(env, 60);
+        ck_abort_msg("%s: no '%s' in cleave's log within %.0f s", env->name,
+                     text, timeout_s);
+    }
+}
+
+static void assert_caught_up_and_equal(shop_env *env)
+{
+    if (!shop_wait_caught_up(env, SYNC_S)) {
+        shop_log_tail(env, 60);
+        ck_abort_msg("%s: cleave did not catch up", env->name);
+    }
+    if (!shop_all_equal(env)) {
+        shop_log_tail(env, 60);
+        ck_abort_msg("%s: a target differs from its source", env->name);
+    }
+}
+
+static void stop_cleanly(shop_env *env)
+{
+    int rc = shop_stop(env, SIGTERM, 60);
+    if (rc != 0)
+        shop_log_tail(env, 60);
+    ck_assert_msg(rc == 0, "%s: cleave exited %d on SIGTERM", env->name, rc);
+    shop_teardown(env);
+}
+
+static long query_long(const pgc_cluster *c, const char *db, const char *sql)
+{
+    char *v = pgc_query_value(c, db, sql);
+    ck_assert_msg(v != NULL, "%s", sql);
+    long n = atol(v);
+    free(v);
+    return n;
+}
+
+/* Foreign keys whose two tables belong to the same service, per service. */
+static void in_service_fks(shop_env *env, long per_service[SHOP_NSERVICES],
+                           long *cross)
+{
+    *cross = 0;
+    memset(per_service, 0, SHOP_NSERVICES * sizeof *per_service);
+    for (int a = 0; a < SHOP_NTABLES; a++)
+        for (int b = 0; b < SHOP_NTABLES; b++) {
+            char sql[512];
+            snprintf(sql, sizeof sql,
+                     "SELECT count(*) FROM pg_constraint WHERE contype = 'f' "
+                     "AND conrelid = 'public.%s'::regclass "
+                     "AND confrelid = 'public.%s'::regclass",
+                     shop_tables[a], shop_tables[b]);
+            long n = query_long(env->src, env->srcdb, sql);
+            if (shop_owner(a) == shop_owner(b))
+                per_service[shop_owner(a)] += n;
+            else
+                *cross += n;
+        }
+}
+
+/* Owned tables' indexes in the target, as many as in the source. */
+static void assert_indexes(shop_env *env)
+{
+    for (int t = 0; t < SHOP_NTABLES; t++) {
+        char sql[256];
+        snprintf(sql, sizeof sql, "SELECT count(*) FROM pg_index WHERE "
+                 "indrelid = 'public.%s'::regclass", shop_tables[t]);
+        long want = query_long(env->src, env->srcdb, sql);
+        long got = query_long(env->tgt, env->dbs[shop_owner(t)], sql);
+        ck_assert_msg(want == got, "%s: %ld indexes in the source, %ld in the "
+                      "target", shop_tables[t], want, got);
+    }
+}
+
+/* The copy under a running workload: tables, keys, sequences, rows. */
+START_TEST(copy_with_workload)
+{
+    shop_env env;
+    ck_assert(shop_setup_copy(&env, src, tgt, "copy", 2, NULL, NULL));
+    long seq_before = query_long(src, env.srcdb,
+        "SELECT sum(last_value) FROM pg_sequences WHERE schemaname = 'public'");
+    int bench = pgc_pgbench_start(src, env.srcdb, 4, 1500, 2, mix);
+    ck_assert(bench > 0);
+    ck_assert(shop_start(&env));
+    wait_or_abort(&env, "event=initial_sync_done", 0, SYNC_S);
+    ck_assert(pgc_pgbench_wait(bench));
+    assert_caught_up_and_equal(&env);
+
+    long fks[SHOP_NSERVICES], cross;
+    in_service_fks(&env, fks, &cross);
+    ck_assert_msg(cross == 6, "the fixture has %ld cross-service keys", cross);
+    for (int s = 0; s < SHOP_NSERVICES; s++) {
+        long got = query_long(tgt, env.dbs[s], "SELECT count(*) FROM "
+                              "pg_constraint WHERE contype = 'f'");
+        ck_assert_msg(got == fks[s], "%s: %ld foreign keys, %ld expected",
+                      shop_services[s], got, fks[s]);
+    }
+    int skipped = shop_log_count(&env, "event=foreign_key_skipped", 0);
+    ck_assert_msg(skipped == 6, "%d cross-service keys logged, 6 expected",
+                  skipped);
+    assert_indexes(&env);
+    /* Every sequence stands at least where the source's stood at the copy. */
+    long seq_after = 0;
+    for (int s = 0; s < SHOP_NSERVICES; s++)
+        seq_after += query_long(tgt, env.dbs[s], "SELECT coalesce(sum("
+                                "last_value), 0) FROM pg_sequences");
+    ck_assert_msg(seq_after >= seq_before, "target sequences sum %ld, source "
+                  "had %ld before the copy", seq_after, seq_before);
+    ck_assert_int_eq(shop_log_count(&env, "event=initial_sync_failed", 0), 0);
+    stop_cleanly(&env);
+}
+END_TEST
+
+/* SIGKILL in the middle of the copy, then a restart: the same result. */
+START_TEST(killed_during_copy)
+{
+    shop_env env;
+    ck_assert(shop_setup_copy(&env, src, tgt, "killed", 2, NULL,
+                              NULL));
+    int bench = pgc_pgbench_start(src, env.srcdb, 4, 1500, 2, mix);
+    ck_assert(bench > 0);
+    ck_assert(shop_start(&env));
+    /* A table is done (copied, indexed, recorded); others are not. */
+    wait_or_abort(&env, "event=table_done", 0, SYNC_S);
+    ck_assert_int_eq(shop_stop(&env, SIGKILL, 10), 128 + SIGKILL);
+    ck_assert_msg(shop_log_count(&env, "event=initial_sync_done", 0) == 0,
+                  "the copy ended before the kill: nothing was interrupted");
+    long mark = shop_log_size(&env);
+    ck_assert(shop_start(&env));
+    wait_or_abort(&env, "event=initial_sync_done", mark, SYNC_S);
+    ck_assert(pgc_pgbench_wait(bench));
+    assert_caught_up_and_equal(&env);
+    int again = shop_log_count(&env, "event=table_copied", mark);
+    ck_assert_msg(again < SHOP_NTABLES, "every table was copied again (%d)",
+                  again);
+    stop_cleanly(&env);
+}
+END_TEST
+
+/* Replaces the first occurrence of `from` in the configuration file. */
+static void edit_config(shop_env *env, const char *from, const char *to)
+{
+    FILE *f = fopen(env->config, "r");
+    ck_assert(f);
+    static char text[16384];
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[n] = '\0';
+    char *at = strstr(text, from);
+    ck_assert_msg(at, "no '%s' in the configuration", from);
+    f = fopen(env->config, "w");
+    ck_assert(f);
+    fprintf(f, "%.*s%s%s", (int)(at - text), text, to, at + strlen(from));
+    ck_assert(fclose(f) == 0);
+}
+
+/* A table given to a service while it runs is copied and joins. */
+START_TEST(table_added_by_reload)
+{
+    shop_env env;
+    ck_assert(shop_setup_copy(&env, src, tgt, "added", 1, NULL, NULL));
+    edit_config(&env, "[users, user_preferences, user_sessions]",
+                "[users, user_preferences]");
+    ck_assert(shop_start(&env));
+    wait_or_abort(&env, "event=initial_sync_done", 0, SYNC_S);
+    int bench = pgc_pgbench_start(src, env.srcdb, 4, 800, 1, mix);
+    ck_assert(bench > 0);
+    long mark = shop_log_size(&env);
+    edit_config(&env, "[users, user_preferences]",
+                "[users, user_preferences, user_sessions]");
+    ck_assert(kill(env.pid, SIGHUP) == 0);
+    wait_or_abort(&env, "table=public.user_sessions", mark, SYNC_S);
+    wait_or_abort(&env, "event=initial_sync_done", mark, SYNC_S);
+    ck_assert(pgc_pgbench_wait(bench));
+    assert_caught_up_and_equal(&env);
+    /* The tables the service had were not copied again. */
+    ck_assert_int_eq(shop_log_count(&env, "event=table_copied", mark), 1);
+    stop_cleanly(&env);
+}
+END_TEST
+
+/* ADD COLUMN on the source reaches the target by itself. */
+START_TEST(add_column_while_streaming)
+{
+    shop_env env;
+    ck_assert(shop_setup_copy(&env, src, tgt, "addcol", 1, NULL, NULL));
+    ck_assert(shop_start(&env));
+    wait_or_abort(&env, "event=initial_sync_done", 0, SYNC_S);
+    ck_assert(pgc_exec(src, env.srcdb,
+                       "ALTER TABLE warehouses ADD COLUMN \"Dock Count\" integer;"
+                       "UPDATE warehouses SET \"Dock Count\" = id * 2;"
+                       "INSERT INTO warehouses (code, name, country_code, "
+                       "\"Dock Count\") VALUES ('NEW', 'added', 'DE', 9)"));
+    assert_caught_up_and_equal(&env);
+    ck_assert(shop_log_count(&env, "event=column_added", 0) >= 1);
+    stop_cleanly(&env);
+}
+END_TEST
+
+/* A target table of another shape stops that service only, until fixed. */
+START_TEST(other_shape_stops_one_service)
+{
+    shop_env env;
+    ck_assert(shop_setup_copy(&env, src, tgt, "shape", 1, NULL, NULL));
+    int payment = 2;
+    ck_assert(pgc_exec(tgt, env.dbs[payment],
+                       "CREATE TABLE refunds (id bigint PRIMARY KEY, note text)"));
+    ck_assert(shop_start(&env));
+    wait_or_abort(&env, "event=initial_sync_failed service=payment_service", 0,
+                  SYNC_S);
+    ck_assert_msg(shop_log_count(&env, "refunds", 0) > 0,
+                  "the error does not name the table");
+    for (int s = 0; s < SHOP_NSERVICES; s++) {
+        if (s == payment)
+            continue;
+        char text[128];
+        snprintf(text, sizeof text, "event=copy_done service=%s", shop_services[s]);
+        wait_or_abort(&env, text, 0, SYNC_S);
+    }
+    ck_assert(pgc_exec(tgt, env.dbs[payment], "DROP TABLE refunds"));
+    wait_or_abort(&env, "event=copy_done service=payment_service", 0, SYNC_S);
+    assert_caught_up_and_equal(&env);
+    stop_cleanly(&env);
+}
+END_TEST
+
+static void add_case(Suite *s, const char *name, const TTest *test, int timeout)
+{
+    TCase *tc = tcase_create(name);
+    tcase_set_timeout(tc, timeout);
+    tcase_add_test(tc, test);
+    suite_add_tcase(s, tc);
+}
+
+int main(void)
+{
+    /* Every test leaves its five replication origins on the target. */
+    static const char *const tgt_settings[] = {"max_replication_slots = 64", NULL};
+    src = pgc_start(NULL);
+    tgt = src ? pgc_start(tgt_settings) : NULL;
+    if (!tgt)
+        return EXIT_FAILURE;
+    Suite *s = suite_create("sync");
+    add_case(s, "copy_with_workload", copy_with_workload, 600);
+    add_case(s, "killed_during_copy", killed_during_copy, 600);
+    add_case(s, "table_added_by_reload", table_added_by_reload, 400);
+    add_case(s, "add_column_while_streaming", add_column_while_streaming, 300);
+    add_case(s, "other_shape_stops_one_service", other_shape_stops_one_service,
+             300);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    pgc_stop(tgt);
+    pgc_stop(src);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
