@@ -5,12 +5,14 @@
 #
 # Installs the Debian packages it needs, builds cleave, then starts two
 # throwaway PostgreSQL 15 clusters: a source holding the shared "shop"
-# database (../shared/fixtures/shop) and a target holding five empty service
-# databases. `cleave run` streams the source into them, with the services
-# and tables of config/examples/shop.yaml, while the shop data loads and a
-# pgbench workload runs. Once cleave has confirmed the source's last
-# position, every owned table is compared row for row, and the clusters are
-# stopped and removed (also on Ctrl-C). Exit 0 only if all of it matched.
+# database (../shared/fixtures/shop, about 258,000 rows) and a target
+# holding five empty service databases. `cleave run`, with the services and
+# tables of config/examples/shop.yaml, creates each service's tables, copies
+# them inside its slot's snapshot and streams on, while a pgbench workload
+# runs on the source the whole time. Once cleave has confirmed the source's
+# last position, every owned table is compared row for row, and the
+# clusters are stopped and removed (also on Ctrl-C). Exit 0 only if all of
+# it matched.
 #
 # Run as root on Debian 12, or as a user who can run initdb.
 # Environment: CLEAVE_FIXTURES (else ../shared/fixtures), DEMO_TIMEOUT (s,
@@ -35,7 +37,6 @@ declare -A OWNED=(
   [inventory_service]="products inventory warehouses"
   [notification_service]="notifications notification_templates"
 )
-ALL_TABLES="${OWNED[*]}"
 
 # ---------------------------------------------------------------- output
 ms() { local t=${EPOCHREALTIME//[.,]/}; echo $((t / 1000)); }   # wall clock, ms
@@ -186,14 +187,7 @@ wait_for() {
   done
 }
 job_done() { ! kill -0 "$JOB_PID" 2>/dev/null; }
-run_job() {  # run_job PHASE LOG COMMAND...: in the background, with progress lines
-  local phase=$1 log=$2 rc=0; shift 2
-  "$@" >"$log" 2>&1 & JOB_PID=$!
-  wait_for "$phase" job_done
-  wait "$JOB_PID" || rc=$?; JOB_PID=""
-  [ "$rc" = 0 ] || { tail -20 "$log" >&2; die "$phase failed (status $rc)"; }
-}
-slot_active() { [ "$(q src shop "SELECT active FROM pg_replication_slots WHERE slot_name = '$SLOT'")" = t ]; }
+sync_done() { grep -q 'event=initial_sync_done' "$T/cleave.log"; }
 caught_up() {
   [ "$(q src shop "SELECT confirmed_flush_lsn >= '$TARGET_LSN'
                    FROM pg_replication_slots WHERE slot_name = '$SLOT'")" = t ]
@@ -228,21 +222,14 @@ new_cluster src
 new_cluster tgt
 say "source: port ${PORT[src]}, wal_level=logical    target: port ${PORT[tgt]}"
 
-section "Schemas: shared database 'shop', five empty service databases"
+section "The shared database 'shop' with its data, five empty service databases"
 q src postgres "CREATE DATABASE shop"
-qf src shop -f "$FIX/schema.sql"
-say "shop: $(q src shop "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'") tables, cross-service foreign keys included, no rows yet"
+qf src shop -v scale=1 -f "$FIX/schema.sql" -f "$FIX/data.sql"
+say "shop: $(q src shop "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'") tables, $(q src shop "SELECT sum(n_live_tup) FROM pg_stat_user_tables") rows, cross-service foreign keys included"
 for s in "${SERVICES[@]}"; do
   q tgt postgres "CREATE DATABASE ${s}_db"
-  qf tgt "${s}_db" -v no_cross_service_fks=1 -f "$FIX/schema.sql"
-  # A service's database holds only the tables the service owns.
-  others=""
-  for t in ${ALL_TABLES}; do [[ " ${OWNED[$s]} " == *" $t "* ]] || others+="${others:+ }$t"; done
-  q tgt "${s}_db" "DROP TABLE $(tables_sql "$others") CASCADE"
-  say "$(printf '%-24s' "${s}_db:") $(tables_sql "${OWNED[$s]}")"
 done
-# (cleave has no initial copy yet: the targets' tables must exist and hold
-# what the source holds when it starts, here nothing; data comes later.)
+say "${SERVICES[*]/%/_db}: no tables at all; cleave creates them"
 
 section "Configuration"
 CONF=$T/shop.yaml
@@ -270,28 +257,28 @@ say "|   ... and 4 more services of the same shape"
 say "\$ cleave check -c $CONF"
 "$CLEAVE" check -c "$CONF" | sed 's/^/   /'
 
-section "cleave run: creates its publication and slot, streams"
+section "cleave run: slot, tables, copy in the slot's snapshot, then streaming; pgbench all along"
 # In a session of its own, so that a Ctrl-C reaches only the demo, whose
 # clean-up then stops cleave the way an operator would (SIGTERM).
 setsid "$CLEAVE" run -c "$CONF" >"$T/cleave.log" 2>&1 & CLEAVE_PID=$!
 say "\$ cleave run -c $CONF 2>cleave.log &    (pid $CLEAVE_PID)"
-# Wait until the slot exists and cleave's walsender holds it: from there
-# on, every change to the source reaches the service databases.
-wait_for "start" slot_active
-say "slot $SLOT is active"
-
-section "Load the shop data (~258,000 rows), then pgbench ($CLIENTS clients x $TXNS transactions)"
-progress_header
-run_job load "$T/load.log" \
-  psql -X -q -v ON_ERROR_STOP=1 -h "$T/src" -p "${PORT[src]}" -U postgres -d shop \
-       -v scale=1 -f "$FIX/data.sql"
 # The fixture's standard mix: orders, user updates (unchanged TOAST, a table
 # without a primary key), stock, notifications (insert/update/delete), refunds.
 W=$FIX/workload
-run_job pgbench "$T/pgbench.log" \
-  pgbench -h "$T/src" -p "${PORT[src]}" -U postgres -n -c $CLIENTS -j 2 -t $TXNS -s 1 \
-          --random-seed=42 -f "$W/new_order.sql@4" -f "$W/user_update.sql@3" \
-          -f "$W/inventory.sql@3" -f "$W/notification.sql@2" -f "$W/refund.sql@1" shop
+pgbench -h "$T/src" -p "${PORT[src]}" -U postgres -n -c $CLIENTS -j 2 -t $TXNS -s 1 \
+        --random-seed=42 -f "$W/new_order.sql@4" -f "$W/user_update.sql@3" \
+        -f "$W/inventory.sql@3" -f "$W/notification.sql@2" -f "$W/refund.sql@1" shop \
+        >"$T/pgbench.log" 2>&1 & JOB_PID=$!
+say "pgbench: $CLIENTS clients x $TXNS transactions on the source, from now on"
+progress_header
+# While the tables copy, the stream is held in state_dir/hold/ (the slot
+# moves on); each service replays it once its copy is done.
+wait_for copy sync_done
+progress copied
+grep -o 'event=copy_done service=[a-z_]* .*' "$T/cleave.log" | sed 's/^/   /'
+wait_for pgbench job_done
+rc=0; wait "$JOB_PID" || rc=$?; JOB_PID=""
+[ "$rc" = 0 ] || { tail -20 "$T/pgbench.log" >&2; die "pgbench failed (status $rc)"; }
 TARGET_LSN=$(q src shop "SELECT pg_current_wal_lsn()")
 wait_for catch-up caught_up
 progress "caught up"
@@ -321,7 +308,7 @@ printf '   %-22s %6s %12s %12s  %s\n' total "$tot_t" "$tot_s" "$tot_d" "$([ $fai
 
 section "Stop cleave (SIGTERM) and what it logged"
 rc=0; stop_cleave || rc=$?
-grep 'event=' "$T/cleave.log" | grep -v 'event=feedback' | head -20 |
+grep 'event=' "$T/cleave.log" | grep -vE 'event=(feedback|copy_progress|table_copied|copy_done)' | head -24 |
   sed -E 's/^[0-9-]+T//; s/^/   /' | cut -c1-140   # time of day is enough
 problems=$(grep -cE 'level=(warning|error)' "$T/cleave.log" || true)
 [ "$problems" = 0 ] || say "($problems warning/error lines in cleave's log)"
