@@ -25,143 +25,27 @@
 # CLEAVE_FIXTURES (else ../shared/fixtures), CATCHUP_TIMEOUT (s, 300),
 # BENCH_PERF=DIR (perf record -a -g each catch-up into DIR), BENCH_TRACE=DIR
 # (each poll: seconds, bytes still to confirm, walsender pids), BENCH_KEEP=1
-# (keep the temporary directory).
+# (keep the temporary directory). The clusters, cleave and the clean-up are
+# bench/common.sh's.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ROOT=$PWD
+# shellcheck source=bench/common.sh
+. bench/common.sh
 TXNS=${1:-5000}
 CLIENTS=4
 SCALE=1
 SEED=42
 TIMEOUT=${CATCHUP_TIMEOUT:-300}
-FIX=${CLEAVE_FIXTURES:-$ROOT/../shared/fixtures}/shop
-PGBIN=/usr/lib/postgresql/15/bin
-export PATH="$PGBIN:$PATH" PGOPTIONS="-c client_min_messages=warning"
-TCK=$(getconf CLK_TCK)
-SERVICES=(user_service order_service payment_service inventory_service notification_service)
-declare -A OWNED=(
-  [user_service]="users user_preferences user_sessions"
-  [order_service]="orders order_items shipping_addresses"
-  [payment_service]="payments refunds payment_methods"
-  [inventory_service]="products inventory warehouses"
-  [notification_service]="notifications notification_templates"
-)
-ALL_TABLES="${OWNED[*]}"
 
-log() { printf '[%s] %s\n' "$(date +%T)" "$*" >&2; }
-die() { log "FATAL: $*"; exit 1; }
-now() { date +%s.%N; }
-calc() { awk "BEGIN { printf \"$1\", ($2) }"; }
-
-bash tests/setup-debian.sh
-[ -d "$FIX" ] || die "no shop fixtures at $FIX (set CLEAVE_FIXTURES)"
-
-T=$(mktemp -d "${TMPDIR:-/tmp}/cleave-bench-XXXXXX")
-chmod 755 "$T"
-AS_ROOT=0; [ "$(id -u)" -eq 0 ] && AS_ROOT=1
-declare -A PORT=()
-CLUSTERS=()
-CLEAVE_PID=""
+bench_init
 BG_PID=""
+POLL_PID=""
+catchup_on_exit() {
+  [ -z "$BG_PID" ] || kill "$BG_PID" 2>/dev/null
+  [ -z "$POLL_PID" ] || kill "$POLL_PID" 2>/dev/null
+}
+EXIT_HOOKS+=(catchup_on_exit)
 
-cleanup() {
-  set +e
-  [ -n "$BG_PID" ] && kill "$BG_PID" 2>/dev/null
-  if [ -n "$CLEAVE_PID" ]; then
-    kill -TERM "$CLEAVE_PID" 2>/dev/null
-    for _ in $(seq 50); do kill -0 "$CLEAVE_PID" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$CLEAVE_PID" 2>/dev/null
-  fi
-  [ -n "$POLL_PID" ] && kill "$POLL_PID" 2>/dev/null
-  for c in "${CLUSTERS[@]}"; do as_pg pg_ctl -D "$T/$c/data" -m immediate -w stop >/dev/null 2>&1; done
-  if [ "${BENCH_KEEP:-0}" = 1 ]; then log "kept $T"; else rm -rf "$T"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-as_pg() { if [ "$AS_ROOT" = 1 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
-
-free_port() {
-  local p
-  for p in $(shuf -i 20000-60000 -n 200); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null && continue
-    [[ " ${PORT[*]} " == *" $p "* ]] && continue
-    echo "$p"; return 0
-  done
-  return 1
-}
-
-# q CLUSTER DB SQL: one query, unaligned tuples only.
-q() {
-  local c=$1 db=$2; shift 2
-  psql -X -qAt -v ON_ERROR_STOP=1 -h "$T/$c" -p "${PORT[$c]}" -U postgres -d "$db" -c "$*"
-}
-qf() {  # qf CLUSTER DB psql-args...: scripts
-  local c=$1 db=$2; shift 2
-  psql -X -q -v ON_ERROR_STOP=1 -h "$T/$c" -p "${PORT[$c]}" -U postgres -d "$db" "$@" >/dev/null
-}
-
-settings() {  # the same server settings on every cluster
-  cat <<EOF
-
-# cleave bench/catchup.sh
-listen_addresses = '127.0.0.1'
-port = ${PORT[$1]}
-unix_socket_directories = '$T/$1'
-wal_level = logical
-max_replication_slots = 32
-max_wal_senders = 32
-max_worker_processes = 32
-max_logical_replication_workers = 16
-max_sync_workers_per_subscription = 2
-max_connections = 100
-fsync = off
-shared_buffers = 128MB
-max_wal_size = 8GB
-checkpoint_timeout = 1h
-log_min_messages = warning
-# The launcher starts apply workers at most once per this interval (5 s by
-# default): the five ENABLEs (one per database) must not wait for it.
-wal_retrieve_retry_interval = 50ms
-EOF
-}
-
-mkcluster_dir() {
-  mkdir -p "$T/$1"
-  [ "$AS_ROOT" = 1 ] && chown postgres: "$T/$1"
-  PORT[$1]=$(free_port) || die "no free port"
-  CLUSTERS+=("$1")
-}
-pg_start() {
-  as_pg pg_ctl -D "$T/$1/data" -l "$T/$1/server.log" -w -t 120 start >/dev/null ||
-    { tail -20 "$T/$1/server.log" >&2; die "cluster $1 did not start"; }
-}
-pg_stop() { as_pg pg_ctl -D "$T/$1/data" -m fast -w stop >/dev/null; }
-new_cluster() {
-  mkcluster_dir "$1"
-  as_pg initdb -D "$T/$1/data" -U postgres -A trust -E UTF8 --locale=C.UTF-8 --no-sync \
-    >"$T/$1/initdb.log" 2>&1 || { cat "$T/$1/initdb.log" >&2; die "initdb $1"; }
-  settings "$1" | as_pg tee -a "$T/$1/data/postgresql.conf" >/dev/null
-  pg_start "$1"
-}
-copy_cluster() {  # copy_cluster FROM TO (FROM stopped)
-  mkcluster_dir "$2"
-  cp -a "$T/$1/data" "$T/$2/data"
-  settings "$2" | as_pg tee -a "$T/$2/data/postgresql.conf" >/dev/null
-  pg_start "$2"
-}
-postmaster_pid() { head -1 "$T/$1/data/postmaster.pid"; }
-
-# CPU ticks (utime + stime) of processes.
-ticks() {
-  local p s f sum=0
-  for p in "$@"; do
-    s=$(cat "/proc/$p/stat" 2>/dev/null) || continue
-    read -r -a f <<<"${s##*) }"
-    sum=$((sum + f[11] + f[12]))
-  done
-  echo "$sum"
-}
 # Children of a cluster's postmaster as "pid:ticks" words.
 cluster_snapshot() {
   local p
@@ -180,7 +64,6 @@ cluster_cpu_since() {
 
 # Polling goes through one long-lived psql session on the source, so that
 # polling every 0.1 s does not fork a backend each time.
-POLL_PID=""
 start_poller() {
   coproc POLLER { exec psql -X -qAt -h "$T/src" -p "${PORT[src]}" -U postgres -d shop 2>&1; }
   POLL_PID=$POLLER_PID
@@ -232,18 +115,7 @@ perf_stop() {
 }
 
 # ---------------------------------------------------------------- build
-CLEAVE_NOTE=""
-if [ -n "${CLEAVE_BIN:-}" ]; then
-  CLEAVE=$CLEAVE_BIN
-else
-  CLEAVE=$ROOT/build/daemon/cleave
-  if ! { { [ -f build/build.ninja ] || meson setup build; } && meson compile -C build daemon/cleave; } \
-      >"$T/build.log" 2>&1; then
-    CLEAVE_NOTE="cleave did not build: $(grep -m3 -E 'error|undefined' "$T/build.log" | tr '\n' ' ')"
-    log "$CLEAVE_NOTE"
-  fi
-fi
-[ -n "$CLEAVE_NOTE" ] || [ -x "$CLEAVE" ] || CLEAVE_NOTE="no cleave binary at $CLEAVE"
+build_cleave
 
 # ---------------------------------------------------------------- clusters and data
 t_setup=$(now)
@@ -251,12 +123,12 @@ log "source cluster: shop at scale $SCALE"
 new_cluster src
 q src postgres "CREATE DATABASE shop"
 start_poller
-qf src shop -v scale=$SCALE -f "$FIX/schema.sql" -f "$FIX/data.sql"
+load_shop src shop $SCALE
 
 log "target template: five service databases"
 new_cluster gold
 q gold postgres "CREATE DATABASE shop_tmpl"
-qf gold shop_tmpl -v no_cross_service_fks=1 -v scale=$SCALE -f "$FIX/schema.sql" -f "$FIX/data.sql"
+load_shop gold shop_tmpl $SCALE -v no_cross_service_fks=1
 for s in "${SERVICES[@]}"; do
   q gold postgres "CREATE DATABASE ${s}_db TEMPLATE shop_tmpl STRATEGY FILE_COPY"
   drop=""
@@ -269,11 +141,11 @@ pg_stop gold
 for c in tn1 tn2 tc1 tc2; do copy_cluster gold "$c"; done
 for c in tn2 tc2; do q "$c" user_service_db "ALTER TABLE user_sessions ADD PRIMARY KEY (session_token)"; done
 
-SRC_DSN="host=127.0.0.1 port=${PORT[src]} dbname=shop user=postgres"
+SRC_DSN=$(src_dsn)
 
 log "native: five publications, five disabled subscriptions per native target"
 for s in "${SERVICES[@]}"; do
-  q src shop "CREATE PUBLICATION pub_$s FOR TABLE $(echo "${OWNED[$s]}" | sed 's/ /, /g')"
+  q src shop "CREATE PUBLICATION pub_$s FOR TABLE $(tables_csv "${OWNED[$s]}")"
 done
 for c in tn1 tn2; do
   for s in "${SERVICES[@]}"; do
@@ -282,47 +154,13 @@ for c in tn1 tn2; do
   done
 done
 
-# cleave: configuration per cleave target; its own slot and publication.
-write_config() {  # write_config CLUSTER SLOT
-  local c=$1 slot=$2 s
-  {
-    echo "name: bench"
-    echo "source:"
-    echo "  dsn: \"$SRC_DSN\""
-    echo "  slot: $slot"
-    echo "  publication: $slot"
-    echo "state_dir: $T/$slot.state"
-    echo "status_socket: $T/$slot.sock"
-    echo "log_level: info"
-    echo "services:"
-    for s in "${SERVICES[@]}"; do
-      echo "  $s:"
-      echo "    owned_tables: [$(echo "${OWNED[$s]}" | sed 's/ /, /g')]"
-      echo "    target:"
-      echo "      postgres: \"host=$T/$c port=${PORT[$c]} dbname=${s}_db user=postgres\""
-    done
-  } >"$T/$slot.yaml"
-}
-cleave_start() {  # cleave_start SLOT: starts cleave on its config, logging to SLOT.log
-  touch "$T/$1.log"
-  LOG_FROM=$(( $(wc -l <"$T/$1.log") + 1 ))
-  "$CLEAVE" run -c "$T/$1.yaml" >>"$T/$1.log" 2>&1 &
-  CLEAVE_PID=$!
-}
+# cleave: configuration per cleave target (write_config, bench/common.sh);
+# its own slot and publication.
 declare -A LOGW=()
 log_warnings() {  # log_warnings SLOT RUN: cleave's warnings and errors since its start
   local w
   w=$(tail -n +"$LOG_FROM" "$T/$1.log" | grep -E 'level=(warning|error)' || true)
   [ -z "$w" ] || LOGW[$2]="$(echo "$w" | wc -l) warning/error lines, first: $(echo "$w" | head -1 | cut -c1-160)"
-}
-cleave_stop() {  # SIGTERM; returns cleave's exit status
-  local rc=0
-  kill -TERM "$CLEAVE_PID" 2>/dev/null || true
-  for _ in $(seq 300); do kill -0 "$CLEAVE_PID" 2>/dev/null || break; sleep 0.1; done
-  if kill -0 "$CLEAVE_PID" 2>/dev/null; then kill -KILL "$CLEAVE_PID"; rc=137; wait "$CLEAVE_PID" 2>/dev/null || true
-  else wait "$CLEAVE_PID" || rc=$?; fi
-  CLEAVE_PID=""
-  return "$rc"
 }
 cleave_failed() {  # cleave_failed SLOT WHAT [RUN]: remembers why, prints the log
   local run=${3:-$1}
