@@ -257,7 +257,25 @@ static bool start_copy(PGconn *c, char *sql, ExecStatusType want)
     return ok;
 }
 
-/* TRUNCATE and COPY in one target transaction: all of the table or none. */
+/*
+ * Rows left by a copy that committed before its table was recorded done
+ * go. An empty table is not truncated: TRUNCATE refuses a table other
+ * tables reference, which a service's own tables may do.
+ */
+static bool empty_table(PGconn *tgt, const cfg_table *t)
+{
+    char *sql = table_sql(tgt, "SELECT 1 FROM ONLY %s.%s LIMIT 1", t, "");
+    PGresult *res = sql ? PQexec(tgt, sql) : NULL;
+    free(sql);
+    bool ok = PQresultStatus(res) == PGRES_TUPLES_OK;
+    bool has_rows = ok && PQntuples(res) > 0;
+    PQclear(res);
+    return ok && (!has_rows ||
+                  start_copy(tgt, table_sql(tgt, "TRUNCATE ONLY %s.%s", t, ""),
+                             PGRES_COMMAND_OK));
+}
+
+/* Emptying and COPY in one target transaction: all of the table or none. */
 static bool copy_table(round *r, PGconn *src, PGconn *tgt, const job *j)
 {
     const cfg_service *svc = &r->is->config->services[j->svc];
@@ -268,9 +286,7 @@ static bool copy_table(round *r, PGconn *src, PGconn *tgt, const job *j)
                   .estimate = schema_table_rows(plan, j->table),
                   .started = now_s()};
     p.last_log = p.started;
-    if (!exec_ok(tgt, "BEGIN") ||
-        !start_copy(tgt, table_sql(tgt, "TRUNCATE ONLY %s.%s", t, ""),
-                    PGRES_COMMAND_OK) ||
+    if (!exec_ok(tgt, "BEGIN") || !empty_table(tgt, t) ||
         !start_copy(tgt, table_sql(tgt, "COPY %s.%s (%s) FROM STDIN", t, cols),
                     PGRES_COPY_IN)) {
         service_fail(r, j->svc, "cannot start copying %s.%s into the target: "
