@@ -28,6 +28,7 @@ typedef struct syncsink {
     evlog *log;               /* open while it exists */
     bool holding;             /* appending to the spool */
     bool in_txn;              /* between BEGIN and COMMIT: no switching */
+    bool replay_due;          /* the spool is not in the real sink yet */
     _Atomic int phase;
     /* The real sink's side. */
     lsn_t inner_durable;      /* what it holds durably */
@@ -232,8 +233,13 @@ static bool maybe_go_live(sink *s)
                              evlog_error(ss->log));
         ss->holding = false;
         ss->filters_read = false;
+        ss->replay_due = true;
+    }
+    /* Also after a reopen: a failed or interrupted replay starts again. */
+    if (ss->replay_due) {
         if (!replay(s))
             return false;
+        ss->replay_due = false;
     }
     /* Gone once the real sink holds all of it. */
     if (ss->log && ss->inner_durable >= evlog_last_end(ss->log)) {
@@ -280,6 +286,7 @@ static bool ss_open(sink *s, lsn_t *durable)
         return false;
     if (ss->log && evlog_last_end(ss->log) > ss->last_end)
         ss->last_end = evlog_last_end(ss->log);
+    ss->replay_due = !ss->holding && ss->log;
     set_phase(ss, ss->holding ? SYNCSINK_INITIAL_COPY
                               : ss->log ? SYNCSINK_CATCHING_UP
                                         : SYNCSINK_STREAMING);
