@@ -172,6 +172,7 @@ bool shop_wait_log(const shop_env *env, const char *text, long from,
 
 bool shop_start(shop_env *env)
 {
+    env->log_mark = shop_log_size(env);
     fflush(NULL);
     pid_t pid = fork();
     if (pid < 0)
@@ -218,8 +219,46 @@ bool shop_wait_streaming(shop_env *env, double timeout_s)
     return pgc_wait_until(env->src, env->srcdb, sql, timeout_s);
 }
 
+/* The state the service last logged since the start, or "". */
+static void last_state(const shop_env *env, const char *service, char *out,
+                       size_t len)
+{
+    char key[128], line[4096];
+    snprintf(key, sizeof key, "event=service_state service=%s state=", service);
+    out[0] = '\0';
+    FILE *f = fopen(env->log, "r");
+    if (!f)
+        return;
+    fseek(f, env->log_mark, SEEK_SET);
+    while (fgets(line, sizeof line, f)) {
+        char *at = strstr(line, key);
+        if (at)
+            snprintf(out, len, "%.*s", (int)strcspn(at + strlen(key), " \n"),
+                     at + strlen(key));
+    }
+    fclose(f);
+}
+
+static bool all_streaming(const shop_env *env)
+{
+    for (int s = 0; s < SHOP_NSERVICES; s++) {
+        char state[64];
+        last_state(env, shop_services[s], state, sizeof state);
+        if (strcmp(state, "streaming") != 0)
+            return false;
+    }
+    return true;
+}
+
 bool shop_wait_caught_up(shop_env *env, double timeout_s)
 {
+    double deadline = now_s() + timeout_s;
+    while (!all_streaming(env)) {
+        if (now_s() > deadline)
+            return false;
+        struct timespec ts = {0, 50 * 1000 * 1000};  /* polling a deadline */
+        nanosleep(&ts, NULL);
+    }
     char *lsn = pgc_query_value(env->src, env->srcdb, "SELECT pg_current_wal_lsn()");
     char sql[256];
     snprintf(sql, sizeof sql,

@@ -29,6 +29,7 @@ typedef struct shop_env {
     char state_dir[512];
     char log[512];
     pid_t pid;                /* the running cleave, or 0 */
+    long log_mark;            /* the log's size when it was started */
 } shop_env;
 
 extern const char *const shop_services[SHOP_NSERVICES];
@@ -69,8 +70,11 @@ int shop_stop(shop_env *env, int sig, double timeout_s);
 /* Waits until the slot exists and a walsender streams it. */
 bool shop_wait_streaming(shop_env *env, double timeout_s);
 /*
- * Waits until cleave has confirmed everything the source has written so
- * far (the slot's confirmed flush LSN passes the current WAL LSN).
+ * Waits until every service of the running cleave streams (its initial
+ * sync and the replay of what it held are over: the last service_state
+ * it logged is streaming), then until cleave has confirmed everything
+ * the source has written so far (the slot's confirmed flush LSN passes
+ * the current WAL LSN).
  */
 bool shop_wait_caught_up(shop_env *env, double timeout_s);
 /* Compares one table; false with the first difference described in diff. */
