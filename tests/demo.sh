@@ -188,7 +188,16 @@ wait_for() {
 }
 job_done() { ! kill -0 "$JOB_PID" 2>/dev/null; }
 sync_done() { grep -q 'event=initial_sync_done' "$T/cleave.log"; }
+# Every service streams: its copy is done and what was held meanwhile applied.
+all_streaming() {
+  local s
+  for s in "${SERVICES[@]}"; do
+    [ "$(grep -o "event=service_state service=$s state=[a-z_]*" "$T/cleave.log" | tail -1)" = \
+      "event=service_state service=$s state=streaming" ] || return 1
+  done
+}
 caught_up() {
+  all_streaming &&
   [ "$(q src shop "SELECT confirmed_flush_lsn >= '$TARGET_LSN'
                    FROM pg_replication_slots WHERE slot_name = '$SLOT'")" = t ]
 }
