@@ -92,9 +92,9 @@ bool shop_config_append(shop_env *env, const char *yaml)
     return fclose(f) == 0;
 }
 
-bool shop_setup(shop_env *env, pgc_cluster *src, pgc_cluster *tgt,
-                const char *name, const char *source_yaml,
-                const char *service_yaml)
+/* Names, paths and clusters of an instance. */
+static void init_env(shop_env *env, pgc_cluster *src, pgc_cluster *tgt,
+                     const char *name)
 {
     memset(env, 0, sizeof *env);
     env->src = src;
@@ -104,6 +104,13 @@ bool shop_setup(shop_env *env, pgc_cluster *src, pgc_cluster *tgt,
     snprintf(env->state_dir, sizeof env->state_dir, "%s/state_%s", src->root, name);
     snprintf(env->config, sizeof env->config, "%s/%s.yaml", src->root, name);
     snprintf(env->log, sizeof env->log, "%s/%s.log", src->root, name);
+}
+
+bool shop_setup(shop_env *env, pgc_cluster *src, pgc_cluster *tgt,
+                const char *name, const char *source_yaml,
+                const char *service_yaml)
+{
+    init_env(env, src, tgt, name);
     if (!pgc_load_shop(src, env->srcdb, 0, true))
         return false;
     for (int s = 0; s < SHOP_NSERVICES; s++) {
@@ -118,14 +125,7 @@ bool shop_setup_copy(shop_env *env, pgc_cluster *src, pgc_cluster *tgt,
                      const char *name, int scale, const char *source_yaml,
                      const char *service_yaml)
 {
-    memset(env, 0, sizeof *env);
-    env->src = src;
-    env->tgt = tgt;
-    snprintf(env->name, sizeof env->name, "%s", name);
-    snprintf(env->srcdb, sizeof env->srcdb, "%s_shop", name);
-    snprintf(env->state_dir, sizeof env->state_dir, "%s/state_%s", src->root, name);
-    snprintf(env->config, sizeof env->config, "%s/%s.yaml", src->root, name);
-    snprintf(env->log, sizeof env->log, "%s/%s.log", src->root, name);
+    init_env(env, src, tgt, name);
     if (!pgc_load_shop(src, env->srcdb, scale, true))
         return false;
     for (int s = 0; s < SHOP_NSERVICES; s++) {
