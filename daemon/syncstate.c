@@ -1,5 +1,6 @@
 /* syncstate: the initial sync's progress on disk; see syncstate.h. */
 #include "daemon/syncstate.h"
+#include "daemon/statefile.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -36,26 +37,6 @@ struct syncstate {
 static const char *state_word(sync_table_state s)
 {
     return s == SYNC_DONE ? "done" : s == SYNC_PENDING ? "pending" : "unknown";
-}
-
-bool syncstate_write_file(const char *path, const char *data, size_t len,
-                          char *err, size_t errlen)
-{
-    char tmp[4096], dir[4096];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    snprintf(dir, sizeof dir, "%s", path);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    bool ok = fd >= 0 && write(fd, data, len) == (ssize_t)len && fsync(fd) == 0;
-    if (fd >= 0 && close(fd) != 0)
-        ok = false;
-    ok = ok && rename(tmp, path) == 0;
-    int dfd = ok ? open(dirname(dir), O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
-    ok = ok && dfd >= 0 && fsync(dfd) == 0;
-    if (dfd >= 0)
-        close(dfd);
-    if (!ok)
-        snprintf(err, errlen, "cannot write %s: %s", path, strerror(errno));
-    return ok;
 }
 
 /* The file's record of one table, or NULL. */
@@ -144,7 +125,7 @@ static bool save(syncstate *ss, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         return false;
     }
-    bool ok = syncstate_write_file(ss->path, text, strlen(text), err, errlen);
+    bool ok = statefile_write(ss->path, text, strlen(text), err, errlen);
     free(text);
     atomic_fetch_add(&ss->generation, 1);
     return ok;

@@ -57,8 +57,4 @@ bool syncstate_set_table(syncstate *ss, size_t svc, size_t table,
 bool syncstate_set_finished(syncstate *ss, size_t svc, bool finished,
                             char *err, size_t errlen);
 
-/* Writes a file atomically: temporary, fsync, rename, fsync directory. */
-bool syncstate_write_file(const char *path, const char *data, size_t len,
-                          char *err, size_t errlen);
-
 #endif
