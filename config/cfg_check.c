@@ -72,3 +72,32 @@ bool cfg_check_owners(cfg_loader *ld, const cfg_section *sec, void *base,
         }
     return true;
 }
+
+/*
+ * Messages go to Kafka only: a service that claims a prefix must publish
+ * there, and no two services may claim the same one (each message would
+ * be published twice).
+ */
+bool cfg_check_messages(cfg_loader *ld, const cfg_section *sec, void *base,
+                        const char *label, const yaml_node_t *map,
+                        const cfg_seen *seen)
+{
+    const cfg_service *svc = base;
+    const yaml_node_t *key = seen->key[cfg_key_index(sec, "messages")];
+
+    (void)map;
+    if (svc->n_messages > 0 && !svc->target_kafka)
+        return cfg_fail(ld, cfg_node_pos(key), "%s.messages: service '%s' "
+                        "does not publish to Kafka; expected kafka: true in "
+                        "its target, or no messages", label, svc->name);
+    for (const cfg_service *o = ld->c->services; o < svc; o++)
+        for (size_t i = 0; i < o->n_messages; i++)
+            for (size_t j = 0; j < svc->n_messages; j++)
+                if (strcmp(o->messages[i], svc->messages[j]) == 0)
+                    return cfg_fail(ld, cfg_node_pos(key), "%s.messages: "
+                                    "prefix '%s' is already published by "
+                                    "service '%s'; expected each prefix "
+                                    "in one service", label,
+                                    svc->messages[j], o->name);
+    return true;
+}

@@ -64,6 +64,7 @@ typedef enum cfg_type {
     CFG_T_SECTION,    /* map with keys of its own */
     CFG_T_SERVICES,   /* map of service name to service section */
     CFG_T_STRMAP,     /* map of scalar keys to scalar values */
+    CFG_T_STRLIST,    /* list of non-empty strings */
 } cfg_type;
 
 /* Turns a string value into what is stored (malloc'ed), or refuses it. */
@@ -130,6 +131,9 @@ bool cfg_walk_section(cfg_loader *ld, const cfg_section *sec,
 bool cfg_check_target(cfg_loader *ld, const cfg_section *sec, void *base,
                       const char *label, const yaml_node_t *map,
                       const cfg_seen *seen);
+bool cfg_check_messages(cfg_loader *ld, const cfg_section *sec, void *base,
+                        const char *label, const yaml_node_t *map,
+                        const cfg_seen *seen);
 bool cfg_check_owners(cfg_loader *ld, const cfg_section *sec, void *base,
                       const char *label, const yaml_node_t *map,
                       const cfg_seen *seen);

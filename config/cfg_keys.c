@@ -67,11 +67,17 @@ static const cfg_key service_keys[] = {
      .help = "a change the target refuses: error stops the service and "
              "says why; apply upserts and skips missing rows, counting "
              "them"},
+    {.name = "messages", .type = CFG_T_STRLIST, .def = "[none]",
+     .off = offsetof(cfg_service, messages),
+     .n_off = offsetof(cfg_service, n_messages),
+     .help = "prefixes of logical messages (pg_logical_emit_message, the "
+             "outbox pattern) published to Kafka as op m events; a "
+             "trailing * matches any prefix starting so; needs kafka: true"},
 };
 
 static const cfg_section service_section = {
     .path = "services.<service>", .keys = service_keys,
-    .n_keys = ARRAY_LEN(service_keys),
+    .n_keys = ARRAY_LEN(service_keys), .finish = cfg_check_messages,
 };
 
 static const cfg_key source_keys[] = {
@@ -115,8 +121,30 @@ static const cfg_key kafka_keys[] = {
              "{table}; characters Kafka forbids become _"},
     {.name = "properties", .type = CFG_T_STRMAP,
      .off = offsetof(cfg, kafka.props), .n_off = offsetof(cfg, kafka.n_props),
-     .help = "librdkafka settings, handed over as strings "
-             "(e.g. compression.type: lz4)"},
+     .help = "librdkafka settings, handed over as strings; cleave's "
+             "defaults: enable.idempotence true, acks all, "
+             "compression.type lz4, linger.ms 5"},
+    {.name = "tombstones", .type = CFG_T_BOOL, .def = "true",
+     .off = offsetof(cfg, kafka.tombstones),
+     .help = "follow each delete with a tombstone (same key, null value) "
+             "so compacted topics drop the row"},
+    {.name = "truncate_events", .type = CFG_T_BOOL, .def = "false",
+     .off = offsetof(cfg, kafka.truncate_events),
+     .help = "publish TRUNCATE as an op t event (null key) on the table's "
+             "topic"},
+    {.name = "transaction_metadata", .type = CFG_T_BOOL, .def = "false",
+     .off = offsetof(cfg, kafka.transaction_metadata),
+     .help = "publish BEGIN and END events per source transaction and add "
+             "a transaction block to every event (Debezium's "
+             "provide.transaction.metadata)"},
+    {.name = "transaction_topic", .type = CFG_T_STRING,
+     .def = "{name}.transaction", .off = offsetof(cfg, kafka.transaction_topic),
+     .take = cfg_take_topic, .expect = "a topic template",
+     .help = "topic of the transaction events; {name} {service}"},
+    {.name = "message_topic", .type = CFG_T_STRING, .def = "{name}.message",
+     .off = offsetof(cfg, kafka.message_topic), .take = cfg_take_topic,
+     .expect = "a topic template",
+     .help = "topic of the logical message events; {name} {service}"},
 };
 
 static const cfg_section kafka_section = {
@@ -187,6 +215,7 @@ const char *cfg_type_name(cfg_type type)
         [CFG_T_SECTION] = "map",
         [CFG_T_SERVICES] = "map of services",
         [CFG_T_STRMAP] = "map of strings",
+        [CFG_T_STRLIST] = "list of strings",
     };
     return names[type];
 }

@@ -155,6 +155,7 @@ static const char *expect(const cfg_key *k, char *buf, size_t size)
         [CFG_T_SECTION] = "a mapping",
         [CFG_T_SERVICES] = "a mapping of service names to services",
         [CFG_T_STRMAP] = "a mapping of names to values",
+        [CFG_T_STRLIST] = "a list of strings",
     };
     size_t n;
 
@@ -462,6 +463,46 @@ static bool store_strmap(cfg_loader *ld, const cfg_key *k, yaml_node_t *node,
     return true;
 }
 
+/* A list of plain strings (message prefixes); [none] is empty. */
+static bool store_strlist(cfg_loader *ld, const cfg_key *k, yaml_node_t *node,
+                          void *base, const char *path)
+{
+    yaml_node_item_t *items;
+    size_t n;
+    char **arr;
+
+    if (!expect_node(ld, k, node, YAML_SEQUENCE_NODE, path))
+        return false;
+    items = node->data.sequence.items.start;
+    n = (size_t)(node->data.sequence.items.top - items);
+    if (n == 1 && is_none(node_at(ld, items[0])))
+        n = 0;
+    if (n == 0)
+        return true;
+    arr = calloc(n, sizeof *arr);
+    if (!arr)
+        return cfg_fail(ld, cfg_node_pos(node), "out of memory");
+    *AT(base, k->off, char **) = arr;
+    *AT(base, k->n_off, size_t) = n;
+    for (size_t i = 0; i < n; i++) {
+        yaml_node_t *item = node_at(ld, items[i]);
+        if (item->type != YAML_SCALAR_NODE || is_empty(item) ||
+            item->data.scalar.length == 0)
+            return cfg_fail(ld, cfg_node_pos(item), "an entry of %s is %s; "
+                            "expected a non-empty string", path,
+                            item->data.scalar.length == 0 &&
+                            item->type == YAML_SCALAR_NODE ? "empty"
+                                                           : kind(item));
+        if (memchr(item->data.scalar.value, '\0', item->data.scalar.length))
+            return cfg_fail(ld, cfg_node_pos(item), "an entry of %s contains "
+                            "a NUL character; expected text", path);
+        arr[i] = strdup((const char *)item->data.scalar.value);
+        if (!arr[i])
+            return cfg_fail(ld, cfg_node_pos(item), "out of memory");
+    }
+    return true;
+}
+
 static bool store_service(cfg_loader *ld, const cfg_key *k, yaml_node_t *map,
                           size_t i, cfg_service *svc, const char *path)
 {
@@ -530,6 +571,8 @@ static bool store_value(cfg_loader *ld, const cfg_key *k, yaml_node_t *node,
         return store_list(ld, k, node, base, path);
     case CFG_T_STRMAP:
         return store_strmap(ld, k, node, base, path);
+    case CFG_T_STRLIST:
+        return store_strlist(ld, k, node, base, path);
     case CFG_T_SERVICES:
         return store_services(ld, k, node, base, path);
     case CFG_T_SECTION:

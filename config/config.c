@@ -214,6 +214,9 @@ static void free_service(cfg_service *s)
     }
     free(s->refs);
     free(s->target_postgres);
+    for (size_t i = 0; i < s->n_messages; i++)
+        free(s->messages[i]);
+    free(s->messages);
 }
 
 void cfg_free(cfg *c)
@@ -234,6 +237,8 @@ void cfg_free(cfg *c)
         free(c->kafka.props[i].value);
     }
     free(c->kafka.props);
+    free(c->kafka.transaction_topic);
+    free(c->kafka.message_topic);
     for (size_t i = 0; i < c->n_services; i++)
         free_service(&c->services[i]);
     free(c->services);
@@ -257,4 +262,16 @@ const char *cfg_log_level_name(cfg_log_level level)
     if ((int)level < CFG_LOG_DEBUG || level > CFG_LOG_ERROR)
         return "unknown";
     return cfg_log_level_names[level];
+}
+
+bool cfg_wants_message(const cfg_service *svc, const char *prefix)
+{
+    for (size_t i = 0; i < svc->n_messages; i++) {
+        const char *want = svc->messages[i];
+        size_t n = strlen(want);
+        if (n > 0 && want[n - 1] == '*' ? strncmp(want, prefix, n - 1) == 0
+                                        : strcmp(want, prefix) == 0)
+            return true;
+    }
+    return false;
 }

@@ -64,6 +64,13 @@ typedef struct cfg_service {
     size_t n_refs;
     char *target_postgres;   /* a libpq connection string, or NULL */
     bool target_kafka;
+    /*
+     * Prefixes of logical messages (pg_logical_emit_message) the service
+     * publishes as Debezium `m` events: exact, or ending in '*' for
+     * "starts with".
+     */
+    char **messages;
+    size_t n_messages;
     cfg_conflict on_conflict;
 } cfg_service;
 
@@ -77,7 +84,15 @@ typedef struct cfg_kafka {
     char *topic;              /* template: {name} {service} {schema} {table} */
     cfg_kv *props;            /* handed to librdkafka as they are */
     size_t n_props;
+    bool tombstones;          /* a null-valued message after each delete */
+    bool truncate_events;     /* TRUNCATE as an op "t" event */
+    bool transaction_metadata;    /* BEGIN/END events, event.transaction */
+    char *transaction_topic;  /* template, {name} {service} */
+    char *message_topic;      /* template, {name} {service} */
 } cfg_kafka;
+
+/* Whether a service publishes a logical message with this prefix. */
+bool cfg_wants_message(const cfg_service *svc, const char *prefix);
 
 typedef struct cfg {
     char *path;
