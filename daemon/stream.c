@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "daemon/log.h"
 #include "daemon/spool.h"
@@ -20,6 +21,7 @@ typedef struct target {
     worker *w;
     const cfg_service *service;
     int service_index;
+    bool messages;
     unsigned generation;     /* the worker's, when the stream took it on */
     bool accepting;
     bool in_txn;             /* BEGIN sent for the transaction being read */
@@ -220,10 +222,10 @@ static void txn_begin(stream *st, uint32_t xid, lsn_t commit_lsn,
     st->commit_time = frame_pgtime_to_unix_us(pg_time);
 }
 
-static bool txn_commit(stream *st, lsn_t end_lsn, int64_t pg_time)
+/* Ends the transaction being read on every target it went to. */
+static bool txn_end(stream *st, lsn_t end_lsn, int64_t when)
 {
     bool ok = true;
-    int64_t when = frame_pgtime_to_unix_us(pg_time);
     for (size_t i = 0; i < st->nt; i++) {
         target *t = &st->t[i];
         if (!t->in_txn)
@@ -241,6 +243,11 @@ static bool txn_commit(stream *st, lsn_t end_lsn, int64_t pg_time)
     if (end_lsn > st->received)
         st->received = end_lsn;
     return ok;
+}
+
+static bool txn_commit(stream *st, lsn_t end_lsn, int64_t pg_time)
+{
+    return txn_end(st, end_lsn, frame_pgtime_to_unix_us(pg_time));
 }
 
 /* A transaction another cleave applied: skipped unless loops are wanted. */
@@ -315,6 +322,64 @@ static bool route_truncate(stream *st, const pgo_msg *m)
     }
     free(rels);
     return ok;
+}
+
+static bool wants_message(const target *t, const pgo_msg *m)
+{
+    return t->messages && t->accepting &&
+           cfg_wants_message(t->service, m->message.prefix);
+}
+
+static bool send_message(stream *st, const pgo_msg *m)
+{
+    bool tx = m->message.flags & PGO_MESSAGE_TRANSACTIONAL;
+    for (size_t i = 0; i < st->nt; i++) {
+        if (!wants_message(&st->t[i], m))
+            continue;
+        sink_event *ev = sink_event_message(st->commit_lsn, m->message.lsn, tx,
+                                            m->message.prefix,
+                                            m->message.content,
+                                            m->message.len);
+        if (!ev || !begin_on(st, (int)i)) {
+            sink_event_free(ev);
+            return false;
+        }
+        if (!send_event(st, (int)i, ev))
+            return false;
+    }
+    return true;
+}
+
+/*
+ * A message outside any transaction goes out as a transaction of its own
+ * ending one past its LSN: confirmed, it is not decoded again.
+ */
+static bool route_lone_message(stream *st, const pgo_msg *m)
+{
+    bool wanted = false;
+    for (size_t i = 0; i < st->nt && !wanted; i++)
+        wanted = wants_message(&st->t[i], m);
+    if (!wanted)
+        return true;
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    int64_t when = (int64_t)now.tv_sec * 1000000 + now.tv_nsec / 1000;
+    st->in_txn = true;
+    st->skip_txn = false;
+    st->xid = 0;
+    st->commit_lsn = m->message.lsn;
+    st->commit_time = when;
+    bool ok = send_message(st, m);
+    return txn_end(st, m->message.lsn + 1, when) && ok;
+}
+
+static bool route_message(stream *st, const pgo_msg *m)
+{
+    if (!(m->message.flags & PGO_MESSAGE_TRANSACTIONAL) && !st->in_txn)
+        return route_lone_message(st, m);
+    if (!st->in_txn || st->skip_txn)
+        return true;
+    return send_message(st, m);
 }
 
 /* ---- streamed transactions -------------------------------------------- */
@@ -416,8 +481,9 @@ static bool spool_message(stream *st, const pgo_msg *m, const uint8_t *buf,
         st->cur->skip = is_cleave_origin(st, m->origin.name);
         return true;
     }
-    if (m->kind == PGO_MESSAGE)
-        return true;
+    if (m->kind == PGO_MESSAGE &&
+        !(m->message.flags & PGO_MESSAGE_TRANSACTIONAL))
+        return route_lone_message(st, m);
     return spool_append(st->cur->sp, m->xid, buf, len);
 }
 
@@ -432,6 +498,8 @@ static bool handle_change_msg(stream *st, const pgo_msg *m)
         return route_change(st, m);
     case PGO_TRUNCATE:
         return route_truncate(st, m);
+    case PGO_MESSAGE:
+        return route_message(st, m);
     default:
         return true;
     }
@@ -668,6 +736,7 @@ stream *stream_new(const cfg *config, const stream_target *targets,
             .w = targets[i].worker,
             .service = targets[i].service,
             .service_index = (int)(targets[i].service - config->services),
+            .messages = targets[i].messages,
         };
     return st;
 }

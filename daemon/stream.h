@@ -28,6 +28,7 @@ typedef struct stream stream;
 typedef struct stream_target {
     worker *worker;
     const cfg_service *service;
+    bool messages;           /* gets the logical messages its service wants */
 } stream_target;
 
 /* The targets array is copied; spool_dir holds streamed transactions. */

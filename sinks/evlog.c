@@ -18,7 +18,7 @@
  *             payload
  *         u32 CRC-32C of type + payload
  *
- * Records, in transaction order: B, then any of R I U D T, then C.
+ * Records, in transaction order: B, then any of R I U D T M, then C.
  *   'B' BEGIN     u32 xid, u64 commit_lsn, u64 end_lsn, i64 commit_time
  *   'C' COMMIT    the same, then u32 chain: the CRC-32C, over every
  *                 record of the transaction before this one, of its
@@ -34,6 +34,8 @@
  *                 u32 len (0 unless 't'), len bytes
  *   'T' TRUNCATE  u32 xid, u64 commit_lsn, u8 options, u32 nrels,
  *                 nrels times (u32 oid, u64 version)
+ *   'M' message   u32 xid, u64 commit_lsn, u64 message LSN,
+ *                 u8 transactional, str prefix, str content
  *   str is u32 len and the bytes, no NUL.
  * A relation record precedes, inside the same transaction, the first
  * change or TRUNCATE in the file that names its (oid, version).
@@ -70,6 +72,7 @@
 #define TXN_LEN 28                  /* BEGIN's payload; COMMIT's is 4 more */
 #define CHANGE_LEN 28               /* a change's payload before values */
 #define TRUNCATE_LEN 17
+#define MESSAGE_LEN 21              /* a message's payload before its strings */
 
 /* ---- CRC-32C, slicing by 8 -------------------------------------------- */
 
@@ -592,6 +595,7 @@ static int scan_txn(scan *s)
         case 'U':
         case 'D':
         case 'T':
+        case 'M':
             break;
         case 'C':
             if (r.plen != TXN_LEN + 4)
@@ -914,6 +918,24 @@ static bool append_truncate(evlog *l, const sink_event *ev)
     return rec_end(l);
 }
 
+static bool append_message(evlog *l, const sink_event *ev)
+{
+    uint64_t size = MESSAGE_LEN + 8 + strlen(ev->prefix) +
+                    (uint64_t)ev->content_len;
+    if (size >= MAX_RECORD)
+        return misuse(l, "a message of %" PRIu64 " bytes is too big", size);
+    rec_begin(l, 'M', size);
+    out_u32(l, ev->xid);
+    out_u64(l, ev->commit_lsn);
+    out_u64(l, ev->msg_lsn);
+    out_u8(l, ev->transactional);
+    out_str(l, ev->prefix);
+    out_u32(l, ev->content_len);
+    if (ev->content_len)
+        out(l, ev->content, ev->content_len);
+    return rec_end(l);
+}
+
 /* BEGIN and COMMIT; COMMIT carries the chain of the records before it. */
 static bool append_txn(evlog *l, const sink_event *ev, uint8_t type)
 {
@@ -972,6 +994,10 @@ bool evlog_append(evlog *l, const sink_event *ev)
         if (!l->in_txn)
             return misuse(l, "TRUNCATE outside a transaction");
         return append_truncate(l, ev);
+    case SINK_MESSAGE:
+        if (!l->in_txn)
+            return misuse(l, "a message outside a transaction");
+        return append_message(l, ev);
     case SINK_COMMIT:
         if (!l->in_txn)
             return misuse(l, "COMMIT outside a transaction");
@@ -1450,6 +1476,29 @@ static sink_event *read_truncate(evlog_reader *r, cur *c)
     return ev;
 }
 
+static sink_event *read_message(cur *c)
+{
+    uint32_t xid = cur_u32(c);
+    lsn_t commit_lsn = cur_u64(c);
+    lsn_t msg_lsn = cur_u64(c);
+    uint8_t transactional = cur_u8(c);
+    char *prefix = cur_str(c);
+    uint32_t len = cur_u32(c);
+    const uint8_t *content = cur_bytes(c, len);
+    sink_event *ev = NULL;
+    if (!c->bad && !c->left && transactional <= 1 && prefix) {
+        ev = sink_event_message(commit_lsn, msg_lsn, transactional, prefix,
+                                content, len);
+        c->oom = c->bad = !ev;
+    } else {
+        c->bad = true;
+    }
+    if (ev)
+        ev->xid = xid;
+    free(prefix);
+    return ev;
+}
+
 /* One record: 1 with *ev, 0 for a relation (no event), -1 bad (*why). */
 static int read_record(evlog_reader *r, const rec *rc, sink_event **ev,
                        const char **why)
@@ -1477,6 +1526,9 @@ static int read_record(evlog_reader *r, const rec *rc, sink_event **ev,
         break;
     case 'T':
         *ev = read_truncate(r, &c);
+        break;
+    case 'M':
+        *ev = read_message(&c);
         break;
     }
     if (*ev)

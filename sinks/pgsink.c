@@ -986,6 +986,8 @@ static bool pg_begin(sink *s, const sink_event *ev)
 static bool pg_change(sink *s, const sink_event *ev)
 {
     pgsink *ps = s->impl;
+    if (ev->op == SINK_MESSAGE)
+        return true;         /* messages are for Kafka */
     if (!usable(ps))
         return false;
     if (ps->skipping)

@@ -269,3 +269,27 @@ sink_event *sink_event_truncate(lsn_t commit_lsn, uint8_t options,
     ev->ntruncate = nrels;
     return ev;
 }
+
+sink_event *sink_event_message(lsn_t commit_lsn, lsn_t msg_lsn,
+                               bool transactional, const char *prefix,
+                               const void *content, uint32_t len)
+{
+    size_t plen = strlen(prefix);
+    size_t size = sizeof(sink_event) + plen + 1 + len;
+    sink_event *ev = calloc(1, size);
+    if (!ev)
+        return NULL;
+    char *p = (char *)(ev + 1);
+    memcpy(p, prefix, plen + 1);
+    if (len)
+        memcpy(p + plen + 1, content, len);
+    ev->op = SINK_MESSAGE;
+    ev->commit_lsn = commit_lsn;
+    ev->msg_lsn = msg_lsn;
+    ev->transactional = transactional;
+    ev->prefix = p;
+    ev->content = (const uint8_t *)(p + plen + 1);
+    ev->content_len = len;
+    ev->size = size;
+    return ev;
+}

@@ -61,6 +61,14 @@ typedef enum sink_op {
     SINK_UPDATE,
     SINK_DELETE,
     SINK_TRUNCATE,
+    /*
+     * A logical message (pg_logical_emit_message) whose prefix a service
+     * claims. A transactional one comes inside its transaction; any other
+     * comes alone between BEGIN and COMMIT of its own, whose commit_lsn is
+     * the message's LSN and end_lsn one past it. Only sinks that publish
+     * messages are sent one; every other sink ignores it.
+     */
+    SINK_MESSAGE,
     SINK_COMMIT,
     /*
      * Not a change: the source transaction in flight will not complete
@@ -91,6 +99,12 @@ typedef struct sink_event {
     uint8_t truncate_options;     /* PGO_TRUNCATE_CASCADE | ..._RESTART_IDENTITY */
     uint32_t ntruncate;
     sink_rel **truncate_rels;
+    /* MESSAGE */
+    bool transactional;
+    lsn_t msg_lsn;
+    const char *prefix;      /* NUL-terminated */
+    const uint8_t *content;  /* content_len bytes, not terminated */
+    uint32_t content_len;
     struct sink_event *next; /* the worker's queue link */
     size_t size;             /* bytes of this block, for the queue's bound */
 } sink_event;
@@ -118,6 +132,11 @@ typedef struct sink_ops {
      * transactions; *durable as in flush.
      */
     bool (*idle)(sink *s, lsn_t *durable);
+    /*
+     * Optional: the worker is stopping. Waits (bounded) for what is in
+     * flight to become durable; *durable as in flush. Without it, flush.
+     */
+    bool (*drain)(sink *s, lsn_t *durable);
     /* Drops an unfinished source transaction and anything not committed. */
     void (*rollback)(sink *s);
     void (*close)(sink *s);
@@ -178,5 +197,9 @@ sink_event *sink_event_change_values(sink_op op, sink_rel *rel,
                                      const sink_value *new_vals);
 sink_event *sink_event_truncate(lsn_t commit_lsn, uint8_t options,
                                 sink_rel *const *rels, uint32_t nrels);
+/* A logical message, its prefix and content copied in. */
+sink_event *sink_event_message(lsn_t commit_lsn, lsn_t msg_lsn,
+                               bool transactional, const char *prefix,
+                               const void *content, uint32_t len);
 
 #endif
