@@ -1,0 +1,1052 @@
+/*
+ * dbz: change events in Debezium's PostgreSQL JSON format; see dbz.h.
+ *
+ * Values arrive as the text pgoutput sends (the type's output function
+ * under DateStyle ISO) and straight from the network: every parser here
+ * works on (pointer, length), never past it, never on a terminating NUL,
+ * and anything it does not recognise becomes the value's text as a JSON
+ * string rather than an error. The only NULL a builder returns means out
+ * of memory.
+ */
+#include "sinks/dbz.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+/* Built-in type OIDs (PostgreSQL's catalog/pg_type.dat). */
+#define DBZ_BOOLOID 16
+#define DBZ_BYTEAOID 17
+#define DBZ_CHAROID 18
+#define DBZ_NAMEOID 19
+#define DBZ_INT8OID 20
+#define DBZ_INT2OID 21
+#define DBZ_INT4OID 23
+#define DBZ_TEXTOID 25
+#define DBZ_OIDOID 26
+#define DBZ_JSONOID 114
+#define DBZ_XMLOID 142
+#define DBZ_CIDROID 650
+#define DBZ_FLOAT4OID 700
+#define DBZ_FLOAT8OID 701
+#define DBZ_MONEYOID 790
+#define DBZ_MACADDROID 829
+#define DBZ_INETOID 869
+#define DBZ_BPCHAROID 1042
+#define DBZ_VARCHAROID 1043
+#define DBZ_DATEOID 1082
+#define DBZ_TIMEOID 1083
+#define DBZ_TIMESTAMPOID 1114
+#define DBZ_TIMESTAMPTZOID 1184
+#define DBZ_INTERVALOID 1186
+#define DBZ_TIMETZOID 1266
+#define DBZ_NUMERICOID 1700
+#define DBZ_UUIDOID 2950
+#define DBZ_JSONBOID 3802
+
+/* Their array types. */
+#define DBZ_JSONARRAYOID 199
+#define DBZ_XMLARRAYOID 143
+#define DBZ_CIDRARRAYOID 651
+#define DBZ_MONEYARRAYOID 791
+#define DBZ_BOOLARRAYOID 1000
+#define DBZ_BYTEAARRAYOID 1001
+#define DBZ_CHARARRAYOID 1002
+#define DBZ_NAMEARRAYOID 1003
+#define DBZ_INT2ARRAYOID 1005
+#define DBZ_INT4ARRAYOID 1007
+#define DBZ_TEXTARRAYOID 1009
+#define DBZ_BPCHARARRAYOID 1014
+#define DBZ_VARCHARARRAYOID 1015
+#define DBZ_INT8ARRAYOID 1016
+#define DBZ_FLOAT4ARRAYOID 1021
+#define DBZ_FLOAT8ARRAYOID 1022
+#define DBZ_OIDARRAYOID 1028
+#define DBZ_MACADDRARRAYOID 1040
+#define DBZ_INETARRAYOID 1041
+#define DBZ_TIMESTAMPARRAYOID 1115
+#define DBZ_DATEARRAYOID 1182
+#define DBZ_TIMEARRAYOID 1183
+#define DBZ_TIMESTAMPTZARRAYOID 1185
+#define DBZ_INTERVALARRAYOID 1187
+#define DBZ_NUMERICARRAYOID 1231
+#define DBZ_TIMETZARRAYOID 1270
+#define DBZ_UUIDARRAYOID 2951
+#define DBZ_JSONBARRAYOID 3807
+
+#define DBZ_ARRAY_MAXDIM 6          /* PostgreSQL's MAXDIM */
+#define DBZ_TOPIC_MAX 249           /* Kafka's limit on a topic name */
+#define DBZ_FLOAT_MAX 64            /* longer is no float8out output */
+#define DBZ_STACK_B64 256           /* base64 of small bytea on the stack */
+
+/* ---- text --------------------------------------------------------------- */
+
+/*
+ * Bytes in the well-formed UTF-8 sequence at p (RFC 3629: no overlongs,
+ * surrogates or code points past U+10FFFF, as jansson checks), 0 if none.
+ */
+static size_t dbz_utf8_len(const uint8_t *p, size_t n)
+{
+    uint8_t c = p[0];
+    size_t k;
+    uint32_t cp, min;
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xC2 && c <= 0xDF) {
+        k = 2, cp = c & 0x1F, min = 0x80;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+        k = 3, cp = c & 0x0F, min = 0x800;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        k = 4, cp = c & 0x07, min = 0x10000;
+    } else {
+        return 0;
+    }
+    if (n < k)
+        return 0;
+    for (size_t i = 1; i < k; i++) {
+        if ((p[i] & 0xC0) != 0x80)
+            return 0;
+        cp = cp << 6 | (p[i] & 0x3F);
+    }
+    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+        return 0;
+    return k;
+}
+
+static bool dbz_utf8_valid(const char *s, size_t n)
+{
+    const uint8_t *p = (const uint8_t *)s;
+    for (size_t i = 0, k; i < n; i += k)
+        if ((k = dbz_utf8_len(p + i, n - i)) == 0)
+            return false;
+    return true;
+}
+
+/* s with every byte that is not part of valid UTF-8 as U+FFFD; malloc'd. */
+static char *dbz_utf8_fix(const char *s, size_t n, size_t *out_len)
+{
+    const uint8_t *p = (const uint8_t *)s;
+    char *out = malloc(n * 3 + 1);
+    size_t o = 0;
+    if (!out)
+        return NULL;
+    for (size_t i = 0, k; i < n; i += k) {
+        k = dbz_utf8_len(p + i, n - i);
+        if (k) {
+            memcpy(out + o, p + i, k);
+            o += k;
+        } else {
+            memcpy(out + o, "\xEF\xBF\xBD", 3);
+            o += 3;
+            k = 1;
+        }
+    }
+    out[o] = '\0';
+    *out_len = o;
+    return out;
+}
+
+/*
+ * Text as a JSON string. Text from a UTF8 database is valid and takes the
+ * first call; an SQL_ASCII database can hold anything, and jansson refuses
+ * invalid UTF-8 rather than emit JSON nobody can parse.
+ */
+static json_t *dbz_text(const char *s, size_t n)
+{
+    json_t *j = json_stringn(s, n);
+    size_t fixed_len;
+    char *fixed;
+    if (j || dbz_utf8_valid(s, n))
+        return j;
+    fixed = dbz_utf8_fix(s, n, &fixed_len);
+    if (!fixed)
+        return NULL;
+    j = json_stringn(fixed, fixed_len);
+    free(fixed);
+    return j;
+}
+
+/* A C string (names from the catalog, configuration) or null. */
+static json_t *dbz_str(const char *s)
+{
+    return s ? dbz_text(s, strlen(s)) : json_null();
+}
+
+/* Sets a literal, known-good key; steals v (NULL: failure). */
+static bool dbz_put(json_t *obj, const char *key, json_t *v)
+{
+    return json_object_set_new_nocheck(obj, key, v) == 0;
+}
+
+/* Sets a key from the source (a column name), mending invalid UTF-8. */
+static bool dbz_put_name(json_t *obj, const char *key, json_t *v)
+{
+    size_t n = strlen(key), fixed_len;
+    char *fixed;
+    bool ok;
+    if (dbz_utf8_valid(key, n))
+        return dbz_put(obj, key, v);
+    fixed = dbz_utf8_fix(key, n, &fixed_len);
+    if (!fixed) {
+        json_decref(v);
+        return false;
+    }
+    ok = dbz_put(obj, fixed, v);
+    free(fixed);
+    return ok;
+}
+
+/* ---- base64 ------------------------------------------------------------- */
+
+static const char dbz_b64_alphabet[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/* k (1 to 3) bytes of in as 4 characters, '=' padded. */
+static void dbz_b64_block(const uint8_t *in, size_t k, char *out)
+{
+    uint32_t v = (uint32_t)in[0] << 16;
+    if (k > 1)
+        v |= (uint32_t)in[1] << 8;
+    if (k > 2)
+        v |= in[2];
+    out[0] = dbz_b64_alphabet[v >> 18];
+    out[1] = dbz_b64_alphabet[(v >> 12) & 0x3F];
+    out[2] = k > 1 ? dbz_b64_alphabet[(v >> 6) & 0x3F] : '=';
+    out[3] = k > 2 ? dbz_b64_alphabet[v & 0x3F] : '=';
+}
+
+char *dbz_base64(const uint8_t *data, size_t len)
+{
+    size_t blocks = len / 3 + (len % 3 != 0);
+    char *out;
+    if (blocks > (SIZE_MAX - 1) / 4)
+        return NULL;
+    out = malloc(blocks * 4 + 1);
+    if (!out)
+        return NULL;
+    for (size_t i = 0; i < blocks; i++) {
+        size_t k = len - i * 3 < 3 ? len - i * 3 : 3;
+        dbz_b64_block(data + i * 3, k, out + i * 4);
+    }
+    out[blocks * 4] = '\0';
+    return out;
+}
+
+/* ---- scalars ------------------------------------------------------------ */
+
+/* Decimal digits only, no sign, no padding: int8out's form. */
+static bool dbz_parse_int(const char *s, size_t n, int64_t *out)
+{
+    bool neg = n > 0 && s[0] == '-';
+    size_t i = neg;
+    uint64_t v = 0;
+    if (i == n || n - i > 19)       /* 19 digits cannot wrap a uint64 */
+        return false;
+    for (; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return false;
+        v = v * 10 + (uint64_t)(s[i] - '0');
+    }
+    if (v > (uint64_t)INT64_MAX + neg)
+        return false;
+    *out = neg ? -(int64_t)(v - 1) - 1 : (int64_t)v;
+    return true;
+}
+
+static json_t *dbz_int(const char *s, size_t n)
+{
+    int64_t v;
+    return dbz_parse_int(s, n, &v) ? json_integer(v) : dbz_text(s, n);
+}
+
+static json_t *dbz_bool(const char *s, size_t n)
+{
+    if (n == 1 && s[0] == 't')
+        return json_true();
+    if (n == 1 && s[0] == 'f')
+        return json_false();
+    return dbz_text(s, n);
+}
+
+/*
+ * float4 too is read as a double: its shortest text form ("0.1") then
+ * survives as the double nearest it, where the float's own value would
+ * print as 0.10000000149011612. NaN and the infinities, which JSON has no
+ * numbers for, stay strings, as Debezium writes them. cleave never calls
+ * setlocale, so strtod reads '.' as the decimal point.
+ */
+static json_t *dbz_float(const char *s, size_t n)
+{
+    char buf[DBZ_FLOAT_MAX], *end;
+    double d;
+    if (n == 0 || n >= sizeof buf)
+        goto text;
+    for (size_t i = 0; i < n; i++)  /* no hex floats, no "inf", no blanks */
+        if (!strchr("0123456789+-.eE", s[i]) || s[i] == '\0')
+            goto text;
+    memcpy(buf, s, n);
+    buf[n] = '\0';
+    d = strtod(buf, &end);
+    if (end != buf + n || !isfinite(d))
+        goto text;
+    return json_real(d);
+text:
+    return dbz_text(s, n);
+}
+
+static int dbz_hex(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* k bytes from 2k hex digits; false on a bad digit. */
+static bool dbz_unhex(const char *s, size_t k, uint8_t *out)
+{
+    for (size_t i = 0; i < k; i++) {
+        int hi = dbz_hex(s[2 * i]), lo = dbz_hex(s[2 * i + 1]);
+        if (hi < 0 || lo < 0)
+            return false;
+        out[i] = (uint8_t)(hi << 4 | lo);
+    }
+    return true;
+}
+
+/*
+ * bytea's hex form "\x0102ff" straight to base64, three bytes at a time,
+ * with no buffer for the bytes between. The escape form (bytea_output =
+ * escape) is left as its text.
+ */
+static json_t *dbz_bytea(const char *s, size_t n)
+{
+    char stack[DBZ_STACK_B64], *out = stack;
+    size_t bytes, blocks;
+    json_t *j = NULL;
+    if (n < 2 || s[0] != '\\' || s[1] != 'x' || (n - 2) % 2)
+        return dbz_text(s, n);
+    bytes = (n - 2) / 2;
+    blocks = bytes / 3 + (bytes % 3 != 0);
+    if (blocks == 0)
+        return json_string_nocheck("");
+    if (blocks * 4 > sizeof stack && !(out = malloc(blocks * 4)))
+        return NULL;
+    for (size_t i = 0; i < blocks; i++) {
+        uint8_t b[3] = {0};
+        size_t k = bytes - i * 3 < 3 ? bytes - i * 3 : 3;
+        if (!dbz_unhex(s + 2 + i * 6, k, b))
+            goto done;
+        dbz_b64_block(b, k, out + i * 4);
+    }
+    j = json_stringn_nocheck(out, blocks * 4);
+done:
+    if (out != stack)
+        free(out);
+    return j ? j : dbz_text(s, n);
+}
+
+/* ---- timestamps --------------------------------------------------------- */
+
+/* timestamp[tz]_out under DateStyle ISO, taken apart. */
+typedef struct dbz_ts {
+    int64_t year;
+    int mon, day, hour, min, sec;
+    const char *frac;        /* the digits after '.', as written */
+    size_t frac_len;         /* 0: none */
+    int32_t off;             /* seconds east of UTC */
+} dbz_ts;
+
+typedef struct dbz_cur {
+    const char *p, *end;
+} dbz_cur;
+
+static bool dbz_eat(dbz_cur *c, char ch)
+{
+    if (c->p == c->end || *c->p != ch)
+        return false;
+    c->p++;
+    return true;
+}
+
+/* Between min and max decimal digits into *v. */
+static bool dbz_digits(dbz_cur *c, size_t min, size_t max, int64_t *v)
+{
+    size_t n = 0;
+    *v = 0;
+    while (c->p < c->end && n < max && *c->p >= '0' && *c->p <= '9') {
+        *v = *v * 10 + (*c->p++ - '0');
+        n++;
+    }
+    return n >= min;
+}
+
+/* Exactly two digits, at most max. */
+static bool dbz_two(dbz_cur *c, int max, int *v)
+{
+    int64_t x;
+    if (!dbz_digits(c, 2, 2, &x) || x > max)
+        return false;
+    *v = (int)x;
+    return true;
+}
+
+static bool dbz_leap(int64_t y)
+{
+    return y % 4 == 0 && (y % 100 != 0 || y % 400 == 0);
+}
+
+static int dbz_month_days(int64_t y, int m)
+{
+    static const int days[12] = {31, 28, 31, 30, 31, 30,
+                                 31, 31, 30, 31, 30, 31};
+    return m == 2 && dbz_leap(y) ? 29 : days[m - 1];
+}
+
+/* "+HH", "+HH:MM" or "+HH:MM:SS" (or '-'), as timestamptz_out writes. */
+static bool dbz_parse_offset(dbz_cur *c, int32_t *off)
+{
+    int sign, h, m = 0, s = 0;
+    if (dbz_eat(c, '+'))
+        sign = 1;
+    else if (dbz_eat(c, '-'))
+        sign = -1;
+    else
+        return false;
+    if (!dbz_two(c, 15, &h))        /* PostgreSQL's limit is 15:59:59 */
+        return false;
+    if (dbz_eat(c, ':') && (!dbz_two(c, 59, &m) ||
+                            (dbz_eat(c, ':') && !dbz_two(c, 59, &s))))
+        return false;
+    *off = sign * (h * 3600 + m * 60 + s);
+    return true;
+}
+
+/*
+ * "YYYY-MM-DD HH:MM:SS[.f...]" and, with tz, an offset. Anything else
+ * (infinity, BC years, another DateStyle) is refused and stays text.
+ */
+static bool dbz_parse_ts(const char *s, size_t n, bool tz, dbz_ts *t)
+{
+    dbz_cur c = {s, s + n};
+    int64_t frac;
+    if (!dbz_digits(&c, 4, 7, &t->year) || !dbz_eat(&c, '-') ||
+        !dbz_two(&c, 12, &t->mon) || t->mon < 1 || !dbz_eat(&c, '-') ||
+        !dbz_two(&c, 31, &t->day) || t->day < 1 ||
+        t->day > dbz_month_days(t->year, t->mon) || !dbz_eat(&c, ' ') ||
+        !dbz_two(&c, 23, &t->hour) || !dbz_eat(&c, ':') ||
+        !dbz_two(&c, 59, &t->min) || !dbz_eat(&c, ':') ||
+        !dbz_two(&c, 59, &t->sec))
+        return false;
+    t->frac = NULL;
+    t->frac_len = 0;
+    if (dbz_eat(&c, '.')) {
+        t->frac = c.p;
+        if (!dbz_digits(&c, 1, 9, &frac))
+            return false;
+        t->frac_len = (size_t)(c.p - t->frac);
+    }
+    t->off = 0;
+    if (tz && !dbz_parse_offset(&c, &t->off))
+        return false;
+    return c.p == c.end;
+}
+
+/* Days since 1970-01-01 of a proleptic Gregorian date (Hinnant's). */
+static int64_t dbz_days_from_civil(int64_t y, int m, int d)
+{
+    y -= m <= 2;
+    int64_t era = (y >= 0 ? y : y - 399) / 400;
+    int64_t yoe = y - era * 400;
+    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + doe - 719468;
+}
+
+static void dbz_civil_from_days(int64_t z, int64_t *y, int *m, int *d)
+{
+    z += 719468;
+    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+    int64_t doe = z - era * 146097;
+    int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    int64_t mp = (5 * doy + 2) / 153;
+    *d = (int)(doy - (153 * mp + 2) / 5 + 1);
+    *m = (int)(mp < 10 ? mp + 3 : mp - 9);
+    *y = yoe + era * 400 + (*m <= 2);
+}
+
+/* The instant in UTC; false when it falls before year 1 (BC). */
+static bool dbz_ts_to_utc(dbz_ts *t)
+{
+    int64_t secs = dbz_days_from_civil(t->year, t->mon, t->day) * 86400 +
+                   t->hour * 3600 + t->min * 60 + t->sec - t->off;
+    int64_t days = (secs >= 0 ? secs : secs - 86399) / 86400;
+    int64_t sod = secs - days * 86400;
+    dbz_civil_from_days(days, &t->year, &t->mon, &t->day);
+    t->hour = (int)(sod / 3600);
+    t->min = (int)(sod / 60 % 60);
+    t->sec = (int)(sod % 60);
+    t->off = 0;
+    return t->year >= 1;
+}
+
+/*
+ * isostring: "2024-01-31T09:00:00.5Z". A timestamp without time zone is
+ * taken as UTC, as Debezium does; the fraction keeps the digits given.
+ */
+static json_t *dbz_timestamp(const char *s, size_t n, bool tz)
+{
+    char buf[64];
+    dbz_ts t;
+    int len;
+    if (!dbz_parse_ts(s, n, tz, &t) || (tz && !dbz_ts_to_utc(&t)))
+        return dbz_text(s, n);
+    len = snprintf(buf, sizeof buf,
+                   "%04" PRId64 "-%02d-%02dT%02d:%02d:%02d%s%.*sZ",
+                   t.year, t.mon, t.day, t.hour, t.min, t.sec,
+                   t.frac_len ? "." : "", (int)t.frac_len,
+                   t.frac ? t.frac : "");
+    if (len < 0 || (size_t)len >= sizeof buf)
+        return dbz_text(s, n);
+    return json_stringn_nocheck(buf, (size_t)len);
+}
+
+/* ---- arrays ------------------------------------------------------------- */
+
+/* The element type of the array types rendered as JSON arrays; 0: text. */
+static uint32_t dbz_array_elem(uint32_t type_oid)
+{
+    switch (type_oid) {
+    case DBZ_BOOLARRAYOID: return DBZ_BOOLOID;
+    case DBZ_BYTEAARRAYOID: return DBZ_BYTEAOID;
+    case DBZ_CHARARRAYOID: return DBZ_CHAROID;
+    case DBZ_NAMEARRAYOID: return DBZ_NAMEOID;
+    case DBZ_INT2ARRAYOID: return DBZ_INT2OID;
+    case DBZ_INT4ARRAYOID: return DBZ_INT4OID;
+    case DBZ_INT8ARRAYOID: return DBZ_INT8OID;
+    case DBZ_OIDARRAYOID: return DBZ_OIDOID;
+    case DBZ_TEXTARRAYOID: return DBZ_TEXTOID;
+    case DBZ_BPCHARARRAYOID: return DBZ_BPCHAROID;
+    case DBZ_VARCHARARRAYOID: return DBZ_VARCHAROID;
+    case DBZ_FLOAT4ARRAYOID: return DBZ_FLOAT4OID;
+    case DBZ_FLOAT8ARRAYOID: return DBZ_FLOAT8OID;
+    case DBZ_NUMERICARRAYOID: return DBZ_NUMERICOID;
+    case DBZ_MONEYARRAYOID: return DBZ_MONEYOID;
+    case DBZ_DATEARRAYOID: return DBZ_DATEOID;
+    case DBZ_TIMEARRAYOID: return DBZ_TIMEOID;
+    case DBZ_TIMETZARRAYOID: return DBZ_TIMETZOID;
+    case DBZ_TIMESTAMPARRAYOID: return DBZ_TIMESTAMPOID;
+    case DBZ_TIMESTAMPTZARRAYOID: return DBZ_TIMESTAMPTZOID;
+    case DBZ_INTERVALARRAYOID: return DBZ_INTERVALOID;
+    case DBZ_UUIDARRAYOID: return DBZ_UUIDOID;
+    case DBZ_JSONARRAYOID: return DBZ_JSONOID;
+    case DBZ_JSONBARRAYOID: return DBZ_JSONBOID;
+    case DBZ_XMLARRAYOID: return DBZ_XMLOID;
+    case DBZ_INETARRAYOID: return DBZ_INETOID;
+    case DBZ_CIDRARRAYOID: return DBZ_CIDROID;
+    case DBZ_MACADDRARRAYOID: return DBZ_MACADDROID;
+    default: return 0;
+    }
+}
+
+/*
+ * An array literal being read: every type listed above uses ',' between
+ * elements, and array_out never pads with blanks, so a blank outside
+ * quotes is not its output and the whole literal stays text.
+ */
+typedef struct dbz_arr {
+    dbz_cur c;
+    uint32_t elem;
+    char *scratch;           /* an unescaped element; as long as the rest */
+    bool oom;
+} dbz_arr;
+
+/* An element from its text; quoted-NULL and NULL have been told apart. */
+static json_t *dbz_arr_value(dbz_arr *a, const char *s, size_t n)
+{
+    json_t *v = dbz_value(a->elem, s, (uint32_t)n);
+    if (!v)
+        a->oom = true;
+    return v;
+}
+
+/* "..." with backslash escapes; unescaped only when there are any. */
+static json_t *dbz_arr_quoted(dbz_arr *a)
+{
+    const char *s = ++a->c.p, *q = s;
+    size_t escapes = 0, n = 0;
+    while (q < a->c.end && *q != '"') {
+        if (*q == '\\') {
+            escapes++;
+            if (++q == a->c.end)
+                return NULL;
+        }
+        q++;
+    }
+    if (q == a->c.end)
+        return NULL;
+    a->c.p = q + 1;
+    if (!escapes)
+        return dbz_arr_value(a, s, (size_t)(q - s));
+    /* sized for this element and any after it: allocated once */
+    if (!a->scratch && !(a->scratch = malloc((size_t)(a->c.end - s)))) {
+        a->oom = true;
+        return NULL;
+    }
+    for (const char *p = s; p < q; p++)
+        a->scratch[n++] = *p == '\\' ? *++p : *p;
+    return dbz_arr_value(a, a->scratch, n);
+}
+
+/* array_out quotes any element holding one of these (or blanks). */
+static bool dbz_arr_special(char ch)
+{
+    return strchr(",{}\"\\ \t\n\r\v\f", ch) != NULL;
+}
+
+/* A scalar element: quoted, or bare (bare NULL is SQL NULL). */
+static json_t *dbz_arr_scalar(dbz_arr *a)
+{
+    const char *s = a->c.p;
+    size_t n;
+    if (*s == '"')
+        return dbz_arr_quoted(a);
+    while (a->c.p < a->c.end && !dbz_arr_special(*a->c.p))
+        a->c.p++;
+    n = (size_t)(a->c.p - s);
+    if (n == 0)
+        return NULL;
+    if (n == 4 && strncasecmp(s, "NULL", 4) == 0)
+        return json_null();
+    return dbz_arr_value(a, s, n);
+}
+
+/*
+ * "{...}" at depth (1 outermost): all elements scalars or all sub-arrays,
+ * never deeper than PostgreSQL allows, so the recursion is bounded.
+ * NULL when malformed (or a->oom).
+ */
+static json_t *dbz_arr_list(dbz_arr *a, int depth)
+{
+    json_t *list;
+    int nested = -1;
+    if (depth > DBZ_ARRAY_MAXDIM || !dbz_eat(&a->c, '{'))
+        return NULL;
+    if (!(list = json_array())) {
+        a->oom = true;
+        return NULL;
+    }
+    if (dbz_eat(&a->c, '}'))
+        return list;
+    for (;;) {
+        json_t *e;
+        bool sub;
+        if (a->c.p == a->c.end)
+            break;
+        sub = *a->c.p == '{';
+        if (nested >= 0 && nested != sub)
+            break;
+        nested = sub;
+        e = sub ? dbz_arr_list(a, depth + 1) : dbz_arr_scalar(a);
+        if (!e)
+            break;
+        if (json_array_append_new(list, e) != 0) {
+            a->oom = true;
+            break;
+        }
+        if (dbz_eat(&a->c, '}'))
+            return list;
+        if (!dbz_eat(&a->c, ','))
+            break;
+    }
+    json_decref(list);
+    return NULL;
+}
+
+/* array_out's "[lo:hi][lo:hi]=" before non-default bounds: skipped. */
+static bool dbz_arr_dims(dbz_arr *a)
+{
+    int64_t v;
+    if (a->c.p == a->c.end || *a->c.p != '[')
+        return true;
+    while (dbz_eat(&a->c, '[')) {
+        dbz_eat(&a->c, '-');
+        if (!dbz_digits(&a->c, 1, 10, &v) || !dbz_eat(&a->c, ':'))
+            return false;
+        dbz_eat(&a->c, '-');
+        if (!dbz_digits(&a->c, 1, 10, &v) || !dbz_eat(&a->c, ']'))
+            return false;
+    }
+    return dbz_eat(&a->c, '=');
+}
+
+static json_t *dbz_array(uint32_t elem, const char *s, size_t n)
+{
+    dbz_arr a = {{s, s + n}, elem, NULL, false};
+    json_t *j = NULL;
+    if (dbz_arr_dims(&a))
+        j = dbz_arr_list(&a, 1);
+    if (j && a.c.p != a.c.end) {
+        json_decref(j);
+        j = NULL;
+    }
+    free(a.scratch);
+    if (j || a.oom)
+        return j;
+    return dbz_text(s, n);
+}
+
+/* ---- values and rows ---------------------------------------------------- */
+
+json_t *dbz_value(uint32_t type_oid, const char *text, uint32_t len)
+{
+    uint32_t elem;
+    if (!text)
+        text = "", len = 0;
+    switch (type_oid) {
+    case DBZ_INT2OID:
+    case DBZ_INT4OID:
+    case DBZ_INT8OID:
+    case DBZ_OIDOID:
+        return dbz_int(text, len);
+    case DBZ_BOOLOID:
+        return dbz_bool(text, len);
+    case DBZ_FLOAT4OID:
+    case DBZ_FLOAT8OID:
+        return dbz_float(text, len);
+    case DBZ_BYTEAOID:
+        return dbz_bytea(text, len);
+    case DBZ_TIMESTAMPOID:
+        return dbz_timestamp(text, len, false);
+    case DBZ_TIMESTAMPTZOID:
+        return dbz_timestamp(text, len, true);
+    default:
+        /* numeric and money (decimal.handling.mode=string), date, time,
+         * interval, json, uuid, ...: their text, as Debezium sends it */
+        elem = dbz_array_elem(type_oid);
+        return elem ? dbz_array(elem, text, len) : dbz_text(text, len);
+    }
+}
+
+static json_t *dbz_col_value(const struct sink_col *col, const sink_value *v)
+{
+    switch (v->kind) {
+    case 't':
+        return dbz_value(col->type_oid, v->data, v->len);
+    case 'u':
+        return json_string(DBZ_UNAVAILABLE);
+    default:
+        return json_null();
+    }
+}
+
+json_t *dbz_row(const sink_rel *rel, const sink_value *vals, bool key_only)
+{
+    json_t *row;
+    if (!vals)                       /* no tuple of that kind was sent */
+        return json_null();
+    if (!(row = json_object()))
+        return NULL;
+    for (uint16_t i = 0; i < rel->ncols; i++) {
+        const struct sink_col *col = &rel->cols[i];
+        if (key_only && !col->key)
+            continue;
+        if (!dbz_put_name(row, col->name, dbz_col_value(col, &vals[i]))) {
+            json_decref(row);
+            return NULL;
+        }
+    }
+    return row;
+}
+
+json_t *dbz_key(const sink_rel *rel, const sink_value *vals)
+{
+    bool any = false;
+    /*
+     * FULL flags every column, which is no key: Debezium keys such a
+     * table (with no primary key it can see) by null.
+     */
+    if (rel->replident == 'f')
+        return json_null();
+    for (uint16_t i = 0; i < rel->ncols && !any; i++)
+        any = rel->cols[i].key;
+    return any ? dbz_row(rel, vals, true) : json_null();
+}
+
+/* ---- events ------------------------------------------------------------- */
+
+/*
+ * source.sequence: a string holding a JSON array of two decimal strings,
+ * the last commit's LSN (null before any) and this event's.
+ */
+static json_t *dbz_sequence(lsn_t last_commit, lsn_t lsn)
+{
+    char buf[64];
+    if (last_commit)
+        snprintf(buf, sizeof buf, "[\"%" PRIu64 "\",\"%" PRIu64 "\"]",
+                 last_commit, lsn);
+    else
+        snprintf(buf, sizeof buf, "[null,\"%" PRIu64 "\"]", lsn);
+    return json_string_nocheck(buf);
+}
+
+static json_t *dbz_source_new(const dbz_source *src)
+{
+    json_t *s = json_object();
+    if (!s)
+        return NULL;
+    if (dbz_put(s, "version", dbz_str(src->version)) &&
+        dbz_put(s, "connector", json_string_nocheck("postgresql")) &&
+        dbz_put(s, "name", dbz_str(src->name)) &&
+        dbz_put(s, "ts_ms", json_integer(src->ts_ms)) &&
+        dbz_put(s, "snapshot", dbz_str(src->snapshot)) &&
+        dbz_put(s, "db", dbz_str(src->db)) &&
+        dbz_put(s, "sequence", dbz_sequence(src->last_commit_lsn, src->lsn)) &&
+        dbz_put(s, "schema", dbz_str(src->schema)) &&
+        dbz_put(s, "table", dbz_str(src->table)) &&
+        dbz_put(s, "txId", json_integer(src->txid)) &&
+        dbz_put(s, "lsn", json_integer((json_int_t)src->lsn)))
+        return s;
+    json_decref(s);
+    return NULL;
+}
+
+static json_t *dbz_txinfo_new(const dbz_txinfo *tx)
+{
+    json_t *t = json_object();
+    if (!t)
+        return NULL;
+    if (dbz_put(t, "id", dbz_str(tx->id)) &&
+        dbz_put(t, "total_order", json_integer(tx->total_order)) &&
+        dbz_put(t, "data_collection_order",
+                json_integer(tx->data_collection_order)))
+        return t;
+    json_decref(t);
+    return NULL;
+}
+
+json_t *dbz_envelope(char op, json_t *before, json_t *after,
+                     const dbz_source *src, const dbz_txinfo *tx,
+                     int64_t ts_ms)
+{
+    json_t *ev = json_object();
+    char ops[2] = {op, '\0'};
+    bool ok;
+    if (!ev) {
+        json_decref(before);
+        json_decref(after);
+        return NULL;
+    }
+    /* both are stolen whatever happens, so both are put first */
+    ok = dbz_put(ev, "before", before ? before : json_null());
+    ok = dbz_put(ev, "after", after ? after : json_null()) && ok;
+    ok = ok && dbz_put(ev, "source", dbz_source_new(src)) &&
+         dbz_put(ev, "op", json_string(ops)) &&
+         dbz_put(ev, "ts_ms", json_integer(ts_ms)) &&
+         (!tx || dbz_put(ev, "transaction", dbz_txinfo_new(tx)));
+    if (ok)
+        return ev;
+    json_decref(ev);
+    return NULL;
+}
+
+json_t *dbz_message_key(const char *prefix)
+{
+    json_t *k = json_object();
+    if (k && !dbz_put(k, "prefix", dbz_str(prefix))) {
+        json_decref(k);
+        return NULL;
+    }
+    return k;
+}
+
+static json_t *dbz_message_body(const char *prefix, const uint8_t *content,
+                                 uint32_t len)
+{
+    char *b64 = dbz_base64(content, len);
+    json_t *m = b64 ? json_object() : NULL;
+    bool ok = m && dbz_put(m, "prefix", dbz_str(prefix)) &&
+              dbz_put(m, "content", json_string_nocheck(b64));
+    free(b64);
+    if (ok)
+        return m;
+    json_decref(m);
+    return NULL;
+}
+
+json_t *dbz_message(const char *prefix, const uint8_t *content, uint32_t len,
+                    const dbz_source *src, int64_t ts_ms)
+{
+    json_t *ev = json_object();
+    if (!ev)
+        return NULL;
+    if (dbz_put(ev, "op", json_string_nocheck("m")) &&
+        dbz_put(ev, "ts_ms", json_integer(ts_ms)) &&
+        dbz_put(ev, "source", dbz_source_new(src)) &&
+        dbz_put(ev, "message", dbz_message_body(prefix, content, len)))
+        return ev;
+    json_decref(ev);
+    return NULL;
+}
+
+/* ---- transaction metadata ----------------------------------------------- */
+
+json_t *dbz_txn_key(const char *id)
+{
+    json_t *k = json_object();
+    if (k && !dbz_put(k, "id", dbz_str(id))) {
+        json_decref(k);
+        return NULL;
+    }
+    return k;
+}
+
+/* BEGIN and END share a shape; BEGIN has nulls for the counts. */
+static json_t *dbz_txn(const char *status, const char *id, int64_t ts_ms,
+                       json_t *count, json_t *colls)
+{
+    json_t *t = json_object();
+    bool ok;
+    if (!t) {
+        json_decref(count);
+        json_decref(colls);
+        return NULL;
+    }
+    /* every put runs, so count and colls are stolen whatever happens */
+    ok = dbz_put(t, "status", json_string_nocheck(status));
+    ok = dbz_put(t, "id", dbz_str(id)) && ok;
+    ok = dbz_put(t, "event_count", count) && ok;
+    ok = dbz_put(t, "data_collections", colls) && ok;
+    ok = dbz_put(t, "ts_ms", json_integer(ts_ms)) && ok;
+    if (ok)
+        return t;
+    json_decref(t);
+    return NULL;
+}
+
+json_t *dbz_txn_begin(const char *id, int64_t ts_ms)
+{
+    return dbz_txn("BEGIN", id, ts_ms, json_null(), json_null());
+}
+
+static json_t *dbz_collection(const char *name, int64_t count)
+{
+    json_t *c = json_object();
+    if (c && dbz_put(c, "data_collection", dbz_str(name)) &&
+        dbz_put(c, "event_count", json_integer(count)))
+        return c;
+    json_decref(c);
+    return NULL;
+}
+
+json_t *dbz_txn_end(const char *id, int64_t ts_ms, int64_t event_count,
+                    const char *const *collections, const int64_t *counts,
+                    size_t n_colls)
+{
+    json_t *colls = json_array();
+    if (!colls)
+        return NULL;
+    for (size_t i = 0; i < n_colls; i++) {
+        if (json_array_append_new(colls,
+                                  dbz_collection(collections[i], counts[i]))) {
+            json_decref(colls);
+            return NULL;
+        }
+    }
+    return dbz_txn("END", id, ts_ms, json_integer(event_count), colls);
+}
+
+/* ---- topics and output -------------------------------------------------- */
+
+/* Kafka allows [A-Za-z0-9._-] in a topic name. */
+static char dbz_topic_char(char ch)
+{
+    if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+        (ch >= '0' && ch <= '9') || ch == '.' || ch == '_' || ch == '-')
+        return ch;
+    return '_';
+}
+
+char *dbz_topic(const char *tmpl, const char *name, const char *service,
+                const char *schema, const char *table)
+{
+    const struct {
+        const char *tag;
+        const char *value;
+    } subs[] = {
+        {"{name}", name}, {"{service}", service},
+        {"{schema}", schema}, {"{table}", table},
+    };
+    enum { DBZ_NSUBS = sizeof subs / sizeof subs[0] };
+    char *out = malloc(DBZ_TOPIC_MAX + 1);
+    size_t n = 0;
+    if (!out)
+        return NULL;
+    for (const char *p = tmpl ? tmpl : ""; *p && n < DBZ_TOPIC_MAX;) {
+        const char *value = NULL;
+        for (size_t i = 0; *p == '{' && i < DBZ_NSUBS; i++) {
+            size_t tag_len = strlen(subs[i].tag);
+            if (strncmp(p, subs[i].tag, tag_len) == 0) {
+                value = subs[i].value ? subs[i].value : "";
+                p += tag_len;
+                break;
+            }
+        }
+        if (!value) {
+            out[n++] = dbz_topic_char(*p++);
+            continue;
+        }
+        for (; *value && n < DBZ_TOPIC_MAX; value++)
+            out[n++] = dbz_topic_char(*value);
+    }
+    out[n] = '\0';
+    return out;
+}
+
+/* jansson's dump callback into a growing buffer: no copy at the end. */
+typedef struct dbz_buf {
+    char *data;
+    size_t len, cap;
+} dbz_buf;
+
+static int dbz_buf_put(const char *s, size_t n, void *arg)
+{
+    dbz_buf *b = arg;
+    if (n >= b->cap - b->len) {
+        size_t cap = b->cap;
+        char *data;
+        while (n >= cap - b->len)
+            cap *= 2;
+        if (!(data = realloc(b->data, cap)))
+            return -1;
+        b->data = data;
+        b->cap = cap;
+    }
+    memcpy(b->data + b->len, s, n);
+    b->len += n;
+    return 0;
+}
+
+char *dbz_dump(const json_t *j, size_t *len)
+{
+    /* jansson keeps objects in insertion order: Debezium's field order */
+    dbz_buf b = {malloc(1024), 0, 1024};
+    if (!b.data)
+        return NULL;
+    if (!j || json_dump_callback(j, dbz_buf_put, &b,
+                                 JSON_COMPACT | JSON_ENCODE_ANY) != 0) {
+        free(b.data);
+        return NULL;
+    }
+    b.data[b.len] = '\0';            /* dbz_buf_put always leaves room */
+    if (len)
+        *len = b.len;
+    return b.data;
+}

@@ -1,0 +1,710 @@
+/*
+ * test_dbz: Debezium JSON events, compared byte for byte.
+ *
+ * Every type mapping from pgoutput's text form (tables of type, text and
+ * the JSON expected), arrays well and badly formed, rows and keys for each
+ * replica identity, whole envelopes, logical messages, transaction
+ * metadata, topic names, base64 (RFC 4648's vectors) and invalid UTF-8.
+ * Random and mutated literals of every type must give a value that dumps
+ * to JSON jansson reads back; values are passed in buffers of exactly
+ * their length, so a sanitizer build catches any read past the end.
+ */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sinks/dbz.h"
+#include "sinks/sink.h"
+
+/* OIDs from pg_type.dat, spelled out so the tables read as SQL types. */
+enum {
+    BOOL = 16, BYTEA = 17, CHAR = 18, NAME = 19, INT8 = 20, INT2 = 21,
+    INT4 = 23, TEXT = 25, OID = 26, JSON = 114, XML = 142, CIDR = 650,
+    FLOAT4 = 700, FLOAT8 = 701, MONEY = 790, MACADDR = 829, INET = 869,
+    BPCHAR = 1042, VARCHAR = 1043, DATE = 1082, TIME = 1083,
+    TIMESTAMP = 1114, TIMESTAMPTZ = 1184, INTERVAL = 1186, TIMETZ = 1266,
+    NUMERIC = 1700, UUID = 2950, JSONB = 3802, POINT = 600, TSVECTOR = 3614,
+    JSON_A = 199, BOOL_A = 1000, BYTEA_A = 1001, CHAR_A = 1002, NAME_A = 1003,
+    INT2_A = 1005, INT4_A = 1007, TEXT_A = 1009, BPCHAR_A = 1014,
+    VARCHAR_A = 1015, INT8_A = 1016, BOX_A = 1020, FLOAT4_A = 1021,
+    FLOAT8_A = 1022, OID_A = 1028, INET_A = 1041, TIMESTAMP_A = 1115,
+    DATE_A = 1182, TIME_A = 1183, TIMESTAMPTZ_A = 1185, INTERVAL_A = 1187,
+    NUMERIC_A = 1231, UUID_A = 2951, JSONB_A = 3807,
+};
+
+typedef struct vcase {
+    uint32_t oid;
+    const char *text;
+    const char *want;        /* compact JSON */
+} vcase;
+
+/* The value dumped; the text is copied to a buffer of exactly its length. */
+static char *render(uint32_t oid, const char *text, size_t len)
+{
+    char *buf = malloc(len ? len : 1);
+    ck_assert_ptr_nonnull(buf);
+    memcpy(buf, text, len);
+    json_t *j = dbz_value(oid, buf, (uint32_t)len);
+    free(buf);
+    ck_assert_ptr_nonnull(j);
+    size_t n;
+    char *s = dbz_dump(j, &n);
+    ck_assert_ptr_nonnull(s);
+    ck_assert_uint_eq(n, strlen(s));
+    json_decref(j);
+    return s;
+}
+
+static void check_cases(const vcase *cases, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        char *s = render(cases[i].oid, cases[i].text, strlen(cases[i].text));
+        ck_assert_msg(strcmp(s, cases[i].want) == 0,
+                      "type %u, \"%s\": got %s, want %s", cases[i].oid,
+                      cases[i].text, s, cases[i].want);
+        free(s);
+    }
+}
+
+#define CHECK_CASES(c) check_cases((c), sizeof(c) / sizeof((c)[0]))
+
+static void check_dump(json_t *j, const char *want)
+{
+    ck_assert_ptr_nonnull(j);
+    char *s = dbz_dump(j, NULL);
+    ck_assert_ptr_nonnull(s);
+    ck_assert_str_eq(s, want);
+    free(s);
+    json_decref(j);
+}
+
+/* ---- scalars ------------------------------------------------------------ */
+
+START_TEST(test_numbers)
+{
+    static const vcase cases[] = {
+        {INT2, "-32768", "-32768"},
+        {INT2, "32767", "32767"},
+        {INT4, "0", "0"},
+        {INT4, "-2147483648", "-2147483648"},
+        {INT8, "9223372036854775807", "9223372036854775807"},
+        {INT8, "-9223372036854775808", "-9223372036854775808"},
+        {INT8, "9223372036854775808", "\"9223372036854775808\""},
+        {INT8, "-9223372036854775809", "\"-9223372036854775809\""},
+        {INT8, "99999999999999999999", "\"99999999999999999999\""},
+        {OID, "4294967295", "4294967295"},
+        {INT4, "12a", "\"12a\""},
+        {INT4, "-", "\"-\""},
+        {INT4, "", "\"\""},
+        {INT4, " 1", "\" 1\""},
+        {BOOL, "t", "true"},
+        {BOOL, "f", "false"},
+        {BOOL, "true", "\"true\""},
+        {FLOAT8, "1.5", "1.5"},
+        {FLOAT8, "-0.25", "-0.25"},
+        {FLOAT8, "3", "3.0"},
+        {FLOAT8, "1e+100", "1e100"},
+        {FLOAT8, "NaN", "\"NaN\""},
+        {FLOAT8, "Infinity", "\"Infinity\""},
+        {FLOAT8, "-Infinity", "\"-Infinity\""},
+        {FLOAT4, "NaN", "\"NaN\""},
+        {FLOAT4, "Infinity", "\"Infinity\""},
+        {FLOAT4, "-Infinity", "\"-Infinity\""},
+        /* jansson prints 17 digits: the same double as Debezium's 0.1 */
+        {FLOAT4, "0.1", "0.10000000000000001"},
+        {FLOAT4, "2.5", "2.5"},
+        {FLOAT8, "0x10", "\"0x10\""},
+        {FLOAT8, "inf", "\"inf\""},
+        {FLOAT8, "1e999", "\"1e999\""},
+        {FLOAT8, "1.5 ", "\"1.5 \""},
+        {NUMERIC, "123.4500", "\"123.4500\""},
+        {NUMERIC, "-0.000001", "\"-0.000001\""},
+        {NUMERIC, "NaN", "\"NaN\""},
+        {NUMERIC, "Infinity", "\"Infinity\""},
+        {MONEY, "$1,234.50", "\"$1,234.50\""},
+        {MONEY, "-$0.01", "\"-$0.01\""},
+    };
+    CHECK_CASES(cases);
+}
+END_TEST
+
+START_TEST(test_times)
+{
+    static const vcase cases[] = {
+        {DATE, "2024-01-31", "\"2024-01-31\""},
+        {DATE, "infinity", "\"infinity\""},
+        {DATE, "0044-03-15 BC", "\"0044-03-15 BC\""},
+        {TIME, "10:00:00.123", "\"10:00:00.123\""},
+        {TIMETZ, "10:00:00+02", "\"10:00:00+02\""},
+        {INTERVAL, "1 year 2 mons 3 days 04:05:06.5",
+         "\"1 year 2 mons 3 days 04:05:06.5\""},
+        {TIMESTAMP, "2024-01-31 10:00:00.123456",
+         "\"2024-01-31T10:00:00.123456Z\""},
+        {TIMESTAMP, "2024-01-31 10:00:00", "\"2024-01-31T10:00:00Z\""},
+        {TIMESTAMP, "0001-01-01 00:00:00", "\"0001-01-01T00:00:00Z\""},
+        {TIMESTAMP, "infinity", "\"infinity\""},
+        {TIMESTAMP, "-infinity", "\"-infinity\""},
+        {TIMESTAMP, "0044-03-15 12:00:00 BC", "\"0044-03-15 12:00:00 BC\""},
+        {TIMESTAMP, "2023-02-29 10:00:00", "\"2023-02-29 10:00:00\""},
+        {TIMESTAMP, "2024-01-31 10:00:00+01", "\"2024-01-31 10:00:00+01\""},
+        {TIMESTAMP, "2024-01-31T10:00:00", "\"2024-01-31T10:00:00\""},
+        {TIMESTAMPTZ, "2024-01-31 10:00:00.5+01",
+         "\"2024-01-31T09:00:00.5Z\""},
+        {TIMESTAMPTZ, "2024-01-31 10:00:00+00", "\"2024-01-31T10:00:00Z\""},
+        /* back over midnight and the year */
+        {TIMESTAMPTZ, "2024-01-01 03:00:00.000001+05:30",
+         "\"2023-12-31T21:30:00.000001Z\""},
+        /* forward over midnight and the year, seconds in the offset */
+        {TIMESTAMPTZ, "2023-12-31 22:00:00-03:00:15",
+         "\"2024-01-01T01:00:15Z\""},
+        {TIMESTAMPTZ, "2024-02-28 23:30:00-01", "\"2024-02-29T00:30:00Z\""},
+        {TIMESTAMPTZ, "2023-02-28 23:30:00-01", "\"2023-03-01T00:30:00Z\""},
+        {TIMESTAMPTZ, "2100-02-28 23:30:00-01", "\"2100-03-01T00:30:00Z\""},
+        {TIMESTAMPTZ, "2000-03-01 00:30:00+01", "\"2000-02-29T23:30:00Z\""},
+        {TIMESTAMPTZ, "1969-12-31 23:00:00-02", "\"1970-01-01T01:00:00Z\""},
+        {TIMESTAMPTZ, "10000-01-01 00:00:00+00", "\"10000-01-01T00:00:00Z\""},
+        {TIMESTAMPTZ, "294276-12-31 23:59:59.999999+00",
+         "\"294276-12-31T23:59:59.999999Z\""},
+        {TIMESTAMPTZ, "infinity", "\"infinity\""},
+        {TIMESTAMPTZ, "-infinity", "\"-infinity\""},
+        /* UTC would be 1 BC */
+        {TIMESTAMPTZ, "0001-01-01 00:30:00+01",
+         "\"0001-01-01 00:30:00+01\""},
+        {TIMESTAMPTZ, "0044-03-15 12:00:00+00 BC",
+         "\"0044-03-15 12:00:00+00 BC\""},
+        {TIMESTAMPTZ, "2024-01-31 10:00:00", "\"2024-01-31 10:00:00\""},
+        {TIMESTAMPTZ, "2024-01-31 10:00:00+1", "\"2024-01-31 10:00:00+1\""},
+        {TIMESTAMPTZ, "2024-01-31 10:00:00+01:",
+         "\"2024-01-31 10:00:00+01:\""},
+        {TIMESTAMPTZ, "2024-01-31 10:00:00.+01",
+         "\"2024-01-31 10:00:00.+01\""},
+        {TIMESTAMPTZ, "2024-13-01 10:00:00+01", "\"2024-13-01 10:00:00+01\""},
+        {TIMESTAMPTZ, "2024-01-31 24:00:00+01", "\"2024-01-31 24:00:00+01\""},
+        {TIMESTAMPTZ, "Wed Jan 31 10:00:00 2024 CET",
+         "\"Wed Jan 31 10:00:00 2024 CET\""},
+    };
+    CHECK_CASES(cases);
+}
+END_TEST
+
+START_TEST(test_text_types)
+{
+    static const vcase cases[] = {
+        {TEXT, "plain", "\"plain\""},
+        {TEXT, "", "\"\""},
+        {TEXT, "a \"quoted\"\\ line\n\ttab",
+         "\"a \\\"quoted\\\"\\\\ line\\n\\ttab\""},
+        {TEXT, "caf\xC3\xA9 \xE2\x82\xAC \xF0\x9F\x98\x80",
+         "\"caf\xC3\xA9 \xE2\x82\xAC \xF0\x9F\x98\x80\""},
+        {VARCHAR, "v", "\"v\""},
+        {BPCHAR, "ab  ", "\"ab  \""},
+        {CHAR, "x", "\"x\""},
+        {NAME, "pg_class", "\"pg_class\""},
+        {JSON, "{\"a\": [1, 2]}", "\"{\\\"a\\\": [1, 2]}\""},
+        {JSONB, "{\"a\": 1}", "\"{\\\"a\\\": 1}\""},
+        {XML, "<a>b</a>", "\"<a>b</a>\""},
+        {UUID, "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11",
+         "\"a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11\""},
+        {INET, "192.168.0.1/24", "\"192.168.0.1/24\""},
+        {CIDR, "10.0.0.0/8", "\"10.0.0.0/8\""},
+        {MACADDR, "08:00:2b:01:02:03", "\"08:00:2b:01:02:03\""},
+        {POINT, "(1,2)", "\"(1,2)\""},
+        {TSVECTOR, "'a' 'b'", "\"'a' 'b'\""},
+        {99999, "user type", "\"user type\""},
+    };
+    CHECK_CASES(cases);
+}
+END_TEST
+
+START_TEST(test_bytea)
+{
+    static const vcase cases[] = {
+        {BYTEA, "\\x0102ff", "\"AQL/\""},
+        {BYTEA, "\\x", "\"\""},
+        {BYTEA, "\\x66", "\"Zg==\""},
+        {BYTEA, "\\x666F", "\"Zm8=\""},
+        {BYTEA, "\\x666f6f626172", "\"Zm9vYmFy\""},
+        /* the escape form, odd digits, bad digits: left as text */
+        {BYTEA, "abc\\000", "\"abc\\\\000\""},
+        {BYTEA, "\\x0", "\"\\\\x0\""},
+        {BYTEA, "\\x0g", "\"\\\\x0g\""},
+        {BYTEA, "\\x0102zz", "\"\\\\x0102zz\""},
+        {BYTEA, "\\", "\"\\\\\""},
+        {BYTEA, "", "\"\""},
+    };
+    CHECK_CASES(cases);
+
+    /* past the stack buffer: the same as dbz_base64 of the bytes */
+    enum { N = 1000 };
+    uint8_t bytes[N];
+    char hex[2 + 2 * N + 1] = "\\x";
+    for (int i = 0; i < N; i++) {
+        bytes[i] = (uint8_t)(i * 37 + 11);
+        snprintf(hex + 2 + 2 * i, 3, "%02x", bytes[i]);
+    }
+    char *b64 = dbz_base64(bytes, N);
+    ck_assert_ptr_nonnull(b64);
+    char *want = malloc(strlen(b64) + 3);
+    ck_assert_ptr_nonnull(want);
+    sprintf(want, "\"%s\"", b64);
+    char *got = render(BYTEA, hex, strlen(hex));
+    ck_assert_str_eq(got, want);
+    free(got);
+    free(want);
+    free(b64);
+}
+END_TEST
+
+START_TEST(test_base64)
+{
+    static const char *const vectors[][2] = {
+        {"", ""}, {"f", "Zg=="}, {"fo", "Zm8="}, {"foo", "Zm9v"},
+        {"foob", "Zm9vYg=="}, {"fooba", "Zm9vYmE="}, {"foobar", "Zm9vYmFy"},
+    };
+    for (size_t i = 0; i < sizeof vectors / sizeof vectors[0]; i++) {
+        char *s = dbz_base64((const uint8_t *)vectors[i][0],
+                             strlen(vectors[i][0]));
+        ck_assert_ptr_nonnull(s);
+        ck_assert_str_eq(s, vectors[i][1]);
+        free(s);
+    }
+    static const uint8_t all[] = {0x00, 0xff, 0xfe, 0x80, 0x7f};
+    char *s = dbz_base64(all, sizeof all);
+    ck_assert_str_eq(s, "AP/+gH8=");
+    free(s);
+}
+END_TEST
+
+START_TEST(test_invalid_utf8)
+{
+    static const vcase cases[] = {
+        {TEXT, "a\xFF" "b", "\"a\xEF\xBF\xBD" "b\""},
+        /* overlong '/', a surrogate, a cut-off sequence, past U+10FFFF */
+        {TEXT, "\xC0\xAF", "\"\xEF\xBF\xBD\xEF\xBF\xBD\""},
+        {TEXT, "\xED\xA0\x80",
+         "\"\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD\""},
+        {TEXT, "x\xE2\x82", "\"x\xEF\xBF\xBD\xEF\xBF\xBD\""},
+        {TEXT, "\xF4\x90\x80\x80",
+         "\"\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD\""},
+        {TEXT, "ok \xE2\x82\xAC \x80", "\"ok \xE2\x82\xAC \xEF\xBF\xBD\""},
+        {INT4, "1\xFF", "\"1\xEF\xBF\xBD\""},
+        {TEXT_A, "{\"\xFF\",b}", "[\"\xEF\xBF\xBD\",\"b\"]"},
+        {TIMESTAMPTZ, "\xFF", "\"\xEF\xBF\xBD\""},
+    };
+    CHECK_CASES(cases);
+
+    /* a NUL inside a value is text like any other */
+    char *s = render(TEXT, "a\0b", 3);
+    ck_assert_str_eq(s, "\"a\\u0000b\"");
+    free(s);
+}
+END_TEST
+
+/* ---- arrays ------------------------------------------------------------- */
+
+START_TEST(test_arrays)
+{
+    static const vcase cases[] = {
+        {INT4_A, "{1,2,NULL}", "[1,2,null]"},
+        {INT4_A, "{{1,2},{3,4}}", "[[1,2],[3,4]]"},
+        {INT4_A, "{{{1},{2}},{{3},{4}}}", "[[[1],[2]],[[3],[4]]]"},
+        {INT4_A, "{}", "[]"},
+        {INT4_A, "[0:1]={1,2}", "[1,2]"},
+        {INT4_A, "[-1:0][1:2]={{1,2},{3,4}}", "[[1,2],[3,4]]"},
+        {INT2_A, "{-32768,32767}", "[-32768,32767]"},
+        {INT8_A, "{9223372036854775807,null}", "[9223372036854775807,null]"},
+        {OID_A, "{1,4294967295}", "[1,4294967295]"},
+        {TEXT_A, "{\"a b\",\"x\\\"y\",NULL,\"NULL\",plain,\"back\\\\slash\"}",
+         "[\"a b\",\"x\\\"y\",null,\"NULL\",\"plain\",\"back\\\\slash\"]"},
+        {TEXT_A, "{\"\",\"{,}\"}", "[\"\",\"{,}\"]"},
+        {TEXT_A, "{\"\\\\\",\"\\\"\"}", "[\"\\\\\",\"\\\"\"]"},
+        {VARCHAR_A, "{a,\"b c\"}", "[\"a\",\"b c\"]"},
+        {BPCHAR_A, "{\"a \",b}", "[\"a \",\"b\"]"},
+        {CHAR_A, "{a,\"\\\\\"}", "[\"a\",\"\\\\\"]"},
+        {NAME_A, "{pg_class}", "[\"pg_class\"]"},
+        {BOOL_A, "{t,f,NULL}", "[true,false,null]"},
+        {FLOAT8_A, "{1.5,NaN,-Infinity}", "[1.5,\"NaN\",\"-Infinity\"]"},
+        {FLOAT4_A, "{2.5}", "[2.5]"},
+        {NUMERIC_A, "{1.50,NaN}", "[\"1.50\",\"NaN\"]"},
+        {DATE_A, "{2024-01-31,infinity}", "[\"2024-01-31\",\"infinity\"]"},
+        {TIME_A, "{10:00:00}", "[\"10:00:00\"]"},
+        {INTERVAL_A, "{\"1 day\"}", "[\"1 day\"]"},
+        {TIMESTAMP_A, "{\"2024-01-31 10:00:00\"}",
+         "[\"2024-01-31T10:00:00Z\"]"},
+        {TIMESTAMPTZ_A, "{\"2024-01-31 10:00:00+01\",NULL}",
+         "[\"2024-01-31T09:00:00Z\",null]"},
+        {UUID_A, "{a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11}",
+         "[\"a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11\"]"},
+        {JSONB_A, "{\"{\\\"a\\\": 1}\",\"[]\"}",
+         "[\"{\\\"a\\\": 1}\",\"[]\"]"},
+        {JSON_A, "{\"{}\"}", "[\"{}\"]"},
+        {BYTEA_A, "{\"\\\\x0102ff\",NULL}", "[\"AQL/\",null]"},
+        {INET_A, "{10.0.0.1,::1}", "[\"10.0.0.1\",\"::1\"]"},
+        /* six dimensions is PostgreSQL's most */
+        {INT4_A, "{{{{{{1}}}}}}", "[[[[[[1]]]]]]"},
+        /* types not listed: their text */
+        {BOX_A, "{(1,1),(0,0);(2,2),(1,1)}",
+         "\"{(1,1),(0,0);(2,2),(1,1)}\""},
+    };
+    CHECK_CASES(cases);
+}
+END_TEST
+
+START_TEST(test_arrays_malformed)
+{
+    static const char *const bad[] = {
+        "", "{", "}", "{1,2", "{1,,2}", "{,1}", "{1,}", "{1,2}x", "x{1}",
+        "{\"a}", "{\"a\\}", "{\"a\"b}", "{{1},2}", "{1,{2}}", "{{1}",
+        "[0:1={1}", "[0:1]{1}", "[a:1]={1}", "[0:1]=", "[", "=", "{\\1}",
+        "{{{{{{{1}}}}}}}", "{1}}", "{{1}}}", "{ }", "{\"}", "{1 }", "{a b}",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        json_t *want_j = json_string(bad[i]);
+        char *want = dbz_dump(want_j, NULL);
+        char *got = render(INT4_A, bad[i], strlen(bad[i]));
+        ck_assert_msg(strcmp(got, want) == 0, "%s: got %s", bad[i], got);
+        free(got);
+        free(want);
+        json_decref(want_j);
+    }
+}
+END_TEST
+
+/* ---- rows and keys ------------------------------------------------------ */
+
+static struct sink_col cols3[] = {
+    {.name = "id", .type_oid = INT4, .typmod = -1, .key = true},
+    {.name = "name", .type_oid = TEXT, .typmod = -1},
+    {.name = "body", .type_oid = TEXT, .typmod = -1},
+};
+
+static sink_rel rel3(char replident, bool key)
+{
+    sink_rel r = {.schema = "public", .name = "orders",
+                  .replident = replident, .ncols = 3, .cols = cols3};
+    cols3[0].key = key;
+    cols3[1].key = false;
+    cols3[2].key = replident == 'f';
+    if (replident == 'f')
+        cols3[0].key = cols3[1].key = true;
+    return r;
+}
+
+static const sink_value row3[] = {
+    {'t', 2, "42"}, {'t', 3, "Ann"}, {'u', 0, NULL},
+};
+
+START_TEST(test_rows)
+{
+    sink_rel r = rel3('d', true);
+    check_dump(dbz_row(&r, row3, false),
+               "{\"id\":42,\"name\":\"Ann\","
+               "\"body\":\"__debezium_unavailable_value\"}");
+    check_dump(dbz_row(&r, row3, true), "{\"id\":42}");
+    check_dump(dbz_row(&r, NULL, false), "null");
+
+    static const sink_value nulls[] = {
+        {'n', 0, NULL}, {'n', 0, NULL}, {'n', 0, NULL},
+    };
+    check_dump(dbz_row(&r, nulls, false),
+               "{\"id\":null,\"name\":null,\"body\":null}");
+
+    /* a column name from an SQL_ASCII database */
+    struct sink_col odd[] = {{.name = "n\xE9", .type_oid = BOOL}};
+    sink_rel ro = {.replident = 'd', .ncols = 1, .cols = odd};
+    static const sink_value t[] = {{'t', 1, "t"}};
+    check_dump(dbz_row(&ro, t, false), "{\"n\xEF\xBF\xBD\":true}");
+}
+END_TEST
+
+START_TEST(test_keys)
+{
+    sink_rel r = rel3('d', true);
+    check_dump(dbz_key(&r, row3), "{\"id\":42}");
+
+    /* a delete's old key tuple: the others are 'n' */
+    static const sink_value old[] = {
+        {'t', 1, "7"}, {'n', 0, NULL}, {'n', 0, NULL},
+    };
+    check_dump(dbz_key(&r, old), "{\"id\":7}");
+
+    /* a key column missing from the tuple renders null */
+    static const sink_value none[] = {
+        {'n', 0, NULL}, {'t', 1, "x"}, {'n', 0, NULL},
+    };
+    check_dump(dbz_key(&r, none), "{\"id\":null}");
+
+    /* USING INDEX on two columns */
+    struct sink_col cols[] = {
+        {.name = "a", .type_oid = TEXT, .key = true},
+        {.name = "v", .type_oid = INT4},
+        {.name = "b", .type_oid = DATE, .key = true},
+    };
+    sink_rel ri = {.replident = 'i', .ncols = 3, .cols = cols};
+    static const sink_value vals[] = {
+        {'t', 1, "x"}, {'t', 1, "1"}, {'t', 10, "2024-01-31"},
+    };
+    check_dump(dbz_key(&ri, vals), "{\"a\":\"x\",\"b\":\"2024-01-31\"}");
+
+    /* FULL, no key at all (DEFAULT without a primary key, NOTHING) */
+    r = rel3('f', false);
+    check_dump(dbz_key(&r, row3), "null");
+    r = rel3('d', false);
+    check_dump(dbz_key(&r, row3), "null");
+    r = rel3('n', false);
+    check_dump(dbz_key(&r, row3), "null");
+}
+END_TEST
+
+/* ---- events ------------------------------------------------------------- */
+
+static const dbz_source src = {
+    .version = "0.1.0", .name = "shop", .db = "app", .schema = "public",
+    .table = "orders", .ts_ms = 1706695200000, .snapshot = "false",
+    .txid = 571, .lsn = 24023128, .last_commit_lsn = 24023000,
+};
+
+#define SOURCE_JSON                                                         \
+    "\"source\":{\"version\":\"0.1.0\",\"connector\":\"postgresql\","       \
+    "\"name\":\"shop\",\"ts_ms\":1706695200000,\"snapshot\":\"false\","     \
+    "\"db\":\"app\",\"sequence\":\"[\\\"24023000\\\",\\\"24023128\\\"]\","  \
+    "\"schema\":\"public\",\"table\":\"orders\",\"txId\":571,"              \
+    "\"lsn\":24023128}"
+
+START_TEST(test_envelope)
+{
+    sink_rel r = rel3('d', true);
+    static const sink_value after[] = {
+        {'t', 2, "42"}, {'t', 3, "Bob"}, {'t', 1, "b"},
+    };
+    check_dump(dbz_envelope('c', NULL, dbz_row(&r, after, false), &src, NULL,
+                            1706695200123),
+               "{\"before\":null,\"after\":{\"id\":42,\"name\":\"Bob\","
+               "\"body\":\"b\"}," SOURCE_JSON ",\"op\":\"c\","
+               "\"ts_ms\":1706695200123}");
+    check_dump(dbz_envelope('u', dbz_row(&r, row3, false),
+                            dbz_row(&r, after, false), &src, NULL, 5),
+               "{\"before\":{\"id\":42,\"name\":\"Ann\","
+               "\"body\":\"__debezium_unavailable_value\"},"
+               "\"after\":{\"id\":42,\"name\":\"Bob\",\"body\":\"b\"},"
+               SOURCE_JSON ",\"op\":\"u\",\"ts_ms\":5}");
+    check_dump(dbz_envelope('d', dbz_row(&r, row3, true), NULL, &src, NULL, 6),
+               "{\"before\":{\"id\":42},\"after\":null," SOURCE_JSON
+               ",\"op\":\"d\",\"ts_ms\":6}");
+}
+END_TEST
+
+START_TEST(test_envelope_transaction)
+{
+    dbz_source first = src;
+    first.last_commit_lsn = 0;
+    first.snapshot = "last";
+    first.lsn = (lsn_t)0x16B3748 << 8;
+    dbz_txinfo tx = {"571:24023128", 3, 2};
+    check_dump(dbz_envelope('r', NULL, json_object(), &first, &tx, 7),
+               "{\"before\":null,\"after\":{},\"source\":{\"version\":"
+               "\"0.1.0\",\"connector\":\"postgresql\",\"name\":\"shop\","
+               "\"ts_ms\":1706695200000,\"snapshot\":\"last\",\"db\":\"app\","
+               "\"sequence\":\"[null,\\\"6093752320\\\"]\",\"schema\":"
+               "\"public\",\"table\":\"orders\",\"txId\":571,"
+               "\"lsn\":6093752320},\"op\":\"r\",\"ts_ms\":7,"
+               "\"transaction\":{\"id\":\"571:24023128\",\"total_order\":3,"
+               "\"data_collection_order\":2}}");
+}
+END_TEST
+
+START_TEST(test_message)
+{
+    dbz_source msrc = src;
+    msrc.schema = "";
+    msrc.table = "";
+    check_dump(dbz_message_key("outbox"), "{\"prefix\":\"outbox\"}");
+    check_dump(dbz_message("outbox", (const uint8_t *)"hello", 5, &msrc, 9),
+               "{\"op\":\"m\",\"ts_ms\":9,\"source\":{\"version\":\"0.1.0\","
+               "\"connector\":\"postgresql\",\"name\":\"shop\","
+               "\"ts_ms\":1706695200000,\"snapshot\":\"false\","
+               "\"db\":\"app\",\"sequence\":"
+               "\"[\\\"24023000\\\",\\\"24023128\\\"]\",\"schema\":\"\","
+               "\"table\":\"\",\"txId\":571,\"lsn\":24023128},"
+               "\"message\":{\"prefix\":\"outbox\","
+               "\"content\":\"aGVsbG8=\"}}");
+    json_t *empty = dbz_message("p", NULL, 0, &msrc, 9);
+    ck_assert_str_eq(json_string_value(json_object_get(
+                         json_object_get(empty, "message"), "content")), "");
+    json_decref(empty);
+}
+END_TEST
+
+START_TEST(test_txn)
+{
+    check_dump(dbz_txn_key("571:24023128"), "{\"id\":\"571:24023128\"}");
+    check_dump(dbz_txn_begin("571:24023128", 1),
+               "{\"status\":\"BEGIN\",\"id\":\"571:24023128\","
+               "\"event_count\":null,\"data_collections\":null,\"ts_ms\":1}");
+    const char *const colls[] = {"public.orders", "public.items"};
+    const int64_t counts[] = {2, 1};
+    check_dump(dbz_txn_end("571:24023128", 2, 3, colls, counts, 2),
+               "{\"status\":\"END\",\"id\":\"571:24023128\",\"event_count\":3,"
+               "\"data_collections\":[{\"data_collection\":\"public.orders\","
+               "\"event_count\":2},{\"data_collection\":\"public.items\","
+               "\"event_count\":1}],\"ts_ms\":2}");
+    check_dump(dbz_txn_end("1:2", 2, 0, NULL, NULL, 0),
+               "{\"status\":\"END\",\"id\":\"1:2\",\"event_count\":0,"
+               "\"data_collections\":[],\"ts_ms\":2}");
+}
+END_TEST
+
+/* ---- topics ------------------------------------------------------------- */
+
+static void check_topic(const char *tmpl, const char *table, const char *want)
+{
+    char *t = dbz_topic(tmpl, "shop", "orders-svc", "public", table);
+    ck_assert_ptr_nonnull(t);
+    ck_assert_str_eq(t, want);
+    free(t);
+}
+
+START_TEST(test_topic)
+{
+    check_topic("{name}.{schema}.{table}", "orders", "shop.public.orders");
+    check_topic("{name}.{schema}.{table}", "Order Items",
+                "shop.public.Order_Items");
+    check_topic("{service}.{table}", "caf\xC3\xA9", "orders-svc.caf__");
+    check_topic("{name}/{unknown}.{table", "t", "shop__unknown_._table");
+    check_topic("{name}{name}", "t", "shopshop");
+    check_topic("", "t", "");
+    check_topic("cdc.{table}", "a\"b$c{d}", "cdc.a_b_c_d_");
+
+    char *t = dbz_topic("{name}.{table}", NULL, NULL, NULL, NULL);
+    ck_assert_str_eq(t, ".");
+    free(t);
+
+    char longname[400];
+    memset(longname, 'a', sizeof longname - 1);
+    longname[sizeof longname - 1] = '\0';
+    t = dbz_topic("{name}.{table}", "shop", NULL, NULL, longname);
+    ck_assert_uint_eq(strlen(t), 249);
+    ck_assert(strncmp(t, "shop.aaa", 8) == 0);
+    free(t);
+    t = dbz_topic(longname, "shop", NULL, NULL, NULL);
+    ck_assert_uint_eq(strlen(t), 249);
+    free(t);
+}
+END_TEST
+
+/* ---- hostile input ------------------------------------------------------ */
+
+static uint64_t rng_state = 0x9E3779B97F4A7C15u;
+
+static uint32_t rng(void)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return (uint32_t)(rng_state >> 32);
+}
+
+static const uint32_t fuzz_types[] = {
+    BOOL, BYTEA, INT2, INT4, INT8, OID, FLOAT4, FLOAT8, NUMERIC, TEXT,
+    DATE, TIMESTAMP, TIMESTAMPTZ, JSONB, BOOL_A, BYTEA_A, CHAR_A, NAME_A,
+    INT2_A, INT4_A, TEXT_A, BPCHAR_A, VARCHAR_A, INT8_A, FLOAT4_A, FLOAT8_A,
+    OID_A, INET_A, TIMESTAMP_A, DATE_A, TIME_A, TIMESTAMPTZ_A, INTERVAL_A,
+    NUMERIC_A, UUID_A, JSONB_A, JSON_A, BOX_A,
+};
+
+/* Valid literals to mutate, so the parsers get past their first byte. */
+static const char *const seeds[] = {
+    "{1,2,NULL}", "{{1,2},{3,4}}", "[0:1]={\"a b\",\"x\\\"y\"}",
+    "{\"\\\\x0102ff\",NULL}", "2024-01-31 10:00:00.5+05:30",
+    "{\"2023-12-31 22:00:00-03:00:15\"}", "\\x0102ff", "{t,f}",
+    "{1.5,NaN,-Infinity}", "-9223372036854775808", "{{{{{{1}}}}}}",
+};
+
+static size_t fuzz_input(char *buf, size_t cap)
+{
+    static const char alphabet[] = "{}\",\\NUL[]:=-+.0123456789 x:tfT";
+    size_t n;
+    if (rng() % 2) {
+        n = rng() % cap;
+        for (size_t i = 0; i < n; i++)
+            buf[i] = rng() % 3 ? alphabet[rng() % (sizeof alphabet - 1)]
+                               : (char)rng();
+        return n;
+    }
+    const char *seed = seeds[rng() % (sizeof seeds / sizeof seeds[0])];
+    n = strlen(seed);
+    memcpy(buf, seed, n);
+    for (int k = 1 + rng() % 3; k > 0 && n > 0; k--) {
+        size_t at = rng() % n;
+        switch (rng() % 3) {
+        case 0:
+            buf[at] = rng() % 2 ? alphabet[rng() % (sizeof alphabet - 1)]
+                                : (char)rng();
+            break;
+        case 1:
+            n = at;                                  /* cut */
+            break;
+        default:
+            if (n + 1 < cap) {                       /* insert */
+                memmove(buf + at + 1, buf + at, n - at);
+                buf[at] = alphabet[rng() % (sizeof alphabet - 1)];
+                n++;
+            }
+        }
+    }
+    return n;
+}
+
+START_TEST(test_hostile)
+{
+    char buf[64];
+    for (int i = 0; i < 4000; i++) {
+        size_t n = fuzz_input(buf, sizeof buf);
+        for (size_t t = 0; t < sizeof fuzz_types / sizeof fuzz_types[0]; t++) {
+            char *s = render(fuzz_types[t], buf, n);
+            json_error_t err;
+            json_t *back =
+                json_loads(s, JSON_DECODE_ANY | JSON_ALLOW_NUL, &err);
+            ck_assert_msg(back != NULL, "type %u: %s: %s", fuzz_types[t], s,
+                          err.text);
+            json_decref(back);
+            free(s);
+        }
+    }
+}
+END_TEST
+
+static Suite *dbz_suite(void)
+{
+    Suite *s = suite_create("dbz");
+    TCase *tc = tcase_create("dbz");
+    tcase_set_timeout(tc, 300);
+    tcase_add_test(tc, test_numbers);
+    tcase_add_test(tc, test_times);
+    tcase_add_test(tc, test_text_types);
+    tcase_add_test(tc, test_bytea);
+    tcase_add_test(tc, test_base64);
+    tcase_add_test(tc, test_invalid_utf8);
+    tcase_add_test(tc, test_arrays);
+    tcase_add_test(tc, test_arrays_malformed);
+    tcase_add_test(tc, test_rows);
+    tcase_add_test(tc, test_keys);
+    tcase_add_test(tc, test_envelope);
+    tcase_add_test(tc, test_envelope_transaction);
+    tcase_add_test(tc, test_message);
+    tcase_add_test(tc, test_txn);
+    tcase_add_test(tc, test_topic);
+    tcase_add_test(tc, test_hostile);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(dbz_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
