@@ -14,6 +14,8 @@
 
 #include "daemon/log.h"
 #include "daemon/schema.h"
+#include "decoder/copytext.h"
+#include "sinks/kafkasink.h"
 
 #define BACKOFF_MIN_MS 1000
 #define BACKOFF_MAX_MS 60000
@@ -38,6 +40,7 @@ typedef struct service_round {
     bool failed;              /* under mu: its jobs are skipped */
     schema_plan *plan;
     size_t remaining;         /* tables still to copy */
+    size_t kafka_left;        /* tables still to publish: the last is "last" */
     uint64_t rows, bytes;
     double started;
 } service_round;
@@ -324,6 +327,172 @@ static bool copy_table(round *r, PGconn *src, PGconn *tgt, const job *j)
     return true;
 }
 
+/* ---- one table to Kafka -------------------------------------------------- */
+
+/*
+ * The table's columns as pgoutput would describe them (same key flags:
+ * the replica identity index, the primary key, or every column for FULL),
+ * read inside the snapshot.
+ */
+static sink_rel *read_rel(PGconn *src, const cfg_table *t, const char **why)
+{
+    static const char sql[] =
+        "SELECT a.attname, a.atttypid::int8, a.atttypmod, "
+        "       c.relreplident = 'f' OR coalesce(a.attnum = ANY "
+        "         (i.indkey::int2[]), false), c.relreplident, c.oid::int8 "
+        "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 "
+        "  AND NOT a.attisdropped AND a.attgenerated = '' "
+        "LEFT JOIN pg_index i ON i.indrelid = c.oid AND CASE c.relreplident "
+        "  WHEN 'i' THEN i.indisreplident WHEN 'd' THEN i.indisprimary "
+        "  ELSE false END "
+        "WHERE n.nspname = $1 AND c.relname = $2 ORDER BY a.attnum";
+    const char *params[2] = {t->schema, t->name};
+    PGresult *res = PQexecParams(src, sql, 2, NULL, params, NULL, NULL, 0);
+    int n = PQresultStatus(res) == PGRES_TUPLES_OK ? PQntuples(res) : -1;
+    sink_rel *rel = n > 0 ? calloc(1, sizeof *rel) : NULL;
+    *why = n < 0 ? first_line(src) : n == 0 ? "no such table" : "out of memory";
+    if (rel) {
+        atomic_init(&rel->refs, 1);
+        rel->oid = (uint32_t)strtoul(PQgetvalue(res, 0, 5), NULL, 10);
+        rel->replident = PQgetvalue(res, 0, 4)[0];
+        rel->schema = strdup(t->schema);
+        rel->name = strdup(t->name);
+        rel->cols = calloc((size_t)n, sizeof *rel->cols);
+    }
+    bool ok = rel && rel->schema && rel->name && rel->cols;
+    for (int i = 0; ok && i < n; i++) {
+        struct sink_col *col = &rel->cols[rel->ncols];
+        col->name = strdup(PQgetvalue(res, i, 0));
+        col->type_oid = (uint32_t)strtoul(PQgetvalue(res, i, 1), NULL, 10);
+        col->typmod = atoi(PQgetvalue(res, i, 2));
+        col->key = PQgetvalue(res, i, 3)[0] == 't';
+        ok = col->name != NULL;
+        rel->ncols += ok;
+    }
+    PQclear(res);
+    if (!ok) {
+        sink_rel_unref(rel);
+        return NULL;
+    }
+    return rel;
+}
+
+/* The quoted column list of rel, for COPY (SELECT ...). */
+static char *rel_columns(PGconn *c, const sink_rel *rel)
+{
+    size_t cap = 1, len = 0;
+    char *out = malloc(cap);
+    for (uint16_t i = 0; out && i < rel->ncols; i++) {
+        const char *name = rel->cols[i].name;
+        char *q = PQescapeIdentifier(c, name, strlen(name));
+        size_t qn = q ? strlen(q) : 0;
+        char *grown = q ? realloc(out, cap + qn + 2) : NULL;
+        if (!grown) {
+            PQfreemem(q);
+            free(out);
+            return NULL;
+        }
+        out = grown;
+        cap += qn + 2;
+        len += (size_t)sprintf(out + len, "%s%s", i ? ", " : "", q);
+        PQfreemem(q);
+    }
+    if (out && len == 0)
+        out[0] = '\0';
+    return out;
+}
+
+/* COPY's rows into "r" events; the source is in COPY OUT mode. */
+static bool publish_rows(round *r, size_t svc, PGconn *src, kafkasnap *k,
+                         const sink_rel *rel, progress *p)
+{
+    copytext_field fields[rel->ncols ? rel->ncols : 1];
+    sink_value vals[rel->ncols ? rel->ncols : 1];
+    char *buf, err[512];
+    int n;
+    while ((n = PQgetCopyData(src, &buf, 0)) > 0) {
+        int got = copytext_split(buf, (size_t)n, fields, rel->ncols);
+        for (int i = 0; i < got; i++)
+            vals[i] = (sink_value){fields[i].null ? 'n' : 't', fields[i].len,
+                                   fields[i].data};
+        bool ok = got == rel->ncols && kafkasnap_row(k, vals, err, sizeof err);
+        PQfreemem(buf);
+        if (!ok) {
+            service_fail(r, svc, "publishing %s.%s to Kafka: %s", rel->schema,
+                         rel->name, got == rel->ncols ? err
+                         : "a row of COPY that does not split into its columns");
+            return false;
+        }
+        p->rows++;
+        p->bytes += (uint64_t)n;
+        if ((p->rows & 1023) == 0) {
+            if (service_failed(r, svc))
+                return false;
+            log_progress(p, false);
+        }
+    }
+    PGresult *res = PQgetResult(src);
+    bool ok = n == -1 && PQresultStatus(res) == PGRES_COMMAND_OK;
+    PQclear(res);
+    if (!ok)
+        service_fail(r, svc, "copying %s.%s out of the source: %s",
+                     rel->schema, rel->name, first_line(src));
+    return ok;
+}
+
+/*
+ * The table's rows as Debezium snapshot events, in the same snapshot as
+ * the PostgreSQL copy; done once the broker acknowledged every one.
+ */
+static bool publish_table(round *r, PGconn *src, kafkasnap *k, const job *j)
+{
+    const cfg_service *svc = &r->is->config->services[j->svc];
+    schema_plan *plan = r->svc[j->svc].plan;
+    const cfg_table *t = schema_table(plan, j->table);
+    const char *why;
+    char err[512];
+    sink_rel *rel = read_rel(src, t, &why);
+    if (!rel) {
+        service_fail(r, j->svc, "reading the columns of %s.%s: %s", t->schema,
+                     t->name, why);
+        return false;
+    }
+    progress p = {.service = svc->name, .t = t,
+                  .estimate = schema_table_rows(plan, j->table),
+                  .started = now_s()};
+    p.last_log = p.started;
+    char *cols = rel_columns(src, rel);
+    bool ok = cols && kafkasnap_table(k, rel, r->snap_lsn, err, sizeof err);
+    if (ok && !start_copy(src, table_sql(src, "COPY (SELECT %3$s FROM ONLY "
+                                         "%1$s.%2$s) TO STDOUT", t, cols),
+                          PGRES_COPY_OUT)) {
+        service_fail(r, j->svc, "cannot copy %s.%s out of the source: %s",
+                     t->schema, t->name, first_line(src));
+        ok = false;
+    } else if (!ok) {
+        service_fail(r, j->svc, "publishing %s.%s: %s", t->schema, t->name,
+                     cols ? err : "out of memory");
+    }
+    free(cols);
+    ok = ok && publish_rows(r, j->svc, src, k, rel, &p);
+    if (ok) {
+        pthread_mutex_lock(&r->mu);
+        bool last = --r->svc[j->svc].kafka_left == 0;
+        pthread_mutex_unlock(&r->mu);
+        ok = kafkasnap_end_table(k, last, err, sizeof err);
+        if (!ok)
+            service_fail(r, j->svc, "publishing %s.%s: %s", t->schema,
+                         t->name, err);
+    }
+    if (ok)
+        log_info("event=table_published service=%s table=%s.%s rows=%llu "
+                 "seconds=%.2f", svc->name, t->schema, t->name,
+                 (unsigned long long)p.rows, now_s() - p.started);
+    sink_rel_unref(rel);
+    return ok;
+}
+
 /* ---- a service ---------------------------------------------------------- */
 
 static bool finish_service(round *r, PGconn *tgt, size_t i)
@@ -331,7 +500,7 @@ static bool finish_service(round *r, PGconn *tgt, size_t i)
     const cfg_service *svc = &r->is->config->services[i];
     service_round *sr = &r->svc[i];
     char err[1024];
-    if (!schema_finish_service(tgt, sr->plan, err, sizeof err) ||
+    if ((tgt && !schema_finish_service(tgt, sr->plan, err, sizeof err)) ||
         !syncstate_set_finished(r->is->ss, i, true, err, sizeof err)) {
         service_fail(r, i, "%s", err);
         return false;
@@ -360,7 +529,8 @@ static bool table_done(round *r, PGconn *tgt, const job *j)
 {
     char err[1024];
     service_round *sr = &r->svc[j->svc];
-    if (!schema_finish_table(tgt, sr->plan, j->table, err, sizeof err) ||
+    if ((tgt && !schema_finish_table(tgt, sr->plan, j->table, err,
+                                     sizeof err)) ||
         !syncstate_set_table(r->is->ss, j->svc, j->table, SYNC_DONE,
                              r->snap_lsn, err, sizeof err)) {
         service_fail(r, j->svc, "%s", err);
@@ -381,6 +551,10 @@ typedef struct copier {
     round *r;
     PGconn *src;
     pthread_t thread;
+    /* The service whose target and producer are open. */
+    size_t svc;
+    PGconn *tgt;
+    kafkasnap *k;
 } copier;
 
 static const job *next_job(round *r)
@@ -394,24 +568,47 @@ static const job *next_job(round *r)
     return atomic_load(&r->is->stop) ? NULL : j;
 }
 
+static void copier_close(copier *cp)
+{
+    PQfinish(cp->tgt);
+    kafkasnap_close(cp->k);
+    cp->tgt = NULL;
+    cp->k = NULL;
+}
+
+/* The job's service's target and producer; false when it failed. */
+static bool copier_open(copier *cp, const job *j)
+{
+    const cfg_service *svc = &cp->r->is->config->services[j->svc];
+    char err[512];
+    if ((cp->tgt || cp->k) && cp->svc == j->svc)
+        return true;
+    copier_close(cp);
+    cp->svc = j->svc;
+    if (svc->target_postgres && !(cp->tgt = open_target(cp->r, j->svc)))
+        return false;
+    if (svc->target_kafka &&
+        !(cp->k = kafkasnap_open(cp->r->is->config, svc, err, sizeof err))) {
+        service_fail(cp->r, j->svc, "%s", err);
+        return false;
+    }
+    return true;
+}
+
 static void *copier_main(void *arg)
 {
     copier *cp = arg;
-    PGconn *tgt = NULL;
-    size_t tgt_svc = 0;
     const job *j;
     while ((j = next_job(cp->r)) != NULL) {
-        if (!tgt || tgt_svc != j->svc) {
-            PQfinish(tgt);
-            tgt_svc = j->svc;
-            /* Its service is failed now; the source is still clean. */
-            if (!(tgt = open_target(cp->r, j->svc)))
-                continue;
-        }
-        if (!copy_table(cp->r, cp->src, tgt, j) || !table_done(cp->r, tgt, j))
+        /* A failed open fails its service; the source is still clean. */
+        if (!copier_open(cp, j))
+            continue;
+        if ((cp->tgt && !copy_table(cp->r, cp->src, cp->tgt, j)) ||
+            (cp->k && !publish_table(cp->r, cp->src, cp->k, j)) ||
+            !table_done(cp->r, cp->tgt, j))
             break;
     }
-    PQfinish(tgt);
+    copier_close(cp);
     return NULL;
 }
 
@@ -432,10 +629,15 @@ static bool plan_service(round *r, size_t i)
     char err[1024];
     sr->started = now_s();
     sr->plan = schema_read(r->src[0], config, svc, err, sizeof err);
-    PGconn *tgt = sr->plan ? open_target(r, i) : NULL;
+    /* Kafka alone: nothing to create, every table not done is published. */
+    PGconn *tgt = sr->plan && svc->target_postgres ? open_target(r, i) : NULL;
     schema_outcome *out = calloc(svc->n_owned, sizeof *out);
-    bool ok = tgt && out && schema_prepare_target(tgt, sr->plan, out, err,
-                                                  sizeof err);
+    bool ok = sr->plan && out &&
+              (!svc->target_postgres ||
+               (tgt && schema_prepare_target(tgt, sr->plan, out, err,
+                                             sizeof err)));
+    for (size_t j = 0; ok && !svc->target_postgres && j < svc->n_owned; j++)
+        out[j] = SCHEMA_EXISTS_EMPTY;
     PQfinish(tgt);
     for (size_t j = 0; ok && j < svc->n_owned; j++) {
         sync_table_state st = syncstate_table(r->is->ss, i, j, NULL);
@@ -453,6 +655,7 @@ static bool plan_service(round *r, size_t i)
                                  sizeof err);
         r->jobs[r->njobs++] = (job){i, j, schema_table_bytes(sr->plan, j)};
         sr->remaining++;
+        sr->kafka_left += svc->target_kafka;
     }
     free(out);
     if (!ok && sr->plan)
@@ -466,7 +669,7 @@ static bool any_table_left(initsync *is)
 {
     for (size_t i = 0; i < is->config->n_services; i++) {
         const cfg_service *svc = &is->config->services[i];
-        if (!svc->target_postgres || syncstate_finished(is->ss, i))
+        if (syncstate_finished(is->ss, i))
             continue;
         for (size_t j = 0; j < svc->n_owned; j++)
             if (syncstate_table(is->ss, i, j, NULL) != SYNC_DONE)
@@ -554,8 +757,9 @@ static bool run_round(round *r)
         if (!r->svc[i].needed || r->svc[i].remaining > 0 ||
             service_failed(r, i) || syncstate_finished(is->ss, i))
             continue;
-        PGconn *tgt = open_target(r, i);
-        if (tgt)
+        PGconn *tgt = config->services[i].target_postgres ? open_target(r, i)
+                                                          : NULL;
+        if (tgt || !config->services[i].target_postgres)
             finish_service(r, tgt, i);
         PQfinish(tgt);
     }
@@ -586,8 +790,7 @@ static int one_round(initsync *is, double started)
     r.svc = calloc(config->n_services ? config->n_services : 1, sizeof *r.svc);
     size_t needed = 0;
     for (size_t i = 0; r.svc && i < config->n_services; i++) {
-        r.svc[i].needed = config->services[i].target_postgres &&
-                          !syncstate_finished(is->ss, i);
+        r.svc[i].needed = !syncstate_finished(is->ss, i);
         needed += r.svc[i].needed;
     }
     int result = needed == 0 ? 0 : run_round(&r) ? 1 : -1;

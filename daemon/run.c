@@ -32,6 +32,7 @@
 #include "daemon/syncsink.h"
 #include "daemon/syncstate.h"
 #include "daemon/worker.h"
+#include "sinks/kafkasink.h"
 #include "sinks/pgsink.h"
 
 #define STATUS_INTERVAL_MS 10000   /* standby status update at least this often */
@@ -50,8 +51,9 @@ typedef struct runner {
     initsync *init;
     bool reexec;              /* a reload changed what is replicated */
     snap *created;            /* the new slot's snapshot, for the copy */
-    sink **sinks;
+    sink **sinks;             /* a syncsink around each real sink */
     worker **workers;
+    bool *messages;           /* the sink publishes logical messages */
     size_t nsinks;
     bool stopping;
     bool notified_ready;
@@ -98,32 +100,48 @@ static int setup_signals(void)
     return signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
 }
 
+static void free_real_sink(sink *s)
+{
+    if (s && strcmp(s->ops->kind, "kafka") == 0)
+        kafkasink_free(s);
+    else
+        pgsink_free(s);
+}
+
+/* A sink of service i (and its worker), wrapped for the initial sync. */
+static bool start_worker(runner *d, size_t i, bool kafka)
+{
+    const cfg *c = d->config;
+    const cfg_service *svc = &c->services[i];
+    sink *inner = kafka ? kafkasink_new(c, svc) : pgsink_new(c, svc);
+    sink *s = inner ? syncsink_new(inner, d->sync, i) : NULL;
+    worker *w = s ? worker_start(s, d->wakefd, QUEUE_BYTES) : NULL;
+    if (!w) {
+        if (s)
+            syncsink_free(s);
+        free_real_sink(inner);
+        return false;
+    }
+    d->sinks[d->nsinks] = s;
+    d->messages[d->nsinks] = kafka && svc->n_messages > 0;
+    d->workers[d->nsinks++] = w;
+    return true;
+}
+
 static bool start_workers(runner *d)
 {
     const cfg *c = d->config;
-    d->sinks = calloc(c->n_services ? c->n_services : 1, sizeof *d->sinks);
-    d->workers = calloc(c->n_services ? c->n_services : 1, sizeof *d->workers);
-    if (!d->sinks || !d->workers)
+    size_t max = 2 * c->n_services + 1;
+    d->sinks = calloc(max, sizeof *d->sinks);
+    d->workers = calloc(max, sizeof *d->workers);
+    d->messages = calloc(max, sizeof *d->messages);
+    if (!d->sinks || !d->workers || !d->messages)
         return false;
     for (size_t i = 0; i < c->n_services; i++) {
         const cfg_service *svc = &c->services[i];
-        if (svc->target_kafka)
-            log_warning("event=kafka_not_supported service=%s note=\"this "
-                        "version applies to PostgreSQL targets only; the "
-                        "service's Kafka target gets nothing\"", svc->name);
-        if (!svc->target_postgres)
-            continue;
-        sink *inner = pgsink_new(c, svc);
-        sink *s = inner ? syncsink_new(inner, d->sync, i) : NULL;
-        worker *w = s ? worker_start(s, d->wakefd, QUEUE_BYTES) : NULL;
-        if (!w) {
-            if (s)
-                syncsink_free(s);
-            pgsink_free(inner);
+        if ((svc->target_postgres && !start_worker(d, i, false)) ||
+            (svc->target_kafka && !start_worker(d, i, true)))
             return false;
-        }
-        d->sinks[d->nsinks] = s;
-        d->workers[d->nsinks++] = w;
     }
     return true;
 }
@@ -217,7 +235,8 @@ static bool make_stream(runner *d, const char *spool_dir)
     if (!targets)
         return false;
     for (size_t i = 0; i < d->nsinks; i++)
-        targets[i] = (stream_target){d->workers[i], d->sinks[i]->service};
+        targets[i] = (stream_target){d->workers[i], d->sinks[i]->service,
+                                     d->messages[i]};
     d->st = stream_new(d->config, targets, d->nsinks, spool_dir);
     free(targets);
     return d->st != NULL;
@@ -467,13 +486,14 @@ static void shutdown_all(runner *d)
         worker_free(d->workers[i]);
         sink *inner = syncsink_inner(d->sinks[i]);
         syncsink_free(d->sinks[i]);
-        pgsink_free(inner);
+        free_real_sink(inner);
     }
     syncstate_free(d->sync);
     stream_free(d->st);
     source_free(d->src);
     free(d->sinks);
     free(d->workers);
+    free(d->messages);
 }
 
 int run_daemon(const char *config_path)

@@ -30,6 +30,7 @@ typedef struct syncsink {
     bool in_txn;              /* between BEGIN and COMMIT: no switching */
     bool replay_due;          /* the spool is not in the real sink yet */
     _Atomic int phase;
+    sink_ops ops;             /* syncsink_ops under the real sink's kind */
     /* The real sink's side. */
     lsn_t inner_durable;      /* what it holds durably */
     lsn_t inner_last;         /* end of the last transaction it was given */
@@ -50,8 +51,9 @@ static syncsink *impl(const sink *s)
 static void set_phase(syncsink *ss, syncsink_phase phase)
 {
     if (atomic_exchange(&ss->phase, (int)phase) != (int)phase)
-        log_info("event=service_state service=%s state=%s",
-                 ss->inner->service->name, syncsink_phase_name(phase));
+        log_info("event=service_state service=%s state=%s sink=%s",
+                 ss->inner->service->name, syncsink_phase_name(phase),
+                 ss->inner->ops->kind);
 }
 
 /* Passes the inner sink's failure up as ours. */
@@ -116,7 +118,9 @@ static bool inner_change(sink *s, const sink_event *ev)
                 return sink_fail(s, ev->commit_lsn, "out of memory");
             ev = subset;
         }
-    } else if (!wanted(ss, ev->rel, ev->commit_lsn)) {
+    } else if (ev->op != SINK_MESSAGE &&
+               !wanted(ss, ev->rel, ev->commit_lsn)) {
+        /* (A message belongs to no table: every one held is passed on.) */
         return true;
     }
     bool ok = ss->inner_began || ss->inner->ops->begin(ss->inner, &ss->begin);
@@ -140,10 +144,13 @@ static bool inner_commit(sink *s, const sink_event *ev, bool more)
     return true;
 }
 
-static bool inner_flush(sink *s)
+static bool inner_flush(sink *s, bool drain)
 {
     syncsink *ss = impl(s);
-    if (!ss->inner->ops->flush(ss->inner, &ss->inner_durable))
+    const sink_ops *ops = ss->inner->ops;
+    bool ok = drain && ops->drain ? ops->drain(ss->inner, &ss->inner_durable)
+                                  : ops->flush(ss->inner, &ss->inner_durable);
+    if (!ok)
         return inner_failed(s);
     mirror_counters(s);
     return true;
@@ -209,14 +216,14 @@ static bool replay(sink *s)
         bool commit = ev->op == SINK_COMMIT;
         ok = replay_event(s, ev, &skip);
         if (ok && commit && now_ms() - last_flush >= REPLAY_FLUSH_MS) {
-            ok = inner_flush(s);
+            ok = inner_flush(s, false);
             last_flush = now_ms();
         }
     }
     evlog_reader_close(r);
     if (ok && got < 0)
         ok = sink_fail(s, 0, "replaying %s: %s", ss->path, err);
-    return ok && inner_flush(s);
+    return ok && inner_flush(s, false);
 }
 
 /* The copy finished: replay what was held, then let the stream through. */
@@ -333,14 +340,14 @@ static bool ss_commit(sink *s, const sink_event *ev, bool more)
     return inner_commit(s, ev, more);
 }
 
-static bool ss_flush(sink *s, lsn_t *durable)
+static bool flush_or_drain(sink *s, lsn_t *durable, bool drain)
 {
     syncsink *ss = impl(s);
     if (ss->holding) {
         if (!evlog_sync(ss->log))
             return sink_fail(s, 0, "cannot write %s: %s", ss->path,
                              evlog_error(ss->log));
-    } else if (!inner_flush(s)) {
+    } else if (!inner_flush(s, drain)) {
         return false;
     }
     if (!maybe_go_live(s))
@@ -349,14 +356,28 @@ static bool ss_flush(sink *s, lsn_t *durable)
     return true;
 }
 
+static bool ss_flush(sink *s, lsn_t *durable)
+{
+    return flush_or_drain(s, durable, false);
+}
+
+static bool ss_drain(sink *s, lsn_t *durable)
+{
+    return flush_or_drain(s, durable, true);
+}
+
 static bool ss_idle(sink *s, lsn_t *durable)
 {
     syncsink *ss = impl(s);
-    if (!ss->holding && !ss->log) {
-        *durable = durable_now(ss);
-        return true;
-    }
-    return ss_flush(s, durable);
+    if (ss->holding || ss->log)
+        return ss_flush(s, durable);
+    /* Streaming: the real sink may have work of its own (Kafka's acks). */
+    const sink_ops *ops = ss->inner->ops;
+    if (ops->idle && !ops->idle(ss->inner, &ss->inner_durable))
+        return inner_failed(s);
+    mirror_counters(s);
+    *durable = durable_now(ss);
+    return true;
 }
 
 static void ss_rollback(sink *s)
@@ -385,13 +406,13 @@ static void ss_close(sink *s)
 }
 
 static const sink_ops syncsink_ops = {
-    .kind = "postgres",
     .open = ss_open,
     .begin = ss_begin,
     .change = ss_change,
     .commit = ss_commit,
     .flush = ss_flush,
     .idle = ss_idle,
+    .drain = ss_drain,
     .rollback = ss_rollback,
     .close = ss_close,
 };
@@ -404,9 +425,11 @@ sink *syncsink_new(sink *inner, syncstate *state, size_t svc)
     if (ss)
         ss->filters = calloc(service->n_owned ? service->n_owned : 1,
                              sizeof *ss->filters);
+    /* The PostgreSQL sink's spool kept its first name. */
+    bool pg = strcmp(inner->ops->kind, "postgres") == 0;
     if (!s || !ss || !ss->filters ||
-        asprintf(&ss->path, "%s/hold/%s.spool", inner->config->state_dir,
-                 service->name) < 0) {
+        asprintf(&ss->path, "%s/hold/%s%s%s.spool", inner->config->state_dir,
+                 service->name, pg ? "" : ".", pg ? "" : inner->ops->kind) < 0) {
         if (ss)
             free(ss->filters);
         free(ss);
@@ -417,7 +440,9 @@ sink *syncsink_new(sink *inner, syncstate *state, size_t svc)
     ss->ss = state;
     ss->svc = svc;
     atomic_init(&ss->phase, -1);     /* the first phase set is logged */
-    s->ops = &syncsink_ops;
+    ss->ops = syncsink_ops;
+    ss->ops.kind = inner->ops->kind;
+    s->ops = &ss->ops;
     s->config = inner->config;
     s->service = inner->service;
     s->impl = ss;

@@ -167,6 +167,19 @@ static bool flush_sink(worker *w)
     return true;
 }
 
+/* Stopping: what is in flight becomes durable (see sink_ops.drain). */
+static bool drain_sink(worker *w)
+{
+    lsn_t durable;
+    if (!w->sink->ops->drain)
+        return flush_sink(w);
+    if (!w->sink->ops->drain(w->sink, &durable))
+        return false;
+    atomic_store(&w->durable, durable);
+    wake_main(w);
+    return true;
+}
+
 /* Nothing came: the sink may have work of its own (see sink_ops.idle). */
 static bool idle_sink(worker *w)
 {
@@ -204,6 +217,7 @@ static bool apply(worker *w, const sink_event *ev, bool more)
     case SINK_UPDATE:
     case SINK_DELETE:
     case SINK_TRUNCATE:
+    case SINK_MESSAGE:
         w->dirty = w->dirty || !w->skipping;
         return w->skipping || s->ops->change(s, ev);
     case SINK_COMMIT:
@@ -290,7 +304,7 @@ static bool run_ready(worker *w)
         bool stopping;
         sink_event *list = take_all(w, 100, &stopping);
         if (!list && stopping)
-            return flush_sink(w) || true;
+            return drain_sink(w) || true;
         if (!list && !idle_sink(w))
             return false;
         if (!apply_list(w, list))

@@ -1,0 +1,1060 @@
+/*
+ * kafkasink: Debezium events through an idempotent producer; see
+ * kafkasink.h.
+ *
+ * Delivery reports and errors are served by rd_kafka_poll, which only the
+ * worker thread calls, so the bookkeeping below needs no lock. Each source
+ * transaction has an entry in a ring with the count of its messages not
+ * yet acknowledged; the acknowledged position moves over entries that are
+ * complete and fully acknowledged, in commit order, whatever order the
+ * partitions acknowledge in.
+ */
+#include "sinks/kafkasink.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <librdkafka/rdkafka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include <libpq-fe.h>
+
+#include "daemon/log.h"
+#include "daemon/statefile.h"
+#include "sinks/dbz.h"
+
+#define CHECKPOINT_EVERY_MS 200
+#define OPEN_TIMEOUT_MS 10000
+#define DRAIN_TIMEOUT_MS 30000
+#define ROLLBACK_TIMEOUT_MS 10000
+#define QUEUE_FULL_WAIT_MS 100
+#define POLL_EVERY 1024          /* messages between polls inside a txn */
+#define REPEAT_LOG_MS 10000
+
+typedef struct ktxn {
+    lsn_t commit;            /* for error messages */
+    lsn_t end;               /* 0: rolled back, moves nothing */
+    uint64_t pending;        /* messages not yet acknowledged */
+    bool closed;             /* no more messages will be added */
+} ktxn;
+
+typedef struct ktopic {
+    uint32_t oid;
+    char *schema;
+    char *table;
+    rd_kafka_topic_t *rkt;
+} ktopic;
+
+typedef struct kcoll {
+    char *name;              /* schema.table */
+    int64_t count;
+} kcoll;
+
+typedef struct kafkasink {
+    sink base;
+    rd_kafka_t *rk;
+    char *ckpt_path;
+    char *db;
+    /* Transactions in flight, oldest first; seq of ring[head] is first. */
+    ktxn *ring;
+    size_t cap, head, n;
+    uint64_t first;
+    lsn_t acked;             /* everything up to here is acknowledged */
+    lsn_t written;           /* ... and recorded in the checkpoint */
+    int64_t written_ms;
+    /* Set by callbacks: the sink is unusable. */
+    bool failed;
+    char failure[480];
+    lsn_t failure_lsn;
+    char last_warning[256];
+    int64_t last_warning_ms;
+    /* The source transaction being produced. */
+    bool in_txn;
+    uint32_t xid;
+    lsn_t commit_lsn;
+    lsn_t last_commit_lsn;
+    int64_t commit_ms;
+    int64_t now_ms;
+    uint64_t seq;
+    unsigned since_poll;
+    char txid[48];
+    int64_t total_order;
+    kcoll *colls;
+    size_t ncolls, colls_cap;
+    ktopic *topics;
+    size_t ntopics, topics_cap;
+    rd_kafka_topic_t *msg_rkt, *txn_rkt;
+} kafkasink;
+
+static kafkasink *impl(sink *s)
+{
+    return s->impl;
+}
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- configuration ----------------------------------------------------- */
+
+static bool conf_set(rd_kafka_conf_t *conf, const char *k, const char *v,
+                     char *err, size_t errlen)
+{
+    char why[256];
+    if (rd_kafka_conf_set(conf, k, v, why, sizeof why) == RD_KAFKA_CONF_OK)
+        return true;
+    snprintf(err, errlen, "kafka.properties: %s: %s", k, why);
+    return false;
+}
+
+rd_kafka_conf_t *kafkasink_conf(const cfg *config, char *err, size_t errlen)
+{
+    /*
+     * Idempotence keeps each partition in order without duplicates across
+     * librdkafka's own retries; murmur2 picks the partition a Java
+     * producer (Debezium's) would pick for the same key; a bounded buffer
+     * keeps memory bounded when the broker is slow.
+     */
+    static const char *const defaults[][2] = {
+        {"enable.idempotence", "true"},
+        {"acks", "all"},
+        {"compression.type", "lz4"},
+        {"linger.ms", "5"},
+        {"partitioner", "murmur2_random"},
+        {"queue.buffering.max.kbytes", "32768"},
+        {"client.id", "cleave"},
+    };
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    bool ok = conf_set(conf, "bootstrap.servers", config->kafka.brokers, err,
+                       errlen);
+    for (size_t i = 0; ok && i < sizeof defaults / sizeof defaults[0]; i++)
+        ok = conf_set(conf, defaults[i][0], defaults[i][1], err, errlen);
+    for (size_t i = 0; ok && i < config->kafka.n_props; i++)
+        ok = conf_set(conf, config->kafka.props[i].key,
+                      config->kafka.props[i].value, err, errlen);
+    if (!ok) {
+        rd_kafka_conf_destroy(conf);
+        return NULL;
+    }
+    return conf;
+}
+
+char *kafkasink_checkpoint_path(const cfg *config, const cfg_service *service)
+{
+    char *path = NULL;
+    if (asprintf(&path, "%s/kafka/%s.json", config->state_dir,
+                 service->name) < 0)
+        return NULL;
+    return path;
+}
+
+static const char *conninfo_value(PQconninfoOption *opts, const char *key)
+{
+    for (PQconninfoOption *o = opts; o && o->keyword; o++)
+        if (strcmp(o->keyword, key) == 0 && o->val && *o->val)
+            return o->val;
+    return NULL;
+}
+
+char *kafkasink_source_db(const char *dsn)
+{
+    PQconninfoOption *opts = PQconninfoParse(dsn, NULL);
+    const char *db = conninfo_value(opts, "dbname");
+    if (!db)
+        db = getenv("PGDATABASE");
+    if (!db)
+        db = conninfo_value(opts, "user");
+    if (!db)
+        db = getenv("PGUSER");
+    if (!db)
+        db = getenv("USER");
+    char *out = strdup(db ? db : "");
+    PQconninfoFree(opts);
+    return out;
+}
+
+/* ---- the checkpoint ------------------------------------------------------ */
+
+static bool read_checkpoint(kafkasink *ks, lsn_t *lsn)
+{
+    *lsn = 0;
+    json_error_t jerr;
+    json_t *doc = json_load_file(ks->ckpt_path, 0, &jerr);
+    if (!doc) {
+        struct stat st;
+        if (stat(ks->ckpt_path, &st) != 0 && errno == ENOENT)
+            return true;
+        return sink_fail(&ks->base, 0, "cannot read the Kafka checkpoint "
+                         "%s: %s", ks->ckpt_path, jerr.text);
+    }
+    const char *text = json_string_value(json_object_get(doc, "lsn"));
+    bool ok = text && lsn_parse(text, lsn);
+    json_decref(doc);
+    return ok || sink_fail(&ks->base, 0, "the Kafka checkpoint %s has no "
+                           "valid lsn", ks->ckpt_path);
+}
+
+static bool write_checkpoint(kafkasink *ks)
+{
+    char lsn[LSN_STRLEN], err[512];
+    json_t *doc = json_pack("{s:s, s:s, s:s}", "service",
+                            ks->base.service->name, "slot",
+                            ks->base.config->source.slot, "lsn",
+                            lsn_format(ks->acked, lsn));
+    char *text = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
+    json_decref(doc);
+    if (!text)
+        return sink_fail(&ks->base, ks->acked, "out of memory");
+    bool ok = statefile_write(ks->ckpt_path, text, strlen(text), err,
+                              sizeof err);
+    free(text);
+    if (!ok)
+        return sink_fail(&ks->base, ks->acked, "%s", err);
+    ks->written = ks->acked;
+    ks->written_ms = mono_ms();
+    return true;
+}
+
+/* Records what the broker acknowledged, at most every CHECKPOINT_EVERY_MS
+ * unless forced: each write is two fsyncs. */
+static bool checkpoint(kafkasink *ks, bool force)
+{
+    if (ks->acked <= ks->written)
+        return true;
+    if (!force && mono_ms() - ks->written_ms < CHECKPOINT_EVERY_MS)
+        return true;
+    return write_checkpoint(ks);
+}
+
+/* ---- the ring of transactions in flight -------------------------------- */
+
+static ktxn *ring_at(kafkasink *ks, uint64_t seq)
+{
+    if (seq < ks->first || seq - ks->first >= ks->n)
+        return NULL;
+    return &ks->ring[(ks->head + (seq - ks->first)) % ks->cap];
+}
+
+static bool ring_push(kafkasink *ks, lsn_t commit)
+{
+    if (ks->n == ks->cap) {
+        size_t ncap = ks->cap ? ks->cap * 2 : 64;
+        ktxn *r = malloc(ncap * sizeof *r);
+        if (!r)
+            return false;
+        for (size_t i = 0; i < ks->n; i++)
+            r[i] = ks->ring[(ks->head + i) % ks->cap];
+        free(ks->ring);
+        ks->ring = r;
+        ks->cap = ncap;
+        ks->head = 0;
+    }
+    ks->seq = ks->first + ks->n;
+    ks->ring[(ks->head + ks->n++) % ks->cap] = (ktxn){.commit = commit};
+    return true;
+}
+
+/* Moves the acknowledged position over complete, acknowledged entries. */
+static void ring_advance(kafkasink *ks)
+{
+    while (ks->n > 0) {
+        ktxn *t = &ks->ring[ks->head];
+        if (!t->closed || t->pending > 0)
+            return;
+        if (t->end > ks->acked)
+            ks->acked = t->end;
+        ks->head = (ks->head + 1) % ks->cap;
+        ks->n--;
+        ks->first++;
+    }
+}
+
+/* ---- librdkafka's callbacks (on the worker thread, from rd_kafka_poll) -- */
+
+static void set_failure(kafkasink *ks, lsn_t lsn, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void set_failure(kafkasink *ks, lsn_t lsn, const char *fmt, ...)
+{
+    if (ks->failed)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(ks->failure, sizeof ks->failure, fmt, ap);
+    va_end(ap);
+    ks->failure_lsn = lsn;
+    ks->failed = true;
+}
+
+static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m,
+                        void *opaque)
+{
+    (void)rk;
+    kafkasink *ks = opaque;
+    ktxn *t = ring_at(ks, (uint64_t)(uintptr_t)m->_private);
+    if (m->err)
+        set_failure(ks, t ? t->commit : 0, "Kafka did not take a message "
+                    "for topic %s (partition %" PRId32 ", %zu bytes): %s",
+                    rd_kafka_topic_name(m->rkt), m->partition, m->len,
+                    rd_kafka_err2str(m->err));
+    if (t && t->pending > 0)
+        t->pending--;
+}
+
+/* Says a warning once per REPEAT_LOG_MS: a broker down repeats them. */
+static void warn_once(kafkasink *ks, const char *what)
+{
+    int64_t now = mono_ms();
+    if (strcmp(what, ks->last_warning) == 0 &&
+        now - ks->last_warning_ms < REPEAT_LOG_MS)
+        return;
+    snprintf(ks->last_warning, sizeof ks->last_warning, "%s", what);
+    ks->last_warning_ms = now;
+    log_warning("event=kafka_warning service=%s error=\"%s\"",
+                ks->base.service->name, what);
+}
+
+static void on_error(rd_kafka_t *rk, int err, const char *reason,
+                     void *opaque)
+{
+    kafkasink *ks = opaque;
+    char fatal[256];
+    if (err == RD_KAFKA_RESP_ERR__FATAL) {
+        rd_kafka_fatal_error(rk, fatal, sizeof fatal);
+        set_failure(ks, 0, "Kafka producer failed for good: %s", fatal);
+    } else if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) {
+        set_failure(ks, 0, "every Kafka broker is down (%s): %s",
+                    ks->base.config->kafka.brokers, reason);
+    } else {
+        warn_once(ks, reason);
+    }
+}
+
+/* librdkafka's own log lines, from its threads: log.c is thread-safe. */
+static void on_log(const rd_kafka_t *rk, int level, const char *fac,
+                   const char *buf)
+{
+    (void)rk;
+    if (level <= 4)
+        log_warning("event=kafka_log facility=%s message=\"%s\"", fac, buf);
+    else
+        log_debug("event=kafka_log facility=%s message=\"%s\"", fac, buf);
+}
+
+/* Serves delivery reports and errors; false when the sink failed. */
+static bool serve(kafkasink *ks, int timeout_ms)
+{
+    rd_kafka_poll(ks->rk, timeout_ms);
+    ks->since_poll = 0;
+    ring_advance(ks);
+    if (ks->failed)
+        return sink_fail(&ks->base, ks->failure_lsn, "%s", ks->failure);
+    return true;
+}
+
+/* ---- producing ---------------------------------------------------------- */
+
+/*
+ * Produces one message; value (malloc'd, may be NULL for a tombstone) is
+ * taken either way. A full local queue waits for the broker, not forever:
+ * a broker that stays away fails the sink through the callbacks.
+ */
+static bool produce(kafkasink *ks, rd_kafka_topic_t *rkt, int32_t partition,
+                    const char *key, size_t klen, char *value, size_t vlen)
+{
+    for (;;) {
+        if (rd_kafka_produce(rkt, partition, value ? RD_KAFKA_MSG_F_FREE : 0,
+                             value, vlen, key, klen,
+                             (void *)(uintptr_t)ks->seq) == 0) {
+            ring_at(ks, ks->seq)->pending++;
+            if (++ks->since_poll >= POLL_EVERY)
+                return serve(ks, 0);
+            return true;
+        }
+        rd_kafka_resp_err_t err = rd_kafka_last_error();
+        if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+            free(value);
+            return sink_fail(&ks->base, ks->commit_lsn, "cannot produce to "
+                             "topic %s: %s", rd_kafka_topic_name(rkt),
+                             rd_kafka_err2str(err));
+        }
+        if (!serve(ks, QUEUE_FULL_WAIT_MS)) {
+            free(value);
+            return false;
+        }
+    }
+}
+
+/* Produces key and value JSON (value NULL: a tombstone); takes both. */
+static bool produce_json(kafkasink *ks, rd_kafka_topic_t *rkt, json_t *key,
+                         json_t *value)
+{
+    size_t klen = 0, vlen = 0;
+    char *k = key && !json_is_null(key) ? dbz_dump(key, &klen) : NULL;
+    char *v = value ? dbz_dump(value, &vlen) : NULL;
+    bool oom = (key && !json_is_null(key) && !k) || (value && !v);
+    json_decref(key);
+    json_decref(value);
+    if (oom) {
+        free(k);
+        free(v);
+        return sink_fail(&ks->base, ks->commit_lsn, "out of memory");
+    }
+    /* No key: one partition keeps such a table's changes in order. */
+    bool ok = produce(ks, rkt, k ? RD_KAFKA_PARTITION_UA : 0, k, klen, v,
+                      vlen);
+    free(k);
+    return ok;
+}
+
+static rd_kafka_topic_t *new_topic(kafkasink *ks, const char *tmpl,
+                                   const char *schema, const char *table)
+{
+    char *name = dbz_topic(tmpl, ks->base.config->name,
+                           ks->base.service->name, schema, table);
+    rd_kafka_topic_t *rkt = name ? rd_kafka_topic_new(ks->rk, name, NULL)
+                                 : NULL;
+    if (!rkt)
+        sink_fail(&ks->base, ks->commit_lsn, "cannot make topic %s: %s",
+                  name ? name : "(out of memory)",
+                  rd_kafka_err2str(rd_kafka_last_error()));
+    free(name);
+    return rkt;
+}
+
+/* The topic of a table, made once (again after a rename). */
+static rd_kafka_topic_t *table_topic(kafkasink *ks, const sink_rel *rel)
+{
+    for (size_t i = 0; i < ks->ntopics; i++) {
+        ktopic *t = &ks->topics[i];
+        if (t->oid == rel->oid && strcmp(t->schema, rel->schema) == 0 &&
+            strcmp(t->table, rel->name) == 0)
+            return t->rkt;
+    }
+    if (ks->ntopics == ks->topics_cap) {
+        size_t ncap = ks->topics_cap ? ks->topics_cap * 2 : 16;
+        ktopic *n = realloc(ks->topics, ncap * sizeof *n);
+        if (!n) {
+            sink_fail(&ks->base, ks->commit_lsn, "out of memory");
+            return NULL;
+        }
+        ks->topics = n;
+        ks->topics_cap = ncap;
+    }
+    rd_kafka_topic_t *rkt = new_topic(ks, ks->base.config->kafka.topic,
+                                      rel->schema, rel->name);
+    ktopic t = {rel->oid, strdup(rel->schema), strdup(rel->name), rkt};
+    if (!rkt || !t.schema || !t.table) {
+        free(t.schema);
+        free(t.table);
+        if (rkt)
+            rd_kafka_topic_destroy(rkt);
+        return rkt ? (sink_fail(&ks->base, ks->commit_lsn, "out of memory"),
+                      NULL) : NULL;
+    }
+    ks->topics[ks->ntopics++] = t;
+    return rkt;
+}
+
+static void topics_free(kafkasink *ks)
+{
+    for (size_t i = 0; i < ks->ntopics; i++) {
+        free(ks->topics[i].schema);
+        free(ks->topics[i].table);
+        rd_kafka_topic_destroy(ks->topics[i].rkt);
+    }
+    ks->ntopics = 0;
+    if (ks->msg_rkt)
+        rd_kafka_topic_destroy(ks->msg_rkt);
+    if (ks->txn_rkt)
+        rd_kafka_topic_destroy(ks->txn_rkt);
+    ks->msg_rkt = ks->txn_rkt = NULL;
+}
+
+/* ---- events ------------------------------------------------------------- */
+
+static dbz_source source_of(kafkasink *ks, const sink_rel *rel)
+{
+    return (dbz_source){
+        .version = CLEAVE_VERSION,
+        .name = ks->base.config->name,
+        .db = ks->db,
+        .schema = rel ? rel->schema : "",
+        .table = rel ? rel->name : "",
+        .ts_ms = ks->commit_ms,
+        .snapshot = "false",
+        .txid = ks->xid,
+        .lsn = ks->commit_lsn,
+        .last_commit_lsn = ks->last_commit_lsn,
+    };
+}
+
+/* Counts an event of a table for the END event; NULL when out of memory. */
+static kcoll *count_event(kafkasink *ks, const sink_rel *rel)
+{
+    char name[512];
+    snprintf(name, sizeof name, "%s.%s", rel->schema, rel->name);
+    ks->total_order++;
+    for (size_t i = 0; i < ks->ncolls; i++)
+        if (strcmp(ks->colls[i].name, name) == 0) {
+            ks->colls[i].count++;
+            return &ks->colls[i];
+        }
+    if (ks->ncolls == ks->colls_cap) {
+        size_t ncap = ks->colls_cap ? ks->colls_cap * 2 : 8;
+        kcoll *n = realloc(ks->colls, ncap * sizeof *n);
+        if (!n)
+            return NULL;
+        ks->colls = n;
+        ks->colls_cap = ncap;
+    }
+    kcoll *c = &ks->colls[ks->ncolls];
+    c->name = strdup(name);
+    if (!c->name)
+        return NULL;
+    c->count = 1;
+    ks->ncolls++;
+    return c;
+}
+
+static void colls_clear(kafkasink *ks)
+{
+    for (size_t i = 0; i < ks->ncolls; i++)
+        free(ks->colls[i].name);
+    ks->ncolls = 0;
+}
+
+/* One change event of a table: c u d r t. */
+static bool produce_change(kafkasink *ks, const sink_rel *rel, char op,
+                           json_t *key, json_t *before, json_t *after)
+{
+    rd_kafka_topic_t *rkt = table_topic(ks, rel);
+    dbz_source src = source_of(ks, rel);
+    dbz_txinfo tx = {.id = ks->txid};
+    bool meta = ks->base.config->kafka.transaction_metadata;
+    if (meta) {
+        kcoll *c = count_event(ks, rel);
+        if (!c) {
+            json_decref(key);
+            json_decref(before);
+            json_decref(after);
+            return sink_fail(&ks->base, ks->commit_lsn, "out of memory");
+        }
+        tx.total_order = ks->total_order;
+        tx.data_collection_order = c->count;
+    }
+    json_t *value = dbz_envelope(op, before, after, &src, meta ? &tx : NULL,
+                                 ks->now_ms);
+    if (!rkt || !value) {
+        json_decref(key);
+        json_decref(value);
+        return rkt ? sink_fail(&ks->base, ks->commit_lsn, "out of memory")
+                   : false;
+    }
+    atomic_fetch_add_explicit(&ks->base.rows_applied, 1, memory_order_relaxed);
+    return produce_json(ks, rkt, key, value);
+}
+
+static bool tombstone(kafkasink *ks, const sink_rel *rel, json_t *key)
+{
+    if (!ks->base.config->kafka.tombstones || json_is_null(key)) {
+        json_decref(key);
+        return true;
+    }
+    rd_kafka_topic_t *rkt = table_topic(ks, rel);
+    if (!rkt) {
+        json_decref(key);
+        return false;
+    }
+    return produce_json(ks, rkt, key, NULL);
+}
+
+static bool on_insert(kafkasink *ks, const sink_event *ev)
+{
+    return produce_change(ks, ev->rel, 'c', dbz_key(ev->rel, ev->new_vals),
+                          NULL, dbz_row(ev->rel, ev->new_vals, false));
+}
+
+/*
+ * A key change (old key values sent) is a delete, a tombstone and a
+ * create, as Debezium does, so each key's partition sees its row go.
+ */
+static bool on_update(kafkasink *ks, const sink_event *ev)
+{
+    const sink_rel *rel = ev->rel;
+    if (ev->old_kind == 'K') {
+        json_t *old_key = dbz_key(rel, ev->old_vals);
+        return produce_change(ks, rel, 'd', json_incref(old_key),
+                              dbz_row(rel, ev->old_vals, false), NULL) &&
+               tombstone(ks, rel, old_key) &&
+               on_insert(ks, ev);
+    }
+    json_t *before = ev->old_kind == 'O' ? dbz_row(rel, ev->old_vals, false)
+                                         : NULL;
+    return produce_change(ks, rel, 'u', dbz_key(rel, ev->new_vals), before,
+                          dbz_row(rel, ev->new_vals, false));
+}
+
+static bool on_delete(kafkasink *ks, const sink_event *ev)
+{
+    const sink_rel *rel = ev->rel;
+    json_t *key = dbz_key(rel, ev->old_vals);
+    return produce_change(ks, rel, 'd', json_incref(key),
+                          dbz_row(rel, ev->old_vals, false), NULL) &&
+           tombstone(ks, rel, key);
+}
+
+static bool on_truncate(kafkasink *ks, const sink_event *ev)
+{
+    if (!ks->base.config->kafka.truncate_events)
+        return true;
+    for (uint32_t i = 0; i < ev->ntruncate; i++)
+        if (!produce_change(ks, ev->truncate_rels[i], 't', NULL, NULL, NULL))
+            return false;
+    return true;
+}
+
+static bool on_message(kafkasink *ks, const sink_event *ev)
+{
+    if (!ks->msg_rkt &&
+        !(ks->msg_rkt = new_topic(ks, ks->base.config->kafka.message_topic,
+                                  "", "")))
+        return false;
+    dbz_source src = source_of(ks, NULL);
+    json_t *value = dbz_message(ev->prefix, ev->content, ev->content_len,
+                                &src, ks->now_ms);
+    if (!value)
+        return sink_fail(&ks->base, ks->commit_lsn, "out of memory");
+    atomic_fetch_add_explicit(&ks->base.rows_applied, 1, memory_order_relaxed);
+    return produce_json(ks, ks->msg_rkt, dbz_message_key(ev->prefix), value);
+}
+
+/* BEGIN and END events on the transaction topic. */
+static bool produce_txn_event(kafkasink *ks, bool end)
+{
+    if (!ks->txn_rkt &&
+        !(ks->txn_rkt = new_topic(ks, ks->base.config->kafka.transaction_topic,
+                                  "", "")))
+        return false;
+    json_t *value;
+    if (!end) {
+        value = dbz_txn_begin(ks->txid, ks->now_ms);
+    } else {
+        const char *names[ks->ncolls ? ks->ncolls : 1];
+        int64_t counts[ks->ncolls ? ks->ncolls : 1];
+        for (size_t i = 0; i < ks->ncolls; i++) {
+            names[i] = ks->colls[i].name;
+            counts[i] = ks->colls[i].count;
+        }
+        value = dbz_txn_end(ks->txid, ks->now_ms, ks->total_order, names,
+                            counts, ks->ncolls);
+    }
+    if (!value)
+        return sink_fail(&ks->base, ks->commit_lsn, "out of memory");
+    return produce_json(ks, ks->txn_rkt, dbz_txn_key(ks->txid), value);
+}
+
+/* ---- the sink interface -------------------------------------------------- */
+
+static bool ks_open(sink *s, lsn_t *durable)
+{
+    kafkasink *ks = impl(s);
+    char err[512];
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s/kafka", s->config->state_dir);
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST)
+        return sink_fail(s, 0, "cannot make %s: %s", dir, strerror(errno));
+    lsn_t ckpt;
+    if (!read_checkpoint(ks, &ckpt))
+        return false;
+    rd_kafka_conf_t *conf = kafkasink_conf(s->config, err, sizeof err);
+    if (!conf)
+        return sink_fail(s, 0, "%s", err);
+    rd_kafka_conf_set_opaque(conf, ks);
+    rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
+    rd_kafka_conf_set_error_cb(conf, on_error);
+    rd_kafka_conf_set_log_cb(conf, on_log);
+    ks->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
+    if (!ks->rk) {
+        rd_kafka_conf_destroy(conf);
+        return sink_fail(s, 0, "cannot make a Kafka producer: %s", err);
+    }
+    ks->failed = false;
+    ks->acked = ks->written = ckpt;
+    ks->n = ks->head = 0;
+    ks->in_txn = false;
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_resp_err_t merr = rd_kafka_metadata(ks->rk, 0, NULL, &md,
+                                                 OPEN_TIMEOUT_MS);
+    if (merr)
+        return sink_fail(s, 0, "cannot reach Kafka (%s): %s",
+                         s->config->kafka.brokers, rd_kafka_err2str(merr));
+    rd_kafka_metadata_destroy(md);
+    *durable = ckpt;
+    return serve(ks, 0);
+}
+
+static bool ks_begin(sink *s, const sink_event *ev)
+{
+    kafkasink *ks = impl(s);
+    if (ks->failed)
+        return serve(ks, 0);
+    if (!ring_push(ks, ev->commit_lsn))
+        return sink_fail(s, ev->commit_lsn, "out of memory");
+    ks->in_txn = true;
+    ks->xid = ev->xid;
+    ks->commit_lsn = ev->commit_lsn;
+    ks->commit_ms = ev->commit_time / 1000;
+    ks->now_ms = wall_ms();
+    ks->total_order = 0;
+    colls_clear(ks);
+    snprintf(ks->txid, sizeof ks->txid, "%" PRIu32 ":%" PRIu64, ev->xid,
+             (uint64_t)ev->commit_lsn);
+    if (s->config->kafka.transaction_metadata)
+        return produce_txn_event(ks, false);
+    return true;
+}
+
+static bool ks_change(sink *s, const sink_event *ev)
+{
+    kafkasink *ks = impl(s);
+    if (ks->failed)
+        return serve(ks, 0);
+    switch (ev->op) {
+    case SINK_INSERT:
+        return on_insert(ks, ev);
+    case SINK_UPDATE:
+        return on_update(ks, ev);
+    case SINK_DELETE:
+        return on_delete(ks, ev);
+    case SINK_TRUNCATE:
+        return on_truncate(ks, ev);
+    case SINK_MESSAGE:
+        return on_message(ks, ev);
+    default:
+        return true;
+    }
+}
+
+static bool ks_commit(sink *s, const sink_event *ev, bool more)
+{
+    kafkasink *ks = impl(s);
+    (void)more;
+    if (s->config->kafka.transaction_metadata && !produce_txn_event(ks, true))
+        return false;
+    ktxn *t = ring_at(ks, ks->seq);
+    if (t) {
+        t->end = ev->end_lsn;
+        t->closed = true;
+    }
+    ks->in_txn = false;
+    ks->last_commit_lsn = ks->commit_lsn;
+    atomic_fetch_add_explicit(&s->txns_applied, 1, memory_order_relaxed);
+    return serve(ks, 0);
+}
+
+static bool ks_flush(sink *s, lsn_t *durable)
+{
+    kafkasink *ks = impl(s);
+    bool ok = serve(ks, 0) && checkpoint(ks, false);
+    *durable = ks->written;
+    return ok;
+}
+
+static bool ks_drain(sink *s, lsn_t *durable)
+{
+    kafkasink *ks = impl(s);
+    if (ks->rk && !ks->failed)
+        rd_kafka_flush(ks->rk, DRAIN_TIMEOUT_MS);
+    bool ok = ks->rk && serve(ks, 0) && checkpoint(ks, true);
+    *durable = ks->written;
+    return ok;
+}
+
+/*
+ * Messages already produced cannot be taken back: the unfinished
+ * transaction's entry moves nothing, and what is in flight is waited for
+ * so the replay repeats as little as it can.
+ */
+static void ks_rollback(sink *s)
+{
+    kafkasink *ks = impl(s);
+    if (ks->in_txn) {
+        ktxn *t = ring_at(ks, ks->seq);
+        if (t)
+            t->closed = true;
+        ks->in_txn = false;
+    }
+    if (ks->rk && !ks->failed) {
+        rd_kafka_flush(ks->rk, ROLLBACK_TIMEOUT_MS);
+        ring_advance(ks);
+        checkpoint(ks, true);
+    }
+}
+
+static void ks_close(sink *s)
+{
+    kafkasink *ks = impl(s);
+    if (!ks->rk)
+        return;
+    if (!ks->failed) {
+        rd_kafka_flush(ks->rk, DRAIN_TIMEOUT_MS);
+        ring_advance(ks);
+        checkpoint(ks, true);
+    }
+    /* Whatever is left will be produced again from the checkpoint. */
+    rd_kafka_purge(ks->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+    rd_kafka_poll(ks->rk, 0);
+    topics_free(ks);
+    rd_kafka_destroy(ks->rk);
+    ks->rk = NULL;
+    ks->n = ks->head = 0;
+    colls_clear(ks);
+}
+
+static bool ks_idle(sink *s, lsn_t *durable)
+{
+    return ks_flush(s, durable);
+}
+
+static const sink_ops kafkasink_ops = {
+    .kind = "kafka",
+    .open = ks_open,
+    .begin = ks_begin,
+    .change = ks_change,
+    .commit = ks_commit,
+    .flush = ks_flush,
+    .idle = ks_idle,
+    .drain = ks_drain,
+    .rollback = ks_rollback,
+    .close = ks_close,
+};
+
+sink *kafkasink_new(const cfg *config, const cfg_service *service)
+{
+    kafkasink *ks = calloc(1, sizeof *ks);
+    if (!ks)
+        return NULL;
+    ks->base.ops = &kafkasink_ops;
+    ks->base.config = config;
+    ks->base.service = service;
+    ks->base.impl = ks;
+    atomic_init(&ks->base.rows_applied, 0);
+    atomic_init(&ks->base.txns_applied, 0);
+    atomic_init(&ks->base.conflicts, 0);
+    ks->ckpt_path = kafkasink_checkpoint_path(config, service);
+    ks->db = kafkasink_source_db(config->source.dsn);
+    if (!ks->ckpt_path || !ks->db) {
+        kafkasink_free(&ks->base);
+        return NULL;
+    }
+    return &ks->base;
+}
+
+void kafkasink_free(sink *s)
+{
+    if (!s)
+        return;
+    kafkasink *ks = impl(s);
+    ks_close(s);
+    free(ks->ring);
+    free(ks->colls);
+    free(ks->topics);
+    free(ks->ckpt_path);
+    free(ks->db);
+    free(ks);
+}
+
+/* ---- the initial copy ------------------------------------------------------ */
+
+struct kafkasnap {
+    const cfg *config;
+    const cfg_service *service;
+    rd_kafka_t *rk;
+    char *db;
+    const sink_rel *rel;
+    rd_kafka_topic_t *rkt;
+    lsn_t lsn;
+    int64_t now_ms;
+    json_t *held_key, *held_value;   /* the table's last row so far */
+    uint64_t refused;
+    char failure[480];
+};
+
+static void snap_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m,
+                          void *opaque)
+{
+    (void)rk;
+    kafkasnap *k = opaque;
+    if (!m->err)
+        return;
+    if (k->refused++ == 0)
+        snprintf(k->failure, sizeof k->failure, "Kafka did not take a "
+                 "message for topic %s: %s", rd_kafka_topic_name(m->rkt),
+                 rd_kafka_err2str(m->err));
+}
+
+kafkasnap *kafkasnap_open(const cfg *config, const cfg_service *service,
+                          char *err, size_t errlen)
+{
+    kafkasnap *k = calloc(1, sizeof *k);
+    rd_kafka_conf_t *conf = k ? kafkasink_conf(config, err, errlen) : NULL;
+    if (!conf) {
+        if (!k)
+            snprintf(err, errlen, "out of memory");
+        free(k);
+        return NULL;
+    }
+    k->config = config;
+    k->service = service;
+    k->db = kafkasink_source_db(config->source.dsn);
+    rd_kafka_conf_set_opaque(conf, k);
+    rd_kafka_conf_set_dr_msg_cb(conf, snap_delivery);
+    rd_kafka_conf_set_log_cb(conf, on_log);
+    char why[512];
+    k->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, why, sizeof why);
+    if (!k->rk || !k->db) {
+        snprintf(err, errlen, "cannot make a Kafka producer: %s",
+                 k->rk ? "out of memory" : why);
+        if (!k->rk)
+            rd_kafka_conf_destroy(conf);
+        kafkasnap_close(k);
+        return NULL;
+    }
+    return k;
+}
+
+bool kafkasnap_table(kafkasnap *k, const sink_rel *rel, lsn_t lsn, char *err,
+                     size_t errlen)
+{
+    if (k->rkt)
+        rd_kafka_topic_destroy(k->rkt);
+    char *name = dbz_topic(k->config->kafka.topic, k->config->name,
+                           k->service->name, rel->schema, rel->name);
+    k->rkt = name ? rd_kafka_topic_new(k->rk, name, NULL) : NULL;
+    if (!k->rkt)
+        snprintf(err, errlen, "cannot make topic %s", name ? name : "");
+    free(name);
+    k->rel = rel;
+    k->lsn = lsn;
+    k->now_ms = wall_ms();
+    return k->rkt != NULL;
+}
+
+/* Produces key and value (NULL: none), waiting while the queue is full. */
+static bool snap_produce(kafkasnap *k, json_t *key, json_t *value, char *err,
+                         size_t errlen)
+{
+    size_t klen = 0, vlen = 0;
+    char *kt = json_is_null(key) ? NULL : dbz_dump(key, &klen);
+    char *vt = dbz_dump(value, &vlen);
+    json_decref(key);
+    json_decref(value);
+    bool ok = vt != NULL;
+    while (ok && rd_kafka_produce(k->rkt, kt ? RD_KAFKA_PARTITION_UA : 0,
+                                  RD_KAFKA_MSG_F_FREE, vt, vlen, kt, klen,
+                                  NULL) != 0) {
+        rd_kafka_resp_err_t e = rd_kafka_last_error();
+        if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL || k->refused) {
+            snprintf(err, errlen, "cannot produce to topic %s: %s",
+                     rd_kafka_topic_name(k->rkt),
+                     k->refused ? k->failure : rd_kafka_err2str(e));
+            ok = false;
+            break;
+        }
+        rd_kafka_poll(k->rk, QUEUE_FULL_WAIT_MS);
+    }
+    if (!ok)
+        free(vt);
+    if (!vt)
+        snprintf(err, errlen, "out of memory");
+    free(kt);
+    return ok;
+}
+
+/* The held row goes out; `snapshot` is what its source says. */
+static bool snap_release_held(kafkasnap *k, const char *snapshot, char *err,
+                              size_t errlen)
+{
+    if (!k->held_value)
+        return true;
+    json_object_set_new(json_object_get(k->held_value, "source"), "snapshot",
+                        json_string(snapshot));
+    bool ok = snap_produce(k, k->held_key, k->held_value, err, errlen);
+    k->held_key = k->held_value = NULL;
+    return ok;
+}
+
+bool kafkasnap_row(kafkasnap *k, const sink_value *vals, char *err,
+                   size_t errlen)
+{
+    dbz_source src = {
+        .version = CLEAVE_VERSION, .name = k->config->name, .db = k->db,
+        .schema = k->rel->schema, .table = k->rel->name, .ts_ms = k->now_ms,
+        .snapshot = "true", .lsn = k->lsn,
+    };
+    json_t *key = dbz_key(k->rel, vals);
+    json_t *value = dbz_envelope('r', NULL, dbz_row(k->rel, vals, false), &src,
+                                 NULL, k->now_ms);
+    if (!key || !value) {
+        json_decref(key);
+        json_decref(value);
+        snprintf(err, errlen, "out of memory");
+        return false;
+    }
+    bool ok = snap_release_held(k, "true", err, errlen);
+    k->held_key = key;
+    k->held_value = value;
+    rd_kafka_poll(k->rk, 0);
+    return ok;
+}
+
+bool kafkasnap_end_table(kafkasnap *k, bool last, char *err, size_t errlen)
+{
+    if (!snap_release_held(k, last ? "last" : "true", err, errlen))
+        return false;
+    rd_kafka_resp_err_t e = rd_kafka_flush(k->rk, DRAIN_TIMEOUT_MS);
+    rd_kafka_poll(k->rk, 0);
+    if (k->refused) {
+        snprintf(err, errlen, "%s", k->failure);
+        return false;
+    }
+    if (e) {
+        snprintf(err, errlen, "Kafka did not acknowledge the rows of %s.%s "
+                 "in %d s: %s", k->rel->schema, k->rel->name,
+                 DRAIN_TIMEOUT_MS / 1000, rd_kafka_err2str(e));
+        return false;
+    }
+    return true;
+}
+
+void kafkasnap_close(kafkasnap *k)
+{
+    if (!k)
+        return;
+    json_decref(k->held_key);
+    json_decref(k->held_value);
+    if (k->rkt)
+        rd_kafka_topic_destroy(k->rkt);
+    if (k->rk) {
+        rd_kafka_purge(k->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+        rd_kafka_poll(k->rk, 0);
+        rd_kafka_destroy(k->rk);
+    }
+    free(k->db);
+    free(k);
+}

@@ -1,0 +1,72 @@
+/*
+ * kafkasink: a service's changes as Debezium events on Kafka topics, at
+ * least once, in order per key.
+ *
+ * One idempotent librdkafka producer per service (acks=all, lz4, batched
+ * by librdkafka's own linger); events are produced as they come, never
+ * flushed one by one. Delivery reports drive progress: the sink's durable
+ * position is the end LSN of the last source transaction whose every
+ * message the broker acknowledged, and all before it. That position is
+ * written to state_dir/kafka/<service>.json (replaced atomically) before
+ * it is reported, so after any restart the stream resumes after it: what
+ * the broker holds for certain is never produced again, what it might
+ * hold is produced again (at least once).
+ *
+ * A message the broker refuses for good (too large, not authorised), a
+ * delivery timeout, or every broker down fails the sink with the reason;
+ * the worker reopens it with backoff, and the replay from the checkpoint
+ * sends whatever was not acknowledged.
+ */
+#ifndef CLEAVE_SINKS_KAFKASINK_H
+#define CLEAVE_SINKS_KAFKASINK_H
+
+#include <stdint.h>
+
+#include "sinks/sink.h"
+
+/* A sink for a service with kafka: true; NULL when out of memory. */
+sink *kafkasink_new(const cfg *config, const cfg_service *service);
+void kafkasink_free(sink *s);
+
+/* state_dir/kafka/<service>.json, malloc'd. */
+char *kafkasink_checkpoint_path(const cfg *config, const cfg_service *service);
+
+/*
+ * The source database's name for source.db: the connection string's
+ * dbname, else PGDATABASE, else the user name as libpq would pick it.
+ * malloc'd.
+ */
+char *kafkasink_source_db(const char *dsn);
+
+/*
+ * A librdkafka configuration for cleave's producers: cleave's defaults,
+ * then kafka.properties over them. NULL with err when librdkafka refuses
+ * a setting.
+ */
+struct rd_kafka_conf_s;
+struct rd_kafka_conf_s *kafkasink_conf(const cfg *config, char *err,
+                                       size_t errlen);
+
+/*
+ * The initial copy's events (op "r"), produced by a copy thread with a
+ * producer of its own, table by table. The last row of each table is held
+ * back until kafkasnap_end_table says whether it is the last row of the
+ * whole snapshot (source.snapshot "last") or not ("true").
+ */
+typedef struct kafkasnap kafkasnap;
+
+kafkasnap *kafkasnap_open(const cfg *config, const cfg_service *service,
+                          char *err, size_t errlen);
+/* Starts a table: its topic; lsn is the snapshot's consistent point. */
+bool kafkasnap_table(kafkasnap *k, const sink_rel *rel, lsn_t lsn, char *err,
+                     size_t errlen);
+bool kafkasnap_row(kafkasnap *k, const sink_value *vals, char *err,
+                   size_t errlen);
+/*
+ * Produces the held row and waits until the broker acknowledged every row
+ * of the table; false with err when one was refused or time ran out.
+ */
+bool kafkasnap_end_table(kafkasnap *k, bool last, char *err, size_t errlen);
+void kafkasnap_close(kafkasnap *k);
+
+#endif
