@@ -219,11 +219,14 @@ bool shop_wait_streaming(shop_env *env, double timeout_s)
     return pgc_wait_until(env->src, env->srcdb, sql, timeout_s);
 }
 
-/* The state the service last logged since the start, or "". */
+/*
+ * The state the service last logged since the start, or "": with a
+ * PostgreSQL and a Kafka sink, "streaming" only when both last said so.
+ */
 static void last_state(const shop_env *env, const char *service, char *out,
                        size_t len)
 {
-    char key[128], line[4096];
+    char key[128], line[4096], states[2][64] = {"", ""};
     snprintf(key, sizeof key, "event=service_state service=%s state=", service);
     out[0] = '\0';
     FILE *f = fopen(env->log, "r");
@@ -232,11 +235,18 @@ static void last_state(const shop_env *env, const char *service, char *out,
     fseek(f, env->log_mark, SEEK_SET);
     while (fgets(line, sizeof line, f)) {
         char *at = strstr(line, key);
-        if (at)
-            snprintf(out, len, "%.*s", (int)strcspn(at + strlen(key), " \n"),
-                     at + strlen(key));
+        if (!at)
+            continue;
+        int kafka = strstr(at, " sink=kafka") != NULL;
+        snprintf(states[kafka], sizeof states[kafka], "%.*s",
+                 (int)strcspn(at + strlen(key), " \n"), at + strlen(key));
     }
     fclose(f);
+    bool both = states[0][0] && states[1][0];
+    snprintf(out, len, "%s", both && strcmp(states[0], "streaming") != 0
+                                 ? states[0]
+                             : both ? states[1]
+                             : states[0][0] ? states[0] : states[1]);
 }
 
 static bool all_streaming(const shop_env *env)

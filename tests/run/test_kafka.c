@@ -1,0 +1,684 @@
+/*
+ * cleave run into Kafka end to end: the real binary, the shop fixtures in
+ * a real PostgreSQL, librdkafka's mock cluster in a process of its own
+ * (tests/support/kmock.c), and a real consumer reading every topic back
+ * (PRODUCT.md §3 point 5, §5).
+ */
+#include <check.h>
+#include <jansson.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "decoder/lsn.h"
+#include "tests/support/kafka.h"
+#include "tests/support/shopenv.h"
+
+static pgc_cluster *src, *tgt;
+
+#define WAIT_S 180
+
+static const char *const mix[] = {
+    "new_order.sql@4", "user_update.sql@3", "inventory.sql@3",
+    "notification.sql@2", "refund.sql@1", NULL,
+};
+
+/* ---- helpers ------------------------------------------------------------ */
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* Inserts text after the first line equal to `after` in the config. */
+static void config_insert(shop_env *env, const char *after, const char *text)
+{
+    FILE *f = fopen(env->config, "r");
+    ck_assert(f);
+    char buf[65536];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    char *at = strstr(buf, after);
+    ck_assert_msg(at, "no '%s' in the configuration", after);
+    at += strlen(after);
+    f = fopen(env->config, "w");
+    ck_assert(f);
+    fwrite(buf, 1, (size_t)(at - buf), f);
+    fputs(text, f);
+    fputs(at, f);
+    fclose(f);
+}
+
+/* Every service publishes to the mock too; `kafka_yaml` adds keys. */
+static void setup(shop_env *env, kt_mock *mock, const char *name, int scale,
+                  const char *kafka_yaml)
+{
+    const char *svc = "      kafka: true\n";
+    ck_assert(scale ? shop_setup_copy(env, src, tgt, name, scale, NULL, svc)
+                    : shop_setup(env, src, tgt, name, NULL, svc));
+    char yaml[1024];
+    snprintf(yaml, sizeof yaml, "kafka:\n  brokers: \"%s\"\n"
+             "  properties: {message.timeout.ms: \"20000\"}\n%s",
+             kt_mock_bootstrap(mock), kafka_yaml ? kafka_yaml : "");
+    ck_assert(shop_config_append(env, yaml));
+}
+
+static void topic_of(const shop_env *env, const char *table, char *out,
+                     size_t len)
+{
+    snprintf(out, len, "%s.public.%s", env->name, table);
+}
+
+static void read_topic(kt_mock *mock, const char *topic, kt_set *set)
+{
+    char err[512];
+    ck_assert_msg(kt_read_topic(kt_mock_bootstrap(mock), topic, set, err,
+                                sizeof err), "%s: %s", topic, err);
+}
+
+static json_t *parse(const char *text)
+{
+    json_error_t e;
+    json_t *j = text ? json_loads(text, 0, &e) : NULL;
+    ck_assert_msg(!text || j, "not JSON (%s): %s", e.text, text);
+    return j;
+}
+
+static const char *op_of(json_t *v)
+{
+    return json_string_value(json_object_get(v, "op"));
+}
+
+static json_t *field(json_t *v, const char *part, const char *name)
+{
+    return json_object_get(json_object_get(v, part), name);
+}
+
+/*
+ * The rows a keyed topic describes once every event is applied in order:
+ * key text -> present. Returns the number of keys present.
+ */
+typedef struct keyset {
+    char **keys;
+    bool *live;
+    size_t n, cap;
+} keyset;
+
+static size_t keyset_apply(keyset *ks, const kt_set *set, size_t *snap_last)
+{
+    for (size_t i = 0; i < set->n; i++) {
+        const kt_rec *r = &set->r[i];
+        if (!r->key || !r->value)
+            continue;
+        json_t *v = parse(r->value);
+        const char *op = op_of(v);
+        const char *snap = json_string_value(field(v, "source", "snapshot"));
+        if (snap && strcmp(snap, "last") == 0)
+            (*snap_last)++;
+        bool live = op && strcmp(op, "d") != 0;
+        size_t k = 0;
+        while (k < ks->n && strcmp(ks->keys[k], r->key) != 0)
+            k++;
+        if (k == ks->n) {
+            if (ks->n == ks->cap) {
+                ks->cap = ks->cap ? 2 * ks->cap : 1024;
+                ks->keys = realloc(ks->keys, ks->cap * sizeof *ks->keys);
+                ks->live = realloc(ks->live, ks->cap * sizeof *ks->live);
+            }
+            ks->keys[ks->n++] = strdup(r->key);
+        }
+        ks->live[k] = live;
+        json_decref(v);
+    }
+    size_t present = 0;
+    for (size_t k = 0; k < ks->n; k++)
+        present += ks->live[k];
+    return present;
+}
+
+static void keyset_free(keyset *ks)
+{
+    for (size_t k = 0; k < ks->n; k++)
+        free(ks->keys[k]);
+    free(ks->keys);
+    free(ks->live);
+}
+
+static long query_long(const pgc_cluster *c, const char *db, const char *sql)
+{
+    char *v = pgc_query_value(c, db, sql);
+    ck_assert_msg(v != NULL, "%s", sql);
+    long n = atol(v);
+    free(v);
+    return n;
+}
+
+/*
+ * Waits until the events of every table with an `id` key, applied in
+ * order, give exactly the source's ids: nothing lost, deletes included.
+ * Counts the snapshot's "last" markers seen.
+ */
+static const char *const id_tables[] = {
+    "users", "orders", "payments", "refunds", "products", "inventory",
+    "notifications", NULL,
+};
+
+static bool topics_match_source(shop_env *env, kt_mock *mock, double timeout_s,
+                                size_t *snap_last)
+{
+    double deadline = now_s() + timeout_s;
+    for (int t = 0; id_tables[t]; t++) {
+        char topic[256], sql[256];
+        topic_of(env, id_tables[t], topic, sizeof topic);
+        snprintf(sql, sizeof sql, "SELECT count(*) FROM %s", id_tables[t]);
+        for (;;) {
+            long want = query_long(src, env->srcdb, sql);
+            kt_set set = {0};
+            keyset ks = {0};
+            size_t last = 0;
+            read_topic(mock, topic, &set);
+            size_t got = keyset_apply(&ks, &set, &last);
+            kt_set_free(&set);
+            keyset_free(&ks);
+            if ((long)got == want) {
+                *snap_last += last;
+                break;
+            }
+            if (now_s() > deadline) {
+                fprintf(stderr, "%s: %zu rows from the events, %ld in the "
+                        "source\n", topic, got, want);
+                return false;
+            }
+            struct timespec ts = {0, 200 * 1000 * 1000};  /* a deadline poll */
+            nanosleep(&ts, NULL);
+        }
+    }
+    return true;
+}
+
+static void wait_log_or_abort(shop_env *env, const char *text, long from)
+{
+    if (!shop_wait_log(env, text, from, WAIT_S)) {
+        shop_log_tail(env, 60);
+        ck_abort_msg("%s: no '%s' in the log", env->name, text);
+    }
+}
+
+static void caught_up_or_abort(shop_env *env)
+{
+    if (!shop_wait_caught_up(env, WAIT_S)) {
+        shop_log_tail(env, 80);
+        ck_abort_msg("%s: cleave did not catch up", env->name);
+    }
+}
+
+static void stop_cleanly(shop_env *env, kt_mock *mock)
+{
+    int rc = shop_stop(env, SIGTERM, 60);
+    if (rc != 0)
+        shop_log_tail(env, 60);
+    ck_assert_msg(rc == 0, "cleave exited %d on SIGTERM", rc);
+    shop_teardown(env);
+    ck_assert_int_eq(kt_mock_stop(mock), 0);
+}
+
+/* Waits until topic has at least n records; returns them. */
+static void wait_records(shop_env *env, kt_mock *mock, const char *topic,
+                         size_t n, kt_set *set)
+{
+    char err[512];
+    if (!kt_wait_count(kt_mock_bootstrap(mock), topic, n, WAIT_S * 1000, set,
+                       err, sizeof err)) {
+        shop_log_tail(env, 40);
+        ck_abort_msg("%s: %zu records, %zu expected (%s)", topic, set->n, n,
+                     err);
+    }
+}
+
+/* The records of one partition with a given key, in offset order. */
+static size_t with_key(const kt_set *set, const char *key, const kt_rec **out,
+                       size_t max)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < set->n && n < max; i++)
+        if ((key == NULL) == (set->r[i].key == NULL) &&
+            (!key || strcmp(set->r[i].key, key) == 0))
+            out[n++] = &set->r[i];
+    return n;
+}
+
+/* An END event for a transaction of two rows, both of public.users. */
+static bool end_for_two_users(const kt_set *txns)
+{
+    bool found = false;
+    for (size_t i = 0; i < txns->n && !found; i++) {
+        json_t *v = parse(txns->r[i].value);
+        const char *st = json_string_value(json_object_get(v, "status"));
+        json_t *colls = json_object_get(v, "data_collections");
+        if (st && strcmp(st, "END") == 0 &&
+            json_integer_value(json_object_get(v, "event_count")) == 2 &&
+            json_array_size(colls) == 1)
+            found = strcmp(json_string_value(json_object_get(
+                json_array_get(colls, 0), "data_collection")),
+                "public.users") == 0;
+        json_decref(v);
+    }
+    return found;
+}
+
+/* ---- tests -------------------------------------------------------------- */
+
+static const char change_sql[] =
+    "BEGIN;"
+    "INSERT INTO users (external_id, email, full_name, bio, avatar, birth_date,"
+    "  tags, last_login_at, login_count) OVERRIDING SYSTEM VALUE VALUES"
+    "  ('6f1c2a5e-0000-4000-8000-000000000001', 'a@x.io', 'A', "
+    "   (SELECT string_agg(md5(i::text), '') FROM generate_series(1, 2000) i),"
+    "   '\\x0102ff', '1990-05-17', ARRAY['x', NULL, 'a \"b\"'],"
+    "   '2024-01-31 23:30:00.5-02', 7),"
+    "  ('6f1c2a5e-0000-4000-8000-000000000002', 'b@x.io', 'B', NULL, NULL,"
+    "   NULL, NULL, NULL, 0);"
+    "SELECT pg_logical_emit_message(true, 'outbox.user', 'hello');"
+    "COMMIT;"
+    "INSERT INTO user_preferences (user_id, settings) SELECT id, "
+    "  '{\"k\": [1, 2]}' FROM users WHERE email = 'a@x.io';"
+    "UPDATE users SET login_count = login_count + 1 WHERE email = 'a@x.io';"
+    "UPDATE user_preferences SET user_id = (SELECT id FROM users WHERE "
+    "  email = 'b@x.io');"
+    "DELETE FROM user_preferences;"
+    "INSERT INTO user_sessions (session_token, user_id, ip_address, expires_at)"
+    "  SELECT '6f1c2a5e-0000-4000-8000-0000000000aa', id, '10.0.0.1',"
+    "  '2030-01-01 00:00:00+00' FROM users WHERE email = 'a@x.io';"
+    "UPDATE user_sessions SET ip_address = '10.0.0.2';"
+    "DELETE FROM user_sessions;"
+    "TRUNCATE user_sessions;"
+    "SELECT pg_logical_emit_message(false, 'outbox.user', 'lone');"
+    "SELECT pg_logical_emit_message(true, 'other', 'not published');"
+    "INSERT INTO warehouses (code, name, country_code, latitude, longitude,"
+    "  dispatch_cutoff, capacity) VALUES ('W1', 'W', 'DE', 'NaN', "
+    "  '-Infinity', '17:30', 10);";
+
+/* Every op code, tombstones, the TOAST placeholder, messages, metadata. */
+START_TEST(change_events)
+{
+    shop_env env;
+    kt_mock *mock = kt_mock_start(NULL);
+    ck_assert(mock);
+    setup(&env, mock, "kev", 0, "  truncate_events: true\n"
+          "  transaction_metadata: true\n");
+    config_insert(&env, "  user_service:\n", "    messages: [\"outbox.*\"]\n");
+    ck_assert(shop_start(&env));
+    ck_assert(shop_wait_streaming(&env, WAIT_S));
+    ck_assert(pgc_exec(src, env.srcdb, change_sql));
+
+    char topic[256];
+    kt_set users = {0}, prefs = {0}, sess = {0}, msgs = {0}, txns = {0},
+           wh = {0};
+    topic_of(&env, "users", topic, sizeof topic);
+    wait_records(&env, mock, topic, 3, &users);
+    topic_of(&env, "user_preferences", topic, sizeof topic);
+    /* c, then d + tombstone + c for the key change, then d + tombstone */
+    wait_records(&env, mock, topic, 6, &prefs);
+    topic_of(&env, "user_sessions", topic, sizeof topic);
+    wait_records(&env, mock, topic, 4, &sess);
+    topic_of(&env, "warehouses", topic, sizeof topic);
+    wait_records(&env, mock, topic, 1, &wh);
+    snprintf(topic, sizeof topic, "%s.message", env.name);
+    wait_records(&env, mock, topic, 2, &msgs);
+    snprintf(topic, sizeof topic, "%s.transaction", env.name);
+    wait_records(&env, mock, topic, 2, &txns);
+
+    /* users: two creates, then an update leaving bio (TOAST) unchanged. */
+    ck_assert_uint_eq(users.n, 3);
+    const kt_rec *ua[3];
+    json_t *key = parse(users.r[0].key);
+    ck_assert(json_integer_value(json_object_get(key, "id")) > 0);
+    json_decref(key);
+    char akey[64];
+    snprintf(akey, sizeof akey, "%s", users.r[0].key);
+    json_t *first = parse(users.r[0].value);
+    if (strcmp(json_string_value(field(first, "after", "email")), "a@x.io")) {
+        json_decref(first);
+        first = parse(users.r[1].value);
+        snprintf(akey, sizeof akey, "%s", users.r[1].key);
+    }
+    ck_assert_uint_eq(with_key(&users, akey, ua, 3), 2);
+    ck_assert_str_eq(op_of(first), "c");
+    ck_assert(json_is_null(json_object_get(first, "before")));
+    ck_assert_str_eq(json_string_value(field(first, "after", "avatar")), "AQL/");
+    ck_assert_str_eq(json_string_value(field(first, "after", "birth_date")),
+                     "1990-05-17");
+    ck_assert_str_eq(json_string_value(field(first, "after", "last_login_at")),
+                     "2024-02-01T01:30:00.5Z");
+    ck_assert_str_eq(json_string_value(field(first, "after", "external_id")),
+                     "6f1c2a5e-0000-4000-8000-000000000001");
+    ck_assert(json_is_true(field(first, "after", "is_active")));
+    ck_assert_int_eq(json_integer_value(field(first, "after", "login_count")), 7);
+    json_t *tags = field(first, "after", "tags");
+    ck_assert_uint_eq(json_array_size(tags), 3);
+    ck_assert(json_is_null(json_array_get(tags, 1)));
+    ck_assert_str_eq(json_string_value(json_array_get(tags, 2)), "a \"b\"");
+    ck_assert_uint_eq(strlen(json_string_value(field(first, "after", "bio"))),
+                      64000);
+    json_t *src_block = json_object_get(first, "source");
+    ck_assert_str_eq(json_string_value(json_object_get(src_block, "connector")),
+                     "postgresql");
+    ck_assert_str_eq(json_string_value(json_object_get(src_block, "name")), "kev");
+    ck_assert_str_eq(json_string_value(json_object_get(src_block, "db")),
+                     env.srcdb);
+    ck_assert_str_eq(json_string_value(json_object_get(src_block, "table")),
+                     "users");
+    ck_assert_str_eq(json_string_value(json_object_get(src_block, "snapshot")),
+                     "false");
+    ck_assert(json_integer_value(json_object_get(src_block, "lsn")) > 0);
+    ck_assert(json_integer_value(json_object_get(src_block, "txId")) > 0);
+    ck_assert(json_is_object(json_object_get(first, "transaction")));
+    json_t *upd = parse(ua[1]->value);
+    ck_assert_str_eq(op_of(upd), "u");
+    ck_assert_str_eq(json_string_value(field(upd, "after", "bio")),
+                     "__debezium_unavailable_value");
+    ck_assert_int_eq(json_integer_value(field(upd, "after", "login_count")), 8);
+    json_decref(upd);
+    json_decref(first);
+
+    /* user_preferences: the key change is d, tombstone, c; then d, tombstone. */
+    ck_assert_uint_eq(prefs.n, 6);
+    const kt_rec *pa[6];
+    size_t na = with_key(&prefs, prefs.r[0].key, pa, 6);
+    const char *want_a[] = {"c", "d", NULL};
+    ck_assert_uint_eq(na, 3);
+    for (size_t i = 0; i < na; i++) {
+        json_t *v = parse(pa[i]->value);
+        if (want_a[i])
+            ck_assert_str_eq(op_of(v), want_a[i]);
+        else
+            ck_assert(v == NULL);
+        json_decref(v);
+    }
+    json_t *c0 = parse(pa[0]->value);
+    ck_assert_str_eq(json_string_value(field(c0, "after", "settings")),
+                     "{\"k\": [1, 2]}");
+    json_decref(c0);
+
+    /* user_sessions: no key (FULL, no primary key), whole old rows. */
+    ck_assert_uint_eq(sess.n, 4);
+    const char *want_s[] = {"c", "u", "d", "t"};
+    for (size_t i = 0; i < 4; i++) {
+        ck_assert(sess.r[i].key == NULL);
+        json_t *v = parse(sess.r[i].value);
+        ck_assert_str_eq(op_of(v), want_s[i]);
+        if (i == 1 || i == 2)
+            ck_assert_str_eq(json_string_value(field(v, "before", "ip_address")),
+                             i == 1 ? "10.0.0.1" : "10.0.0.2");
+        json_decref(v);
+    }
+
+    /* Floats: NaN and infinities as strings; time as it is. */
+    json_t *w = parse(wh.r[0].value);
+    ck_assert_str_eq(json_string_value(field(w, "after", "latitude")), "NaN");
+    ck_assert_str_eq(json_string_value(field(w, "after", "longitude")),
+                     "-Infinity");
+    ck_assert_str_eq(json_string_value(field(w, "after", "dispatch_cutoff")),
+                     "17:30:00");
+    json_decref(w);
+
+    /* Messages: the two with the claimed prefix, not the other. */
+    ck_assert_uint_eq(msgs.n, 2);
+    json_t *m0 = parse(msgs.r[0].value), *m1 = parse(msgs.r[1].value);
+    ck_assert_str_eq(op_of(m0), "m");
+    ck_assert_str_eq(json_string_value(field(m0, "message", "prefix")),
+                     "outbox.user");
+    ck_assert_str_eq(json_string_value(field(m0, "message", "content")),
+                     "aGVsbG8=");
+    ck_assert_str_eq(json_string_value(field(m1, "message", "content")),
+                     "bG9uZQ==");
+    json_decref(m0);
+    json_decref(m1);
+
+    /* Transaction metadata: the first transaction's END counts its rows. */
+    double deadline = now_s() + WAIT_S;
+    while (!end_for_two_users(&txns) && now_s() < deadline) {
+        struct timespec ts = {0, 100 * 1000 * 1000};  /* a deadline poll */
+        nanosleep(&ts, NULL);
+        kt_set_free(&txns);
+        wait_records(&env, mock, topic, 2, &txns);
+    }
+    ck_assert_msg(end_for_two_users(&txns), "no END for the two users "
+                  "inserted");
+
+    kt_set_free(&users);
+    kt_set_free(&prefs);
+    kt_set_free(&sess);
+    kt_set_free(&msgs);
+    kt_set_free(&txns);
+    kt_set_free(&wh);
+    stop_cleanly(&env, mock);
+}
+END_TEST
+
+/*
+ * The initial copy as "r" events while a workload runs, then the stream:
+ * every source row is in its topic, one "last" per service.
+ */
+START_TEST(initial_copy_then_stream)
+{
+    shop_env env;
+    kt_mock *mock = kt_mock_start(NULL);
+    ck_assert(mock);
+    setup(&env, mock, "kcopy", 1, NULL);
+    int bench = pgc_pgbench_start(src, env.srcdb, 4, 500, 1, mix);
+    ck_assert(bench > 0);
+    ck_assert(shop_start(&env));
+    wait_log_or_abort(&env, "event=initial_sync_done", 0);
+    ck_assert(pgc_pgbench_wait(bench));
+    caught_up_or_abort(&env);
+    size_t last = 0;
+    if (!topics_match_source(&env, mock, WAIT_S, &last)) {
+        shop_log_tail(&env, 60);
+        ck_abort_msg("a topic misses rows of its table");
+    }
+    /* Every table was copied; one "last" row per service's snapshot. */
+    last = 0;
+    for (int t = 0; t < SHOP_NTABLES; t++) {
+        char topic[256];
+        kt_set set = {0};
+        topic_of(&env, shop_tables[t], topic, sizeof topic);
+        read_topic(mock, topic, &set);
+        size_t reads = 0;
+        for (size_t i = 0; i < set.n; i++) {
+            json_t *v = parse(set.r[i].value);
+            const char *snap = json_string_value(field(v, "source", "snapshot"));
+            reads += v && strcmp(op_of(v), "r") == 0;
+            last += snap && strcmp(snap, "last") == 0;
+            json_decref(v);
+        }
+        ck_assert_msg(reads > 0, "%s: no snapshot events", topic);
+        kt_set_free(&set);
+    }
+    ck_assert_msg(last == SHOP_NSERVICES, "%zu snapshot events marked last",
+                  last);
+    ck_assert(shop_all_equal(&env));
+    stop_cleanly(&env, mock);
+}
+END_TEST
+
+/*
+ * Brokers failing requests, then all down, under a workload: the sink
+ * reports the error, keeps the slot, and loses nothing.
+ */
+START_TEST(broker_faults)
+{
+    shop_env env;
+    kt_mock *mock = kt_mock_start(NULL);
+    ck_assert(mock);
+    setup(&env, mock, "kfault", 1, NULL);
+    ck_assert(shop_start(&env));
+    caught_up_or_abort(&env);
+    long mark = shop_log_size(&env);
+    /* Produce (API key 0) refused: NOT_LEADER (6), REQUEST_TIMED_OUT (7). */
+    ck_assert(kt_mock_cmd(mock, "errors 0 6 6 7 6 7 6 7"));
+    int bench = pgc_pgbench_start(src, env.srcdb, 2, 300, 1, mix);
+    ck_assert(bench > 0);
+    ck_assert(kt_mock_cmd(mock, "down 1"));
+    ck_assert(kt_mock_cmd(mock, "down 2"));
+    ck_assert(kt_mock_cmd(mock, "down 3"));
+    wait_log_or_abort(&env, "sink=kafka lsn=", mark);
+    ck_assert(pgc_pgbench_wait(bench));
+    ck_assert(kt_mock_cmd(mock, "up 1"));
+    ck_assert(kt_mock_cmd(mock, "up 2"));
+    ck_assert(kt_mock_cmd(mock, "up 3"));
+    size_t last = 0;
+    if (!topics_match_source(&env, mock, WAIT_S, &last)) {
+        shop_log_tail(&env, 60);
+        ck_abort_msg("rows lost while the brokers failed");
+    }
+    caught_up_or_abort(&env);
+    stop_cleanly(&env, mock);
+}
+END_TEST
+
+/* The highest source.lsn of a set of records (0 if none). */
+static json_int_t lsn_of(const kt_rec *r)
+{
+    json_t *v = parse(r->value);
+    json_int_t lsn = json_integer_value(field(v, "source", "lsn"));
+    json_decref(v);
+    return lsn;
+}
+
+static lsn_t checkpoint_lsn(const shop_env *env, const char *service)
+{
+    char path[700];
+    snprintf(path, sizeof path, "%s/kafka/%s.json", env->state_dir, service);
+    json_error_t e;
+    json_t *doc = json_load_file(path, 0, &e);
+    ck_assert_msg(doc, "%s: %s", path, e.text);
+    lsn_t lsn = 0;
+    ck_assert(lsn_parse(json_string_value(json_object_get(doc, "lsn")), &lsn));
+    json_decref(doc);
+    return lsn;
+}
+
+/*
+ * SIGKILL under a workload, then a restart: nothing below the checkpoint
+ * is produced again, nothing is lost.
+ */
+START_TEST(killed_and_restarted)
+{
+    shop_env env;
+    kt_mock *mock = kt_mock_start(NULL);
+    ck_assert(mock);
+    setup(&env, mock, "kkill", 1, NULL);
+    ck_assert(shop_start(&env));
+    caught_up_or_abort(&env);
+    int bench = pgc_pgbench_start(src, env.srcdb, 2, 400, 1, mix);
+    ck_assert(bench > 0);
+    char topic[256];
+    topic_of(&env, "orders", topic, sizeof topic);
+    long orders = query_long(src, env.srcdb, "SELECT count(*) FROM orders");
+    kt_set set = {0};
+    wait_records(&env, mock, topic, (size_t)orders + 100, &set);
+    kt_set_free(&set);
+    ck_assert_int_eq(shop_stop(&env, SIGKILL, 30), 128 + SIGKILL);
+    lsn_t ckpt = checkpoint_lsn(&env, "order_service");
+    /* What each partition held when cleave died: later offsets are new. */
+    int64_t ends[64] = {0};
+    read_topic(mock, topic, &set);
+    for (size_t i = 0; i < set.n; i++)
+        if (set.r[i].partition < 64 && set.r[i].offset >= ends[set.r[i].partition])
+            ends[set.r[i].partition] = set.r[i].offset + 1;
+    kt_set_free(&set);
+    ck_assert(pgc_pgbench_wait(bench));
+    ck_assert(shop_start(&env));
+    caught_up_or_abort(&env);
+    size_t last = 0;
+    if (!topics_match_source(&env, mock, WAIT_S, &last)) {
+        shop_log_tail(&env, 60);
+        ck_abort_msg("rows lost across the kill");
+    }
+    read_topic(mock, topic, &set);
+    size_t again = 0, fresh = 0;
+    for (size_t i = 0; i < set.n; i++) {
+        const kt_rec *r = &set.r[i];
+        if (!r->value || r->partition >= 64 || r->offset < ends[r->partition])
+            continue;
+        fresh++;
+        again += (lsn_t)lsn_of(r) < ckpt;
+    }
+    ck_assert_msg(fresh > 0, "nothing produced after the restart");
+    kt_set_free(&set);
+    ck_assert_msg(again == 0, "%zu events below the checkpoint produced again",
+                  again);
+    stop_cleanly(&env, mock);
+}
+END_TEST
+
+/* A message the broker can never take stops that sink, says why, skips
+ * nothing; the other sinks go on. */
+START_TEST(undeliverable_stops_sink)
+{
+    shop_env env;
+    kt_mock *mock = kt_mock_start(NULL);
+    ck_assert(mock);
+    setup(&env, mock, "kbig", 0, NULL);
+    /* Replace the properties line: a small limit on message size. */
+    config_insert(&env, "  properties: {message.timeout.ms: \"20000\"",
+                  ", message.max.bytes: \"4000\"");
+    ck_assert(shop_start(&env));
+    caught_up_or_abort(&env);
+    long mark = shop_log_size(&env);
+    ck_assert(pgc_exec(src, env.srcdb,
+        "INSERT INTO users (external_id, email, full_name, bio) VALUES "
+        "(gen_random_uuid(), 'big@x.io', 'Big', (SELECT string_agg(md5(i::text),"
+        " '') FROM generate_series(1, 400) i));"
+        "INSERT INTO users (external_id, email, full_name) VALUES "
+        "(gen_random_uuid(), 'small@x.io', 'Small');"));
+    wait_log_or_abort(&env, "sink=kafka lsn=", mark);
+    ck_assert(shop_log_count(&env, "too large", mark) > 0);
+    /* The PostgreSQL target has both rows; Kafka has neither. */
+    ck_assert(pgc_wait_until(tgt, env.dbs[0], "SELECT count(*) = 2 FROM users",
+                             WAIT_S));
+    char topic[256];
+    kt_set set = {0};
+    topic_of(&env, "users", topic, sizeof topic);
+    read_topic(mock, topic, &set);
+    ck_assert_uint_eq(set.n, 0);
+    kt_set_free(&set);
+    stop_cleanly(&env, mock);
+}
+END_TEST
+
+static void add_case(Suite *s, const char *name, const TTest *test, int timeout)
+{
+    TCase *tc = tcase_create(name);
+    tcase_set_timeout(tc, timeout);
+    tcase_add_test(tc, test);
+    suite_add_tcase(s, tc);
+}
+
+int main(void)
+{
+    static const char *const tgt_settings[] = {"max_replication_slots = 64", NULL};
+    src = pgc_start(NULL);
+    tgt = src ? pgc_start(tgt_settings) : NULL;
+    if (!tgt)
+        return EXIT_FAILURE;
+    Suite *s = suite_create("kafka");
+    add_case(s, "change_events", change_events, 300);
+    add_case(s, "initial_copy_then_stream", initial_copy_then_stream, 600);
+    add_case(s, "broker_faults", broker_faults, 600);
+    add_case(s, "killed_and_restarted", killed_and_restarted, 600);
+    add_case(s, "undeliverable_stops_sink", undeliverable_stops_sink, 300);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    pgc_stop(tgt);
+    pgc_stop(src);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
