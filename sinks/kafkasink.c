@@ -29,8 +29,10 @@
 
 #define CHECKPOINT_EVERY_MS 200
 #define OPEN_TIMEOUT_MS 10000
-#define DRAIN_TIMEOUT_MS 30000
+#define DRAIN_TIMEOUT_MS 10000
 #define ROLLBACK_TIMEOUT_MS 10000
+#define CLOSE_TIMEOUT_MS 1000        /* drain did the waiting, if any */
+#define COPY_TIMEOUT_MS 60000        /* for a copied table's last acks */
 #define QUEUE_FULL_WAIT_MS 100
 #define POLL_EVERY 1024          /* messages between polls inside a txn */
 #define REPEAT_LOG_MS 10000
@@ -812,8 +814,8 @@ static void ks_close(sink *s)
     if (!ks->rk)
         return;
     if (!ks->failed) {
-        rd_kafka_flush(ks->rk, DRAIN_TIMEOUT_MS);
-        ring_advance(ks);
+        rd_kafka_flush(ks->rk, CLOSE_TIMEOUT_MS);
+        serve(ks, 0);
         checkpoint(ks, true);
     }
     /* Whatever is left will be produced again from the checkpoint. */
@@ -1027,7 +1029,7 @@ bool kafkasnap_end_table(kafkasnap *k, bool last, char *err, size_t errlen)
 {
     if (!snap_release_held(k, last ? "last" : "true", err, errlen))
         return false;
-    rd_kafka_resp_err_t e = rd_kafka_flush(k->rk, DRAIN_TIMEOUT_MS);
+    rd_kafka_resp_err_t e = rd_kafka_flush(k->rk, COPY_TIMEOUT_MS);
     rd_kafka_poll(k->rk, 0);
     if (k->refused) {
         snprintf(err, errlen, "%s", k->failure);
@@ -1036,7 +1038,7 @@ bool kafkasnap_end_table(kafkasnap *k, bool last, char *err, size_t errlen)
     if (e) {
         snprintf(err, errlen, "Kafka did not acknowledge the rows of %s.%s "
                  "in %d s: %s", k->rel->schema, k->rel->name,
-                 DRAIN_TIMEOUT_MS / 1000, rd_kafka_err2str(e));
+                 COPY_TIMEOUT_MS / 1000, rd_kafka_err2str(e));
         return false;
     }
     return true;
