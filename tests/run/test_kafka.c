@@ -301,7 +301,11 @@ static const char change_sql[] =
     "SELECT pg_logical_emit_message(true, 'other', 'not published');"
     "INSERT INTO warehouses (code, name, country_code, latitude, longitude,"
     "  dispatch_cutoff, capacity) VALUES ('W1', 'W', 'DE', 'NaN', "
-    "  '-Infinity', '17:30', 10);";
+    "  '-Infinity', '17:30', 10);"
+    "INSERT INTO products (sku, name, price, avg_rating, attributes) VALUES"
+    "  ('S1', 'P', 12.50, 4.5, '{\"a\": 1}');"
+    "INSERT INTO notification_templates (code, channel, body, retry_after)"
+    "  VALUES ('t1', 'email', 'b', '1 day 02:00:00');";
 
 /* Every op code, tombstones, the TOAST placeholder, messages, metadata. */
 START_TEST(change_events)
@@ -318,7 +322,7 @@ START_TEST(change_events)
 
     char topic[256];
     kt_set users = {0}, prefs = {0}, sess = {0}, msgs = {0}, txns = {0},
-           wh = {0};
+           wh = {0}, prod = {0}, tmpl = {0};
     topic_of(&env, "users", topic, sizeof topic);
     wait_records(&env, mock, topic, 3, &users);
     topic_of(&env, "user_preferences", topic, sizeof topic);
@@ -328,6 +332,10 @@ START_TEST(change_events)
     wait_records(&env, mock, topic, 4, &sess);
     topic_of(&env, "warehouses", topic, sizeof topic);
     wait_records(&env, mock, topic, 1, &wh);
+    topic_of(&env, "products", topic, sizeof topic);
+    wait_records(&env, mock, topic, 1, &prod);
+    topic_of(&env, "notification_templates", topic, sizeof topic);
+    wait_records(&env, mock, topic, 1, &tmpl);
     snprintf(topic, sizeof topic, "%s.message", env.name);
     wait_records(&env, mock, topic, 2, &msgs);
     snprintf(topic, sizeof topic, "%s.transaction", env.name);
@@ -426,6 +434,19 @@ START_TEST(change_events)
     ck_assert_str_eq(json_string_value(field(w, "after", "dispatch_cutoff")),
                      "17:30:00");
     json_decref(w);
+    /* numeric as a string, real as a number, jsonb and enum and interval
+     * as their text. */
+    json_t *p = parse(prod.r[0].value);
+    ck_assert_str_eq(json_string_value(field(p, "after", "price")), "12.50");
+    ck_assert(json_real_value(field(p, "after", "avg_rating")) == 4.5);
+    ck_assert_str_eq(json_string_value(field(p, "after", "attributes")),
+                     "{\"a\": 1}");
+    json_decref(p);
+    json_t *tm = parse(tmpl.r[0].value);
+    ck_assert_str_eq(json_string_value(field(tm, "after", "retry_after")),
+                     "1 day 02:00:00");
+    ck_assert_str_eq(json_string_value(field(tm, "after", "channel")), "email");
+    json_decref(tm);
 
     /* Messages: the two with the claimed prefix, not the other. */
     ck_assert_uint_eq(msgs.n, 2);
@@ -457,6 +478,8 @@ START_TEST(change_events)
     kt_set_free(&msgs);
     kt_set_free(&txns);
     kt_set_free(&wh);
+    kt_set_free(&prod);
+    kt_set_free(&tmpl);
     stop_cleanly(&env, mock);
 }
 END_TEST
