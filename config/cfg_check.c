@@ -73,10 +73,28 @@ bool cfg_check_owners(cfg_loader *ld, const cfg_section *sec, void *base,
     return true;
 }
 
+/* Whether some message prefix matches both patterns (see messages:). */
+static bool patterns_overlap(const char *a, const char *b)
+{
+    size_t na = strlen(a), nb = strlen(b);
+    bool wa = na > 0 && a[na - 1] == '*', wb = nb > 0 && b[nb - 1] == '*';
+    if (wa)
+        na--;
+    if (wb)
+        nb--;
+    if (!wa && !wb)
+        return strcmp(a, b) == 0;
+    /* A wildcard's stem must begin the other pattern (or its stem). */
+    size_t n = wa && wb ? (na < nb ? na : nb) : wa ? na : nb;
+    if ((wa && !wb && nb < na) || (wb && !wa && na < nb))
+        return false;
+    return strncmp(a, b, n) == 0;
+}
+
 /*
  * Messages go to Kafka only: a service that claims a prefix must publish
- * there, and no two services may claim the same one (each message would
- * be published twice).
+ * there, and no two services may claim the same message (it would be
+ * published twice).
  */
 bool cfg_check_messages(cfg_loader *ld, const cfg_section *sec, void *base,
                         const char *label, const yaml_node_t *map,
@@ -93,11 +111,12 @@ bool cfg_check_messages(cfg_loader *ld, const cfg_section *sec, void *base,
     for (const cfg_service *o = ld->c->services; o < svc; o++)
         for (size_t i = 0; i < o->n_messages; i++)
             for (size_t j = 0; j < svc->n_messages; j++)
-                if (strcmp(o->messages[i], svc->messages[j]) == 0)
+                if (patterns_overlap(o->messages[i], svc->messages[j]))
                     return cfg_fail(ld, cfg_node_pos(key), "%s.messages: "
                                     "prefix '%s' is already published by "
-                                    "service '%s'; expected each prefix "
-                                    "in one service", label,
-                                    svc->messages[j], o->name);
+                                    "service '%s' ('%s'); expected each "
+                                    "prefix in one service", label,
+                                    svc->messages[j], o->name,
+                                    o->messages[i]);
     return true;
 }

@@ -149,6 +149,7 @@ cfg_take_fn cfg_take_ident;
 cfg_take_fn cfg_take_dsn;
 cfg_take_fn cfg_take_socket;
 cfg_take_fn cfg_take_topic;
+cfg_take_fn cfg_take_topic_plain;
 bool cfg_check_service_name(const char *s, size_t len, cfg_why *why);
 /* cleave_<name>, lower-cased, '-' and '.' turned into '_'. */
 char *cfg_derive_object_name(const cfg *c);

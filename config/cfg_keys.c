@@ -139,10 +139,10 @@ static const cfg_key kafka_keys[] = {
              "provide.transaction.metadata)"},
     {.name = "transaction_topic", .type = CFG_T_STRING,
      .def = "{name}.transaction", .off = offsetof(cfg, kafka.transaction_topic),
-     .take = cfg_take_topic, .expect = "a topic template",
+     .take = cfg_take_topic_plain, .expect = "a topic template",
      .help = "topic of the transaction events; {name} {service}"},
     {.name = "message_topic", .type = CFG_T_STRING, .def = "{name}.message",
-     .off = offsetof(cfg, kafka.message_topic), .take = cfg_take_topic,
+     .off = offsetof(cfg, kafka.message_topic), .take = cfg_take_topic_plain,
      .expect = "a topic template",
      .help = "topic of the logical message events; {name} {service}"},
 };

@@ -160,21 +160,20 @@ bool cfg_take_socket(const char *s, size_t len, char **out, cfg_why *why)
     return copy_out(s, len, out, why);
 }
 
-static bool known_placeholder(const char *p, size_t n)
+/* The first `known` of these are allowed in a template. */
+static bool known_placeholder(const char *p, size_t n, size_t known)
 {
     static const char *const names[] = {"name", "service", "schema", "table"};
 
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+    for (size_t i = 0; i < known; i++)
         if (strlen(names[i]) == n && memcmp(p, names[i], n) == 0)
             return true;
     return false;
 }
 
-bool cfg_take_topic(const char *s, size_t len, char **out, cfg_why *why)
+static bool take_template(const char *s, size_t len, char **out, cfg_why *why,
+                          size_t known, const char *expect)
 {
-    static const char expect[] =
-        "expected {name}, {service}, {schema} or {table}";
-
     for (size_t i = 0; i < len; i++) {
         if (s[i] == '}')
             return cfg_whyf(why, (long)i, "'}' without '{' in topic "
@@ -186,12 +185,24 @@ bool cfg_take_topic(const char *s, size_t len, char **out, cfg_why *why)
             return cfg_whyf(why, (long)i, "unclosed '{' in topic template; "
                             "%s", expect);
         size_t n = (size_t)(close - (s + i + 1));
-        if (!known_placeholder(s + i + 1, n))
+        if (!known_placeholder(s + i + 1, n, known))
             return cfg_whyf(why, (long)i, "unknown placeholder '{%.*s}' in "
                             "topic template; %s", (int)n, s + i + 1, expect);
         i += n + 1;
     }
     return copy_out(s, len, out, why);
+}
+
+bool cfg_take_topic(const char *s, size_t len, char **out, cfg_why *why)
+{
+    return take_template(s, len, out, why, 4,
+                         "expected {name}, {service}, {schema} or {table}");
+}
+
+/* Transaction and message topics belong to no table. */
+bool cfg_take_topic_plain(const char *s, size_t len, char **out, cfg_why *why)
+{
+    return take_template(s, len, out, why, 2, "expected {name} or {service}");
 }
 
 bool cfg_check_service_name(const char *s, size_t len, cfg_why *why)

@@ -412,7 +412,9 @@ static bool publish_rows(round *r, size_t svc, PGconn *src, kafkasnap *k,
     char *buf, err[512];
     int n;
     while ((n = PQgetCopyData(src, &buf, 0)) > 0) {
-        int got = copytext_split(buf, (size_t)n, fields, rel->ncols);
+        /* A table without columns has empty rows: no field to split. */
+        int got = rel->ncols ? copytext_split(buf, (size_t)n, fields,
+                                              rel->ncols) : 0;
         for (int i = 0; i < got; i++)
             vals[i] = (sink_value){fields[i].null ? 'n' : 't', fields[i].len,
                                    fields[i].data};

@@ -344,6 +344,7 @@ static bool send_message(stream *st, const pgo_msg *m)
             sink_event_free(ev);
             return false;
         }
+        ev->xid = st->xid;
         if (!send_event(st, (int)i, ev))
             return false;
     }

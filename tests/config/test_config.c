@@ -140,7 +140,7 @@ START_TEST(example_owners)
     ck_assert_ptr_null(cfg_owner(c, "public", "nope"));
     ck_assert_ptr_null(cfg_owner(c, "other", "users"));
     ck_assert_ptr_null(cfg_owner(c, "public", "Users"));
-    ck_assert_int_eq(c->services[0].owned[0].pos.line, 39);
+    ck_assert_int_eq(c->services[0].owned[0].pos.line, 42);
     cfg_free(c);
 }
 END_TEST
@@ -216,6 +216,146 @@ START_TEST(kafka_after_services)
 
     ck_assert(c->has_kafka && c->services[0].target_kafka);
     cfg_free(c);
+}
+END_TEST
+
+/* The Kafka keys cleave added for Debezium's optional events. */
+START_TEST(kafka_defaults)
+{
+    cfg *c = parse_ok("name: shop\n"
+                      "source: {dsn: 'dbname=x'}\n"
+                      "kafka: {brokers: 'b:9092'}\n"
+                      "services:\n"
+                      "  s1: {owned_tables: [t], target: {kafka: true}}\n");
+
+    ck_assert(c->kafka.tombstones);
+    ck_assert(!c->kafka.truncate_events);
+    ck_assert(!c->kafka.transaction_metadata);
+    ck_assert_str_eq(c->kafka.transaction_topic, "{name}.transaction");
+    ck_assert_str_eq(c->kafka.message_topic, "{name}.message");
+    ck_assert_uint_eq(c->services[0].n_messages, 0);
+    ck_assert_ptr_null(c->services[0].messages);
+    cfg_free(c);
+}
+END_TEST
+
+START_TEST(kafka_explicit)
+{
+    cfg *c = parse_ok("name: shop\n"
+                      "source: {dsn: 'dbname=x'}\n"
+                      "kafka:\n"
+                      "  brokers: 'b:9092'\n"
+                      "  tombstones: false\n"
+                      "  truncate_events: TRUE\n"
+                      "  transaction_metadata: true\n"
+                      "  transaction_topic: 'cdc.{service}.tx'\n"
+                      "  message_topic: '{name}.{service}.outbox'\n"
+                      "services:\n"
+                      "  s1: {owned_tables: [t], target: {kafka: true}}\n");
+
+    ck_assert(!c->kafka.tombstones);
+    ck_assert(c->kafka.truncate_events);
+    ck_assert(c->kafka.transaction_metadata);
+    ck_assert_str_eq(c->kafka.transaction_topic, "cdc.{service}.tx");
+    ck_assert_str_eq(c->kafka.message_topic, "{name}.{service}.outbox");
+    cfg_free(c);
+}
+END_TEST
+
+START_TEST(messages_parsed)
+{
+    cfg *c = parse_ok("name: shop\n"
+                      "source: {dsn: 'dbname=x'}\n"
+                      "kafka: {brokers: 'b:9092'}\n"
+                      "services:\n"
+                      "  orders:\n"
+                      "    owned_tables: [orders]\n"
+                      "    messages:\n"
+                      "      - outbox.order\n"
+                      "      - 'outbox.payment.*'\n"
+                      "      - \"none\"\n"
+                      "      - \"with space \\u00e9\"\n"
+                      "    target: {kafka: true, postgres: 'dbname=o'}\n"
+                      "  users:\n"
+                      "    owned_tables: [users]\n"
+                      "    messages: [none]\n"
+                      "    target: {kafka: true}\n"
+                      "  plain:\n"
+                      "    owned_tables: [p]\n"
+                      "    messages: []\n"
+                      "    target: {postgres: 'dbname=p'}\n");
+    const cfg_service *o = service(c, "orders");
+
+    ck_assert_uint_eq(o->n_messages, 4);
+    ck_assert_str_eq(o->messages[0], "outbox.order");
+    ck_assert_str_eq(o->messages[1], "outbox.payment.*");
+    ck_assert_str_eq(o->messages[2], "none");     /* quoted: a prefix */
+    ck_assert_str_eq(o->messages[3], "with space \xc3\xa9");
+    ck_assert_uint_eq(service(c, "users")->n_messages, 0);
+    ck_assert_uint_eq(service(c, "plain")->n_messages, 0);
+    ck_assert(cfg_wants_message(o, "outbox.order"));
+    ck_assert(cfg_wants_message(o, "outbox.payment.refund"));
+    ck_assert(!cfg_wants_message(o, "outbox.payment"));
+    ck_assert(cfg_wants_message(o, "none"));
+    ck_assert(!cfg_wants_message(service(c, "users"), "none"));
+    ck_assert(!cfg_wants_message(service(c, "plain"), "outbox.order"));
+    cfg_free(c);
+}
+END_TEST
+
+/* Patterns (NULL-terminated), a prefix, whether the service wants it. */
+static const struct {
+    const char *patterns[4];
+    const char *prefix;
+    bool wanted;
+} wants[] = {
+    /* exact */
+    {{"outbox.order"}, "outbox.order", true},
+    {{"outbox.order"}, "outbox.orders", false},
+    {{"outbox.order"}, "outbox.orde", false},
+    {{"outbox.order"}, "Outbox.order", false},
+    {{"outbox.order"}, "", false},
+    /* a trailing * : starts with */
+    {{"outbox.*"}, "outbox.", true},
+    {{"outbox.*"}, "outbox.order", true},
+    {{"outbox.*"}, "outbox.*", true},
+    {{"outbox.*"}, "outbox", false},
+    {{"outbox.*"}, "xoutbox.order", false},
+    {{"outbox*"}, "outbox", true},
+    {{"outbox*"}, "outboxes", true},
+    /* only a trailing * is special */
+    {{"a*b"}, "a*b", true},
+    {{"a*b"}, "axb", false},
+    {{"*b"}, "ab", false},
+    {{"**"}, "*x", true},
+    {{"**"}, "x", false},
+    /* * alone: every prefix, the empty one too */
+    {{"*"}, "", true},
+    {{"*"}, "anything at all", true},
+    /* any of several */
+    {{"a", "b*", "c"}, "b", true},
+    {{"a", "b*", "c"}, "c", true},
+    {{"a", "b*", "c"}, "d", false},
+    {{"a", "b*", "c"}, "ab", false},
+    /* none */
+    {{NULL}, "x", false},
+    {{NULL}, "", false},
+};
+
+START_TEST(wants_message)
+{
+    cfg_service svc = {.name = "s"};
+    char *patterns[4];
+
+    while (svc.n_messages < 4 && wants[_i].patterns[svc.n_messages]) {
+        patterns[svc.n_messages] = (char *)wants[_i].patterns[svc.n_messages];
+        svc.n_messages++;
+    }
+    svc.messages = svc.n_messages ? patterns : NULL;
+    ck_assert_msg(cfg_wants_message(&svc, wants[_i].prefix) ==
+                  wants[_i].wanted, "'%s' against '%s'...: want %d",
+                  wants[_i].prefix, wants[_i].patterns[0]
+                  ? wants[_i].patterns[0] : "(none)", wants[_i].wanted);
 }
 END_TEST
 
@@ -652,7 +792,10 @@ START_TEST(describe_mentions_every_key)
         "name", "source", "state_dir", "status_socket", "log_level", "kafka",
         "services", "dsn", "slot", "publication", "heartbeat_interval",
         "brokers", "topic", "properties", "owned_tables", "shared_tables",
-        "references", "target", "on_conflict", "postgres",
+        "references", "target", "on_conflict", "postgres", "copy_workers",
+        "loop_prevention", "tombstones", "truncate_events",
+        "transaction_metadata", "transaction_topic", "message_topic",
+        "messages",
     };
     char *out = NULL, want[64];
     size_t len = 0;
@@ -671,6 +814,12 @@ START_TEST(describe_mentions_every_key)
     ck_assert_ptr_nonnull(strstr(out, "`cleave_<name>`"));
     ck_assert_ptr_nonnull(strstr(out, "| `services.<service>.target` | "
                                       "`kafka` | bool | `false` |"));
+    ck_assert_ptr_nonnull(strstr(out, "| `kafka` | `tombstones` | bool | "
+                                      "`true` |"));
+    ck_assert_ptr_nonnull(strstr(out, "| `kafka` | `transaction_topic` | "
+                                      "string | `{name}.transaction` |"));
+    ck_assert_ptr_nonnull(strstr(out, "| `services.<service>` | `messages` | "
+                                      "list of strings | `[none]` |"));
     free(out);
 }
 END_TEST
@@ -686,6 +835,10 @@ static Suite *config_suite(void)
     tcase_add_test(tc, defaults);
     tcase_add_test(tc, explicit_values);
     tcase_add_test(tc, kafka_after_services);
+    tcase_add_test(tc, kafka_defaults);
+    tcase_add_test(tc, kafka_explicit);
+    tcase_add_test(tc, messages_parsed);
+    tcase_add_loop_test(tc, wants_message, 0, sizeof wants / sizeof wants[0]);
     tcase_add_loop_test(tc, duration_values, 0,
                         sizeof durations / sizeof durations[0]);
     tcase_add_test(tc, bool_values);

@@ -5,8 +5,9 @@
  * reopening keep exactly the complete transactions; a torn tail (the file
  * cut at every byte of its last, unsynced transaction, or any of its
  * bytes flipped) is cut off on open; damage in the fsync'd part is an
- * error for both the writer and the reader, at every byte. Readers follow
- * a writer and never see an unfinished or rolled-back transaction.
+ * error for both the writer and the reader, at every byte; a message
+ * record forged with valid checksums is refused by the reader. Readers
+ * follow a writer and never see an unfinished or rolled-back transaction.
  * Files live in a temporary directory under /tmp, removed at the end.
  */
 #include <check.h>
@@ -174,6 +175,15 @@ static void change(evlist *l, sink_op op, sink_rel *rel, lsn_t lsn,
                                     new_vals));
 }
 
+/* A logical message; sink_event_message leaves the xid to the caller. */
+static void message(evlist *l, uint32_t xid, lsn_t commit_lsn, lsn_t msg_lsn,
+                    bool transactional, const char *prefix,
+                    const void *content, uint32_t len)
+{
+    add(l, sink_event_message(commit_lsn, msg_lsn, transactional, prefix,
+                              content, len))->xid = xid;
+}
+
 static void append_all(evlog *log, const evlist *l, size_t from, size_t to)
 {
     for (size_t i = from; i < to; i++)
@@ -238,6 +248,19 @@ static void check_event(const sink_event *want, const sink_event *got,
     ck_assert_uint_eq(got->ntruncate, want->ntruncate);
     for (uint32_t j = 0; j < want->ntruncate; j++)
         check_rel(want->truncate_rels[j], got->truncate_rels[j]);
+    ck_assert_int_eq(got->transactional, want->transactional);
+    ck_assert_uint_eq(got->msg_lsn, want->msg_lsn);
+    ck_assert_uint_eq(got->content_len, want->content_len);
+    if (want->prefix) {
+        ck_assert_ptr_nonnull(got->prefix);
+        ck_assert_str_eq(got->prefix, want->prefix);
+        ck_assert_msg(want->content_len == 0 ||
+                      memcmp(got->content, want->content,
+                             want->content_len) == 0,
+                      "event %zu: message content differs", i);
+    } else {
+        ck_assert_ptr_null(got->prefix);
+    }
 }
 
 /*
@@ -371,6 +394,94 @@ START_TEST(test_roundtrip)
     sink_rel_unref(r1b);
     sink_rel_unref(r0);
     sink_rel_unref(rh);
+    free(big);
+}
+END_TEST
+
+/*
+ * Logical messages: transactional ones among a transaction's changes, a
+ * lone one in a transaction of its own; content with NUL bytes, empty,
+ * and bigger than the write buffer; kept across a reopen.
+ */
+START_TEST(test_messages)
+{
+    const char *path = path_of("messages");
+    char err[512];
+    sink_rel *r1 = mkrel(16384, 1, "public", "outbox", 2);
+    static const uint8_t bin[] = {0, 1, 0xff, 0, 'z', 0};
+    size_t big_len = 200 * 1000;
+    uint8_t *big = malloc(big_len);
+    ck_assert_ptr_nonnull(big);
+    for (size_t i = 0; i < big_len; i++)
+        big[i] = (uint8_t)(i * 13 + i / 256);
+
+    evlist w = {0}, gone = {0};
+    begin(&w, 800, 0x8000);
+    change(&w, SINK_INSERT, r1, 0x8000, 0, NULL, (sink_value[]){T("1"), N});
+    message(&w, 800, 0x8000, 0x7F10, true, "outbox.order", bin, sizeof bin);
+    message(&w, 800, 0x8000, 0x7F20, true, "outbox.empty", "", 0);
+    message(&w, 800, 0x8000, 0x7F30, true, "", "x", 1);
+    message(&w, 800, 0x8000, 0x7F40, true, "gr\xc3\xb6\xc3\x9f""e \"q\"", big,
+            (uint32_t)big_len);
+    change(&w, SINK_UPDATE, r1, 0x8000, 'K', (sink_value[]){T("1"), N},
+           (sink_value[]){T("1"), T("sent")});
+    commit(&w, 800, 0x8000);
+    /* A lone message: its transaction ends one past it. */
+    add(&w, sink_event_txn(SINK_BEGIN, 0, 0x9000, 0x9001, 0));
+    message(&w, 0, 0x9000, 0x9000, false, "audit", "\0", 1);
+    add(&w, sink_event_txn(SINK_COMMIT, 0, 0x9000, 0x9001, 0));
+
+    evlog *l = open_ok(path, 0x7000);
+    append_all(l, &w, 0, 5);
+    uint64_t bytes = evlog_bytes(l);
+    append_all(l, &w, 5, 7);
+    ck_assert_uint_gt(evlog_bytes(l), bytes + big_len);
+    append_all(l, &w, 7, w.n);
+    ck_assert_uint_eq(evlog_last_end(l), 0x9001);
+
+    /* Outside a transaction: refused, nothing written. */
+    bytes = evlog_bytes(l);
+    errno = 0;
+    ck_assert(!evlog_append(l, w.ev[2]));
+    ck_assert_int_eq(errno, EINVAL);
+    ck_assert_ptr_nonnull(strstr(evlog_error(l), "outside"));
+    /* Rolled back with its transaction. */
+    begin(&gone, 801, 0xA000);
+    message(&gone, 801, 0xA000, 0x9F00, true, "outbox.order", bin, sizeof bin);
+    add(&gone, sink_event_txn(SINK_ROLLBACK, 0, 0, 0, 0));
+    append_all(l, &gone, 0, gone.n);
+    ck_assert_uint_eq(evlog_bytes(l), bytes);
+    ck_assert(evlog_sync(l));
+    evlog_close(l);
+    read_expect(path, &w, w.n, 0, NULL);
+
+    /* The reopen scans the 'M' records; more append after them. */
+    l = evlog_open(path, 0, err, sizeof err);
+    ck_assert_msg(l != NULL, "%s", err);
+    ck_assert_uint_eq(evlog_last_end(l), 0x9001);
+    ck_assert_uint_eq(evlog_bytes(l), bytes);
+    ck_assert_uint_eq(evlog_cut_bytes(l), 0);
+    size_t c = w.n;
+    begin(&w, 802, 0xB000);
+    message(&w, 802, 0xB000, 0xAF00, true, "outbox.order", bin, 3);
+    commit(&w, 802, 0xB000);
+    append_all(l, &w, c, w.n);
+    evlog_close(l);
+
+    evlist got = {0};
+    read_expect(path, &w, w.n, 0, &got);
+    /* Copies of their own, not pointers into the reader's buffer. */
+    ck_assert_ptr_ne(got.ev[2]->content, w.ev[2]->content);
+    ck_assert_ptr_ne(got.ev[4]->content, got.ev[c + 1]->content);
+    ck_assert(memcmp(got.ev[2]->content, bin, sizeof bin) == 0);
+    ck_assert(memcmp(got.ev[c + 1]->content, bin, 3) == 0);
+    ck_assert_uint_eq(got.ev[3]->content_len, 0);
+    ck_assert_str_eq(got.ev[4]->prefix, "");
+    ck_assert(!got.ev[9]->transactional && got.ev[9]->msg_lsn == 0x9000);
+    evlist_free(&got);
+    evlist_free(&w);
+    evlist_free(&gone);
+    sink_rel_unref(r1);
     free(big);
 }
 END_TEST
@@ -587,7 +698,11 @@ END_TEST
 
 /* ---- damage ---------------------------------------------------------------- */
 
-/* Three transactions; the first two synced, the third (a new relation) not. */
+/*
+ * Three transactions; the first two synced, the third (a new relation) not.
+ * The second and third carry logical messages, so damage reaches 'M'
+ * records in both parts.
+ */
 typedef struct damaged {
     evlist w;
     size_t txn3;             /* index of its BEGIN in w */
@@ -612,10 +727,13 @@ static void damaged_build(damaged *d, const char *path, bool sync_all,
     commit(w, 1, 0x100);
     begin(w, 2, 0x200);
     add(w, sink_event_truncate(0x200, 1, &d->r1, 1));
+    message(w, 2, 0x200, 0x1F0, true, "outbox", "a\0b\xff", 4);
     commit(w, 2, 0x200);
     d->txn3 = w->n;
     begin(w, 3, 0x300);
     change(w, SINK_INSERT, d->r2, 0x300, 0, NULL, (sink_value[]){T(v3), N, T("")});
+    message(w, 3, 0x300, 0x2F0, true, "outbox.x", "\0\0", 2);
+    message(w, 3, 0x300, 0x2F8, true, "e", "", 0);
     change(w, SINK_DELETE, d->r1, 0x300, 'K', (sink_value[]){T("1"), N}, NULL);
     commit(w, 3, 0x300);
 
@@ -792,6 +910,116 @@ START_TEST(test_spliced)
         damaged_free(&a);
         damaged_free(&b);
     }
+}
+END_TEST
+
+static uint32_t be32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 |
+           p[3];
+}
+
+static void put_be32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24);
+    p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
+}
+
+/* The offset of the first record of this type. */
+static size_t find_record(const uint8_t *b, size_t len, uint8_t type)
+{
+    for (size_t off = HDR_SIZE; off + 5 <= len; off += 8 + be32(b + off))
+        if (b[off + 4] == type)
+            return off;
+    ck_abort_msg("no '%c' record", type);
+    return 0;
+}
+
+/*
+ * Recomputes every record's CRC and every COMMIT's chain (the format at
+ * the top of evlog.c), so edits made inside a record pass the framing
+ * checks and only the reader's own checks of its contents remain.
+ */
+static void reseal(uint8_t *b, size_t len)
+{
+    uint32_t chain = 0;
+    for (size_t off = HDR_SIZE; off + 5 <= len;) {
+        uint32_t rlen = be32(b + off);
+        ck_assert_uint_le(off + 8 + rlen, len);
+        if (b[off + 4] == 'B')
+            chain = 0;
+        if (b[off + 4] == 'C')
+            put_be32(b + off + 4 + rlen - 4, chain);
+        put_be32(b + off + 4 + rlen, evlog_crc32c(0, b + off + 4, rlen));
+        uint8_t lc[8];
+        memcpy(lc, b + off, 4);
+        memcpy(lc + 4, b + off + 4 + rlen, 4);
+        chain = evlog_crc32c(chain, lc, 8);
+        off += 8 + rlen;
+    }
+}
+
+/*
+ * An 'M' record rewritten with valid checksums but contents no writer
+ * makes: the reader refuses it rather than make up a message. Each edit
+ * keeps the record's length. Payload: xid 0, commit_lsn 4, msg_lsn 12,
+ * transactional 20, prefix length 21, prefix 25 ("outbox"), content
+ * length 31, content 35 ("a\0b").
+ */
+START_TEST(test_message_forged)
+{
+    const char *path = path_of("forged");
+    sink_rel *r1 = mkrel(16384, 1, "public", "a", 1);
+    evlist w = {0};
+    begin(&w, 9, 0x900);
+    change(&w, SINK_INSERT, r1, 0x900, 0, NULL, (sink_value[]){T("1")});
+    message(&w, 9, 0x900, 0x8F0, true, "outbox", "a\0b", 3);
+    commit(&w, 9, 0x900);
+    evlog *l = open_ok(path, 0);
+    append_all(l, &w, 0, w.n);
+    ck_assert(evlog_sync(l));
+    evlog_close(l);
+    size_t len;
+    uint8_t *clean = slurp(path, &len);
+    size_t p = find_record(clean, len, 'M') + 5;
+    ck_assert_uint_eq(be32(clean + p + 31), 3);
+
+    static const struct {
+        size_t at;           /* in the payload */
+        uint8_t value;
+        bool ok;             /* read back (as a message, non-transactional) */
+    } edits[] = {
+        {20, 1, true},       /* as written: the forging itself is sound */
+        {20, 0, true},
+        {20, 2, false},
+        {20, 0xff, false},
+        {27, 0, false},      /* a NUL in the prefix */
+        {24, 7, false},      /* the prefix runs into the content length */
+        {24, 5, false},
+        {34, 4, false},      /* the content runs past the record */
+        {34, 2, false},      /* a byte left over after it */
+        {31, 0x80, false},
+    };
+    uint8_t *b = malloc(len);
+    ck_assert_ptr_nonnull(b);
+    for (size_t e = 0; e < sizeof edits / sizeof edits[0]; e++) {
+        memcpy(b, clean, len);
+        b[p + edits[e].at] = edits[e].value;
+        reseal(b, len);
+        spill(path, b, len);
+        if (edits[e].ok) {
+            w.ev[2]->transactional = edits[e].value;
+            read_expect(path, &w, w.n, 0, NULL);
+        } else {
+            read_expect(path, &w, 2, -1, NULL);
+        }
+    }
+    free(b);
+    free(clean);
+    evlist_free(&w);
+    sink_rel_unref(r1);
 }
 END_TEST
 
@@ -995,6 +1223,7 @@ static Suite *evlog_suite(void)
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, test_crc32c);
     tcase_add_test(tc, test_roundtrip);
+    tcase_add_test(tc, test_messages);
     tcase_add_test(tc, test_rollback);
     tcase_add_test(tc, test_reopen);
     tcase_add_test(tc, test_many_relations);
@@ -1002,6 +1231,7 @@ static Suite *evlog_suite(void)
     tcase_add_test(tc, test_flip_tail);
     tcase_add_test(tc, test_flip_synced);
     tcase_add_test(tc, test_spliced);
+    tcase_add_test(tc, test_message_forged);
     tcase_add_test(tc, test_reader_follows);
     tcase_add_test(tc, test_many);
     tcase_add_test(tc, test_remove);
