@@ -339,6 +339,29 @@ static bool same_service(const cfg_service *a, const cfg_service *b)
         if (!same_str(a->owned[j].schema, b->owned[j].schema) ||
             !same_str(a->owned[j].name, b->owned[j].name))
             return false;
+    if (a->n_messages != b->n_messages)
+        return false;
+    for (size_t j = 0; j < a->n_messages; j++)
+        if (!same_str(a->messages[j], b->messages[j]))
+            return false;
+    return true;
+}
+
+/* The producers are made from all of it: any change makes them anew. */
+static bool same_kafka(const cfg_kafka *a, const cfg_kafka *b)
+{
+    if (!same_str(a->brokers, b->brokers) || !same_str(a->topic, b->topic) ||
+        !same_str(a->transaction_topic, b->transaction_topic) ||
+        !same_str(a->message_topic, b->message_topic) ||
+        a->tombstones != b->tombstones ||
+        a->truncate_events != b->truncate_events ||
+        a->transaction_metadata != b->transaction_metadata ||
+        a->n_props != b->n_props)
+        return false;
+    for (size_t i = 0; i < a->n_props; i++)
+        if (!same_str(a->props[i].key, b->props[i].key) ||
+            !same_str(a->props[i].value, b->props[i].value))
+            return false;
     return true;
 }
 
@@ -353,7 +376,8 @@ static bool replication_changed(const cfg *old, const cfg *new)
         !same_str(old->source.slot, new->source.slot) ||
         !same_str(old->source.publication, new->source.publication) ||
         !same_str(old->state_dir, new->state_dir) ||
-        old->copy_workers != new->copy_workers)
+        old->copy_workers != new->copy_workers ||
+        !same_kafka(&old->kafka, &new->kafka))
         return true;
     for (size_t i = 0; i < old->n_services; i++)
         if (!same_service(&old->services[i], &new->services[i]))
