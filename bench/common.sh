@@ -1,7 +1,8 @@
 # shellcheck shell=bash disable=SC2034  # variables for the sourcing script
 # Plumbing shared by the benchmarks that run PostgreSQL clusters
-# (bench/catchup.sh, bench/copy.sh); sourced, never run. The caller has
-# cd'ed to the repository root and set -euo pipefail. It provides:
+# (bench/catchup.sh, bench/copy.sh, bench/kafka.sh); sourced, never run.
+# The caller has cd'ed to the repository root and set -euo pipefail. It
+# provides:
 #   - logging (log, die), clocks and arithmetic (now, calc), polling with a
 #     deadline (wait_until);
 #   - the shop services and their tables (SERVICES, OWNED, ALL_TABLES), as
@@ -11,7 +12,8 @@
 #     exit and Ctrl-C (BENCH_KEEP=1 keeps $T);
 #   - throwaway clusters in $T/NAME (initdb as postgres when root, a free
 #     loopback port, a private socket directory, wal_level=logical);
-#   - cleave: building it, its configuration, starting and stopping it;
+#   - cleave: building it, its configuration (PostgreSQL targets, or Kafka
+#     only), starting and stopping it;
 #   - CPU ticks of processes.
 # Environment: CLEAVE_BIN (a built cleave; else build/ is built),
 # CLEAVE_FIXTURES (else ../shared/fixtures), BENCH_KEEP=1.
@@ -215,16 +217,7 @@ src_dsn() { echo "host=127.0.0.1 port=${PORT[src]} dbname=shop user=postgres"; }
 write_config() {
   local c=$1 slot=$2 s; shift 2
   {
-    echo "name: bench"
-    echo "source:"
-    echo "  dsn: \"$(src_dsn)\""
-    echo "  slot: $slot"
-    echo "  publication: $slot"
-    echo "state_dir: $T/$slot.state"
-    echo "status_socket: $T/$slot.sock"
-    echo "log_level: info"
-    for s in "$@"; do echo "$s"; done
-    echo "services:"
+    config_head "$slot" "$@"
     for s in "${SERVICES[@]}"; do
       echo "  $s:"
       echo "    owned_tables: [$(tables_csv "${OWNED[$s]}")]"
@@ -232,6 +225,35 @@ write_config() {
       echo "      postgres: \"host=$T/$c port=${PORT[$c]} dbname=${s}_db user=postgres\""
     done
   } >"$T/$slot.yaml"
+}
+# write_kafka_config SLOT BROKERS [LINE...]: $T/SLOT.yaml as write_config's,
+# but every service publishes to Kafka only (no PostgreSQL target), through
+# the brokers "host:port,..." of a top-level kafka section.
+write_kafka_config() {
+  local slot=$1 brokers=$2 s; shift 2
+  {
+    config_head "$slot" "kafka:" "  brokers: \"$brokers\"" "$@"
+    for s in "${SERVICES[@]}"; do
+      echo "  $s:"
+      echo "    owned_tables: [$(tables_csv "${OWNED[$s]}")]"
+      echo "    target:"
+      echo "      kafka: true"
+    done
+  } >"$T/$slot.yaml"
+}
+# config_head SLOT [LINE...]: a configuration up to "services:".
+config_head() {
+  local slot=$1 s; shift
+  echo "name: bench"
+  echo "source:"
+  echo "  dsn: \"$(src_dsn)\""
+  echo "  slot: $slot"
+  echo "  publication: $slot"
+  echo "state_dir: $T/$slot.state"
+  echo "status_socket: $T/$slot.sock"
+  echo "log_level: info"
+  for s in "$@"; do echo "$s"; done
+  echo "services:"
 }
 cleave_start() {  # cleave_start SLOT: starts cleave on its config, logging to SLOT.log
   touch "$T/$1.log"
