@@ -487,10 +487,18 @@ static bool publish_table(round *r, PGconn *src, kafkasnap *k, const job *j)
             service_fail(r, j->svc, "publishing %s.%s: %s", t->schema,
                          t->name, err);
     }
-    if (ok)
+    if (ok) {
         log_info("event=table_published service=%s table=%s.%s rows=%llu "
                  "seconds=%.2f", svc->name, t->schema, t->name,
                  (unsigned long long)p.rows, now_s() - p.started);
+        /* Kafka alone: these are the service's copy figures. */
+        pthread_mutex_lock(&r->mu);
+        if (!svc->target_postgres) {
+            r->svc[j->svc].rows += p.rows;
+            r->svc[j->svc].bytes += p.bytes;
+        }
+        pthread_mutex_unlock(&r->mu);
+    }
     sink_rel_unref(rel);
     return ok;
 }

@@ -442,6 +442,7 @@ sink *syncsink_new(sink *inner, syncstate *state, size_t svc)
     atomic_init(&ss->phase, -1);     /* the first phase set is logged */
     ss->ops = syncsink_ops;
     ss->ops.kind = inner->ops->kind;
+    ss->ops.flush_every_ms = inner->ops->flush_every_ms;
     s->ops = &ss->ops;
     s->config = inner->config;
     s->service = inner->service;

@@ -17,7 +17,8 @@
 
 #define BACKOFF_MIN_MS 1000
 #define BACKOFF_MAX_MS 60000
-/* How often a busy worker makes its batch durable and reports it. */
+/* How often a busy worker makes its batch durable and reports it, unless
+ * the sink says otherwise. */
 #define FLUSH_EVERY_MS 1000
 
 struct worker {
@@ -31,6 +32,8 @@ struct worker {
     /* Queued or taken but not yet applied: what the bound counts. */
     atomic_size_t bytes;
     bool stop;                    /* under mu */
+    bool waiting;                 /* under mu: the thread waits for events */
+    bool kicked;                  /* under mu: and was told to take them */
     bool joined;                  /* the stream loop's: thread is gone */
     char error[512];              /* under mu */
     lsn_t error_lsn;              /* under mu */
@@ -42,6 +45,7 @@ struct worker {
     lsn_t last_end;               /* end LSN of the last transaction held */
     bool skipping;                /* inside a transaction already held */
     bool dirty;                   /* applied something not yet flushed */
+    long flush_every_ms;
     struct timespec last_flush;
     int backoff_ms;
 };
@@ -254,9 +258,17 @@ static sink_event *take_all(worker *w, long ms, bool *stopping)
     until.tv_sec += until.tv_nsec / 1000000000;
     until.tv_nsec %= 1000000000;
     pthread_mutex_lock(&w->mu);
-    while (!w->head && !w->stop &&
+    /*
+     * What came while the thread was busy is taken at once; from an empty
+     * queue, a batch worth waking for is a whole transaction (see
+     * worker_push).
+     */
+    w->waiting = w->head == NULL;
+    while (w->waiting && !w->kicked && !w->stop &&
            pthread_cond_timedwait(&w->cond, &w->mu, &until) == 0)
         ;
+    w->waiting = false;
+    w->kicked = false;
     sink_event *list = w->head;
     w->head = w->tail = NULL;
     *stopping = w->stop;
@@ -285,7 +297,7 @@ static bool apply_list(worker *w, sink_event *list)
         bool ok = apply(w, ev, list != NULL || !queue_empty(w));
         atomic_fetch_sub(&w->bytes, ev->size);
         sink_event_free(ev);
-        if (ok && w->dirty && ms_since(&w->last_flush) >= FLUSH_EVERY_MS)
+        if (ok && w->dirty && ms_since(&w->last_flush) >= w->flush_every_ms)
             ok = flush_sink(w);
         if (!ok) {
             free_list(w, list);
@@ -336,6 +348,8 @@ worker *worker_start(sink *s, int wake_fd, size_t max_queue_bytes)
         return NULL;
     w->sink = s;
     w->wake_fd = wake_fd;
+    w->flush_every_ms = s->ops->flush_every_ms > 0 ? s->ops->flush_every_ms
+                                                   : FLUSH_EVERY_MS;
     w->max_bytes = max_queue_bytes;
     atomic_init(&w->state, WORKER_STARTING);
     atomic_init(&w->durable, 0);
@@ -403,15 +417,23 @@ bool worker_push(worker *w, unsigned generation, sink_event *ev)
         return false;
     }
     ev->next = NULL;
-    atomic_fetch_add(&w->bytes, ev->size);
-    if (w->tail) {
+    bytes = atomic_fetch_add(&w->bytes, ev->size) + ev->size;
+    if (w->tail)
         w->tail->next = ev;
-    } else {
-        /* The worker only ever waits on an empty queue. */
+    else
         w->head = ev;
+    w->tail = ev;
+    /*
+     * Waking the thread for every event would cost a context switch each
+     * when it keeps up: it is woken for whole transactions, or once a
+     * large one has filled part of the queue.
+     */
+    if (w->waiting && !w->kicked &&
+        (ev->op == SINK_COMMIT || ev->op == SINK_ROLLBACK ||
+         bytes >= w->max_bytes / 8)) {
+        w->kicked = true;
         pthread_cond_signal(&w->cond);
     }
-    w->tail = ev;
     pthread_mutex_unlock(&w->mu);
     return true;
 }

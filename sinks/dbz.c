@@ -832,9 +832,20 @@ static json_t *dbz_txinfo_new(const dbz_txinfo *tx)
     return NULL;
 }
 
+json_t *dbz_source_json(const dbz_source *src)
+{
+    return dbz_source_new(src);
+}
+
 json_t *dbz_envelope(char op, json_t *before, json_t *after,
                      const dbz_source *src, const dbz_txinfo *tx,
                      int64_t ts_ms)
+{
+    return dbz_envelope_src(op, before, after, dbz_source_new(src), tx, ts_ms);
+}
+
+json_t *dbz_envelope_src(char op, json_t *before, json_t *after,
+                         json_t *source, const dbz_txinfo *tx, int64_t ts_ms)
 {
     json_t *ev = json_object();
     char ops[2] = {op, '\0'};
@@ -842,12 +853,14 @@ json_t *dbz_envelope(char op, json_t *before, json_t *after,
     if (!ev) {
         json_decref(before);
         json_decref(after);
+        json_decref(source);
         return NULL;
     }
-    /* both are stolen whatever happens, so both are put first */
+    /* all three are stolen whatever happens, so they are put first */
     ok = dbz_put(ev, "before", before ? before : json_null());
     ok = dbz_put(ev, "after", after ? after : json_null()) && ok;
-    ok = ok && dbz_put(ev, "source", dbz_source_new(src)) &&
+    ok = dbz_put(ev, "source", source) && ok;
+    ok = ok &&
          dbz_put(ev, "op", json_string(ops)) &&
          dbz_put(ev, "ts_ms", json_integer(ts_ms)) &&
          (!tx || dbz_put(ev, "transaction", dbz_txinfo_new(tx)));

@@ -72,6 +72,15 @@ json_t *dbz_envelope(char op, json_t *before, json_t *after,
                      int64_t ts_ms);
 
 /*
+ * The same around a `source` block made once with dbz_source_json (and
+ * shared, with json_incref, by the events of one transaction and table);
+ * steals before, after and source.
+ */
+json_t *dbz_source_json(const dbz_source *src);
+json_t *dbz_envelope_src(char op, json_t *before, json_t *after,
+                         json_t *source, const dbz_txinfo *tx, int64_t ts_ms);
+
+/*
  * A logical message event: key {"prefix": p}; value {"op": "m", "ts_ms",
  * "source", "message": {"prefix", "content": base64}}.
  */

@@ -89,6 +89,10 @@ typedef struct kafkasink {
     size_t ncolls, colls_cap;
     ktopic *topics;
     size_t ntopics, topics_cap;
+    /* The source block of the table being produced, shared by its events. */
+    json_t *src_obj;
+    uint32_t src_oid;
+    uint64_t src_version;
     rd_kafka_topic_t *msg_rkt, *txn_rkt;
 } kafkasink;
 
@@ -135,7 +139,7 @@ rd_kafka_conf_t *kafkasink_conf(const cfg *config, char *err, size_t errlen)
         {"enable.idempotence", "true"},
         {"acks", "all"},
         {"compression.type", "lz4"},
-        {"linger.ms", "5"},
+        {"linger.ms", "20"},
         {"partitioner", "murmur2_random"},
         {"queue.buffering.max.kbytes", "32768"},
         {"client.id", "cleave"},
@@ -231,13 +235,16 @@ static bool write_checkpoint(kafkasink *ks)
     return true;
 }
 
-/* Records what the broker acknowledged, at most every CHECKPOINT_EVERY_MS
- * unless forced: each write is two fsyncs. */
+/*
+ * Records what the broker acknowledged: at once when nothing is in flight
+ * any more (the end of a burst: the source should hear of it now), else
+ * at most every CHECKPOINT_EVERY_MS, since each write is two fsyncs.
+ */
 static bool checkpoint(kafkasink *ks, bool force)
 {
     if (ks->acked <= ks->written)
         return true;
-    if (!force && mono_ms() - ks->written_ms < CHECKPOINT_EVERY_MS)
+    if (!force && ks->n > 0 && mono_ms() - ks->written_ms < CHECKPOINT_EVERY_MS)
         return true;
     return write_checkpoint(ks);
 }
@@ -505,6 +512,26 @@ static dbz_source source_of(kafkasink *ks, const sink_rel *rel)
     };
 }
 
+/* The transaction's source block for rel: one per table, not per event. */
+static json_t *shared_source(kafkasink *ks, const sink_rel *rel)
+{
+    if (!ks->src_obj || ks->src_oid != rel->oid ||
+        ks->src_version != rel->version) {
+        json_decref(ks->src_obj);
+        dbz_source src = source_of(ks, rel);
+        ks->src_obj = dbz_source_json(&src);
+        ks->src_oid = rel->oid;
+        ks->src_version = rel->version;
+    }
+    return json_incref(ks->src_obj);
+}
+
+static void forget_source(kafkasink *ks)
+{
+    json_decref(ks->src_obj);
+    ks->src_obj = NULL;
+}
+
 /* Counts an event of a table for the END event; NULL when out of memory. */
 static kcoll *count_event(kafkasink *ks, const sink_rel *rel)
 {
@@ -545,7 +572,6 @@ static bool produce_change(kafkasink *ks, const sink_rel *rel, char op,
                            json_t *key, json_t *before, json_t *after)
 {
     rd_kafka_topic_t *rkt = table_topic(ks, rel);
-    dbz_source src = source_of(ks, rel);
     dbz_txinfo tx = {.id = ks->txid};
     bool meta = ks->base.config->kafka.transaction_metadata;
     if (meta) {
@@ -559,8 +585,8 @@ static bool produce_change(kafkasink *ks, const sink_rel *rel, char op,
         tx.total_order = ks->total_order;
         tx.data_collection_order = c->count;
     }
-    json_t *value = dbz_envelope(op, before, after, &src, meta ? &tx : NULL,
-                                 ks->now_ms);
+    json_t *value = dbz_envelope_src(op, before, after, shared_source(ks, rel),
+                                     meta ? &tx : NULL, ks->now_ms);
     if (!rkt || !value) {
         json_decref(key);
         json_decref(value);
@@ -724,6 +750,7 @@ static bool ks_begin(sink *s, const sink_event *ev)
     ks->now_ms = wall_ms();
     ks->total_order = 0;
     colls_clear(ks);
+    forget_source(ks);
     snprintf(ks->txid, sizeof ks->txid, "%" PRIu32 ":%" PRIu64, ev->xid,
              (uint64_t)ev->commit_lsn);
     if (s->config->kafka.transaction_metadata)
@@ -822,6 +849,7 @@ static void ks_close(sink *s)
     rd_kafka_purge(ks->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
     rd_kafka_poll(ks->rk, 0);
     topics_free(ks);
+    forget_source(ks);
     rd_kafka_destroy(ks->rk);
     ks->rk = NULL;
     ks->n = ks->head = 0;
@@ -835,6 +863,7 @@ static bool ks_idle(sink *s, lsn_t *durable)
 
 static const sink_ops kafkasink_ops = {
     .kind = "kafka",
+    .flush_every_ms = 50,
     .open = ks_open,
     .begin = ks_begin,
     .change = ks_change,

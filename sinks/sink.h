@@ -114,6 +114,12 @@ typedef struct sink sink;
 typedef struct sink_ops {
     const char *kind;        /* "postgres", "kafka" */
     /*
+     * How often a busy worker calls flush, in ms (0: every second). A
+     * flush that costs little can report progress, and so free WAL on
+     * the source, sooner.
+     */
+    int flush_every_ms;
+    /*
      * Connects and reads the durable position (the end LSN of the last
      * source transaction the sink holds, 0 if none).
      */
