@@ -13,6 +13,7 @@
 #include "config/config.h"
 #include "daemon/log.h"
 #include "daemon/run.h"
+#include "daemon/statuscli.h"
 
 enum {
     EXIT_OK = 0,
@@ -42,13 +43,14 @@ typedef struct cli_command {
 
 static int cmd_check(const cli_args *args);
 static int cmd_run(const cli_args *args);
+static int cmd_status(const cli_args *args);
 static int cmd_not_yet(const cli_args *args);
 
 static const cli_command commands[] = {
     {"run", "run -c FILE", "the daemon, in the foreground", "c:", true,
      cmd_run},
     {"status", "status [-c FILE | -s SOCK] [--json | --metrics]",
-     "lag and state of a running daemon", "c:s:jm", false, cmd_not_yet},
+     "lag and state of a running daemon", "c:s:jm", false, cmd_status},
     {"analyze", "analyze -c FILE [--json]",
      "the mapping against the source catalog", "c:j", true, cmd_not_yet},
     {"verify", "verify -c FILE [--service S] [--table T]",
@@ -185,6 +187,26 @@ static int cmd_check(const cli_args *args)
 static int cmd_run(const cli_args *args)
 {
     return run_daemon(args->config);
+}
+
+/* The socket: -s, else the configuration's status_socket, else the default. */
+static int cmd_status(const cli_args *args)
+{
+    statuscli_format format = args->json      ? STATUSCLI_JSON
+                              : args->metrics ? STATUSCLI_METRICS
+                                              : STATUSCLI_TABLE;
+    if (!args->config)
+        return statuscli_run(args->socket ? args->socket
+                                          : STATUSCLI_DEFAULT_SOCKET,
+                             format);
+    cfg *c = load_config(args->config);
+    if (!c)
+        return CFG_EXIT_CONFIG;
+    int rc = statuscli_run(c->status_socket ? c->status_socket
+                                            : STATUSCLI_DEFAULT_SOCKET,
+                           format);
+    cfg_free(c);
+    return rc;
 }
 
 static int cmd_not_yet(const cli_args *args)
