@@ -28,6 +28,7 @@ struct initsync {
     pthread_t thread;
     atomic_bool stop;
     atomic_bool done;
+    atomic_uint_fast64_t *rows;   /* per service, copied so far: for status */
 };
 
 typedef struct job {
@@ -236,6 +237,7 @@ static bool pump(round *r, size_t svc, PGconn *src, PGconn *tgt, progress *p)
         }
         p->rows++;
         p->bytes += (uint64_t)n;
+        atomic_fetch_add_explicit(&r->is->rows[svc], 1, memory_order_relaxed);
         if ((p->rows & 1023) == 0) {
             if (service_failed(r, svc))
                 return false;
@@ -428,6 +430,7 @@ static bool publish_rows(round *r, size_t svc, PGconn *src, kafkasnap *k,
         }
         p->rows++;
         p->bytes += (uint64_t)n;
+        atomic_fetch_add_explicit(&r->is->rows[svc], 1, memory_order_relaxed);
         if ((p->rows & 1023) == 0) {
             if (service_failed(r, svc))
                 return false;
@@ -854,12 +857,20 @@ initsync *initsync_start(const cfg *config, syncstate *ss, snap *created)
     is->config = config;
     is->ss = ss;
     is->created = created;
-    if (pthread_create(&is->thread, NULL, initsync_main, is) != 0) {
+    is->rows = calloc(config->n_services ? config->n_services : 1,
+                      sizeof *is->rows);
+    if (!is->rows || pthread_create(&is->thread, NULL, initsync_main, is) != 0) {
         snap_release(created);
+        free(is->rows);
         free(is);
         return NULL;
     }
     return is;
+}
+
+uint64_t initsync_rows(const initsync *is, size_t svc)
+{
+    return is ? atomic_load_explicit(&is->rows[svc], memory_order_relaxed) : 0;
 }
 
 bool initsync_done(initsync *is)
@@ -873,5 +884,6 @@ void initsync_stop(initsync *is)
         return;
     atomic_store(&is->stop, true);
     pthread_join(is->thread, NULL);
+    free(is->rows);
     free(is);
 }

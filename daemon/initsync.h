@@ -34,6 +34,8 @@ typedef struct initsync initsync;
  * made, or NULL). NULL only when out of resources.
  */
 initsync *initsync_start(const cfg *config, syncstate *ss, snap *created);
+/* Rows copied so far for service svc (for status; 0 when is is NULL). */
+uint64_t initsync_rows(const initsync *is, size_t svc);
 /* Whether every service is finished (the thread has ended). */
 bool initsync_done(initsync *is);
 /* Asks the copies to stop, waits for the threads, frees. */

@@ -27,7 +27,9 @@
 #include "daemon/initsync.h"
 #include "daemon/log.h"
 #include "daemon/source.h"
+#include "daemon/monitor.h"
 #include "daemon/spool.h"
+#include "daemon/status.h"
 #include "daemon/stream.h"
 #include "daemon/syncsink.h"
 #include "daemon/syncstate.h"
@@ -41,6 +43,7 @@
 #define SOURCE_BACKOFF_MAX_MS 60000
 #define QUEUE_BYTES (8u << 20)     /* per sink: bounds memory, gives batching */
 #define FRAMES_PER_TURN 4096       /* then look at signals and timers again */
+#define NOTIFY_STATUS_MS 5000      /* systemd's STATUS= line this often */
 
 typedef struct runner {
     cfg *config;
@@ -55,6 +58,9 @@ typedef struct runner {
     worker **workers;
     bool *messages;           /* the sink publishes logical messages */
     size_t nsinks;
+    monitor *mon;             /* figures for the status socket */
+    status_server *status;
+    int64_t last_notify_status;
     bool stopping;
     bool notified_ready;
     int64_t next_source_try, source_backoff;
@@ -178,6 +184,8 @@ static void clean_hold_dir(const char *dir)
  * The source is prepared first (retrying while it is down): whether the
  * slot is new decides whether earlier progress counts.
  */
+static void watchdog(runner *d);
+
 static bool start_sync(runner *d, const char *hold_dir)
 {
     char err[1024];
@@ -193,7 +201,12 @@ static bool start_sync(runner *d, const char *hold_dir)
         sigemptyset(&set);
         sigaddset(&set, SIGTERM);
         sigaddset(&set, SIGINT);
-        struct timespec ts = {backoff / 1000, (backoff % 1000) * 1000000};
+        /* An armed watchdog (a restart in place) must hear from us. */
+        watchdog(d);
+        int64_t wait = backoff;
+        if (d->watchdog_us && wait > (int64_t)(d->watchdog_us / 2000))
+            wait = (int64_t)(d->watchdog_us / 2000);
+        struct timespec ts = {wait / 1000, (wait % 1000) * 1000000};
         if (sigtimedwait(&set, NULL, &ts) > 0) {
             d->stopping = true;
             return true;
@@ -220,6 +233,7 @@ static void await_workers(runner *d)
             starting = starting || worker_get_state(d->workers[i]) == WORKER_STARTING;
         if (!starting || now_ms() > deadline)
             return;
+        watchdog(d);
         struct pollfd p = {d->wakefd, POLLIN, 0};
         if (poll(&p, 1, 200) > 0) {
             uint64_t v;
@@ -457,6 +471,40 @@ static int poll_timeout(const runner *d)
     return t <= now ? 0 : (int)(t - now);
 }
 
+/* The figures for the status socket, and systemd's one-line summary. */
+static void publish(runner *d)
+{
+    monitor_publish(d->mon, source_streaming(d->src), d->st,
+                    d->last_flush_sent);
+    if (now_ms() - d->last_notify_status < NOTIFY_STATUS_MS)
+        return;
+    char line[256];
+    d->last_notify_status = now_ms();
+    monitor_summary(d->mon, line, sizeof line);
+    sd_notifyf(0, "STATUS=%s", line);
+}
+
+/*
+ * The status socket. Another cleave answering on it is fatal (two daemons
+ * on one configuration would fight over the slot); any other failure
+ * only costs the socket.
+ */
+static bool start_status(runner *d)
+{
+    char err[512];
+    d->mon = monitor_new(d->config, d->sinks, d->workers, d->nsinks, d->sync);
+    if (!d->mon)
+        return false;
+    d->status = status_start(d->config->status_socket, d->config->source.dsn,
+                             d->config->source.slot, d->nsinks, monitor_fill,
+                             d->mon, err, sizeof err);
+    if (d->status)
+        return true;
+    log_error("event=status_socket_failed path=%s error=\"%s\"",
+              d->config->status_socket, err);
+    return strstr(err, "another cleave") == NULL;
+}
+
 static void watchdog(runner *d)
 {
     if (d->watchdog_us == 0 || now_ms() - d->last_watchdog < (int64_t)(d->watchdog_us / 2000))
@@ -486,6 +534,7 @@ static void loop(runner *d)
             read_frames(d);
         send_status(d, false);
         heartbeat(d);
+        publish(d);
         watchdog(d);
     }
 }
@@ -495,6 +544,8 @@ static void shutdown_all(runner *d)
 {
     if (!d->reexec)
         sd_notify(0, "STOPPING=1");
+    /* First: its thread reads the workers and the initial sync. */
+    status_stop(d->status);
     initsync_stop(d->init);
     if (d->st)
         stream_restart(d->st, source_proto_version(d->src));
@@ -512,6 +563,7 @@ static void shutdown_all(runner *d)
         syncsink_free(d->sinks[i]);
         free_real_sink(inner);
     }
+    monitor_free(d->mon);
     syncstate_free(d->sync);
     stream_free(d->st);
     source_free(d->src);
@@ -552,13 +604,15 @@ int run_daemon(const char *config_path)
         rc = 0;
         goto out;
     }
-    if (!start_workers(&d) || !make_stream(&d, spool_dir))
+    if (!start_workers(&d) || !make_stream(&d, spool_dir) || !start_status(&d))
         goto out;
     await_workers(&d);
     d.init = initsync_start(d.config, d.sync, d.created);
     d.created = NULL;
     if (!d.init)
         goto out;
+    if (d.mon)
+        monitor_set_initsync(d.mon, d.init);
     loop(&d);
     rc = 0;
 out:

@@ -706,6 +706,14 @@ lsn_t stream_flush_lsn(const stream *st)
     return flush;
 }
 
+lsn_t stream_sink_position(const stream *st, size_t i, bool *pending)
+{
+    const target *t = &st->t[i];
+    lsn_t durable = worker_durable(t->w);
+    *pending = !t->accepting || durable < t->routed_end;
+    return *pending ? durable : st->received;
+}
+
 uint64_t stream_txns(const stream *st)
 {
     return st->txns;

@@ -62,6 +62,11 @@ bool stream_needs_restart(stream *st);
 lsn_t stream_received(const stream *st);
 /* What every sink holds durably: the flush LSN for the server. */
 lsn_t stream_flush_lsn(const stream *st);
+/*
+ * Where target i stands: its durable LSN while it has something pending
+ * (*pending), else the position received (it holds all it was sent).
+ */
+lsn_t stream_sink_position(const stream *st, size_t i, bool *pending);
 /* Source transactions read, skipped by loop prevention. */
 uint64_t stream_txns(const stream *st);
 uint64_t stream_txns_skipped(const stream *st);

@@ -37,6 +37,9 @@ struct worker {
     bool joined;                  /* the stream loop's: thread is gone */
     char error[512];              /* under mu */
     lsn_t error_lsn;              /* under mu */
+    int64_t error_time;           /* under mu: Unix seconds */
+    atomic_uint_fast64_t failures;
+    atomic_int_fast64_t commit_time;   /* source time of the last txn begun */
     _Atomic int state;            /* written under mu */
     atomic_uint generation;       /* one more at every successful open */
     atomic_uint_least64_t durable;
@@ -123,7 +126,9 @@ static void record_failure(worker *w)
     pthread_mutex_lock(&w->mu);
     snprintf(w->error, sizeof w->error, "%s", s->error);
     w->error_lsn = s->error_lsn;
+    w->error_time = (int64_t)time(NULL);
     pthread_mutex_unlock(&w->mu);
+    atomic_fetch_add(&w->failures, 1);
     char lsn[LSN_STRLEN];
     log_error("event=sink_failed service=%s sink=%s lsn=%s error=\"%s\" retry_in=%ds",
               s->service->name, s->ops->kind, lsn_format(s->error_lsn, lsn),
@@ -216,6 +221,9 @@ static bool apply(worker *w, const sink_event *ev, bool more)
     case SINK_BEGIN:
         /* Held already: its commit lies before the end of one we hold. */
         w->skipping = ev->commit_lsn < w->last_end;
+        if (!w->skipping)
+            atomic_store_explicit(&w->commit_time, ev->commit_time,
+                                  memory_order_relaxed);
         return w->skipping || s->ops->begin(s, ev);
     case SINK_INSERT:
     case SINK_UPDATE:
@@ -356,6 +364,8 @@ worker *worker_start(sink *s, int wake_fd, size_t max_queue_bytes)
     atomic_init(&w->generation, 0);
     atomic_init(&w->main_waits, false);
     atomic_init(&w->bytes, 0);
+    atomic_init(&w->failures, 0);
+    atomic_init(&w->commit_time, 0);
     pthread_mutex_init(&w->mu, NULL);
     pthread_cond_init(&w->cond, NULL);
     if (pthread_create(&w->thread, NULL, thread_main, w) != 0) {
@@ -455,12 +465,31 @@ unsigned worker_generation(const worker *w)
 
 void worker_last_error(const worker *w, char *buf, size_t len, lsn_t *lsn)
 {
+    worker_error_info(w, buf, len, lsn, NULL);
+}
+
+void worker_error_info(const worker *w, char *buf, size_t len, lsn_t *lsn,
+                       int64_t *when)
+{
     worker *mw = (worker *)w;
     pthread_mutex_lock(&mw->mu);
     snprintf(buf, len, "%s", mw->error);
     if (lsn)
         *lsn = mw->error_lsn;
+    if (when)
+        *when = mw->error_time;
     pthread_mutex_unlock(&mw->mu);
+}
+
+uint64_t worker_failures(const worker *w)
+{
+    return atomic_load(&((worker *)w)->failures);
+}
+
+int64_t worker_commit_time(const worker *w)
+{
+    return atomic_load_explicit(&((worker *)w)->commit_time,
+                                memory_order_relaxed);
 }
 
 sink *worker_sink(worker *w)

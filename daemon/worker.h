@@ -19,6 +19,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "sinks/sink.h"
 
@@ -61,6 +62,16 @@ worker_state worker_get_state(const worker *w);
 lsn_t worker_durable(const worker *w);
 /* Copies the last error (empty when none) and the LSN it happened at. */
 void worker_last_error(const worker *w, char *buf, size_t len, lsn_t *lsn);
+/* The same with its time (Unix seconds, 0 when none); lsn, when may be NULL. */
+void worker_error_info(const worker *w, char *buf, size_t len, lsn_t *lsn,
+                       int64_t *when);
+/* Failures since the start. */
+uint64_t worker_failures(const worker *w);
+/*
+ * Source commit time (Unix µs) of the transaction being applied, or of
+ * the last one; 0 if none yet. What lag in seconds is measured from.
+ */
+int64_t worker_commit_time(const worker *w);
 sink *worker_sink(worker *w);
 
 const char *worker_state_name(worker_state state);

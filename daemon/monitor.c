@@ -1,0 +1,233 @@
+/* monitor: the runner's figures for the status server; see monitor.h. */
+#include "daemon/monitor.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "daemon/syncsink.h"
+
+#define RATE_SAMPLES 11          /* one a second: the rate over 10 s */
+
+typedef struct rate {
+    uint64_t rows[RATE_SAMPLES];
+    double at[RATE_SAMPLES];
+    size_t next, count;
+} rate;
+
+struct monitor {
+    const cfg *config;
+    sink *const *sinks;
+    worker *const *workers;
+    size_t n;
+    syncstate *ss;
+    _Atomic(const initsync *) is;
+    atomic_bool connected;
+    atomic_uint_least64_t received, flushed;
+    atomic_uint_least64_t *pos;
+    atomic_bool *pending;
+    double started, last_sample;
+    pthread_mutex_t mu;          /* the rate samples */
+    rate *rates;
+};
+
+static double mono_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+monitor *monitor_new(const cfg *config, sink *const *sinks,
+                     worker *const *workers, size_t n, syncstate *ss)
+{
+    monitor *m = calloc(1, sizeof *m);
+    if (!m)
+        return NULL;
+    size_t k = n ? n : 1;
+    m->pos = calloc(k, sizeof *m->pos);
+    m->pending = calloc(k, sizeof *m->pending);
+    m->rates = calloc(k, sizeof *m->rates);
+    if (!m->pos || !m->pending || !m->rates) {
+        monitor_free(m);
+        return NULL;
+    }
+    m->config = config;
+    m->sinks = sinks;
+    m->workers = workers;
+    m->n = n;
+    m->ss = ss;
+    m->started = mono_s();
+    pthread_mutex_init(&m->mu, NULL);
+    return m;
+}
+
+void monitor_free(monitor *m)
+{
+    if (!m)
+        return;
+    if (m->rates)
+        pthread_mutex_destroy(&m->mu);
+    free(m->pos);
+    free(m->pending);
+    free(m->rates);
+    free(m);
+}
+
+void monitor_set_initsync(monitor *m, const initsync *is)
+{
+    atomic_store(&m->is, is);
+}
+
+/* Once a second: each sink's rows, for the rate over the last 10 s. */
+static void sample_rates(monitor *m, double now)
+{
+    pthread_mutex_lock(&m->mu);
+    for (size_t i = 0; i < m->n; i++) {
+        rate *r = &m->rates[i];
+        r->rows[r->next] = atomic_load_explicit(&m->sinks[i]->rows_applied,
+                                                memory_order_relaxed);
+        r->at[r->next] = now;
+        r->next = (r->next + 1) % RATE_SAMPLES;
+        if (r->count < RATE_SAMPLES)
+            r->count++;
+    }
+    pthread_mutex_unlock(&m->mu);
+}
+
+void monitor_publish(monitor *m, bool connected, const stream *st,
+                     lsn_t flushed)
+{
+    atomic_store(&m->connected, connected);
+    atomic_store(&m->flushed, flushed);
+    if (st) {
+        atomic_store(&m->received, stream_received(st));
+        for (size_t i = 0; i < m->n; i++) {
+            bool pending;
+            atomic_store(&m->pos[i], stream_sink_position(st, i, &pending));
+            atomic_store(&m->pending[i], pending);
+        }
+    }
+    double now = mono_s();
+    if (now - m->last_sample >= 1.0) {
+        m->last_sample = now;
+        sample_rates(m, now);
+    }
+}
+
+static double rows_per_second(monitor *m, size_t i)
+{
+    pthread_mutex_lock(&m->mu);
+    rate *r = &m->rates[i];
+    double per_s = 0;
+    if (r->count >= 2) {
+        size_t last = (r->next + RATE_SAMPLES - 1) % RATE_SAMPLES;
+        size_t first = (r->next + RATE_SAMPLES - r->count) % RATE_SAMPLES;
+        double secs = r->at[last] - r->at[first];
+        if (secs > 0)
+            per_s = (double)(r->rows[last] - r->rows[first]) / secs;
+    }
+    pthread_mutex_unlock(&m->mu);
+    return per_s;
+}
+
+static const char *state_of(monitor *m, size_t i)
+{
+    if (worker_get_state(m->workers[i]) == WORKER_ERROR)
+        return "error";
+    return syncsink_phase_name(syncsink_get_phase(m->sinks[i]));
+}
+
+static void copy_progress(monitor *m, size_t i, status_sink *out)
+{
+    const cfg_service *svc = m->sinks[i]->service;
+    size_t si = (size_t)(svc - m->config->services);
+    out->copy_tables_total = (uint32_t)svc->n_owned;
+    for (size_t j = 0; j < svc->n_owned; j++)
+        out->copy_tables_done += syncstate_table(m->ss, si, j, NULL) == SYNC_DONE;
+    out->copy_rows = initsync_rows(atomic_load(&m->is), si);
+}
+
+static void fill_sink(monitor *m, size_t i, lsn_t received, status_sink *out)
+{
+    sink *s = m->sinks[i];
+    memset(out, 0, sizeof *out);
+    snprintf(out->service, sizeof out->service, "%s", s->service->name);
+    snprintf(out->kind, sizeof out->kind, "%s", s->ops->kind);
+    snprintf(out->state, sizeof out->state, "%s", state_of(m, i));
+    out->applied_lsn = atomic_load(&m->pos[i]);
+    bool pending = atomic_load(&m->pending[i]);
+    out->lag_bytes = pending && received > out->applied_lsn
+                         ? received - out->applied_lsn : 0;
+    int64_t commit = worker_commit_time(m->workers[i]);
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    int64_t now_us = (int64_t)now.tv_sec * 1000000 + now.tv_nsec / 1000;
+    out->lag_seconds = pending && commit > 0 && now_us > commit
+                           ? (double)(now_us - commit) / 1e6 : 0;
+    out->rows_applied = atomic_load(&s->rows_applied);
+    out->txns_applied = atomic_load(&s->txns_applied);
+    out->errors = worker_failures(m->workers[i]);
+    out->rows_per_second = rows_per_second(m, i);
+    worker_error_info(m->workers[i], out->last_error, sizeof out->last_error,
+                      NULL, &out->last_error_time);
+    if (strcmp(out->state, "initial_copy") == 0)
+        copy_progress(m, i, out);
+}
+
+void monitor_fill(void *arg, status_snapshot *out)
+{
+    monitor *m = arg;
+    snprintf(out->name, sizeof out->name, "%s", m->config->name);
+    out->version = CLEAVE_VERSION;
+    out->pid = (int)getpid();
+    out->uptime_s = mono_s() - m->started;
+    snprintf(out->slot, sizeof out->slot, "%s", m->config->source.slot);
+    out->connected = atomic_load(&m->connected);
+    out->received_lsn = atomic_load(&m->received);
+    out->flushed_lsn = atomic_load(&m->flushed);
+    out->retained_wal_bytes = -1;
+    size_t n = m->n < out->nsinks ? m->n : out->nsinks;
+    for (size_t i = 0; i < n; i++)
+        fill_sink(m, i, out->received_lsn, &out->sinks[i]);
+    out->nsinks = n;
+}
+
+static void human_bytes(uint64_t b, char *buf, size_t len)
+{
+    static const char *const units[] = {"B", "kB", "MB", "GB", "TB"};
+    double v = (double)b;
+    size_t u = 0;
+    while (v >= 1024 && u < 4) {
+        v /= 1024;
+        u++;
+    }
+    snprintf(buf, len, u ? "%.1f %s" : "%.0f %s", v, units[u]);
+}
+
+void monitor_summary(monitor *m, char *buf, size_t len)
+{
+    size_t streaming = 0, errors = 0, copying = 0;
+    uint64_t lag = 0;
+    lsn_t received = atomic_load(&m->received);
+    for (size_t i = 0; i < m->n; i++) {
+        const char *st = state_of(m, i);
+        streaming += strcmp(st, "streaming") == 0;
+        errors += strcmp(st, "error") == 0;
+        copying += strcmp(st, "initial_copy") == 0;
+        lsn_t pos = atomic_load(&m->pos[i]);
+        if (atomic_load(&m->pending[i]) && received > pos && received - pos > lag)
+            lag = received - pos;
+    }
+    char lag_text[32];
+    human_bytes(lag, lag_text, sizeof lag_text);
+    snprintf(buf, len, "%s; %zu of %zu sinks streaming, %zu copying, %zu in "
+             "error; lag %s", atomic_load(&m->connected) ? "connected"
+                                                         : "source down",
+             streaming, m->n, copying, errors, lag_text);
+}
