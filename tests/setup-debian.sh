@@ -5,7 +5,7 @@ set -euo pipefail
 
 packages=(
   gcc clang meson ninja-build pkg-config   # build, and libFuzzer (clang)
-  libpq-dev librdkafka-dev libyaml-dev libjansson-dev libsystemd-dev
+  libpq-dev librdkafka-dev libyaml-dev libjansson-dev libsystemd-dev systemd
   check                                    # unit test framework
   postgresql-15 postgresql-client-15       # throwaway clusters in tests
   kcat                                     # a real Kafka consumer for tests
