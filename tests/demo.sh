@@ -196,10 +196,23 @@ all_streaming() {
       "event=service_state service=$s state=streaming" ] || return 1
   done
 }
+# cleave's own word, from its status socket: every sink streams, none lags.
+status_caught_up() {
+  "$CLEAVE" status -c "$CONF" --json 2>/dev/null | python3 -c '
+import json, sys
+st = json.load(sys.stdin)
+sinks = [k for s in st["services"] for k in s["sinks"]]
+sys.exit(0 if sinks and all(k["state"] == "streaming" and k["lag_bytes"] == 0
+                            for k in sinks) else 1)'
+}
 caught_up() {
-  all_streaming &&
+  all_streaming && status_caught_up &&
   [ "$(q src shop "SELECT confirmed_flush_lsn >= '$TARGET_LSN'
                    FROM pg_replication_slots WHERE slot_name = '$SLOT'")" = t ]
+}
+show_status() {
+  say "\$ cleave status -c $CONF"
+  "$CLEAVE" status -c "$CONF" | sed 's/^/   /' || true
 }
 
 # fingerprints CLUSTER DB TABLES...: "table|rows|md5 of its rows as text, in
@@ -285,12 +298,14 @@ progress_header
 wait_for copy sync_done
 progress copied
 grep -o 'event=copy_done service=[a-z_]* .*' "$T/cleave.log" | sed 's/^/   /'
+show_status
 wait_for pgbench job_done
 rc=0; wait "$JOB_PID" || rc=$?; JOB_PID=""
 [ "$rc" = 0 ] || { tail -20 "$T/pgbench.log" >&2; die "pgbench failed (status $rc)"; }
 TARGET_LSN=$(q src shop "SELECT pg_current_wal_lsn()")
 wait_for catch-up caught_up
 progress "caught up"
+show_status
 say "cleave confirmed $TARGET_LSN, the source's position after the workload"
 say "pgbench: $((CLIENTS * TXNS)) transactions, $(grep -m1 -o 'tps = [0-9]*' "$T/pgbench.log" || echo '?') on the source while cleave streamed"
 

@@ -272,7 +272,7 @@ START_TEST(stuck_clients_and_big_transaction)
     }
     exec_or_abort(src, env.srcdb, "INSERT INTO notification_templates (code, "
                   "channel, body) SELECT 'c' || g, 'email', 'b' FROM "
-                  "generate_series(1, 300000) g");
+                  "generate_series(1, 1000000) g");
     /* Asked over and over while the transaction is applied. */
     int answered = 0;
     double deadline = now_s() + WAIT_S;
@@ -280,7 +280,7 @@ START_TEST(stuck_clients_and_big_transaction)
         char *body = ask(&env, "json", 2);
         ck_assert_msg(body, "no answer within 2 s while applying");
         free(body);
-        char *v = pgc_query_value(tgt, env.dbs[4], "SELECT count(*) = 300000 "
+        char *v = pgc_query_value(tgt, env.dbs[4], "SELECT count(*) = 1000000 "
                                   "FROM notification_templates");
         done = v && strcmp(v, "t") == 0;
         free(v);
