@@ -14,6 +14,7 @@
 
 #include "decoder/lsn.h"
 #include "tests/support/kafka.h"
+#include "tests/support/runcmd.h"
 #include "tests/support/shopenv.h"
 
 static pgc_cluster *src, *tgt;
@@ -250,6 +251,41 @@ static size_t with_key(const kt_set *set, const char *key, const kt_rec **out,
             (!key || strcmp(set->r[i].key, key) == 0))
             out[n++] = &set->r[i];
     return n;
+}
+
+/*
+ * While the brokers are down, `cleave status` shows a Kafka sink in error
+ * with the reason (the PostgreSQL sinks go on).
+ */
+static void assert_kafka_error_in_status(const shop_env *env)
+{
+    char *argv[] = {(char *)shop_cleave_bin(), "status", "-c",
+                    (char *)env->config, "--json", NULL};
+    rc_result r;
+    ck_assert(rc_run(argv, &r));
+    ck_assert_msg(r.status == 0, "cleave status: %d %s", r.status, r.err);
+    json_t *st = parse(r.out);
+    bool seen = false;
+    size_t i, j;
+    json_t *svc, *snk;
+    json_array_foreach(json_object_get(st, "services"), i, svc)
+        json_array_foreach(json_object_get(svc, "sinks"), j, snk) {
+            const char *kind = json_string_value(json_object_get(snk, "kind"));
+            const char *state = json_string_value(json_object_get(snk, "state"));
+            const char *why = json_string_value(json_object_get(snk, "last_error"));
+            if (strcmp(kind, "kafka") == 0 && strcmp(state, "error") == 0) {
+                seen = true;
+                ck_assert_msg(why && strstr(why, "broker"), "last_error: %s",
+                              why ? why : "null");
+                ck_assert_str_eq(json_string_value(json_object_get(svc, "state")),
+                                 "error");
+            }
+            if (strcmp(kind, "postgres") == 0)
+                ck_assert_str_ne(state, "error");
+        }
+    ck_assert_msg(seen, "no Kafka sink in error: %s", r.out);
+    json_decref(st);
+    rc_free(&r);
 }
 
 /* An END event for a transaction of two rows, both of public.users. */
@@ -551,6 +587,7 @@ START_TEST(broker_faults)
     ck_assert(kt_mock_cmd(mock, "down 2"));
     ck_assert(kt_mock_cmd(mock, "down 3"));
     wait_log_or_abort(&env, "sink=kafka lsn=", mark);
+    assert_kafka_error_in_status(&env);
     ck_assert(pgc_pgbench_wait(bench));
     ck_assert(kt_mock_cmd(mock, "up 1"));
     ck_assert(kt_mock_cmd(mock, "up 2"));
