@@ -11,6 +11,8 @@
 #include <string.h>
 
 #include "config/config.h"
+#include "daemon/analyze.h"
+#include "daemon/drop.h"
 #include "daemon/log.h"
 #include "daemon/run.h"
 #include "daemon/statuscli.h"
@@ -30,6 +32,8 @@ typedef struct cli_args {
     bool json;
     bool metrics;
     bool keys;
+    bool yes;
+    bool origins;
 } cli_args;
 
 typedef struct cli_command {
@@ -45,6 +49,8 @@ static int cmd_check(const cli_args *args);
 static int cmd_run(const cli_args *args);
 static int cmd_status(const cli_args *args);
 static int cmd_not_yet(const cli_args *args);
+static int cmd_analyze(const cli_args *args);
+static int cmd_drop(const cli_args *args);
 
 static const cli_command commands[] = {
     {"run", "run -c FILE", "the daemon, in the foreground", "c:", true,
@@ -52,14 +58,14 @@ static const cli_command commands[] = {
     {"status", "status [-c FILE | -s SOCK] [--json | --metrics]",
      "lag and state of a running daemon", "c:s:jm", false, cmd_status},
     {"analyze", "analyze -c FILE [--json]",
-     "the mapping against the source catalog", "c:j", true, cmd_not_yet},
+     "the mapping against the source catalog", "c:j", true, cmd_analyze},
     {"verify", "verify -c FILE [--service S] [--table T]",
      "compare source and targets", "c:S:T:", true, cmd_not_yet},
     {"check", "check -c FILE | --keys",
      "validate the configuration only; --keys lists every key", "c:k", false,
      cmd_check},
-    {"drop", "drop -c FILE", "remove slot and publication (clean-up)", "c:",
-     true, cmd_not_yet},
+    {"drop", "drop -c FILE [--yes] [--origins]",
+     "remove slot and publication (clean-up)", "c:yo", true, cmd_drop},
 };
 
 static const struct option long_options[] = {
@@ -70,6 +76,8 @@ static const struct option long_options[] = {
     {"json", no_argument, NULL, 'j'},
     {"metrics", no_argument, NULL, 'm'},
     {"keys", no_argument, NULL, 'k'},
+    {"yes", no_argument, NULL, 'y'},
+    {"origins", no_argument, NULL, 'o'},
     {NULL, 0, NULL, 0},
 };
 
@@ -126,6 +134,8 @@ static int parse_args(const cli_command *cmd, int argc, char **argv,
         case 'j': args->json = true; break;
         case 'm': args->metrics = true; break;
         case 'k': args->keys = true; break;
+        case 'y': args->yes = true; break;
+        case 'o': args->origins = true; break;
         }
     }
     if (optind < argc)
@@ -205,6 +215,26 @@ static int cmd_status(const cli_args *args)
     int rc = statuscli_run(c->status_socket ? c->status_socket
                                             : STATUSCLI_DEFAULT_SOCKET,
                            format);
+    cfg_free(c);
+    return rc;
+}
+
+static int cmd_analyze(const cli_args *args)
+{
+    cfg *c = load_config(args->config);
+    if (!c)
+        return CFG_EXIT_CONFIG;
+    int rc = analyze_run(c, args->json);
+    cfg_free(c);
+    return rc;
+}
+
+static int cmd_drop(const cli_args *args)
+{
+    cfg *c = load_config(args->config);
+    if (!c)
+        return CFG_EXIT_CONFIG;
+    int rc = drop_run(c, args->yes, args->origins);
     cfg_free(c);
     return rc;
 }
