@@ -1,12 +1,585 @@
-/* analyze: see analyze.h. */
+/*
+ * analyze: see analyze.h.
+ *
+ * The catalog is read once into a JSON report (the --json output); the
+ * checklist is printed from that same report, so both say the same thing.
+ * Every item carries a status: "ok", "warn", or "block" (what stops run).
+ */
 #include "daemon/analyze.h"
 
+#include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+#include <libpq-fe.h>
+
+/* User tables (ordinary, partitioned; not partitions) with their identity. */
+static const char TABLES_SQL[] =
+    "SELECT n.nspname, c.relname, c.relreplident,"
+    " EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid"
+    "         AND i.indisprimary),"
+    " CASE WHEN c.relkind = 'p' THEN (SELECT coalesce(sum("
+    "   pg_total_relation_size(t.relid)), 0) FROM pg_partition_tree(c.oid) t)"
+    "  ELSE pg_total_relation_size(c.oid) END,"
+    " format('ALTER TABLE %I.%I REPLICA IDENTITY FULL;', n.nspname, c.relname)"
+    " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+    " WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition"
+    " AND n.nspname NOT IN ('pg_catalog', 'information_schema')"
+    " AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%'"
+    " ORDER BY 1, 2";
+
+/* Foreign keys between user tables, columns as JSON arrays in key order. */
+static const char FKEYS_SQL[] =
+    "SELECT con.conname, fn.nspname, fc.relname, tn.nspname, tc.relname,"
+    " array_to_json(ARRAY(SELECT a.attname FROM unnest(con.conkey)"
+    "  WITH ORDINALITY k(num, ord) JOIN pg_attribute a ON"
+    "  a.attrelid = con.conrelid AND a.attnum = k.num ORDER BY k.ord))::text,"
+    " array_to_json(ARRAY(SELECT a.attname FROM unnest(con.confkey)"
+    "  WITH ORDINALITY k(num, ord) JOIN pg_attribute a ON"
+    "  a.attrelid = con.confrelid AND a.attnum = k.num ORDER BY k.ord))::text,"
+    " format('ALTER TABLE %I.%I DROP CONSTRAINT %I;', fn.nspname, fc.relname,"
+    "  con.conname)"
+    " FROM pg_constraint con"
+    " JOIN pg_class fc ON fc.oid = con.conrelid"
+    " JOIN pg_namespace fn ON fn.oid = fc.relnamespace"
+    " JOIN pg_class tc ON tc.oid = con.confrelid"
+    " JOIN pg_namespace tn ON tn.oid = tc.relnamespace"
+    " WHERE con.contype = 'f' AND con.conparentid = 0"
+    " ORDER BY 2, 3, 1";
+
+static const char SERVER_SQL[] =
+    "SELECT current_setting('wal_level'),"
+    " current_setting('max_replication_slots')::int,"
+    " (SELECT count(*) FROM pg_replication_slots),"
+    " current_setting('max_wal_senders')::int,"
+    " (SELECT count(*) FROM pg_stat_replication),"
+    " (SELECT rolreplication OR rolsuper FROM pg_roles"
+    "  WHERE rolname = current_user),"
+    " current_user, current_database()";
+
+static const char SLOT_SQL[] =
+    "SELECT slot_type, coalesce(plugin, ''), coalesce(database, ''),"
+    " coalesce(database, '') = current_database()"
+    " FROM pg_replication_slots WHERE slot_name = $1";
+
+static const char PUB_SQL[] =
+    "SELECT pubinsert, pubupdate, pubdelete, pubtruncate FROM pg_publication"
+    " WHERE pubname = $1";
+
+static const char PUB_TABLES_SQL[] =
+    "SELECT schemaname, tablename FROM pg_publication_tables"
+    " WHERE pubname = $1 ORDER BY 1, 2";
+
+typedef struct report {
+    json_t *root;
+    int blocking;
+    int warnings;
+} report;
+
+/* ------------------------------------------------------------ helpers */
+
+static PGresult *query(PGconn *conn, const char *sql, const char *param)
+{
+    const char *params[1] = {param};
+    PGresult *res = PQexecParams(conn, sql, param ? 1 : 0, NULL, params, NULL,
+                                 NULL, 0);
+    if (PQresultStatus(res) == PGRES_TUPLES_OK)
+        return res;
+    const char *msg = PQerrorMessage(conn);
+    fprintf(stderr, "cleave analyze: reading the source catalog: %.*s\n",
+            (int)strcspn(msg, "\n"), msg);
+    PQclear(res);
+    return NULL;
+}
+
+static bool is_true(const PGresult *res, int row, int col)
+{
+    return strcmp(PQgetvalue(res, row, col), "t") == 0;
+}
+
+/* "schema.table" as the report names a table. */
+static char *qualified(const char *schema, const char *name)
+{
+    char *s = NULL;
+    if (asprintf(&s, "%s.%s", schema, name) < 0)
+        return NULL;
+    return s;
+}
+
+/* Appends an item with its status, counting what blocks and warns. */
+static void add_item(report *r, json_t *list, json_t *item, const char *status)
+{
+    json_object_set_new(item, "status", json_string(status));
+    json_array_append_new(list, item);
+    if (strcmp(status, "block") == 0)
+        r->blocking++;
+    else if (strcmp(status, "warn") == 0)
+        r->warnings++;
+}
+
+/* Sizes as pg_size_pretty prints them. */
+static void pretty_size(int64_t bytes, char *out, size_t outlen)
+{
+    static const char *const units[] = {"bytes", "kB", "MB", "GB", "TB", "PB"};
+    int64_t v = bytes;
+    size_t u = 0;
+    while (u + 1 < sizeof units / sizeof *units && (v >= 10240 || v <= -10240)) {
+        v = (v + (v >= 0 ? 512 : -512)) / 1024;
+        u++;
+    }
+    snprintf(out, outlen, "%" PRId64 " %s", v, units[u]);
+}
+
+static bool config_lists(const cfg_table *v, size_t n, const char *schema,
+                         const char *name)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(v[i].schema, schema) == 0 && strcmp(v[i].name, name) == 0)
+            return true;
+    return false;
+}
+
+static bool is_shared(const cfg *c, const char *schema, const char *name)
+{
+    for (size_t s = 0; s < c->n_services; s++)
+        if (config_lists(c->services[s].shared, c->services[s].n_shared,
+                         schema, name))
+            return true;
+    return false;
+}
+
+/* ------------------------------------------------------------ tables */
+
+/* Tables and their owners, replica identity, sizes per service. */
+static bool check_tables(const cfg *c, report *r, PGresult *tabs)
+{
+    json_t *tables = json_array(), *ident = json_array(), *sizes = json_array();
+    int64_t *bytes = calloc(c->n_services ? c->n_services : 1, sizeof *bytes);
+    if (!bytes)
+        return false;
+    for (int i = 0; i < PQntuples(tabs); i++) {
+        const char *schema = PQgetvalue(tabs, i, 0), *name = PQgetvalue(tabs, i, 1);
+        char *qn = qualified(schema, name);
+        const cfg_service *owner = cfg_owner(c, schema, name);
+        bool shared = is_shared(c, schema, name);
+        json_t *t = json_pack("{s:s, s:o, s:b}", "table", qn ? qn : "",
+                              "owner", owner ? json_string(owner->name)
+                                             : json_null(),
+                              "shared", shared);
+        add_item(r, tables, t, owner || shared ? "ok" : "block");
+        if (owner) {
+            bytes[owner - c->services] += strtoll(PQgetvalue(tabs, i, 4), NULL, 10);
+            char ri = PQgetvalue(tabs, i, 2)[0];
+            bool pk = is_true(tabs, i, 3);
+            if (ri == 'n' || (ri == 'd' && !pk))
+                add_item(r, ident,
+                         json_pack("{s:s, s:s, s:s, s:s}", "table", qn ? qn : "",
+                                   "replica_identity",
+                                   ri == 'n' ? "nothing" : "default",
+                                   "problem", ri == 'n' ? "REPLICA IDENTITY NOTHING"
+                                   : "no primary key, REPLICA IDENTITY DEFAULT",
+                                   "fix", PQgetvalue(tabs, i, 5)),
+                         "block");
+        }
+        free(qn);
+    }
+    /* What the configuration names that the source does not have. */
+    json_t *missing = json_array();
+    for (size_t s = 0; s < c->n_services; s++) {
+        const cfg_service *svc = &c->services[s];
+        for (int kind = 0; kind < 2; kind++) {
+            const cfg_table *v = kind ? svc->shared : svc->owned;
+            size_t n = kind ? svc->n_shared : svc->n_owned;
+            for (size_t k = 0; k < n; k++) {
+                bool found = false;
+                for (int i = 0; i < PQntuples(tabs) && !found; i++)
+                    found = strcmp(PQgetvalue(tabs, i, 0), v[k].schema) == 0 &&
+                            strcmp(PQgetvalue(tabs, i, 1), v[k].name) == 0;
+                if (found)
+                    continue;
+                char *qn = qualified(v[k].schema, v[k].name);
+                add_item(r, missing,
+                         json_pack("{s:s, s:s, s:s}", "table", qn ? qn : "",
+                                   "service", svc->name, "listed_as",
+                                   kind ? "shared" : "owned"),
+                         kind ? "warn" : "block");
+                free(qn);
+            }
+        }
+    }
+    for (size_t s = 0; s < c->n_services; s++) {
+        char pretty[64];
+        pretty_size(bytes[s], pretty, sizeof pretty);
+        json_array_append_new(sizes, json_pack("{s:s, s:I, s:s, s:I}",
+                              "service", c->services[s].name,
+                              "bytes", (json_int_t)bytes[s], "pretty", pretty,
+                              "tables", (json_int_t)c->services[s].n_owned));
+    }
+    free(bytes);
+    json_object_set_new(r->root, "tables", tables);
+    json_object_set_new(r->root, "missing_tables", missing);
+    json_object_set_new(r->root, "replica_identity", ident);
+    json_object_set_new(r->root, "sizes", sizes);
+    return true;
+}
+
+/* ------------------------------------------------------------ foreign keys */
+
+/* Whether every referenced column is in the from-service's references. */
+static bool fk_declared(const cfg_service *from, const char *schema,
+                        const char *table, json_t *cols)
+{
+    size_t i;
+    json_t *col;
+    json_array_foreach(cols, i, col) {
+        bool found = false;
+        for (size_t k = 0; k < from->n_refs && !found; k++) {
+            const cfg_ref *ref = &from->refs[k];
+            found = strcmp(ref->table.schema, schema) == 0 &&
+                    strcmp(ref->table.name, table) == 0 &&
+                    strcmp(ref->column, json_string_value(col)) == 0;
+        }
+        if (!found)
+            return false;
+    }
+    return true;
+}
+
+static bool check_fkeys(PGconn *conn, const cfg *c, report *r)
+{
+    PGresult *res = query(conn, FKEYS_SQL, NULL);
+    if (!res)
+        return false;
+    json_t *fks = json_array();
+    for (int i = 0; i < PQntuples(res); i++) {
+        const char *fs = PQgetvalue(res, i, 1), *ft = PQgetvalue(res, i, 2);
+        const char *ts = PQgetvalue(res, i, 3), *tt = PQgetvalue(res, i, 4);
+        const cfg_service *from = cfg_owner(c, fs, ft), *to = cfg_owner(c, ts, tt);
+        if (!from || !to || from == to)
+            continue;
+        json_t *fcols = json_loads(PQgetvalue(res, i, 5), 0, NULL);
+        json_t *tcols = json_loads(PQgetvalue(res, i, 6), 0, NULL);
+        if (!fcols || !tcols) {
+            json_decref(fcols);
+            json_decref(tcols);
+            continue;
+        }
+        char *fq = qualified(fs, ft), *tq = qualified(ts, tt);
+        bool declared = fk_declared(from, ts, tt, tcols);
+        add_item(r, fks,
+                 json_pack("{s:s, s:s, s:O, s:s, s:s, s:O, s:s, s:b, s:s}",
+                           "name", PQgetvalue(res, i, 0),
+                           "from_table", fq ? fq : "", "from_columns", fcols,
+                           "from_service", from->name,
+                           "to_table", tq ? tq : "", "to_columns", tcols,
+                           "to_service", to->name, "declared", declared,
+                           "drop", PQgetvalue(res, i, 7)),
+                 "warn");
+        json_decref(fcols);
+        json_decref(tcols);
+        free(fq);
+        free(tq);
+    }
+    PQclear(res);
+    json_object_set_new(r->root, "foreign_keys", fks);
+    return true;
+}
+
+/* ------------------------------------------------------------ server */
+
+static void add_setting(report *r, json_t *list, const char *name,
+                        const char *status, const char *detail)
+{
+    add_item(r, list, json_pack("{s:s, s:s}", "check", name, "detail", detail),
+             status);
+}
+
+/* The slot cleave would use; sets *exists. */
+static bool check_slot(PGconn *conn, const cfg *c, report *r, json_t *list,
+                       bool *exists)
+{
+    PGresult *res = query(conn, SLOT_SQL, c->source.slot);
+    if (!res)
+        return false;
+    char detail[512];
+    *exists = PQntuples(res) > 0;
+    if (!*exists) {
+        snprintf(detail, sizeof detail, "%s does not exist; run creates it",
+                 c->source.slot);
+        add_setting(r, list, "slot", "ok", detail);
+    } else if (strcmp(PQgetvalue(res, 0, 0), "logical") != 0 ||
+               strcmp(PQgetvalue(res, 0, 1), "pgoutput") != 0 ||
+               !is_true(res, 0, 3)) {
+        snprintf(detail, sizeof detail,
+                 "%s exists but is %s, plugin '%s', database '%s'; cleave "
+                 "needs a logical pgoutput slot in this database: drop it "
+                 "(SELECT pg_drop_replication_slot('%s')) or configure "
+                 "another slot",
+                 c->source.slot, PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1),
+                 PQgetvalue(res, 0, 2), c->source.slot);
+        add_setting(r, list, "slot", "block", detail);
+    } else {
+        snprintf(detail, sizeof detail, "%s exists (logical, pgoutput); run "
+                 "resumes from it", c->source.slot);
+        add_setting(r, list, "slot", "ok", detail);
+    }
+    PQclear(res);
+    return true;
+}
+
+static bool check_publication(PGconn *conn, const cfg *c, report *r,
+                              json_t *list)
+{
+    const char *pub = c->source.publication;
+    PGresult *res = query(conn, PUB_SQL, pub);
+    if (!res)
+        return false;
+    char detail[1024];
+    if (PQntuples(res) == 0) {
+        snprintf(detail, sizeof detail, "%s does not exist; run creates it", pub);
+        add_setting(r, list, "publication", "ok", detail);
+        PQclear(res);
+        return true;
+    }
+    static const char *const actions[] = {"insert", "update", "delete",
+                                          "truncate"};
+    char lacking[64] = "";
+    for (int a = 0; a < 4; a++)
+        if (!is_true(res, 0, a))
+            snprintf(lacking + strlen(lacking), sizeof lacking - strlen(lacking),
+                     "%s%s", *lacking ? ", " : "", actions[a]);
+    PQclear(res);
+    if (*lacking) {
+        snprintf(detail, sizeof detail, "%s does not publish %s: ALTER "
+                 "PUBLICATION ... SET (publish = 'insert, update, delete, "
+                 "truncate')", pub, lacking);
+        add_setting(r, list, "publication", "block", detail);
+    }
+    if (!(res = query(conn, PUB_TABLES_SQL, pub)))
+        return false;
+    size_t lacks = 0;
+    for (size_t s = 0; s < c->n_services; s++)
+        for (size_t k = 0; k < c->services[s].n_owned; k++) {
+            const cfg_table *t = &c->services[s].owned[k];
+            bool found = false;
+            for (int i = 0; i < PQntuples(res) && !found; i++)
+                found = strcmp(PQgetvalue(res, i, 0), t->schema) == 0 &&
+                        strcmp(PQgetvalue(res, i, 1), t->name) == 0;
+            lacks += !found;
+        }
+    if (lacks) {
+        snprintf(detail, sizeof detail, "%s lacks %zu owned table(s); run "
+                 "adds them", pub, lacks);
+        add_setting(r, list, "publication_tables", "warn", detail);
+    }
+    for (int i = 0; i < PQntuples(res); i++) {
+        const char *schema = PQgetvalue(res, i, 0), *name = PQgetvalue(res, i, 1);
+        if (cfg_owner(c, schema, name))
+            continue;
+        snprintf(detail, sizeof detail, "%s publishes %s.%s, which no service "
+                 "owns", pub, schema, name);
+        add_setting(r, list, "publication_tables", "warn", detail);
+    }
+    if (!*lacking && !lacks)
+        add_setting(r, list, "publication", "ok", "exists, publishes every "
+                    "owned table and every action");
+    PQclear(res);
+    return true;
+}
+
+static bool check_server(PGconn *conn, const cfg *c, report *r)
+{
+    PGresult *res = query(conn, SERVER_SQL, NULL);
+    if (!res)
+        return false;
+    json_t *list = json_array();
+    json_object_set_new(r->root, "settings", list);
+    char detail[512];
+    bool logical = strcmp(PQgetvalue(res, 0, 0), "logical") == 0;
+    if (logical)
+        snprintf(detail, sizeof detail, "wal_level is logical");
+    else
+        snprintf(detail, sizeof detail, "wal_level is %.64s; set wal_level = "
+                 "logical and restart the server", PQgetvalue(res, 0, 0));
+    add_setting(r, list, "wal_level", logical ? "ok" : "block", detail);
+
+    bool slot_exists = false;
+    if (!check_slot(conn, c, r, list, &slot_exists)) {
+        PQclear(res);
+        return false;
+    }
+    static const struct {
+        const char *name, *what;
+        int max_col, used_col;
+    } room[] = {
+        {"max_replication_slots", "replication slots", 1, 2},
+        {"max_wal_senders", "WAL senders", 3, 4},
+    };
+    for (size_t k = 0; k < 2; k++) {
+        long max = strtol(PQgetvalue(res, 0, room[k].max_col), NULL, 10);
+        long used = strtol(PQgetvalue(res, 0, room[k].used_col), NULL, 10);
+        bool ok = slot_exists || used < max;
+        snprintf(detail, sizeof detail, "%ld of %ld %s in use%s", used, max,
+                 room[k].what, ok ? "" : "; raise it and restart the server");
+        add_setting(r, list, room[k].name, ok ? "ok" : "block", detail);
+    }
+    bool repl = is_true(res, 0, 5);
+    snprintf(detail, sizeof detail, "role %s %s", PQgetvalue(res, 0, 6),
+             repl ? "may replicate"
+                  : "lacks REPLICATION: ALTER ROLE ... WITH REPLICATION");
+    add_setting(r, list, "replication_right", repl ? "ok" : "block", detail);
+    PQclear(res);
+    return check_publication(conn, c, r, list);
+}
+
+/* ------------------------------------------------------------ text */
+
+static void print_marker(const json_t *item)
+{
+    const char *st = json_string_value(json_object_get(item, "status"));
+    printf("  %-8s", strcmp(st, "ok") == 0 ? "[ok]"
+                     : strcmp(st, "warn") == 0 ? "[warn]" : "[block]");
+}
+
+static const char *str(const json_t *item, const char *key)
+{
+    const char *s = json_string_value(json_object_get(item, key));
+    return s ? s : "";
+}
+
+static void print_columns(const json_t *cols)
+{
+    size_t i;
+    json_t *col;
+    printf("(");
+    json_array_foreach(cols, i, col)
+        printf("%s%s", i ? ", " : "", json_string_value(col));
+    printf(")");
+}
+
+static void print_tables(const report *r)
+{
+    json_t *tables = json_object_get(r->root, "tables"), *t;
+    json_t *missing = json_object_get(r->root, "missing_tables");
+    size_t i;
+    printf("Tables (%zu in the source)\n", json_array_size(tables));
+    json_array_foreach(tables, i, t) {
+        print_marker(t);
+        json_t *owner = json_object_get(t, "owner");
+        if (json_is_string(owner))
+            printf("%s: owned by %s\n", str(t, "table"), json_string_value(owner));
+        else if (json_is_true(json_object_get(t, "shared")))
+            printf("%s: shared\n", str(t, "table"));
+        else
+            printf("%s: owned by no service; add it to owned_tables or "
+                   "shared_tables\n", str(t, "table"));
+    }
+    json_array_foreach(missing, i, t) {
+        print_marker(t);
+        printf("%s: in %s of %s, missing from the source\n", str(t, "table"),
+               strcmp(str(t, "listed_as"), "owned") == 0 ? "owned_tables"
+                                                         : "shared_tables",
+               str(t, "service"));
+    }
+}
+
+static void print_fkeys(const report *r)
+{
+    json_t *fks = json_object_get(r->root, "foreign_keys"), *f;
+    size_t i;
+    printf("\nCross-service foreign keys (%zu)\n", json_array_size(fks));
+    if (!json_array_size(fks))
+        printf("  [ok]    none\n");
+    json_array_foreach(fks, i, f) {
+        print_marker(f);
+        printf("%s: %s ", str(f, "name"), str(f, "from_table"));
+        print_columns(json_object_get(f, "from_columns"));
+        printf(" -> %s ", str(f, "to_table"));
+        print_columns(json_object_get(f, "to_columns"));
+        printf(", %s -> %s, %s\n", str(f, "from_service"), str(f, "to_service"),
+               json_is_true(json_object_get(f, "declared"))
+                   ? "declared in references"
+                   : "not declared in references");
+        printf("          %s\n", str(f, "drop"));
+    }
+}
+
+static void print_rest(const report *r)
+{
+    json_t *ident = json_object_get(r->root, "replica_identity"), *t;
+    size_t i;
+    printf("\nReplica identity (UPDATE and DELETE)\n");
+    if (!json_array_size(ident))
+        printf("  [ok]    every owned table can replicate UPDATE and DELETE\n");
+    json_array_foreach(ident, i, t) {
+        print_marker(t);
+        printf("%s: %s\n          %s\n", str(t, "table"), str(t, "problem"),
+               str(t, "fix"));
+    }
+    printf("\nServer settings\n");
+    json_array_foreach(json_object_get(r->root, "settings"), i, t) {
+        print_marker(t);
+        printf("%s: %s\n", str(t, "check"), str(t, "detail"));
+    }
+    printf("\nData to copy\n");
+    json_array_foreach(json_object_get(r->root, "sizes"), i, t)
+        printf("  %-24s %10s in %" JSON_INTEGER_FORMAT " table(s)\n",
+               str(t, "service"), str(t, "pretty"),
+               json_integer_value(json_object_get(t, "tables")));
+}
+
+static void print_text(const report *r, const char *dsn)
+{
+    printf("cleave analyze: source %s\n\n", dsn ? dsn : "");
+    print_tables(r);
+    print_fkeys(r);
+    print_rest(r);
+    printf("\n");
+    if (r->blocking)
+        printf("run would be blocked by %d problem(s)", r->blocking);
+    else
+        printf("nothing blocks run");
+    printf(", %d warning(s)\n", r->warnings);
+}
+
+/* ------------------------------------------------------------ entry */
 
 int analyze_run(const cfg *config, bool json)
 {
-    (void)config;
-    (void)json;
-    fprintf(stderr, "cleave analyze: not implemented yet\n");
-    return 1;
+    char *dsn = cfg_dsn_redacted(config->source.dsn);
+    const char *keys[] = {"dbname", "fallback_application_name", NULL};
+    const char *vals[] = {config->source.dsn, "cleave analyze", NULL};
+    PGconn *conn = PQconnectdbParams(keys, vals, 1);
+    if (PQstatus(conn) != CONNECTION_OK) {
+        const char *msg = conn ? PQerrorMessage(conn) : "out of memory";
+        fprintf(stderr, "cleave analyze: cannot connect to the source (%s): "
+                "%.*s\n", dsn ? dsn : "", (int)strcspn(msg, "\n"), msg);
+        PQfinish(conn);
+        free(dsn);
+        return 1;
+    }
+    report r = {.root = json_object()};
+    PGresult *tabs = query(conn, TABLES_SQL, NULL);
+    bool ok = tabs && check_tables(config, &r, tabs) &&
+              check_fkeys(conn, config, &r) && check_server(conn, config, &r);
+    PQclear(tabs);
+    PQfinish(conn);
+    int rc = 1;
+    if (ok) {
+        json_object_set_new(r.root, "source", json_string(dsn ? dsn : ""));
+        json_object_set_new(r.root, "blocking", json_integer(r.blocking));
+        json_object_set_new(r.root, "warnings", json_integer(r.warnings));
+        if (json) {
+            json_dumpf(r.root, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+            printf("\n");
+        } else {
+            print_text(&r, dsn);
+        }
+        rc = r.blocking ? 3 : 0;
+    }
+    json_decref(r.root);
+    free(dsn);
+    return rc;
 }
