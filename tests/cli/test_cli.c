@@ -103,7 +103,7 @@ END_TEST
 
 START_TEST(unbuilt_commands_say_so)
 {
-    rc_result r = run_cleave(1, "analyze", "-c", example, NULL);
+    rc_result r = run_cleave(1, "verify", "-c", example, NULL);
     ck_assert_ptr_nonnull(strstr(r.err, "not implemented yet"));
     rc_free(&r);
 }
