@@ -268,30 +268,12 @@ START_TEST(unreachable)
 }
 END_TEST
 
-static void add_case(Suite *s, const char *name, const TTest *test, int timeout)
-{
-    TCase *tc = tcase_create(name);
-    tcase_set_timeout(tc, timeout);
-    tcase_add_test(tc, test);
-    suite_add_tcase(s, tc);
-}
-
 int main(void)
 {
-    src = pgc_start(NULL);
-    tgt = src ? pgc_start(NULL) : NULL;
-    if (!tgt)
-        return EXIT_FAILURE;
     Suite *s = suite_create("analyze");
-    add_case(s, "fixtures", fixtures, 120);
-    add_case(s, "blocking_tables", blocking_tables, 120);
-    add_case(s, "missing_table_and_role", missing_table_and_role, 120);
-    add_case(s, "unreachable", unreachable, 60);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    pgc_stop(tgt);
-    pgc_stop(src);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    shop_add_case(s, "fixtures", fixtures, 120);
+    shop_add_case(s, "blocking_tables", blocking_tables, 120);
+    shop_add_case(s, "missing_table_and_role", missing_table_and_role, 120);
+    shop_add_case(s, "unreachable", unreachable, 60);
+    return shop_run_suite(s, NULL, &src, &tgt);
 }

@@ -176,30 +176,12 @@ START_TEST(unreachable_source)
 }
 END_TEST
 
-static void add_case(Suite *s, const char *name, const TTest *test, int timeout)
-{
-    TCase *tc = tcase_create(name);
-    tcase_set_timeout(tc, timeout);
-    tcase_add_test(tc, test);
-    suite_add_tcase(s, tc);
-}
-
 int main(void)
 {
     static const char *const tgt_settings[] = {"max_replication_slots = 64", NULL};
-    src = pgc_start(NULL);
-    tgt = src ? pgc_start(tgt_settings) : NULL;
-    if (!tgt)
-        return EXIT_FAILURE;
     Suite *s = suite_create("drop");
-    add_case(s, "refuse_abort_drop_again", refuse_abort_drop_again, 300);
-    add_case(s, "yes_on_stdin_keeps_origins", yes_on_stdin_keeps_origins, 300);
-    add_case(s, "unreachable_source", unreachable_source, 60);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    pgc_stop(tgt);
-    pgc_stop(src);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    shop_add_case(s, "refuse_abort_drop_again", refuse_abort_drop_again, 300);
+    shop_add_case(s, "yes_on_stdin_keeps_origins", yes_on_stdin_keeps_origins, 300);
+    shop_add_case(s, "unreachable_source", unreachable_source, 60);
+    return shop_run_suite(s, tgt_settings, &src, &tgt);
 }

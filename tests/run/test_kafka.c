@@ -713,32 +713,14 @@ START_TEST(undeliverable_stops_sink)
 }
 END_TEST
 
-static void add_case(Suite *s, const char *name, const TTest *test, int timeout)
-{
-    TCase *tc = tcase_create(name);
-    tcase_set_timeout(tc, timeout);
-    tcase_add_test(tc, test);
-    suite_add_tcase(s, tc);
-}
-
 int main(void)
 {
     static const char *const tgt_settings[] = {"max_replication_slots = 64", NULL};
-    src = pgc_start(NULL);
-    tgt = src ? pgc_start(tgt_settings) : NULL;
-    if (!tgt)
-        return EXIT_FAILURE;
     Suite *s = suite_create("kafka");
-    add_case(s, "change_events", change_events, 300);
-    add_case(s, "initial_copy_then_stream", initial_copy_then_stream, 600);
-    add_case(s, "broker_faults", broker_faults, 600);
-    add_case(s, "killed_and_restarted", killed_and_restarted, 600);
-    add_case(s, "undeliverable_stops_sink", undeliverable_stops_sink, 300);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    pgc_stop(tgt);
-    pgc_stop(src);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    shop_add_case(s, "change_events", change_events, 300);
+    shop_add_case(s, "initial_copy_then_stream", initial_copy_then_stream, 600);
+    shop_add_case(s, "broker_faults", broker_faults, 600);
+    shop_add_case(s, "killed_and_restarted", killed_and_restarted, 600);
+    shop_add_case(s, "undeliverable_stops_sink", undeliverable_stops_sink, 300);
+    return shop_run_suite(s, tgt_settings, &src, &tgt);
 }

@@ -639,14 +639,6 @@ START_TEST(sigterm_then_restart_resumes)
 }
 END_TEST
 
-static void add_case(Suite *s, const char *name, const TTest *test, double timeout)
-{
-    TCase *tc = tcase_create(name);
-    tcase_set_timeout(tc, timeout);
-    tcase_add_test(tc, test);
-    suite_add_tcase(s, tc);
-}
-
 int main(void)
 {
     /*
@@ -655,27 +647,17 @@ int main(void)
      * max_replication_slots state slots: pgcluster's 32 last six tests.
      */
     static const char *const tgt_settings[] = {"max_replication_slots = 128", NULL};
-    src = pgc_start(NULL);
-    tgt = src ? pgc_start(tgt_settings) : NULL;
-    if (!tgt)
-        return EXIT_FAILURE;
     Suite *s = suite_create("run");
-    add_case(s, "every_change_kind", every_change_kind, 600);
-    add_case(s, "sigkill_five_times", sigkill_five_times, 400);
-    add_case(s, "target_restarted", target_restarted, 400);
-    add_case(s, "walsender_terminated", walsender_terminated, 400);
-    add_case(s, "million_row_transaction", million_row_transaction, 600);
-    add_case(s, "hostile_names", hostile_names, 120);
-    add_case(s, "loop_prevention", loop_prevention, 120);
-    add_case(s, "conflict_stops_one_service", conflict_stops_one_service, 240);
-    add_case(s, "on_conflict_apply", on_conflict_apply, 120);
-    add_case(s, "heartbeat_moves_idle_slot", heartbeat_moves_idle_slot, 120);
-    add_case(s, "sigterm_then_restart_resumes", sigterm_then_restart_resumes, 400);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    pgc_stop(tgt);
-    pgc_stop(src);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    shop_add_case(s, "every_change_kind", every_change_kind, 600);
+    shop_add_case(s, "sigkill_five_times", sigkill_five_times, 400);
+    shop_add_case(s, "target_restarted", target_restarted, 400);
+    shop_add_case(s, "walsender_terminated", walsender_terminated, 400);
+    shop_add_case(s, "million_row_transaction", million_row_transaction, 600);
+    shop_add_case(s, "hostile_names", hostile_names, 120);
+    shop_add_case(s, "loop_prevention", loop_prevention, 120);
+    shop_add_case(s, "conflict_stops_one_service", conflict_stops_one_service, 240);
+    shop_add_case(s, "on_conflict_apply", on_conflict_apply, 120);
+    shop_add_case(s, "heartbeat_moves_idle_slot", heartbeat_moves_idle_slot, 120);
+    shop_add_case(s, "sigterm_then_restart_resumes", sigterm_then_restart_resumes, 400);
+    return shop_run_suite(s, tgt_settings, &src, &tgt);
 }

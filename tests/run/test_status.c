@@ -365,31 +365,13 @@ START_TEST(cli_and_metrics)
 }
 END_TEST
 
-static void add_case(Suite *s, const char *name, const TTest *test, int timeout)
-{
-    TCase *tc = tcase_create(name);
-    tcase_set_timeout(tc, timeout);
-    tcase_add_test(tc, test);
-    suite_add_tcase(s, tc);
-}
-
 int main(void)
 {
     static const char *const tgt_settings[] = {"max_replication_slots = 64", NULL};
-    src = pgc_start(NULL);
-    tgt = src ? pgc_start(tgt_settings) : NULL;
-    if (!tgt)
-        return EXIT_FAILURE;
     Suite *s = suite_create("status");
-    add_case(s, "fields_lag_and_errors", fields_lag_and_errors, 300);
-    add_case(s, "stuck_clients_and_big_transaction",
-             stuck_clients_and_big_transaction, 300);
-    add_case(s, "cli_and_metrics", cli_and_metrics, 200);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    pgc_stop(tgt);
-    pgc_stop(src);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    shop_add_case(s, "fields_lag_and_errors", fields_lag_and_errors, 300);
+    shop_add_case(s, "stuck_clients_and_big_transaction",
+                  stuck_clients_and_big_transaction, 300);
+    shop_add_case(s, "cli_and_metrics", cli_and_metrics, 200);
+    return shop_run_suite(s, tgt_settings, &src, &tgt);
 }

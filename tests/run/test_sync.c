@@ -249,34 +249,16 @@ START_TEST(other_shape_stops_one_service)
 }
 END_TEST
 
-static void add_case(Suite *s, const char *name, const TTest *test, int timeout)
-{
-    TCase *tc = tcase_create(name);
-    tcase_set_timeout(tc, timeout);
-    tcase_add_test(tc, test);
-    suite_add_tcase(s, tc);
-}
-
 int main(void)
 {
     /* Every test leaves its five replication origins on the target. */
     static const char *const tgt_settings[] = {"max_replication_slots = 64", NULL};
-    src = pgc_start(NULL);
-    tgt = src ? pgc_start(tgt_settings) : NULL;
-    if (!tgt)
-        return EXIT_FAILURE;
     Suite *s = suite_create("sync");
-    add_case(s, "copy_with_workload", copy_with_workload, 600);
-    add_case(s, "killed_during_copy", killed_during_copy, 600);
-    add_case(s, "table_added_by_reload", table_added_by_reload, 400);
-    add_case(s, "add_column_while_streaming", add_column_while_streaming, 300);
-    add_case(s, "other_shape_stops_one_service", other_shape_stops_one_service,
-             300);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    pgc_stop(tgt);
-    pgc_stop(src);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    shop_add_case(s, "copy_with_workload", copy_with_workload, 600);
+    shop_add_case(s, "killed_during_copy", killed_during_copy, 600);
+    shop_add_case(s, "table_added_by_reload", table_added_by_reload, 400);
+    shop_add_case(s, "add_column_while_streaming", add_column_while_streaming, 300);
+    shop_add_case(s, "other_shape_stops_one_service",
+                  other_shape_stops_one_service, 300);
+    return shop_run_suite(s, tgt_settings, &src, &tgt);
 }

@@ -349,3 +349,29 @@ void shop_teardown(shop_env *env)
              "WHERE slot_name = 'cleave_%s' AND NOT active", env->name);
     pgc_exec(env->src, env->srcdb, sql);
 }
+
+void shop_add_case(Suite *s, const char *name, const TTest *test,
+                   double timeout_s)
+{
+    TCase *tc = tcase_create(name);
+    tcase_set_timeout(tc, timeout_s);
+    tcase_add_test(tc, test);
+    suite_add_tcase(s, tc);
+}
+
+int shop_run_suite(Suite *s, const char *const *tgt_settings,
+                   pgc_cluster **src, pgc_cluster **tgt)
+{
+    SRunner *sr = srunner_create(s);
+    *src = pgc_start(NULL);
+    *tgt = *src ? pgc_start(tgt_settings) : NULL;
+    int failed = 1;
+    if (*tgt) {
+        srunner_run_all(sr, CK_NORMAL);
+        failed = srunner_ntests_failed(sr);
+    }
+    srunner_free(sr);
+    pgc_stop(*tgt);
+    pgc_stop(*src);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

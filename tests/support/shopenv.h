@@ -11,6 +11,7 @@
 #ifndef CLEAVE_TESTS_SHOPENV_H
 #define CLEAVE_TESTS_SHOPENV_H
 
+#include <check.h>
 #include <stdbool.h>
 #include <sys/types.h>
 
@@ -87,6 +88,16 @@ void shop_log_tail(const shop_env *env, int lines);
 bool shop_log_contains(const shop_env *env, const char *text);
 /* Stops cleave if running, drops the slot. */
 void shop_teardown(shop_env *env);
+
+/* Adds one test, in a case of its own with its own timeout (seconds). */
+void shop_add_case(Suite *s, const char *name, const TTest *test,
+                   double timeout_s);
+/*
+ * Starts the two clusters into *src and *tgt (`tgt_settings` for the
+ * target, may be NULL), runs the suite, stops them; the exit status.
+ */
+int shop_run_suite(Suite *s, const char *const *tgt_settings,
+                   pgc_cluster **src, pgc_cluster **tgt);
 
 /* The cleave binary under test (CLEAVE_BIN, else build dir's daemon/cleave). */
 const char *shop_cleave_bin(void);

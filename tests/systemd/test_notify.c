@@ -233,20 +233,7 @@ END_TEST
 
 int main(void)
 {
-    src = pgc_start(NULL);
-    tgt = src ? pgc_start(NULL) : NULL;
-    if (!tgt)
-        return EXIT_FAILURE;
     Suite *s = suite_create("systemd");
-    TCase *tc = tcase_create("notify_protocol");
-    tcase_set_timeout(tc, 240);
-    tcase_add_test(tc, notify_protocol);
-    suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    pgc_stop(tgt);
-    pgc_stop(src);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    shop_add_case(s, "notify_protocol", notify_protocol, 240);
+    return shop_run_suite(s, NULL, &src, &tgt);
 }
