@@ -16,6 +16,7 @@
 #include "daemon/log.h"
 #include "daemon/run.h"
 #include "daemon/statuscli.h"
+#include "daemon/verify.h"
 
 enum {
     EXIT_OK = 0,
@@ -48,7 +49,7 @@ typedef struct cli_command {
 static int cmd_check(const cli_args *args);
 static int cmd_run(const cli_args *args);
 static int cmd_status(const cli_args *args);
-static int cmd_not_yet(const cli_args *args);
+static int cmd_verify(const cli_args *args);
 static int cmd_analyze(const cli_args *args);
 static int cmd_drop(const cli_args *args);
 
@@ -60,7 +61,7 @@ static const cli_command commands[] = {
     {"analyze", "analyze -c FILE [--json]",
      "the mapping against the source catalog", "c:j", true, cmd_analyze},
     {"verify", "verify -c FILE [--service S] [--table T]",
-     "compare source and targets", "c:S:T:", true, cmd_not_yet},
+     "compare source and targets", "c:S:T:", true, cmd_verify},
     {"check", "check -c FILE | --keys",
      "validate the configuration only; --keys lists every key", "c:k", false,
      cmd_check},
@@ -239,16 +240,14 @@ static int cmd_drop(const cli_args *args)
     return rc;
 }
 
-static int cmd_not_yet(const cli_args *args)
+static int cmd_verify(const cli_args *args)
 {
-    if (args->config) {
-        cfg *c = load_config(args->config);
-        if (!c)
-            return CFG_EXIT_CONFIG;
-        cfg_free(c);
-    }
-    fprintf(stderr, "cleave %s: not implemented yet\n", current_command);
-    return EXIT_RUNTIME;
+    cfg *c = load_config(args->config);
+    if (!c)
+        return CFG_EXIT_CONFIG;
+    int rc = verify_run(c, args->service, args->table);
+    cfg_free(c);
+    return rc;
 }
 
 int main(int argc, char **argv)

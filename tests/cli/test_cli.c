@@ -3,6 +3,7 @@
  * `check` on good and bad configurations (PRODUCT.md §2).
  */
 #include <check.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,17 +13,22 @@
 static const char *cleave_bin;
 static char example[1024];
 
-/* Runs cleave with up to four arguments; asserts the exit code. */
-static rc_result run_cleave(int expect, const char *a1, const char *a2,
-                            const char *a3, const char *a4)
+/* Runs cleave with the arguments up to a NULL (at most 7); asserts the
+ * exit code. */
+static rc_result run_cleave(int expect, ...)
 {
-    char *argv[] = {(char *)cleave_bin, (char *)a1, (char *)a2, (char *)a3,
-                    (char *)a4, NULL};
+    char *argv[9] = {(char *)cleave_bin};
+    va_list ap;
+    va_start(ap, expect);
+    for (size_t i = 1; i < 8 && (argv[i] = va_arg(ap, char *)) != NULL; i++)
+        ;
+    va_end(ap);
     rc_result r;
     ck_assert_int_eq(rc_run(argv, &r), 1);
     ck_assert_msg(r.status == expect,
                   "cleave %s %s: exit %d, expected %d\nstdout: %s\nstderr: %s",
-                  a1 ? a1 : "", a2 ? a2 : "", r.status, expect, r.out, r.err);
+                  argv[1] ? argv[1] : "", argv[2] ? argv[2] : "", r.status,
+                  expect, r.out, r.err);
     return r;
 }
 
@@ -50,12 +56,12 @@ START_TEST(usage_errors_exit_2)
     r = run_cleave(2, "run", NULL, NULL, NULL);
     ck_assert_ptr_nonnull(strstr(r.err, "-c FILE is required"));
     rc_free(&r);
-    r = run_cleave(2, "check", "-c", example, "--metrics");
+    r = run_cleave(2, "check", "-c", example, "--metrics", NULL);
     rc_free(&r);
     r = run_cleave(2, "status", "--json", "--metrics", NULL);
     ck_assert_ptr_nonnull(strstr(r.err, "exclude each other"));
     rc_free(&r);
-    r = run_cleave(2, "check", "-c", example, "extra");
+    r = run_cleave(2, "check", "-c", example, "extra", NULL);
     ck_assert_ptr_nonnull(strstr(r.err, "unexpected argument 'extra'"));
     rc_free(&r);
 }
@@ -101,10 +107,19 @@ START_TEST(check_keys_lists_every_section)
 }
 END_TEST
 
-START_TEST(unbuilt_commands_say_so)
+/* Names are checked against the configuration before any connection. */
+START_TEST(verify_refuses_unknown_names)
 {
-    rc_result r = run_cleave(1, "verify", "-c", example, NULL);
-    ck_assert_ptr_nonnull(strstr(r.err, "not implemented yet"));
+    rc_result r = run_cleave(2, "verify", "-c", example, "--table", "nosuch",
+                             NULL);
+    ck_assert_ptr_nonnull(strstr(r.err, "public.nosuch is not a table"));
+    rc_free(&r);
+    r = run_cleave(2, "verify", "-c", example, "--service", "nosuch", NULL);
+    ck_assert_ptr_nonnull(strstr(r.err, "no service 'nosuch'"));
+    rc_free(&r);
+    r = run_cleave(2, "verify", "-c", example, "--service", "user_service",
+                   "--table", "orders", NULL);
+    ck_assert_ptr_nonnull(strstr(r.err, "not a table user_service owns"));
     rc_free(&r);
 }
 END_TEST
@@ -125,7 +140,7 @@ int main(int argc, char **argv)
     tcase_add_test(tc, check_example_ok);
     tcase_add_test(tc, check_bad_config_exit_78);
     tcase_add_test(tc, check_keys_lists_every_section);
-    tcase_add_test(tc, unbuilt_commands_say_so);
+    tcase_add_test(tc, verify_refuses_unknown_names);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

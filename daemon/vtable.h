@@ -1,0 +1,70 @@
+/*
+ * vtable: one table of `cleave verify` (verify.h), the source against the
+ * owning service's PostgreSQL target, on two connections of its own.
+ *
+ * Both sessions print values the same way whatever the servers' defaults
+ * (DateStyle, TimeZone, extra_float_digits, IntervalStyle, bytea_output,
+ * lc_monetary, search_path), so a row's text, and its md5, is the same on
+ * both sides when the row is. Key ranges use each key column's own
+ * collation on both sides: a target made with another collation for a
+ * text key would see other ranges.
+ */
+#ifndef CLEAVE_DAEMON_VTABLE_H
+#define CLEAVE_DAEMON_VTABLE_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config/config.h"
+
+/* Differences kept for printing per table; the rest are only counted. */
+#define VTABLE_SHOW 100
+
+typedef enum vtable_diff_kind {
+    VTABLE_MISSING,     /* in the source, not in the target */
+    VTABLE_EXTRA,       /* in the target, not in the source */
+    VTABLE_DIFFERENT,   /* same key, other values */
+} vtable_diff_kind;
+
+typedef struct vtable_diff {
+    vtable_diff_kind kind;
+    char *what;         /* "id=17", a keyless row's columns, "the table" */
+} vtable_diff;
+
+typedef struct vtable_result {
+    bool failed;
+    char error[512];     /* why, when failed */
+    int64_t rows;        /* source rows compared */
+    size_t n_diffs;      /* every difference that remained */
+    vtable_diff diffs[VTABLE_SHOW];
+    size_t n_shown;
+    size_t rechecked;    /* chunks compared again, row by row */
+    size_t unsettled;    /* rows that changed at every look: not compared */
+    char note[256];      /* e.g. that the target did not catch up */
+} vtable_result;
+
+/* What every table of one verify run shares. */
+typedef struct vtable_env {
+    const char *source_dsn;
+    const char *slot;
+    atomic_uint_fast64_t rows;   /* source rows compared so far, all tables */
+    /*
+     * Set once a wait for the target gave up (no cleave run streams the
+     * slot, or it fell too far behind): later tables do not wait again.
+     */
+    atomic_bool no_catchup;
+} vtable_env;
+
+/*
+ * Compares `t` of the source with its copy in the PostgreSQL target at
+ * `target_dsn`, into *out (which the caller zeroed); `origin` is the
+ * replication origin cleave records the service's position with there.
+ */
+void vtable_compare(vtable_env *env, const char *target_dsn,
+                    const char *origin, const cfg_table *t,
+                    vtable_result *out);
+void vtable_result_clear(vtable_result *r);
+
+#endif
