@@ -205,8 +205,15 @@ static const char *const KIND_TEXT[] = {
 static void print_line(const char *state, const vjob *j, const char *rest)
 {
     char name[512];
-    snprintf(name, sizeof name, "%s.%s", j->t->schema, j->t->name);
-    printf("%-8s %-22s %-28s %s\n", state, j->svc->name, name, rest);
+    FILE *f = fmemopen(name, sizeof name, "w");
+    if (f) {
+        vtable_put_name(f, j->t->schema);
+        fputc('.', f);
+        vtable_put_name(f, j->t->name);
+        fclose(f);
+        name[sizeof name - 1] = '\0';
+    }
+    printf("%-8s %-22s %-28s %s\n", state, j->svc->name, f ? name : "?", rest);
 }
 
 static void print_job(const vjob *j)

@@ -1052,6 +1052,24 @@ static void put_value(FILE *f, const char *s, int len, size_t limit)
     fputs(*s ? "'..." : "'", f);
 }
 
+void vtable_put_name(FILE *f, const char *name)
+{
+    bool plain = *name && !strchr("0123456789", *name);
+    for (const char *p = name; plain && *p; p++)
+        plain = strchr("abcdefghijklmnopqrstuvwxyz0123456789_", *p) != NULL;
+    if (plain) {
+        fputs(name, f);
+        return;
+    }
+    fputc('"', f);
+    for (const char *p = name; *p; p++) {
+        if (*p == '"')
+            fputc('"', f);
+        fputc(*p, f);
+    }
+    fputc('"', f);
+}
+
 /* "id=17, line_no=2" from an encoded key. */
 static char *render_key(const vt *v, const char *id)
 {
@@ -1067,7 +1085,9 @@ static char *render_key(const vt *v, const char *id)
         if (*colon != ':' || n < 0 || (size_t)n > strlen(colon + 1))
             break;
         char *val = strndup(colon + 1, (size_t)n);
-        fprintf(f, "%s%s=", i ? ", " : "", v->names[v->key[i]]);
+        fputs(i ? ", " : "", f);
+        vtable_put_name(f, v->names[v->key[i]]);
+        fputc('=', f);
         put_value(f, val, (int)n, SIZE_MAX);
         free(val);
         p = colon + 1 + n;
@@ -1098,7 +1118,9 @@ static char *render_row(vt *v, const vdiff *d)
     size_t len;
     FILE *f = open_memstream(&s, &len);
     for (int i = 0; f && i < PQnfields(res); i++) {
-        fprintf(f, "%s%s=", i ? ", " : "", PQfname(res, i));
+        fputs(i ? ", " : "", f);
+        vtable_put_name(f, PQfname(res, i));
+        fputc('=', f);
         put_value(f, PQgetisnull(res, 0, i) ? NULL : PQgetvalue(res, 0, i),
                   PQgetlength(res, 0, i), SHOWN_VALUE);
     }

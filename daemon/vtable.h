@@ -16,6 +16,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "config/config.h"
 
@@ -66,5 +67,11 @@ void vtable_compare(vtable_env *env, const char *target_dsn,
                     const char *origin, const cfg_table *t,
                     vtable_result *out);
 void vtable_result_clear(vtable_result *r);
+
+/*
+ * A name as SQL would read it back: bare when it is a plain lower-case
+ * identifier, else in double quotes (with "" for ").
+ */
+void vtable_put_name(FILE *f, const char *name);
 
 #endif
