@@ -285,16 +285,19 @@ static void *worker(void *arg)
 /* Waits for the workers, saying how far they are every PROGRESS_MS. */
 static void watch(vrun *r, double start)
 {
+    struct timespec next;
+    clock_gettime(CLOCK_REALTIME, &next);
     pthread_mutex_lock(&r->mu);
     while (r->finished < r->n) {
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_sec += PROGRESS_MS / 1000;
-        if (pthread_cond_timedwait(&r->cv, &r->mu, &until) == 0)
-            continue;
-        fprintf(stderr, "verify: %zu of %zu table(s) done, %llu rows "
-                "compared, %.0f s\n", r->finished, r->n,
-                (unsigned long long)atomic_load(&r->env.rows), now_s() - start);
+        next.tv_sec += PROGRESS_MS / 1000;
+        while (r->finished < r->n &&
+               pthread_cond_timedwait(&r->cv, &r->mu, &next) == 0)
+            ;
+        if (r->finished < r->n)
+            fprintf(stderr, "verify: %zu of %zu table(s) done, %llu rows "
+                    "compared, %.0f s\n", r->finished, r->n,
+                    (unsigned long long)atomic_load(&r->env.rows),
+                    now_s() - start);
     }
     pthread_mutex_unlock(&r->mu);
 }

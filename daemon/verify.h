@@ -5,8 +5,8 @@
  *
  * A table with a key (primary key, else the replica identity index) is
  * read in key order in chunks of VERIFY_CHUNK_ROWS: each chunk is hashed
- * inside the source (count and a sum of per-row md5s), the same key range
- * inside the target, and only the two hashes cross the wire. A chunk whose
+ * inside the source (count and sum of per-row 64-bit hashes), the same
+ * key range inside the target, and only the two hashes cross the wire. A chunk whose
  * hashes differ is compared again row by row (key, row md5 and row
  * version) after the target has applied past the source's WAL position of
  * that look, with looks at the target before and after and at the source
@@ -15,7 +15,9 @@
  * is never one (vtable.c says why). A table without a key is compared as
  * a multiset of rows, the same way, as one chunk.
  *
- * Output, on stdout, one block per table as it finishes:
+ * Output, on stdout: a line "verify: N table(s), ..." and, when no cleave
+ * run streams the slot, a line "note: ..."; then one block per table as it
+ * finishes (an ok line may add ", K chunk(s) re-checked"):
  *
  *   ok       SERVICE  SCHEMA.TABLE  N rows
  *   differs  SERVICE  SCHEMA.TABLE  N rows, K difference(s)
@@ -28,7 +30,8 @@
  * A block may end with "unsettled: N row(s) ..." (rows that changed
  * between every two looks: not compared, not a difference) and "note:".
  * Then "summary: ..." with the totals and rows/s. Rows of a keyless table
- * are named by every column. Progress goes to stderr every few seconds.
+ * are named by every column (values cut at 40 characters). Progress goes
+ * to stderr every 3 s.
  */
 #ifndef CLEAVE_DAEMON_VERIFY_H
 #define CLEAVE_DAEMON_VERIFY_H

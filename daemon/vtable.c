@@ -12,9 +12,9 @@
  *   3. the chunks whose hashes differ, row by row, eight at a time, up to
  *      ROUNDS rounds while some row is open (see "row by row" below).
  *
- * A row's hash is the first 60 bits of md5 of its text, and a chunk's is
- * the count and the sum of those, so it needs no sort and counts a
- * duplicate (keyless tables are multisets).
+ * In the chunk pass a row's hash is hashtextextended of its text, and a
+ * chunk's is the count and the sum of those, so it needs no sort and
+ * counts a duplicate (keyless tables are multisets). Row by row, md5.
  */
 #include "daemon/vtable.h"
 
@@ -325,10 +325,16 @@ static bool target_has_columns(vt *v, bool *complete)
 
 /* ------------------------------------------------------------ SQL */
 
-/* The row hash: 60 bits of md5, as a bigint the chunk sums. */
+/*
+ * The chunk pass's row hash: hashtextextended, PostgreSQL's own 64-bit
+ * hash (the one hash partitioning keeps stable across versions), several
+ * times cheaper than md5. Should two servers ever hash differently (say,
+ * of other byte orders), every chunk differs and goes row by row, where
+ * md5 decides: slower, never wrong.
+ */
 static void put_hash(FILE *f, const vt *v)
 {
-    fprintf(f, "('x' || left(md5(%s), 15))::bit(60)::bigint", v->rowtext);
+    fprintf(f, "hashtextextended(%s, 0)", v->rowtext);
 }
 
 static void put_keylist(FILE *f, const vt *v, const char *suffix)
@@ -397,11 +403,14 @@ static char *src_chunk_sql(vt *v, bool has_lo)
     if (!f)
         return oom(v), NULL;
     fputs("SELECT count(*), coalesce(sum(h), 0), pg_current_wal_lsn()::text", f);
-    for (size_t i = 0; i < v->nkey; i++) {
-        fprintf(f, ", (array_agg(%s::text ORDER BY ", v->cols[v->key[i]]);
-        put_keylist(f, v, " DESC");
-        fputs("))[1]", f);
-    }
+    /*
+     * The last key: the rows come in key order from the subquery, which is
+     * what array_agg sees (no sort per chunk). Were it ever otherwise, the
+     * chunk would differ and be compared row by row on one and the same
+     * range on both sides: slower, never wrong.
+     */
+    for (size_t i = 0; i < v->nkey; i++)
+        fprintf(f, ", (array_agg(%s::text))[count(*)]", v->cols[v->key[i]]);
     fputs(" FROM (SELECT ", f);
     put_keylist(f, v, "");
     fputs(", ", f);
@@ -717,7 +726,8 @@ typedef struct look {
 static void free_rows(vrows *r)
 {
     for (size_t i = 0; i < r->n; i++) {
-        free(r->v[i].id);
+        if (r->v[i].id != r->v[i].hash)   /* a keyless row's id is its md5 */
+            free(r->v[i].id);
         free(r->v[i].hash);
         free(r->v[i].version);
     }
@@ -786,7 +796,7 @@ static bool read_rows(vt *v, PGconn *conn, const chunk *c, vrows *out)
     for (size_t i = 0; ok && i < rows; i++) {
         vrow *r = &out->v[i];
         r->hash = strdup(PQgetvalue(res, (int)i, k));
-        r->id = k ? encode_key(res, (int)i, v->nkey) : strdup(r->hash ? r->hash : "");
+        r->id = k ? encode_key(res, (int)i, v->nkey) : r->hash;
         r->version = strdup(PQgetvalue(res, (int)i, k + 1));
         out->n = i + 1;
         ok = r->id && r->hash && r->version;
