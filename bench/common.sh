@@ -1,6 +1,7 @@
 # shellcheck shell=bash disable=SC2034  # variables for the sourcing script
 # Plumbing shared by the benchmarks that run PostgreSQL clusters
-# (bench/catchup.sh, bench/copy.sh, bench/kafka.sh); sourced, never run.
+# (bench/catchup.sh, bench/copy.sh, bench/kafka.sh, bench/verify.sh);
+# sourced, never run.
 # The caller has cd'ed to the repository root and set -euo pipefail. It
 # provides:
 #   - logging (log, die), clocks and arithmetic (now, calc), polling with a
