@@ -191,6 +191,18 @@ ticks() {
   done
   echo "$sum"
 }
+# cluster_ticks CLUSTER: all the CPU a cluster used since it started: the
+# postmaster, its reaped children (exited backends included) and its live
+# ones.
+cluster_ticks() {
+  local pm s f
+  pm=$(postmaster_pid "$1")
+  s=$(cat "/proc/$pm/stat"); read -r -a f <<<"${s##*) }"
+  # shellcheck disable=SC2046  # the pids, one word each
+  echo $(( f[11] + f[12] + f[13] + f[14] + $(ticks $(ps -o pid= --ppid "$pm" || true)) ))
+}
+# server_ticks: both clusters, src and tgt.
+server_ticks() { echo $(( $(cluster_ticks src) + $(cluster_ticks tgt) )); }
 
 # ---------------------------------------------------------------- cleave
 # build_cleave: sets CLEAVE, the binary, and CLEAVE_NOTE, why there is none.

@@ -87,16 +87,6 @@ sql_names() {  # sql_names "a b": ARRAY['a', 'b']
   echo "ARRAY[$l]"
 }
 field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$2"; }   # field KEY LINE: a key=value's value
-# All the CPU a cluster used since it started: the postmaster, its reaped
-# children (exited backends included) and its live ones.
-cluster_ticks() {
-  local pm s f
-  pm=$(postmaster_pid "$1")
-  s=$(cat "/proc/$pm/stat"); read -r -a f <<<"${s##*) }"
-  # shellcheck disable=SC2046  # the pids, one word each
-  echo $(( f[11] + f[12] + f[13] + f[14] + $(ticks $(ps -o pid= --ppid "$pm" || true)) ))
-}
-server_ticks() { echo $(( $(cluster_ticks src) + $(cluster_ticks tgt) )); }
 
 fresh_targets() {  # five empty service databases, and nothing dirty left behind
   local s

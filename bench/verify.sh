@@ -107,16 +107,6 @@ build_cleave
 [ -z "$CLEAVE_NOTE" ] || die "$CLEAVE_NOTE"
 
 # ---------------------------------------------------------------- helpers
-# All the CPU a cluster used since it started: the postmaster, its reaped
-# children (exited backends included) and its live ones (as bench/copy.sh).
-cluster_ticks() {
-  local pm s f
-  pm=$(postmaster_pid "$1")
-  s=$(cat "/proc/$pm/stat"); read -r -a f <<<"${s##*) }"
-  # shellcheck disable=SC2046  # the pids, one word each
-  echo $(( f[11] + f[12] + f[13] + f[14] + $(ticks $(ps -o pid= --ppid "$pm" || true)) ))
-}
-server_ticks() { echo $(( $(cluster_ticks src) + $(cluster_ticks tgt) )); }
 owner() { local s; for s in "${SERVICES[@]}"; do [[ " ${OWNED[$s]} " == *" $1 "* ]] && echo "$s"; done; }
 
 declare -A SEC=() ROWS=() RSS=() CPU=() SCPU=() WIREB=() RCS=()

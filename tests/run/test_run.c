@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "tests/support/runcmd.h"
 #include "tests/support/shopenv.h"
 
 static pgc_cluster *src, *tgt;
@@ -260,20 +261,6 @@ static void seed_random(const char *test)
     srand(seed);
 }
 
-/* Whether a child is still running (not yet exited, reaped or not). */
-static bool child_running(int pid)
-{
-    char path[64], state = '?';
-    snprintf(path, sizeof path, "/proc/%d/stat", pid);
-    FILE *f = fopen(path, "r");
-    if (f) {
-        if (fscanf(f, "%*d (%*[^)]) %c", &state) != 1)
-            state = '?';
-        fclose(f);
-    }
-    return f && state != 'Z';
-}
-
 /* ---- crashes and outages ---------------------------------------------- */
 
 /* SIGKILL at random moments under load: nothing lost, nothing twice. */
@@ -289,7 +276,7 @@ START_TEST(sigkill_five_times)
     for (int k = 0; k < 5; k++) {
         long old = walsender_pid(&env);
         random_pause(0.2, 1.5);
-        bool busy = child_running(bench);
+        bool busy = rc_running(bench);
         int rc = shop_stop(&env, SIGKILL, 10);
         ck_assert_int_eq(rc, 128 + SIGKILL);
         printf("sigkill_five_times: kill %d%s\n", k + 1,

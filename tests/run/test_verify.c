@@ -336,20 +336,6 @@ static void assert_all_tables(const vreport *rep)
 
 /* ---- the workload ------------------------------------------------------- */
 
-/* Whether a child is still running (not yet exited, reaped or not). */
-static bool child_running(int pid)
-{
-    char path[64], state = '?';
-    snprintf(path, sizeof path, "/proc/%d/stat", pid);
-    FILE *f = fopen(path, "r");
-    if (f) {
-        if (fscanf(f, "%*d (%*[^)]) %c", &state) != 1)
-            state = '?';
-        fclose(f);
-    }
-    return f && state != 'Z';
-}
-
 /*
  * Ends pgbench early, then waits until its sessions are gone from the
  * source: a COMMIT it had already sent lands before we read the source's
@@ -408,12 +394,12 @@ START_TEST(no_false_positives)
     ck_assert(bench > 0);
     /* The stream carries the workload before verify starts reading. */
     wait_target_orders(&env, orders + 200);
-    ck_assert_msg(child_running(bench), "pgbench ended before verify started");
+    ck_assert_msg(rc_running(bench), "pgbench ended before verify started");
 
     vreport rep;
     double t0 = now_s();
     int rc = verify(&env, NULL, NULL, &rep);
-    bool busy = child_running(bench);
+    bool busy = rc_running(bench);
     printf("no_false_positives: pgbench %s when verify ended\n",
            busy ? "still running" : "had ended");
     phase(env.name, "verify under load done", t0);

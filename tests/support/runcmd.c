@@ -77,3 +77,16 @@ void rc_free(rc_result *res)
     free(res->err);
     *res = (rc_result){0};
 }
+
+bool rc_running(int pid)
+{
+    char path[64], state = '?';
+    snprintf(path, sizeof path, "/proc/%d/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (f) {
+        if (fscanf(f, "%*d (%*[^)]) %c", &state) != 1)
+            state = '?';
+        fclose(f);
+    }
+    return f && state != 'Z';
+}
