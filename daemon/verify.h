@@ -13,7 +13,7 @@
  * after: a difference is reported only when a row version that stayed
  * through the looks proves it, so a change the stream had not applied yet
  * is never one (vtable.c says why). A table without a key is compared as
- * a multiset of rows, the same way, as one chunk.
+ * a multiset of rows the same way, in buckets of rows by md5.
  *
  * Output, on stdout: a line "verify: N table(s), ..." and, when no cleave
  * run streams the slot, a line "note: ..."; then one block per table as it

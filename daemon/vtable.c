@@ -8,13 +8,15 @@
  *   2. the chunk pass: the source hashes the next VERIFY_CHUNK_ROWS rows
  *      in key order and says where they end, the target hashes the same
  *      key range; the source's next chunk and the target's chunk run at
- *      the same time. A keyless table is one chunk;
+ *      the same time. A keyless table is cut into buckets by md5 instead,
+ *      all of them hashed in one read of each side;
  *   3. the chunks whose hashes differ, row by row, eight at a time, up to
  *      ROUNDS rounds while some row is open (see "row by row" below).
  *
- * In the chunk pass a row's hash is hashtextextended of its text, and a
- * chunk's is the count and the sum of those, so it needs no sort and
- * counts a duplicate (keyless tables are multisets). Row by row, md5.
+ * In the chunk pass a row's hash is hashtextextended of its text (for a
+ * keyless table, 60 bits of its md5), and a chunk's is the count and the
+ * sum of those, so it needs no sort and counts a duplicate (keyless
+ * tables are multisets). Row by row, md5.
  */
 #include "daemon/vtable.h"
 
@@ -31,6 +33,7 @@
 enum {
     ROUNDS = 5,            /* row-by-row looks at a differing chunk */
     GROUP = 8,             /* differing chunks looked at with one wait */
+    MAX_BUCKETS = 4096,    /* a keyless table's chunks: 12 bits of md5 */
     CATCHUP_MS = 60000,    /* longest wait for the target to catch up */
     SLOT_IDLE_MS = 5000,   /* the slot unstreamed this long: do not wait */
     POLL_MS = 100,
@@ -85,6 +88,7 @@ typedef struct vt {
     size_t *key;             /* indexes into cols, in key order */
     char *collist;           /* c1, c2, ... */
     char *rowtext;           /* ROW(c1, c2, ...)::text */
+    int buckets;             /* keyless: chunks by md5, a power of 2 */
 } vt;
 
 /* A key range (lo, hi]; NULL bounds are open. */
@@ -92,6 +96,7 @@ typedef struct chunk {
     char **lo;
     char **hi;
     lsn_t lsn;               /* the source's WAL position when first read */
+    int bucket;              /* keyless: the rows whose md5 falls here */
 } chunk;
 
 typedef struct chunks {
@@ -337,6 +342,12 @@ static void put_hash(FILE *f, const vt *v)
     fprintf(f, "hashtextextended(%s, 0)", v->rowtext);
 }
 
+/* The bucket of md5 text m. */
+static void put_bucket(FILE *f, const vt *v, const char *m)
+{
+    fprintf(f, "(('x' || left(%s, 3))::bit(12)::int & %d)", m, v->buckets - 1);
+}
+
 static void put_keylist(FILE *f, const vt *v, const char *suffix)
 {
     for (size_t i = 0; i < v->nkey; i++)
@@ -426,8 +437,8 @@ static char *src_chunk_sql(vt *v, bool has_lo)
     return finish_sql(v, f, &sql);
 }
 
-/* Either side, a key range (or the whole keyless table): count and sum. */
-static char *range_hash_sql(vt *v, const chunk *c, bool with_lsn)
+/* The target's half of a chunk: count and sum over the key range. */
+static char *range_hash_sql(vt *v, const chunk *c)
 {
     char *sql = NULL;
     size_t len;
@@ -435,8 +446,6 @@ static char *range_hash_sql(vt *v, const chunk *c, bool with_lsn)
     if (!f)
         return oom(v), NULL;
     fputs("SELECT count(*), coalesce(sum(h), 0)", f);
-    if (with_lsn)
-        fputs(", pg_current_wal_lsn()::text", f);
     fputs(" FROM (SELECT ", f);
     put_hash(f, v);
     fprintf(f, " AS h FROM %s", v->qname);
@@ -445,7 +454,10 @@ static char *range_hash_sql(vt *v, const chunk *c, bool with_lsn)
     return finish_sql(v, f, &sql);
 }
 
-/* Either side, row by row: key columns and md5 (keyed), or md5 and copies. */
+/*
+ * Either side, row by row: a keyed chunk's key columns, or the keyless
+ * buckets in $1 (an int[]) with each row's bucket; then md5 and version.
+ */
 static char *rows_sql(vt *v, const chunk *c)
 {
     char *sql = NULL;
@@ -453,14 +465,19 @@ static char *rows_sql(vt *v, const chunk *c)
     FILE *f = open_memstream(&sql, &len);
     if (!f)
         return oom(v), NULL;
-    fputs("SELECT ", f);
     if (v->nkey) {
+        fputs("SELECT ", f);
         put_keylist(f, v, "::text");
-        fputs(", ", f);
+        fprintf(f, ", md5(%s), xmin::text || ',' || ctid::text FROM %s",
+                v->rowtext, v->qname);
+        put_range(f, v, c);
+    } else {
+        fputs("SELECT m, ver, b FROM (SELECT m, ver, ", f);
+        put_bucket(f, v, "m");
+        fprintf(f, " AS b FROM (SELECT md5(%s) AS m, xmin::text || ',' ||"
+                " ctid::text AS ver FROM %s OFFSET 0) r) s"
+                " WHERE b = ANY ($1::int[])", v->rowtext, v->qname);
     }
-    fprintf(f, "md5(%s), xmin::text || ',' || ctid::text FROM %s", v->rowtext,
-            v->qname);
-    put_range(f, v, c);
     return finish_sql(v, f, &sql);
 }
 
@@ -570,7 +587,7 @@ static char **copy_key(vt *v, const PGresult *res, int first_col)
 /* Sends the target's half of chunk (lo, hi]. */
 static bool send_target_chunk(vt *v, const chunk *c)
 {
-    char *sql = range_hash_sql(v, c, false);
+    char *sql = range_hash_sql(v, c);
     size_t n;
     const char **p = range_params(v, c, &n);
     bool ok = sql && p ? send_sql(v, v->tgt, sql, (int)n, p) : oom(v);
@@ -604,7 +621,7 @@ static bool keyed_step(vt *v, const char *next_sql, PGresult *sres,
     lsn_t lsn = 0;
     lsn_value(PQgetvalue(sres, 0, 2), &lsn);
     *done = n < VERIFY_CHUNK_ROWS;
-    chunk c = {*lo, NULL, lsn};
+    chunk c = {*lo, NULL, lsn, 0};
     *lo = NULL;
     if (!*done && !(c.hi = copy_key(v, sres, 3))) {
         free_strv(c.lo, v->nkey);
@@ -619,7 +636,7 @@ static bool keyed_step(vt *v, const char *next_sql, PGresult *sres,
         count_rows(v, sres);
     if (ok && !same_hash(sres, tres)) {
         /* the list keeps lo and a copy of hi; hi goes on as the next lo */
-        chunk d = {c.lo, c.hi ? copy_key(v, sres, 3) : NULL, lsn};
+        chunk d = {c.lo, c.hi ? copy_key(v, sres, 3) : NULL, lsn, 0};
         ok = (!c.hi || d.hi) ? push_chunk(v, differ, d) : oom(v);
         if (ok)
             c.lo = NULL;
@@ -654,28 +671,91 @@ static bool keyed_pass(vt *v, chunks *differ)
     return ok;
 }
 
-/* A keyless table: one chunk, the whole table, on both sides at once. */
+/*
+ * A keyless table is cut into buckets by the first 12 bits of each row's
+ * md5 (masked to the bucket count): the same rows fall in the same bucket
+ * on both sides, whatever the servers, and a differing bucket is read
+ * again alone. About VERIFY_CHUNK_ROWS rows per bucket, by reltuples.
+ */
+static void set_buckets(vt *v)
+{
+    const char *params[] = {v->qname};
+    PGresult *res = PQexecParams(v->src,
+        "SELECT reltuples FROM pg_class WHERE oid = $1::regclass", 1, NULL,
+        params, NULL, NULL, 0);
+    double rows = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1
+                      ? strtod(PQgetvalue(res, 0, 0), NULL) : 0;
+    PQclear(res);
+    v->buckets = 1;
+    while (v->buckets < MAX_BUCKETS && v->buckets * (double)VERIFY_CHUNK_ROWS < rows)
+        v->buckets *= 2;
+}
+
+/* Either side: per bucket, the count and the sum of 60 bits of md5. */
+static char *buckets_sql(vt *v)
+{
+    char *sql = NULL;
+    size_t len;
+    FILE *f = open_memstream(&sql, &len);
+    if (!f)
+        return oom(v), NULL;
+    fputs("SELECT b, count(*), sum(h) FROM (SELECT ", f);
+    put_bucket(f, v, "m");
+    fprintf(f, " AS b, ('x' || substr(m, 4, 15))::bit(60)::bigint AS h"
+            " FROM (SELECT md5(%s) AS m FROM %s OFFSET 0) r) s GROUP BY b",
+            v->rowtext, v->qname);
+    return finish_sql(v, f, &sql);
+}
+
+/* "count sum" of each bucket of a result, "" where none. */
+static char **bucket_sums(vt *v, const PGresult *res)
+{
+    char **sums = calloc((size_t)v->buckets, sizeof *sums);
+    for (int i = 0; sums && i < PQntuples(res); i++) {
+        long b = strtol(PQgetvalue(res, i, 0), NULL, 10);
+        if (b >= 0 && b < v->buckets && !sums[b] &&
+            asprintf(&sums[b], "%s %s", PQgetvalue(res, i, 1),
+                     PQgetvalue(res, i, 2)) < 0)
+            sums[b] = NULL;
+    }
+    return sums;
+}
+
+static bool differing_buckets(vt *v, const PGresult *sres,
+                              const PGresult *tres, lsn_t lsn, chunks *differ)
+{
+    char **s = bucket_sums(v, sres), **t = bucket_sums(v, tres);
+    bool ok = (s && t) || oom(v);
+    for (int b = 0; ok && b < v->buckets; b++)
+        if (strcmp(s[b] ? s[b] : "", t[b] ? t[b] : "") != 0)
+            ok = push_chunk(v, differ, (chunk){NULL, NULL, lsn, b});
+    free_strv(s, s ? (size_t)v->buckets : 0);
+    free_strv(t, t ? (size_t)v->buckets : 0);
+    return ok;
+}
+
+/* A keyless table: every bucket, in one read of each side, both at once. */
 static bool keyless_pass(vt *v, chunks *differ)
 {
-    chunk all = {0};
-    char *ssql = range_hash_sql(v, &all, true);
-    char *tsql = range_hash_sql(v, &all, false);
-    bool ok = ssql && tsql && send_sql(v, v->src, ssql, 0, NULL) &&
-              send_sql(v, v->tgt, tsql, 0, NULL);
+    set_buckets(v);
+    char *sql = buckets_sql(v);
+    bool ok = sql && send_sql(v, v->src, sql, 0, NULL) &&
+              send_sql(v, v->tgt, sql, 0, NULL);
     PGresult *sres = ok ? await(v, v->src) : NULL;
     PGresult *tres = ok ? await(v, v->tgt) : NULL;
-    ok = sres && tres;
+    lsn_t lsn = 0;
+    ok = sres && tres && current_lsn(v, &lsn);
     if (ok) {
-        count_rows(v, sres);
-        lsn_t lsn = 0;
-        lsn_value(PQgetvalue(sres, 0, 2), &lsn);
-        if (!same_hash(sres, tres))
-            ok = push_chunk(v, differ, (chunk){NULL, NULL, lsn});
+        for (int i = 0; i < PQntuples(sres); i++) {
+            long long n = strtoll(PQgetvalue(sres, i, 1), NULL, 10);
+            v->out->rows += n;
+            atomic_fetch_add(&v->env->rows, (uint_fast64_t)n);
+        }
+        ok = differing_buckets(v, sres, tres, lsn, differ);
     }
     PQclear(sres);
     PQclear(tres);
-    free(ssql);
-    free(tsql);
+    free(sql);
     return ok;
 }
 
@@ -777,34 +857,47 @@ static char *encode_key(const PGresult *res, int row, size_t nkey)
     return s;
 }
 
-/* One side's rows of chunk c, sorted. */
-static bool read_rows(vt *v, PGconn *conn, const chunk *c, vrows *out)
+static bool fill_row(vt *v, const PGresult *res, int i, vrow *r)
+{
+    int k = (int)v->nkey;
+    r->hash = strdup(PQgetvalue(res, i, k));
+    r->id = k ? encode_key(res, i, v->nkey) : r->hash;
+    r->version = strdup(PQgetvalue(res, i, k + 1));
+    return r->id && r->hash && r->version;
+}
+
+/* The rows of a reading (a keyless one: those of `bucket`), sorted. */
+static bool take_rows(vt *v, const PGresult *res, int bucket, vrows *out)
 {
     free_rows(out);
-    char *sql = rows_sql(v, c);
-    size_t n;
-    const char **p = range_params(v, c, &n);
-    PGresult *res = sql && p ? run(v, conn, sql, (int)n, p) : NULL;
-    free(sql);
-    free(p);
-    if (!res)
-        return v->out->failed ? false : oom(v);
     size_t rows = (size_t)PQntuples(res);
-    int k = (int)v->nkey;
     out->v = calloc(rows + 1, sizeof *out->v);
     bool ok = out->v != NULL;
-    for (size_t i = 0; ok && i < rows; i++) {
-        vrow *r = &out->v[i];
-        r->hash = strdup(PQgetvalue(res, (int)i, k));
-        r->id = k ? encode_key(res, (int)i, v->nkey) : r->hash;
-        r->version = strdup(PQgetvalue(res, (int)i, k + 1));
-        out->n = i + 1;
-        ok = r->id && r->hash && r->version;
+    for (int i = 0; ok && i < (int)rows; i++) {
+        if (bucket >= 0 && strtol(PQgetvalue(res, i, 2), NULL, 10) != bucket)
+            continue;
+        ok = fill_row(v, res, i, &out->v[out->n++]);
     }
-    PQclear(res);
     if (ok)
         qsort(out->v, out->n, sizeof *out->v, cmp_row);
     return ok || oom(v);
+}
+
+/* A keyed chunk's rows, or with `buckets` ("{3,17}") keyless buckets'. */
+static PGresult *read_rows(vt *v, PGconn *conn, const chunk *c,
+                           const char *buckets)
+{
+    char *sql = rows_sql(v, c);
+    size_t n = 1;
+    const char **p = buckets ? calloc(2, sizeof *p) : range_params(v, c, &n);
+    if (p && buckets)
+        p[0] = buckets;
+    PGresult *res = sql && p ? run(v, conn, sql, (int)n, p) : NULL;
+    free(sql);
+    free(p);
+    if (!res && !v->out->failed)
+        oom(v);
+    return res;
 }
 
 /* The first row of id in r (r->n when none), and how many there are. */
@@ -947,17 +1040,49 @@ static bool sort_round(vt *v, const look *l, bool first, vdiffs *open,
     return ok || oom(v);
 }
 
-/* One look (0 T1, 1 S, 2 T2, 3 S2) at every chunk still open. */
+/* "{3,17}": the buckets of the keyless chunks still open. */
+static char *bucket_list(const chunk *cs, const bool *act, size_t n)
+{
+    char *s = NULL;
+    size_t len;
+    FILE *f = open_memstream(&s, &len);
+    if (!f)
+        return NULL;
+    fputc('{', f);
+    for (size_t i = 0, k = 0; i < n; i++)
+        if (act[i])
+            fprintf(f, "%s%d", k++ ? "," : "", cs[i].bucket);
+    fputc('}', f);
+    if (fclose(f) != 0) {
+        free(s);
+        return NULL;
+    }
+    return s;
+}
+
+/*
+ * One look (0 T1, 1 S, 2 T2, 3 S2) at every chunk still open: a query
+ * per keyed chunk, one scan for all the keyless buckets.
+ */
 static bool look_at(vt *v, const chunk *cs, const bool *act, look *looks,
                     size_t n, int which)
 {
     PGconn *conn = which % 2 ? v->src : v->tgt;
-    bool ok = true;
+    char *buckets = v->nkey ? NULL : bucket_list(cs, act, n);
+    PGresult *all = buckets ? read_rows(v, conn, &cs[0], buckets) : NULL;
+    bool ok = v->nkey || all;
     for (size_t i = 0; ok && i < n; i++) {
         vrows *r[] = {&looks[i].t1, &looks[i].s, &looks[i].t2, &looks[i].s2};
-        ok = !act[i] || read_rows(v, conn, &cs[i], r[which]);
+        if (!act[i])
+            continue;
+        PGresult *res = all ? all : read_rows(v, conn, &cs[i], NULL);
+        ok = res && take_rows(v, res, all ? cs[i].bucket : -1, r[which]);
+        if (res != all)
+            PQclear(res);
     }
-    return ok;
+    PQclear(all);
+    free(buckets);
+    return ok || v->out->failed || oom(v);
 }
 
 /*
@@ -1109,32 +1234,55 @@ static char *render_key(const vt *v, const char *id)
     return s;
 }
 
-/* A keyless row by its md5: every column, from the side that has it. */
-static char *render_row(vt *v, const vdiff *d)
+/*
+ * The shown keyless rows of one kind, by md5, from the side that has them,
+ * in one scan: md5, then every column.
+ */
+static PGresult *fetch_shown(vt *v, PGconn *conn, const vdiffs *d,
+                             vtable_diff_kind kind)
 {
-    char *sql = NULL;
-    if (asprintf(&sql, "SELECT %s FROM %s WHERE md5(%s) = $1 LIMIT 1",
-                 v->collist, v->qname, v->rowtext) < 0)
+    char *ids = NULL, *sql = NULL;
+    size_t len, k = 0;
+    FILE *f = open_memstream(&ids, &len);
+    if (!f)
         return NULL;
-    const char *params[] = {d->id};
-    PGresult *res = run(v, d->kind == VTABLE_EXTRA ? v->tgt : v->src, sql, 1,
-                        params);
-    free(sql);
-    if (!res || PQntuples(res) != 1) {
-        PQclear(res);
-        return strdup("(a row that has changed since)");
+    fputc('{', f);
+    for (size_t i = 0; i < d->n && k < VTABLE_SHOW; i++)
+        if (d->v[i].kind == kind)
+            fprintf(f, "%s%s", k++ ? "," : "", d->v[i].id);   /* hex only */
+    fputc('}', f);
+    PGresult *res = NULL;
+    if (fclose(f) == 0 && k > 0 &&
+        asprintf(&sql, "SELECT DISTINCT ON (m) m, %s FROM (SELECT md5(%s) AS"
+                 " m, %s FROM %s OFFSET 0) r WHERE m = ANY ($1::text[])",
+                 v->collist, v->rowtext, v->collist, v->qname) >= 0) {
+        const char *params[] = {ids};
+        res = run(v, conn, sql, 1, params);
+        free(sql);
     }
+    free(ids);
+    return res;
+}
+
+/* A keyless row as every column=value, found by its md5 in `res`. */
+static char *render_row(const PGresult *res, const char *id)
+{
+    int row = -1;
+    for (int i = 0; res && i < PQntuples(res) && row < 0; i++)
+        if (strcmp(PQgetvalue(res, i, 0), id) == 0)
+            row = i;
+    if (row < 0)
+        return strdup("(a row that has changed since)");
     char *s = NULL;
     size_t len;
     FILE *f = open_memstream(&s, &len);
-    for (int i = 0; f && i < PQnfields(res); i++) {
-        fputs(i ? ", " : "", f);
+    for (int i = 1; f && i < PQnfields(res); i++) {
+        fputs(i > 1 ? ", " : "", f);
         vtable_put_name(f, PQfname(res, i));
         fputc('=', f);
-        put_value(f, PQgetisnull(res, 0, i) ? NULL : PQgetvalue(res, 0, i),
-                  PQgetlength(res, 0, i), SHOWN_VALUE);
+        put_value(f, PQgetisnull(res, row, i) ? NULL : PQgetvalue(res, row, i),
+                  PQgetlength(res, row, i), SHOWN_VALUE);
     }
-    PQclear(res);
     if (!f || fclose(f) != 0) {
         free(s);
         return NULL;
@@ -1145,15 +1293,24 @@ static char *render_row(vt *v, const vdiff *d)
 /* The remaining differences of a chunk into the result. */
 static void report(vt *v, const vdiffs *d)
 {
+    PGresult *missing = NULL, *extra = NULL;
+    if (!v->nkey && v->out->n_shown < VTABLE_SHOW) {
+        missing = fetch_shown(v, v->src, d, VTABLE_MISSING);
+        extra = fetch_shown(v, v->tgt, d, VTABLE_EXTRA);
+    }
     for (size_t i = 0; i < d->n; i++) {
         const vdiff *x = &d->v[i];
-        for (long k = 0; k < x->copies; k++) {
-            bool shown = v->out->n_shown < VTABLE_SHOW;
-            char *what = !shown ? NULL
-                         : v->nkey ? render_key(v, x->id) : render_row(v, x);
-            add_diff(v, x->kind, what);
-        }
+        char *what = v->out->n_shown >= VTABLE_SHOW ? NULL
+                     : v->nkey ? render_key(v, x->id)
+                     : render_row(x->kind == VTABLE_EXTRA ? extra : missing,
+                                  x->id);
+        for (long k = 0; k < x->copies; k++)
+            add_diff(v, x->kind, what && v->out->n_shown < VTABLE_SHOW
+                                     ? strdup(what) : NULL);
+        free(what);
     }
+    PQclear(missing);
+    PQclear(extra);
 }
 
 /* ------------------------------------------------------------ entry */
