@@ -466,7 +466,7 @@ echo "  (ratio: cleave's rows/s over dump-and-diff's of the same round; peak RSS
 echo "   its largest single process; kB recv'd: from both servers, in a separate pass under strace)"
 echo "  dump-and-diff seconds per table (round 1): $DD_PER_1"
 for n in det_streaming_oi det_streaming_us det_stopped_oi det_stopped_us; do
-  [ -z "${SEC[$n]:-}" ] || echo "  detection $n: ${SEC[$n]} s, exit status ${RCS[$n]}"
+  [ -z "${SEC[$n]:-}" ] || echo "  detection $n: ${SEC[$n]} s, peak RSS ${RSS[$n]:-?} MB, exit status ${RCS[$n]}"
 done
 if [ -n "${SEC[cv_load]:-}" ]; then
   echo "  under pgbench: $LOAD_CHANGES row changes on the source during the run;" \
