@@ -161,7 +161,8 @@ static void read_estimates(vrun *r, PGconn *conn)
         const char *params[] = {t->schema, t->name};
         PGresult *res = PQexecParams(conn,
             "SELECT c.reltuples FROM pg_class c JOIN pg_namespace n"
-            " ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2",
+            " ON n.oid = c.relnamespace"
+            " WHERE n.nspname = $1 AND c.relname = $2",
             2, NULL, params, NULL, NULL, 0);
         r->jobs[i].estimate = PQresultStatus(res) == PGRES_TUPLES_OK &&
                                       PQntuples(res) == 1

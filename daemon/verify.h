@@ -6,14 +6,14 @@
  * A table with a key (primary key, else the replica identity index) is
  * read in key order in chunks of VERIFY_CHUNK_ROWS: each chunk is hashed
  * inside the source (count and sum of per-row 64-bit hashes), the same
- * key range inside the target, and only the two hashes cross the wire. A chunk whose
- * hashes differ is compared again row by row (key, row md5 and row
- * version) after the target has applied past the source's WAL position of
- * that look, with looks at the target before and after and at the source
- * after: a difference is reported only when a row version that stayed
- * through the looks proves it, so a change the stream had not applied yet
- * is never one (vtable.c says why). A table without a key is compared as
- * a multiset of rows the same way, in buckets of rows by md5.
+ * key range inside the target, and only the two hashes cross the wire.
+ * A chunk whose hashes differ is compared again row by row (key, row md5
+ * and row version) after the target has applied past the source's WAL
+ * position of that look, with looks at the target before and after and
+ * at the source after: a difference is reported only when a row version
+ * that stayed through the looks proves it, so a change the stream had not
+ * applied yet is never one (vtable.c says why). A table without a key is
+ * compared as a multiset of rows the same way, in buckets of rows by md5.
  *
  * Output, on stdout: a line "verify: N table(s), ..." and, when no cleave
  * run streams the slot, a line "note: ..."; then one block per table as it

@@ -198,7 +198,7 @@ static PGresult *await(vt *v, PGconn *c)
 }
 
 static bool send_sql(vt *v, PGconn *c, const char *sql, int n,
-                 const char *const *params)
+                     const char *const *params)
 {
     if (PQsendQueryParams(c, sql, n, NULL, params, NULL, NULL, 0))
         return true;
@@ -208,7 +208,8 @@ static bool send_sql(vt *v, PGconn *c, const char *sql, int n,
 
 static bool current_lsn(vt *v, lsn_t *out)
 {
-    PGresult *res = run(v, v->src, "SELECT pg_current_wal_lsn()::text", 0, NULL);
+    PGresult *res = run(v, v->src, "SELECT pg_current_wal_lsn()::text", 0,
+                        NULL);
     bool ok = res && lsn_parse(PQgetvalue(res, 0, 0), out);
     PQclear(res);
     return ok;
@@ -234,8 +235,10 @@ static bool set_names(vt *v, const cfg_table *t)
     return v->qname || oom(v);
 }
 
-/* The column list, and ROW(c1, c2, ...)::text: one row's text, the same on
- * both sides. */
+/*
+ * The column list, and ROW(c1, c2, ...)::text: one row's text, the same
+ * on both sides.
+ */
 static bool set_rowtext(vt *v)
 {
     size_t len;
@@ -413,7 +416,8 @@ static char *src_chunk_sql(vt *v, bool has_lo)
     FILE *f = open_memstream(&sql, &len);
     if (!f)
         return oom(v), NULL;
-    fputs("SELECT count(*), coalesce(sum(h), 0), pg_current_wal_lsn()::text", f);
+    fputs("SELECT count(*), coalesce(sum(h), 0),"
+          " pg_current_wal_lsn()::text", f);
     /*
      * The last key: the rows come in key order from the subquery, which is
      * what array_agg sees (no sort per chunk). Were it ever otherwise, the
@@ -687,7 +691,8 @@ static void set_buckets(vt *v)
                       ? strtod(PQgetvalue(res, 0, 0), NULL) : 0;
     PQclear(res);
     v->buckets = 1;
-    while (v->buckets < MAX_BUCKETS && v->buckets * (double)VERIFY_CHUNK_ROWS < rows)
+    while (v->buckets < MAX_BUCKETS &&
+           v->buckets * (double)VERIFY_CHUNK_ROWS < rows)
         v->buckets *= 2;
 }
 
@@ -1096,7 +1101,8 @@ static bool round_group(vt *v, const chunk *cs, const bool *act, look *looks,
     for (size_t i = 0; i < n; i++)
         if (act[i] && cs[i].lsn > want)
             want = cs[i].lsn;
-    if (!look_at(v, cs, act, looks, n, 0) || !look_at(v, cs, act, looks, n, 1) ||
+    if (!look_at(v, cs, act, looks, n, 0) ||
+        !look_at(v, cs, act, looks, n, 1) ||
         !current_lsn(v, &at))
         return false;
     int w = wait_applied(v, at > want ? at : want);
