@@ -15,6 +15,8 @@
 #include <jansson.h>
 #include <libpq-fe.h>
 
+#include "daemon/dbconn.h"
+
 /* User tables (ordinary, partitioned; not partitions) with their identity. */
 static const char TABLES_SQL[] =
     "SELECT n.nspname, c.relname, c.relreplident,"
@@ -548,18 +550,14 @@ static void print_text(const report *r, const char *dsn)
 
 int analyze_run(const cfg *config, bool json)
 {
-    char *dsn = cfg_dsn_redacted(config->source.dsn);
-    const char *keys[] = {"dbname", "fallback_application_name", NULL};
-    const char *vals[] = {config->source.dsn, "cleave analyze", NULL};
-    PGconn *conn = PQconnectdbParams(keys, vals, 1);
-    if (PQstatus(conn) != CONNECTION_OK) {
-        const char *msg = conn ? PQerrorMessage(conn) : "out of memory";
-        fprintf(stderr, "cleave analyze: cannot connect to the source (%s): "
-                "%.*s\n", dsn ? dsn : "", (int)strcspn(msg, "\n"), msg);
-        PQfinish(conn);
-        free(dsn);
+    char err[1024];
+    PGconn *conn = dbconn_open(config->source.dsn, "cleave analyze",
+                               "the source", err, sizeof err);
+    if (!conn) {
+        fprintf(stderr, "cleave analyze: %s\n", err);
         return 1;
     }
+    char *dsn = cfg_dsn_redacted(config->source.dsn);
     report r = {.root = json_object()};
     PGresult *tabs = query(conn, TABLES_SQL, NULL);
     bool ok = tabs && check_tables(config, &r, tabs) &&

@@ -26,6 +26,7 @@
 
 #include <libpq-fe.h>
 
+#include "daemon/dbconn.h"
 #include "sinks/pgsink.h"
 
 #define ERRLEN 512
@@ -54,25 +55,6 @@ static void set_err(char *err, size_t errlen, const char *what, PGconn *conn)
 {
     const char *msg = conn ? PQerrorMessage(conn) : "out of memory";
     snprintf(err, errlen, "%s: %.*s", what, (int)strcspn(msg, "\n"), msg);
-}
-
-/* A connection, or NULL with "cannot connect to WHAT (DSN): why" in err. */
-static PGconn *drop_connect(const char *dsn, const char *what, char *err,
-                            size_t errlen)
-{
-    const char *keys[] = {"dbname", "fallback_application_name", NULL};
-    const char *vals[] = {dsn, "cleave drop", NULL};
-    PGconn *conn = PQconnectdbParams(keys, vals, 1);
-    if (conn && PQstatus(conn) == CONNECTION_OK)
-        return conn;
-    char *shown = cfg_dsn_redacted(dsn);
-    char head[256];
-    snprintf(head, sizeof head, "cannot connect to %s (%s)", what,
-             shown ? shown : "?");
-    free(shown);
-    set_err(err, errlen, head, conn);
-    PQfinish(conn);
-    return NULL;
 }
 
 /* Runs a statement with one text parameter; the result or NULL (err set). */
@@ -138,7 +120,8 @@ static bool look_origin(drop_origin *o, const cfg *config, char *err,
     }
     char what[160];
     snprintf(what, sizeof what, "the target of %s", o->svc->name);
-    o->conn = drop_connect(o->svc->target_postgres, what, err, errlen);
+    o->conn = dbconn_open(o->svc->target_postgres, "cleave drop", what, err,
+                          errlen);
     if (!o->conn)
         return false;
     PGresult *res = drop_query(o->conn, "SELECT 1 FROM pg_replication_origin "
@@ -173,7 +156,8 @@ static bool look_origins(drop_plan *p, const cfg *config, char *err,
 static bool drop_look(drop_plan *p, const cfg *config, bool origins, char *err,
                       size_t errlen)
 {
-    p->source = drop_connect(config->source.dsn, "the source", err, errlen);
+    p->source = dbconn_open(config->source.dsn, "cleave drop", "the source",
+                            err, errlen);
     if (!p->source)
         return false;
     return look_slot(p, config, err, errlen) &&

@@ -15,6 +15,7 @@
 
 #include <libpq-fe.h>
 
+#include "daemon/dbconn.h"
 #include "daemon/vtable.h"
 #include "sinks/pgsink.h"
 
@@ -139,18 +140,12 @@ static int select_jobs(vrun *r, const char *service, const char *table)
 
 static PGconn *source_connect(const cfg *c)
 {
-    const char *keys[] = {"dbname", "fallback_application_name", NULL};
-    const char *vals[] = {c->source.dsn, "cleave verify", NULL};
-    PGconn *conn = PQconnectdbParams(keys, vals, 1);
-    if (conn && PQstatus(conn) == CONNECTION_OK)
-        return conn;
-    char *dsn = cfg_dsn_redacted(c->source.dsn);
-    const char *msg = conn ? PQerrorMessage(conn) : "out of memory";
-    fprintf(stderr, "cleave verify: cannot connect to the source (%s): %.*s\n",
-            dsn ? dsn : "", (int)strcspn(msg, "\n"), msg);
-    free(dsn);
-    PQfinish(conn);
-    return NULL;
+    char err[1024];
+    PGconn *conn = dbconn_open(c->source.dsn, "cleave verify", "the source",
+                               err, sizeof err);
+    if (!conn)
+        fprintf(stderr, "cleave verify: %s\n", err);
+    return conn;
 }
 
 /* reltuples of each table, -1 when unknown; a missing table is vtable's. */

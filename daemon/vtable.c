@@ -27,6 +27,7 @@
 
 #include <libpq-fe.h>
 
+#include "daemon/dbconn.h"
 #include "daemon/verify.h"
 #include "decoder/lsn.h"
 
@@ -151,14 +152,13 @@ static void free_strv(char **v, size_t n)
 
 static PGconn *connect_to(vt *v, const char *dsn, const char *what)
 {
-    const char *keys[] = {"dbname", "fallback_application_name", NULL};
-    const char *vals[] = {dsn, "cleave verify", NULL};
-    PGconn *c = PQconnectdbParams(keys, vals, 1);
-    if (!c || PQstatus(c) != CONNECTION_OK) {
-        char head[64];
-        snprintf(head, sizeof head, "cannot connect to the %s", what);
-        fail(v, head, c);
-        PQfinish(c);
+    char err[sizeof v->out->error];
+    PGconn *c = dbconn_open(dsn, "cleave verify", what, err, sizeof err);
+    if (!c) {
+        if (!v->out->failed) {
+            v->out->failed = true;
+            snprintf(v->out->error, sizeof v->out->error, "%s", err);
+        }
         return NULL;
     }
     PGresult *res = PQexec(c, SESSION_SQL);
@@ -1348,8 +1348,8 @@ void vtable_compare(vtable_env *env, const char *target_dsn,
                     vtable_result *out)
 {
     vt v = {.env = env, .origin = origin, .out = out};
-    v.src = connect_to(&v, env->source_dsn, "source");
-    v.tgt = v.src ? connect_to(&v, target_dsn, "target") : NULL;
+    v.src = connect_to(&v, env->source_dsn, "the source");
+    v.tgt = v.src ? connect_to(&v, target_dsn, "the target") : NULL;
     if (v.tgt && set_names(&v, t))
         compare(&v);
     PQfinish(v.src);
