@@ -278,3 +278,17 @@ void cfg_name_show(char *buf, size_t size, const char *schema,
         buf[at++] = '.';
     show_part(buf, size, at, name);
 }
+
+char *cfg_origin_name(const cfg *c, const cfg_service *service)
+{
+    char *name = NULL;
+    if (asprintf(&name, CFG_ORIGIN_PREFIX "%s_%s", c->name ? c->name : "",
+                 service->name ? service->name : "") < 0)
+        return NULL;
+    return name;
+}
+
+bool cfg_origin_is_cleave(const char *origin)
+{
+    return strncmp(origin, CFG_ORIGIN_PREFIX, strlen(CFG_ORIGIN_PREFIX)) == 0;
+}

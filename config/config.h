@@ -151,4 +151,15 @@ void cfg_describe(FILE *out);
 
 const char *cfg_log_level_name(cfg_log_level level);
 
+/*
+ * Replication origins: a service's target records its position under
+ * "cleave_<name>_<service>", and a source transaction applied under any
+ * origin starting CFG_ORIGIN_PREFIX came from a cleave (loop prevention).
+ * The run loop, the sinks and the commands must agree, so the rule is here.
+ */
+#define CFG_ORIGIN_PREFIX "cleave_"
+/* The caller frees it; NULL when out of memory. */
+char *cfg_origin_name(const cfg *c, const cfg_service *service);
+bool cfg_origin_is_cleave(const char *origin);
+
 #endif

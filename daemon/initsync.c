@@ -12,7 +12,7 @@
 
 #include <libpq-fe.h>
 
-#include "daemon/log.h"
+#include "common/log.h"
 #include "daemon/schema.h"
 #include "decoder/copytext.h"
 #include "sinks/kafkasink.h"

@@ -25,7 +25,7 @@
 
 #include "config/config.h"
 #include "daemon/initsync.h"
-#include "daemon/log.h"
+#include "common/log.h"
 #include "daemon/source.h"
 #include "daemon/monitor.h"
 #include "daemon/spool.h"

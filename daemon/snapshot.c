@@ -9,7 +9,7 @@
 
 #include <libpq-fe.h>
 
-#include "daemon/log.h"
+#include "common/log.h"
 
 /* How often the sessions holding up a slot's creation are logged. */
 #define HOLDERS_EVERY_S 5

@@ -8,7 +8,7 @@
 
 #include <libpq-fe.h>
 
-#include "daemon/log.h"
+#include "common/log.h"
 #include "daemon/snapshot.h"
 #include "decoder/frame.h"
 #include "decoder/pgoutput.h"

@@ -37,7 +37,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "daemon/log.h"
+#include "common/log.h"
 
 #define MAX_CLIENTS 64
 #define STATUS_REQUEST_MAX 8192

@@ -8,14 +8,11 @@
 #include <string.h>
 #include <time.h>
 
-#include "daemon/log.h"
+#include "common/log.h"
 #include "daemon/spool.h"
 #include "decoder/frame.h"
 #include "decoder/pgoutput.h"
 #include "sinks/sink.h"
-
-/* Origins cleave applies under start with this: their changes came from us. */
-#define CLEAVE_ORIGIN_PREFIX "cleave_"
 
 typedef struct target {
     worker *w;
@@ -253,8 +250,7 @@ static bool txn_commit(stream *st, lsn_t end_lsn, int64_t pg_time)
 /* A transaction another cleave applied: skipped unless loops are wanted. */
 static bool is_cleave_origin(const stream *st, const char *name)
 {
-    return st->config->source.loop_prevention &&
-           strncmp(name, CLEAVE_ORIGIN_PREFIX, strlen(CLEAVE_ORIGIN_PREFIX)) == 0;
+    return st->config->source.loop_prevention && cfg_origin_is_cleave(name);
 }
 
 /* The owner of a change's table, or -1 (said once per relation). */

@@ -9,7 +9,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#include "daemon/log.h"
+#include "common/log.h"
 #include "sinks/evlog.h"
 
 /* During a replay, how often the real sink's position is read (ms). */

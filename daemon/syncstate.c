@@ -1,6 +1,6 @@
 /* syncstate: the initial sync's progress on disk; see syncstate.h. */
 #include "daemon/syncstate.h"
-#include "daemon/statefile.h"
+#include "common/statefile.h"
 
 #include <errno.h>
 #include <fcntl.h>

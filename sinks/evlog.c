@@ -59,7 +59,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "daemon/log.h"
+#include "common/log.h"
 
 #define EVLOG_MAGIC "CLEAVEV1"
 #define EVLOG_VERSION 1

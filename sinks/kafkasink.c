@@ -23,8 +23,8 @@
 
 #include <libpq-fe.h>
 
-#include "daemon/log.h"
-#include "daemon/statefile.h"
+#include "common/log.h"
+#include "common/statefile.h"
 #include "sinks/dbz.h"
 
 #define CHECKPOINT_EVERY_MS 200

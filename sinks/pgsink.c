@@ -22,7 +22,7 @@
 
 #include <libpq-fe.h>
 
-#include "daemon/log.h"
+#include "common/log.h"
 #include "sinks/pgpipe.h"
 #include "sinks/pgstmt.h"
 
@@ -1300,15 +1300,6 @@ static const sink_ops pgsink_ops = {
     .close = pg_close,
 };
 
-char *pgsink_origin_name(const cfg *config, const cfg_service *service)
-{
-    char *name = NULL;
-    if (asprintf(&name, "cleave_%s_%s", config->name ? config->name : "",
-                 service->name ? service->name : "") < 0)
-        return NULL;
-    return name;
-}
-
 sink *pgsink_new(const cfg *config, const cfg_service *service)
 {
     pgsink *ps = calloc(1, sizeof *ps);
@@ -1321,7 +1312,7 @@ sink *pgsink_new(const cfg *config, const cfg_service *service)
     atomic_init(&ps->base.rows_applied, 0);
     atomic_init(&ps->base.txns_applied, 0);
     atomic_init(&ps->base.conflicts, 0);
-    ps->origin = pgsink_origin_name(config, service);
+    ps->origin = cfg_origin_name(config, service);
     if (!ps->origin) {
         free(ps);
         return NULL;

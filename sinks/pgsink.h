@@ -22,7 +22,4 @@
 sink *pgsink_new(const cfg *config, const cfg_service *service);
 void pgsink_free(sink *s);
 
-/* The replication origin a service's target records its position with. */
-char *pgsink_origin_name(const cfg *config, const cfg_service *service);
-
 #endif

@@ -17,7 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "daemon/statuscli.h"
+#include "commands/statuscli.h"
 #include "tests/support/runcmd.h"
 
 static const char *cleave_bin;

@@ -31,7 +31,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "daemon/log.h"
+#include "common/log.h"
 #include "daemon/status.h"
 
 #define NO_DB "host=/nonexistent dbname=x connect_timeout=1"

@@ -5,8 +5,8 @@
  * Callers never pass a password: connection strings go through
  * cfg_dsn_redacted() first.
  */
-#ifndef CLEAVE_DAEMON_LOG_H
-#define CLEAVE_DAEMON_LOG_H
+#ifndef CLEAVE_COMMON_LOG_H
+#define CLEAVE_COMMON_LOG_H
 
 typedef enum log_level {
     LOG_LEVEL_DEBUG = 0,

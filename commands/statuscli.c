@@ -27,7 +27,7 @@
  * progress during initial_copy, else a past error as "last error: ...".
  * A field the daemon did not send prints as "-".
  */
-#include "daemon/statuscli.h"
+#include "commands/statuscli.h"
 
 #include <errno.h>
 #include <fcntl.h>

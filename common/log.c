@@ -1,5 +1,5 @@
 /* log: leveled key=value lines on stderr; see log.h. */
-#include "daemon/log.h"
+#include "common/log.h"
 
 #include <stdarg.h>
 #include <stdbool.h>

@@ -1,4 +1,4 @@
-#include "daemon/dbconn.h"
+#include "common/dbconn.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,5 +1,5 @@
 /* statefile: whole-file replacement; see statefile.h. */
-#include "daemon/statefile.h"
+#include "common/statefile.h"
 
 #include <errno.h>
 #include <fcntl.h>

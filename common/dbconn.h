@@ -3,8 +3,8 @@
  * drop) open to the source and the targets, and the one way they say it
  * failed, with the connection string's password redacted.
  */
-#ifndef CLEAVE_DAEMON_DBCONN_H
-#define CLEAVE_DAEMON_DBCONN_H
+#ifndef CLEAVE_COMMON_DBCONN_H
+#define CLEAVE_COMMON_DBCONN_H
 
 #include <stddef.h>
 

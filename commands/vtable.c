@@ -18,7 +18,7 @@
  * sum of those, so it needs no sort and counts a duplicate (keyless
  * tables are multisets). Row by row, md5.
  */
-#include "daemon/vtable.h"
+#include "commands/vtable.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,8 +27,8 @@
 
 #include <libpq-fe.h>
 
-#include "daemon/dbconn.h"
-#include "daemon/verify.h"
+#include "common/dbconn.h"
+#include "commands/verify.h"
 #include "decoder/lsn.h"
 
 enum {

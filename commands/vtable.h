@@ -9,8 +9,8 @@
  * collation on both sides: a target made with another collation for a
  * text key would see other ranges.
  */
-#ifndef CLEAVE_DAEMON_VTABLE_H
-#define CLEAVE_DAEMON_VTABLE_H
+#ifndef CLEAVE_COMMANDS_VTABLE_H
+#define CLEAVE_COMMANDS_VTABLE_H
 
 #include <stdatomic.h>
 #include <stdbool.h>

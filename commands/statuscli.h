@@ -5,8 +5,8 @@
  * hang the command, and prints the answer as JSON, Prometheus text, or a
  * table for people.
  */
-#ifndef CLEAVE_DAEMON_STATUSCLI_H
-#define CLEAVE_DAEMON_STATUSCLI_H
+#ifndef CLEAVE_COMMANDS_STATUSCLI_H
+#define CLEAVE_COMMANDS_STATUSCLI_H
 
 #include <stdbool.h>
 #include <stddef.h>

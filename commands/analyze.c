@@ -5,7 +5,7 @@
  * checklist is printed from that same report, so both say the same thing.
  * Every item carries a status: "ok", "warn", or "block" (what stops run).
  */
-#include "daemon/analyze.h"
+#include "commands/analyze.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -15,7 +15,7 @@
 #include <jansson.h>
 #include <libpq-fe.h>
 
-#include "daemon/dbconn.h"
+#include "common/dbconn.h"
 
 /* User tables (ordinary, partitioned; not partitions) with their identity. */
 static const char TABLES_SQL[] =

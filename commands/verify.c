@@ -5,7 +5,7 @@
  * own, vtable.c), prints each table's block as it finishes, progress on
  * stderr, and the summary.
  */
-#include "daemon/verify.h"
+#include "commands/verify.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -15,16 +15,15 @@
 
 #include <libpq-fe.h>
 
-#include "daemon/dbconn.h"
-#include "daemon/vtable.h"
-#include "sinks/pgsink.h"
+#include "common/dbconn.h"
+#include "commands/vtable.h"
 
 enum { PROGRESS_MS = 3000 };
 
 typedef struct vjob {
     const cfg_service *svc;
     const cfg_table *t;
-    char *origin;          /* pgsink_origin_name */
+    char *origin;          /* cfg_origin_name */
     double estimate;       /* reltuples: the bigger, the sooner */
     size_t order;          /* the configuration's order, for ties */
     double seconds;
@@ -70,7 +69,7 @@ static bool add_job(vrun *r, const cfg_service *svc, const cfg_table *t)
 {
     vjob *j = &r->jobs[r->n];
     *j = (vjob){.svc = svc, .t = t, .order = r->n};
-    j->origin = pgsink_origin_name(r->config, svc);
+    j->origin = cfg_origin_name(r->config, svc);
     if (!j->origin)
         return false;
     r->n++;

@@ -5,8 +5,8 @@
  * place; a crash in the middle must leave either the old or the new file.
  * Built into the same small library as the logger, so sinks can use it.
  */
-#ifndef CLEAVE_DAEMON_STATEFILE_H
-#define CLEAVE_DAEMON_STATEFILE_H
+#ifndef CLEAVE_COMMON_STATEFILE_H
+#define CLEAVE_COMMON_STATEFILE_H
 
 #include <stdbool.h>
 #include <stddef.h>

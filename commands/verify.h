@@ -33,8 +33,8 @@
  * are named by every column (values cut at 40 characters). Progress goes
  * to stderr every 3 s.
  */
-#ifndef CLEAVE_DAEMON_VERIFY_H
-#define CLEAVE_DAEMON_VERIFY_H
+#ifndef CLEAVE_COMMANDS_VERIFY_H
+#define CLEAVE_COMMANDS_VERIFY_H
 
 #include "config/config.h"
 

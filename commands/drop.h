@@ -3,8 +3,8 @@
  * publication on the source, and with `origins` the replication origins
  * cleave made in the service databases.
  */
-#ifndef CLEAVE_DAEMON_DROP_H
-#define CLEAVE_DAEMON_DROP_H
+#ifndef CLEAVE_COMMANDS_DROP_H
+#define CLEAVE_COMMANDS_DROP_H
 
 #include <stdbool.h>
 

@@ -5,7 +5,7 @@
  *   1. look: the slot on the source (there or not, active and by which pid,
  *      the WAL it holds back), the publication (its table count), and with
  *      `origins` the replication origin cleave made in each service's
- *      PostgreSQL target (pgsink_origin_name);
+ *      PostgreSQL target (cfg_origin_name);
  *   2. refuse while the slot is active (a `cleave run` streams it), else
  *      print the list and ask "Drop these? [y/N]" unless `yes`. The answer
  *      is read from stdin even when it is not a terminal, so a script may
@@ -16,7 +16,7 @@
  * cleave's own state (state_dir) is left as it is. Every DSN shown is
  * redacted (cfg_dsn_redacted): a password is never printed.
  */
-#include "daemon/drop.h"
+#include "commands/drop.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,15 +26,14 @@
 
 #include <libpq-fe.h>
 
-#include "daemon/dbconn.h"
-#include "sinks/pgsink.h"
+#include "common/dbconn.h"
 
 #define ERRLEN 512
 
 /* What is there, found in step 1. */
 typedef struct drop_origin {
     const cfg_service *svc;
-    char *name;          /* pgsink_origin_name */
+    char *name;          /* cfg_origin_name */
     PGconn *conn;        /* the service's target, kept open for step 3 */
     bool exists;
 } drop_origin;
@@ -113,7 +112,7 @@ static bool look_publication(drop_plan *p, const cfg *config, char *err,
 static bool look_origin(drop_origin *o, const cfg *config, char *err,
                         size_t errlen)
 {
-    o->name = pgsink_origin_name(config, o->svc);
+    o->name = cfg_origin_name(config, o->svc);
     if (!o->name) {
         snprintf(err, errlen, "out of memory");
         return false;

@@ -11,12 +11,12 @@
 #include <string.h>
 
 #include "config/config.h"
-#include "daemon/analyze.h"
-#include "daemon/drop.h"
-#include "daemon/log.h"
+#include "commands/analyze.h"
+#include "commands/drop.h"
+#include "common/log.h"
 #include "daemon/run.h"
-#include "daemon/statuscli.h"
-#include "daemon/verify.h"
+#include "commands/statuscli.h"
+#include "commands/verify.h"
 
 enum {
     EXIT_OK = 0,

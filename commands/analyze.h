@@ -3,8 +3,8 @@
  * source catalog (PRODUCT.md §6), printed as a checklist a person acts on,
  * or as JSON for scripts.
  */
-#ifndef CLEAVE_DAEMON_ANALYZE_H
-#define CLEAVE_DAEMON_ANALYZE_H
+#ifndef CLEAVE_COMMANDS_ANALYZE_H
+#define CLEAVE_COMMANDS_ANALYZE_H
 
 #include <stdbool.h>
 
