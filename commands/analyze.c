@@ -15,6 +15,7 @@
 #include <jansson.h>
 #include <libpq-fe.h>
 
+#include "common/exitcode.h"
 #include "common/dbconn.h"
 
 /* User tables (ordinary, partitioned; not partitions) with their identity. */
@@ -555,7 +556,7 @@ int analyze_run(const cfg *config, bool json)
                                "the source", err, sizeof err);
     if (!conn) {
         fprintf(stderr, "cleave analyze: %s\n", err);
-        return 1;
+        return EXITCODE_RUNTIME;
     }
     char *dsn = cfg_dsn_redacted(config->source.dsn);
     report r = {.root = json_object()};
@@ -564,7 +565,7 @@ int analyze_run(const cfg *config, bool json)
               check_fkeys(conn, config, &r) && check_server(conn, config, &r);
     PQclear(tabs);
     PQfinish(conn);
-    int rc = 1;
+    int rc = EXITCODE_RUNTIME;
     if (ok) {
         json_object_set_new(r.root, "source", json_string(dsn ? dsn : ""));
         json_object_set_new(r.root, "blocking", json_integer(r.blocking));
@@ -575,7 +576,7 @@ int analyze_run(const cfg *config, bool json)
         } else {
             print_text(&r, dsn);
         }
-        rc = r.blocking ? 3 : 0;
+        rc = r.blocking ? EXITCODE_FOUND : EXITCODE_OK;
     }
     json_decref(r.root);
     free(dsn);

@@ -26,6 +26,7 @@
 
 #include <libpq-fe.h>
 
+#include "common/exitcode.h"
 #include "common/dbconn.h"
 
 #define ERRLEN 512
@@ -297,7 +298,7 @@ int drop_run(const cfg *config, bool yes, bool origins)
 {
     drop_plan p = {0};
     char err[ERRLEN] = "";
-    int rc = 1;
+    int rc = EXITCODE_RUNTIME;
     if (!drop_look(&p, config, origins, err, sizeof err)) {
         fprintf(stderr, "cleave drop: %s\nNothing dropped.\n", err);
         goto out;
@@ -311,7 +312,7 @@ int drop_run(const cfg *config, bool yes, bool origins)
     }
     if (!drop_anything(&p)) {
         printf("Nothing to drop: none of these is there.\n");
-        rc = 0;
+        rc = EXITCODE_OK;
         goto out;
     }
     if (!yes && !drop_confirm()) {
@@ -324,7 +325,7 @@ int drop_run(const cfg *config, bool yes, bool origins)
         goto out;
     }
     printf("Done.\n");
-    rc = 0;
+    rc = EXITCODE_OK;
 out:
     drop_plan_free(&p);
     return rc;

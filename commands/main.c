@@ -13,17 +13,11 @@
 #include "config/config.h"
 #include "commands/analyze.h"
 #include "commands/drop.h"
+#include "common/exitcode.h"
 #include "common/log.h"
 #include "daemon/run.h"
 #include "commands/statuscli.h"
 #include "commands/verify.h"
-
-enum {
-    EXIT_OK = 0,
-    EXIT_RUNTIME = 1,
-    EXIT_USAGE = 2,
-    EXIT_FOUND = 3,
-};
 
 typedef struct cli_args {
     const char *config;
@@ -104,7 +98,7 @@ static int usage_error(const char *fmt, const char *arg)
             current_command ? current_command : "");
     fprintf(stderr, fmt, arg);
     fprintf(stderr, "\nTry 'cleave --help'.\n");
-    return EXIT_USAGE;
+    return EXITCODE_USAGE;
 }
 
 static const cli_command *find_command(const char *name)
@@ -147,7 +141,7 @@ static int parse_args(const cli_command *cmd, int argc, char **argv,
         return usage_error("%s", "--json and --metrics exclude each other");
     if (args->config && args->socket)
         return usage_error("%s", "-c and -s exclude each other");
-    return EXIT_OK;
+    return EXITCODE_OK;
 }
 
 /* Loads the configuration or prints why not; the caller exits 78. */
@@ -183,16 +177,16 @@ static int cmd_check(const cli_args *args)
 {
     if (args->keys) {
         cfg_describe(stdout);
-        return EXIT_OK;
+        return EXITCODE_OK;
     }
     if (!args->config)
         return usage_error("%s", "-c FILE or --keys is required");
     cfg *c = load_config(args->config);
     if (!c)
-        return CFG_EXIT_CONFIG;
+        return EXITCODE_CONFIG;
     print_summary(c);
     cfg_free(c);
-    return EXIT_OK;
+    return EXITCODE_OK;
 }
 
 static int cmd_run(const cli_args *args)
@@ -212,7 +206,7 @@ static int cmd_status(const cli_args *args)
                              format);
     cfg *c = load_config(args->config);
     if (!c)
-        return CFG_EXIT_CONFIG;
+        return EXITCODE_CONFIG;
     int rc = statuscli_run(c->status_socket ? c->status_socket
                                             : STATUSCLI_DEFAULT_SOCKET,
                            format);
@@ -224,7 +218,7 @@ static int cmd_analyze(const cli_args *args)
 {
     cfg *c = load_config(args->config);
     if (!c)
-        return CFG_EXIT_CONFIG;
+        return EXITCODE_CONFIG;
     int rc = analyze_run(c, args->json);
     cfg_free(c);
     return rc;
@@ -234,7 +228,7 @@ static int cmd_drop(const cli_args *args)
 {
     cfg *c = load_config(args->config);
     if (!c)
-        return CFG_EXIT_CONFIG;
+        return EXITCODE_CONFIG;
     int rc = drop_run(c, args->yes, args->origins);
     cfg_free(c);
     return rc;
@@ -244,7 +238,7 @@ static int cmd_verify(const cli_args *args)
 {
     cfg *c = load_config(args->config);
     if (!c)
-        return CFG_EXIT_CONFIG;
+        return EXITCODE_CONFIG;
     int rc = verify_run(c, args->service, args->table);
     cfg_free(c);
     return rc;
@@ -254,16 +248,16 @@ int main(int argc, char **argv)
 {
     if (argc < 2) {
         usage(stderr);
-        return EXIT_USAGE;
+        return EXITCODE_USAGE;
     }
     if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "-V") == 0) {
         printf("cleave %s\n", CLEAVE_VERSION);
-        return EXIT_OK;
+        return EXITCODE_OK;
     }
     if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
         strcmp(argv[1], "help") == 0) {
         usage(stdout);
-        return EXIT_OK;
+        return EXITCODE_OK;
     }
     run_keep_argv(argv);
     const cli_command *cmd = find_command(argv[1]);
@@ -272,5 +266,5 @@ int main(int argc, char **argv)
     current_command = cmd->name;
     cli_args args = {0};
     int rc = parse_args(cmd, argc - 1, argv + 1, &args);
-    return rc != EXIT_OK ? rc : cmd->run(&args);
+    return rc != EXITCODE_OK ? rc : cmd->run(&args);
 }

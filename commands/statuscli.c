@@ -28,6 +28,7 @@
  * A field the daemon did not send prints as "-".
  */
 #include "commands/statuscli.h"
+#include "common/exitcode.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -673,7 +674,7 @@ int statuscli_run(const char *path, statuscli_format format)
                                  STATUSCLI_TIMEOUT_MS, &len, err, sizeof err);
     if (!body) {
         fprintf(stderr, "cleave status: %s\n", err);
-        return 1;
+        return EXITCODE_RUNTIME;
     }
     bool ok = true;
     if (format == STATUSCLI_TABLE) {
@@ -692,5 +693,5 @@ int statuscli_run(const char *path, statuscli_format format)
         fprintf(stderr, "cleave status: cannot write: %s\n", strerror(errno));
         ok = false;
     }
-    return ok ? 0 : 1;
+    return ok ? EXITCODE_OK : EXITCODE_RUNTIME;
 }

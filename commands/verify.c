@@ -15,6 +15,7 @@
 
 #include <libpq-fe.h>
 
+#include "common/exitcode.h"
 #include "common/dbconn.h"
 #include "commands/vtable.h"
 
@@ -101,36 +102,36 @@ static int select_jobs(vrun *r, const char *service, const char *table)
     if (service && !svc) {
         fprintf(stderr, "cleave verify: %s has no service '%s'\n", c->path,
                 service);
-        return 2;
+        return EXITCODE_USAGE;
     }
     cfg_table want = {0};
     char err[256];
     if (table && !cfg_table_parse(table, &want, err, sizeof err)) {
         fprintf(stderr, "cleave verify: --table '%s': %s\n", table, err);
-        return 2;
+        return EXITCODE_USAGE;
     }
     const cfg_service *owner = table ? cfg_owner(c, want.schema, want.name)
                                      : NULL;
-    int rc = 0;
+    int rc = EXITCODE_OK;
     if (table && (!owner || (svc && owner != svc))) {
         fprintf(stderr, "cleave verify: %s.%s is not a table %s owns in %s\n",
                 want.schema, want.name, svc ? svc->name : "any service",
                 c->path);
-        rc = 2;
+        rc = EXITCODE_USAGE;
     }
     size_t tables = 0;
     for (size_t i = 0; i < c->n_services; i++)
         tables += c->services[i].n_owned;
     r->jobs = calloc(tables + 1, sizeof *r->jobs);
     r->skipped = calloc(c->n_services + 1, sizeof *r->skipped);
-    if (rc == 0 && (!r->jobs || !r->skipped))
-        rc = 1;
+    if (rc == EXITCODE_OK && (!r->jobs || !r->skipped))
+        rc = EXITCODE_RUNTIME;
     if (owner && !svc)
         svc = owner;
-    for (size_t i = 0; rc == 0 && i < c->n_services; i++)
+    for (size_t i = 0; rc == EXITCODE_OK && i < c->n_services; i++)
         if ((!svc || svc == &c->services[i]) &&
             !add_service(r, &c->services[i], table ? &want : NULL))
-            rc = 1;
+            rc = EXITCODE_RUNTIME;
     cfg_table_clear(&want);
     return rc;
 }
@@ -348,9 +349,11 @@ static int compare_all(vrun *r, PGconn *src)
                "no PostgreSQL target");
     fflush(stdout);
     if (r->n && run_workers(r, start) == 0)
-        return 1;
+        return EXITCODE_RUNTIME;
     print_summary(r, now_s() - start);
-    return r->differ ? 3 : r->failed ? 1 : 0;
+    return r->differ   ? EXITCODE_FOUND
+           : r->failed ? EXITCODE_RUNTIME
+                       : EXITCODE_OK;
 }
 
 static void free_run(vrun *r)

@@ -23,6 +23,7 @@
 
 #include <systemd/sd-daemon.h>
 
+#include "common/exitcode.h"
 #include "config/config.h"
 #include "daemon/initsync.h"
 #include "common/log.h"
@@ -579,11 +580,11 @@ int run_daemon(const char *config_path)
     d.config = cfg_load(config_path, err, sizeof err);
     if (!d.config) {
         fprintf(stderr, "%s\n", err);
-        return CFG_EXIT_CONFIG;
+        return EXITCODE_CONFIG;
     }
     log_set_level((log_level)d.config->log_level);
     char *spool_dir = NULL, *hold_dir = NULL;
-    int rc = 1;
+    int rc = EXITCODE_RUNTIME;
     d.sigfd = setup_signals();
     d.wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (d.sigfd < 0 || d.wakefd < 0 || !make_dir(d.config->state_dir) ||
@@ -601,7 +602,7 @@ int run_daemon(const char *config_path)
     if (!d.src || !make_dir(hold_dir) || !start_sync(&d, hold_dir))
         goto out;
     if (d.stopping) {
-        rc = 0;
+        rc = EXITCODE_OK;
         goto out;
     }
     if (!start_workers(&d) || !make_stream(&d, spool_dir) || !start_status(&d))
@@ -614,7 +615,7 @@ int run_daemon(const char *config_path)
     if (d.mon)
         monitor_set_initsync(d.mon, d.init);
     loop(&d);
-    rc = 0;
+    rc = EXITCODE_OK;
 out:
     snap_release(d.created);
     shutdown_all(&d);
@@ -627,7 +628,7 @@ out:
         /* Same pid: systemd and the status socket's users see one daemon. */
         execv("/proc/self/exe", kept_argv);
         log_error("event=restart_failed error=\"%s\"", strerror(errno));
-        return 1;
+        return EXITCODE_RUNTIME;
     }
     free(spool_dir);
     if (d.sigfd >= 0)
