@@ -12,13 +12,12 @@
 
 #include <libpq-fe.h>
 
+#include "common/backoff.h"
 #include "common/log.h"
 #include "daemon/schema.h"
 #include "decoder/copytext.h"
 #include "sinks/kafkasink.h"
 
-#define BACKOFF_MIN_MS 1000
-#define BACKOFF_MAX_MS 60000
 #define PROGRESS_EVERY_MS 5000
 
 struct initsync {
@@ -833,13 +832,14 @@ static bool sleep_unless_stopped(initsync *is, int ms)
 static void *initsync_main(void *arg)
 {
     initsync *is = arg;
-    int backoff = BACKOFF_MIN_MS;
+    backoff b;
+    backoff_init(&b, BACKOFF_MIN_MS, BACKOFF_MAX_MS);
     double started = now_s();
     while (one_round(is, started) < 0) {
-        log_info("event=initial_sync_retry retry_in=%dms", backoff);
-        if (!sleep_unless_stopped(is, backoff))
+        int wait = backoff_next(&b);
+        log_info("event=initial_sync_retry retry_in=%dms", wait);
+        if (!sleep_unless_stopped(is, wait))
             break;
-        backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
     }
     snap_release(is->created);
     is->created = NULL;

@@ -23,6 +23,7 @@
 
 #include <systemd/sd-daemon.h>
 
+#include "common/backoff.h"
 #include "common/exitcode.h"
 #include "config/config.h"
 #include "daemon/initsync.h"
@@ -40,8 +41,6 @@
 
 #define STATUS_INTERVAL_MS 10000   /* standby status update at least this often */
 #define STATUS_MIN_GAP_MS 200      /* and when flush moved, at most this often */
-#define SOURCE_BACKOFF_MIN_MS 1000
-#define SOURCE_BACKOFF_MAX_MS 60000
 #define QUEUE_BYTES (8u << 20)     /* per sink: bounds memory, gives batching */
 #define FRAMES_PER_TURN 4096       /* then look at signals and timers again */
 #define NOTIFY_STATUS_MS 5000      /* systemd's STATUS= line this often */
@@ -64,7 +63,8 @@ typedef struct runner {
     int64_t last_notify_status;
     bool stopping;
     bool notified_ready;
-    int64_t next_source_try, source_backoff;
+    int64_t next_source_try;
+    backoff source_backoff;
     int64_t last_status;
     lsn_t last_flush_sent;
     int64_t next_heartbeat;
@@ -190,21 +190,20 @@ static void watchdog(runner *d);
 static bool start_sync(runner *d, const char *hold_dir)
 {
     char err[1024];
-    int64_t backoff = SOURCE_BACKOFF_MIN_MS;
     while (!source_prepare(d->src, signalled, d, err, sizeof err)) {
         if (signalled(d)) {
             d->stopping = true;
             return true;
         }
+        int64_t wait = backoff_next(&d->source_backoff);
         log_error("event=source_failed error=\"%s\" retry_in=%lldms", err,
-                  (long long)backoff);
+                  (long long)wait);
         sigset_t set;
         sigemptyset(&set);
         sigaddset(&set, SIGTERM);
         sigaddset(&set, SIGINT);
         /* An armed watchdog (a restart in place) must hear from us. */
         watchdog(d);
-        int64_t wait = backoff;
         if (d->watchdog_us && wait > (int64_t)(d->watchdog_us / 2000))
             wait = (int64_t)(d->watchdog_us / 2000);
         struct timespec ts = {wait / 1000, (wait % 1000) * 1000000};
@@ -212,9 +211,8 @@ static bool start_sync(runner *d, const char *hold_dir)
             d->stopping = true;
             return true;
         }
-        backoff = backoff * 2 > SOURCE_BACKOFF_MAX_MS ? SOURCE_BACKOFF_MAX_MS
-                                                      : backoff * 2;
     }
+    backoff_reset(&d->source_backoff);
     d->created = source_take_snapshot(d->src);
     if (d->created)
         clean_hold_dir(hold_dir);
@@ -259,12 +257,10 @@ static bool make_stream(runner *d, const char *spool_dir)
 
 static void source_failed(runner *d, const char *err)
 {
-    log_error("event=source_failed error=\"%s\" retry_in=%lldms", err,
-              (long long)d->source_backoff);
+    int wait = backoff_next(&d->source_backoff);
+    log_error("event=source_failed error=\"%s\" retry_in=%dms", err, wait);
     source_stop(d->src);
-    d->next_source_try = now_ms() + d->source_backoff;
-    d->source_backoff = d->source_backoff * 2 > SOURCE_BACKOFF_MAX_MS
-                            ? SOURCE_BACKOFF_MAX_MS : d->source_backoff * 2;
+    d->next_source_try = now_ms() + wait;
 }
 
 static void try_start_source(runner *d)
@@ -288,7 +284,7 @@ static void try_start_source(runner *d)
                   d->config->state_dir);
         snap_release(late);
     }
-    d->source_backoff = SOURCE_BACKOFF_MIN_MS;
+    backoff_reset(&d->source_backoff);
     d->last_status = 0;
     if (!d->notified_ready) {
         d->notified_ready = true;
@@ -576,7 +572,8 @@ static void shutdown_all(runner *d)
 int run_daemon(const char *config_path)
 {
     char err[1024];
-    runner d = {.source_backoff = SOURCE_BACKOFF_MIN_MS};
+    runner d = {0};
+    backoff_init(&d.source_backoff, BACKOFF_MIN_MS, BACKOFF_MAX_MS);
     d.config = cfg_load(config_path, err, sizeof err);
     if (!d.config) {
         fprintf(stderr, "%s\n", err);

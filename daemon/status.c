@@ -37,6 +37,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/backoff.h"
 #include "common/log.h"
 
 #define MAX_CLIENTS 64
@@ -540,27 +541,26 @@ static bool probe_once(status_server *srv)
 static void *probe_main(void *arg)
 {
     status_server *srv = arg;
-    int backoff_ms = 1000;
+    backoff b;
+    backoff_init(&b, BACKOFF_MIN_MS, PROBE_BACKOFF_MAX_MS);
     bool warned = false;
     for (;;) {
         bool ok = (srv->conn || probe_connect(srv)) && probe_once(srv);
         int wait_ms = PROBE_EVERY_MS;
         if (ok) {
-            backoff_ms = 1000;
+            backoff_reset(&b);
             warned = false;
         } else if (!atomic_load(&srv->stopping)) {
             const char *msg = srv->conn ? PQerrorMessage(srv->conn) : "out of memory";
             if (!msg[0])
                 msg = "no answer in time";
+            wait_ms = backoff_next(&b);
             log_write(warned ? LOG_LEVEL_DEBUG : LOG_LEVEL_WARNING,
                       "event=status_probe_failed retry_in=%dms error=\"%.*s\"",
-                      backoff_ms, (int)strcspn(msg, "\n"), msg);
+                      wait_ms, (int)strcspn(msg, "\n"), msg);
             warned = true;
             PQfinish(srv->conn);
             srv->conn = NULL;
-            wait_ms = backoff_ms;
-            backoff_ms = backoff_ms * 2 > PROBE_BACKOFF_MAX_MS
-                       ? PROBE_BACKOFF_MAX_MS : backoff_ms * 2;
         }
         if (wait_fd(srv, -1, 0, wait_ms) < 0)
             break;

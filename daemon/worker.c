@@ -13,10 +13,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/backoff.h"
 #include "common/log.h"
 
-#define BACKOFF_MIN_MS 1000
-#define BACKOFF_MAX_MS 60000
 /* How often a busy worker makes its batch durable and reports it, unless
  * the sink says otherwise. */
 #define FLUSH_EVERY_MS 1000
@@ -50,7 +49,8 @@ struct worker {
     bool dirty;                   /* applied something not yet flushed */
     long flush_every_ms;
     struct timespec last_flush;
-    int backoff_ms;
+    backoff backoff;
+    int retry_ms;            /* the wait after the last failure */
 };
 
 static void wake_main(worker *w)
@@ -123,6 +123,7 @@ static bool wait_ms(worker *w, long ms)
 static void record_failure(worker *w)
 {
     sink *s = w->sink;
+    w->retry_ms = backoff_next(&w->backoff);
     pthread_mutex_lock(&w->mu);
     snprintf(w->error, sizeof w->error, "%s", s->error);
     w->error_lsn = s->error_lsn;
@@ -132,7 +133,7 @@ static void record_failure(worker *w)
     char lsn[LSN_STRLEN];
     log_error("event=sink_failed service=%s sink=%s lsn=%s error=\"%s\" retry_in=%ds",
               s->service->name, s->ops->kind, lsn_format(s->error_lsn, lsn),
-              s->error, w->backoff_ms / 1000);
+              s->error, w->retry_ms / 1000);
 }
 
 /* Opens the sink, retrying with backoff; false when told to stop. */
@@ -146,7 +147,7 @@ static bool open_sink(worker *w)
             w->last_end = durable;
             w->skipping = false;
             w->dirty = false;
-            w->backoff_ms = BACKOFF_MIN_MS;
+            backoff_reset(&w->backoff);
             clock_gettime(CLOCK_MONOTONIC, &w->last_flush);
             log_info("event=sink_ready service=%s sink=%s durable_lsn=%s",
                      w->sink->service->name, w->sink->ops->kind,
@@ -157,10 +158,8 @@ static bool open_sink(worker *w)
         record_failure(w);
         set_state(w, WORKER_ERROR);
         w->sink->ops->close(w->sink);
-        if (!wait_ms(w, w->backoff_ms))
+        if (!wait_ms(w, w->retry_ms))
             return false;
-        w->backoff_ms = w->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS
-                                                          : w->backoff_ms * 2;
     }
 }
 
@@ -291,9 +290,7 @@ static void fail(worker *w)
     drop_queue(w);
     w->sink->ops->rollback(w->sink);
     w->sink->ops->close(w->sink);
-    wait_ms(w, w->backoff_ms);
-    w->backoff_ms = w->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS
-                                                      : w->backoff_ms * 2;
+    wait_ms(w, w->retry_ms);
 }
 
 /* Applies one batch taken from the queue; false when the sink failed. */
@@ -337,7 +334,7 @@ static bool run_ready(worker *w)
 static void *thread_main(void *arg)
 {
     worker *w = arg;
-    w->backoff_ms = BACKOFF_MIN_MS;
+    backoff_init(&w->backoff, BACKOFF_MIN_MS, BACKOFF_MAX_MS);
     while (open_sink(w)) {
         if (run_ready(w))
             break;
