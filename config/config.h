@@ -152,6 +152,15 @@ void cfg_describe(FILE *out);
 const char *cfg_log_level_name(cfg_log_level level);
 
 /*
+ * Calls fn for every key whose value differs between a and b (a reload),
+ * with its path as the key table names it ("source.heartbeat_interval",
+ * "services.orders.target.postgres"; "services" when services came or
+ * went) and whether the key is reloadable. Returns how many differ.
+ */
+typedef void cfg_changed_fn(const char *key, bool reloadable, void *arg);
+size_t cfg_diff(const cfg *a, const cfg *b, cfg_changed_fn *fn, void *arg);
+
+/*
  * Replication origins: a service's target records its position under
  * "cleave_<name>_<service>", and a source transaction applied under any
  * origin starting CFG_ORIGIN_PREFIX came from a cleave (loop prevention).

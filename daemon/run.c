@@ -335,67 +335,26 @@ static void read_frames(runner *d)
     }
 }
 
-static bool same_str(const char *a, const char *b)
-{
-    return (!a && !b) || (a && b && strcmp(a, b) == 0);
-}
+/* What a reload changes: the keys, and whether any needs a restart. */
+typedef struct reload_diff {
+    char keys[512];
+    bool restart;
+} reload_diff;
 
-static bool same_service(const cfg_service *a, const cfg_service *b)
+static void note_change(const char *key, bool reloadable, void *arg)
 {
-    if (!same_str(a->name, b->name) || a->n_owned != b->n_owned ||
-        !same_str(a->target_postgres, b->target_postgres) ||
-        a->target_kafka != b->target_kafka || a->on_conflict != b->on_conflict)
-        return false;
-    for (size_t j = 0; j < a->n_owned; j++)
-        if (!same_str(a->owned[j].schema, b->owned[j].schema) ||
-            !same_str(a->owned[j].name, b->owned[j].name))
-            return false;
-    if (a->n_messages != b->n_messages)
-        return false;
-    for (size_t j = 0; j < a->n_messages; j++)
-        if (!same_str(a->messages[j], b->messages[j]))
-            return false;
-    return true;
-}
-
-/* The producers are made from all of it: any change makes them anew. */
-static bool same_kafka(const cfg_kafka *a, const cfg_kafka *b)
-{
-    if (!same_str(a->brokers, b->brokers) || !same_str(a->topic, b->topic) ||
-        !same_str(a->transaction_topic, b->transaction_topic) ||
-        !same_str(a->message_topic, b->message_topic) ||
-        a->tombstones != b->tombstones ||
-        a->truncate_events != b->truncate_events ||
-        a->transaction_metadata != b->transaction_metadata ||
-        a->n_props != b->n_props)
-        return false;
-    for (size_t i = 0; i < a->n_props; i++)
-        if (!same_str(a->props[i].key, b->props[i].key) ||
-            !same_str(a->props[i].value, b->props[i].value))
-            return false;
-    return true;
+    reload_diff *rd = arg;
+    size_t used = strlen(rd->keys);
+    snprintf(rd->keys + used, sizeof rd->keys - used, "%s%s", used ? "," : "",
+             key);
+    rd->restart = rd->restart || !reloadable;
 }
 
 /*
- * Whether the new configuration changes what is replicated where; such a
- * change restarts the daemon in place (new tables get copied then).
+ * SIGHUP: a reloadable key takes effect at once; any other change restarts
+ * the daemon in place (same pid), so new tables are copied and every new
+ * setting holds. An invalid file keeps the running configuration.
  */
-static bool replication_changed(const cfg *old, const cfg *new)
-{
-    if (old->n_services != new->n_services ||
-        !same_str(old->source.dsn, new->source.dsn) ||
-        !same_str(old->source.slot, new->source.slot) ||
-        !same_str(old->source.publication, new->source.publication) ||
-        !same_str(old->state_dir, new->state_dir) ||
-        old->copy_workers != new->copy_workers ||
-        !same_kafka(&old->kafka, &new->kafka))
-        return true;
-    for (size_t i = 0; i < old->n_services; i++)
-        if (!same_service(&old->services[i], &new->services[i]))
-            return true;
-    return false;
-}
-
 static void reload(runner *d)
 {
     char err[1024];
@@ -403,18 +362,28 @@ static void reload(runner *d)
     cfg *fresh = cfg_load(d->config->path, err, sizeof err);
     if (!fresh) {
         log_error("event=reload_failed error=\"%s\" keeping=previous", err);
-    } else if (replication_changed(d->config, fresh) && kept_argv) {
-        log_info("event=reloading action=restart reason=\"the services, their "
-                 "tables or targets changed\"");
+        sd_notify(0, "READY=1");
+        return;
+    }
+    reload_diff rd = {.keys = ""};
+    cfg_diff(d->config, fresh, note_change, &rd);
+    if (rd.restart && kept_argv) {
+        log_info("event=reloading action=restart changed=\"%s\"", rd.keys);
         d->reexec = true;
         d->stopping = true;
         cfg_free(fresh);
         return;
-    } else {
-        log_set_level((log_level)fresh->log_level);
-        log_info("event=reloaded log_level=%s", cfg_log_level_name(fresh->log_level));
-        cfg_free(fresh);
     }
+    if (rd.restart)
+        log_warning("event=reload_incomplete changed=\"%s\" error=\"cannot "
+                    "restart in place; restart cleave for these to take "
+                    "effect\"", rd.keys);
+    log_set_level((log_level)fresh->log_level);
+    d->config->log_level = fresh->log_level;
+    log_info("event=reloaded changed=\"%s\" log_level=%s",
+             rd.keys[0] ? rd.keys : "nothing",
+             cfg_log_level_name(fresh->log_level));
+    cfg_free(fresh);
     sd_notify(0, "READY=1");
 }
 

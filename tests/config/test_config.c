@@ -44,6 +44,73 @@ static const cfg_service *service(const cfg *c, const char *name)
     return NULL;
 }
 
+/* ------------------------------------------------------------------ diff */
+
+static const char diff_base[] =
+    "name: shop\n"
+    "source: {dsn: \"dbname=shared\", heartbeat_interval: 0}\n"
+    "log_level: info\n"
+    "kafka: {brokers: \"b:9092\", properties: {linger.ms: \"5\"}}\n"
+    "services:\n"
+    "  orders:\n"
+    "    owned_tables: [orders]\n"
+    "    target: {postgres: \"dbname=o\", kafka: true}\n";
+
+typedef struct diff_seen {
+    char keys[512];
+    int reloadable;
+} diff_seen;
+
+static void saw_change(const char *key, bool reloadable, void *arg)
+{
+    diff_seen *d = arg;
+    strcat(d->keys, key);
+    strcat(d->keys, ";");
+    d->reloadable += reloadable;
+}
+
+static diff_seen diff_of(const char *from, const char *find, const char *to)
+{
+    char text[1024];
+    const char *at = strstr(from, find);
+    ck_assert_ptr_nonnull(at);
+    snprintf(text, sizeof text, "%.*s%s%s", (int)(at - from), from, to,
+             at + strlen(find));
+    cfg *a = parse_ok(from), *b = parse_ok(text);
+    diff_seen d = {.keys = ""};
+    ck_assert_uint_eq(cfg_diff(a, a, saw_change, &d), 0);
+    cfg_diff(a, b, saw_change, &d);
+    cfg_free(a);
+    cfg_free(b);
+    return d;
+}
+
+/* Every key a reload changes is named, by the key table's paths. */
+START_TEST(diff_names_each_key)
+{
+    static const struct {
+        const char *find, *to, *keys;
+        int reloadable;
+    } cases[] = {
+        {"log_level: info", "log_level: debug", "log_level;", 1},
+        {"heartbeat_interval: 0", "heartbeat_interval: 5s",
+         "source.heartbeat_interval;", 0},
+        {"\"5\"", "\"50\"", "kafka.properties;", 0},
+        {"[orders]", "[orders, items]", "services.orders.owned_tables;", 0},
+        {"kafka: true", "kafka: false", "services.orders.target.kafka;", 0},
+        {"  orders:", "  sales:", "services;", 0},
+        {"log_level: info\n", "log_level: info\nstatus_socket: /tmp/x.sock\n",
+         "status_socket;", 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        diff_seen d = diff_of(diff_base, cases[i].find, cases[i].to);
+        ck_assert_msg(strcmp(d.keys, cases[i].keys) == 0, "%s -> %s: got %s",
+                      cases[i].find, cases[i].to, d.keys);
+        ck_assert_int_eq(d.reloadable, cases[i].reloadable);
+    }
+}
+END_TEST
+
 /* ---------------------------------------------------------------- example */
 
 static cfg *load_example(void)
@@ -866,6 +933,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, redact_uri);
     tcase_add_test(tc, redact_quoting);
     tcase_add_test(tc, describe_mentions_every_key);
+    tcase_add_test(tc, diff_names_each_key);
     suite_add_tcase(s, tc);
     return s;
 }
