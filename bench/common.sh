@@ -211,8 +211,8 @@ build_cleave() {
   if [ -n "${CLEAVE_BIN:-}" ]; then
     CLEAVE=$CLEAVE_BIN
   else
-    CLEAVE=$ROOT/build/daemon/cleave
-    if ! { { [ -f build/build.ninja ] || meson setup build; } && meson compile -C build daemon/cleave; } \
+    CLEAVE=$ROOT/build/cleave
+    if ! { { [ -f build/build.ninja ] || meson setup build; } && meson compile -C build cleave; } \
         >"$T/build.log" 2>&1; then
       CLEAVE_NOTE="cleave did not build: $(grep -m3 -E 'error|undefined' "$T/build.log" | tr '\n' ' ')"
       log "$CLEAVE_NOTE"

@@ -22,7 +22,7 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 FIX=${CLEAVE_FIXTURES:-$ROOT/../shared/fixtures}/shop
 PGBIN=/usr/lib/postgresql/15/bin
-CLEAVE=$ROOT/build/daemon/cleave
+CLEAVE=$ROOT/build/cleave
 TIMEOUT=${DEMO_TIMEOUT:-120}
 CLIENTS=4 TXNS=500         # the pgbench workload: small, to stay well under 2 min
 SLOT=cleave_shop           # the slot and publication cleave creates (name: shop)
@@ -233,7 +233,7 @@ bash tests/setup-debian.sh
 [ -d "$FIX" ] || die "no shop fixtures at $FIX (set CLEAVE_FIXTURES)"
 T=$(mktemp -d "${TMPDIR:-/tmp}/cleave-demo-XXXXXX")
 chmod 755 "$T"   # the postgres user works in here too
-if ! { { [ -f build/build.ninja ] || meson setup build; } && meson compile -C build daemon/cleave; } \
+if ! { { [ -f build/build.ninja ] || meson setup build; } && meson compile -C build cleave; } \
     >"$T/build.log" 2>&1; then
   tail -30 "$T/build.log" >&2; die "cleave did not build"
 fi

@@ -46,7 +46,7 @@ const char *shop_cleave_bin(void)
     if (env && *env)
         return env;
     const char *b = getenv("CLEAVE_BUILDDIR");
-    snprintf(buf, sizeof buf, "%s/daemon/cleave", b && *b ? b : "build");
+    snprintf(buf, sizeof buf, "%s/cleave", b && *b ? b : "build");
     return buf;
 }
 

@@ -99,7 +99,7 @@ void shop_add_case(Suite *s, const char *name, const TTest *test,
 int shop_run_suite(Suite *s, const char *const *tgt_settings,
                    pgc_cluster **src, pgc_cluster **tgt);
 
-/* The cleave binary under test (CLEAVE_BIN, else build dir's daemon/cleave). */
+/* The cleave binary under test (CLEAVE_BIN, else the build dir's cleave). */
 const char *shop_cleave_bin(void);
 
 #endif
