@@ -12,6 +12,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
+#include "tests/support/runcmd.h"
+
 static double now_s(void)
 {
     struct timespec ts;
@@ -220,44 +224,30 @@ bool shop_wait_streaming(shop_env *env, double timeout_s)
 }
 
 /*
- * The state the service last logged since the start, or "": with a
- * PostgreSQL and a Kafka sink, "streaming" only when both last said so.
+ * Whether every service the running cleave reports streams, asked as users
+ * ask: `cleave status --json` (a service's state is the worst of its
+ * sinks', so a PostgreSQL and a Kafka sink must both stream).
  */
-static void last_state(const shop_env *env, const char *service, char *out,
-                       size_t len)
-{
-    char key[128], line[4096], states[2][64] = {"", ""};
-    snprintf(key, sizeof key, "event=service_state service=%s state=", service);
-    out[0] = '\0';
-    FILE *f = fopen(env->log, "r");
-    if (!f)
-        return;
-    fseek(f, env->log_mark, SEEK_SET);
-    while (fgets(line, sizeof line, f)) {
-        char *at = strstr(line, key);
-        if (!at)
-            continue;
-        int kafka = strstr(at, " sink=kafka") != NULL;
-        snprintf(states[kafka], sizeof states[kafka], "%.*s",
-                 (int)strcspn(at + strlen(key), " \n"), at + strlen(key));
-    }
-    fclose(f);
-    bool both = states[0][0] && states[1][0];
-    snprintf(out, len, "%s", both && strcmp(states[0], "streaming") != 0
-                                 ? states[0]
-                             : both ? states[1]
-                             : states[0][0] ? states[0] : states[1]);
-}
-
 static bool all_streaming(const shop_env *env)
 {
-    for (int s = 0; s < SHOP_NSERVICES; s++) {
-        char state[64];
-        last_state(env, shop_services[s], state, sizeof state);
-        if (strcmp(state, "streaming") != 0)
-            return false;
+    char *argv[] = {(char *)shop_cleave_bin(), "status", "-c",
+                    (char *)env->config, "--json", NULL};
+    rc_result r;
+    if (!rc_run(argv, &r) || r.status != 0) {
+        rc_free(&r);
+        return false;
     }
-    return true;
+    json_t *root = json_loads(r.out, 0, NULL);
+    rc_free(&r);
+    json_t *services = json_object_get(root, "services");
+    size_t n = json_array_size(services), streaming = 0;
+    for (size_t i = 0; i < n; i++) {
+        const char *state = json_string_value(
+            json_object_get(json_array_get(services, i), "state"));
+        streaming += state && strcmp(state, "streaming") == 0;
+    }
+    json_decref(root);
+    return n > 0 && streaming == n;
 }
 
 bool shop_wait_caught_up(shop_env *env, double timeout_s)

@@ -72,8 +72,8 @@ int shop_stop(shop_env *env, int sig, double timeout_s);
 bool shop_wait_streaming(shop_env *env, double timeout_s);
 /*
  * Waits until every service of the running cleave streams (its initial
- * sync and the replay of what it held are over: the last service_state
- * it logged is streaming), then until cleave has confirmed everything
+ * sync and the replay of what it held are over: `cleave status --json`
+ * says streaming for each), then until cleave has confirmed everything
  * the source has written so far (the slot's confirmed flush LSN passes
  * the current WAL LSN).
  */
