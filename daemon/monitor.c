@@ -22,8 +22,7 @@ typedef struct rate {
 
 struct monitor {
     const cfg *config;
-    sink *const *sinks;
-    worker *const *workers;
+    const fanout *fo;
     size_t n;
     syncstate *ss;
     _Atomic(const initsync *) is;
@@ -43,9 +42,9 @@ static double mono_s(void)
     return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-monitor *monitor_new(const cfg *config, sink *const *sinks,
-                     worker *const *workers, size_t n, syncstate *ss)
+monitor *monitor_new(const cfg *config, const fanout *fo, syncstate *ss)
 {
+    size_t n = fanout_size(fo);
     monitor *m = calloc(1, sizeof *m);
     if (!m)
         return NULL;
@@ -58,8 +57,7 @@ monitor *monitor_new(const cfg *config, sink *const *sinks,
         return NULL;
     }
     m->config = config;
-    m->sinks = sinks;
-    m->workers = workers;
+    m->fo = fo;
     m->n = n;
     m->ss = ss;
     m->started = mono_s();
@@ -90,7 +88,7 @@ static void sample_rates(monitor *m, double now)
     pthread_mutex_lock(&m->mu);
     for (size_t i = 0; i < m->n; i++) {
         rate *r = &m->rates[i];
-        r->rows[r->next] = atomic_load_explicit(&m->sinks[i]->rows_applied,
+        r->rows[r->next] = atomic_load_explicit(&fanout_sink(m->fo, i)->rows_applied,
                                                 memory_order_relaxed);
         r->at[r->next] = now;
         r->next = (r->next + 1) % RATE_SAMPLES;
@@ -136,16 +134,16 @@ static double rows_per_second(monitor *m, size_t i)
     return per_s;
 }
 
-static const char *state_of(monitor *m, size_t i)
+static const char *state_of(monitor *m, size_t i, const fanout_figures *f)
 {
-    if (worker_get_state(m->workers[i]) == WORKER_ERROR)
+    if (f->failed)
         return "error";
-    return syncsink_phase_name(syncsink_get_phase(m->sinks[i]));
+    return syncsink_phase_name(syncsink_get_phase(fanout_sink(m->fo, i)));
 }
 
 static void copy_progress(monitor *m, size_t i, status_sink *out)
 {
-    const cfg_service *svc = m->sinks[i]->service;
+    const cfg_service *svc = fanout_sink(m->fo, i)->service;
     size_t si = (size_t)(svc - m->config->services);
     out->copy_tables_total = (uint32_t)svc->n_owned;
     for (size_t j = 0; j < svc->n_owned; j++)
@@ -155,16 +153,18 @@ static void copy_progress(monitor *m, size_t i, status_sink *out)
 
 static void fill_sink(monitor *m, size_t i, lsn_t received, status_sink *out)
 {
-    sink *s = m->sinks[i];
+    sink *s = fanout_sink(m->fo, i);
+    fanout_figures f;
+    fanout_figures_of(m->fo, i, &f);
     memset(out, 0, sizeof *out);
     snprintf(out->service, sizeof out->service, "%s", s->service->name);
     snprintf(out->kind, sizeof out->kind, "%s", s->ops->kind);
-    snprintf(out->state, sizeof out->state, "%s", state_of(m, i));
+    snprintf(out->state, sizeof out->state, "%s", state_of(m, i, &f));
     out->applied_lsn = atomic_load(&m->pos[i]);
     bool pending = atomic_load(&m->pending[i]);
     out->lag_bytes = pending && received > out->applied_lsn
                          ? received - out->applied_lsn : 0;
-    int64_t commit = worker_commit_time(m->workers[i]);
+    int64_t commit = f.commit_time;
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
     int64_t now_us = (int64_t)now.tv_sec * 1000000 + now.tv_nsec / 1000;
@@ -172,10 +172,10 @@ static void fill_sink(monitor *m, size_t i, lsn_t received, status_sink *out)
                            ? (double)(now_us - commit) / 1e6 : 0;
     out->rows_applied = atomic_load(&s->rows_applied);
     out->txns_applied = atomic_load(&s->txns_applied);
-    out->errors = worker_failures(m->workers[i]);
+    out->errors = f.failures;
     out->rows_per_second = rows_per_second(m, i);
-    worker_error_info(m->workers[i], out->last_error, sizeof out->last_error,
-                      NULL, &out->last_error_time);
+    snprintf(out->last_error, sizeof out->last_error, "%s", f.last_error);
+    out->last_error_time = f.last_error_time;
     if (strcmp(out->state, "initial_copy") == 0)
         copy_progress(m, i, out);
 }
@@ -216,7 +216,9 @@ void monitor_summary(monitor *m, char *buf, size_t len)
     uint64_t lag = 0;
     lsn_t received = atomic_load(&m->received);
     for (size_t i = 0; i < m->n; i++) {
-        const char *st = state_of(m, i);
+        fanout_figures f;
+        fanout_figures_of(m->fo, i, &f);
+        const char *st = state_of(m, i, &f);
         streaming += strcmp(st, "streaming") == 0;
         errors += strcmp(st, "error") == 0;
         copying += strcmp(st, "initial_copy") == 0;

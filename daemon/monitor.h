@@ -15,17 +15,15 @@
 
 #include "config/config.h"
 #include "daemon/initsync.h"
+#include "daemon/fanout.h"
 #include "daemon/status.h"
 #include "daemon/stream.h"
 #include "daemon/syncstate.h"
-#include "daemon/worker.h"
-#include "sinks/sink.h"
 
 typedef struct monitor monitor;
 
-/* sinks[i] (syncsinks) and workers[i] are the runner's, in config order. */
-monitor *monitor_new(const cfg *config, sink *const *sinks,
-                     worker *const *workers, size_t n, syncstate *ss);
+/* fo's sinks are syncsinks, in config order; the runner keeps fo. */
+monitor *monitor_new(const cfg *config, const fanout *fo, syncstate *ss);
 void monitor_free(monitor *m);
 /* The initial sync, once started (for copy progress). */
 void monitor_set_initsync(monitor *m, const initsync *is);

@@ -26,6 +26,7 @@
 #include "common/backoff.h"
 #include "common/exitcode.h"
 #include "config/config.h"
+#include "daemon/fanout.h"
 #include "daemon/initsync.h"
 #include "common/log.h"
 #include "daemon/source.h"
@@ -35,9 +36,6 @@
 #include "daemon/stream.h"
 #include "daemon/syncsink.h"
 #include "daemon/syncstate.h"
-#include "daemon/worker.h"
-#include "sinks/kafkasink.h"
-#include "sinks/pgsink.h"
 
 #define STATUS_INTERVAL_MS 10000   /* standby status update at least this often */
 #define STATUS_MIN_GAP_MS 200      /* and when flush moved, at most this often */
@@ -54,10 +52,7 @@ typedef struct runner {
     initsync *init;
     bool reexec;              /* a reload changed what is replicated */
     snap *created;            /* the new slot's snapshot, for the copy */
-    sink **sinks;             /* a syncsink around each real sink */
-    worker **workers;
-    bool *messages;           /* the sink publishes logical messages */
-    size_t nsinks;
+    fanout *fo;               /* a syncsink around each real sink, and workers */
     monitor *mon;             /* figures for the status socket */
     status_server *status;
     int64_t last_notify_status;
@@ -107,42 +102,22 @@ static int setup_signals(void)
     return signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
 }
 
-static void free_real_sink(sink *s)
-{
-    if (s && strcmp(s->ops->kind, "kafka") == 0)
-        kafkasink_free(s);
-    else
-        pgsink_free(s);
-}
-
 /* A sink of service i (and its worker), wrapped for the initial sync. */
 static bool start_worker(runner *d, size_t i, bool kafka)
 {
     const cfg *c = d->config;
     const cfg_service *svc = &c->services[i];
-    sink *inner = kafka ? kafkasink_new(c, svc) : pgsink_new(c, svc);
+    sink *inner = sink_new(kafka ? SINK_KIND_KAFKA : SINK_KIND_POSTGRES, c,
+                           svc);
     sink *s = inner ? syncsink_new(inner, d->sync, i) : NULL;
-    worker *w = s ? worker_start(s, d->wakefd, QUEUE_BYTES) : NULL;
-    if (!w) {
-        if (s)
-            syncsink_free(s);
-        free_real_sink(inner);
-        return false;
-    }
-    d->sinks[d->nsinks] = s;
-    d->messages[d->nsinks] = kafka && svc->n_messages > 0;
-    d->workers[d->nsinks++] = w;
-    return true;
+    return fanout_add(d->fo, s, kafka && svc->n_messages > 0);
 }
 
 static bool start_workers(runner *d)
 {
     const cfg *c = d->config;
-    size_t max = 2 * c->n_services + 1;
-    d->sinks = calloc(max, sizeof *d->sinks);
-    d->workers = calloc(max, sizeof *d->workers);
-    d->messages = calloc(max, sizeof *d->messages);
-    if (!d->sinks || !d->workers || !d->messages)
+    d->fo = fanout_new(c, d->wakefd, QUEUE_BYTES);
+    if (!d->fo)
         return false;
     for (size_t i = 0; i < c->n_services; i++) {
         const cfg_service *svc = &c->services[i];
@@ -227,10 +202,7 @@ static void await_workers(runner *d)
 {
     int64_t deadline = now_ms() + 30000;
     for (;;) {
-        bool starting = false;
-        for (size_t i = 0; i < d->nsinks; i++)
-            starting = starting || worker_get_state(d->workers[i]) == WORKER_STARTING;
-        if (!starting || now_ms() > deadline)
+        if (!fanout_starting(d->fo) || now_ms() > deadline)
             return;
         watchdog(d);
         struct pollfd p = {d->wakefd, POLLIN, 0};
@@ -244,14 +216,7 @@ static void await_workers(runner *d)
 
 static bool make_stream(runner *d, const char *spool_dir)
 {
-    stream_target *targets = calloc(d->nsinks ? d->nsinks : 1, sizeof *targets);
-    if (!targets)
-        return false;
-    for (size_t i = 0; i < d->nsinks; i++)
-        targets[i] = (stream_target){d->workers[i], d->sinks[i]->service,
-                                     d->messages[i]};
-    d->st = stream_new(d->config, targets, d->nsinks, spool_dir);
-    free(targets);
+    d->st = stream_new(d->config, d->fo, spool_dir);
     return d->st != NULL;
 }
 
@@ -458,11 +423,11 @@ static void publish(runner *d)
 static bool start_status(runner *d)
 {
     char err[512];
-    d->mon = monitor_new(d->config, d->sinks, d->workers, d->nsinks, d->sync);
+    d->mon = monitor_new(d->config, d->fo, d->sync);
     if (!d->mon)
         return false;
     d->status = status_start(d->config->status_socket, d->config->source.dsn,
-                             d->config->source.slot, d->nsinks, monitor_fill,
+                             d->config->source.slot, fanout_size(d->fo), monitor_fill,
                              d->mon, err, sizeof err);
     if (d->status)
         return true;
@@ -515,27 +480,18 @@ static void shutdown_all(runner *d)
     initsync_stop(d->init);
     if (d->st)
         stream_restart(d->st, source_proto_version(d->src));
-    for (size_t i = 0; i < d->nsinks; i++)
-        worker_stop(d->workers[i]);
+    fanout_stop(d->fo);
     if (d->src && source_streaming(d->src)) {
         lsn_t flush = stream_flush_lsn(d->st);
         char lsn[LSN_STRLEN];
         source_send_status(d->src, stream_received(d->st), flush, false);
         log_info("event=stopped flush_lsn=%s", lsn_format(flush, lsn));
     }
-    for (size_t i = 0; i < d->nsinks; i++) {
-        worker_free(d->workers[i]);
-        sink *inner = syncsink_inner(d->sinks[i]);
-        syncsink_free(d->sinks[i]);
-        free_real_sink(inner);
-    }
     monitor_free(d->mon);
     syncstate_free(d->sync);
     stream_free(d->st);
+    fanout_free(d->fo);
     source_free(d->src);
-    free(d->sinks);
-    free(d->workers);
-    free(d->messages);
 }
 
 int run_daemon(const char *config_path)

@@ -14,17 +14,6 @@
 #include "decoder/pgoutput.h"
 #include "sinks/sink.h"
 
-typedef struct target {
-    worker *w;
-    const cfg_service *service;
-    int service_index;
-    bool messages;
-    unsigned generation;     /* the worker's, when the stream took it on */
-    bool accepting;
-    bool in_txn;             /* BEGIN sent for the transaction being read */
-    lsn_t routed_end;        /* end LSN of the last COMMIT sent */
-} target;
-
 /* What the stream knows of a relation: its snapshot and its owner. */
 typedef struct relinfo {
     uint32_t oid;
@@ -38,18 +27,12 @@ typedef struct streamed {
     bool skip;               /* carries a cleave origin */
 } streamed;
 
-typedef struct held {
-    int target;
-    sink_event *ev;
-} held;
-
 struct stream {
     const cfg *config;
     char *spool_dir;
     pgo_decoder *dec;
     int proto;
-    target *t;
-    size_t nt;
+    fanout *fo;              /* the sinks, not ours */
     relinfo *rels;           /* open addressing on oid */
     size_t rels_cap, rels_n;
     uint64_t rel_version;
@@ -66,9 +49,6 @@ struct stream {
     spool *replay;
     lsn_t replay_end;
     int64_t replay_time;
-    /* Events waiting for queue room, in order. */
-    held *fifo;
-    size_t fifo_head, fifo_n, fifo_cap;
     lsn_t received;
     uint64_t txns, txns_skipped;
 };
@@ -140,73 +120,6 @@ static bool rel_update(stream *st, const pgo_relation *rel)
     return true;
 }
 
-/* ---- sending to workers ----------------------------------------------- */
-
-static bool fifo_push(stream *st, int ti, sink_event *ev)
-{
-    if (st->fifo_n == st->fifo_cap) {
-        size_t ncap = st->fifo_cap ? st->fifo_cap * 2 : 16;
-        held *n = malloc(ncap * sizeof *n);
-        if (!n)
-            return false;
-        for (size_t i = 0; i < st->fifo_n; i++)
-            n[i] = st->fifo[(st->fifo_head + i) % st->fifo_cap];
-        free(st->fifo);
-        st->fifo = n;
-        st->fifo_cap = ncap;
-        st->fifo_head = 0;
-    }
-    st->fifo[(st->fifo_head + st->fifo_n++) % st->fifo_cap] = (held){ti, ev};
-    return true;
-}
-
-/* Hands an event to a target's worker, or queues it behind earlier ones. */
-static bool send_event(stream *st, int ti, sink_event *ev)
-{
-    target *t = &st->t[ti];
-    if (!ev)
-        return false;
-    if (st->fifo_n == 0 && worker_push(t->w, t->generation, ev))
-        return true;
-    if (fifo_push(st, ti, ev))
-        return true;
-    sink_event_free(ev);
-    return false;
-}
-
-static bool fifo_drain(stream *st)
-{
-    while (st->fifo_n > 0) {
-        held *h = &st->fifo[st->fifo_head];
-        target *t = &st->t[h->target];
-        if (!worker_push(t->w, t->generation, h->ev))
-            return false;
-        st->fifo_head = (st->fifo_head + 1) % st->fifo_cap;
-        st->fifo_n--;
-    }
-    return true;
-}
-
-static void fifo_drop(stream *st)
-{
-    for (; st->fifo_n > 0; st->fifo_n--) {
-        sink_event_free(st->fifo[st->fifo_head].ev);
-        st->fifo_head = (st->fifo_head + 1) % st->fifo_cap;
-    }
-    st->fifo_head = 0;
-}
-
-/* Opens the transaction on a target at its first change. */
-static bool begin_on(stream *st, int ti)
-{
-    target *t = &st->t[ti];
-    if (t->in_txn)
-        return true;
-    t->in_txn = true;
-    return send_event(st, ti, sink_event_txn(SINK_BEGIN, st->xid, st->commit_lsn,
-                                             0, st->commit_time));
-}
-
 /* ---- transactions ----------------------------------------------------- */
 
 static void txn_begin(stream *st, uint32_t xid, lsn_t commit_lsn,
@@ -217,22 +130,13 @@ static void txn_begin(stream *st, uint32_t xid, lsn_t commit_lsn,
     st->xid = xid;
     st->commit_lsn = commit_lsn;
     st->commit_time = frame_pgtime_to_unix_us(pg_time);
+    fanout_txn_begin(st->fo, xid, commit_lsn, st->commit_time);
 }
 
 /* Ends the transaction being read on every target it went to. */
 static bool txn_end(stream *st, lsn_t end_lsn, int64_t when)
 {
-    bool ok = true;
-    for (size_t i = 0; i < st->nt; i++) {
-        target *t = &st->t[i];
-        if (!t->in_txn)
-            continue;
-        t->in_txn = false;
-        t->routed_end = end_lsn;
-        ok = send_event(st, (int)i, sink_event_txn(SINK_COMMIT, st->xid,
-                                                   st->commit_lsn, end_lsn,
-                                                   when)) && ok;
-    }
+    bool ok = fanout_txn_end(st->fo, end_lsn, when);
     st->txns++;
     st->txns_skipped += st->skip_txn;
     st->in_txn = false;
@@ -279,18 +183,13 @@ static bool route_change(stream *st, const pgo_msg *m)
                : m->kind == PGO_UPDATE ? SINK_UPDATE : SINK_DELETE;
     sink_rel *rel = rel_get(st, m->change.rel->oid)->rel;
     bool ok = true;
-    for (size_t i = 0; i < st->nt && ok; i++) {
-        if (st->t[i].service_index != svc || !st->t[i].accepting)
+    for (size_t i = 0; i < fanout_size(st->fo) && ok; i++) {
+        if (fanout_service_of(st->fo, i) != svc)
             continue;
-        sink_event *ev = sink_event_change(
+        ok = fanout_send(st->fo, i, sink_event_change(
             op, rel, st->commit_lsn, m->change.old_kind,
             m->change.old_kind ? &m->change.old_tuple : NULL,
-            m->kind == PGO_DELETE ? NULL : &m->change.new_tuple);
-        if (!ev || !begin_on(st, (int)i)) {
-            sink_event_free(ev);
-            return false;
-        }
-        ok = send_event(st, (int)i, ev);
+            m->kind == PGO_DELETE ? NULL : &m->change.new_tuple));
     }
     return ok;
 }
@@ -304,44 +203,35 @@ static bool route_truncate(stream *st, const pgo_msg *m)
     if (!rels)
         return false;
     bool ok = true;
-    for (size_t i = 0; i < st->nt && ok; i++) {
-        if (!st->t[i].accepting)
+    for (size_t i = 0; i < fanout_size(st->fo) && ok; i++) {
+        int svc = fanout_service_of(st->fo, i);
+        if (svc < 0)
             continue;
         uint32_t k = 0;
         for (uint32_t j = 0; j < n; j++)
-            if (route_of(st, m->truncate.rels[j]->oid) == st->t[i].service_index)
+            if (route_of(st, m->truncate.rels[j]->oid) == svc)
                 rels[k++] = rel_get(st, m->truncate.rels[j]->oid)->rel;
         if (k > 0)
-            ok = begin_on(st, (int)i) &&
-                 send_event(st, (int)i, sink_event_truncate(
+            ok = fanout_send(st->fo, i, sink_event_truncate(
                      st->commit_lsn, m->truncate.options, rels, k));
     }
     free(rels);
     return ok;
 }
 
-static bool wants_message(const target *t, const pgo_msg *m)
-{
-    return t->messages && t->accepting &&
-           cfg_wants_message(t->service, m->message.prefix);
-}
-
 static bool send_message(stream *st, const pgo_msg *m)
 {
     bool tx = m->message.flags & PGO_MESSAGE_TRANSACTIONAL;
-    for (size_t i = 0; i < st->nt; i++) {
-        if (!wants_message(&st->t[i], m))
+    for (size_t i = 0; i < fanout_size(st->fo); i++) {
+        if (!fanout_wants_message(st->fo, i, m->message.prefix))
             continue;
         sink_event *ev = sink_event_message(st->commit_lsn, m->message.lsn, tx,
                                             m->message.prefix,
                                             m->message.content,
                                             m->message.len);
-        if (!ev || !begin_on(st, (int)i)) {
-            sink_event_free(ev);
-            return false;
-        }
-        ev->xid = st->xid;
-        if (!send_event(st, (int)i, ev))
+        if (ev)
+            ev->xid = st->xid;
+        if (!fanout_send(st->fo, i, ev))
             return false;
     }
     return true;
@@ -354,8 +244,8 @@ static bool send_message(stream *st, const pgo_msg *m)
 static bool route_lone_message(stream *st, const pgo_msg *m)
 {
     bool wanted = false;
-    for (size_t i = 0; i < st->nt && !wanted; i++)
-        wanted = wants_message(&st->t[i], m);
+    for (size_t i = 0; i < fanout_size(st->fo) && !wanted; i++)
+        wanted = fanout_wants_message(st->fo, i, m->message.prefix);
     if (!wanted)
         return true;
     struct timespec now;
@@ -366,6 +256,7 @@ static bool route_lone_message(stream *st, const pgo_msg *m)
     st->xid = 0;
     st->commit_lsn = m->message.lsn;
     st->commit_time = when;
+    fanout_txn_begin(st->fo, 0, m->message.lsn, when);
     bool ok = send_message(st, m);
     return txn_end(st, m->message.lsn + 1, when) && ok;
 }
@@ -574,7 +465,7 @@ static bool replay_finish(stream *st, char *err, size_t errlen)
 
 bool stream_work(stream *st, char *err, size_t errlen)
 {
-    while (fifo_drain(st) && st->replay) {
+    while (fanout_drain(st->fo) && st->replay) {
         const uint8_t *msg;
         size_t len;
         int r = spool_next(st->replay, &msg, &len);
@@ -623,23 +514,14 @@ bool stream_frame(stream *st, const uint8_t *buf, size_t len,
 
 bool stream_busy(const stream *st)
 {
-    return st->fifo_n > 0 || st->replay != NULL;
+    return fanout_busy(st->fo) || st->replay != NULL;
 }
 
 /* ---- restarts and positions ------------------------------------------- */
 
 bool stream_restart(stream *st, int proto_version)
 {
-    fifo_drop(st);
-    for (size_t i = 0; i < st->nt; i++) {
-        target *t = &st->t[i];
-        if (t->in_txn && t->accepting)
-            worker_push(t->w, t->generation,
-                        sink_event_txn(SINK_ROLLBACK, 0, 0, 0, 0));
-        t->in_txn = false;
-        t->accepting = worker_get_state(t->w) == WORKER_READY;
-        t->generation = worker_generation(t->w);
-    }
+    fanout_restart(st->fo);
     while (st->nstreams > 0)
         streamed_drop(st, &st->streams[0]);
     spool_discard(st->replay);
@@ -659,21 +541,7 @@ bool stream_restart(stream *st, int proto_version)
 
 bool stream_needs_restart(stream *st)
 {
-    bool restart = false;
-    for (size_t i = 0; i < st->nt; i++) {
-        target *t = &st->t[i];
-        /*
-         * A worker that failed and reopened since the stream took it on
-         * has a new generation: it missed events and needs the replay even
-         * if it looks ready now.
-         */
-        if (t->accepting && (worker_get_state(t->w) != WORKER_READY ||
-                             worker_generation(t->w) != t->generation))
-            t->accepting = false;
-        if (!t->accepting && worker_get_state(t->w) == WORKER_READY)
-            restart = true;
-    }
-    return restart;
+    return fanout_needs_restart(st->fo);
 }
 
 lsn_t stream_received(const stream *st)
@@ -692,22 +560,12 @@ lsn_t stream_flush_lsn(const stream *st)
      */
     if (st->in_txn && st->commit_lsn < flush)
         flush = st->commit_lsn;
-    for (size_t i = 0; i < st->nt; i++) {
-        const target *t = &st->t[i];
-        lsn_t durable = worker_durable(t->w);
-        bool pending = !t->accepting || durable < t->routed_end;
-        if (pending && durable < flush)
-            flush = durable;
-    }
-    return flush;
+    return fanout_flush_lsn(st->fo, flush);
 }
 
 lsn_t stream_sink_position(const stream *st, size_t i, bool *pending)
 {
-    const target *t = &st->t[i];
-    lsn_t durable = worker_durable(t->w);
-    *pending = !t->accepting || durable < t->routed_end;
-    return *pending ? durable : st->received;
+    return fanout_position(st->fo, i, st->received, pending);
 }
 
 uint64_t stream_txns(const stream *st)
@@ -722,27 +580,18 @@ uint64_t stream_txns_skipped(const stream *st)
 
 /* ---- life ------------------------------------------------------------- */
 
-stream *stream_new(const cfg *config, const stream_target *targets,
-                   size_t ntargets, const char *spool_dir)
+stream *stream_new(const cfg *config, fanout *fo, const char *spool_dir)
 {
     stream *st = calloc(1, sizeof *st);
     if (!st)
         return NULL;
     st->config = config;
+    st->fo = fo;
     st->spool_dir = strdup(spool_dir);
-    st->t = calloc(ntargets ? ntargets : 1, sizeof *st->t);
-    if (!st->spool_dir || !st->t || !rel_grow(st)) {
+    if (!st->spool_dir || !rel_grow(st)) {
         stream_free(st);
         return NULL;
     }
-    st->nt = ntargets;
-    for (size_t i = 0; i < ntargets; i++)
-        st->t[i] = (target){
-            .w = targets[i].worker,
-            .service = targets[i].service,
-            .service_index = (int)(targets[i].service - config->services),
-            .messages = targets[i].messages,
-        };
     return st;
 }
 
@@ -750,8 +599,6 @@ void stream_free(stream *st)
 {
     if (!st)
         return;
-    fifo_drop(st);
-    free(st->fifo);
     while (st->nstreams > 0)
         streamed_drop(st, &st->streams[0]);
     free(st->streams);
@@ -760,7 +607,6 @@ void stream_free(stream *st)
         rel_clear(st);
     free(st->rels);
     pgo_free(st->dec);
-    free(st->t);
     free(st->spool_dir);
     free(st);
 }

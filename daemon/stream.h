@@ -8,9 +8,10 @@
  * replication origin (loop prevention), and works out the flush LSN to
  * report: everything received, except what a sink does not hold yet.
  *
- * Backpressure: when a worker's queue is full the event waits in a small
- * FIFO and the stream is "busy": the caller stops reading frames and calls
- * stream_work() when a worker has made room.
+ * Backpressure: when a worker's queue is full the event waits in the
+ * fan-out's FIFO and the stream is "busy": the caller stops reading frames
+ * and calls stream_work() when a worker has made room. The stream never
+ * touches a worker itself: everything per sink is the fan-out's.
  */
 #ifndef CLEAVE_DAEMON_STREAM_H
 #define CLEAVE_DAEMON_STREAM_H
@@ -20,20 +21,16 @@
 #include <stdint.h>
 
 #include "config/config.h"
-#include "daemon/worker.h"
+#include "daemon/fanout.h"
 #include "decoder/lsn.h"
 
 typedef struct stream stream;
 
-typedef struct stream_target {
-    worker *worker;
-    const cfg_service *service;
-    bool messages;           /* gets the logical messages its service wants */
-} stream_target;
-
-/* The targets array is copied; spool_dir holds streamed transactions. */
-stream *stream_new(const cfg *config, const stream_target *targets,
-                   size_t ntargets, const char *spool_dir);
+/*
+ * Routes to fo's sinks (the caller keeps fo, and frees it after the
+ * stream); spool_dir holds streamed transactions.
+ */
+stream *stream_new(const cfg *config, fanout *fo, const char *spool_dir);
 void stream_free(stream *st);
 
 /*

@@ -405,6 +405,8 @@ static void ss_close(sink *s)
     ss->inner->ops->close(ss->inner);
 }
 
+static void ss_destroy(sink *s);
+
 static const sink_ops syncsink_ops = {
     .open = ss_open,
     .begin = ss_begin,
@@ -415,6 +417,7 @@ static const sink_ops syncsink_ops = {
     .drain = ss_drain,
     .rollback = ss_rollback,
     .close = ss_close,
+    .destroy = ss_destroy,
 };
 
 sink *syncsink_new(sink *inner, syncstate *state, size_t svc)
@@ -426,7 +429,7 @@ sink *syncsink_new(sink *inner, syncstate *state, size_t svc)
         ss->filters = calloc(service->n_owned ? service->n_owned : 1,
                              sizeof *ss->filters);
     /* The PostgreSQL sink's spool kept its first name. */
-    bool pg = strcmp(inner->ops->kind, "postgres") == 0;
+    bool pg = inner->ops->id == SINK_KIND_POSTGRES;
     if (!s || !ss || !ss->filters ||
         asprintf(&ss->path, "%s/hold/%s%s%s.spool", inner->config->state_dir,
                  service->name, pg ? "" : ".", pg ? "" : inner->ops->kind) < 0) {
@@ -434,6 +437,7 @@ sink *syncsink_new(sink *inner, syncstate *state, size_t svc)
             free(ss->filters);
         free(ss);
         free(s);
+        sink_destroy(inner);
         return NULL;
     }
     ss->inner = inner;
@@ -442,6 +446,7 @@ sink *syncsink_new(sink *inner, syncstate *state, size_t svc)
     atomic_init(&ss->phase, -1);     /* the first phase set is logged */
     ss->ops = syncsink_ops;
     ss->ops.kind = inner->ops->kind;
+    ss->ops.id = inner->ops->id;
     ss->ops.flush_every_ms = inner->ops->flush_every_ms;
     s->ops = &ss->ops;
     s->config = inner->config;
@@ -463,16 +468,10 @@ const char *syncsink_phase_name(syncsink_phase phase)
     return names[phase];
 }
 
-sink *syncsink_inner(sink *s)
+static void ss_destroy(sink *s)
 {
-    return impl(s)->inner;
-}
-
-void syncsink_free(sink *s)
-{
-    if (!s)
-        return;
     syncsink *ss = impl(s);
+    sink_destroy(ss->inner);
     free(ss->filters);
     free(ss->path);
     free(ss);

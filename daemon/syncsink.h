@@ -28,13 +28,14 @@ typedef enum syncsink_phase {
     SYNCSINK_STREAMING,
 } syncsink_phase;
 
-/* Takes `inner`; `svc` is the service's index in the configuration. */
+/*
+ * Takes `inner` (destroyed with the wrapper, or at once when this fails);
+ * `svc` is the service's index in the configuration. Ended with
+ * sink_destroy.
+ */
 sink *syncsink_new(sink *inner, syncstate *ss, size_t svc);
 /* Read from any thread. */
 syncsink_phase syncsink_get_phase(const sink *s);
 const char *syncsink_phase_name(syncsink_phase phase);
-/* The wrapped sink (its counters). */
-sink *syncsink_inner(sink *s);
-void syncsink_free(sink *s);
 
 #endif

@@ -863,6 +863,8 @@ static bool ks_idle(sink *s, lsn_t *durable)
 
 static const sink_ops kafkasink_ops = {
     .kind = "kafka",
+    .id = SINK_KIND_KAFKA,
+    .destroy = kafkasink_free,
     .flush_every_ms = 50,
     .open = ks_open,
     .begin = ks_begin,

@@ -1291,6 +1291,8 @@ static bool pg_open(sink *s, lsn_t *durable)
 
 static const sink_ops pgsink_ops = {
     .kind = "postgres",
+    .id = SINK_KIND_POSTGRES,
+    .destroy = pgsink_free,
     .open = pg_open,
     .begin = pg_begin,
     .change = pg_change,

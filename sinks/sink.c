@@ -14,6 +14,8 @@
 #include <string.h>
 
 #include "decoder/pgoutput.h"
+#include "sinks/kafkasink.h"
+#include "sinks/pgsink.h"
 
 sink_rel *sink_rel_ref(sink_rel *rel)
 {
@@ -292,4 +294,16 @@ sink_event *sink_event_message(lsn_t commit_lsn, lsn_t msg_lsn,
     ev->content_len = len;
     ev->size = size;
     return ev;
+}
+
+sink *sink_new(sink_kind kind, const cfg *config, const cfg_service *service)
+{
+    return kind == SINK_KIND_KAFKA ? kafkasink_new(config, service)
+                                   : pgsink_new(config, service);
+}
+
+void sink_destroy(sink *s)
+{
+    if (s)
+        s->ops->destroy(s);
 }

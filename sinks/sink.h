@@ -111,8 +111,15 @@ typedef struct sink_event {
 
 typedef struct sink sink;
 
+/* The kinds of destination; only sinks/ knows what each is made of. */
+typedef enum sink_kind {
+    SINK_KIND_POSTGRES,
+    SINK_KIND_KAFKA,
+} sink_kind;
+
 typedef struct sink_ops {
-    const char *kind;        /* "postgres", "kafka" */
+    const char *kind;        /* "postgres", "kafka": for logs and status */
+    sink_kind id;
     /*
      * How often a busy worker calls flush, in ms (0: every second). A
      * flush that costs little can report progress, and so free WAL on
@@ -146,6 +153,8 @@ typedef struct sink_ops {
     /* Drops an unfinished source transaction and anything not committed. */
     void (*rollback)(sink *s);
     void (*close)(sink *s);
+    /* Closes the sink if it is open and frees it. */
+    void (*destroy)(sink *s);
 } sink_ops;
 
 struct sink {
@@ -160,6 +169,14 @@ struct sink {
     atomic_uint_fast64_t conflicts;
     void *impl;
 };
+
+/*
+ * A new sink of that kind for a service, not opened yet; NULL when out of
+ * memory. Whoever holds it ends it with sink_destroy.
+ */
+sink *sink_new(sink_kind kind, const cfg *config, const cfg_service *service);
+/* s->ops->destroy(s); NULL is fine. */
+void sink_destroy(sink *s);
 
 /* Takes and drops references to a relation snapshot. */
 sink_rel *sink_rel_ref(sink_rel *rel);
