@@ -22,7 +22,7 @@
 # streams through a fresh cleave process.
 #
 # Environment: CLEAVE_BIN (a built cleave; else build/ is built),
-# CLEAVE_FIXTURES (else ../shared/fixtures), CATCHUP_TIMEOUT (s, 300),
+# CLEAVE_FIXTURES (else tests/fixtures), CATCHUP_TIMEOUT (s, 300),
 # BENCH_PERF=DIR (perf record -a -g each catch-up into DIR), BENCH_TRACE=DIR
 # (each poll: seconds, bytes still to confirm, walsender pids), BENCH_KEEP=1
 # (keep the temporary directory). The clusters, cleave and the clean-up are

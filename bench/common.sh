@@ -17,10 +17,10 @@
 #     only), starting and stopping it;
 #   - CPU ticks of processes.
 # Environment: CLEAVE_BIN (a built cleave; else build/ is built),
-# CLEAVE_FIXTURES (else ../shared/fixtures), BENCH_KEEP=1.
+# CLEAVE_FIXTURES (else tests/fixtures), BENCH_KEEP=1.
 
 ROOT=$PWD
-FIX=${CLEAVE_FIXTURES:-$ROOT/../shared/fixtures}/shop
+FIX=${CLEAVE_FIXTURES:-$ROOT/tests/fixtures}/shop
 PGBIN=/usr/lib/postgresql/15/bin
 export PATH="$PGBIN:$PATH" PGOPTIONS="-c client_min_messages=warning"
 TCK=$(getconf CLK_TCK)

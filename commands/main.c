@@ -27,6 +27,7 @@ typedef struct cli_args {
     bool json;
     bool metrics;
     bool keys;
+    bool markdown;
     bool yes;
     bool origins;
 } cli_args;
@@ -56,9 +57,9 @@ static const cli_command commands[] = {
      "the mapping against the source catalog", "c:j", true, cmd_analyze},
     {"verify", "verify -c FILE [--service S] [--table T]",
      "compare source and targets", "c:S:T:", true, cmd_verify},
-    {"check", "check -c FILE | --keys",
-     "validate the configuration only; --keys lists every key", "c:k", false,
-     cmd_check},
+    {"check", "check -c FILE | --keys [--markdown]",
+     "validate the configuration only; --keys lists every key", "c:kM",
+     false, cmd_check},
     {"drop", "drop -c FILE [--yes] [--origins]",
      "remove slot and publication (clean-up)", "c:yo", true, cmd_drop},
 };
@@ -71,6 +72,7 @@ static const struct option long_options[] = {
     {"json", no_argument, NULL, 'j'},
     {"metrics", no_argument, NULL, 'm'},
     {"keys", no_argument, NULL, 'k'},
+    {"markdown", no_argument, NULL, 'M'},
     {"yes", no_argument, NULL, 'y'},
     {"origins", no_argument, NULL, 'o'},
     {NULL, 0, NULL, 0},
@@ -129,6 +131,7 @@ static int parse_args(const cli_command *cmd, int argc, char **argv,
         case 'j': args->json = true; break;
         case 'm': args->metrics = true; break;
         case 'k': args->keys = true; break;
+        case 'M': args->markdown = true; break;
         case 'y': args->yes = true; break;
         case 'o': args->origins = true; break;
         }
@@ -175,8 +178,11 @@ static void print_summary(const cfg *c)
 
 static int cmd_check(const cli_args *args)
 {
+    if (args->markdown && !args->keys)
+        return usage_error("%s", "--markdown goes with --keys");
     if (args->keys) {
-        cfg_describe(stdout);
+        /* --markdown: the whole page, docs/configuration.md */
+        (args->markdown ? cfg_describe_page : cfg_describe)(stdout);
         return EXITCODE_OK;
     }
     if (!args->config)

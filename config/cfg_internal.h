@@ -102,6 +102,8 @@ typedef struct cfg_seen {
 
 typedef struct cfg_section {
     const char *path;         /* as cfg_describe shows it; "" at the top */
+    const char *title;        /* its heading in docs/configuration.md */
+    const char *doc;          /* Markdown above its table there */
     const cfg_key *keys;
     size_t n_keys;
     /* Checks that span the section's keys, once they are all stored. */

@@ -3,9 +3,10 @@
  *
  * Everything about a key lives in its row: its type, default, whether it
  * is required or reloadable, what a value must look like, its help text and
- * where it is stored. The loader (cfg_yaml.c) parses by these rows, error
- * messages list their names, and cfg_describe prints them for the README,
- * so the three cannot drift apart.
+ * where it is stored; a section's prose for the reference sits with it.
+ * The loader (cfg_yaml.c) parses by these rows, error messages list their
+ * names, and cfg_describe and cfg_describe_page print them (`cleave check
+ * --keys`, docs/configuration.md), so the three cannot drift apart.
  */
 #include <stddef.h>
 #include <stdio.h>
@@ -39,7 +40,10 @@ static const cfg_key target_keys[] = {
 };
 
 static const cfg_section target_section = {
-    .path = "services.<service>.target", .keys = target_keys,
+    .path = "services.<service>.target", .title = "`services.<service>.target`",
+    .doc = "Where a service's changes go: its own PostgreSQL database, Kafka "
+           "or both\n(at least one).\n",
+    .keys = target_keys,
     .n_keys = ARRAY_LEN(target_keys), .finish = cfg_check_target,
 };
 
@@ -76,7 +80,14 @@ static const cfg_key service_keys[] = {
 };
 
 static const cfg_section service_section = {
-    .path = "services.<service>", .keys = service_keys,
+    .path = "services.<service>", .title = "`services.<service>`",
+    .doc = "One entry per service under `services:`, named "
+           "`[A-Za-z_][A-Za-z0-9_]*`.\nEach owns its tables alone: a table "
+           "owned by two services is an error.\n`shared_tables` and "
+           "`references` take the same names as the design\ndocuments "
+           "that map data ownership, and `cleave analyze` checks them\n"
+           "against the source catalog.\n",
+    .keys = service_keys,
     .n_keys = ARRAY_LEN(service_keys), .finish = cfg_check_messages,
 };
 
@@ -107,7 +118,12 @@ static const cfg_key source_keys[] = {
 };
 
 static const cfg_section source_section = {
-    .path = "source", .keys = source_keys, .n_keys = ARRAY_LEN(source_keys),
+    .path = "source", .title = "`source`",
+    .doc = "The shared database: cleave reads its changes through one "
+           "logical\nreplication slot and one publication. The user needs "
+           "the REPLICATION\nright and the right to create the publication "
+           "(or it is created\nbeforehand).\n",
+    .keys = source_keys, .n_keys = ARRAY_LEN(source_keys),
 };
 
 static const cfg_key kafka_keys[] = {
@@ -148,7 +164,10 @@ static const cfg_key kafka_keys[] = {
 };
 
 static const cfg_section kafka_section = {
-    .path = "kafka", .keys = kafka_keys, .n_keys = ARRAY_LEN(kafka_keys),
+    .path = "kafka", .title = "`kafka`",
+    .doc = "Needed when some service has `kafka: true` in its target. The "
+           "events are\nDebezium's ([kafka.md](kafka.md)).\n",
+    .keys = kafka_keys, .n_keys = ARRAY_LEN(kafka_keys),
 };
 
 /* Order matters: name before source (derived defaults), kafka before
@@ -188,8 +207,69 @@ static const cfg_key top_keys[] = {
              "tables each owns and where their changes go"},
 };
 
+/* The page's opening: what holds for every key, then the top level. */
+static const char top_doc[] =
+    "One YAML file, `/etc/cleave/cleave.yaml` under systemd;\n"
+    "[`config/examples/shop.yaml`](../config/examples/shop.yaml) is a "
+    "complete,\ncommented example. `cleave check -c FILE` validates a file "
+    "without\nconnecting to any database. The shape:\n\n"
+    "```yaml\n"
+    "name: shop                         # instance name\n"
+    "source:\n"
+    "  dsn: \"host=/var/run/postgresql dbname=shared_db user=cleave\"\n"
+    "state_dir: /var/lib/cleave\n"
+    "status_socket: /run/cleave/status.sock\n"
+    "kafka:                             # only where a service publishes "
+    "to Kafka\n"
+    "  brokers: \"localhost:9092\"\n"
+    "services:\n"
+    "  user_service:\n"
+    "    owned_tables: [users, user_preferences, user_sessions]\n"
+    "    target:\n"
+    "      postgres: \"dbname=user_service_db\"\n"
+    "  order_service:\n"
+    "    owned_tables: [orders, order_items, shipping_addresses]\n"
+    "    references: [users.id]\n"
+    "    target:\n"
+    "      postgres: \"dbname=order_service_db\"\n"
+    "      kafka: true\n"
+    "```\n\n"
+    "What holds for every key:\n\n"
+    "- **Table names** are written as in SQL: unquoted names fold to lower "
+    "case;\n  double-quoted names keep case, spaces and punctuation (in "
+    "YAML:\n  `'\"Patient Notes\"'`, with `\"\"` for a quote inside); "
+    "`schema.table`\n  qualifies, unqualified means `public`. A part longer "
+    "than 63 bytes is\n  refused rather than truncated as PostgreSQL "
+    "would.\n"
+    "- **Lists** that may be empty (`shared_tables`, `references`, "
+    "`messages`)\n  take the design documents' `[none]` as the empty "
+    "list.\n"
+    "- **Durations** are a whole number with `ms`, `s`, `m` or `h` (`500ms`, "
+    "`10s`);\n  a bare number means seconds, 0 means off. **Counts** are "
+    "1 to 64.\n"
+    "- **Errors.** An unknown or duplicate key, a wrong type, a missing "
+    "required\n  key, an empty `owned_tables`, a table owned twice, a "
+    "service without a\n  target, `kafka: true` without a `kafka:` "
+    "section, a bad connection\n  string or a missing file is an error "
+    "naming the file, line and column\n  and what was expected; the first "
+    "one found is reported, and every\n  command that reads the file "
+    "exits 78 before doing anything else.\n"
+    "- **Passwords.** Connection strings are printed with the password "
+    "replaced\n  by `********`. Keep passwords out of the file: libpq's "
+    "passfile\n  (`~/.pgpass`, `PGPASSFILE`) and the `PG*` environment "
+    "variables work as\n  usual.\n"
+    "- **Reloading.** On SIGHUP cleave reads the file again and compares "
+    "it key\n  by key. A key marked reloadable takes effect at once; a "
+    "change to any\n  other key makes cleave stop cleanly and start again "
+    "in the same process\n  (same pid), so a table given to a service is "
+    "copied and joins the\n  stream and every new setting holds. The log "
+    "names the keys that changed.\n  A file that does not load is refused "
+    "and the running configuration\n  kept.\n\n"
+    "The keys at the top of the file:\n";
+
 const cfg_section cfg_top_section = {
-    .path = "", .keys = top_keys, .n_keys = ARRAY_LEN(top_keys),
+    .path = "", .title = "The file", .doc = top_doc,
+    .keys = top_keys, .n_keys = ARRAY_LEN(top_keys),
     .finish = cfg_check_owners,
 };
 
@@ -227,6 +307,19 @@ static void describe_type(FILE *out, const cfg_key *k)
         fprintf(out, "%s%s", i ? " \\| " : ": ", k->choices[i]);
 }
 
+/* A key's row from its type on: the columns both renderings share. */
+static void describe_key(FILE *out, const cfg_key *k)
+{
+    describe_type(out, k);
+    if (k->required)
+        fputs(" | required", out);
+    else if (k->def)
+        fprintf(out, " | `%s`", k->def);
+    else
+        fputs(" | (none)", out);
+    fprintf(out, " | %s | %s |\n", k->reloadable ? "yes" : "no", k->help);
+}
+
 static void describe_section(FILE *out, const cfg_section *sec)
 {
     for (size_t i = 0; i < sec->n_keys; i++) {
@@ -235,14 +328,7 @@ static void describe_section(FILE *out, const cfg_section *sec)
             fprintf(out, "| `%s` | `%s` | ", sec->path, k->name);
         else
             fprintf(out, "| (top) | `%s` | ", k->name);
-        describe_type(out, k);
-        if (k->required)
-            fputs(" | required", out);
-        else if (k->def)
-            fprintf(out, " | `%s`", k->def);
-        else
-            fputs(" | (none)", out);
-        fprintf(out, " | %s | %s |\n", k->reloadable ? "yes" : "no", k->help);
+        describe_key(out, k);
     }
     for (size_t i = 0; i < sec->n_keys; i++)
         if (sec->keys[i].sub)
@@ -254,4 +340,28 @@ void cfg_describe(FILE *out)
     fputs("| Section | Key | Type | Default | Reloadable | Description |\n"
           "|---|---|---|---|---|---|\n", out);
     describe_section(out, &cfg_top_section);
+}
+
+/* A section of the page: heading, prose, its keys; then its subsections. */
+static void describe_page_section(FILE *out, const cfg_section *sec)
+{
+    fprintf(out, "\n## %s\n\n%s\n", sec->title, sec->doc);
+    fputs("| Key | Type | Default | Reloadable | Description |\n"
+          "|---|---|---|---|---|\n", out);
+    for (size_t i = 0; i < sec->n_keys; i++) {
+        fprintf(out, "| `%s` | ", sec->keys[i].name);
+        describe_key(out, &sec->keys[i]);
+    }
+    for (size_t i = 0; i < sec->n_keys; i++)
+        if (sec->keys[i].sub)
+            describe_page_section(out, sec->keys[i].sub);
+}
+
+void cfg_describe_page(FILE *out)
+{
+    fputs("<!-- Generated by `cleave check --keys --markdown` from the key "
+          "table in\n     config/cfg_keys.c: edit it there and regenerate; "
+          "the cli test fails\n     while this file differs. -->\n"
+          "# Configuration reference\n", out);
+    describe_page_section(out, &cfg_top_section);
 }

@@ -145,9 +145,14 @@ char *cfg_dsn_redacted(const char *dsn);
 
 /*
  * Prints every key with its type, default and help (from the key table), as
- * a Markdown table for the README.
+ * one Markdown table.
  */
 void cfg_describe(FILE *out);
+/*
+ * Prints the whole configuration reference, docs/configuration.md: each
+ * section's prose and a table of its keys, all from the key table.
+ */
+void cfg_describe_page(FILE *out);
 
 const char *cfg_log_level_name(cfg_log_level level);
 

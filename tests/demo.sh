@@ -5,7 +5,7 @@
 #
 # Installs the Debian packages it needs, builds cleave, then starts two
 # throwaway PostgreSQL 15 clusters: a source holding the shared "shop"
-# database (../shared/fixtures/shop, about 258,000 rows) and a target
+# database (tests/fixtures/shop, about 258,000 rows) and a target
 # holding five empty service databases. `cleave run`, with the services and
 # tables of config/examples/shop.yaml, creates each service's tables, copies
 # them inside its slot's snapshot and streams on, while a pgbench workload
@@ -15,12 +15,12 @@
 # it matched.
 #
 # Run as root on Debian 12, or as a user who can run initdb.
-# Environment: CLEAVE_FIXTURES (else ../shared/fixtures), DEMO_TIMEOUT (s,
+# Environment: CLEAVE_FIXTURES (else tests/fixtures), DEMO_TIMEOUT (s,
 # default 120, for each wait), DEMO_KEEP=1 (keep the temporary directory).
 set -Eeuo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-FIX=${CLEAVE_FIXTURES:-$ROOT/../shared/fixtures}/shop
+FIX=${CLEAVE_FIXTURES:-$ROOT/tests/fixtures}/shop
 PGBIN=/usr/lib/postgresql/15/bin
 CLEAVE=$ROOT/build/cleave
 TIMEOUT=${DEMO_TIMEOUT:-120}

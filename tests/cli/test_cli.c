@@ -107,6 +107,53 @@ START_TEST(check_keys_lists_every_section)
 }
 END_TEST
 
+static char *read_file(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    char *buf = NULL;
+    size_t len = 0;
+    if (!f)
+        return NULL;
+    if (getdelim(&buf, &len, '\0', f) < 0) {
+        free(buf);
+        buf = NULL;
+    }
+    fclose(f);
+    return buf;
+}
+
+/* The line where a and b first differ, for a message that helps. */
+static int first_difference(const char *a, const char *b)
+{
+    int line = 1;
+    for (; *a && *a == *b; a++, b++)
+        line += *a == '\n';
+    return line;
+}
+
+/* docs/configuration.md is what the binary prints from the key table. */
+START_TEST(docs_configuration_is_current)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/docs/configuration.md",
+             getenv("CLEAVE_SRCDIR"));
+    char *doc = read_file(path);
+    ck_assert_msg(doc, "cannot read %s", path);
+    rc_result r = run_cleave(0, "check", "--keys", "--markdown", NULL);
+    ck_assert_ptr_nonnull(strstr(r.out, "| `owned_tables` | list of tables"));
+    ck_assert_msg(strcmp(doc, r.out) == 0,
+                  "%s differs from `cleave check --keys --markdown` from "
+                  "line %d; regenerate it: build/daemon/cleave check --keys "
+                  "--markdown > docs/configuration.md",
+                  path, first_difference(doc, r.out));
+    free(doc);
+    rc_free(&r);
+    r = run_cleave(2, "check", "--markdown", NULL);
+    ck_assert_ptr_nonnull(strstr(r.err, "--markdown goes with --keys"));
+    rc_free(&r);
+}
+END_TEST
+
 /* Names are checked against the configuration before any connection. */
 START_TEST(verify_refuses_unknown_names)
 {
@@ -140,6 +187,7 @@ int main(int argc, char **argv)
     tcase_add_test(tc, check_example_ok);
     tcase_add_test(tc, check_bad_config_exit_78);
     tcase_add_test(tc, check_keys_lists_every_section);
+    tcase_add_test(tc, docs_configuration_is_current);
     tcase_add_test(tc, verify_refuses_unknown_names);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);

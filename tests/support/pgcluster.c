@@ -47,7 +47,7 @@ const char *pgc_fixtures_dir(void)
     const char *f = getenv("CLEAVE_FIXTURES");
     if (f && *f)
         return f;
-    snprintf(buf, sizeof buf, "%s/../shared/fixtures", pgc_srcdir());
+    snprintf(buf, sizeof buf, "%s/tests/fixtures", pgc_srcdir());
     return buf;
 }
 

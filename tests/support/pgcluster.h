@@ -66,13 +66,14 @@ bool pgc_createdb(const pgc_cluster *c, const char *dbname);
 bool pgc_psql_file(const pgc_cluster *c, const char *dbname,
                    const char *path, const char *const *vars);
 /*
- * Creates dbname and loads ../shared/fixtures/shop (schema, then data at
+ * Creates dbname and loads tests/fixtures/shop (schema, then data at
  * `scale`, 0 for schema only); cross-service foreign keys only when asked.
  */
 bool pgc_load_shop(const pgc_cluster *c, const char *dbname, int scale,
                    bool cross_service_fks);
 
-/* The shared fixtures directory (CLEAVE_FIXTURES or beside the source). */
+/* The directory holding shop/: CLEAVE_FIXTURES, else tests/fixtures in the
+ * source tree. */
 const char *pgc_fixtures_dir(void);
 /* The source root (CLEAVE_SRCDIR, else "."). */
 const char *pgc_srcdir(void);
