@@ -218,8 +218,7 @@ static bool apply(worker *w, const sink_event *ev, bool more)
     sink *s = w->sink;
     switch (ev->op) {
     case SINK_BEGIN:
-        /* Held already: its commit lies before the end of one we hold. */
-        w->skipping = ev->commit_lsn < w->last_end;
+        w->skipping = sink_holds(w->last_end, ev->commit_lsn);
         if (!w->skipping)
             atomic_store_explicit(&w->commit_time, ev->commit_time,
                                   memory_order_relaxed);

@@ -979,7 +979,7 @@ static bool pg_begin(sink *s, const sink_event *ev)
     ps->in_source = true;
     ps->source_rows = 0;
     /* A replay may bring back what the target already committed. */
-    ps->skipping = ev->commit_lsn != 0 && ev->commit_lsn < ps->recorded;
+    ps->skipping = sink_holds(ps->recorded, ev->commit_lsn);
     return true;
 }
 

@@ -178,6 +178,18 @@ sink *sink_new(sink_kind kind, const cfg *config, const cfg_service *service);
 /* s->ops->destroy(s); NULL is fine. */
 void sink_destroy(sink *s);
 
+/*
+ * The one rule for "already held, skip it": sinks apply in source commit
+ * order, so a transaction whose commit starts before the end of one a
+ * sink holds was applied with it, and a replay of it must change nothing.
+ * The worker applies it for every sink; a sink applies it again only for
+ * what reaches it around the worker (a replay of the initial sync's hold).
+ */
+static inline bool sink_holds(lsn_t held_end, lsn_t commit_lsn)
+{
+    return commit_lsn != 0 && commit_lsn < held_end;
+}
+
 /* Takes and drops references to a relation snapshot. */
 sink_rel *sink_rel_ref(sink_rel *rel);
 void sink_rel_unref(sink_rel *rel);
