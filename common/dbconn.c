@@ -6,19 +6,33 @@
 
 #include "config/config.h"
 
-PGconn *dbconn_open(const char *dsn, const char *app, const char *what,
-                    char *err, size_t errlen)
+PGconn *dbconn_connect(const char *dsn, const char *app, dbconn_mode mode)
 {
-    const char *keys[] = {"dbname", "fallback_application_name", NULL};
-    const char *vals[] = {dsn, app, NULL};
-    PGconn *conn = PQconnectdbParams(keys, vals, 1);
-    if (conn && PQstatus(conn) == CONNECTION_OK)
-        return conn;
+    /* The DSN is expanded first: what it says overrides what follows. */
+    const char *keys[] = {"dbname", "fallback_application_name",
+                          mode == DBCONN_REPLICATION ? "replication" : NULL,
+                          NULL};
+    const char *vals[] = {dsn, app, "database", NULL};
+    return PQconnectdbParams(keys, vals, 1);
+}
+
+void dbconn_why(const PGconn *conn, const char *dsn, const char *what,
+                char *err, size_t errlen)
+{
     char *shown = cfg_dsn_redacted(dsn);
     const char *msg = conn ? PQerrorMessage(conn) : "out of memory";
     snprintf(err, errlen, "cannot connect to %s (%s): %.*s", what,
              shown ? shown : "?", (int)strcspn(msg, "\n"), msg);
     free(shown);
+}
+
+PGconn *dbconn_open(const char *dsn, const char *app, const char *what,
+                    char *err, size_t errlen)
+{
+    PGconn *conn = dbconn_connect(dsn, app, DBCONN_PLAIN);
+    if (conn && PQstatus(conn) == CONNECTION_OK)
+        return conn;
+    dbconn_why(conn, dsn, what, err, errlen);
     PQfinish(conn);
     return NULL;
 }

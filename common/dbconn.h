@@ -1,7 +1,7 @@
 /*
- * dbconn: the plain libpq connection the migration tools (analyze, verify,
- * drop) open to the source and the targets, and the one way they say it
- * failed, with the connection string's password redacted.
+ * dbconn: the one way cleave opens a libpq connection (the daemon's
+ * replication and plain connections, the targets, the migration tools),
+ * and the one way it says one failed, with the password redacted.
  */
 #ifndef CLEAVE_COMMON_DBCONN_H
 #define CLEAVE_COMMON_DBCONN_H
@@ -10,7 +10,22 @@
 
 #include <libpq-fe.h>
 
+typedef enum dbconn_mode {
+    DBCONN_PLAIN,
+    DBCONN_REPLICATION,      /* a walsender for the DSN's database */
+} dbconn_mode;
+
 /*
+ * Connects to `dsn` as application `app` (unless the DSN names one) and
+ * returns the attempt, good or bad (PQstatus says); NULL only when out of
+ * memory.
+ */
+PGconn *dbconn_connect(const char *dsn, const char *app, dbconn_mode mode);
+/* "cannot connect to WHAT (REDACTED DSN): why" for a failed attempt. */
+void dbconn_why(const PGconn *conn, const char *dsn, const char *what,
+                char *err, size_t errlen);
+/*
+ * Both: a plain connection, or NULL with the reason in err.
  * Connects to `dsn` as application `app` (unless the DSN names one). NULL
  * with "cannot connect to WHAT (REDACTED DSN): why" in err on failure.
  */

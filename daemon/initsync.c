@@ -12,6 +12,7 @@
 
 #include <libpq-fe.h>
 
+#include "common/dbconn.h"
 #include "common/backoff.h"
 #include "common/log.h"
 #include "daemon/schema.h"
@@ -143,9 +144,7 @@ static bool exec_ok(PGconn *c, const char *sql)
 
 static PGconn *connect_dsn(const char *dsn)
 {
-    const char *keys[] = {"dbname", "fallback_application_name", NULL};
-    const char *vals[] = {dsn, "cleave_copy", NULL};
-    return PQconnectdbParams(keys, vals, 1);
+    return dbconn_connect(dsn, "cleave_copy", DBCONN_PLAIN);
 }
 
 /* ---- the source side ---------------------------------------------------- */

@@ -9,6 +9,7 @@
 
 #include <libpq-fe.h>
 
+#include "common/dbconn.h"
 #include "common/log.h"
 
 /* How often the sessions holding up a slot's creation are logged. */
@@ -22,11 +23,8 @@ struct snap {
 
 static PGconn *connect_to(const cfg *config, bool replication)
 {
-    const char *keys[] = {"dbname", "fallback_application_name",
-                          "replication", NULL};
-    const char *vals[] = {config->source.dsn, "cleave",
-                          replication ? "database" : NULL, NULL};
-    return PQconnectdbParams(keys, vals, 1);
+    return dbconn_connect(config->source.dsn, "cleave",
+                          replication ? DBCONN_REPLICATION : DBCONN_PLAIN);
 }
 
 static void conn_err(char *err, size_t errlen, const char *what, PGconn *c)

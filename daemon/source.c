@@ -8,6 +8,7 @@
 
 #include <libpq-fe.h>
 
+#include "common/dbconn.h"
 #include "common/log.h"
 #include "daemon/snapshot.h"
 #include "decoder/frame.h"
@@ -56,16 +57,8 @@ static void set_err(char *err, size_t errlen, const char *what, PGconn *conn)
 
 static PGconn *connect_source(const cfg *config, bool replication)
 {
-    const char *keys[] = {"dbname", "replication", "fallback_application_name",
-                          NULL};
-    const char *vals[] = {config->source.dsn, replication ? "database" : NULL,
-                          "cleave", NULL};
-    if (!replication) {
-        keys[1] = "fallback_application_name";
-        vals[1] = "cleave";
-        keys[2] = NULL;
-    }
-    return PQconnectdbParams(keys, vals, 1);
+    return dbconn_connect(config->source.dsn, "cleave",
+                          replication ? DBCONN_REPLICATION : DBCONN_PLAIN);
 }
 
 /* Runs a statement with text parameters; the result or NULL (err set). */

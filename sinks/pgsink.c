@@ -22,6 +22,7 @@
 
 #include <libpq-fe.h>
 
+#include "common/dbconn.h"
 #include "common/log.h"
 #include "sinks/pgpipe.h"
 #include "sinks/pgstmt.h"
@@ -1113,9 +1114,7 @@ static bool connect_target(pgsink *ps)
     if (!dsn)
         return fail_once(ps, 0, "service=%s: no target.postgres to open",
                          svc_name(ps));
-    const char *keys[] = {"dbname", "fallback_application_name", NULL};
-    const char *vals[] = {dsn, "cleave", NULL};
-    ps->conn = PQconnectdbParams(keys, vals, 1);
+    ps->conn = dbconn_connect(dsn, "cleave", DBCONN_PLAIN);
     if (!ps->conn)
         return out_of_memory(ps);
     if (PQstatus(ps->conn) == CONNECTION_OK) {
