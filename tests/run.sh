@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Installs the dependencies, builds cleave and runs every test suite (unit
-# and integration: the integration tests start their own throwaway
+# Installs the dependencies (and the PostgreSQL versions Debian lacks that
+# tests ask for), builds cleave and runs every test suite (unit and
+# integration: the integration tests start their own throwaway
 # PostgreSQL). With --sanitize: the same under AddressSanitizer and
 # UndefinedBehaviorSanitizer, in build-san/.
 # Ends with one line "tests: N passed, M failed" counting Check's checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tests/setup-debian.sh
+bash tests/setup-pg.sh 18
 
 builddir=build
 opts=()
