@@ -25,7 +25,8 @@ declare -A versions=(
 
 [ $# -gt 0 ] || { echo "usage: $0 MAJOR..." >&2; exit 2; }
 sudo=""
-mkdir -p "$cache" 2>/dev/null || sudo="sudo"
+mkdir -p "$cache" 2>/dev/null || true
+[ -w "$cache" ] || sudo="sudo"
 
 install_major() {
   local major=$1 version=${versions[$1]:-}
