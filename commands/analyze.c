@@ -71,14 +71,64 @@ static const char PUB_SQL[] =
     "SELECT pubinsert, pubupdate, pubdelete, pubtruncate FROM pg_publication"
     " WHERE pubname = $1";
 
+/*
+ * The tables a publication holds, a partition counted as its partitioned
+ * table: without publish_via_partition_root the view lists partitions.
+ */
 static const char PUB_TABLES_SQL[] =
-    "SELECT schemaname, tablename FROM pg_publication_tables"
-    " WHERE pubname = $1 ORDER BY 1, 2";
+    "SELECT DISTINCT rn.nspname, rc.relname FROM pg_publication_tables p"
+    " JOIN pg_namespace n ON n.nspname = p.schemaname"
+    " JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = p.tablename"
+    " JOIN pg_class rc ON rc.oid = coalesce(pg_partition_root(c.oid), c.oid)"
+    " JOIN pg_namespace rn ON rn.oid = rc.relnamespace"
+    " WHERE p.pubname = $1 ORDER BY 1, 2";
+
+/* Whether the publication lists partitions under their own names. */
+static const char PUB_PARTITIONS_SQL[] =
+    "SELECT string_agg(DISTINCT format('%s.%s', rn.nspname, rc.relname), ', ')"
+    " FROM pg_publication pb"
+    " JOIN pg_publication_tables p ON p.pubname = pb.pubname"
+    " JOIN pg_namespace n ON n.nspname = p.schemaname"
+    " JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = p.tablename"
+    " JOIN pg_class rc ON rc.oid = pg_partition_root(c.oid)"
+    " JOIN pg_namespace rn ON rn.oid = rc.relnamespace"
+    " WHERE pb.pubname = $1 AND NOT pb.pubviaroot";
+
+/*
+ * Tables whose definition needs a word: partitioned ones (their key,
+ * their partitions, any that is not a table), and generated columns
+ * (VIRTUAL ones named; whether any is STORED).
+ */
+static const char DEFINITIONS_SQL[] =
+    "SELECT n.nspname, c.relname, c.relkind = 'p',"
+    " CASE WHEN c.relkind = 'p' THEN pg_get_partkeydef(c.oid) END,"
+    " (SELECT count(*) FROM pg_partition_tree(c.oid) t WHERE t.level > 0),"
+    " (SELECT string_agg(format('%s.%s (relkind ''%s'')', pn.nspname,"
+    "   p.relname, p.relkind), ', ') FROM pg_partition_tree(c.oid) t"
+    "   JOIN pg_class p ON p.oid = t.relid"
+    "   JOIN pg_namespace pn ON pn.oid = p.relnamespace"
+    "   WHERE t.level > 0 AND p.relkind NOT IN ('r', 'p')),"
+    " (SELECT string_agg(a.attname, ', ' ORDER BY a.attnum) FROM pg_attribute a"
+    "   WHERE a.attrelid = c.oid AND a.attgenerated = 'v'"
+    "   AND NOT a.attisdropped),"
+    " EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid"
+    "   AND a.attgenerated = 's' AND NOT a.attisdropped)"
+    " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+    " WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition"
+    " AND (c.relkind = 'p' OR EXISTS (SELECT 1 FROM pg_attribute a"
+    "   WHERE a.attrelid = c.oid AND a.attgenerated <> ''"
+    "   AND NOT a.attisdropped))"
+    " ORDER BY 1, 2";
+
+/* Publication options PostgreSQL 18 added (generated columns). */
+static const char PUB_GENCOLS_SQL[] =
+    "SELECT pubgencols = 's' FROM pg_publication WHERE pubname = $1";
 
 typedef struct report {
     json_t *root;
     int blocking;
     int warnings;
+    bool stored_generated;   /* an owned table has a STORED generated column */
 } report;
 
 /* ------------------------------------------------------------ helpers */
@@ -290,6 +340,64 @@ static bool check_fkeys(PGconn *conn, const cfg *c, report *r)
     return true;
 }
 
+/* ------------------------------------------------------------ definitions */
+
+enum { DF_SCHEMA, DF_NAME, DF_PARTITIONED, DF_KEY, DF_NPARTS, DF_BAD_PARTS,
+       DF_VIRTUAL, DF_STORED };
+
+static void add_definition(report *r, json_t *list, const char *table,
+                           const char *status, const char *detail)
+{
+    add_item(r, list, json_pack("{s:s, s:s}", "table", table, "detail",
+                                detail), status);
+}
+
+/* One owned table's partitions and generated columns, as run makes them. */
+static void check_definition(report *r, json_t *list, const PGresult *res,
+                             int i)
+{
+    char *qn = qualified(PQgetvalue(res, i, DF_SCHEMA),
+                         PQgetvalue(res, i, DF_NAME));
+    const char *table = qn ? qn : "";
+    char detail[1024];
+    if (is_true(res, i, DF_PARTITIONED) && !PQgetisnull(res, i, DF_BAD_PARTS)) {
+        snprintf(detail, sizeof detail, "%s has partitions that are not "
+                 "tables, which cleave cannot create: %s; detach them or "
+                 "leave the table out", table, PQgetvalue(res, i, DF_BAD_PARTS));
+        add_definition(r, list, table, "block", detail);
+    } else if (is_true(res, i, DF_PARTITIONED)) {
+        snprintf(detail, sizeof detail, "%s is partitioned by %s: created "
+                 "with its %s partition(s), replicated as the table",
+                 table, PQgetvalue(res, i, DF_KEY),
+                 PQgetvalue(res, i, DF_NPARTS));
+        add_definition(r, list, table, "ok", detail);
+    }
+    if (!PQgetisnull(res, i, DF_VIRTUAL)) {
+        snprintf(detail, sizeof detail, "%s has VIRTUAL generated column(s) "
+                 "%s: created VIRTUAL in a PostgreSQL 18 target, STORED in "
+                 "an older one; never written as data", table,
+                 PQgetvalue(res, i, DF_VIRTUAL));
+        add_definition(r, list, table, "ok", detail);
+    }
+    r->stored_generated |= is_true(res, i, DF_STORED);
+    free(qn);
+}
+
+static bool check_definitions(PGconn *conn, const cfg *c, report *r)
+{
+    PGresult *res = query(conn, DEFINITIONS_SQL, NULL);
+    if (!res)
+        return false;
+    json_t *list = json_array();
+    for (int i = 0; i < PQntuples(res); i++)
+        if (cfg_owner(c, PQgetvalue(res, i, DF_SCHEMA),
+                      PQgetvalue(res, i, DF_NAME)))
+            check_definition(r, list, res, i);
+    PQclear(res);
+    json_object_set_new(r->root, "definitions", list);
+    return true;
+}
+
 /* ------------------------------------------------------------ server */
 
 static void add_setting(report *r, json_t *list, const char *name,
@@ -332,6 +440,51 @@ static bool check_slot(PGconn *conn, const cfg *c, report *r, json_t *list,
     return true;
 }
 
+/* Any target service: PostgreSQL sinks compute generated columns. */
+static bool any_postgres_target(const cfg *c)
+{
+    for (size_t s = 0; s < c->n_services; s++)
+        if (c->services[s].target_postgres)
+            return true;
+    return false;
+}
+
+/*
+ * How an existing publication sends partitioned tables and generated
+ * columns (PostgreSQL 18's publish_generated_columns).
+ */
+static bool check_publication_columns(PGconn *conn, const cfg *c, report *r,
+                                      json_t *list)
+{
+    const char *pub = c->source.publication;
+    char detail[1024];
+    PGresult *res = query(conn, PUB_PARTITIONS_SQL, pub);
+    if (!res)
+        return false;
+    if (!PQgetisnull(res, 0, 0)) {
+        snprintf(detail, sizeof detail, "%s publishes the partitions of %s "
+                 "under their own names; run sets publish_via_partition_root "
+                 "= true, so that changes arrive as the table's", pub,
+                 PQgetvalue(res, 0, 0));
+        add_setting(r, list, "publication_partitions", "warn", detail);
+    }
+    PQclear(res);
+    if (PQserverVersion(conn) < 180000 || !r->stored_generated ||
+        !any_postgres_target(c))
+        return true;
+    if (!(res = query(conn, PUB_GENCOLS_SQL, pub)))
+        return false;
+    if (PQntuples(res) > 0 && is_true(res, 0, 0)) {
+        snprintf(detail, sizeof detail, "%s publishes STORED generated "
+                 "columns, which a PostgreSQL target computes itself and "
+                 "refuses as data: ALTER PUBLICATION %s SET "
+                 "(publish_generated_columns = none)", pub, pub);
+        add_setting(r, list, "publication_generated_columns", "block", detail);
+    }
+    PQclear(res);
+    return true;
+}
+
 static bool check_publication(PGconn *conn, const cfg *c, report *r,
                               json_t *list)
 {
@@ -360,6 +513,8 @@ static bool check_publication(PGconn *conn, const cfg *c, report *r,
                  "truncate')", pub, lacking);
         add_setting(r, list, "publication", "block", detail);
     }
+    if (!check_publication_columns(conn, c, r, list))
+        return false;
     if (!(res = query(conn, PUB_TABLES_SQL, pub)))
         return false;
     size_t lacks = 0;
@@ -521,6 +676,13 @@ static void print_rest(const report *r)
         printf("%s: %s\n          %s\n", str(t, "table"), str(t, "problem"),
                str(t, "fix"));
     }
+    printf("\nTable definitions\n");
+    if (!json_array_size(json_object_get(r->root, "definitions")))
+        printf("  [ok]    nothing partitioned or generated to note\n");
+    json_array_foreach(json_object_get(r->root, "definitions"), i, t) {
+        print_marker(t);
+        printf("%s\n", str(t, "detail"));
+    }
     printf("\nServer settings\n");
     json_array_foreach(json_object_get(r->root, "settings"), i, t) {
         print_marker(t);
@@ -562,7 +724,9 @@ int analyze_run(const cfg *config, bool json)
     report r = {.root = json_object()};
     PGresult *tabs = query(conn, TABLES_SQL, NULL);
     bool ok = tabs && check_tables(config, &r, tabs) &&
-              check_fkeys(conn, config, &r) && check_server(conn, config, &r);
+              check_fkeys(conn, config, &r) &&
+              check_definitions(conn, config, &r) &&
+              check_server(conn, config, &r);
     PQclear(tabs);
     PQfinish(conn);
     int rc = EXITCODE_RUNTIME;

@@ -265,17 +265,32 @@ static bool start_copy(PGconn *c, char *sql, ExecStatusType want)
  * go. An empty table is not truncated: TRUNCATE refuses a table other
  * tables reference, which a service's own tables may do.
  */
-static bool empty_table(PGconn *tgt, const cfg_table *t)
+static bool empty_table(PGconn *tgt, const cfg_table *t, bool partitioned)
 {
-    char *sql = table_sql(tgt, "SELECT 1 FROM ONLY %s.%s LIMIT 1", t, "");
+    char *sql = table_sql(tgt, partitioned ? "SELECT 1 FROM %s.%s LIMIT 1"
+                          : "SELECT 1 FROM ONLY %s.%s LIMIT 1", t, "");
     PGresult *res = sql ? PQexec(tgt, sql) : NULL;
     free(sql);
     bool ok = PQresultStatus(res) == PGRES_TUPLES_OK;
     bool has_rows = ok && PQntuples(res) > 0;
     PQclear(res);
     return ok && (!has_rows ||
-                  start_copy(tgt, table_sql(tgt, "TRUNCATE ONLY %s.%s", t, ""),
+                  start_copy(tgt, table_sql(tgt, partitioned ? "TRUNCATE %s.%s"
+                                            : "TRUNCATE ONLY %s.%s", t, ""),
                              PGRES_COMMAND_OK));
+}
+
+/*
+ * The source's rows of t: a partitioned table's are all in its partitions
+ * (ONLY would read none); a plain table's children are not its rows.
+ */
+static char *copy_out_sql(PGconn *src, const cfg_table *t, const char *cols,
+                          bool partitioned)
+{
+    return table_sql(src, partitioned
+                     ? "COPY (SELECT %3$s FROM %1$s.%2$s) TO STDOUT"
+                     : "COPY (SELECT %3$s FROM ONLY %1$s.%2$s) TO STDOUT",
+                     t, cols);
 }
 
 /* Emptying and COPY in one target transaction: all of the table or none. */
@@ -285,19 +300,19 @@ static bool copy_table(round *r, PGconn *src, PGconn *tgt, const job *j)
     schema_plan *plan = r->svc[j->svc].plan;
     const cfg_table *t = schema_table(plan, j->table);
     const char *cols = schema_copy_columns(plan, j->table);
+    bool part = schema_table_partitioned(plan, j->table);
     progress p = {.service = svc->name, .t = t,
                   .estimate = schema_table_rows(plan, j->table),
                   .started = now_s()};
     p.last_log = p.started;
-    if (!exec_ok(tgt, "BEGIN") || !empty_table(tgt, t) ||
+    if (!exec_ok(tgt, "BEGIN") || !empty_table(tgt, t, part) ||
         !start_copy(tgt, table_sql(tgt, "COPY %s.%s (%s) FROM STDIN", t, cols),
                     PGRES_COPY_IN)) {
         service_fail(r, j->svc, "cannot start copying %s.%s into the target: "
                      "%s", t->schema, t->name, first_line(tgt));
         return false;
     }
-    if (!start_copy(src, table_sql(src, "COPY (SELECT %3$s FROM ONLY %1$s.%2$s) "
-                                   "TO STDOUT", t, cols), PGRES_COPY_OUT)) {
+    if (!start_copy(src, copy_out_sql(src, t, cols, part), PGRES_COPY_OUT)) {
         service_fail(r, j->svc, "cannot copy %s.%s out of the source: %s",
                      t->schema, t->name, first_line(src));
         PQputCopyEnd(tgt, "source failed");
@@ -467,8 +482,8 @@ static bool publish_table(round *r, PGconn *src, kafkasnap *k, const job *j)
     p.last_log = p.started;
     char *cols = rel_columns(src, rel);
     bool ok = cols && kafkasnap_table(k, rel, r->snap_lsn, err, sizeof err);
-    if (ok && !start_copy(src, table_sql(src, "COPY (SELECT %3$s FROM ONLY "
-                                         "%1$s.%2$s) TO STDOUT", t, cols),
+    if (ok && !start_copy(src, copy_out_sql(src, t, cols,
+                          schema_table_partitioned(plan, j->table)),
                           PGRES_COPY_OUT)) {
         service_fail(r, j->svc, "cannot copy %s.%s out of the source: %s",
                      t->schema, t->name, first_line(src));

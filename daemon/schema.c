@@ -331,8 +331,11 @@ typedef struct sch_table {
     char *qname;             /* "schema"."table" */
     char oid[16];            /* in the source */
     char *create_sql;        /* columns and validated CHECKs */
+    size_t *virtual_at;      /* where create_sql says VIRTUAL */
+    size_t nvirtual, capvirtual;
+    char *partition_by;      /* a partitioned table's key, else NULL */
     char *comment_sql;       /* the source's comment, once finished */
-    strlist after_create;    /* sequences OWNED BY its columns */
+    strlist after_create;    /* partitions, sequences OWNED BY its columns */
     strlist after_data;      /* keys, indexes, NOT VALID CHECKs, identity */
     sch_column *cols;
     size_t ncols, capcols;
@@ -383,6 +386,8 @@ static void free_table(sch_table *t)
     free(t->display);
     free(t->qname);
     free(t->create_sql);
+    free(t->virtual_at);
+    free(t->partition_by);
     free(t->comment_sql);
     sl_free(&t->after_create);
     sl_free(&t->after_data);
@@ -484,6 +489,11 @@ const cfg_table *schema_table(const schema_plan *p, size_t i)
 const char *schema_copy_columns(const schema_plan *p, size_t i)
 {
     return p->tables[i].copy_columns;
+}
+
+bool schema_table_partitioned(const schema_plan *p, size_t i)
+{
+    return p->tables[i].partition_by != NULL;
 }
 
 int64_t schema_table_bytes(const schema_plan *p, size_t i)
@@ -949,27 +959,38 @@ static void plan_owned_by(reader *rd)
 
 /* ------------------------------------------------------------ tables */
 
-enum { TB_OID, TB_KIND, TB_REPLIDENT, TB_BYTES, TB_ROWS, TB_COMMENT };
+enum { TB_OID, TB_KIND, TB_REPLIDENT, TB_BYTES, TB_ROWS, TB_COMMENT,
+       TB_PARTKEY };
+
+/*
+ * A partitioned table's size and rows are its partitions' (a plain
+ * table has no partition tree: it is its own leaf).
+ */
+static const char RELATION_SQL[] =
+    "SELECT c.oid, c.relkind, c.relreplident,"
+    "  (SELECT sum(pg_table_size(p.oid))::bigint FROM pg_class p"
+    "   WHERE p.oid IN (SELECT relid FROM pg_partition_tree(c.oid)"
+    "   UNION SELECT c.oid)),"
+    "  (SELECT CASE WHEN min(p.reltuples) < 0 THEN -1"
+    "   ELSE sum(p.reltuples)::bigint END FROM pg_class p"
+    "   WHERE p.relkind <> 'p' AND p.oid IN (SELECT relid"
+    "   FROM pg_partition_tree(c.oid) UNION SELECT c.oid)),"
+    "  obj_description(c.oid, 'pg_class'),"
+    "  CASE WHEN c.relkind = 'p' THEN pg_get_partkeydef(c.oid) END "
+    "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+    "WHERE n.nspname = $1 AND c.relname = $2";
 
 static bool read_relation(reader *rd, sch_table *t, char *replident)
 {
-    PGresult *res = rd_query(rd,
-        "SELECT c.oid, c.relkind, c.relreplident, pg_table_size(c.oid),"
-        "  CASE WHEN c.reltuples < 0 THEN -1 ELSE c.reltuples::bigint END,"
-        "  obj_description(c.oid, 'pg_class') "
-        "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-        "WHERE n.nspname = $1 AND c.relname = $2",
-        2, (const char *[]){t->name.schema, t->name.name});
+    PGresult *res = rd_query(rd, RELATION_SQL, 2,
+                             (const char *[]){t->name.schema, t->name.name});
     if (!res)
         return false;
     bool ok = false;
     char kind = PQntuples(res) == 1 ? PQgetvalue(res, 0, TB_KIND)[0] : 0;
     if (!kind)
         set_err(rd->err, rd->errlen, "does not exist in the source");
-    else if (kind == 'p')
-        set_err(rd->err, rd->errlen, "is partitioned, which the initial sync "
-                "does not support yet");
-    else if (kind != 'r')
+    else if (kind != 'r' && kind != 'p')
         set_err(rd->err, rd->errlen, "is not a table in the source (relkind "
                 "'%c')", kind);
     else
@@ -978,7 +999,10 @@ static bool read_relation(reader *rd, sch_table *t, char *replident)
         snprintf(t->oid, sizeof t->oid, "%s", PQgetvalue(res, 0, TB_OID));
         *replident = PQgetvalue(res, 0, TB_REPLIDENT)[0];
         t->bytes = strtoll(PQgetvalue(res, 0, TB_BYTES), NULL, 10);
-        t->rows = strtoll(PQgetvalue(res, 0, TB_ROWS), NULL, 10);
+        t->rows = PQgetisnull(res, 0, TB_ROWS)
+                      ? -1 : strtoll(PQgetvalue(res, 0, TB_ROWS), NULL, 10);
+        if (kind == 'p')
+            t->partition_by = rd_dup(rd, PQgetvalue(res, 0, TB_PARTKEY));
         strbuf b = {0};
         sb_addf(&b, "COMMENT ON TABLE %s IS ", t->qname);
         if (PQgetisnull(res, 0, TB_COMMENT))
@@ -1007,16 +1031,35 @@ static const char COLUMNS_SQL[] =
     "WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped "
     "ORDER BY a.attnum";
 
+/*
+ * A VIRTUAL generated column (PostgreSQL 18): where the keyword goes is
+ * kept, so that a target without them gets the same column STORED.
+ */
+static void virtual_def(reader *rd, sch_table *t, const char *expr,
+                        strbuf *b)
+{
+    sb_addf(b, " GENERATED ALWAYS AS (%s) ", expr);
+    if (!grow((void **)&t->virtual_at, &t->capvirtual, t->nvirtual,
+              sizeof *t->virtual_at))
+        rd->oom = true;
+    else
+        t->virtual_at[t->nvirtual++] = b->len;
+    sb_add(b, "VIRTUAL");
+}
+
 /* One column of CREATE TABLE. */
-static void column_def(reader *rd, const sch_table *t, const PGresult *res,
-                       int r, strbuf *b)
+static void column_def(reader *rd, sch_table *t, const PGresult *res, int r,
+                       strbuf *b)
 {
     const char *name = PQgetvalue(res, r, CO_NAME);
     char identity = PQgetvalue(res, r, CO_IDENTITY)[0];
+    char generated = PQgetvalue(res, r, CO_GENERATED)[0];
     sb_ident(b, rd->src, name);
     sb_addf(b, " %s", PQgetvalue(res, r, CO_TYPE));
     sb_collate(b, rd->src, res, r, CO_COLL_SCHEMA);
-    if (PQgetvalue(res, r, CO_GENERATED)[0] == 's') {
+    if (generated == 'v') {
+        virtual_def(rd, t, PQgetvalue(res, r, CO_DEFAULT), b);
+    } else if (generated == 's') {
         sb_addf(b, " GENERATED ALWAYS AS (%s) STORED",
                 PQgetvalue(res, r, CO_DEFAULT));
     } else if (identity) {
@@ -1147,19 +1190,32 @@ static bool read_constraints(reader *rd, sch_table *t, strbuf *create,
 }
 
 /*
+ * A partitioned table's index prints as "CREATE INDEX name ON ONLY t",
+ * the first step of pg_dump's, which then attaches each partition's
+ * index: without ONLY it is the whole tree's in one statement. The ON
+ * ONLY is cut where it stands, right after the name (which a name
+ * holding those words cannot fool).
+ */
+static const char INDEXES_SQL[] =
+    "SELECT CASE WHEN ic.relkind = 'I' AND substr(x.def, length(x.head) + 1,"
+    "    9) = ' ON ONLY ' THEN x.head || ' ON ' || substr(x.def,"
+    "    length(x.head) + 10) ELSE x.def END,"
+    "  c.oid IS NOT NULL, ic.relname, i.indisreplident "
+    "FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid "
+    "CROSS JOIN LATERAL (SELECT pg_get_indexdef(i.indexrelid) AS def,"
+    "  'CREATE ' || CASE WHEN i.indisunique THEN 'UNIQUE ' ELSE '' END ||"
+    "  'INDEX ' || quote_ident(ic.relname) AS head) x "
+    "LEFT JOIN pg_constraint c ON c.conindid = i.indexrelid "
+    "  AND c.conrelid = i.indrelid AND c.contype IN ('p', 'u', 'x') "
+    "WHERE i.indrelid = $1 AND i.indisvalid ORDER BY ic.relname";
+
+/*
  * Indexes that no constraint made (those come with their constraint),
  * then the replica identity, which may name one of the indexes.
  */
 static bool read_indexes(reader *rd, sch_table *t, char replident)
 {
-    PGresult *res = rd_query(rd,
-        "SELECT pg_get_indexdef(i.indexrelid), c.oid IS NOT NULL, ic.relname,"
-        "  i.indisreplident "
-        "FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid "
-        "LEFT JOIN pg_constraint c ON c.conindid = i.indexrelid "
-        "  AND c.conrelid = i.indrelid AND c.contype IN ('p', 'u', 'x') "
-        "WHERE i.indrelid = $1 AND i.indisvalid ORDER BY ic.relname",
-        1, (const char *[]){t->oid});
+    PGresult *res = rd_query(rd, INDEXES_SQL, 1, (const char *[]){t->oid});
     if (!res)
         return false;
     const char *ri_index = NULL;
@@ -1189,6 +1245,56 @@ static bool read_indexes(reader *rd, sch_table *t, char replident)
     return true;
 }
 
+enum { PA_SCHEMA, PA_NAME, PA_PARENT_SCHEMA, PA_PARENT, PA_KIND, PA_BOUND,
+       PA_KEY };
+
+/* Every partition under the table, each after its parent. */
+static const char PARTITIONS_SQL[] =
+    "SELECT n.nspname, c.relname, pn.nspname, pc.relname, c.relkind,"
+    "  pg_get_expr(c.relpartbound, c.oid),"
+    "  CASE WHEN c.relkind = 'p' THEN pg_get_partkeydef(c.oid) END "
+    "FROM pg_partition_tree($1::oid::regclass) t "
+    "JOIN pg_class c ON c.oid = t.relid "
+    "JOIN pg_namespace n ON n.oid = c.relnamespace "
+    "JOIN pg_class pc ON pc.oid = t.parentrelid "
+    "JOIN pg_namespace pn ON pn.oid = pc.relnamespace "
+    "WHERE t.level > 0 ORDER BY t.level, n.nspname, c.relname";
+
+/*
+ * A partitioned table's partitions, made right after it: as PARTITION OF
+ * they take its columns, CHECKs and, later, its keys and indexes. What
+ * is a partition's own (an extra index, say) is not copied.
+ */
+static bool read_partitions(reader *rd, sch_table *t)
+{
+    PGresult *res = rd_query(rd, PARTITIONS_SQL, 1, (const char *[]){t->oid});
+    bool ok = res != NULL;
+    for (int i = 0; ok && i < PQntuples(res); i++) {
+        const char *schema = PQgetvalue(res, i, PA_SCHEMA);
+        char kind = PQgetvalue(res, i, PA_KIND)[0];
+        if (kind != 'r' && kind != 'p') {
+            set_err(rd->err, rd->errlen, "has partition %s.%s, which is not "
+                    "a table (relkind '%c') and which cleave cannot create",
+                    schema, PQgetvalue(res, i, PA_NAME), kind);
+            ok = false;
+            break;
+        }
+        rd_schema(rd, schema);
+        strbuf b = {0};
+        sb_add(&b, "CREATE TABLE ");
+        sb_qname(&b, rd->src, schema, PQgetvalue(res, i, PA_NAME));
+        sb_add(&b, " PARTITION OF ");
+        sb_qname(&b, rd->src, PQgetvalue(res, i, PA_PARENT_SCHEMA),
+                 PQgetvalue(res, i, PA_PARENT));
+        sb_addf(&b, " %s", PQgetvalue(res, i, PA_BOUND));
+        if (kind == 'p')
+            sb_addf(&b, " PARTITION BY %s", PQgetvalue(res, i, PA_KEY));
+        rd->oom |= !sl_push(&t->after_create, rd_take(rd, &b));
+    }
+    PQclear(res);
+    return ok;
+}
+
 static bool read_table(reader *rd, sch_table *t, const cfg_service *svc)
 {
     char replident = 'd';
@@ -1201,8 +1307,11 @@ static bool read_table(reader *rd, sch_table *t, const cfg_service *svc)
     sb_addf(&b, "CREATE TABLE %s (", t->qname);
     ok = ok && read_columns(rd, t, &b) && read_constraints(rd, t, &b, svc);
     sb_add(&b, ")");
+    if (t->partition_by)
+        sb_addf(&b, " PARTITION BY %s", t->partition_by);
     t->create_sql = rd_take(rd, &b);
-    ok = ok && read_indexes(rd, t, replident);
+    ok = ok && (!t->partition_by || read_partitions(rd, t)) &&
+         read_indexes(rd, t, replident);
     if (rd->oom) {
         set_err(rd->err, rd->errlen, "out of memory");
         ok = false;
@@ -1431,10 +1540,35 @@ static bool set_mark(PGconn *tgt, const sch_table *t, const char *mark,
     return ok;
 }
 
-static bool create_table(PGconn *tgt, sch_table *t, schema_outcome *out,
-                         char *err, size_t errlen)
+/*
+ * CREATE TABLE for this target: before PostgreSQL 18 a VIRTUAL generated
+ * column becomes STORED, which reads the same (the same expression) and
+ * is never written by cleave either. NULL when out of memory.
+ */
+static char *create_sql_for(PGconn *tgt, const sch_table *t,
+                            const schema_plan *p)
 {
-    if (!exec(tgt, t->create_sql, err, errlen) ||
+    char *sql = strdup(t->create_sql);
+    if (!sql || !t->nvirtual || PQserverVersion(tgt) >= 180000)
+        return sql;
+    /* Same length, so the places kept stay right: "STORED " for "VIRTUAL". */
+    for (size_t i = 0; i < t->nvirtual; i++)
+        memcpy(sql + t->virtual_at[i], "STORED ", 7);
+    log_info("event=virtual_columns_stored service=%s table=%s columns=%zu "
+             "target_version=%d", p->service, t->display, t->nvirtual,
+             PQserverVersion(tgt) / 10000);
+    return sql;
+}
+
+static bool create_table(PGconn *tgt, const schema_plan *p, sch_table *t,
+                         schema_outcome *out, char *err, size_t errlen)
+{
+    char *sql = create_sql_for(tgt, t, p);
+    bool created = sql && exec(tgt, sql, err, errlen);
+    if (!sql)
+        set_err(err, errlen, "out of memory");
+    free(sql);
+    if (!created ||
         !exec_all(tgt, &t->after_create, err, errlen) ||
         !set_mark(tgt, t, MARK_KEYS, err, errlen)) {
         prefix_err(err, errlen, "table %s: cannot create it", t->display);
@@ -1530,10 +1664,11 @@ static bool same_shape(PGconn *tgt, const sch_table *t, const char *oid,
 static bool adopt_table(PGconn *tgt, sch_table *t, const PGresult *found,
                         schema_outcome *out, char *err, size_t errlen)
 {
-    if (PQgetvalue(found, 0, 1)[0] != 'r') {
-        set_err(err, errlen, "table %s: something else than a table has its "
+    char want = t->partition_by ? 'p' : 'r';
+    if (PQgetvalue(found, 0, 1)[0] != want) {
+        set_err(err, errlen, "table %s: something else than a %stable has its "
                 "name in the target (relkind '%s')", t->display,
-                PQgetvalue(found, 0, 1));
+                t->partition_by ? "partitioned " : "", PQgetvalue(found, 0, 1));
         return false;
     }
     if (!same_shape(tgt, t, PQgetvalue(found, 0, 0), err, errlen))
@@ -1555,8 +1690,8 @@ static bool adopt_table(PGconn *tgt, sch_table *t, const PGresult *found,
     return true;
 }
 
-static bool prepare_table(PGconn *tgt, sch_table *t, schema_outcome *out,
-                          char *err, size_t errlen)
+static bool prepare_table(PGconn *tgt, const schema_plan *p, sch_table *t,
+                          schema_outcome *out, char *err, size_t errlen)
 {
     PGresult *res = query(tgt,
         "SELECT c.oid, c.relkind, obj_description(c.oid, 'pg_class') "
@@ -1565,7 +1700,7 @@ static bool prepare_table(PGconn *tgt, sch_table *t, schema_outcome *out,
         2, (const char *[]){t->name.schema, t->name.name}, err, errlen);
     if (!res)
         return false;
-    bool ok = PQntuples(res) == 0 ? create_table(tgt, t, out, err, errlen)
+    bool ok = PQntuples(res) == 0 ? create_table(tgt, p, t, out, err, errlen)
                                   : adopt_table(tgt, t, res, out, err, errlen);
     PQclear(res);
     return ok;
@@ -1582,7 +1717,7 @@ bool schema_prepare_target(PGconn *tgt, schema_plan *p,
               create_types(tgt, p, err, errlen) &&
               create_sequences(tgt, p, err, errlen);
     for (size_t i = 0; ok && i < p->ntables; i++)
-        ok = prepare_table(tgt, &p->tables[i], &outcome[i], err, errlen);
+        ok = prepare_table(tgt, p, &p->tables[i], &outcome[i], err, errlen);
     ok = tgt_end(tgt, p, ok, err, errlen);
     for (size_t i = 0; !ok && i < p->ntables; i++)
         p->tables[i].build = BUILD_NONE;

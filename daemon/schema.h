@@ -56,6 +56,11 @@ const cfg_table *schema_table(const schema_plan *p, size_t i);
 /* The columns COPY carries (generated columns left out): "a", "b". */
 const char *schema_copy_columns(const schema_plan *p, size_t i);
 /*
+ * Whether table i is partitioned: its rows are its partitions', so it is
+ * read and emptied without ONLY.
+ */
+bool schema_table_partitioned(const schema_plan *p, size_t i);
+/*
  * Size estimates from the source for ordering and progress: pg_table_size
  * (with TOAST) and reltuples; -1 when unknown (never analyzed).
  */
@@ -78,7 +83,10 @@ typedef enum schema_outcome {
  * (enums, domains, composites, in dependency order; one that exists by
  * name is reused), missing sequences, and each missing table with
  * its columns, defaults, NOT NULL, generated columns, identity, collations
- * and validated CHECK constraints, but no keys or indexes yet. A table
+ * and validated CHECK constraints, but no keys or indexes yet; a
+ * partitioned table with its partitions (PARTITION OF, their bounds, and
+ * their own partition keys). A VIRTUAL generated column is made STORED in
+ * a target older than PostgreSQL 18 (event=virtual_columns_stored). A table
  * that exists is compared with the source (the same column names, types
  * as format_type prints them, NOT NULL and generated-ness): same shape
  * gives SCHEMA_EXISTS_EMPTY or SCHEMA_EXISTS_ROWS, another shape fails

@@ -133,44 +133,113 @@ static char *table_list(PGconn *conn, const cfg *config)
     return buf;
 }
 
-/* Adds owned tables the publication lacks (a table given to a service). */
-static bool add_missing_tables(source *src, const char *pub, char *err,
-                               size_t errlen)
+/*
+ * Whether the publication holds table t, and whether t is partitioned.
+ * pg_publication_tables lists a partitioned table by its partitions
+ * unless the publication publishes via the root, so t or any member of
+ * its partition tree (pg_partition_tree has none for a plain table)
+ * counts.
+ */
+static bool table_membership(source *src, const char *pub, const cfg_table *t,
+                             bool *member, bool *partitioned, char *err,
+                             size_t errlen)
+{
+    const char *params[] = {pub, t->schema, t->name};
+    PGresult *res = query(src->control,
+        "SELECT EXISTS (SELECT 1 FROM (SELECT r.oid AS relid UNION"
+        "  SELECT relid FROM pg_catalog.pg_partition_tree(r.oid)) pt"
+        "  JOIN pg_catalog.pg_class c ON c.oid = pt.relid"
+        "  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+        "  JOIN pg_catalog.pg_publication_tables p ON p.pubname = $1"
+        "   AND p.schemaname = n.nspname AND p.tablename = c.relname),"
+        " coalesce((SELECT relkind = 'p' FROM pg_catalog.pg_class"
+        "  WHERE oid = r.oid), false) "
+        "FROM (SELECT pg_catalog.to_regclass(pg_catalog.format('%I.%I',"
+        "  $2::text, $3::text)) AS oid) r", 3, params, err, errlen);
+    if (!res)
+        return false;
+    *member = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+    *partitioned = strcmp(PQgetvalue(res, 0, 1), "t") == 0;
+    PQclear(res);
+    return true;
+}
+
+/* Runs "ALTER PUBLICATION pub " followed by what, the names quoted. */
+static bool alter_publication(source *src, const char *pub, const char *what,
+                              const cfg_table *t, char *err, size_t errlen)
+{
+    PGconn *c = src->control;
+    char *p = PQescapeIdentifier(c, pub, strlen(pub));
+    char *s = t ? PQescapeIdentifier(c, t->schema, strlen(t->schema)) : NULL;
+    char *n = t ? PQescapeIdentifier(c, t->name, strlen(t->name)) : NULL;
+    char *sql = NULL;
+    if (p && (!t || (s && n)) &&
+        asprintf(&sql, "ALTER PUBLICATION %s %s%s%s%s", p, what, t ? s : "",
+                 t ? "." : "", t ? n : "") < 0)
+        sql = NULL;
+    PQfreemem(p);
+    PQfreemem(s);
+    PQfreemem(n);
+    PGresult *res = sql ? query(c, sql, 0, NULL, err, errlen) : NULL;
+    if (!sql)
+        snprintf(err, errlen, "ALTER PUBLICATION %s: out of memory", pub);
+    free(sql);
+    bool ok = res != NULL;
+    PQclear(res);
+    return ok;
+}
+
+/*
+ * Adds owned tables the publication lacks (a table given to a service);
+ * *partitioned is set when an owned table is partitioned.
+ */
+static bool add_missing_tables(source *src, const char *pub, bool *partitioned,
+                               char *err, size_t errlen)
 {
     const cfg *config = src->config;
+    *partitioned = false;
     for (size_t i = 0; i < config->n_services; i++) {
         const cfg_service *svc = &config->services[i];
         for (size_t j = 0; j < svc->n_owned; j++) {
             const cfg_table *t = &svc->owned[j];
-            const char *params[] = {pub, t->schema, t->name};
-            PGresult *res = query(src->control,
-                "SELECT 1 FROM pg_publication_tables WHERE pubname = $1 "
-                "AND schemaname = $2 AND tablename = $3", 3, params, err, errlen);
-            if (!res)
+            bool member, part;
+            if (!table_membership(src, pub, t, &member, &part, err, errlen))
                 return false;
-            bool present = PQntuples(res) > 0;
-            PQclear(res);
-            if (present)
+            *partitioned |= part;
+            if (member)
                 continue;
-            char *p = PQescapeIdentifier(src->control, pub, strlen(pub));
-            char *s = PQescapeIdentifier(src->control, t->schema, strlen(t->schema));
-            char *n = PQescapeIdentifier(src->control, t->name, strlen(t->name));
-            char *sql = NULL;
-            if (p && s && n &&
-                asprintf(&sql, "ALTER PUBLICATION %s ADD TABLE %s.%s", p, s, n) < 0)
-                sql = NULL;
-            PQfreemem(p);
-            PQfreemem(s);
-            PQfreemem(n);
-            res = sql ? query(src->control, sql, 0, NULL, err, errlen) : NULL;
-            free(sql);
-            if (!res)
+            if (!alter_publication(src, pub, "ADD TABLE ", t, err, errlen))
                 return false;
-            PQclear(res);
             log_info("event=publication_table_added publication=%s table=%s.%s "
                      "service=%s", pub, t->schema, t->name, svc->name);
         }
     }
+    return true;
+}
+
+/*
+ * Changes to a partitioned table must arrive under its own name, which
+ * routes them to its owner, not under its partitions' names (owned by
+ * nobody): a publication made elsewhere is switched to publish via the
+ * root, as PostgreSQL 13 and later can.
+ */
+static bool ensure_via_root(source *src, const char *pub, char *err,
+                            size_t errlen)
+{
+    PGresult *res = query(src->control,
+                          "SELECT pubviaroot FROM pg_catalog.pg_publication "
+                          "WHERE pubname = $1", 1, &pub, err, errlen);
+    if (!res)
+        return false;
+    bool via_root = PQntuples(res) > 0 && strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+    PQclear(res);
+    if (via_root)
+        return true;
+    if (!alter_publication(src, pub, "SET (publish_via_partition_root = true)",
+                           NULL, err, errlen))
+        return false;
+    log_info("event=publication_altered publication=%s "
+             "publish_via_partition_root=true", pub);
     return true;
 }
 
@@ -182,16 +251,20 @@ static bool ensure_publication(source *src, char *err, size_t errlen)
                           &pub, err, errlen);
     if (!res)
         return false;
-    bool exists = PQntuples(res) > 0;
+    bool exists = PQntuples(res) > 0, partitioned = false;
     PQclear(res);
     if (exists)
-        return add_missing_tables(src, pub, err, errlen);
+        return add_missing_tables(src, pub, &partitioned, err, errlen) &&
+               (!partitioned || src->server_version < 130000 ||
+                ensure_via_root(src, pub, err, errlen));
     char *ident = PQescapeIdentifier(src->control, pub, strlen(pub));
     char *tables = table_list(src->control, src->config);
     char *sql = NULL;
     bool ok = ident && tables &&
-              asprintf(&sql, "CREATE PUBLICATION %s FOR TABLE %s", ident,
-                       tables) >= 0;
+              asprintf(&sql, "CREATE PUBLICATION %s FOR TABLE %s%s", ident,
+                       tables, src->server_version >= 130000
+                           ? " WITH (publish_via_partition_root = true)"
+                           : "") >= 0;
     PQfreemem(ident);
     free(tables);
     res = ok ? query(src->control, sql, 0, NULL, err, errlen) : NULL;

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs the dependencies, builds cleave and runs every test suite (unit
-# and integration: the integration tests start their own throwaway
+# Installs the dependencies (and the PostgreSQL versions Debian lacks that
+# tests ask for), builds cleave and runs every test suite (unit and
+# integration: the integration tests start their own throwaway
 # PostgreSQL). With --sanitize: the suites marked `sanitize` in their
 # meson.build (the decoder, the sinks, the unit suites and the end-to-end
 # runs that exercise memory most) under AddressSanitizer and
@@ -10,6 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tests/setup-debian.sh
+bash tests/setup-pg.sh 18
 
 builddir=build
 opts=()

@@ -113,6 +113,25 @@ static void find_bindir(char *out, size_t len)
     }
 }
 
+/*
+ * The server programs of `major`: Debian's own, else those tests/setup-pg.sh
+ * installed into $CLEAVE_PG_CACHE (default /var/cache/cleave-pg). False
+ * when neither has them.
+ */
+static bool find_version_bindir(int major, char *out, size_t len)
+{
+    const char *cache = getenv("CLEAVE_PG_CACHE");
+    char path[400];
+    snprintf(out, len, "/usr/lib/postgresql/%d/bin", major);
+    snprintf(path, sizeof path, "%s/postgres", out);
+    if (access(path, X_OK) == 0)
+        return true;
+    snprintf(out, len, "%s/%d/bin",
+             cache && *cache ? cache : "/var/cache/cleave-pg", major);
+    snprintf(path, sizeof path, "%s/postgres", out);
+    return access(path, X_OK) == 0;
+}
+
 static int free_port(void)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -128,11 +147,19 @@ static int free_port(void)
     return port;
 }
 
+/*
+ * A program of the cluster's server version when its directory has it,
+ * else the client's: the packaged servers ship no psql, pgbench or
+ * pg_dump, and Debian's psql and pgbench speak to any server.
+ */
 static void pg_bin(const pgc_cluster *c, const char *tool, char *out,
                    size_t len)
 {
-    if (c->bindir[0])
-        snprintf(out, len, "%s/%s", c->bindir, tool);
+    snprintf(out, len, "%s/%s", c->bindir, tool);
+    if (c->bindir[0] && access(out, X_OK) == 0)
+        return;
+    if (c->clientdir[0])
+        snprintf(out, len, "%s/%s", c->clientdir, tool);
     else
         snprintf(out, len, "%s", tool);
 }
@@ -298,22 +325,37 @@ static bool register_live(pgc_cluster *c)
     return false;
 }
 
-pgc_cluster *pgc_start(const char *const *settings)
+/* Where the server programs and the client programs come from. */
+static bool choose_bindirs(pgc_cluster *c, int major)
 {
-    install_hooks();
-    pgc_cluster *c = calloc(1, sizeof *c);
-    if (!c)
-        return NULL;
-    c->as_postgres = geteuid() == 0;
-    find_bindir(c->bindir, sizeof c->bindir);
-    reap_stale(c->bindir, c->as_postgres);
-    c->port = free_port();
-    if (c->port < 0 || !make_dirs(c)) {
-        fprintf(stderr, "pgcluster: cannot prepare %s: %s\n", c->root,
-                strerror(errno));
-        free(c);
-        return NULL;
+    find_bindir(c->clientdir, sizeof c->clientdir);
+    if (major == 0) {
+        snprintf(c->bindir, sizeof c->bindir, "%s", c->clientdir);
+        return true;
     }
+    if (find_version_bindir(major, c->bindir, sizeof c->bindir))
+        return true;
+    fprintf(stderr,
+            "pgcluster: PostgreSQL %d is not installed: run "
+            "tests/setup-pg.sh %d\n", major, major);
+    return false;
+}
+
+/* The running server's major version; a mismatch with the asked one fails. */
+static bool check_version(pgc_cluster *c, int major)
+{
+    char *num = pgc_query_value(c, "postgres", "SHOW server_version_num");
+    c->major = num ? atoi(num) / 10000 : 0;
+    free(num);
+    if (c->major > 0 && (major == 0 || c->major == major))
+        return true;
+    fprintf(stderr, "pgcluster: %s/postgres runs version %d, not %d\n",
+            c->bindir, c->major, major);
+    return false;
+}
+
+static bool init_and_start(pgc_cluster *c, const char *const *settings)
+{
     char initdb[300], pgctl[300], logpath[400];
     pg_bin(c, "initdb", initdb, sizeof initdb);
     pg_bin(c, "pg_ctl", pgctl, sizeof pgctl);
@@ -323,8 +365,32 @@ pgc_cluster *pgc_start(const char *const *settings)
                          "--no-sync", NULL};
     char *start_argv[] = {pgctl, "-D", c->datadir, "-l", logpath, "-w",
                           "-t", "60", "start", NULL};
-    if (run(c->as_postgres, init_argv, logpath) != 0 || !write_conf(c, settings) ||
-        run(c->as_postgres, start_argv, "/dev/null") != 0 || !register_live(c)) {
+    return run(c->as_postgres, init_argv, logpath) == 0 &&
+           write_conf(c, settings) &&
+           run(c->as_postgres, start_argv, "/dev/null") == 0 &&
+           register_live(c);
+}
+
+pgc_cluster *pgc_start_version(int major, const char *const *settings)
+{
+    install_hooks();
+    pgc_cluster *c = calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    c->as_postgres = geteuid() == 0;
+    if (!choose_bindirs(c, major)) {
+        free(c);
+        return NULL;
+    }
+    reap_stale(c->bindir, c->as_postgres);
+    c->port = free_port();
+    if (c->port < 0 || !make_dirs(c)) {
+        fprintf(stderr, "pgcluster: cannot prepare %s: %s\n", c->root,
+                strerror(errno));
+        free(c);
+        return NULL;
+    }
+    if (!init_and_start(c, settings)) {
         fprintf(stderr, "pgcluster: cannot start a cluster in %s\n", c->root);
         print_log_tail(c);
         stop_server(c->bindir, c->datadir, c->as_postgres);
@@ -332,7 +398,16 @@ pgc_cluster *pgc_start(const char *const *settings)
         free(c);
         return NULL;
     }
+    if (!check_version(c, major)) {
+        pgc_stop(c);
+        return NULL;
+    }
     return c;
+}
+
+pgc_cluster *pgc_start(const char *const *settings)
+{
+    return pgc_start_version(0, settings);
 }
 
 void pgc_stop(pgc_cluster *c)

@@ -22,7 +22,9 @@ typedef struct pgc_cluster {
     char root[256];      /* the temporary directory holding it all */
     char datadir[300];
     char sockdir[300];
-    char bindir[256];
+    char bindir[256];    /* the server's programs */
+    char clientdir[256]; /* psql, pgbench, pg_dump: Debian's newest */
+    int major;           /* the running server's major version */
     int port;
     bool as_postgres;    /* run server commands through runuser */
 } pgc_cluster;
@@ -33,6 +35,16 @@ typedef struct pgc_cluster {
  * reason (and the server log's tail) on stderr.
  */
 pgc_cluster *pgc_start(const char *const *settings);
+/*
+ * The same with PostgreSQL `major` (14 to 18; 0 for pgc_start's default,
+ * the newest Debian packages): Debian's own programs if present, else
+ * those tests/setup-pg.sh installed (see there). NULL when that version
+ * is not installed or the server started reports another one. Such a
+ * cluster runs Debian's psql and pgbench, which speak to any server;
+ * Debian's pg_dump refuses servers newer than itself and the packaged
+ * servers ship none, so no test dumps a newer server.
+ */
+pgc_cluster *pgc_start_version(int major, const char *const *settings);
 /* Stops the server at once and removes its directory. */
 void pgc_stop(pgc_cluster *c);
 

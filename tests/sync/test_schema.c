@@ -608,8 +608,8 @@ START_TEST(unusable_source_tables)
         "    target:\n      postgres: \"dbname=c\"\n";
     static const char *const want[] = {
         "service a: table public.nope: does not exist in the source",
-        "service b: table public.parted: is partitioned, which the initial "
-        "sync does not support yet",
+        "service b: table public.parted: has partition public.parted_f, "
+        "which is not a table (relkind 'f') and which cleave cannot create",
         "service c: table public.\"A View\": is not a table in the source "
         "(relkind 'v')",
     };
@@ -619,6 +619,11 @@ START_TEST(unusable_source_tables)
     ck_assert(pgc_createdb(cluster, "misc"));
     ck_assert(pgc_exec(cluster, "misc",
                        "CREATE TABLE parted (id int) PARTITION BY RANGE (id);"
+                       "CREATE EXTENSION file_fdw;"
+                       "CREATE SERVER files FOREIGN DATA WRAPPER file_fdw;"
+                       "CREATE FOREIGN TABLE parted_f PARTITION OF parted "
+                       "FOR VALUES FROM (0) TO (10) SERVER files "
+                       "OPTIONS (filename '/dev/null');"
                        "CREATE VIEW \"A View\" AS SELECT 1 AS x"));
     PGconn *src = pgc_connect(cluster, "misc");
     run(src, "BEGIN ISOLATION LEVEL REPEATABLE READ");
