@@ -91,19 +91,25 @@ typedef struct cfg_kafka {
     char *message_topic;      /* template, {name} {service} */
 } cfg_kafka;
 
+/*
+ * Where a replication stream comes from. The configuration's `source` is
+ * the shared database; a pipeline of the daemon reads one of these.
+ */
+typedef struct cfg_source {
+    char *dsn;
+    char *slot;               /* default: cleave_<name> */
+    char *publication;        /* default: cleave_<name> */
+    int heartbeat_interval_ms;  /* 0: off */
+    bool loop_prevention;       /* skip cleave_ origins */
+} cfg_source;
+
 /* Whether a service publishes a logical message with this prefix. */
 bool cfg_wants_message(const cfg_service *svc, const char *prefix);
 
 typedef struct cfg {
     char *path;
     char *name;
-    struct {
-        char *dsn;
-        char *slot;           /* default: cleave_<name> */
-        char *publication;    /* default: cleave_<name> */
-        int heartbeat_interval_ms;  /* 0: off */
-        bool loop_prevention;       /* skip cleave_ origins */
-    } source;
+    cfg_source source;        /* the shared database */
     char *state_dir;
     int copy_workers;         /* parallel table copies in the initial sync */
     char *status_socket;

@@ -23,6 +23,7 @@
 
 struct initsync {
     const cfg *config;
+    const cfg_source *source;
     syncstate *ss;
     snap *created;
     pthread_t thread;
@@ -152,7 +153,7 @@ static PGconn *connect_dsn(const char *dsn)
 /* A read-only repeatable-read transaction in the snapshot (if any). */
 static PGconn *open_source(round *r, const snap *s)
 {
-    PGconn *c = connect_dsn(r->is->config->source.dsn);
+    PGconn *c = connect_dsn(r->is->source->dsn);
     if (PQstatus(c) != CONNECTION_OK) {
         round_fail(r, "cannot connect to the source: %s", first_line(c));
         PQfinish(c);
@@ -716,9 +717,9 @@ static snap *round_snapshot(round *r)
     if (!any_table_left(is))
         return NULL;
     char slot[64], err[1024];
-    snprintf(slot, sizeof slot, "%.40s_sync_%ld", is->config->source.slot,
+    snprintf(slot, sizeof slot, "%.40s_sync_%ld", is->source->slot,
              (long)getpid());
-    snap *s = snap_create(is->config, slot, true, stopped, is, err, sizeof err);
+    snap *s = snap_create(is->source, slot, true, stopped, is, err, sizeof err);
     if (!s)
         round_fail(r, "%s", err);
     return s;
@@ -861,7 +862,8 @@ static void *initsync_main(void *arg)
     return NULL;
 }
 
-initsync *initsync_start(const cfg *config, syncstate *ss, snap *created)
+initsync *initsync_start(const cfg *config, const cfg_source *source,
+                         syncstate *ss, snap *created)
 {
     initsync *is = calloc(1, sizeof *is);
     if (!is) {
@@ -869,6 +871,7 @@ initsync *initsync_start(const cfg *config, syncstate *ss, snap *created)
         return NULL;
     }
     is->config = config;
+    is->source = source;
     is->ss = ss;
     is->created = created;
     is->rows = calloc(config->n_services ? config->n_services : 1,

@@ -33,7 +33,8 @@ typedef struct initsync initsync;
  * Starts the thread; takes `created` (the snapshot of the slot `run` just
  * made, or NULL). NULL only when out of resources.
  */
-initsync *initsync_start(const cfg *config, syncstate *ss, snap *created);
+initsync *initsync_start(const cfg *config, const cfg_source *source,
+                         syncstate *ss, snap *created);
 /* Rows copied so far for service svc (for status; 0 when is is NULL). */
 uint64_t initsync_rows(const initsync *is, size_t svc);
 /* Whether every service is finished (the thread has ended). */

@@ -1,14 +1,15 @@
 /*
  * run: the daemon's event loop.
  *
- * One thread reads the slot and routes (stream.c); one worker thread per
- * sink applies (worker.c). This loop waits on the replication socket, the
- * workers' wake-up eventfd and a signalfd, and on timers: standby status
- * updates, heartbeats, reconnects. Signals only set what the loop acts on.
+ * The runner holds the pipelines (pipeline.c: a source, its stream and
+ * its sinks' workers; today one, the shared database to the services),
+ * the status socket and systemd's protocol. This loop, on the main thread,
+ * waits on each pipeline's replication socket, the workers' wake-up
+ * eventfd and a signalfd, and on timers: standby status updates,
+ * heartbeats, reconnects. Signals only set what the loop acts on.
  */
 #include "daemon/run.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <poll.h>
 #include <signal.h>
@@ -17,52 +18,34 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/signalfd.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <systemd/sd-daemon.h>
 
-#include "common/backoff.h"
 #include "common/exitcode.h"
-#include "config/config.h"
-#include "daemon/fanout.h"
-#include "daemon/initsync.h"
 #include "common/log.h"
-#include "daemon/source.h"
+#include "config/config.h"
 #include "daemon/monitor.h"
-#include "daemon/spool.h"
+#include "daemon/pipeline.h"
 #include "daemon/status.h"
-#include "daemon/stream.h"
-#include "daemon/syncsink.h"
-#include "daemon/syncstate.h"
 
-#define STATUS_INTERVAL_MS 10000   /* standby status update at least this often */
-#define STATUS_MIN_GAP_MS 200      /* and when flush moved, at most this often */
-#define QUEUE_BYTES (8u << 20)     /* per sink: bounds memory, gives batching */
-#define FRAMES_PER_TURN 4096       /* then look at signals and timers again */
+#define STATUS_MIN_GAP_MS 200      /* the loop's longest sleep */
 #define NOTIFY_STATUS_MS 5000      /* systemd's STATUS= line this often */
+#define MAX_PIPELINES 8
+#define FIRST_OPEN_WAIT_MS 30000   /* for every sink's first open at start */
 
 typedef struct runner {
     cfg *config;
     int sigfd, wakefd;
-    source *src;
-    stream *st;
-    syncstate *sync;
-    initsync *init;
+    pipeline *pipes[MAX_PIPELINES];
+    size_t npipes;
     bool reexec;              /* a reload changed what is replicated */
-    snap *created;            /* the new slot's snapshot, for the copy */
-    fanout *fo;               /* a syncsink around each real sink, and workers */
     monitor *mon;             /* figures for the status socket */
     status_server *status;
     int64_t last_notify_status;
     bool stopping;
     bool notified_ready;
-    int64_t next_source_try;
-    backoff source_backoff;
-    int64_t last_status;
-    lsn_t last_flush_sent;
-    int64_t next_heartbeat;
     uint64_t watchdog_us;
     int64_t last_watchdog;
 } runner;
@@ -72,14 +55,6 @@ static int64_t now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static bool make_dir(const char *path)
-{
-    if (mkdir(path, 0700) == 0 || errno == EEXIST)
-        return true;
-    log_error("event=state_dir_failed path=%s error=\"%s\"", path, strerror(errno));
-    return false;
 }
 
 static char **kept_argv;
@@ -102,32 +77,6 @@ static int setup_signals(void)
     return signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
 }
 
-/* A sink of service i (and its worker), wrapped for the initial sync. */
-static bool start_worker(runner *d, size_t i, bool kafka)
-{
-    const cfg *c = d->config;
-    const cfg_service *svc = &c->services[i];
-    sink *inner = sink_new(kafka ? SINK_KIND_KAFKA : SINK_KIND_POSTGRES, c,
-                           svc);
-    sink *s = inner ? syncsink_new(inner, d->sync, i) : NULL;
-    return fanout_add(d->fo, s, kafka && svc->n_messages > 0);
-}
-
-static bool start_workers(runner *d)
-{
-    const cfg *c = d->config;
-    d->fo = fanout_new(c, d->wakefd, QUEUE_BYTES);
-    if (!d->fo)
-        return false;
-    for (size_t i = 0; i < c->n_services; i++) {
-        const cfg_service *svc = &c->services[i];
-        if ((svc->target_postgres && !start_worker(d, i, false)) ||
-            (svc->target_kafka && !start_worker(d, i, true)))
-            return false;
-    }
-    return true;
-}
-
 /* While a slot is made: a pending SIGTERM/SIGINT gives up (left unread). */
 static bool signalled(void *arg)
 {
@@ -140,69 +89,62 @@ static bool signalled(void *arg)
     return sigismember(&pending, SIGTERM) || sigismember(&pending, SIGINT);
 }
 
-/* Removes the hold spools of an earlier slot: they belong to its stream. */
-static void clean_hold_dir(const char *dir)
+static void watchdog(runner *d)
 {
-    DIR *dh = opendir(dir);
-    struct dirent *e;
-    while (dh && (e = readdir(dh)) != NULL) {
-        if (e->d_name[0] == '.')
-            continue;
-        char path[4096];
-        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-        unlink(path);
-    }
-    if (dh)
-        closedir(dh);
+    if (d->watchdog_us == 0 ||
+        now_ms() - d->last_watchdog < (int64_t)(d->watchdog_us / 2000))
+        return;
+    d->last_watchdog = now_ms();
+    sd_notify(0, "WATCHDOG=1");
 }
 
 /*
- * The source is prepared first (retrying while it is down): whether the
- * slot is new decides whether earlier progress counts.
+ * Waits `ms` unless SIGTERM or SIGINT comes (then true). An armed
+ * watchdog (a restart in place) must hear from us meanwhile.
  */
-static void watchdog(runner *d);
-
-static bool start_sync(runner *d, const char *hold_dir)
+static bool wait_or_stop(runner *d, int64_t ms)
 {
-    char err[1024];
-    while (!source_prepare(d->src, signalled, d, err, sizeof err)) {
-        if (signalled(d)) {
-            d->stopping = true;
-            return true;
-        }
-        int64_t wait = backoff_next(&d->source_backoff);
-        log_error("event=source_failed error=\"%s\" retry_in=%lldms", err,
-                  (long long)wait);
-        sigset_t set;
-        sigemptyset(&set);
-        sigaddset(&set, SIGTERM);
-        sigaddset(&set, SIGINT);
-        /* An armed watchdog (a restart in place) must hear from us. */
-        watchdog(d);
-        if (d->watchdog_us && wait > (int64_t)(d->watchdog_us / 2000))
-            wait = (int64_t)(d->watchdog_us / 2000);
-        struct timespec ts = {wait / 1000, (wait % 1000) * 1000000};
-        if (sigtimedwait(&set, NULL, &ts) > 0) {
-            d->stopping = true;
-            return true;
-        }
-    }
-    backoff_reset(&d->source_backoff);
-    d->created = source_take_snapshot(d->src);
-    if (d->created)
-        clean_hold_dir(hold_dir);
-    d->sync = syncstate_open(d->config, d->created != NULL, err, sizeof err);
-    if (!d->sync)
-        log_error("event=state_failed error=\"%s\"", err);
-    return d->sync != NULL;
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    watchdog(d);
+    if (d->watchdog_us && ms > (int64_t)(d->watchdog_us / 2000))
+        ms = (int64_t)(d->watchdog_us / 2000);
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000};
+    return sigtimedwait(&set, NULL, &ts) > 0;
 }
 
-/* Lets every sink try its first open, so the stream starts with them. */
-static void await_workers(runner *d)
+/*
+ * A pipeline's source is prepared first, retried while it is down: whether
+ * its slot is new decides whether earlier progress counts. False when
+ * stopped meanwhile, or when it cannot go on.
+ */
+static bool prepare(runner *d, pipeline *p)
 {
-    int64_t deadline = now_ms() + 30000;
+    char err[1024];
+    int retry_ms;
+    while (!pipeline_prepare(p, signalled, d, &retry_ms, err, sizeof err)) {
+        if (!signalled(d))
+            log_error("event=source_failed error=\"%s\" retry_in=%dms", err,
+                      retry_ms);
+        if (signalled(d) || wait_or_stop(d, retry_ms)) {
+            d->stopping = true;
+            return false;
+        }
+    }
+    return pipeline_open(p);
+}
+
+/* Lets every sink try its first open, so the streams start with them. */
+static void await_sinks(runner *d)
+{
+    int64_t deadline = now_ms() + FIRST_OPEN_WAIT_MS;
     for (;;) {
-        if (!fanout_starting(d->fo) || now_ms() > deadline)
+        bool starting = false;
+        for (size_t i = 0; i < d->npipes; i++)
+            starting = starting || pipeline_starting(d->pipes[i]);
+        if (!starting || now_ms() > deadline)
             return;
         watchdog(d);
         struct pollfd p = {d->wakefd, POLLIN, 0};
@@ -214,90 +156,25 @@ static void await_workers(runner *d)
     }
 }
 
-static bool make_stream(runner *d, const char *spool_dir)
+/* The forward pipeline: the shared database to the services. */
+static bool add_pipelines(runner *d)
 {
-    d->st = stream_new(d->config, d->fo, spool_dir);
-    return d->st != NULL;
+    d->pipes[0] = pipeline_new(d->config, &d->config->source,
+                               d->config->state_dir, d->wakefd);
+    if (!d->pipes[0])
+        return false;
+    d->npipes = 1;
+    return true;
 }
 
-static void source_failed(runner *d, const char *err)
+static void try_start_sources(runner *d)
 {
-    int wait = backoff_next(&d->source_backoff);
-    log_error("event=source_failed error=\"%s\" retry_in=%dms", err, wait);
-    source_stop(d->src);
-    d->next_source_try = now_ms() + wait;
-}
-
-static void try_start_source(runner *d)
-{
-    char err[1024] = "";
-    if (source_streaming(d->src) || now_ms() < d->next_source_try)
-        return;
-    if (!source_prepare(d->src, signalled, d, err, sizeof err) ||
-        !stream_restart(d->st, source_proto_version(d->src)) ||
-        !source_start(d->src, err, sizeof err)) {
-        source_failed(d, err[0] ? err : "out of memory");
-        return;
-    }
-    snap *late = source_take_snapshot(d->src);
-    if (late) {
-        /* Someone dropped the slot while cleave ran: changes were lost. */
-        log_error("event=slot_recreated slot=%s error=\"the slot disappeared "
-                  "while cleave was running; changes made meanwhile are not "
-                  "in the targets: copy again (empty the targets and remove "
-                  "%s/initial_sync.json)\"", d->config->source.slot,
-                  d->config->state_dir);
-        snap_release(late);
-    }
-    backoff_reset(&d->source_backoff);
-    d->last_status = 0;
-    if (!d->notified_ready) {
-        d->notified_ready = true;
-        sd_notify(0, "READY=1\nSTATUS=streaming");
-    }
-}
-
-static void send_status(runner *d, bool force)
-{
-    if (!source_streaming(d->src))
-        return;
-    lsn_t flush = stream_flush_lsn(d->st);
-    int64_t now = now_ms();
-    bool due = now - d->last_status >= STATUS_INTERVAL_MS ||
-               (flush != d->last_flush_sent && now - d->last_status >= STATUS_MIN_GAP_MS);
-    if (!force && !due)
-        return;
-    if (!source_send_status(d->src, stream_received(d->st), flush, false)) {
-        source_failed(d, "cannot send a status update");
-        return;
-    }
-    if (flush != d->last_flush_sent) {
-        char lsn[LSN_STRLEN];
-        log_debug("event=feedback flush_lsn=%s", lsn_format(flush, lsn));
-    }
-    d->last_status = now;
-    d->last_flush_sent = flush;
-}
-
-/* Reads frames until none is ready, the sinks push back, or a turn ends. */
-static void read_frames(runner *d)
-{
-    char err[1024];
-    for (int n = 0; n < FRAMES_PER_TURN && !stream_busy(d->st); n++) {
-        const uint8_t *buf;
-        size_t len;
-        err[0] = '\0';
-        int r = source_read(d->src, &buf, &len, err, sizeof err);
-        if (r == 0)
-            return;
-        bool reply = false;
-        if (r < 0 || !stream_frame(d->st, buf, len, &reply, err, sizeof err)) {
-            source_failed(d, err);
-            return;
+    for (size_t i = 0; i < d->npipes; i++)
+        if (pipeline_try_start(d->pipes[i], signalled, d) &&
+            !d->notified_ready) {
+            d->notified_ready = true;
+            sd_notify(0, "READY=1\nSTATUS=streaming");
         }
-        if (reply)
-            send_status(d, true);
-    }
 }
 
 /* What a reload changes: the keys, and whether any needs a restart. */
@@ -370,43 +247,25 @@ static void handle_wake(runner *d)
     uint64_t v;
     if (read(d->wakefd, &v, sizeof v) < 0 && errno != EAGAIN)
         log_warning("event=wake_read_failed error=\"%s\"", strerror(errno));
-    if (stream_needs_restart(d->st) && source_streaming(d->src)) {
-        /* A sink came back: replay the slot from what it holds. */
-        log_info("event=replay reason=\"a sink reopened\"");
-        source_stop(d->src);
-        d->next_source_try = 0;
-    }
-}
-
-static void heartbeat(runner *d)
-{
-    int interval = d->config->source.heartbeat_interval_ms;
-    if (interval <= 0 || now_ms() < d->next_heartbeat)
-        return;
-    char err[1024];
-    d->next_heartbeat = now_ms() + interval;
-    if (!source_heartbeat(d->src, err, sizeof err))
-        log_warning("event=heartbeat_failed error=\"%s\"", err);
+    for (size_t i = 0; i < d->npipes; i++)
+        pipeline_wake(d->pipes[i]);
 }
 
 static int poll_timeout(const runner *d)
 {
     int64_t now = now_ms();
     int64_t t = now + STATUS_MIN_GAP_MS;
-    if (!source_streaming(d->src) && d->next_source_try < t)
-        t = d->next_source_try;
-    if (d->config->source.heartbeat_interval_ms > 0 && d->next_heartbeat < t)
-        t = d->next_heartbeat;
-    if (stream_busy(d->st))
-        t = now + 50;
+    for (size_t i = 0; i < d->npipes; i++)
+        t = pipeline_deadline(d->pipes[i], t);
     return t <= now ? 0 : (int)(t - now);
 }
 
 /* The figures for the status socket, and systemd's one-line summary. */
 static void publish(runner *d)
 {
-    monitor_publish(d->mon, source_streaming(d->src), d->st,
-                    d->last_flush_sent);
+    const pipeline *p = d->pipes[0];
+    monitor_publish(d->mon, pipeline_streaming(p), pipeline_stream(p),
+                    pipeline_flush_sent(p));
     if (now_ms() - d->last_notify_status < NOTIFY_STATUS_MS)
         return;
     char line[256];
@@ -416,18 +275,20 @@ static void publish(runner *d)
 }
 
 /*
- * The status socket. Another cleave answering on it is fatal (two daemons
- * on one configuration would fight over the slot); any other failure
- * only costs the socket.
+ * The status socket, about the forward pipeline. Another cleave answering
+ * on it is fatal (two daemons on one configuration would fight over the
+ * slot); any other failure only costs the socket.
  */
 static bool start_status(runner *d)
 {
     char err[512];
-    d->mon = monitor_new(d->config, d->fo, d->sync);
+    const pipeline *p = d->pipes[0];
+    d->mon = monitor_new(d->config, pipeline_fanout(p), pipeline_syncstate(p));
     if (!d->mon)
         return false;
-    d->status = status_start(d->config->status_socket, d->config->source.dsn,
-                             d->config->source.slot, fanout_size(d->fo), monitor_fill,
+    const cfg_source *src = pipeline_settings(p);
+    d->status = status_start(d->config->status_socket, src->dsn, src->slot,
+                             fanout_size(pipeline_fanout(p)), monitor_fill,
                              d->mon, err, sizeof err);
     if (d->status)
         return true;
@@ -436,35 +297,23 @@ static bool start_status(runner *d)
     return strstr(err, "another cleave") == NULL;
 }
 
-static void watchdog(runner *d)
-{
-    if (d->watchdog_us == 0 || now_ms() - d->last_watchdog < (int64_t)(d->watchdog_us / 2000))
-        return;
-    d->last_watchdog = now_ms();
-    sd_notify(0, "WATCHDOG=1");
-}
-
 static void loop(runner *d)
 {
-    char err[1024];
+    struct pollfd p[2 + MAX_PIPELINES];
     while (!d->stopping) {
-        try_start_source(d);
-        struct pollfd p[3] = {{d->sigfd, POLLIN, 0}, {d->wakefd, POLLIN, 0},
-                              {-1, POLLIN, 0}};
-        if (source_streaming(d->src) && !stream_busy(d->st))
-            p[2].fd = source_fd(d->src);
-        if (poll(p, 3, poll_timeout(d)) < 0 && errno != EINTR)
+        try_start_sources(d);
+        p[0] = (struct pollfd){d->sigfd, POLLIN, 0};
+        p[1] = (struct pollfd){d->wakefd, POLLIN, 0};
+        for (size_t i = 0; i < d->npipes; i++)
+            p[2 + i] = (struct pollfd){pipeline_fd(d->pipes[i]), POLLIN, 0};
+        if (poll(p, 2 + d->npipes, poll_timeout(d)) < 0 && errno != EINTR)
             break;
         if (p[0].revents)
             handle_signals(d);
         if (p[1].revents)
             handle_wake(d);
-        if (stream_busy(d->st) && !stream_work(d->st, err, sizeof err))
-            source_failed(d, err);
-        if (source_streaming(d->src) && !stream_busy(d->st))
-            read_frames(d);
-        send_status(d, false);
-        heartbeat(d);
+        for (size_t i = 0; i < d->npipes; i++)
+            pipeline_turn(d->pipes[i]);
         publish(d);
         watchdog(d);
     }
@@ -477,82 +326,63 @@ static void shutdown_all(runner *d)
         sd_notify(0, "STOPPING=1");
     /* First: its thread reads the workers and the initial sync. */
     status_stop(d->status);
-    initsync_stop(d->init);
-    if (d->st)
-        stream_restart(d->st, source_proto_version(d->src));
-    fanout_stop(d->fo);
-    if (d->src && source_streaming(d->src)) {
-        lsn_t flush = stream_flush_lsn(d->st);
-        char lsn[LSN_STRLEN];
-        source_send_status(d->src, stream_received(d->st), flush, false);
-        log_info("event=stopped flush_lsn=%s", lsn_format(flush, lsn));
-    }
+    for (size_t i = 0; i < d->npipes; i++)
+        pipeline_stop(d->pipes[i]);
     monitor_free(d->mon);
-    syncstate_free(d->sync);
-    stream_free(d->st);
-    fanout_free(d->fo);
-    source_free(d->src);
+    for (size_t i = 0; i < d->npipes; i++)
+        pipeline_free(d->pipes[i]);
+}
+
+/* Sets up the pipelines and the status socket, then runs the loop. */
+static int run(runner *d)
+{
+    if (!add_pipelines(d))
+        return EXITCODE_RUNTIME;
+    for (size_t i = 0; i < d->npipes; i++)
+        if (!prepare(d, d->pipes[i]))
+            return d->stopping ? EXITCODE_OK : EXITCODE_RUNTIME;
+    if (!start_status(d))
+        return EXITCODE_RUNTIME;
+    await_sinks(d);
+    for (size_t i = 0; i < d->npipes; i++)
+        if (!pipeline_start_copy(d->pipes[i]))
+            return EXITCODE_RUNTIME;
+    if (d->mon)
+        monitor_set_initsync(d->mon, pipeline_initsync(d->pipes[0]));
+    loop(d);
+    return EXITCODE_OK;
 }
 
 int run_daemon(const char *config_path)
 {
     char err[1024];
     runner d = {0};
-    backoff_init(&d.source_backoff, BACKOFF_MIN_MS, BACKOFF_MAX_MS);
     d.config = cfg_load(config_path, err, sizeof err);
     if (!d.config) {
         fprintf(stderr, "%s\n", err);
         return EXITCODE_CONFIG;
     }
     log_set_level((log_level)d.config->log_level);
-    char *spool_dir = NULL, *hold_dir = NULL;
     int rc = EXITCODE_RUNTIME;
     d.sigfd = setup_signals();
     d.wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (d.sigfd < 0 || d.wakefd < 0 || !make_dir(d.config->state_dir) ||
-        asprintf(&spool_dir, "%s/spool", d.config->state_dir) < 0 ||
-        !make_dir(spool_dir) ||
-        asprintf(&hold_dir, "%s/hold", d.config->state_dir) < 0)
-        goto out;
-    spool_clean_dir(spool_dir);
     if (sd_watchdog_enabled(0, &d.watchdog_us) <= 0)
         d.watchdog_us = 0;
     log_info("event=starting name=%s services=%zu slot=%s version=%s",
              d.config->name, d.config->n_services, d.config->source.slot,
              CLEAVE_VERSION);
-    d.src = source_new(d.config);
-    if (!d.src || !make_dir(hold_dir) || !start_sync(&d, hold_dir))
-        goto out;
-    if (d.stopping) {
-        rc = EXITCODE_OK;
-        goto out;
-    }
-    if (!start_workers(&d) || !make_stream(&d, spool_dir) || !start_status(&d))
-        goto out;
-    await_workers(&d);
-    d.init = initsync_start(d.config, d.sync, d.created);
-    d.created = NULL;
-    if (!d.init)
-        goto out;
-    if (d.mon)
-        monitor_set_initsync(d.mon, d.init);
-    loop(&d);
-    rc = EXITCODE_OK;
-out:
-    snap_release(d.created);
+    if (d.sigfd >= 0 && d.wakefd >= 0)
+        rc = run(&d);
     shutdown_all(&d);
-    free(hold_dir);
     if (d.reexec && kept_argv) {
         cfg_free(d.config);
         close(d.sigfd);
         close(d.wakefd);
-        free(spool_dir);
         /* Same pid: systemd and the status socket's users see one daemon. */
         execv("/proc/self/exe", kept_argv);
         log_error("event=restart_failed error=\"%s\"", strerror(errno));
         return EXITCODE_RUNTIME;
     }
-    free(spool_dir);
     if (d.sigfd >= 0)
         close(d.sigfd);
     if (d.wakefd >= 0)

@@ -21,9 +21,9 @@ struct snap {
     lsn_t lsn;
 };
 
-static PGconn *connect_to(const cfg *config, bool replication)
+static PGconn *connect_to(const cfg_source *source, bool replication)
 {
-    return dbconn_connect(config->source.dsn, "cleave",
+    return dbconn_connect(source->dsn, "cleave",
                           replication ? DBCONN_REPLICATION : DBCONN_PLAIN);
 }
 
@@ -78,7 +78,8 @@ static void log_holders(PGconn *control, const char *slot)
 }
 
 /* Waits for the command's result, logging holders; NULL when stopped. */
-static PGresult *wait_result(PGconn *c, const cfg *config, const char *slot,
+static PGresult *wait_result(PGconn *c, const cfg_source *source,
+                             const char *slot,
                              snap_stop_fn *stop, void *arg)
 {
     PGconn *control = NULL;
@@ -93,7 +94,7 @@ static PGresult *wait_result(PGconn *c, const cfg *config, const char *slot,
         }
         if (PQisBusy(c) && time(NULL) >= next_log) {
             if (!control)
-                control = connect_to(config, false);
+                control = connect_to(source, false);
             log_holders(PQstatus(control) == CONNECTION_OK ? control : NULL,
                         slot);
             next_log = time(NULL) + HOLDERS_EVERY_S;
@@ -118,7 +119,7 @@ static bool read_result(snap *s, PGresult *res, char *err, size_t errlen)
     return true;
 }
 
-snap *snap_create(const cfg *config, const char *slot, bool temporary,
+snap *snap_create(const cfg_source *source, const char *slot, bool temporary,
                   snap_stop_fn *stop, void *stop_arg, char *err, size_t errlen)
 {
     snap *s = calloc(1, sizeof *s);
@@ -126,7 +127,7 @@ snap *snap_create(const cfg *config, const char *slot, bool temporary,
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    s->conn = connect_to(config, true);
+    s->conn = connect_to(source, true);
     if (PQstatus(s->conn) != CONNECTION_OK) {
         conn_err(err, errlen, "cannot open a replication connection", s->conn);
         snap_release(s);
@@ -142,7 +143,7 @@ snap *snap_create(const cfg *config, const char *slot, bool temporary,
         return NULL;
     }
     free(cmd);
-    PGresult *res = wait_result(s->conn, config, slot, stop, stop_arg);
+    PGresult *res = wait_result(s->conn, source, slot, stop, stop_arg);
     bool ok = res && read_result(s, res, err, errlen);
     if (!res)
         snprintf(err, errlen, "stopped while creating slot %s", slot);

@@ -31,7 +31,7 @@ typedef bool snap_stop_fn(void *arg);
  * Creates `slot` (pgoutput) and exports its snapshot. NULL with err on
  * failure or when stop said so.
  */
-snap *snap_create(const cfg *config, const char *slot, bool temporary,
+snap *snap_create(const cfg_source *source, const char *slot, bool temporary,
                   snap_stop_fn *stop, void *stop_arg, char *err, size_t errlen);
 /* The name to give SET TRANSACTION SNAPSHOT. */
 const char *snap_name(const snap *s);

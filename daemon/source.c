@@ -22,7 +22,8 @@
 #define SOURCE_PROTO_WANTED 2
 
 struct source {
-    const cfg *config;
+    const cfg *config;       /* the services: which tables to publish */
+    const cfg_source *settings;
     PGconn *control;
     PGconn *repl;
     char *copybuf;           /* the last message handed out */
@@ -31,11 +32,13 @@ struct source {
     int proto;
 };
 
-source *source_new(const cfg *config)
+source *source_new(const cfg *config, const cfg_source *settings)
 {
     source *src = calloc(1, sizeof *src);
-    if (src)
+    if (src) {
         src->config = config;
+        src->settings = settings;
+    }
     return src;
 }
 
@@ -55,9 +58,9 @@ static void set_err(char *err, size_t errlen, const char *what, PGconn *conn)
     snprintf(err, errlen, "%s: %.*s", what, (int)strcspn(msg, "\n"), msg);
 }
 
-static PGconn *connect_source(const cfg *config, bool replication)
+static PGconn *connect_source(const source *src, bool replication)
 {
-    return dbconn_connect(config->source.dsn, "cleave",
+    return dbconn_connect(src->settings->dsn, "cleave",
                           replication ? DBCONN_REPLICATION : DBCONN_PLAIN);
 }
 
@@ -79,7 +82,7 @@ static bool ensure_control(source *src, char *err, size_t errlen)
     if (src->control && PQstatus(src->control) == CONNECTION_OK)
         return true;
     PQfinish(src->control);
-    src->control = connect_source(src->config, false);
+    src->control = connect_source(src, false);
     if (!src->control || PQstatus(src->control) != CONNECTION_OK) {
         set_err(err, errlen, "cannot connect to the source", src->control);
         PQfinish(src->control);
@@ -245,7 +248,7 @@ static bool ensure_via_root(source *src, const char *pub, char *err,
 
 static bool ensure_publication(source *src, char *err, size_t errlen)
 {
-    const char *pub = src->config->source.publication;
+    const char *pub = src->settings->publication;
     PGresult *res = query(src->control,
                           "SELECT 1 FROM pg_publication WHERE pubname = $1", 1,
                           &pub, err, errlen);
@@ -279,7 +282,7 @@ static bool ensure_publication(source *src, char *err, size_t errlen)
 static bool ensure_slot(source *src, snap_stop_fn *stop, void *arg,
                         char *err, size_t errlen)
 {
-    const char *params[] = {src->config->source.slot};
+    const char *params[] = {src->settings->slot};
     PGresult *res = query(src->control,
                           "SELECT plugin, database = current_database() "
                           "FROM pg_replication_slots WHERE slot_name = $1",
@@ -298,7 +301,7 @@ static bool ensure_slot(source *src, snap_stop_fn *stop, void *arg,
     }
     PQclear(res);
     snap_release(src->created);
-    src->created = snap_create(src->config, params[0], false, stop, arg, err,
+    src->created = snap_create(src->settings, params[0], false, stop, arg, err,
                                errlen);
     return src->created != NULL;
 }
@@ -321,11 +324,10 @@ snap *source_take_snapshot(source *src)
 static char *start_command(source *src)
 {
     PGconn *c = src->repl;
-    const cfg *config = src->config;
-    char *slot = PQescapeIdentifier(c, config->source.slot,
-                                    strlen(config->source.slot));
-    char *pub = PQescapeIdentifier(c, config->source.publication,
-                                   strlen(config->source.publication));
+    const cfg_source *set = src->settings;
+    char *slot = PQescapeIdentifier(c, set->slot, strlen(set->slot));
+    char *pub = PQescapeIdentifier(c, set->publication,
+                                   strlen(set->publication));
     char *publit = pub ? PQescapeLiteral(c, pub, strlen(pub)) : NULL;
     char *cmd = NULL;
     if (slot && publit &&
@@ -346,7 +348,7 @@ bool source_start(source *src, char *err, size_t errlen)
     source_stop(src);
     if (!ensure_control(src, err, errlen))
         return false;
-    src->repl = connect_source(src->config, true);
+    src->repl = connect_source(src, true);
     if (!src->repl || PQstatus(src->repl) != CONNECTION_OK) {
         set_err(err, errlen, "cannot open the replication connection", src->repl);
         source_stop(src);
@@ -365,7 +367,7 @@ bool source_start(source *src, char *err, size_t errlen)
     }
     log_info("event=streaming slot=%s publication=%s proto_version=%d "
              "server_version=%d",
-             src->config->source.slot, src->config->source.publication,
+             src->settings->slot, src->settings->publication,
              src->proto, src->server_version);
     return true;
 }

@@ -19,7 +19,11 @@
 
 typedef struct source source;
 
-source *source_new(const cfg *config);
+/*
+ * Reads from `settings` (a pipeline's source; kept, not copied) and
+ * publishes the tables config's services own.
+ */
+source *source_new(const cfg *config, const cfg_source *settings);
 void source_free(source *src);
 
 /*

@@ -33,6 +33,7 @@ struct stream {
     pgo_decoder *dec;
     int proto;
     fanout *fo;              /* the sinks, not ours */
+    bool loop_prevention;    /* the source's setting */
     relinfo *rels;           /* open addressing on oid */
     size_t rels_cap, rels_n;
     uint64_t rel_version;
@@ -154,7 +155,7 @@ static bool txn_commit(stream *st, lsn_t end_lsn, int64_t pg_time)
 /* A transaction another cleave applied: skipped unless loops are wanted. */
 static bool is_cleave_origin(const stream *st, const char *name)
 {
-    return st->config->source.loop_prevention && cfg_origin_is_cleave(name);
+    return st->loop_prevention && cfg_origin_is_cleave(name);
 }
 
 /* The owner of a change's table, or -1 (said once per relation). */
@@ -580,13 +581,15 @@ uint64_t stream_txns_skipped(const stream *st)
 
 /* ---- life ------------------------------------------------------------- */
 
-stream *stream_new(const cfg *config, fanout *fo, const char *spool_dir)
+stream *stream_new(const cfg *config, const cfg_source *source, fanout *fo,
+                   const char *spool_dir)
 {
     stream *st = calloc(1, sizeof *st);
     if (!st)
         return NULL;
     st->config = config;
     st->fo = fo;
+    st->loop_prevention = source->loop_prevention;
     st->spool_dir = strdup(spool_dir);
     if (!st->spool_dir || !rel_grow(st)) {
         stream_free(st);

@@ -27,10 +27,12 @@
 typedef struct stream stream;
 
 /*
- * Routes to fo's sinks (the caller keeps fo, and frees it after the
- * stream); spool_dir holds streamed transactions.
+ * Routes what `source` sends to config's services through fo's sinks (the
+ * caller keeps fo, and frees it after the stream); spool_dir holds
+ * streamed transactions.
  */
-stream *stream_new(const cfg *config, fanout *fo, const char *spool_dir);
+stream *stream_new(const cfg *config, const cfg_source *source, fanout *fo,
+                   const char *spool_dir);
 void stream_free(stream *st);
 
 /*

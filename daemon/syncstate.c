@@ -28,6 +28,7 @@ typedef struct service_rec {
 
 struct syncstate {
     const cfg *config;
+    const char *slot;         /* the progress is this slot's snapshot's */
     char *path;
     pthread_mutex_t mu;
     service_rec *svc;
@@ -88,7 +89,7 @@ static bool load(syncstate *ss, char *err, size_t errlen)
     }
     const char *slot = json_string_value(json_object_get(doc, "slot"));
     /* Another slot's progress says nothing about this one's stream. */
-    if (slot && strcmp(slot, ss->config->source.slot) == 0)
+    if (slot && strcmp(slot, ss->slot) == 0)
         for (size_t i = 0; i < ss->config->n_services; i++)
             load_service(ss, doc, i);
     json_decref(doc);
@@ -117,7 +118,7 @@ static bool save(syncstate *ss, char *err, size_t errlen)
     for (size_t i = 0; i < ss->config->n_services; i++)
         json_object_set_new(services, ss->config->services[i].name,
                             service_json(ss, i));
-    json_t *doc = json_pack("{s:s, s:o}", "slot", ss->config->source.slot,
+    json_t *doc = json_pack("{s:s, s:o}", "slot", ss->slot,
                             "services", services);
     char *text = doc ? json_dumps(doc, JSON_INDENT(1)) : NULL;
     json_decref(doc);
@@ -131,8 +132,8 @@ static bool save(syncstate *ss, char *err, size_t errlen)
     return ok;
 }
 
-syncstate *syncstate_open(const cfg *config, bool fresh, char *err,
-                          size_t errlen)
+syncstate *syncstate_open(const cfg *config, const char *slot, bool fresh,
+                          char *err, size_t errlen)
 {
     syncstate *ss = calloc(1, sizeof *ss);
     if (!ss || asprintf(&ss->path, "%s/%s", config->state_dir, STATE_FILE) < 0 ||
@@ -145,6 +146,7 @@ syncstate *syncstate_open(const cfg *config, bool fresh, char *err,
         return NULL;
     }
     ss->config = config;
+    ss->slot = slot;
     pthread_mutex_init(&ss->mu, NULL);
     for (size_t i = 0; i < config->n_services; i++) {
         ss->svc[i].tables = calloc(config->services[i].n_owned,

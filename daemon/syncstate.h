@@ -32,12 +32,12 @@ typedef enum sync_table_state {
 typedef struct syncstate syncstate;
 
 /*
- * Reads state_dir/initial_sync.json; `fresh` (the slot was just made)
- * ignores what the file says. Tables of the configuration it does not
+ * Reads state_dir/initial_sync.json, which counts only for `slot` (kept,
+ * not copied); `fresh` (the slot was just made) ignores what it says. Tables of the configuration it does not
  * list are SYNC_UNKNOWN; a service with one is not finished.
  */
-syncstate *syncstate_open(const cfg *config, bool fresh, char *err,
-                          size_t errlen);
+syncstate *syncstate_open(const cfg *config, const char *slot, bool fresh,
+                          char *err, size_t errlen);
 void syncstate_free(syncstate *ss);
 
 /* Table j of service i (config order). */

@@ -1,0 +1,363 @@
+/* pipeline: one replication stream end to end; see pipeline.h. */
+#include "daemon/pipeline.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/backoff.h"
+#include "common/log.h"
+#include "daemon/source.h"
+#include "daemon/spool.h"
+#include "daemon/syncsink.h"
+
+#define STATUS_INTERVAL_MS 10000   /* standby status update at least this often */
+#define STATUS_MIN_GAP_MS 200      /* and when flush moved, at most this often */
+#define QUEUE_BYTES (8u << 20)     /* per sink: bounds memory, gives batching */
+#define FRAMES_PER_TURN 4096       /* then look at signals and timers again */
+#define BUSY_RETRY_MS 50           /* a turn this soon while the sinks push back */
+
+struct pipeline {
+    const cfg *config;
+    const cfg_source *settings;
+    int wake_fd;
+    char *spool_dir;          /* streamed transactions until they commit */
+    char *hold_dir;           /* each service's stream during its copy */
+    source *src;
+    stream *st;
+    fanout *fo;               /* a syncsink around each real sink, and workers */
+    syncstate *sync;
+    initsync *init;
+    snap *created;            /* the new slot's snapshot, for the copy */
+    backoff source_backoff;
+    int64_t next_source_try;
+    int64_t last_status;
+    lsn_t last_flush_sent;
+    int64_t next_heartbeat;
+};
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static bool make_dir(const char *path)
+{
+    if (mkdir(path, 0700) == 0 || errno == EEXIST)
+        return true;
+    log_error("event=state_dir_failed path=%s error=\"%s\"", path, strerror(errno));
+    return false;
+}
+
+pipeline *pipeline_new(const cfg *config, const cfg_source *settings,
+                       const char *state_dir, int wake_fd)
+{
+    pipeline *p = calloc(1, sizeof *p);
+    if (!p)
+        return NULL;
+    p->config = config;
+    p->settings = settings;
+    p->wake_fd = wake_fd;
+    backoff_init(&p->source_backoff, BACKOFF_MIN_MS, BACKOFF_MAX_MS);
+    if (!make_dir(state_dir) ||
+        asprintf(&p->spool_dir, "%s/spool", state_dir) < 0 ||
+        !make_dir(p->spool_dir) ||
+        asprintf(&p->hold_dir, "%s/hold", state_dir) < 0 ||
+        !make_dir(p->hold_dir) || !(p->src = source_new(config, settings))) {
+        pipeline_free(p);
+        return NULL;
+    }
+    spool_clean_dir(p->spool_dir);
+    return p;
+}
+
+void pipeline_free(pipeline *p)
+{
+    if (!p)
+        return;
+    pipeline_stop(p);
+    snap_release(p->created);
+    syncstate_free(p->sync);
+    stream_free(p->st);
+    fanout_free(p->fo);
+    source_free(p->src);
+    free(p->spool_dir);
+    free(p->hold_dir);
+    free(p);
+}
+
+/* ---- start ------------------------------------------------------------- */
+
+/* Removes the hold spools of an earlier slot: they belong to its stream. */
+static void clean_hold_dir(const char *dir)
+{
+    DIR *dh = opendir(dir);
+    struct dirent *e;
+    while (dh && (e = readdir(dh)) != NULL) {
+        if (e->d_name[0] == '.')
+            continue;
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        unlink(path);
+    }
+    if (dh)
+        closedir(dh);
+}
+
+bool pipeline_prepare(pipeline *p, snap_stop_fn *stop, void *stop_arg,
+                      int *retry_ms, char *err, size_t errlen)
+{
+    if (source_prepare(p->src, stop, stop_arg, err, errlen)) {
+        backoff_reset(&p->source_backoff);
+        return true;
+    }
+    *retry_ms = backoff_next(&p->source_backoff);
+    return false;
+}
+
+/* A sink of service i (and its worker), wrapped for the initial sync. */
+static bool add_sink(pipeline *p, size_t i, bool kafka)
+{
+    const cfg_service *svc = &p->config->services[i];
+    sink *inner = sink_new(kafka ? SINK_KIND_KAFKA : SINK_KIND_POSTGRES,
+                           p->config, svc);
+    sink *s = inner ? syncsink_new(inner, p->sync, i) : NULL;
+    return fanout_add(p->fo, s, kafka && svc->n_messages > 0);
+}
+
+static bool add_sinks(pipeline *p)
+{
+    const cfg *c = p->config;
+    p->fo = fanout_new(c, p->wake_fd, QUEUE_BYTES);
+    if (!p->fo)
+        return false;
+    for (size_t i = 0; i < c->n_services; i++) {
+        const cfg_service *svc = &c->services[i];
+        if ((svc->target_postgres && !add_sink(p, i, false)) ||
+            (svc->target_kafka && !add_sink(p, i, true)))
+            return false;
+    }
+    return true;
+}
+
+bool pipeline_open(pipeline *p)
+{
+    char err[1024];
+    p->created = source_take_snapshot(p->src);
+    if (p->created)
+        clean_hold_dir(p->hold_dir);
+    p->sync = syncstate_open(p->config, p->settings->slot, p->created != NULL,
+                             err, sizeof err);
+    if (!p->sync) {
+        log_error("event=state_failed error=\"%s\"", err);
+        return false;
+    }
+    if (!add_sinks(p))
+        return false;
+    p->st = stream_new(p->config, p->settings, p->fo, p->spool_dir);
+    return p->st != NULL;
+}
+
+bool pipeline_starting(const pipeline *p)
+{
+    return fanout_starting(p->fo);
+}
+
+bool pipeline_start_copy(pipeline *p)
+{
+    p->init = initsync_start(p->config, p->settings, p->sync, p->created);
+    p->created = NULL;
+    return p->init != NULL;
+}
+
+/* ---- the loop ---------------------------------------------------------- */
+
+static void source_failed(pipeline *p, const char *err)
+{
+    int wait = backoff_next(&p->source_backoff);
+    log_error("event=source_failed error=\"%s\" retry_in=%dms", err, wait);
+    source_stop(p->src);
+    p->next_source_try = now_ms() + wait;
+}
+
+bool pipeline_try_start(pipeline *p, snap_stop_fn *stop, void *stop_arg)
+{
+    char err[1024] = "";
+    if (source_streaming(p->src) || now_ms() < p->next_source_try)
+        return false;
+    if (!source_prepare(p->src, stop, stop_arg, err, sizeof err) ||
+        !stream_restart(p->st, source_proto_version(p->src)) ||
+        !source_start(p->src, err, sizeof err)) {
+        source_failed(p, err[0] ? err : "out of memory");
+        return false;
+    }
+    snap *late = source_take_snapshot(p->src);
+    if (late) {
+        /* Someone dropped the slot while cleave ran: changes were lost. */
+        log_error("event=slot_recreated slot=%s error=\"the slot disappeared "
+                  "while cleave was running; changes made meanwhile are not "
+                  "in the targets: copy again (empty the targets and remove "
+                  "%s/initial_sync.json)\"", p->settings->slot,
+                  p->config->state_dir);
+        snap_release(late);
+    }
+    backoff_reset(&p->source_backoff);
+    p->last_status = 0;
+    return true;
+}
+
+static void send_status(pipeline *p, bool force)
+{
+    if (!source_streaming(p->src))
+        return;
+    lsn_t flush = stream_flush_lsn(p->st);
+    int64_t now = now_ms();
+    bool due = now - p->last_status >= STATUS_INTERVAL_MS ||
+               (flush != p->last_flush_sent &&
+                now - p->last_status >= STATUS_MIN_GAP_MS);
+    if (!force && !due)
+        return;
+    if (!source_send_status(p->src, stream_received(p->st), flush, false)) {
+        source_failed(p, "cannot send a status update");
+        return;
+    }
+    if (flush != p->last_flush_sent) {
+        char lsn[LSN_STRLEN];
+        log_debug("event=feedback flush_lsn=%s", lsn_format(flush, lsn));
+    }
+    p->last_status = now;
+    p->last_flush_sent = flush;
+}
+
+/* Reads frames until none is ready, the sinks push back, or a turn ends. */
+static void read_frames(pipeline *p)
+{
+    char err[1024];
+    for (int n = 0; n < FRAMES_PER_TURN && !stream_busy(p->st); n++) {
+        const uint8_t *buf;
+        size_t len;
+        err[0] = '\0';
+        int r = source_read(p->src, &buf, &len, err, sizeof err);
+        if (r == 0)
+            return;
+        bool reply = false;
+        if (r < 0 || !stream_frame(p->st, buf, len, &reply, err, sizeof err)) {
+            source_failed(p, err);
+            return;
+        }
+        if (reply)
+            send_status(p, true);
+    }
+}
+
+int pipeline_fd(const pipeline *p)
+{
+    return source_streaming(p->src) && !stream_busy(p->st) ? source_fd(p->src)
+                                                           : -1;
+}
+
+void pipeline_wake(pipeline *p)
+{
+    if (stream_needs_restart(p->st) && source_streaming(p->src)) {
+        /* A sink came back: replay the slot from what it holds. */
+        log_info("event=replay reason=\"a sink reopened\"");
+        source_stop(p->src);
+        p->next_source_try = 0;
+    }
+}
+
+static void heartbeat(pipeline *p)
+{
+    int interval = p->settings->heartbeat_interval_ms;
+    if (interval <= 0 || now_ms() < p->next_heartbeat)
+        return;
+    char err[1024];
+    p->next_heartbeat = now_ms() + interval;
+    if (!source_heartbeat(p->src, err, sizeof err))
+        log_warning("event=heartbeat_failed error=\"%s\"", err);
+}
+
+void pipeline_turn(pipeline *p)
+{
+    char err[1024];
+    if (stream_busy(p->st) && !stream_work(p->st, err, sizeof err))
+        source_failed(p, err);
+    if (source_streaming(p->src) && !stream_busy(p->st))
+        read_frames(p);
+    send_status(p, false);
+    heartbeat(p);
+}
+
+int64_t pipeline_deadline(const pipeline *p, int64_t by)
+{
+    int64_t t = by;
+    if (!source_streaming(p->src) && p->next_source_try < t)
+        t = p->next_source_try;
+    if (p->settings->heartbeat_interval_ms > 0 && p->next_heartbeat < t)
+        t = p->next_heartbeat;
+    if (stream_busy(p->st) && now_ms() + BUSY_RETRY_MS < t)
+        t = now_ms() + BUSY_RETRY_MS;
+    return t;
+}
+
+void pipeline_stop(pipeline *p)
+{
+    if (!p->src)
+        return;
+    initsync_stop(p->init);
+    p->init = NULL;
+    if (p->st)
+        stream_restart(p->st, source_proto_version(p->src));
+    fanout_stop(p->fo);
+    if (p->st && source_streaming(p->src)) {
+        lsn_t flush = stream_flush_lsn(p->st);
+        char lsn[LSN_STRLEN];
+        source_send_status(p->src, stream_received(p->st), flush, false);
+        log_info("event=stopped flush_lsn=%s", lsn_format(flush, lsn));
+    }
+    source_stop(p->src);
+}
+
+/* ---- figures ----------------------------------------------------------- */
+
+const cfg_source *pipeline_settings(const pipeline *p)
+{
+    return p->settings;
+}
+
+bool pipeline_streaming(const pipeline *p)
+{
+    return source_streaming(p->src);
+}
+
+const fanout *pipeline_fanout(const pipeline *p)
+{
+    return p->fo;
+}
+
+const stream *pipeline_stream(const pipeline *p)
+{
+    return p->st;
+}
+
+syncstate *pipeline_syncstate(const pipeline *p)
+{
+    return p->sync;
+}
+
+const initsync *pipeline_initsync(const pipeline *p)
+{
+    return p->init;
+}
+
+lsn_t pipeline_flush_sent(const pipeline *p)
+{
+    return p->last_flush_sent;
+}
