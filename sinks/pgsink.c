@@ -24,6 +24,7 @@
 
 #include "common/dbconn.h"
 #include "common/log.h"
+#include "sinks/pgcoldef.h"
 #include "sinks/pgpipe.h"
 #include "sinks/pgstmt.h"
 
@@ -405,8 +406,9 @@ static bool send_origin_advance(pgsink *ps)
  * A relation version meets the target table before its first statement
  * is prepared on a connection: one round trip reads the table's columns
  * and names the version's types the target's way. Columns the target
- * lacks are added inside the open target transaction, ahead of the change
- * that needs them, so the ALTER commits or rolls back with the batch; a
+ * lacks are added, defined as the source's catalog has them (pgcoldef),
+ * inside the open target transaction, ahead of the change that needs
+ * them, so the ALTER commits or rolls back with the batch; a
  * different type, or a column the source dropped that the target still
  * insists on, stops the service with the reason until the target is
  * changed to match. What each relation looked like survives reconnects
@@ -678,32 +680,114 @@ static bool layout_drops(pgsink *ps, const sink_event *ev,
     return true;
 }
 
+/* A log field's value in quotes, cut to fit. */
+static const char *log_quoted(const char *v, char *buf, size_t len)
+{
+    size_t o = 0;
+    buf[o++] = '"';
+    for (; *v && o + 4 < len; v++) {
+        if (*v == '"' || *v == '\\')
+            buf[o++] = '\\';
+        buf[o++] = *v == '\n' ? ' ' : *v;
+    }
+    buf[o++] = '"';
+    buf[o] = '\0';
+    return buf;
+}
+
+/* What was added, and where the rows already there deserve a look. */
+static void log_added(const pgsink *ps, const sink_rel *rel,
+                      const pgcoldef_set *set)
+{
+    static const char *const notes[] = {
+        [PGCOLDEF_GONE] = "event=column_definition_gone",
+        [PGCOLDEF_COMPUTED] = "event=column_values_unknown",
+    };
+    static const char *const why[] = {
+        [PGCOLDEF_GONE] = "the source no longer has the column the stream "
+            "describes (dropped, or made again with another type): added "
+            "nullable without a default; the rows already there read NULL",
+        [PGCOLDEF_COMPUTED] = "the source keeps no value for the rows "
+            "already there (a volatile default or an identity made it "
+            "compute each row, or the table was rewritten since) and the "
+            "stream carries none: the target computed its own, which may "
+            "differ; compare with cleave verify",
+    };
+    for (int i = 0; i < set->n; i++) {
+        const pgstmt_coldef *d = &set->defs[i];
+        char type[200], dflt[300];
+        log_info("event=column_added service=%s table=%s.%s column=%s "
+                 "type=%s not_null=%s default=%s", svc_name(ps), rel->schema,
+                 rel->name, rel->cols[d->col].name,
+                 log_quoted(d->type, type, sizeof type),
+                 d->notnull ? "true" : "false",
+                 log_quoted(d->identity ? "identity" : d->dflt ? d->dflt : "",
+                            dflt, sizeof dflt));
+        if (set->notes[i] != PGCOLDEF_EXACT)
+            log_warning("%s service=%s table=%s.%s column=%s note=\"%s\"",
+                        notes[set->notes[i]], svc_name(ps), rel->schema,
+                        rel->name, rel->cols[d->col].name,
+                        why[set->notes[i]]);
+    }
+}
+
 /*
- * One ALTER TABLE for all the columns, in the pipeline ahead of the
- * statement that needs them. Its description must live until its result
- * is read: the next one is written only after a catalog wait, which
- * reads every result before it.
+ * One ALTER TABLE for all the columns (and one more for the defaults of
+ * those added with their rows' value), in the pipeline ahead of the
+ * statement that needs them. Their description must live until their
+ * results are read: the next one is written only after a catalog wait,
+ * which reads every result before it.
  */
-static bool layout_alter(pgsink *ps, const sink_event *ev,
-                        const uint16_t *add, const char *const *types, int n)
+static bool alter_send(pgsink *ps, const sink_event *ev,
+                       const pgcoldef_set *set)
 {
     const sink_rel *rel = ev->rel;
-    if (n == 0)
-        return true;
-    char *sql = pgstmt_add_columns_sql(ps->conn, rel, add, types, n);
-    if (!sql)
+    char *fill = NULL;
+    char *sql = pgstmt_add_columns_sql(ps->conn, rel, set->defs, set->n);
+    if (!sql || !pgstmt_fill_defaults_sql(ps->conn, rel, set->defs, set->n,
+                                          &fill)) {
+        free(sql);
         return refuse(ps, ev, "cannot build the ALTER TABLE (out of memory, "
                               "or a name libpq cannot quote)");
+    }
     snprintf(ps->alter_what, sizeof ps->alter_what,
-             "adding column \"%s\"%s to table %s.%s", rel->cols[add[0]].name,
-             n > 1 ? " and others" : "", rel->schema, rel->name);
-    bool sent = send_query(ps, PGPIPE_COMMAND, ps->alter_what, sql, 0, NULL);
+             "adding column \"%s\"%s to table %s.%s",
+             rel->cols[set->defs[0].col].name, set->n > 1 ? " and others" : "",
+             rel->schema, rel->name);
+    bool sent = send_query(ps, PGPIPE_COMMAND, ps->alter_what, sql, 0, NULL) &&
+                (!fill || send_query(ps, PGPIPE_COMMAND, ps->alter_what, fill,
+                                     0, NULL));
     free(sql);
-    for (int i = 0; sent && i < n; i++)
-        log_info("event=column_added service=%s table=%s.%s column=%s "
-                 "type=%s", svc_name(ps), rel->schema, rel->name,
-                 rel->cols[add[i]].name, types[i]);
+    free(fill);
     return sent;
+}
+
+/*
+ * The columns as the source defines them, or nothing at all: a column
+ * added without its default would leave the rows already there NULL
+ * where the source's read the default.
+ */
+static bool layout_alter(pgsink *ps, const sink_event *ev,
+                         const uint16_t *add, const char *const *types, int n)
+{
+    if (n == 0)
+        return true;
+    const sink_rel *rel = ev->rel;
+    pgcoldef_set set;
+    char err[300], why[400];
+    if (!pgcoldef_read(&set, ps->base.config->source.dsn, rel, add, types, n,
+                       err, sizeof err)) {
+        pgcoldef_clear(&set);
+        snprintf(why, sizeof why, "column \"%s\"%s is new: cannot define "
+                 "it as the source does: %s", rel->cols[add[0]].name,
+                 n > 1 ? " and others" : "", err);
+        return refuse(ps, ev, why);
+    }
+    bool ok = alter_send(ps, ev, &set);
+    if (ok)
+        log_added(ps, rel, &set);
+    pgcoldef_clear(&set);
+    return ok;
 }
 
 static bool layout_check(pgsink *ps, const sink_event *ev, layout_ent *se)

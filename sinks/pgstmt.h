@@ -115,13 +115,32 @@ char *pgstmt_types_sql(const sink_rel *rel, const char **params,
                        int *nparams);
 enum { PGSTMT_TYPE_NUM, PGSTMT_TYPE_OID, PGSTMT_TYPE_TEXT, PGSTMT_TYPE_TAKES };
 
+/* How a column the target lacks is to be added (see pgcoldef.h). */
+typedef struct pgstmt_coldef {
+    uint16_t col;            /* rel->cols[col] */
+    const char *type;        /* SQL, format_type() on the target */
+    const char *coll_schema; /* COLLATE "schema"."name", or NULL */
+    const char *coll_name;
+    const char *dflt;        /* the default, SQL as the source prints it */
+    const char *fill;        /* what the rows already there read, or NULL */
+    char identity;           /* 'a' ALWAYS, 'd' BY DEFAULT, or 0 */
+    bool notnull;
+} pgstmt_coldef;
+
 /*
- * ALTER TABLE adding rel->cols[cols[i]] with types[i] (SQL type text from
- * format_type on the target), nullable and without default. Caller frees.
+ * ALTER TABLE adding the columns. One with a `fill` is added with that
+ * value (text, cast to its type) as its default, so the rows already
+ * there read it; pgstmt_fill_defaults_sql then gives it its own. Caller
+ * frees; NULL when out of memory or a name libpq cannot quote.
  */
 char *pgstmt_add_columns_sql(PGconn *conn, const sink_rel *rel,
-                             const uint16_t *cols, const char *const *types,
-                             int n);
+                             const pgstmt_coldef *defs, int n);
+/*
+ * ALTER TABLE giving the columns added with a fill their own default (or
+ * none). *sql is NULL when no column needs it; false when out of memory.
+ */
+bool pgstmt_fill_defaults_sql(PGconn *conn, const sink_rel *rel,
+                              const pgstmt_coldef *defs, int n, char **sql);
 
 /*
  * "col=value, ..." for the key columns of a change (identity for UPDATE

@@ -27,9 +27,14 @@ typedef struct fixture {
     lsn_t opened_at;         /* durable as open() reported it */
 } fixture;
 
+/*
+ * The target's own database stands in for the source: a column it lacks
+ * is unknown there too, so it is added as the stream describes it
+ * (nullable, no default). add_column_from_source has a source of its own.
+ */
 static void fx_new_sink(fixture *f, cfg_conflict policy)
 {
-    f->config = (cfg){.name = "test"};
+    f->config = (cfg){.name = "test", .source.dsn = f->dsn};
     f->svc = (cfg_service){.name = f->db, .target_postgres = f->dsn,
                            .on_conflict = policy};
     f->s = pgsink_new(&f->config, &f->svc);
@@ -868,6 +873,60 @@ START_TEST(add_column_on_new_version)
 }
 END_TEST
 
+/*
+ * ADD COLUMN as the source defines it: NOT NULL, collation, the default,
+ * and the value the rows already there read (the default when it was
+ * added, not the one it has now). Nothing is added while the source
+ * cannot be read.
+ */
+START_TEST(add_column_from_source)
+{
+    fixture f;
+    fx_setup(&f, "t_adddef", CFG_CONFLICT_ERROR,
+             "CREATE TABLE notes (id int PRIMARY KEY, a text)");
+    ck_assert(pgc_createdb(cluster, "t_adddef_src"));
+    ck_assert(pgc_exec(cluster, "t_adddef_src",
+                       "CREATE TABLE notes (id int PRIMARY KEY, a text);"
+                       "INSERT INTO notes VALUES (1, 'one');"
+                       "ALTER TABLE notes ADD b int NOT NULL DEFAULT 7, "
+                       "  ADD c text COLLATE \"C\";"
+                       "ALTER TABLE notes ALTER b SET DEFAULT 8"));
+    char *src = pgc_dsn(cluster, "t_adddef_src");
+    char *gone = pgc_dsn(cluster, "t_adddef_no_such_db");
+    sink_rel *v1 = mkrel(16040, "public", "notes", 'd',
+                         COLS({"id", INT4, true}, {"a", TEXT, false}));
+    sink_rel *v2 = mkrel(16040, "public", "notes", 'd',
+                         COLS({"id", INT4, true}, {"a", TEXT, false},
+                              {"b", INT4, false}, {"c", TEXT, false}));
+    TXN(&f, false, ins(v1, V("1", "one")));
+    f.config.source.dsn = gone;
+    ck_assert(!run_txn(f.s, false, EVS(ins(v2, V("2", "two", "9", "x")))));
+    ck_assert_msg(strstr(f.s->error, "table=public.notes") &&
+                  strstr(f.s->error, "column \"b\" and others is new: "
+                         "cannot define it as the source does: cannot "
+                         "connect to the source"), "%s", f.s->error);
+    f.s->ops->close(f.s);
+    expect_columns(&f, "notes", "id integer true false, a text false false");
+    f.config.source.dsn = src;
+    fx_open(&f);
+    TXN(&f, false, ins(v2, V("2", "two", "9", "x")));
+    expect_columns(&f, "notes", "id integer true false, a text false false, "
+                   "b integer true true, c text false false");
+    expect(&f, "SELECT string_agg(id || ':' || b || ':' || coalesce(c, '-'), "
+               "',' ORDER BY id) FROM notes", "1:7:-,2:9:x");
+    expect(&f, "SELECT pg_get_expr(adbin, adrelid) FROM pg_attrdef "
+               "WHERE adrelid = 'notes'::regclass", "8");
+    expect(&f, "SELECT collname FROM pg_attribute a JOIN pg_collation c "
+               "ON c.oid = a.attcollation WHERE attrelid = 'notes'::regclass "
+               "AND attname = 'c'", "C");
+    sink_rel_unref(v1);
+    sink_rel_unref(v2);
+    fx_done(&f);
+    free(src);
+    free(gone);
+}
+END_TEST
+
 /* A rolled-back batch takes its ALTER with it; the replay adds it again. */
 START_TEST(add_column_rolled_back)
 {
@@ -1317,6 +1376,7 @@ int main(void)
     tcase_add_test(tc, relation_version_change);
     tcase_add_test(tc, connection_lost);
     tcase_add_test(tc, add_column_on_new_version);
+    tcase_add_test(tc, add_column_from_source);
     tcase_add_test(tc, add_column_rolled_back);
     tcase_add_test(tc, type_mismatch_until_fixed);
     tcase_add_test(tc, type_change_replayed_after_restart);
