@@ -28,6 +28,7 @@
  * A field the daemon did not send prints as "-".
  */
 #include "commands/statuscli.h"
+#include "common/clock.h"
 #include "common/exitcode.h"
 
 #include <errno.h>
@@ -50,18 +51,11 @@
 
 /* ---- the request ---- */
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* 1 when fd is ready for events, 0 at the deadline, -1 on error. */
 static int wait_fd(int fd, short events, int64_t deadline)
 {
     for (;;) {
-        int64_t left = deadline - now_ms();
+        int64_t left = deadline - clock_ms();
         if (left <= 0)
             return 0;
         struct pollfd p = {fd, events, 0};
@@ -270,7 +264,7 @@ static bool split_answer(char *buf, size_t *len, const char *path,
 char *statuscli_fetch(const char *path, const char *target, int timeout_ms,
                       size_t *len, char *err, size_t errlen)
 {
-    int64_t deadline = now_ms() + timeout_ms;
+    int64_t deadline = clock_ms() + timeout_ms;
     int fd = connect_socket(path, timeout_ms, err, errlen);
     if (fd < 0)
         return NULL;

@@ -15,6 +15,7 @@
 
 #include <libpq-fe.h>
 
+#include "common/clock.h"
 #include "common/exitcode.h"
 #include "common/dbconn.h"
 #include "commands/vtable.h"
@@ -43,13 +44,6 @@ typedef struct vrun {
     size_t next, finished;         /* under mu */
     size_t ok, differ, failed, diffs;
 } vrun;
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 /* ------------------------------------------------------------ selection */
 
@@ -265,10 +259,10 @@ static void *worker(void *arg)
         pthread_mutex_unlock(&r->mu);
         if (!j)
             return NULL;
-        double start = now_s();
+        double start = clock_s();
         vtable_compare(&r->env, j->svc->target_postgres, j->origin, j->t,
                        &j->res);
-        j->seconds = now_s() - start;
+        j->seconds = clock_s() - start;
         pthread_mutex_lock(&r->mu);
         print_job(j);
         tally(r, j);
@@ -293,7 +287,7 @@ static void watch(vrun *r, double start)
             fprintf(stderr, "verify: %zu of %zu table(s) done, %llu rows "
                     "compared, %.0f s\n", r->finished, r->n,
                     (unsigned long long)atomic_load(&r->env.rows),
-                    now_s() - start);
+                    clock_s() - start);
     }
     pthread_mutex_unlock(&r->mu);
 }
@@ -333,7 +327,7 @@ static void print_summary(const vrun *r, double seconds)
 static int compare_all(vrun *r, PGconn *src)
 {
     const cfg *c = r->config;
-    double start = now_s();
+    double start = clock_s();
     read_estimates(r, src);
     qsort(r->jobs, r->n, sizeof *r->jobs, by_size);
     bool streamed = slot_streamed(c, src);
@@ -350,7 +344,7 @@ static int compare_all(vrun *r, PGconn *src)
     fflush(stdout);
     if (r->n && run_workers(r, start) == 0)
         return EXITCODE_RUNTIME;
-    print_summary(r, now_s() - start);
+    print_summary(r, clock_s() - start);
     return r->differ   ? EXITCODE_FOUND
            : r->failed ? EXITCODE_RUNTIME
                        : EXITCODE_OK;

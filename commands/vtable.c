@@ -27,6 +27,7 @@
 
 #include <libpq-fe.h>
 
+#include "common/clock.h"
 #include "common/dbconn.h"
 #include "commands/verify.h"
 #include "decoder/lsn.h"
@@ -106,13 +107,6 @@ typedef struct chunks {
 } chunks;
 
 /* ------------------------------------------------------------ helpers */
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void pause_ms(int ms)
 {
@@ -529,7 +523,7 @@ static int wait_applied(vt *v, lsn_t want)
 {
     if (atomic_load(&v->env->no_catchup))
         return 0;
-    int64_t start = now_ms(), idle_since = -1;
+    int64_t start = clock_ms(), idle_since = -1;
     const char *params[] = {v->env->slot};
     for (;;) {
         if (origin_applied(v) >= want)
@@ -545,7 +539,7 @@ static int wait_applied(vt *v, lsn_t want)
         PQclear(res);
         if (confirmed >= want)
             return 1;
-        int64_t now = now_ms();
+        int64_t now = clock_ms();
         idle_since = streamed ? -1 : idle_since < 0 ? now : idle_since;
         if (idle_since >= 0 && now - idle_since >= SLOT_IDLE_MS) {
             give_up(v, want, "no cleave run streams the slot");

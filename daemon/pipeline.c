@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "common/backoff.h"
 #include "common/log.h"
 #include "daemon/source.h"
@@ -40,13 +41,6 @@ struct pipeline {
     lsn_t last_flush_sent;
     int64_t next_heartbeat;
 };
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static bool make_dir(const char *path)
 {
@@ -184,13 +178,13 @@ static void source_failed(pipeline *p, const char *err)
     int wait = backoff_next(&p->source_backoff);
     log_error("event=source_failed error=\"%s\" retry_in=%dms", err, wait);
     source_stop(p->src);
-    p->next_source_try = now_ms() + wait;
+    p->next_source_try = clock_ms() + wait;
 }
 
 bool pipeline_try_start(pipeline *p, snap_stop_fn *stop, void *stop_arg)
 {
     char err[1024] = "";
-    if (source_streaming(p->src) || now_ms() < p->next_source_try)
+    if (source_streaming(p->src) || clock_ms() < p->next_source_try)
         return false;
     if (!source_prepare(p->src, stop, stop_arg, err, sizeof err) ||
         !stream_restart(p->st, source_proto_version(p->src)) ||
@@ -218,7 +212,7 @@ static void send_status(pipeline *p, bool force)
     if (!source_streaming(p->src))
         return;
     lsn_t flush = stream_flush_lsn(p->st);
-    int64_t now = now_ms();
+    int64_t now = clock_ms();
     bool due = now - p->last_status >= STATUS_INTERVAL_MS ||
                (flush != p->last_flush_sent &&
                 now - p->last_status >= STATUS_MIN_GAP_MS);
@@ -276,10 +270,10 @@ void pipeline_wake(pipeline *p)
 static void heartbeat(pipeline *p)
 {
     int interval = p->settings->heartbeat_interval_ms;
-    if (interval <= 0 || now_ms() < p->next_heartbeat)
+    if (interval <= 0 || clock_ms() < p->next_heartbeat)
         return;
     char err[1024];
-    p->next_heartbeat = now_ms() + interval;
+    p->next_heartbeat = clock_ms() + interval;
     if (!source_heartbeat(p->src, err, sizeof err))
         log_warning("event=heartbeat_failed error=\"%s\"", err);
 }
@@ -302,8 +296,8 @@ int64_t pipeline_deadline(const pipeline *p, int64_t by)
         t = p->next_source_try;
     if (p->settings->heartbeat_interval_ms > 0 && p->next_heartbeat < t)
         t = p->next_heartbeat;
-    if (stream_busy(p->st) && now_ms() + BUSY_RETRY_MS < t)
-        t = now_ms() + BUSY_RETRY_MS;
+    if (stream_busy(p->st) && clock_ms() + BUSY_RETRY_MS < t)
+        t = clock_ms() + BUSY_RETRY_MS;
     return t;
 }
 

@@ -23,6 +23,7 @@
 
 #include <systemd/sd-daemon.h>
 
+#include "common/clock.h"
 #include "common/exitcode.h"
 #include "common/log.h"
 #include "config/config.h"
@@ -49,13 +50,6 @@ typedef struct runner {
     uint64_t watchdog_us;
     int64_t last_watchdog;
 } runner;
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static char **kept_argv;
 
@@ -92,9 +86,9 @@ static bool signalled(void *arg)
 static void watchdog(runner *d)
 {
     if (d->watchdog_us == 0 ||
-        now_ms() - d->last_watchdog < (int64_t)(d->watchdog_us / 2000))
+        clock_ms() - d->last_watchdog < (int64_t)(d->watchdog_us / 2000))
         return;
-    d->last_watchdog = now_ms();
+    d->last_watchdog = clock_ms();
     sd_notify(0, "WATCHDOG=1");
 }
 
@@ -139,12 +133,12 @@ static bool prepare(runner *d, pipeline *p)
 /* Lets every sink try its first open, so the streams start with them. */
 static void await_sinks(runner *d)
 {
-    int64_t deadline = now_ms() + FIRST_OPEN_WAIT_MS;
+    int64_t deadline = clock_ms() + FIRST_OPEN_WAIT_MS;
     for (;;) {
         bool starting = false;
         for (size_t i = 0; i < d->npipes; i++)
             starting = starting || pipeline_starting(d->pipes[i]);
-        if (!starting || now_ms() > deadline)
+        if (!starting || clock_ms() > deadline)
             return;
         watchdog(d);
         struct pollfd p = {d->wakefd, POLLIN, 0};
@@ -253,7 +247,7 @@ static void handle_wake(runner *d)
 
 static int poll_timeout(const runner *d)
 {
-    int64_t now = now_ms();
+    int64_t now = clock_ms();
     int64_t t = now + STATUS_MIN_GAP_MS;
     for (size_t i = 0; i < d->npipes; i++)
         t = pipeline_deadline(d->pipes[i], t);
@@ -266,10 +260,10 @@ static void publish(runner *d)
     const pipeline *p = d->pipes[0];
     monitor_publish(d->mon, pipeline_streaming(p), pipeline_stream(p),
                     pipeline_flush_sent(p));
-    if (now_ms() - d->last_notify_status < NOTIFY_STATUS_MS)
+    if (clock_ms() - d->last_notify_status < NOTIFY_STATUS_MS)
         return;
     char line[256];
-    d->last_notify_status = now_ms();
+    d->last_notify_status = clock_ms();
     monitor_summary(d->mon, line, sizeof line);
     sd_notifyf(0, "STATUS=%s", line);
 }

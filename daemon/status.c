@@ -37,6 +37,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "common/backoff.h"
 #include "common/log.h"
 
@@ -417,13 +418,6 @@ struct status_server {
     atomic_int_least64_t retained_wal;
 };
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 lsn_t status_server_lsn(status_server *srv)
 {
     return atomic_load(&srv->server_lsn);
@@ -452,7 +446,7 @@ static int wait_fd(status_server *srv, int fd, short events, int ms)
 
 static int remaining_ms(int64_t deadline)
 {
-    int64_t left = deadline - now_ms();
+    int64_t left = deadline - clock_ms();
     return left > 0 ? (int)left : 0;
 }
 
@@ -473,7 +467,7 @@ static bool probe_connect(status_server *srv)
     srv->conn = PQconnectStartParams(keys, vals, 1);
     if (!srv->conn || PQstatus(srv->conn) == CONNECTION_BAD)
         return false;
-    int64_t deadline = now_ms() + PROBE_TIMEOUT_MS;
+    int64_t deadline = clock_ms() + PROBE_TIMEOUT_MS;
     PostgresPollingStatusType st = PGRES_POLLING_WRITING;
     while (st != PGRES_POLLING_OK) {
         if (st == PGRES_POLLING_FAILED)
@@ -521,7 +515,7 @@ static bool probe_once(status_server *srv)
     const char *params[] = {srv->slot};
     if (!PQsendQueryParams(srv->conn, sql, 1, NULL, params, NULL, NULL, 0))
         return false;
-    PGresult *res = probe_result(srv, now_ms() + PROBE_TIMEOUT_MS);
+    PGresult *res = probe_result(srv, clock_ms() + PROBE_TIMEOUT_MS);
     lsn_t lsn;
     bool ok = res && PQresultStatus(res) == PGRES_TUPLES_OK &&
               PQntuples(res) == 1 && lsn_parse(PQgetvalue(res, 0, 0), &lsn);
@@ -757,7 +751,7 @@ static void client_read(status_server *srv, client *c)
         c->phase = CLIENT_WRITING;
         c->outlen = strlen(c->out);
         c->outpos = 0;
-        c->deadline_ms = now_ms() + CLIENT_TIMEOUT_MS;
+        c->deadline_ms = clock_ms() + CLIENT_TIMEOUT_MS;
         client_write(c);
     }
 }
@@ -779,14 +773,14 @@ static void accept_clients(status_server *srv)
         c->fd = fd;
         c->phase = CLIENT_READING;
         c->inlen = 0;
-        c->deadline_ms = now_ms() + CLIENT_TIMEOUT_MS;
+        c->deadline_ms = clock_ms() + CLIENT_TIMEOUT_MS;
     }
     if (errno == EAGAIN || errno == EINTR || errno == ECONNABORTED)
         return;
     log_warning("event=status_accept_failed error=\"%s\"", strerror(errno));
     /* The connection stays queued, so the listener stays readable: without
      * a pause, poll would spin until an fd comes free. */
-    srv->accept_paused_until = now_ms() + ACCEPT_PAUSE_MS;
+    srv->accept_paused_until = clock_ms() + ACCEPT_PAUSE_MS;
 }
 
 /* The poll timeout: until the nearest deadline, or none. */
@@ -812,7 +806,7 @@ static void *serve_main(void *arg)
         int n = 2;
         p[0] = (struct pollfd){srv->stop_pipe[0], POLLIN, 0};
         p[1] = (struct pollfd){srv->listen_fd,
-            now_ms() < srv->accept_paused_until ? 0 : POLLIN, 0};
+            clock_ms() < srv->accept_paused_until ? 0 : POLLIN, 0};
         for (int i = 0; i < MAX_CLIENTS; i++) {
             client *c = &srv->clients[i];
             if (c->phase == CLIENT_FREE)
@@ -821,7 +815,7 @@ static void *serve_main(void *arg)
             p[n++] = (struct pollfd){c->fd,
                 c->phase == CLIENT_READING ? POLLIN : POLLOUT, 0};
         }
-        if (poll(p, (nfds_t)n, next_timeout(srv, now_ms())) < 0 && errno != EINTR) {
+        if (poll(p, (nfds_t)n, next_timeout(srv, clock_ms())) < 0 && errno != EINTR) {
             log_error("event=status_poll_failed error=\"%s\"", strerror(errno));
             break;
         }
@@ -836,7 +830,7 @@ static void *serve_main(void *arg)
             else
                 client_write(c);
         }
-        int64_t now = now_ms();
+        int64_t now = clock_ms();
         for (int i = 0; i < MAX_CLIENTS; i++) {
             client *c = &srv->clients[i];
             if (c->phase != CLIENT_FREE && c->deadline_ms <= now)

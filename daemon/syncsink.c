@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "common/clock.h"
 #include "common/log.h"
 #include "sinks/evlog.h"
 
@@ -166,13 +167,6 @@ static bool open_log(sink *s, lsn_t start)
     return ss->log || sink_fail(s, 0, "%s", err);
 }
 
-static int64_t now_ms(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
-
 /* One spooled event into the real sink; ev is freed. */
 static bool replay_event(sink *s, sink_event *ev, bool *skip)
 {
@@ -209,15 +203,15 @@ static bool replay(sink *s)
     if (!r)
         return sink_fail(s, 0, "%s", err);
     bool skip = false, ok = true;
-    int64_t last_flush = now_ms();
+    int64_t last_flush = clock_ms();
     sink_event *ev;
     int got;
     while (ok && (got = evlog_reader_next(r, &ev, err, sizeof err)) > 0) {
         bool commit = ev->op == SINK_COMMIT;
         ok = replay_event(s, ev, &skip);
-        if (ok && commit && now_ms() - last_flush >= REPLAY_FLUSH_MS) {
+        if (ok && commit && clock_ms() - last_flush >= REPLAY_FLUSH_MS) {
             ok = inner_flush(s, false);
-            last_flush = now_ms();
+            last_flush = clock_ms();
         }
     }
     evlog_reader_close(r);

@@ -15,6 +15,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/clock.h"
+
 void pgpipe_init(pgpipe *p, pgpipe_result_fn fn, void *arg)
 {
     memset(p, 0, sizeof *p);
@@ -166,13 +168,6 @@ bool pgpipe_service(pgpipe *p)
     return take_ready(p);
 }
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /*
  * The server holds results back until a sync or a flush request; without
  * either at the end of the queue the wait would never end.
@@ -194,7 +189,7 @@ static bool await_socket(pgpipe *p, bool want_write, int64_t deadline)
         pfd.events |= POLLOUT;
     int timeout = -1;
     if (deadline >= 0) {
-        int64_t left = deadline - now_ms();
+        int64_t left = deadline - clock_ms();
         if (left <= 0) {
             snprintf(p->error, sizeof p->error,
                      "the target did not answer in time");
@@ -212,7 +207,7 @@ static bool await_socket(pgpipe *p, bool want_write, int64_t deadline)
 
 bool pgpipe_wait(pgpipe *p, size_t left, int timeout_ms)
 {
-    int64_t deadline = timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
+    int64_t deadline = timeout_ms < 0 ? -1 : clock_ms() + timeout_ms;
     if (p->count > left && !ask_flush(p))
         return false;
     while (p->count > left) {

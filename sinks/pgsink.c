@@ -22,6 +22,7 @@
 
 #include <libpq-fe.h>
 
+#include "common/clock.h"
 #include "common/dbconn.h"
 #include "common/log.h"
 #include "sinks/pgcoldef.h"
@@ -77,13 +78,6 @@ typedef struct pgsink {
     PGresult *cat_types;
     char alter_what[300];    /* names the ALTER TABLE in flight */
 } pgsink;
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static const char *svc_name(const pgsink *ps)
 {
@@ -977,7 +971,7 @@ static bool open_txn(pgsink *ps)
     if (!send_command(ps, "BEGIN"))
         return false;
     ps->txn_open = true;
-    ps->batch_start_ms = now_ms();
+    ps->batch_start_ms = clock_ms();
     return true;
 }
 
@@ -992,7 +986,7 @@ static void batch_committed(pgsink *ps, bool read_progress)
     ps->recorded = ps->last_end;
     layouts_commit(ps);
     if (read_progress)
-        ps->progress_ms = now_ms();
+        ps->progress_ms = clock_ms();
     ps->progress_stale = !read_progress;
     forget_batch(ps);
     drop_retired(ps);
@@ -1009,7 +1003,7 @@ static bool commit_batch(pgsink *ps)
         return false;
     if (ps->failed)
         return fail_batch(ps);
-    bool progress = now_ms() - ps->progress_ms >= PROGRESS_MS;
+    bool progress = clock_ms() - ps->progress_ms >= PROGRESS_MS;
     if (!send_origin_advance(ps) || !send_command(ps, WHAT_COMMIT) ||
         (progress && !send_progress(ps)) || !send_sync(ps) ||
         !wait_all(ps, -1))
@@ -1109,7 +1103,7 @@ static bool pg_commit(sink *s, const sink_event *ev, bool more)
     if (!ps->txn_open)
         return true;
     if (more && ps->batch_rows < BATCH_ROWS &&
-        now_ms() - ps->batch_start_ms < BATCH_MS)
+        clock_ms() - ps->batch_start_ms < BATCH_MS)
         return true;
     return commit_batch(ps);
 }
@@ -1121,7 +1115,7 @@ static bool read_progress_now(pgsink *ps)
     if (ps->failed)
         return ps->txn_open ? fail_batch(ps) : false;
     ps->progress_stale = false;
-    ps->progress_ms = now_ms();
+    ps->progress_ms = clock_ms();
     return true;
 }
 
@@ -1301,13 +1295,13 @@ static void sleep_ms(int ms)
 static bool claim_origin(pgsink *ps)
 {
     const char *params[] = {ps->origin};
-    int64_t deadline = now_ms() + ORIGIN_BUSY_MS;
+    int64_t deadline = clock_ms() + ORIGIN_BUSY_MS;
     PGresult *res;
     while (!exec_ok(ps, "SELECT pg_replication_origin_session_setup($1)", 1,
                     params, &res)) {
         if (!has_sqlstate(res, "55006"))
             return open_failed(ps, "setting up the replication origin", res);
-        if (now_ms() >= deadline) {
+        if (clock_ms() >= deadline) {
             char what[200];
             snprintf(what, sizeof what, "replication origin \"%s\" is in "
                      "use by another session (another cleave applying to "
@@ -1334,7 +1328,7 @@ static bool read_durable(pgsink *ps)
     if (ps->failed)
         return false;
     ps->progress_stale = false;
-    ps->progress_ms = now_ms();
+    ps->progress_ms = clock_ms();
     return true;
 }
 
