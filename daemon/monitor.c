@@ -136,9 +136,39 @@ static double rows_per_second(monitor *m, size_t i)
     return per_s;
 }
 
+static size_t service_index(monitor *m, size_t i)
+{
+    return (size_t)(m->sinks[i]->service - m->config->services);
+}
+
+/*
+ * The sink's last error, its worker's or its service's initial sync's,
+ * whichever came last; true while either still stands.
+ */
+static bool last_error(monitor *m, size_t i, char *buf, size_t len,
+                       int64_t *when, uint64_t *failures)
+{
+    char sync_error[STATUS_ERROR_MAX];
+    int64_t sync_when;
+    uint64_t sync_failures;
+    bool syncing = initsync_last_error(atomic_load(&m->is), service_index(m, i),
+                                       sync_error, sizeof sync_error,
+                                       &sync_when, &sync_failures);
+    worker_error_info(m->workers[i], buf, len, NULL, when);
+    *failures = worker_failures(m->workers[i]) + sync_failures;
+    if (sync_error[0] && (syncing || sync_when >= *when)) {
+        snprintf(buf, len, "%s", sync_error);
+        *when = sync_when;
+    }
+    return syncing || worker_get_state(m->workers[i]) == WORKER_ERROR;
+}
+
 static const char *state_of(monitor *m, size_t i)
 {
-    if (worker_get_state(m->workers[i]) == WORKER_ERROR)
+    char why[STATUS_ERROR_MAX];
+    int64_t when;
+    uint64_t failures;
+    if (last_error(m, i, why, sizeof why, &when, &failures))
         return "error";
     return syncsink_phase_name(syncsink_get_phase(m->sinks[i]));
 }
@@ -146,7 +176,7 @@ static const char *state_of(monitor *m, size_t i)
 static void copy_progress(monitor *m, size_t i, status_sink *out)
 {
     const cfg_service *svc = m->sinks[i]->service;
-    size_t si = (size_t)(svc - m->config->services);
+    size_t si = service_index(m, i);
     out->copy_tables_total = (uint32_t)svc->n_owned;
     for (size_t j = 0; j < svc->n_owned; j++)
         out->copy_tables_done += syncstate_table(m->ss, si, j, NULL) == SYNC_DONE;
@@ -159,7 +189,10 @@ static void fill_sink(monitor *m, size_t i, lsn_t received, status_sink *out)
     memset(out, 0, sizeof *out);
     snprintf(out->service, sizeof out->service, "%s", s->service->name);
     snprintf(out->kind, sizeof out->kind, "%s", s->ops->kind);
-    snprintf(out->state, sizeof out->state, "%s", state_of(m, i));
+    bool failing = last_error(m, i, out->last_error, sizeof out->last_error,
+                              &out->last_error_time, &out->errors);
+    snprintf(out->state, sizeof out->state, "%s", failing ? "error"
+             : syncsink_phase_name(syncsink_get_phase(s)));
     out->applied_lsn = atomic_load(&m->pos[i]);
     bool pending = atomic_load(&m->pending[i]);
     out->lag_bytes = pending && received > out->applied_lsn
@@ -172,10 +205,7 @@ static void fill_sink(monitor *m, size_t i, lsn_t received, status_sink *out)
                            ? (double)(now_us - commit) / 1e6 : 0;
     out->rows_applied = atomic_load(&s->rows_applied);
     out->txns_applied = atomic_load(&s->txns_applied);
-    out->errors = worker_failures(m->workers[i]);
     out->rows_per_second = rows_per_second(m, i);
-    worker_error_info(m->workers[i], out->last_error, sizeof out->last_error,
-                      NULL, &out->last_error_time);
     if (strcmp(out->state, "initial_copy") == 0)
         copy_progress(m, i, out);
 }
