@@ -21,6 +21,15 @@
 
 #define PROGRESS_EVERY_MS 5000
 
+/* A service's standing, for status: under initsync.mu. */
+typedef struct health {
+    bool failing;             /* the last try failed, none copies since */
+    bool role_warned;         /* replica role refused: said once */
+    char error[512];          /* the last failure, kept after it passed */
+    int64_t error_time;       /* Unix seconds */
+    uint64_t failures;
+} health;
+
 struct initsync {
     const cfg *config;
     const cfg_source *source;
@@ -30,6 +39,8 @@ struct initsync {
     atomic_bool stop;
     atomic_bool done;
     atomic_uint_fast64_t *rows;   /* per service, copied so far: for status */
+    pthread_mutex_t mu;
+    health *health;               /* per service */
 };
 
 typedef struct job {
@@ -72,6 +83,26 @@ static bool stopped(void *arg)
     return atomic_load(&((initsync *)arg)->stop);
 }
 
+/* Service i failed: status shows it in error until it copies again. */
+static void health_failed(initsync *is, size_t i, const char *why)
+{
+    pthread_mutex_lock(&is->mu);
+    health *h = &is->health[i];
+    h->failing = true;
+    snprintf(h->error, sizeof h->error, "initial sync: %s", why);
+    h->error_time = (int64_t)time(NULL);
+    h->failures++;
+    pthread_mutex_unlock(&is->mu);
+}
+
+/* Service i copies (or finished): past its last failure. */
+static void health_going(initsync *is, size_t i)
+{
+    pthread_mutex_lock(&is->mu);
+    is->health[i].failing = false;
+    pthread_mutex_unlock(&is->mu);
+}
+
 static void round_fail(round *r, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
@@ -105,9 +136,11 @@ static void service_fail(round *r, size_t i, const char *fmt, ...)
     bool first = !r->svc[i].failed;
     r->svc[i].failed = true;
     pthread_mutex_unlock(&r->mu);
-    if (first && !atomic_load(&r->is->stop))
-        log_error("event=initial_sync_failed service=%s error=\"%s\"",
-                  r->is->config->services[i].name, msg);
+    if (!first || atomic_load(&r->is->stop))
+        return;
+    log_error("event=initial_sync_failed service=%s error=\"%s\"",
+              r->is->config->services[i].name, msg);
+    health_failed(r->is, i, msg);
 }
 
 static bool service_failed(round *r, size_t i)
@@ -319,6 +352,7 @@ static bool copy_table(round *r, PGconn *src, PGconn *tgt, const job *j)
         PQputCopyEnd(tgt, "source failed");
         return false;
     }
+    health_going(r->is, j->svc);
     bool ok = pump(r, j->svc, src, tgt, &p);
     if (PQputCopyEnd(tgt, ok ? NULL : "cleave stopped the copy") != 1)
         ok = false;
@@ -494,6 +528,8 @@ static bool publish_table(round *r, PGconn *src, kafkasnap *k, const job *j)
                      cols ? err : "out of memory");
     }
     free(cols);
+    if (ok)
+        health_going(r->is, j->svc);
     ok = ok && publish_rows(r, j->svc, src, k, rel, &p);
     if (ok) {
         pthread_mutex_lock(&r->mu);
@@ -532,6 +568,7 @@ static bool finish_service(round *r, PGconn *tgt, size_t i)
         service_fail(r, i, "%s", err);
         return false;
     }
+    health_going(r->is, i);
     log_info("event=copy_done service=%s tables=%zu rows=%llu bytes=%llu "
              "seconds=%.2f", svc->name, svc->n_owned,
              (unsigned long long)sr->rows, (unsigned long long)sr->bytes,
@@ -549,6 +586,42 @@ static PGconn *open_target(round *r, size_t i)
                  svc->name, first_line(c));
     PQfinish(c);
     return NULL;
+}
+
+static bool role_warned_before(initsync *is, size_t i)
+{
+    pthread_mutex_lock(&is->mu);
+    bool before = is->health[i].role_warned;
+    is->health[i].role_warned = true;
+    pthread_mutex_unlock(&is->mu);
+    return before;
+}
+
+/*
+ * As PostgreSQL's own table sync: in the replica role the foreign keys
+ * (and user triggers) of tables a team created itself stay quiet, so a
+ * table may be filled before the one it references; the source's
+ * snapshot keeps the keys true once all are in. The role takes a
+ * superuser (or GRANT SET ON PARAMETER, PostgreSQL 15 on); without it
+ * the copy goes on with the keys checked, and says so once.
+ */
+static bool copy_session(round *r, size_t i, PGconn *tgt)
+{
+    PGresult *res = PQexec(tgt, "SET session_replication_role = replica");
+    const char *code = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+    bool ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+    bool refused = !ok && code && strcmp(code, "42501") == 0;
+    PQclear(res);
+    if (!ok && !refused)
+        service_fail(r, i, "cannot set session_replication_role on the "
+                     "target: %s", first_line(tgt));
+    else if (refused && !role_warned_before(r->is, i))
+        log_warning("event=replica_role_refused service=%s note=\"not a "
+                    "superuser: the copy checks the target's foreign keys, "
+                    "so a table copied before the one it references fails "
+                    "until the role is granted\"",
+                    r->is->config->services[i].name);
+    return ok || refused;
 }
 
 /* One job done: the table's indexes, its state, maybe the service. */
@@ -612,7 +685,8 @@ static bool copier_open(copier *cp, const job *j)
         return true;
     copier_close(cp);
     cp->svc = j->svc;
-    if (svc->target_postgres && !(cp->tgt = open_target(cp->r, j->svc)))
+    if (svc->target_postgres && (!(cp->tgt = open_target(cp->r, j->svc)) ||
+                                 !copy_session(cp->r, j->svc, cp->tgt)))
         return false;
     if (svc->target_kafka &&
         !(cp->k = kafkasnap_open(cp->r->is->config, svc, err, sizeof err))) {
@@ -823,8 +897,12 @@ static int one_round(initsync *is, double started)
     int result = needed == 0 ? 0 : run_round(&r) ? 1 : -1;
     if (!r.svc)
         result = -1;
-    if (result < 0 && !atomic_load(&is->stop) && r.error[0])
+    if (result < 0 && !atomic_load(&is->stop) && r.error[0]) {
         log_error("event=initial_sync_failed error=\"%s\"", r.error);
+        for (size_t i = 0; i < config->n_services; i++)
+            if (r.svc[i].needed && !r.svc[i].failed)
+                health_failed(is, i, r.error);
+    }
     if (result > 0) {
         uint64_t rows = 0, bytes = 0;
         for (size_t i = 0; i < config->n_services; i++)
@@ -874,11 +952,16 @@ initsync *initsync_start(const cfg *config, const cfg_source *source,
     is->source = source;
     is->ss = ss;
     is->created = created;
-    is->rows = calloc(config->n_services ? config->n_services : 1,
-                      sizeof *is->rows);
-    if (!is->rows || pthread_create(&is->thread, NULL, initsync_main, is) != 0) {
+    size_t n = config->n_services ? config->n_services : 1;
+    is->rows = calloc(n, sizeof *is->rows);
+    is->health = calloc(n, sizeof *is->health);
+    pthread_mutex_init(&is->mu, NULL);
+    if (!is->rows || !is->health ||
+        pthread_create(&is->thread, NULL, initsync_main, is) != 0) {
         snap_release(created);
+        pthread_mutex_destroy(&is->mu);
         free(is->rows);
+        free(is->health);
         free(is);
         return NULL;
     }
@@ -888,6 +971,25 @@ initsync *initsync_start(const cfg *config, const cfg_source *source,
 uint64_t initsync_rows(const initsync *is, size_t svc)
 {
     return is ? atomic_load_explicit(&is->rows[svc], memory_order_relaxed) : 0;
+}
+
+bool initsync_last_error(const initsync *is, size_t svc, char *buf,
+                         size_t len, int64_t *when, uint64_t *failures)
+{
+    buf[0] = '\0';
+    *when = 0;
+    *failures = 0;
+    if (!is)
+        return false;
+    initsync *mis = (initsync *)is;
+    pthread_mutex_lock(&mis->mu);
+    const health *h = &is->health[svc];
+    snprintf(buf, len, "%s", h->error);
+    *when = h->error_time;
+    *failures = h->failures;
+    bool failing = h->failing;
+    pthread_mutex_unlock(&mis->mu);
+    return failing;
 }
 
 bool initsync_done(initsync *is)
@@ -901,6 +1003,8 @@ void initsync_stop(initsync *is)
         return;
     atomic_store(&is->stop, true);
     pthread_join(is->thread, NULL);
+    pthread_mutex_destroy(&is->mu);
     free(is->rows);
+    free(is->health);
     free(is);
 }

@@ -16,7 +16,12 @@
  *
  * A failure (a target down, say) is logged and the whole round is tried
  * again with backoff; the stream meanwhile keeps being held, so nothing
- * is lost.
+ * is lost. Until the service copies again, status shows it in error with
+ * the reason.
+ *
+ * The copy sessions run in the replica role, as PostgreSQL's table sync
+ * does: target tables a team created itself, foreign keys included, are
+ * filled whatever order the copy takes.
  */
 #ifndef CLEAVE_DAEMON_INITSYNC_H
 #define CLEAVE_DAEMON_INITSYNC_H
@@ -37,6 +42,13 @@ initsync *initsync_start(const cfg *config, const cfg_source *source,
                          syncstate *ss, snap *created);
 /* Rows copied so far for service svc (for status; 0 when is is NULL). */
 uint64_t initsync_rows(const initsync *is, size_t svc);
+/*
+ * The last failure of service svc's initial sync ("" and 0 when none),
+ * kept after it passed, and how many there were; true while the service
+ * has not copied since (status shows it in error). False when is is NULL.
+ */
+bool initsync_last_error(const initsync *is, size_t svc, char *buf,
+                         size_t len, int64_t *when, uint64_t *failures);
 /* Whether every service is finished (the thread has ended). */
 bool initsync_done(initsync *is);
 /* Asks the copies to stop, waits for the threads, frees. */

@@ -134,9 +134,41 @@ static double rows_per_second(monitor *m, size_t i)
     return per_s;
 }
 
+static size_t service_index(monitor *m, size_t i)
+{
+    return (size_t)(fanout_sink(m->fo, i)->service - m->config->services);
+}
+
+/*
+ * The sink's last error, its worker's or its service's initial sync's,
+ * whichever came last; true while either still stands.
+ */
+static bool last_error(monitor *m, size_t i, const fanout_figures *f,
+                       char *buf, size_t len, int64_t *when,
+                       uint64_t *failures)
+{
+    char sync_error[STATUS_ERROR_MAX];
+    int64_t sync_when;
+    uint64_t sync_failures;
+    bool syncing = initsync_last_error(atomic_load(&m->is), service_index(m, i),
+                                       sync_error, sizeof sync_error,
+                                       &sync_when, &sync_failures);
+    snprintf(buf, len, "%s", f->last_error);
+    *when = f->last_error_time;
+    *failures = f->failures + sync_failures;
+    if (sync_error[0] && (syncing || sync_when >= *when)) {
+        snprintf(buf, len, "%s", sync_error);
+        *when = sync_when;
+    }
+    return syncing || f->failed;
+}
+
 static const char *state_of(monitor *m, size_t i, const fanout_figures *f)
 {
-    if (f->failed)
+    char why[STATUS_ERROR_MAX];
+    int64_t when;
+    uint64_t failures;
+    if (last_error(m, i, f, why, sizeof why, &when, &failures))
         return "error";
     return syncsink_phase_name(syncsink_get_phase(fanout_sink(m->fo, i)));
 }
@@ -144,7 +176,7 @@ static const char *state_of(monitor *m, size_t i, const fanout_figures *f)
 static void copy_progress(monitor *m, size_t i, status_sink *out)
 {
     const cfg_service *svc = fanout_sink(m->fo, i)->service;
-    size_t si = (size_t)(svc - m->config->services);
+    size_t si = service_index(m, i);
     out->copy_tables_total = (uint32_t)svc->n_owned;
     for (size_t j = 0; j < svc->n_owned; j++)
         out->copy_tables_done += syncstate_table(m->ss, si, j, NULL) == SYNC_DONE;
@@ -159,7 +191,10 @@ static void fill_sink(monitor *m, size_t i, lsn_t received, status_sink *out)
     memset(out, 0, sizeof *out);
     snprintf(out->service, sizeof out->service, "%s", s->service->name);
     snprintf(out->kind, sizeof out->kind, "%s", s->ops->kind);
-    snprintf(out->state, sizeof out->state, "%s", state_of(m, i, &f));
+    bool failing = last_error(m, i, &f, out->last_error, sizeof out->last_error,
+                              &out->last_error_time, &out->errors);
+    snprintf(out->state, sizeof out->state, "%s", failing ? "error"
+             : syncsink_phase_name(syncsink_get_phase(s)));
     out->applied_lsn = atomic_load(&m->pos[i]);
     bool pending = atomic_load(&m->pending[i]);
     out->lag_bytes = pending && received > out->applied_lsn
@@ -172,10 +207,7 @@ static void fill_sink(monitor *m, size_t i, lsn_t received, status_sink *out)
                            ? (double)(now_us - commit) / 1e6 : 0;
     out->rows_applied = atomic_load(&s->rows_applied);
     out->txns_applied = atomic_load(&s->txns_applied);
-    out->errors = f.failures;
     out->rows_per_second = rows_per_second(m, i);
-    snprintf(out->last_error, sizeof out->last_error, "%s", f.last_error);
-    out->last_error_time = f.last_error_time;
     if (strcmp(out->state, "initial_copy") == 0)
         copy_progress(m, i, out);
 }

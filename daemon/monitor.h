@@ -5,7 +5,8 @@
  * The loop publishes its own state (connected, received and flushed LSNs,
  * each sink's position) into atomics once per turn, and samples each
  * sink's row counter once a second for the rate; the status server's fill
- * callback (monitor_fill) reads those and the workers' own atomics.
+ * callback (monitor_fill) reads those, the workers' own atomics and the
+ * initial sync's failures.
  */
 #ifndef CLEAVE_DAEMON_MONITOR_H
 #define CLEAVE_DAEMON_MONITOR_H

@@ -88,6 +88,15 @@ static char *ask(const shop_env *env, const char *what, double timeout_s)
     return NULL;
 }
 
+/* The status document, or NULL while nothing answers on the socket. */
+static json_t *status_json_or_null(const shop_env *env)
+{
+    char *body = ask(env, "json", 5);
+    json_t *j = body ? json_loads(body, 0, NULL) : NULL;
+    free(body);
+    return j;
+}
+
 static json_t *status_json(const shop_env *env)
 {
     char *body = ask(env, "json", 5);
@@ -127,8 +136,9 @@ static bool wait_status(const shop_env *env, bool (*pred)(json_t *, void *),
 {
     double deadline = now_s() + timeout_s;
     for (;;) {
-        json_t *st = status_json(env);
-        bool ok = pred(st, arg);
+        /* Before cleave listens, there is nothing to ask. */
+        json_t *st = status_json_or_null(env);
+        bool ok = st && pred(st, arg);
         json_decref(st);
         if (ok)
             return true;
@@ -294,6 +304,63 @@ START_TEST(stuck_clients_and_big_transaction)
 }
 END_TEST
 
+typedef struct counts {
+    const char *service;
+    double rows, txns;
+} counts;
+
+static counts counts_of(json_t *st, const char *service)
+{
+    return (counts){service, sink_num(st, service, "rows_applied"),
+                    sink_num(st, service, "txns_applied")};
+}
+
+static bool counted(json_t *st, void *arg)
+{
+    const counts *want = arg;
+    counts got = counts_of(st, want->service);
+    return got.rows >= want->rows || got.txns >= want->txns;
+}
+
+/*
+ * A transaction too large for the source's memory is streamed, spooled
+ * and replayed: its rows and itself count like any other, exactly.
+ */
+START_TEST(big_transaction_counted)
+{
+    shop_env env;
+    ck_assert(shop_setup(&env, src, tgt, "stcount", NULL, NULL));
+    /* The walsender streams what does not fit in 64 kB. */
+    exec_or_abort(src, env.srcdb, "ALTER DATABASE stcount_shop SET "
+                  "logical_decoding_work_mem = '64kB'");
+    ck_assert(shop_start(&env));
+    ck_assert(wait_status(&env, lag_gone, NULL, WAIT_S));
+    json_t *st = status_json(&env);
+    counts want = counts_of(st, "notification_service");
+    json_decref(st);
+    want.rows += 200000;
+    want.txns += 1;
+    exec_or_abort(src, env.srcdb, "INSERT INTO notification_templates (code, "
+                  "channel, body) SELECT 'c' || g, 'email', 'b' FROM "
+                  "generate_series(1, 200000) g");
+    ck_assert_msg(pgc_wait_until(tgt, env.dbs[4], "SELECT count(*) = 200000 "
+                                 "FROM notification_templates", WAIT_S),
+                  "the transaction was not applied");
+    ck_assert_msg(pgc_wait_until(src, env.srcdb, "SELECT stream_txns > 0 FROM "
+                                 "pg_stat_replication_slots WHERE slot_name "
+                                 "= 'cleave_stcount'", WAIT_S),
+                  "the transaction was not streamed");
+    bool done = wait_status(&env, counted, &want, WAIT_S);
+    st = status_json(&env);
+    counts got = counts_of(st, "notification_service");
+    json_decref(st);
+    ck_assert_msg(done && got.rows == want.rows && got.txns == want.txns,
+                  "rows_applied %.0f, txns_applied %.0f: %.0f and %.0f "
+                  "expected", got.rows, got.txns, want.rows, want.txns);
+    stop_cleanly(&env);
+}
+END_TEST
+
 /* Prometheus text: every sample's family has HELP and TYPE, values parse. */
 static void check_prometheus(const char *text)
 {
@@ -372,6 +439,7 @@ int main(void)
     shop_add_case(s, "fields_lag_and_errors", fields_lag_and_errors, 300);
     shop_add_case(s, "stuck_clients_and_big_transaction",
                   stuck_clients_and_big_transaction, 300);
+    shop_add_case(s, "big_transaction_counted", big_transaction_counted, 300);
     shop_add_case(s, "cli_and_metrics", cli_and_metrics, 200);
     return shop_run_suite(s, tgt_settings, &src, &tgt);
 }
