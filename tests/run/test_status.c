@@ -397,6 +397,16 @@ static bool slot_lost(json_t *st, void *arg)
            strstr(err, "cleave drop") && strstr(err, "cleave resync");
 }
 
+/* The invalidated slot was dropped while cleave ran: it still made none. */
+static bool lost_then_dropped(json_t *st, void *arg)
+{
+    (void)arg;
+    const char *err = json_string_value(json_object_get(source_of(st),
+                                                        "last_error"));
+    return err && strstr(err, "since been dropped") &&
+           json_is_null(json_object_get(source_of(st), "wal_status"));
+}
+
 static char *slot_wal_status(const shop_env *env)
 {
     return pgc_query_value(src, env->srcdb, "SELECT coalesce(wal_status, "
@@ -521,6 +531,18 @@ START_TEST(lost_slot)
     ck_assert_msg(strstr(r.out, "cleave_slot_wal_status{slot=\"cleave_stlost\","
                          "status=\"lost\"} 1\n"), "%s", r.out);
     rc_free(&r);
+
+    /* Dropped by hand while cleave runs: still no new slot (the old code
+     * made one, and a gap nobody sees). */
+    exec_or_abort(src, env.srcdb, "SELECT pg_drop_replication_slot("
+                  "'cleave_stlost')");
+    long mark = shop_log_size(&env);
+    ck_assert_msg(wait_status(&env, lost_then_dropped, NULL, WAIT_S),
+                  "status does not say the lost slot was dropped");
+    ck_assert(wait_log_lines(&env, "and it has since been dropped", 2, WAIT_S));
+    ws = slot_wal_status(&env);
+    ck_assert_msg(!ws, "cleave made a new slot (wal_status %s)", ws);
+    ck_assert_int_eq(shop_log_count(&env, "event=slot_created", mark), 0);
     stop_cleanly(&env);
     set_keep_size(NULL);
 }
