@@ -11,6 +11,9 @@
  *
  *   cleave shop (pid 4242, up 1 h 2 min), version 0.1.0
  *   source  slot cleave_shop  connected  server 0/3000148  received ...
+ *   (the source line ends with the slot's retained WAL, its wal_status
+ *   and safe size where the server has them; the source's last error,
+ *   whole, follows on a line of its own)
  *
  *   SERVICE        SINK      STATE         APPLIED LSN  LAG    LAG TIME ...
  *   user_service   postgres  streaming     0/3000148    0 B    0.0 s    ...
@@ -586,6 +589,42 @@ static void print_header(FILE *out, const json_t *doc)
     fputc('\n', out);
 }
 
+/* "  wal reserved  safe 12 MB": what the server says of the slot's WAL. */
+static void print_wal(FILE *out, const json_t *src)
+{
+    const char *status = jstr(src, "wal_status");
+    json_t *safe = json_object_get(src, "safe_wal_bytes");
+    char size[32];
+    if (!status)
+        return;
+    fprintf(out, "  wal %s", status);
+    if (json_is_integer(safe) && json_integer_value(safe) >= 0)
+        fprintf(out, "  safe %s", statuscli_fmt_bytes(
+                    (uint64_t)json_integer_value(safe), size, sizeof size));
+    else if (json_is_integer(safe))
+        fputs("  safe 0 B", out);
+    else if (json_is_null(safe) && strcmp(status, "lost") != 0)
+        fputs("  safe no limit", out);
+}
+
+/* The source's last error, whole (it says how to recover), on one line. */
+static void print_source_error(FILE *out, const json_t *src, bool connected)
+{
+    const char *error = jstr(src, "last_error"), *when = jstr(src,
+                                                              "last_error_time");
+    if (!error || !*error)
+        return;
+    char since[48] = "";
+    if (when)
+        short_time(when, since, sizeof since);
+    fprintf(out, "source  %s", connected ? "last error: " : "error: ");
+    for (const char *c = error; *c; c++)
+        fputc((unsigned char)*c < 0x20 || *c == 0x7f ? ' ' : *c, out);
+    if (*since)
+        fprintf(out, " (%s %s)", connected ? "at" : "since", since);
+    fputc('\n', out);
+}
+
 static void print_source(FILE *out, const json_t *src)
 {
     if (!json_is_object(src)) {
@@ -601,12 +640,15 @@ static void print_source(FILE *out, const json_t *src)
     if (jcount(src, "retained_wal_bytes", &retained))
         statuscli_fmt_bytes(retained, size, sizeof size);
     fprintf(out, "source  slot %s  %s  server %s  received %s  flushed %s  "
-                 "retained %s\n",
+                 "retained %s",
             slot ? slot : "-",
             json_is_true(conn) ? "connected"
             : json_is_false(conn) ? "disconnected" : "connection unknown",
             server ? server : "unknown", recv ? recv : "-",
             flushed ? flushed : "-", size);
+    print_wal(out, src);
+    fputc('\n', out);
+    print_source_error(out, src, json_is_true(conn));
 }
 
 bool statuscli_print_table(const char *json, size_t len, FILE *out,

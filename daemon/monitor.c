@@ -31,8 +31,10 @@ struct monitor {
     atomic_uint_least64_t *pos;
     atomic_bool *pending;
     double started, last_sample;
-    pthread_mutex_t mu;          /* the rate samples */
+    pthread_mutex_t mu;          /* the rate samples, the source's error */
     rate *rates;
+    char source_error[sizeof ((status_snapshot *)0)->last_error];
+    int64_t source_error_time;
 };
 
 static double mono_s(void)
@@ -116,6 +118,18 @@ void monitor_publish(monitor *m, bool connected, const stream *st,
         m->last_sample = now;
         sample_rates(m, now);
     }
+}
+
+void monitor_publish_source_error(monitor *m, const char *err, int64_t when)
+{
+    /* Only the loop writes: reading without the lock is safe here. */
+    if (when == m->source_error_time &&
+        strncmp(err, m->source_error, sizeof m->source_error) == 0)
+        return;
+    pthread_mutex_lock(&m->mu);
+    snprintf(m->source_error, sizeof m->source_error, "%s", err);
+    m->source_error_time = when;
+    pthread_mutex_unlock(&m->mu);
 }
 
 static double rows_per_second(monitor *m, size_t i)
@@ -224,6 +238,10 @@ void monitor_fill(void *arg, status_snapshot *out)
     out->received_lsn = atomic_load(&m->received);
     out->flushed_lsn = atomic_load(&m->flushed);
     out->retained_wal_bytes = -1;
+    pthread_mutex_lock(&m->mu);
+    memcpy(out->last_error, m->source_error, sizeof out->last_error);
+    out->last_error_time = m->source_error_time;
+    pthread_mutex_unlock(&m->mu);
     size_t n = m->n < out->nsinks ? m->n : out->nsinks;
     for (size_t i = 0; i < n; i++)
         fill_sink(m, i, out->received_lsn, &out->sinks[i]);

@@ -32,6 +32,8 @@ void monitor_set_initsync(monitor *m, const initsync *is);
 /* From the loop, every turn: cheap. st may be NULL before streaming. */
 void monitor_publish(monitor *m, bool connected, const stream *st,
                      lsn_t flushed);
+/* From the loop: the source's last failure ("" and 0 when none). */
+void monitor_publish_source_error(monitor *m, const char *err, int64_t when);
 /* One line for systemd's STATUS=, e.g. "streaming: 5 of 5 sinks, lag 0 B". */
 void monitor_summary(monitor *m, char *buf, size_t len);
 

@@ -37,6 +37,8 @@ struct pipeline {
     snap *created;            /* the new slot's snapshot, for the copy */
     backoff source_backoff;
     int64_t next_source_try;
+    char source_error[1024];  /* the last failure, for status */
+    int64_t source_error_time;
     int64_t last_status;
     lsn_t last_flush_sent;
     int64_t next_heartbeat;
@@ -173,10 +175,21 @@ bool pipeline_start_copy(pipeline *p)
 
 /* ---- the loop ---------------------------------------------------------- */
 
+/*
+ * Retried with backoff even for an invalidated slot: an operator may mend
+ * the source meanwhile (and a slot stays invalidated, so nothing streams).
+ */
 static void source_failed(pipeline *p, const char *err)
 {
     int wait = backoff_next(&p->source_backoff);
-    log_error("event=source_failed error=\"%s\" retry_in=%dms", err, wait);
+    const char *lost = source_slot_lost(p->src);
+    if (lost)
+        log_error("event=slot_invalidated slot=%s reason=\"%s\" retry_in=%dms "
+                  "error=\"%s\"", p->settings->slot, lost, wait, err);
+    else
+        log_error("event=source_failed error=\"%s\" retry_in=%dms", err, wait);
+    snprintf(p->source_error, sizeof p->source_error, "%s", err);
+    p->source_error_time = (int64_t)time(NULL);
     source_stop(p->src);
     p->next_source_try = clock_ms() + wait;
 }
@@ -354,4 +367,10 @@ const initsync *pipeline_initsync(const pipeline *p)
 lsn_t pipeline_flush_sent(const pipeline *p)
 {
     return p->last_flush_sent;
+}
+
+const char *pipeline_source_error(const pipeline *p, int64_t *when)
+{
+    *when = p->source_error_time;
+    return p->source_error;
 }

@@ -84,5 +84,10 @@ syncstate *pipeline_syncstate(const pipeline *p);
 const initsync *pipeline_initsync(const pipeline *p);
 /* The flush LSN last sent to the source. */
 lsn_t pipeline_flush_sent(const pipeline *p);
+/*
+ * The source's last failure since start ("" and *when 0 when none; kept
+ * after it streams again, as a sink's last error is), Unix seconds.
+ */
+const char *pipeline_source_error(const pipeline *p, int64_t *when);
 
 #endif

@@ -258,8 +258,11 @@ static int poll_timeout(const runner *d)
 static void publish(runner *d)
 {
     const pipeline *p = d->pipes[0];
+    int64_t when;
+    const char *err = pipeline_source_error(p, &when);
     monitor_publish(d->mon, pipeline_streaming(p), pipeline_stream(p),
                     pipeline_flush_sent(p));
+    monitor_publish_source_error(d->mon, err, when);
     if (clock_ms() - d->last_notify_status < NOTIFY_STATUS_MS)
         return;
     char line[256];

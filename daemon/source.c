@@ -30,6 +30,9 @@ struct source {
     snap *created;           /* the slot made by prepare, snapshot held */
     int server_version;
     int proto;
+    /* Sticky: once the server invalidated the slot, it is never remade. */
+    bool slot_lost;
+    char lost_reason[128];
 };
 
 source *source_new(const cfg *config, const cfg_source *settings)
@@ -279,6 +282,27 @@ static bool ensure_publication(source *src, char *err, size_t errlen)
     return true;
 }
 
+/*
+ * The error of an invalidated slot: what happened, why nothing is
+ * streamed, and the way back (docs/operations.md, "A lost slot").
+ */
+static bool slot_lost(source *src, const char *reason, char *err, size_t errlen)
+{
+    src->slot_lost = true;
+    snprintf(src->lost_reason, sizeof src->lost_reason, "%s", reason);
+    /* PostgreSQL 18 quotes the cause; the log quotes the reason. */
+    for (char *q = src->lost_reason; (q = strchr(q, '"')) != NULL;)
+        *q = '\'';
+    snprintf(err, errlen, "the source invalidated slot %s (%s): the changes "
+             "since cleave last read it are gone, and cleave does not make a "
+             "new slot by itself. To recover: stop cleave, run `cleave drop`, "
+             "empty the owned tables in every target, start cleave again to "
+             "copy everything anew (`cleave resync` does not exist yet); see "
+             "A lost slot in docs/operations.md", src->settings->slot,
+             src->lost_reason);
+    return false;
+}
+
 static bool ensure_slot(source *src, snap_stop_fn *stop, void *arg,
                         char *err, size_t errlen)
 {
@@ -300,6 +324,14 @@ static bool ensure_slot(source *src, snap_stop_fn *stop, void *arg,
         return ok;
     }
     PQclear(res);
+    if (src->slot_lost) {
+        snprintf(err, errlen, "the source invalidated slot %s (%s) and it has "
+                 "since been dropped; cleave does not make a new slot while it "
+                 "runs (the targets would miss what the old one lost): with "
+                 "the owned tables emptied in every target, restart cleave to "
+                 "copy everything anew", params[0], src->lost_reason);
+        return false;
+    }
     snap_release(src->created);
     src->created = snap_create(src->settings, params[0], false, stop, arg, err,
                                errlen);
@@ -319,6 +351,49 @@ snap *source_take_snapshot(source *src)
     snap *s = src->created;
     src->created = NULL;
     return s;
+}
+
+/*
+ * Refuses a slot the server invalidated (wal_status 'lost' from PostgreSQL
+ * 13 on, invalidation_reason from 17 on) before START_REPLICATION, whose
+ * own error varies between versions.
+ */
+static bool check_slot_valid(source *src, char *err, size_t errlen)
+{
+    if (src->server_version < 130000)
+        return true;
+    const char *params[] = {src->settings->slot};
+    PGresult *res = query(src->control, src->server_version >= 170000
+        ? "SELECT wal_status, invalidation_reason FROM pg_replication_slots "
+          "WHERE slot_name = $1"
+        : "SELECT wal_status, NULL FROM pg_replication_slots "
+          "WHERE slot_name = $1", 1, params, err, errlen);
+    if (!res)
+        return false;
+    bool lost = PQntuples(res) > 0 &&
+                (!PQgetisnull(res, 0, 1) ||
+                 strcmp(PQgetvalue(res, 0, 0), "lost") == 0);
+    char reason[128] = "";
+    if (lost)
+        snprintf(reason, sizeof reason, "%s%s",
+                 PQgetisnull(res, 0, 1) ? "wal_status lost" : "",
+                 PQgetvalue(res, 0, 1));
+    PQclear(res);
+    return lost ? slot_lost(src, reason, err, errlen) : true;
+}
+
+/*
+ * START_REPLICATION's error for an invalidated slot, in the words of
+ * PostgreSQL 13 to 18 (the slot may be invalidated after the check).
+ */
+static bool invalidated_error(const PGresult *res)
+{
+    const char *msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+    const char *detail = PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL);
+    return (msg && (strstr(msg, "can no longer get changes from replication "
+                            "slot") ||
+                    strstr(msg, "can no longer access replication slot"))) ||
+           (detail && strstr(detail, "has been invalidated"));
 }
 
 static char *start_command(source *src)
@@ -354,10 +429,18 @@ bool source_start(source *src, char *err, size_t errlen)
         source_stop(src);
         return false;
     }
+    if (!check_slot_valid(src, err, errlen)) {
+        source_stop(src);
+        return false;
+    }
     char *cmd = start_command(src);
     PGresult *res = cmd ? PQexec(src->repl, cmd) : NULL;
     bool ok = PQresultStatus(res) == PGRES_COPY_BOTH;
-    if (!ok)
+    if (!ok && invalidated_error(res))
+        slot_lost(src, PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL)
+                  ? PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL)
+                  : PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY), err, errlen);
+    else if (!ok)
         set_err(err, errlen, "START_REPLICATION", src->repl);
     PQclear(res);
     free(cmd);
@@ -378,6 +461,11 @@ void source_stop(source *src)
     src->copybuf = NULL;
     PQfinish(src->repl);
     src->repl = NULL;
+}
+
+const char *source_slot_lost(const source *src)
+{
+    return src->slot_lost ? src->lost_reason : NULL;
 }
 
 bool source_streaming(const source *src)

@@ -40,8 +40,14 @@ snap *source_take_snapshot(source *src);
 /* The protocol version agreed with this server (after prepare). */
 int source_proto_version(const source *src);
 
-/* Opens the replication connection and starts streaming the slot. */
+/*
+ * Opens the replication connection and starts streaming the slot. A slot
+ * the server invalidated is an error with the way back in err, and is
+ * never made again by prepare while this source lives.
+ */
 bool source_start(source *src, char *err, size_t errlen);
+/* Why the server invalidated the slot, or NULL while it has not. */
+const char *source_slot_lost(const source *src);
 /* Closes the replication connection (if open). */
 void source_stop(source *src);
 bool source_streaming(const source *src);

@@ -204,7 +204,14 @@ static json_t *source_json(const status_snapshot *s)
         set(o, "received_lsn", jlsn(s->received_lsn)) &&
         set(o, "flushed_lsn", jlsn(s->flushed_lsn)) &&
         set(o, "retained_wal_bytes", s->retained_wal_bytes >= 0
-            ? json_integer(s->retained_wal_bytes) : json_null()))
+            ? json_integer(s->retained_wal_bytes) : json_null()) &&
+        set(o, "wal_status", s->wal_status[0]
+            ? jstr(s->wal_status, sizeof s->wal_status) : json_null()) &&
+        set(o, "safe_wal_bytes", s->safe_wal_bytes != STATUS_NO_BYTES
+            ? json_integer(s->safe_wal_bytes) : json_null()) &&
+        set(o, "last_error", s->last_error[0]
+            ? jstr(s->last_error, sizeof s->last_error) : json_null()) &&
+        set(o, "last_error_time", jtime(s->last_error_time)))
         return o;
     json_decref(o);
     return NULL;
@@ -346,6 +353,54 @@ static void put_states(FILE *f, const status_snapshot *s)
     }
 }
 
+static void put_slot_bytes(FILE *f, const status_snapshot *s,
+                           const char *name, const char *help, int64_t v)
+{
+    put_family(f, name, "gauge", help);
+    fprintf(f, "%s{", name);
+    put_label(f, "slot", s->slot, sizeof s->slot);
+    fprintf(f, "} %" PRId64 "\n", v);
+}
+
+static void put_wal_status(FILE *f, const status_snapshot *s, const char *st)
+{
+    fputs("cleave_slot_wal_status{", f);
+    put_label(f, "slot", s->slot, sizeof s->slot);
+    fputc(',', f);
+    put_label(f, "status", st, sizeof s->wal_status);
+    fprintf(f, "} %d\n", strncmp(st, s->wal_status, sizeof s->wal_status) == 0);
+}
+
+/*
+ * The slot's WAL figures, each family left out while not known. Every
+ * wal_status with 0 or 1, as for the sink states; one PostgreSQL adds
+ * later shows as 1 too.
+ */
+static void put_slot_figures(FILE *f, const status_snapshot *s)
+{
+    static const char *const statuses[] = {"reserved", "extended",
+                                           "unreserved", "lost"};
+    if (s->retained_wal_bytes >= 0)
+        put_slot_bytes(f, s, "cleave_slot_retained_wal_bytes",
+                       "WAL bytes the source keeps for the slot.",
+                       s->retained_wal_bytes);
+    if (s->safe_wal_bytes != STATUS_NO_BYTES)
+        put_slot_bytes(f, s, "cleave_slot_safe_wal_bytes",
+                       "WAL bytes the source can write before the slot is "
+                       "lost (max_slot_wal_keep_size).", s->safe_wal_bytes);
+    if (!s->wal_status[0])
+        return;
+    put_family(f, "cleave_slot_wal_status", "gauge",
+               "1 for the slot's wal_status on the source, 0 for the others.");
+    bool known = false;
+    for (int i = 0; i < 4; i++) {
+        put_wal_status(f, s, statuses[i]);
+        known = known || strcmp(statuses[i], s->wal_status) == 0;
+    }
+    if (!known)
+        put_wal_status(f, s, s->wal_status);
+}
+
 char *status_metrics(const status_snapshot *s)
 {
     char *text = NULL;
@@ -362,13 +417,7 @@ char *status_metrics(const status_snapshot *s)
     put_family(f, "cleave_source_connected", "gauge",
                "1 while the replication connection to the source is up.");
     fprintf(f, "cleave_source_connected %d\n", s->connected ? 1 : 0);
-    if (s->retained_wal_bytes >= 0) {
-        put_family(f, "cleave_slot_retained_wal_bytes", "gauge",
-                   "WAL bytes the source keeps for the slot.");
-        fputs("cleave_slot_retained_wal_bytes{", f);
-        put_label(f, "slot", s->slot, sizeof s->slot);
-        fprintf(f, "} %" PRId64 "\n", s->retained_wal_bytes);
-    }
+    put_slot_figures(f, s);
     for (size_t i = 0; i < sizeof sink_families / sizeof *sink_families; i++)
         put_sink_family(f, &sink_families[i], s);
     put_states(f, s);
@@ -416,6 +465,9 @@ struct status_server {
     PGconn *conn;
     atomic_uint_least64_t server_lsn;
     atomic_int_least64_t retained_wal;
+    atomic_int_least64_t safe_wal;     /* STATUS_NO_BYTES: none */
+    pthread_mutex_t wal_status_mu;
+    char wal_status[16];               /* "": not known */
 };
 
 lsn_t status_server_lsn(status_server *srv)
@@ -450,7 +502,7 @@ static int remaining_ms(int64_t deadline)
     return left > 0 ? (int)left : 0;
 }
 
-/* ---- the probe: server LSN and the slot's retained WAL */
+/* ---- the probe: server LSN and the slot's WAL figures */
 
 /*
  * Non-blocking connect, so that stop interrupts it and our own deadline
@@ -506,24 +558,53 @@ static PGresult *probe_result(status_server *srv, int64_t deadline)
     }
 }
 
+/*
+ * One row, with nulls where there is no slot. wal_status and safe_wal_size
+ * came with PostgreSQL 13.
+ */
+static const char *probe_sql(PGconn *conn)
+{
+    if (PQserverVersion(conn) >= 130000)
+        return "SELECT pg_current_wal_lsn()::text, s.retained, s.wal_status, "
+               "s.safe_wal_size FROM (SELECT 1) one LEFT JOIN (SELECT "
+               "pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint "
+               "AS retained, wal_status, safe_wal_size "
+               "FROM pg_replication_slots WHERE slot_name = $1) s ON true";
+    return "SELECT pg_current_wal_lsn()::text, "
+           "(SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint "
+           "FROM pg_replication_slots WHERE slot_name = $1), NULL, NULL";
+}
+
+static int64_t bytes_or(const PGresult *res, int col, int64_t none)
+{
+    return PQgetisnull(res, 0, col) ? none
+                                    : strtoll(PQgetvalue(res, 0, col), NULL, 10);
+}
+
+static void keep_readings(status_server *srv, const PGresult *res, lsn_t lsn)
+{
+    atomic_store(&srv->server_lsn, lsn);
+    atomic_store(&srv->retained_wal, bytes_or(res, 1, -1));
+    atomic_store(&srv->safe_wal, bytes_or(res, 3, STATUS_NO_BYTES));
+    pthread_mutex_lock(&srv->wal_status_mu);
+    snprintf(srv->wal_status, sizeof srv->wal_status, "%s",
+             PQgetisnull(res, 0, 2) ? "" : PQgetvalue(res, 0, 2));
+    pthread_mutex_unlock(&srv->wal_status_mu);
+}
+
 static bool probe_once(status_server *srv)
 {
-    static const char sql[] =
-        "SELECT pg_current_wal_lsn()::text, "
-        "(SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint "
-        "FROM pg_replication_slots WHERE slot_name = $1)";
     const char *params[] = {srv->slot};
-    if (!PQsendQueryParams(srv->conn, sql, 1, NULL, params, NULL, NULL, 0))
+    if (!PQsendQueryParams(srv->conn, probe_sql(srv->conn), 1, NULL, params,
+                           NULL, NULL, 0))
         return false;
     PGresult *res = probe_result(srv, clock_ms() + PROBE_TIMEOUT_MS);
     lsn_t lsn;
     bool ok = res && PQresultStatus(res) == PGRES_TUPLES_OK &&
-              PQntuples(res) == 1 && lsn_parse(PQgetvalue(res, 0, 0), &lsn);
-    if (ok) {
-        atomic_store(&srv->server_lsn, lsn);
-        atomic_store(&srv->retained_wal, PQgetisnull(res, 0, 1) ? -1
-                     : strtoll(PQgetvalue(res, 0, 1), NULL, 10));
-    }
+              PQntuples(res) == 1 && PQnfields(res) == 4 &&
+              lsn_parse(PQgetvalue(res, 0, 0), &lsn);
+    if (ok)
+        keep_readings(srv, res, lsn);
     PQclear(res);
     return ok;
 }
@@ -575,11 +656,14 @@ static void take_snapshot(status_server *srv)
     s->sinks = srv->sinks;
     s->nsinks = srv->max_sinks;
     s->retained_wal_bytes = -1;
+    s->safe_wal_bytes = STATUS_NO_BYTES;
     srv->fill(srv->arg, s);
     if (s->nsinks > srv->max_sinks)
         s->nsinks = srv->max_sinks;
     /* The fixed-size fields come from another module: NUL-end them all. */
     s->name[sizeof s->name - 1] = s->slot[sizeof s->slot - 1] = '\0';
+    s->wal_status[sizeof s->wal_status - 1] = '\0';
+    s->last_error[sizeof s->last_error - 1] = '\0';
     for (size_t i = 0; i < s->nsinks; i++) {
         status_sink *k = &s->sinks[i];
         k->service[sizeof k->service - 1] = k->kind[sizeof k->kind - 1] = '\0';
@@ -589,6 +673,10 @@ static void take_snapshot(status_server *srv)
     if (srv->probing) {
         s->server_lsn = atomic_load(&srv->server_lsn);
         s->retained_wal_bytes = atomic_load(&srv->retained_wal);
+        s->safe_wal_bytes = atomic_load(&srv->safe_wal);
+        pthread_mutex_lock(&srv->wal_status_mu);
+        memcpy(s->wal_status, srv->wal_status, sizeof s->wal_status);
+        pthread_mutex_unlock(&srv->wal_status_mu);
     }
 }
 
@@ -965,6 +1053,7 @@ static void server_free(status_server *srv)
     free(srv->sinks);
     free(srv->dsn);
     free(srv->slot);
+    pthread_mutex_destroy(&srv->wal_status_mu);
     free(srv);
 }
 
@@ -984,6 +1073,8 @@ static status_server *server_new(const char *path, const char *dsn,
     srv->slot = strdup(slot ? slot : "");
     atomic_init(&srv->server_lsn, 0);
     atomic_init(&srv->retained_wal, -1);
+    atomic_init(&srv->safe_wal, STATUS_NO_BYTES);
+    pthread_mutex_init(&srv->wal_status_mu, NULL);
     if (!srv->sinks || (dsn && !srv->dsn) || !srv->slot ||
         pipe2(srv->stop_pipe, O_CLOEXEC) != 0) {
         server_free(srv);

@@ -6,8 +6,9 @@
  * The runner hands a fill callback; for each request the server takes a
  * snapshot through it (the callback copies figures under the runner's own
  * lock) and renders it as JSON or Prometheus text. The source's WAL
- * position and the WAL the slot retains are asked for by the server's
- * thread on a normal connection every few seconds, never by the runner.
+ * position and the slot's WAL figures (retained, wal_status, safe size)
+ * are asked for by the server's thread on a normal connection every few
+ * seconds, never by the runner.
  *
  * Wire format: a client writes one request and reads one answer, then the
  * server closes the connection. The request is either an HTTP/1.x request
@@ -27,6 +28,7 @@
 
 #define STATUS_NAME_MAX 64
 #define STATUS_ERROR_MAX 512
+#define STATUS_NO_BYTES INT64_MIN   /* safe_wal_bytes: none */
 
 /* One sink of one service. */
 typedef struct status_sink {
@@ -58,6 +60,17 @@ typedef struct status_snapshot {
     lsn_t received_lsn;
     lsn_t flushed_lsn;
     int64_t retained_wal_bytes;  /* -1: not known */
+    /*
+     * pg_replication_slots.wal_status ("" when not known: PostgreSQL 12 or
+     * older, no slot, no reading yet) and safe_wal_size (STATUS_NO_BYTES
+     * when not known or the server reports none: max_slot_wal_keep_size
+     * = -1, or a lost slot; negative once the slot is past it).
+     */
+    char wal_status[16];
+    int64_t safe_wal_bytes;
+    /* The source's last failure (the runner's), "" / 0 when none. */
+    char last_error[2 * STATUS_ERROR_MAX];   /* the way back included */
+    int64_t last_error_time;     /* Unix seconds */
     status_sink *sinks;          /* grouped by service, in config order */
     size_t nsinks;
 } status_snapshot;
@@ -82,7 +95,7 @@ typedef struct status_server status_server;
 /*
  * Creates the socket (mode 0660; a stale socket left by a crash is
  * replaced, a live one is an error naming the path) and starts serving.
- * `dsn` and `slot` are for the server LSN and the slot's retained WAL.
+ * `dsn` and `slot` are for the server LSN and the slot's WAL figures.
  * NULL with err on failure.
  */
 status_server *status_start(const char *path, const char *dsn,

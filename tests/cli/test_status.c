@@ -28,7 +28,9 @@ static const char doc_json[] =
     "\"uptime_s\": 3725.0,\n"
     " \"source\": {\"slot\": \"cleave_shop\", \"connected\": true, "
     "\"server_lsn\": \"0/3000148\", \"received_lsn\": \"0/3000148\", "
-    "\"flushed_lsn\": \"0/3000110\", \"retained_wal_bytes\": 56},\n"
+    "\"flushed_lsn\": \"0/3000110\", \"retained_wal_bytes\": 56, "
+    "\"wal_status\": \"reserved\", \"safe_wal_bytes\": 12582912, "
+    "\"last_error\": null, \"last_error_time\": null},\n"
     " \"services\": [\n"
     "  {\"name\": \"user_service\", \"state\": \"streaming\", \"sinks\": [\n"
     "    {\"kind\": \"postgres\", \"state\": \"streaming\", "
@@ -303,6 +305,61 @@ START_TEST(table_tolerates_missing_fields)
 }
 END_TEST
 
+/* The table's text for a document with this source object. */
+static char *table_of_source(const char *source)
+{
+    char doc[2048], *text = NULL, err[256];
+    size_t len = 0;
+    snprintf(doc, sizeof doc, "{\"name\": \"x\", \"source\": %s, "
+             "\"services\": []}", source);
+    FILE *out = open_memstream(&text, &len);
+    ck_assert_msg(statuscli_print_table(doc, strlen(doc), out, err,
+                                        sizeof err), "%s", err);
+    fclose(out);
+    return text;
+}
+
+/* The slot's wal_status and safe size on the source line; the source's
+ * error whole, on a line of its own (its recovery advice is long). */
+START_TEST(table_shows_the_slot_state)
+{
+    char *t = table_of_source("{\"slot\": \"s\", \"connected\": false, "
+        "\"retained_wal_bytes\": null, \"wal_status\": \"lost\", "
+        "\"safe_wal_bytes\": null, \"last_error\": \"the source invalidated "
+        "slot s (wal_removed): the changes since cleave last read it are gone;"
+        "\\n To recover: stop cleave, run `cleave drop`, empty the owned "
+        "tables in every target, start cleave again\", "
+        "\"last_error_time\": \"2023-11-14T22:13:20Z\"}");
+    ck_assert_msg(strstr(t, "retained unknown  wal lost\n"), "%s", t);
+    ck_assert_msg(strstr(t, "\nsource  error: the source invalidated slot s "
+                            "(wal_removed): the changes since cleave last "
+                            "read it are gone;  To recover: stop cleave, run "
+                            "`cleave drop`, empty the owned tables in every "
+                            "target, start cleave again (since 2023-11-14 "), "%s", t);
+    free(t);
+    t = table_of_source("{\"slot\": \"s\", \"connected\": true, "
+        "\"wal_status\": \"reserved\", \"safe_wal_bytes\": null, "
+        "\"last_error\": \"connection lost\", "
+        "\"last_error_time\": \"2023-11-14T22:13:20Z\"}");
+    ck_assert_msg(strstr(t, "  wal reserved  safe no limit\n"), "%s", t);
+    ck_assert_msg(strstr(t, "\nsource  last error: connection lost (at "), "%s",
+                  t);
+    free(t);
+    t = table_of_source("{\"slot\": \"s\", \"connected\": true, "
+                        "\"wal_status\": \"unreserved\", "
+                        "\"safe_wal_bytes\": -4096}");
+    ck_assert_msg(strstr(t, "  wal unreserved  safe 0 B\n"), "%s", t);
+    ck_assert_msg(!strstr(t, "error"), "%s", t);
+    free(t);
+    /* A server older than 13 has neither. */
+    t = table_of_source("{\"slot\": \"s\", \"connected\": true, "
+                        "\"retained_wal_bytes\": 56, \"wal_status\": null, "
+                        "\"safe_wal_bytes\": null}");
+    ck_assert_msg(strstr(t, "retained 56 B\n"), "%s", t);
+    free(t);
+}
+END_TEST
+
 /* ---- the binary against the stand-in ---- */
 
 START_TEST(table_shows_every_sink)
@@ -318,7 +375,9 @@ START_TEST(table_shows_every_sink)
                              "version 0.1.0\n", 50) == 0, "%s", o);
     ck_assert_msg(strstr(o, "slot cleave_shop  connected  server 0/3000148  "
                             "received 0/3000148  flushed 0/3000110  "
-                            "retained 56 B"), "%s", o);
+                            "retained 56 B  wal reserved  safe 12 MB\n"),
+                  "%s", o);
+    ck_assert_msg(!strstr(o, "error: the"), "%s", o);
     const char *hdr = strstr(o, "SERVICE ");
     ck_assert_ptr_nonnull(hdr);
     const char *u = table_row(o, "user_service"),
@@ -519,6 +578,7 @@ int main(int argc, char **argv)
     tcase_add_test(units, durations_in_human_units);
     tcase_add_test(units, counts_with_separators);
     tcase_add_test(units, table_tolerates_missing_fields);
+    tcase_add_test(units, table_shows_the_slot_state);
     suite_add_tcase(s, units);
     TCase *cli = tcase_create("cli");
     tcase_set_timeout(cli, 60);   /* the silent daemon costs 5 s */

@@ -100,6 +100,8 @@ static json_t *status_json_or_null(const shop_env *env)
 static json_t *status_json(const shop_env *env)
 {
     char *body = ask(env, "json", 5);
+    if (!body)
+        shop_log_tail(env, 40);
     ck_assert_msg(body, "no answer from the status socket");
     json_error_t e;
     json_t *j = json_loads(body, 0, &e);
@@ -432,6 +434,187 @@ START_TEST(cli_and_metrics)
 }
 END_TEST
 
+static json_t *source_of(json_t *st)
+{
+    return json_object_get(st, "source");
+}
+
+/* The slot's WAL figures have been read: reserved, a safe size of the
+ * kind wanted (arg: "null" or "number"). */
+static bool wal_reserved(json_t *st, void *arg)
+{
+    json_t *src = source_of(st), *safe = json_object_get(src, "safe_wal_bytes");
+    const char *ws = json_string_value(json_object_get(src, "wal_status"));
+    return ws && strcmp(ws, "reserved") == 0 &&
+           (strcmp(arg, "null") == 0 ? json_is_null(safe)
+                                     : json_is_integer(safe));
+}
+
+/* Status says the slot is lost and the source down with the way back. */
+static bool slot_lost(json_t *st, void *arg)
+{
+    (void)arg;
+    json_t *src = source_of(st);
+    const char *ws = json_string_value(json_object_get(src, "wal_status"));
+    const char *err = json_string_value(json_object_get(src, "last_error"));
+    return ws && strcmp(ws, "lost") == 0 && err &&
+           json_is_false(json_object_get(src, "connected")) &&
+           json_is_string(json_object_get(src, "last_error_time")) &&
+           strstr(err, "invalidated slot cleave_stlost") &&
+           strstr(err, "cleave drop") && strstr(err, "cleave resync");
+}
+
+/* The invalidated slot was dropped while cleave ran: it still made none. */
+static bool lost_then_dropped(json_t *st, void *arg)
+{
+    (void)arg;
+    const char *err = json_string_value(json_object_get(source_of(st),
+                                                        "last_error"));
+    return err && strstr(err, "since been dropped") &&
+           json_is_null(json_object_get(source_of(st), "wal_status"));
+}
+
+static char *slot_wal_status(const shop_env *env)
+{
+    return pgc_query_value(src, env->srcdb, "SELECT coalesce(wal_status, "
+                           "'none') FROM pg_replication_slots WHERE slot_name "
+                           "= 'cleave_stlost'");
+}
+
+/* WAL written, switched and checkpointed until the server invalidates the
+ * slot (max_slot_wal_keep_size is 1MB); false at the deadline. */
+static bool push_until_lost(const shop_env *env, double timeout_s)
+{
+    double deadline = now_s() + timeout_s;
+    while (now_s() < deadline) {
+        exec_or_abort(src, env->srcdb, "SELECT pg_logical_emit_message(false, "
+                      "'test', repeat('x', 100000)); SELECT pg_switch_wal(); "
+                      "CHECKPOINT");
+        char *ws = slot_wal_status(env);
+        bool lost = ws && strcmp(ws, "lost") == 0;
+        free(ws);
+        if (lost)
+            return true;
+    }
+    return false;
+}
+
+/* Waits until a just started cleave answers on its socket. */
+static bool wait_socket(const shop_env *env, double timeout_s)
+{
+    double deadline = now_s() + timeout_s;
+    for (;;) {
+        int fd = connect_status(env);
+        if (fd >= 0) {
+            close(fd);
+            return true;
+        }
+        if (now_s() > deadline)
+            return false;
+        struct timespec ts = {0, 50 * 1000 * 1000};  /* a deadline poll */
+        nanosleep(&ts, NULL);
+    }
+}
+
+/* Waits until the log holds n lines with text since cleave started. */
+static bool wait_log_lines(const shop_env *env, const char *text, int n,
+                           double timeout_s)
+{
+    double deadline = now_s() + timeout_s;
+    while (shop_log_count(env, text, env->log_mark) < n) {
+        if (now_s() > deadline)
+            return false;
+        struct timespec ts = {0, 50 * 1000 * 1000};  /* a deadline poll */
+        nanosleep(&ts, NULL);
+    }
+    return true;
+}
+
+/* Both settings, or back to their defaults with NULL (reloaded). */
+static void set_keep_size(const char *max_slot_wal_keep_size)
+{
+    char sql[128];
+    if (max_slot_wal_keep_size)
+        snprintf(sql, sizeof sql, "ALTER SYSTEM SET max_slot_wal_keep_size = "
+                 "'%s'", max_slot_wal_keep_size);
+    else
+        snprintf(sql, sizeof sql, "ALTER SYSTEM RESET max_slot_wal_keep_size");
+    exec_or_abort(src, "postgres", sql);
+    exec_or_abort(src, "postgres", max_slot_wal_keep_size
+                  ? "ALTER SYSTEM SET wal_keep_size = 0"
+                  : "ALTER SYSTEM RESET wal_keep_size");
+    exec_or_abort(src, "postgres", "SELECT pg_reload_conf()");
+}
+
+/*
+ * The slot's wal_status and safe size while it is well; then the source
+ * invalidates it while cleave is stopped: cleave starts, says so in status
+ * and the log with the way back, retries, and never makes a new slot.
+ */
+START_TEST(lost_slot)
+{
+    shop_env env;
+    start(&env, "stlost");
+    ck_assert_msg(wait_status(&env, wal_reserved, "null", WAIT_S),
+                  "no wal_status reserved with a null safe_wal_bytes");
+    set_keep_size("1MB");
+    ck_assert_msg(wait_status(&env, wal_reserved, "number", WAIT_S),
+                  "no safe_wal_bytes with max_slot_wal_keep_size set");
+    ck_assert_int_eq(shop_stop(&env, SIGTERM, 60), 0);
+
+    ck_assert_msg(push_until_lost(&env, WAIT_S), "the slot was not invalidated");
+    ck_assert(shop_start(&env));
+    ck_assert_msg(wait_socket(&env, WAIT_S), "no status socket");
+    ck_assert_msg(wait_status(&env, slot_lost, NULL, WAIT_S),
+                  "status does not show the lost slot and the way back");
+    /* Logged with the slot, the reason and the way back, and retried. */
+    ck_assert_msg(wait_log_lines(&env, "event=slot_invalidated slot=cleave_stlost"
+                                 " reason=", 2, WAIT_S), "not logged, or not "
+                  "retried");
+    ck_assert(shop_log_count(&env, "To recover: stop cleave, run `cleave drop`",
+                             env.log_mark) >= 2);
+    ck_assert_int_eq(shop_log_count(&env, "event=slot_created", env.log_mark), 0);
+    ck_assert_int_eq(shop_log_count(&env, "event=slot_recreated", env.log_mark),
+                     0);
+    char *ws = slot_wal_status(&env);
+    ck_assert_msg(ws && strcmp(ws, "lost") == 0, "the slot is %s, not the lost "
+                  "one", ws ? ws : "gone");
+    free(ws);
+
+    /* The table and the metrics say it too. */
+    char path[600];
+    sock_path(&env, path, sizeof path);
+    char *table[] = {(char *)shop_cleave_bin(), "status", "-s", path, NULL};
+    rc_result r;
+    ck_assert(rc_run(table, &r));
+    ck_assert_msg(r.status == 0 && strstr(r.out, "disconnected") &&
+                  strstr(r.out, "  wal lost\n") &&
+                  strstr(r.out, "source  error: the source invalidated slot "
+                         "cleave_stlost"), "exit %d: %s", r.status, r.out);
+    rc_free(&r);
+    char *metrics[] = {(char *)shop_cleave_bin(), "status", "-s", path,
+                       "--metrics", NULL};
+    ck_assert(rc_run(metrics, &r));
+    ck_assert_msg(strstr(r.out, "cleave_slot_wal_status{slot=\"cleave_stlost\","
+                         "status=\"lost\"} 1\n"), "%s", r.out);
+    rc_free(&r);
+
+    /* Dropped by hand while cleave runs: still no new slot (the old code
+     * made one, and a gap nobody sees). */
+    exec_or_abort(src, env.srcdb, "SELECT pg_drop_replication_slot("
+                  "'cleave_stlost')");
+    long mark = shop_log_size(&env);
+    ck_assert_msg(wait_status(&env, lost_then_dropped, NULL, WAIT_S),
+                  "status does not say the lost slot was dropped");
+    ck_assert(wait_log_lines(&env, "and it has since been dropped", 2, WAIT_S));
+    ws = slot_wal_status(&env);
+    ck_assert_msg(!ws, "cleave made a new slot (wal_status %s)", ws);
+    ck_assert_int_eq(shop_log_count(&env, "event=slot_created", mark), 0);
+    stop_cleanly(&env);
+    set_keep_size(NULL);
+}
+END_TEST
+
 int main(void)
 {
     static const char *const tgt_settings[] = {"max_replication_slots = 64", NULL};
@@ -441,5 +624,7 @@ int main(void)
                   stuck_clients_and_big_transaction, 300);
     shop_add_case(s, "big_transaction_counted", big_transaction_counted, 300);
     shop_add_case(s, "cli_and_metrics", cli_and_metrics, 200);
+    /* Last: it changes the source's max_slot_wal_keep_size meanwhile. */
+    shop_add_case(s, "lost_slot", lost_slot, 300);
     return shop_run_suite(s, tgt_settings, &src, &tgt);
 }

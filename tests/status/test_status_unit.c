@@ -122,6 +122,8 @@ static void snapshot_of(status_snapshot *s, status_sink *sinks, size_t n)
     s->received_lsn = 0x3000148;
     s->flushed_lsn = 0x3000110;
     s->retained_wal_bytes = 56;
+    snprintf(s->wal_status, sizeof s->wal_status, "reserved");
+    s->safe_wal_bytes = 1048576;
     s->sinks = sinks;
     s->nsinks = n;
 }
@@ -136,6 +138,10 @@ static void fill(void *arg, status_snapshot *out)
     snapshot_of(out, sinks, 0);
     out->server_lsn = 0x123;   /* the server puts its own reading here */
     out->retained_wal_bytes = 7;
+    snprintf(out->wal_status, sizeof out->wal_status, "extended");
+    out->safe_wal_bytes = 9;
+    snprintf(out->last_error, sizeof out->last_error, "slot gone");
+    out->last_error_time = 1700000000;
     if (fill_big) {
         for (size_t i = 0; i < BIG_SINKS && i < room; i++) {
             sinks[i] = sink_of("svc", "postgres", "error");
@@ -207,6 +213,10 @@ START_TEST(test_json_document)
     assert_str(src, "received_lsn", "0/3000148");
     assert_str(src, "flushed_lsn", "0/3000110");
     assert_int(src, "retained_wal_bytes", 56);
+    assert_str(src, "wal_status", "reserved");
+    assert_int(src, "safe_wal_bytes", 1048576);
+    assert_null(src, "last_error");
+    assert_null(src, "last_error_time");
 
     json_t *services = json_object_get(root, "services");
     ck_assert_int_eq(json_array_size(services), 2);
@@ -263,6 +273,8 @@ START_TEST(test_json_unknowns)
     snapshot_of(&s, sinks, 1);
     s.server_lsn = 0;
     s.retained_wal_bytes = -1;
+    s.wal_status[0] = '\0';
+    s.safe_wal_bytes = STATUS_NO_BYTES;
     s.version = NULL;
     char *text = status_json(&s);
     ck_assert_ptr_nonnull(text);
@@ -270,11 +282,46 @@ START_TEST(test_json_unknowns)
     json_t *src = json_object_get(root, "source");
     assert_null(src, "server_lsn");
     assert_null(src, "retained_wal_bytes");
+    assert_null(src, "wal_status");
+    assert_null(src, "safe_wal_bytes");
     assert_null(root, "version");
     json_t *k = json_array_get(json_object_get(
         json_array_get(json_object_get(root, "services"), 0), "sinks"), 0);
     assert_null(k, "lag_seconds");
     assert_str(k, "last_error", "bad ?? byte");
+    json_decref(root);
+    free(text);
+}
+END_TEST
+
+/* An invalidated slot: lost, no safe size, the source's error with its time;
+ * a safe size past zero stays the server's (negative) figure. */
+START_TEST(test_json_slot_lost)
+{
+    status_snapshot s;
+    snapshot_of(&s, NULL, 0);
+    s.connected = false;
+    snprintf(s.wal_status, sizeof s.wal_status, "lost");
+    s.safe_wal_bytes = STATUS_NO_BYTES;
+    snprintf(s.last_error, sizeof s.last_error, "the source invalidated "
+             "slot cleave_shop (wal_removed): ... `cleave drop` ...");
+    s.last_error_time = 1700000000;
+    char *text = status_json(&s);
+    json_t *root = parse_json(text);
+    json_t *src = json_object_get(root, "source");
+    ck_assert(json_is_false(json_object_get(src, "connected")));
+    assert_str(src, "wal_status", "lost");
+    assert_null(src, "safe_wal_bytes");
+    assert_str(src, "last_error", "the source invalidated slot cleave_shop "
+               "(wal_removed): ... `cleave drop` ...");
+    assert_str(src, "last_error_time", "2023-11-14T22:13:20Z");
+    json_decref(root);
+    free(text);
+    snprintf(s.wal_status, sizeof s.wal_status, "unreserved");
+    s.safe_wal_bytes = -4096;
+    text = status_json(&s);
+    root = parse_json(text);
+    assert_int(json_object_get(root, "source"), "safe_wal_bytes", -4096);
     json_decref(root);
     free(text);
 }
@@ -538,6 +585,67 @@ START_TEST(test_metrics_format)
 }
 END_TEST
 
+/* The value of cleave_slot_wal_status{status=...}; -1 when absent. */
+static double wal_status_value(const sample *ss, int n, const char *status,
+                               int *count)
+{
+    double v = -1;
+    *count = 0;
+    for (int i = 0; i < n; i++) {
+        if (strcmp(ss[i].name, "cleave_slot_wal_status") != 0)
+            continue;
+        (*count)++;
+        ck_assert_str_eq(label(&ss[i], "slot"), "cleave_shop");
+        if (strcmp(label(&ss[i], "status"), status) == 0)
+            v = ss[i].value;
+    }
+    return v;
+}
+
+/* wal_status as 0/1 for every status, the safe size as a gauge; each family
+ * left out while not known; a status PostgreSQL may add shows as 1. */
+START_TEST(test_metrics_wal_status)
+{
+    status_snapshot s;
+    snapshot_of(&s, NULL, 0);
+    static sample ss[MAX_SAMPLES];
+    char *text = status_metrics(&s);
+    int n = parse_prom(text, ss), count;
+    ck_assert_double_eq(value_of(ss, n, "cleave_slot_safe_wal_bytes", NULL,
+                                 NULL, NULL), 1048576);
+    ck_assert_double_eq(wal_status_value(ss, n, "reserved", &count), 1);
+    ck_assert_int_eq(count, 4);
+    ck_assert_double_eq(wal_status_value(ss, n, "lost", &count), 0);
+    ck_assert_double_eq(wal_status_value(ss, n, "extended", &count), 0);
+    ck_assert_double_eq(wal_status_value(ss, n, "unreserved", &count), 0);
+    free(text);
+
+    snprintf(s.wal_status, sizeof s.wal_status, "lost");
+    s.safe_wal_bytes = STATUS_NO_BYTES;
+    text = status_metrics(&s);
+    n = parse_prom(text, ss);
+    ck_assert_ptr_null(strstr(text, "cleave_slot_safe_wal_bytes"));
+    ck_assert_double_eq(wal_status_value(ss, n, "lost", &count), 1);
+    ck_assert_double_eq(wal_status_value(ss, n, "reserved", &count), 0);
+    free(text);
+
+    snprintf(s.wal_status, sizeof s.wal_status, "dormant");
+    s.safe_wal_bytes = -4096;
+    text = status_metrics(&s);
+    n = parse_prom(text, ss);
+    ck_assert_double_eq(value_of(ss, n, "cleave_slot_safe_wal_bytes", NULL,
+                                 NULL, NULL), -4096);
+    ck_assert_double_eq(wal_status_value(ss, n, "dormant", &count), 1);
+    ck_assert_int_eq(count, 5);
+    free(text);
+
+    s.wal_status[0] = '\0';
+    text = status_metrics(&s);
+    ck_assert_ptr_null(strstr(text, "cleave_slot_wal_status"));
+    free(text);
+}
+END_TEST
+
 START_TEST(test_metrics_escaping)
 {
     static const char hostile[] = "we\"ird\\name\nwith} \"{x=\"y\"";
@@ -653,6 +761,10 @@ static void assert_served_json(const char *body)
     json_t *src = json_object_get(root, "source");
     assert_null(src, "server_lsn");
     assert_null(src, "retained_wal_bytes");
+    assert_null(src, "wal_status");
+    assert_null(src, "safe_wal_bytes");
+    /* The source's error is the runner's: the fill's text goes through. */
+    assert_str(src, "last_error", "slot gone");
     ck_assert_int_eq(json_array_size(json_object_get(root, "services")), 2);
     json_decref(root);
 }
@@ -767,6 +879,8 @@ START_TEST(test_http_requests)
     ck_assert_double_eq(value_of(ss, n, "cleave_up", NULL, NULL, NULL), 1);
     /* No reading from the database: the fill's figure is not used either. */
     ck_assert_ptr_null(strstr(body, "cleave_slot_retained_wal_bytes"));
+    ck_assert_ptr_null(strstr(body, "cleave_slot_safe_wal_bytes"));
+    ck_assert_ptr_null(strstr(body, "cleave_slot_wal_status"));
     free(answer);
     status_stop(srv);
 }
@@ -1039,8 +1153,10 @@ static Suite *status_suite(void)
     TCase *render = tcase_create("render");
     tcase_add_test(render, test_json_document);
     tcase_add_test(render, test_json_unknowns);
+    tcase_add_test(render, test_json_slot_lost);
     tcase_add_test(render, test_json_worst_state);
     tcase_add_test(render, test_metrics_format);
+    tcase_add_test(render, test_metrics_wal_status);
     tcase_add_test(render, test_metrics_escaping);
     suite_add_tcase(s, render);
     TCase *wire = tcase_create("wire");
