@@ -143,7 +143,7 @@ START_TEST(docs_configuration_is_current)
     ck_assert_ptr_nonnull(strstr(r.out, "| `owned_tables` | list of tables"));
     ck_assert_msg(strcmp(doc, r.out) == 0,
                   "%s differs from `cleave check --keys --markdown` from "
-                  "line %d; regenerate it: build/daemon/cleave check --keys "
+                  "line %d; regenerate it: build/cleave check --keys "
                   "--markdown > docs/configuration.md",
                   path, first_difference(doc, r.out));
     free(doc);
