@@ -35,7 +35,8 @@ static uint32_t next_random(backoff *b)
 int backoff_next(backoff *b)
 {
     int step = b->step_ms;
-    int jitter = step / 4 > 0 ? (int)(next_random(b) % (uint32_t)(step / 4)) : 0;
+    int quarter = step / 4;
+    int jitter = quarter > 0 ? (int)(next_random(b) % (uint32_t)quarter) : 0;
     b->step_ms = step > b->max_ms / 2 ? b->max_ms : step * 2;
     return step - jitter;
 }

@@ -52,6 +52,13 @@ static bool make_dir(const char *path)
     return false;
 }
 
+/* dir/name, or NULL when out of memory. */
+static char *path_in(const char *dir, const char *name)
+{
+    char *path;
+    return asprintf(&path, "%s/%s", dir, name) < 0 ? NULL : path;
+}
+
 pipeline *pipeline_new(const cfg *config, const cfg_source *settings,
                        const char *state_dir, int wake_fd)
 {
@@ -63,9 +70,9 @@ pipeline *pipeline_new(const cfg *config, const cfg_source *settings,
     p->wake_fd = wake_fd;
     backoff_init(&p->source_backoff, BACKOFF_MIN_MS, BACKOFF_MAX_MS);
     if (!make_dir(state_dir) ||
-        asprintf(&p->spool_dir, "%s/spool", state_dir) < 0 ||
+        !(p->spool_dir = path_in(state_dir, "spool")) ||
         !make_dir(p->spool_dir) ||
-        asprintf(&p->hold_dir, "%s/hold", state_dir) < 0 ||
+        !(p->hold_dir = path_in(state_dir, "hold")) ||
         !make_dir(p->hold_dir) || !(p->src = source_new(config, settings))) {
         pipeline_free(p);
         return NULL;

@@ -38,6 +38,7 @@ typedef struct msg_line {
     char *text;
     uint32_t top;            /* the streamed transaction it came in, or 0 */
     uint32_t xid;            /* the (sub)transaction that made a change */
+    bool schema;             /* a Relation or Type inside a streamed block */
 } msg_line;
 
 typedef struct msg_list {
@@ -65,10 +66,12 @@ static void put_tuple(FILE *f, const pgo_tuple *t)
 static void put_relation(FILE *f, const pgo_relation *r)
 {
     fprintf(f, " %s.%s %c", r->nspname, r->relname, r->replident);
-    for (uint16_t i = 0; i < r->ncols; i++)
+    for (uint16_t i = 0; i < r->ncols; i++) {
+        uint32_t type = r->cols[i].type_oid;
         fprintf(f, " %s:%u:%d:%u", r->cols[i].name,
-                r->cols[i].type_oid < FIRST_NORMAL_OID ? r->cols[i].type_oid : 0,
-                r->cols[i].typmod, r->cols[i].flags);
+                type < FIRST_NORMAL_OID ? type : 0, r->cols[i].typmod,
+                r->cols[i].flags);
+    }
 }
 
 static void put_change(FILE *f, const pgo_msg *m)
@@ -146,15 +149,20 @@ static bool relation_repeats(const msg_list *l, const pgo_relation *r,
     return false;
 }
 
-/* Takes back what an aborted streamed (sub)transaction sent. */
+/*
+ * Takes back what an aborted streamed (sub)transaction sent: its changes,
+ * and with the whole transaction the Relation and Type messages sent for
+ * it (a server that never streamed it sends them with a later one).
+ */
 static void stream_abort(msg_list *l, const pgo_msg *m)
 {
+    bool whole = m->stream_abort.subxid == m->xid ||
+                 m->stream_abort.subxid == 0;
     size_t kept = 0;
     for (size_t i = 0; i < l->n; i++) {
         msg_line *x = &l->line[i];
-        bool gone = x->top == m->xid && x->xid != 0 &&
-                    (m->stream_abort.subxid == m->xid ||
-                     x->xid == m->stream_abort.subxid);
+        bool gone = x->top == m->xid && x->top != 0 &&
+                    (whole || (!x->schema && x->xid == m->stream_abort.subxid));
         if (gone)
             free(x->text);
         else
@@ -198,10 +206,13 @@ static void add_message(msg_list *l, const pgo_msg *m)
     }
     l->line = realloc(l->line, (l->n + 1) * sizeof *l->line);
     ck_assert_ptr_nonnull(l->line);
-    bool streamed = m->streamed && is_change(m->kind);
+    bool change = m->streamed && is_change(m->kind);
+    bool schema = m->streamed &&
+                  (m->kind == PGO_RELATION || m->kind == PGO_TYPE);
     l->line[l->n++] = (msg_line){.text = line,
-                                 .top = streamed ? l->streaming : 0,
-                                 .xid = streamed ? m->xid : 0};
+                                 .top = change || schema ? l->streaming : 0,
+                                 .xid = change ? m->xid : 0,
+                                 .schema = schema};
 }
 
 static pgo_decoder *decoder_for(const sf_stream *s)
