@@ -173,6 +173,26 @@ bool pipeline_starting(const pipeline *p)
     return fanout_starting(p->fo);
 }
 
+bool pipeline_skip_copy(pipeline *p)
+{
+    char err[1024];
+    const cfg *c = p->config;
+    for (size_t i = 0; i < c->n_services; i++) {
+        if (syncstate_finished(p->sync, i))
+            continue;
+        for (size_t j = 0; j < c->services[i].n_owned; j++)
+            if (!syncstate_set_table(p->sync, i, j, SYNC_DONE, 0, err,
+                                     sizeof err))
+                goto failed;
+        if (!syncstate_set_finished(p->sync, i, true, err, sizeof err))
+            goto failed;
+    }
+    return true;
+failed:
+    log_error("event=state_failed error=\"%s\"", err);
+    return false;
+}
+
 bool pipeline_start_copy(pipeline *p)
 {
     p->init = initsync_start(p->config, p->settings, p->sync, p->created);
@@ -340,6 +360,30 @@ void pipeline_stop(pipeline *p)
 }
 
 /* ---- figures ----------------------------------------------------------- */
+
+/* The index of service svc's PostgreSQL sink in the fan-out, or -1. */
+static int postgres_sink(const pipeline *p, size_t svc)
+{
+    for (size_t i = 0; i < fanout_size(p->fo); i++) {
+        const sink *s = fanout_sink(p->fo, i);
+        if (s->service == &p->config->services[svc] &&
+            s->ops->id == SINK_KIND_POSTGRES)
+            return (int)i;
+    }
+    return -1;
+}
+
+bool pipeline_mark_applied(const pipeline *p, size_t svc, const char *token)
+{
+    const char *seen;
+    lsn_t at;
+    int i = postgres_sink(p, svc);
+    if (!p->st || i < 0 || !stream_last_mark(p->st, &seen, &at) ||
+        strcmp(seen, token) != 0)
+        return false;
+    bool pending;
+    return stream_sink_position(p->st, (size_t)i, &pending) >= at;
+}
 
 const cfg_source *pipeline_settings(const pipeline *p)
 {

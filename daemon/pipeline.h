@@ -50,6 +50,12 @@ bool pipeline_prepare(pipeline *p, snap_stop_fn *stop, void *stop_arg,
 bool pipeline_open(pipeline *p);
 /* Some sink is still making its first attempt to open. */
 bool pipeline_starting(const pipeline *p);
+/*
+ * Instead of an initial sync: every table counts as copied, its changes
+ * applied from the slot's start (a reverse stream, whose target already
+ * holds the rows). False when the state cannot be saved (logged).
+ */
+bool pipeline_skip_copy(pipeline *p);
 /* Starts the initial sync (the services not copied yet). */
 bool pipeline_start_copy(pipeline *p);
 
@@ -82,6 +88,11 @@ const fanout *pipeline_fanout(const pipeline *p);
 const stream *pipeline_stream(const pipeline *p);
 syncstate *pipeline_syncstate(const pipeline *p);
 const initsync *pipeline_initsync(const pipeline *p);
+/*
+ * The cut-over's wait: the stream has read the mark carrying `token` and
+ * service svc's PostgreSQL sink holds everything before it.
+ */
+bool pipeline_mark_applied(const pipeline *p, size_t svc, const char *token);
 /* The flush LSN last sent to the source. */
 lsn_t pipeline_flush_sent(const pipeline *p);
 /*

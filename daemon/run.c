@@ -12,6 +12,7 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +29,7 @@
 #include "common/log.h"
 #include "config/config.h"
 #include "daemon/monitor.h"
+#include "daemon/mover.h"
 #include "daemon/pipeline.h"
 #include "daemon/status.h"
 
@@ -39,10 +41,18 @@
 typedef struct runner {
     cfg *config;
     int sigfd, wakefd;
+    /*
+     * pipes[0] is the forward pipeline, the others reverse streams (of
+     * service rev_svc[i]), added and removed while the loop runs: the
+     * status thread reads mons[] under fill_mu.
+     */
     pipeline *pipes[MAX_PIPELINES];
+    size_t rev_svc[MAX_PIPELINES];
+    monitor *mons[MAX_PIPELINES];
     size_t npipes;
+    pthread_mutex_t fill_mu;
+    mover *mv;                /* cut-over, rollback, complete */
     bool reexec;              /* a reload changed what is replicated */
-    monitor *mon;             /* figures for the status socket */
     status_server *status;
     int64_t last_notify_status;
     bool stopping;
@@ -150,13 +160,71 @@ static void await_sinks(runner *d)
     }
 }
 
-/* The forward pipeline: the shared database to the services. */
-static bool add_pipelines(runner *d)
+/* Adds pipeline p (with its monitor) where the status thread sees it. */
+static bool keep_pipeline(runner *d, pipeline *p, const cfg *c, size_t svc)
 {
-    d->pipes[0] = pipeline_new(d->config, &d->config->source,
-                               d->config->state_dir, d->wakefd);
-    if (!d->pipes[0])
+    monitor *mon = monitor_new(c, pipeline_fanout(p), pipeline_syncstate(p));
+    if (!mon || d->npipes == MAX_PIPELINES) {
+        monitor_free(mon);
         return false;
+    }
+    pthread_mutex_lock(&d->fill_mu);
+    d->pipes[d->npipes] = p;
+    d->rev_svc[d->npipes] = svc;
+    d->mons[d->npipes++] = mon;
+    pthread_mutex_unlock(&d->fill_mu);
+    return true;
+}
+
+/*
+ * Service svc's reverse stream (after a cut-over): its slot exists, and
+ * the shared database holds every row, so nothing is copied.
+ */
+static bool add_reverse(runner *d, size_t svc)
+{
+    const cfg *rc = mover_reverse_cfg(d->mv, svc);
+    pipeline *p = rc ? pipeline_new(rc, &rc->source, rc->state_dir, d->wakefd)
+                     : NULL;
+    if (p && prepare(d, p) && pipeline_skip_copy(p) &&
+        pipeline_start_copy(p) && keep_pipeline(d, p, rc, svc)) {
+        log_info("event=reverse_started service=%s slot=%s",
+                 d->config->services[svc].name, rc->source.slot);
+        return true;
+    }
+    log_error("event=reverse_failed service=%s", d->config->services[svc].name);
+    pipeline_free(p);
+    return false;
+}
+
+static void remove_reverse(runner *d, size_t svc)
+{
+    for (size_t i = 1; i < d->npipes; i++) {
+        if (d->rev_svc[i] != svc)
+            continue;
+        pipeline *p = d->pipes[i];
+        monitor *mon = d->mons[i];
+        pthread_mutex_lock(&d->fill_mu);
+        d->npipes--;
+        d->pipes[i] = d->pipes[d->npipes];
+        d->mons[i] = d->mons[d->npipes];
+        d->rev_svc[i] = d->rev_svc[d->npipes];
+        pthread_mutex_unlock(&d->fill_mu);
+        monitor_free(mon);
+        pipeline_free(p);
+        log_info("event=reverse_stopped service=%s",
+                 d->config->services[svc].name);
+        return;
+    }
+}
+
+/* The forward pipeline: the shared database to the services. */
+static bool add_forward(runner *d)
+{
+    pipeline *p = pipeline_new(d->config, &d->config->source,
+                               d->config->state_dir, d->wakefd);
+    if (!p)
+        return false;
+    d->pipes[0] = p;
     d->npipes = 1;
     return true;
 }
@@ -257,41 +325,103 @@ static int poll_timeout(const runner *d)
 /* The figures for the status socket, and systemd's one-line summary. */
 static void publish(runner *d)
 {
-    const pipeline *p = d->pipes[0];
-    int64_t when;
-    const char *err = pipeline_source_error(p, &when);
-    monitor_publish(d->mon, pipeline_streaming(p), pipeline_stream(p),
-                    pipeline_flush_sent(p));
-    monitor_publish_source_error(d->mon, err, when);
+    for (size_t i = 0; i < d->npipes; i++) {
+        const pipeline *p = d->pipes[i];
+        int64_t when;
+        const char *err = pipeline_source_error(p, &when);
+        monitor_publish(d->mons[i], pipeline_streaming(p), pipeline_stream(p),
+                        pipeline_flush_sent(p));
+        monitor_publish_source_error(d->mons[i], err, when);
+    }
     if (clock_ms() - d->last_notify_status < NOTIFY_STATUS_MS)
         return;
     char line[256];
     d->last_notify_status = clock_ms();
-    monitor_summary(d->mon, line, sizeof line);
+    monitor_summary(d->mons[0], line, sizeof line);
     sd_notifyf(0, "STATUS=%s", line);
 }
 
+/* Puts one reverse sink after its service's other sinks. */
+static void insert_reverse(status_snapshot *out, size_t max,
+                           const status_sink *k)
+{
+    if (out->nsinks >= max)
+        return;
+    size_t at = out->nsinks;
+    for (size_t i = 0; i < out->nsinks; i++)
+        if (strcmp(out->sinks[i].service, k->service) == 0)
+            at = i + 1;
+    memmove(&out->sinks[at + 1], &out->sinks[at],
+            (out->nsinks - at) * sizeof *out->sinks);
+    out->sinks[at] = *k;
+    snprintf(out->sinks[at].kind, sizeof out->sinks[at].kind, "reverse");
+    out->nsinks++;
+}
+
+/* status_fill_fn: the forward figures, each reverse sink, the moves. */
+static void fill(void *arg, status_snapshot *out)
+{
+    runner *d = arg;
+    size_t max = out->nsinks;
+    pthread_mutex_lock(&d->fill_mu);
+    monitor_fill(d->mons[0], out);
+    for (size_t i = 1; i < d->npipes; i++) {
+        status_sink one;
+        status_snapshot rev = {.sinks = &one, .nsinks = 1};
+        monitor_fill(d->mons[i], &rev);
+        if (rev.nsinks == 1)
+            insert_reverse(out, max, &one);
+    }
+    pthread_mutex_unlock(&d->fill_mu);
+    mover_fill(d->mv, out);
+}
+
 /*
- * The status socket, about the forward pipeline. Another cleave answering
- * on it is fatal (two daemons on one configuration would fight over the
- * slot); any other failure only costs the socket.
+ * The status socket, about every pipeline. Another cleave answering on
+ * it is fatal (two daemons on one configuration would fight over the
+ * slot); any other failure only costs the socket and the moves.
  */
 static bool start_status(runner *d)
 {
     char err[512];
     const pipeline *p = d->pipes[0];
-    d->mon = monitor_new(d->config, pipeline_fanout(p), pipeline_syncstate(p));
-    if (!d->mon)
-        return false;
     const cfg_source *src = pipeline_settings(p);
+    size_t max = fanout_size(pipeline_fanout(p)) + d->config->n_services;
     d->status = status_start(d->config->status_socket, src->dsn, src->slot,
-                             fanout_size(pipeline_fanout(p)), monitor_fill,
-                             d->mon, err, sizeof err);
-    if (d->status)
+                             max, fill, d, err, sizeof err);
+    if (d->status) {
+        if (mover_start(d->mv, fill, d, max))
+            status_set_control(d->status, mover_control, d->mv);
         return true;
+    }
     log_error("event=status_socket_failed path=%s error=\"%s\"",
               d->config->status_socket, err);
     return strstr(err, "another cleave") == NULL;
+}
+
+/* What the mover waits for: a reverse stream started or stopped, a mark. */
+static void serve_mover(runner *d)
+{
+    size_t svc;
+    bool reverse;
+    char token[STREAM_MARK_MAX];
+    switch (mover_asked(d->mv, &svc)) {
+    case MOVER_ASK_START:
+        mover_answer(d->mv, add_reverse(d, svc));
+        break;
+    case MOVER_ASK_STOP:
+        remove_reverse(d, svc);
+        mover_answer(d->mv, true);
+        break;
+    case MOVER_ASK_NONE:
+        break;
+    }
+    if (!mover_mark_wanted(d->mv, &svc, &reverse, token, sizeof token))
+        return;
+    for (size_t i = 0; i < d->npipes; i++)
+        if ((i == 0) != reverse && (i == 0 || d->rev_svc[i] == svc) &&
+            pipeline_mark_applied(d->pipes[i], i == 0 ? svc : 0, token))
+            mover_mark_reached(d->mv);
 }
 
 static void loop(runner *d)
@@ -311,6 +441,7 @@ static void loop(runner *d)
             handle_wake(d);
         for (size_t i = 0; i < d->npipes; i++)
             pipeline_turn(d->pipes[i]);
+        serve_mover(d);
         publish(d);
         watchdog(d);
     }
@@ -323,29 +454,49 @@ static void shutdown_all(runner *d)
         sd_notify(0, "STOPPING=1");
     /* First: its thread reads the workers and the initial sync. */
     status_stop(d->status);
+    mover_free(d->mv);
     for (size_t i = 0; i < d->npipes; i++)
         pipeline_stop(d->pipes[i]);
-    monitor_free(d->mon);
-    for (size_t i = 0; i < d->npipes; i++)
+    for (size_t i = 0; i < d->npipes; i++) {
+        monitor_free(d->mons[i]);
         pipeline_free(d->pipes[i]);
+    }
+}
+
+/* The move journal first: it decides which reverse streams run. */
+static bool add_pipelines(runner *d)
+{
+    char err[512];
+    d->mv = mover_new(d->config, d->wakefd, err, sizeof err);
+    if (!d->mv) {
+        log_error("event=journal_failed error=\"%s\"", err);
+        return false;
+    }
+    if (!mover_recover(d->mv) || !add_forward(d))
+        return false;
+    if (!prepare(d, d->pipes[0]))
+        return false;
+    d->mons[0] = monitor_new(d->config, pipeline_fanout(d->pipes[0]),
+                             pipeline_syncstate(d->pipes[0]));
+    if (!d->mons[0])
+        return false;
+    for (size_t i = 0; i < d->config->n_services; i++)
+        if (mover_reverse(d->mv, i) && !add_reverse(d, i))
+            return false;
+    return true;
 }
 
 /* Sets up the pipelines and the status socket, then runs the loop. */
 static int run(runner *d)
 {
     if (!add_pipelines(d))
-        return EXITCODE_RUNTIME;
-    for (size_t i = 0; i < d->npipes; i++)
-        if (!prepare(d, d->pipes[i]))
-            return d->stopping ? EXITCODE_OK : EXITCODE_RUNTIME;
+        return d->stopping ? EXITCODE_OK : EXITCODE_RUNTIME;
     if (!start_status(d))
         return EXITCODE_RUNTIME;
     await_sinks(d);
-    for (size_t i = 0; i < d->npipes; i++)
-        if (!pipeline_start_copy(d->pipes[i]))
-            return EXITCODE_RUNTIME;
-    if (d->mon)
-        monitor_set_initsync(d->mon, pipeline_initsync(d->pipes[0]));
+    if (!pipeline_start_copy(d->pipes[0]))
+        return EXITCODE_RUNTIME;
+    monitor_set_initsync(d->mons[0], pipeline_initsync(d->pipes[0]));
     loop(d);
     return EXITCODE_OK;
 }
@@ -354,6 +505,7 @@ int run_daemon(const char *config_path)
 {
     char err[1024];
     runner d = {0};
+    pthread_mutex_init(&d.fill_mu, NULL);
     d.config = cfg_load(config_path, err, sizeof err);
     if (!d.config) {
         fprintf(stderr, "%s\n", err);

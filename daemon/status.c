@@ -150,8 +150,26 @@ static json_t *sink_json(const status_sink *k)
     return NULL;
 }
 
+static const status_service *move_of(const status_snapshot *s,
+                                     const char *name)
+{
+    for (size_t i = 0; i < s->nservices; i++)
+        if (strncmp(s->services[i].name, name, STATUS_NAME_MAX) == 0)
+            return &s->services[i];
+    return NULL;
+}
+
+/* direction, and the last switch's pause (null when none yet). */
+static bool set_move(json_t *o, const status_service *mv)
+{
+    return set(o, "direction", jstr(mv ? mv->direction : "forward", 16)) &&
+           set(o, "last_cutover_pause_ms",
+               mv && mv->pause_ms >= 0 ? jreal(mv->pause_ms) : json_null());
+}
+
 /* The service of the n sinks from `first` on (consecutive, same name). */
-static json_t *service_json(const status_sink *first, size_t n)
+static json_t *service_json(const status_snapshot *s, const status_sink *first,
+                            size_t n)
 {
     const status_sink *worst = first;
     json_t *sinks = json_array();
@@ -166,7 +184,7 @@ static json_t *service_json(const status_sink *first, size_t n)
     json_t *o = json_object();
     if (o && set(o, "name", jstr(first->service, sizeof first->service)) &&
         set(o, "state", jstr(worst->state, sizeof worst->state)) &&
-        set(o, "sinks", sinks))
+        set_move(o, move_of(s, first->service)) && set(o, "sinks", sinks))
         return o;
     if (!o)
         json_decref(sinks);
@@ -186,7 +204,7 @@ static json_t *services_json(const status_snapshot *s)
         size_t n = 1;
         while (i + n < s->nsinks && same_service(&s->sinks[i], &s->sinks[i + n]))
             n++;
-        if (json_array_append_new(arr, service_json(&s->sinks[i], n)) != 0) {
+        if (json_array_append_new(arr, service_json(s, &s->sinks[i], n)) != 0) {
             json_decref(arr);
             return NULL;
         }
@@ -454,9 +472,12 @@ struct status_server {
     atomic_bool stopping;         /* no warnings for failures stop caused */
     status_fill_fn fill;
     void *arg;
+    _Atomic(status_control_fn) control;   /* NULL: control lines refused */
+    _Atomic(void *) control_arg;
     /* The serving thread's. */
     status_snapshot snap;
     status_sink *sinks;
+    status_service *services;     /* as many as sinks */
     size_t max_sinks;
     client clients[MAX_CLIENTS];
     int64_t accept_paused_until;  /* out of fds: the listener waits */
@@ -469,6 +490,12 @@ struct status_server {
     pthread_mutex_t wal_status_mu;
     char wal_status[16];               /* "": not known */
 };
+
+void status_set_control(status_server *srv, status_control_fn fn, void *arg)
+{
+    atomic_store(&srv->control_arg, arg);
+    atomic_store(&srv->control, fn);
+}
 
 lsn_t status_server_lsn(status_server *srv)
 {
@@ -653,13 +680,22 @@ static void take_snapshot(status_server *srv)
     status_snapshot *s = &srv->snap;
     memset(s, 0, sizeof *s);
     memset(srv->sinks, 0, srv->max_sinks * sizeof *srv->sinks);
+    memset(srv->services, 0, srv->max_sinks * sizeof *srv->services);
     s->sinks = srv->sinks;
     s->nsinks = srv->max_sinks;
+    s->services = srv->services;
+    s->nservices = srv->max_sinks;
     s->retained_wal_bytes = -1;
     s->safe_wal_bytes = STATUS_NO_BYTES;
     srv->fill(srv->arg, s);
     if (s->nsinks > srv->max_sinks)
         s->nsinks = srv->max_sinks;
+    if (s->nservices > srv->max_sinks)
+        s->nservices = srv->max_sinks;
+    for (size_t i = 0; i < s->nservices; i++) {
+        status_service *v = &s->services[i];
+        v->name[sizeof v->name - 1] = v->direction[sizeof v->direction - 1] = 0;
+    }
     /* The fixed-size fields come from another module: NUL-end them all. */
     s->name[sizeof s->name - 1] = s->slot[sizeof s->slot - 1] = '\0';
     s->wal_status[sizeof s->wal_status - 1] = '\0';
@@ -741,7 +777,27 @@ static char *http_request(status_server *srv, char *line)
     return text ? text : http_error(500, "Internal Server Error", "out of memory\n");
 }
 
-typedef enum { REQ_MORE, REQ_DROP, REQ_ANSWER } request_state;
+typedef enum { REQ_MORE, REQ_DROP, REQ_ANSWER, REQ_HANDED } request_state;
+
+/* "control ...": the connection goes to the control callback, blocking. */
+static request_state hand_over(status_server *srv, client *c, const char *line)
+{
+    status_control_fn fn = atomic_load(&srv->control);
+    if (!fn) {
+        c->out = strdup("{\"result\":\"failed\",\"exit\":1,\"error\":"
+                        "\"this cleave takes no control requests yet\"}\n");
+        return c->out ? REQ_ANSWER : REQ_DROP;
+    }
+    int fd = c->fd;
+    int flags = fcntl(fd, F_GETFL);
+    if (flags >= 0)
+        fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
+    c->fd = -1;
+    c->phase = CLIENT_FREE;
+    fn(atomic_load(&srv->control_arg), fd, line + strlen(STATUS_CONTROL));
+    return REQ_HANDED;
+}
+
 
 /*
  * Looks at what the client sent so far; with REQ_ANSWER, c->out holds the
@@ -766,6 +822,8 @@ static request_state parse_request(status_server *srv, client *c, bool eof)
     char line[STATUS_REQUEST_MAX + 1];
     memcpy(line, c->in, linelen);
     line[linelen] = '\0';
+    if (strncmp(line, STATUS_CONTROL, strlen(STATUS_CONTROL)) == 0)
+        return hand_over(srv, c, line);
     if (strcmp(line, "json") == 0 || strcmp(line, "metrics") == 0) {
         c->out = render(srv, line[0] == 'j' ? BODY_JSON : BODY_METRICS);
         return c->out ? REQ_ANSWER : REQ_DROP;
@@ -831,6 +889,7 @@ static void client_read(status_server *srv, client *c)
         c->inlen += (size_t)n;
     switch (parse_request(srv, c, n <= 0)) {
     case REQ_MORE:
+    case REQ_HANDED:
         return;
     case REQ_DROP:
         client_close(c, n < 0 ? "read_failed" : "incomplete_request");
@@ -1051,6 +1110,7 @@ static void server_free(status_server *srv)
         if (srv->stop_pipe[i] >= 0)
             close(srv->stop_pipe[i]);
     free(srv->sinks);
+    free(srv->services);
     free(srv->dsn);
     free(srv->slot);
     pthread_mutex_destroy(&srv->wal_status_mu);
@@ -1069,13 +1129,14 @@ static status_server *server_new(const char *path, const char *dsn,
     snprintf(srv->path, sizeof srv->path, "%s", path);
     srv->max_sinks = max_sinks;
     srv->sinks = calloc(max_sinks ? max_sinks : 1, sizeof *srv->sinks);
+    srv->services = calloc(max_sinks ? max_sinks : 1, sizeof *srv->services);
     srv->dsn = dsn ? strdup(dsn) : NULL;
     srv->slot = strdup(slot ? slot : "");
     atomic_init(&srv->server_lsn, 0);
     atomic_init(&srv->retained_wal, -1);
     atomic_init(&srv->safe_wal, STATUS_NO_BYTES);
     pthread_mutex_init(&srv->wal_status_mu, NULL);
-    if (!srv->sinks || (dsn && !srv->dsn) || !srv->slot ||
+    if (!srv->sinks || !srv->services || (dsn && !srv->dsn) || !srv->slot ||
         pipe2(srv->stop_pipe, O_CLOEXEC) != 0) {
         server_free(srv);
         return NULL;

@@ -49,6 +49,13 @@ typedef struct status_sink {
     uint64_t copy_rows;
 } status_sink;
 
+/* One service's move (PRODUCT.md §8). */
+typedef struct status_service {
+    char name[STATUS_NAME_MAX];
+    char direction[16];          /* forward reverse complete */
+    double pause_ms;             /* the last switch's write pause; <0: none */
+} status_service;
+
 typedef struct status_snapshot {
     char name[STATUS_NAME_MAX];
     const char *version;
@@ -73,11 +80,14 @@ typedef struct status_snapshot {
     int64_t last_error_time;     /* Unix seconds */
     status_sink *sinks;          /* grouped by service, in config order */
     size_t nsinks;
+    status_service *services;    /* any order; a service not listed: forward */
+    size_t nservices;
 } status_snapshot;
 
 /*
- * Fills *out (sinks: up to out->nsinks entries of the array the server
- * provides, setting nsinks to the count); called on the server's thread.
+ * Fills *out (sinks and services: up to out->nsinks and out->nservices
+ * entries of the arrays the server provides, setting each count); called
+ * on the server's thread.
  */
 typedef void (*status_fill_fn)(void *arg, status_snapshot *out);
 
@@ -105,6 +115,16 @@ status_server *status_start(const char *path, const char *dsn,
 /* The server's last readings (0 / -1 until the first one). */
 lsn_t status_server_lsn(status_server *srv);
 int64_t status_retained_wal(status_server *srv);
+/*
+ * A line "control VERB ..." (cleave cutover, rollback, complete) is not
+ * answered by the server: the connection, made blocking, goes to fn with
+ * the rest of the line ("VERB ..."), on the server's thread; fn owns the
+ * fd from then on and must return at once (it answers from a thread of
+ * its own). Until this is called such lines get a refusal.
+ */
+#define STATUS_CONTROL "control "
+typedef void (*status_control_fn)(void *arg, int fd, const char *request);
+void status_set_control(status_server *srv, status_control_fn fn, void *arg);
 /* Stops the thread, closes and unlinks the socket. */
 void status_stop(status_server *srv);
 

@@ -52,6 +52,9 @@ struct stream {
     int64_t replay_time;
     lsn_t received;
     uint64_t txns, txns_skipped;
+    /* The last cut-over mark read: what it said, where. */
+    char mark[STREAM_MARK_MAX];
+    lsn_t mark_lsn;
 };
 
 /* ---- relations -------------------------------------------------------- */
@@ -238,12 +241,25 @@ static bool send_message(stream *st, const pgo_msg *m)
     return true;
 }
 
+/* A cut-over's mark: noted whatever the transaction's origin. */
+static void note_mark(stream *st, const pgo_msg *m)
+{
+    if (strcmp(m->message.prefix, STREAM_MARK_PREFIX) != 0)
+        return;
+    size_t n = m->message.len < sizeof st->mark - 1 ? m->message.len
+                                                    : sizeof st->mark - 1;
+    memcpy(st->mark, m->message.content, n);
+    st->mark[n] = '\0';
+    st->mark_lsn = m->message.lsn;
+}
+
 /*
  * A message outside any transaction goes out as a transaction of its own
  * ending one past its LSN: confirmed, it is not decoded again.
  */
 static bool route_lone_message(stream *st, const pgo_msg *m)
 {
+    note_mark(st, m);
     bool wanted = false;
     for (size_t i = 0; i < fanout_size(st->fo) && !wanted; i++)
         wanted = fanout_wants_message(st->fo, i, m->message.prefix);
@@ -264,6 +280,7 @@ static bool route_lone_message(stream *st, const pgo_msg *m)
 
 static bool route_message(stream *st, const pgo_msg *m)
 {
+    note_mark(st, m);
     if (!(m->message.flags & PGO_MESSAGE_TRANSACTIONAL) && !st->in_txn)
         return route_lone_message(st, m);
     if (!st->in_txn || st->skip_txn)
@@ -567,6 +584,13 @@ lsn_t stream_flush_lsn(const stream *st)
 lsn_t stream_sink_position(const stream *st, size_t i, bool *pending)
 {
     return fanout_position(st->fo, i, st->received, pending);
+}
+
+bool stream_last_mark(const stream *st, const char **content, lsn_t *lsn)
+{
+    *content = st->mark;
+    *lsn = st->mark_lsn;
+    return st->mark_lsn != 0;
 }
 
 uint64_t stream_txns(const stream *st)

@@ -66,6 +66,15 @@ lsn_t stream_flush_lsn(const stream *st);
  * (*pending), else the position received (it holds all it was sent).
  */
 lsn_t stream_sink_position(const stream *st, size_t i, bool *pending);
+/*
+ * The cut-over's mark: a logical message with this prefix, its content a
+ * token the mover chose. The last one read, and its LSN; false when none
+ * was read since start. Main thread.
+ */
+#define STREAM_MARK_PREFIX "cleave_mark"
+#define STREAM_MARK_MAX 64
+bool stream_last_mark(const stream *st, const char **content, lsn_t *lsn);
+
 /* Source transactions read, skipped by loop prevention. */
 uint64_t stream_txns(const stream *st);
 uint64_t stream_txns_skipped(const stream *st);

@@ -1,0 +1,144 @@
+/* journal: each service's move, in state_dir; see journal.h. */
+#include "daemon/journal.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/statefile.h"
+
+struct journal {
+    const cfg *config;
+    char *path;
+    journal_entry *e;
+};
+
+static const char *const dir_names[] = {"forward", "reverse", "complete"};
+static const char *const move_names[] = {"idle", "cutover", "rollback"};
+static const char *const step_names[] = {"prepare", "switch", "unfence"};
+
+const char *journal_dir_name(journal_dir d)
+{
+    return dir_names[d];
+}
+
+const char *journal_move_name(journal_move m)
+{
+    return move_names[m];
+}
+
+/* The index of `name` in names, or `none` when absent or unknown. */
+static int lookup(json_t *o, const char *key, const char *const *names,
+                  int n, int none)
+{
+    const char *v = json_string_value(json_object_get(o, key));
+    for (int i = 0; v && i < n; i++)
+        if (strcmp(v, names[i]) == 0)
+            return i;
+    return none;
+}
+
+static void load_entry(journal_entry *e, json_t *o)
+{
+    e->dir = (journal_dir)lookup(o, "direction", dir_names, 3, 0);
+    e->move = (journal_move)lookup(o, "move", move_names, 3, 0);
+    e->step = (journal_step)lookup(o, "step", step_names, 3, 0);
+    json_t *p = json_object_get(o, "pause_ms");
+    e->pause_ms = json_is_number(p) ? json_number_value(p) : -1;
+}
+
+static bool load(journal *j, char *err, size_t errlen)
+{
+    json_error_t je;
+    json_t *doc = json_load_file(j->path, 0, &je);
+    if (!doc) {
+        if (access(j->path, F_OK) != 0 && errno == ENOENT)
+            return true;
+        snprintf(err, errlen, "%s: %s", j->path, je.text);
+        return false;
+    }
+    json_t *svcs = json_object_get(doc, "services");
+    for (size_t i = 0; i < j->config->n_services; i++) {
+        json_t *o = json_object_get(svcs, j->config->services[i].name);
+        if (o)
+            load_entry(&j->e[i], o);
+    }
+    json_decref(doc);
+    return true;
+}
+
+journal *journal_open(const cfg *config, char *err, size_t errlen)
+{
+    journal *j = calloc(1, sizeof *j);
+    if (!j || asprintf(&j->path, "%s/moves.json", config->state_dir) < 0 ||
+        !(j->e = calloc(config->n_services + 1, sizeof *j->e))) {
+        snprintf(err, errlen, "out of memory");
+        if (j)
+            j->path = NULL;
+        journal_free(j);
+        return NULL;
+    }
+    j->config = config;
+    for (size_t i = 0; i < config->n_services; i++)
+        j->e[i].pause_ms = -1;
+    if (!load(j, err, errlen)) {
+        journal_free(j);
+        return NULL;
+    }
+    return j;
+}
+
+void journal_free(journal *j)
+{
+    if (!j)
+        return;
+    free(j->path);
+    free(j->e);
+    free(j);
+}
+
+journal_entry journal_get(const journal *j, size_t svc)
+{
+    return j->e[svc];
+}
+
+static json_t *entry_json(const journal_entry *e)
+{
+    return json_pack("{s:s, s:s, s:s, s:o}", "direction", dir_names[e->dir],
+                     "move", move_names[e->move], "step", step_names[e->step],
+                     "pause_ms", e->pause_ms >= 0 ? json_real(e->pause_ms)
+                                                  : json_null());
+}
+
+static char *render(const journal *j)
+{
+    json_t *svcs = json_object();
+    for (size_t i = 0; svcs && i < j->config->n_services; i++)
+        if (json_object_set_new(svcs, j->config->services[i].name,
+                                entry_json(&j->e[i])) != 0) {
+            json_decref(svcs);
+            svcs = NULL;
+        }
+    json_t *doc = svcs ? json_pack("{s:o}", "services", svcs) : NULL;
+    char *text = doc ? json_dumps(doc, JSON_INDENT(2) | JSON_SORT_KEYS) : NULL;
+    json_decref(doc);
+    return text;
+}
+
+bool journal_set(journal *j, size_t svc, journal_entry e, char *err,
+                 size_t errlen)
+{
+    journal_entry old = j->e[svc];
+    j->e[svc] = e;
+    char *text = render(j);
+    bool ok = text && statefile_write(j->path, text, strlen(text), err, errlen);
+    if (!text)
+        snprintf(err, errlen, "out of memory");
+    if (!ok)
+        j->e[svc] = old;
+    free(text);
+    return ok;
+}

@@ -1,0 +1,62 @@
+/*
+ * journal: where each service's move stands (PRODUCT.md §8), kept in
+ * state_dir/moves.json so a crash at any step is finished or undone when
+ * cleave starts again.
+ *
+ * A step is written (and fsynced) before it takes effect. What a step
+ * did on the databases is then read back from the fences themselves:
+ * the journal says what was under way, the fences what was committed.
+ * Only the mover's thread writes; the status server reads copies through
+ * the mover.
+ */
+#ifndef CLEAVE_DAEMON_JOURNAL_H
+#define CLEAVE_DAEMON_JOURNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "config/config.h"
+
+typedef enum journal_dir {
+    JOURNAL_FORWARD,         /* the shared database takes the writes */
+    JOURNAL_REVERSE,         /* the service's own database takes them */
+    JOURNAL_COMPLETE,        /* reverse, and the move is ended */
+} journal_dir;
+
+typedef enum journal_move {
+    JOURNAL_IDLE,
+    JOURNAL_CUTOVER,
+    JOURNAL_ROLLBACK,
+} journal_move;
+
+typedef enum journal_step {
+    JOURNAL_PREPARE,         /* nothing blocked yet: undone by a crash */
+    JOURNAL_SWITCH,          /* the switch's transaction may have committed */
+    JOURNAL_UNFENCE,         /* committed: the new side is opened */
+} journal_step;
+
+typedef struct journal_entry {
+    journal_dir dir;         /* the committed direction */
+    journal_move move;       /* under way, or JOURNAL_IDLE */
+    journal_step step;
+    double pause_ms;         /* the last switch's write pause; <0: none */
+} journal_entry;
+
+typedef struct journal journal;
+
+/*
+ * Reads state_dir/moves.json for config's services (a service it does not
+ * list is forward and idle). NULL with err when the file is unreadable.
+ */
+journal *journal_open(const cfg *config, char *err, size_t errlen);
+void journal_free(journal *j);
+
+journal_entry journal_get(const journal *j, size_t svc);
+/* Records and saves at once; false with err when it cannot be saved. */
+bool journal_set(journal *j, size_t svc, journal_entry e, char *err,
+                 size_t errlen);
+
+const char *journal_dir_name(journal_dir d);
+const char *journal_move_name(journal_move m);
+
+#endif

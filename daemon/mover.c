@@ -1,0 +1,1108 @@
+/* mover: cut-over, rollback, complete; see mover.h and docs/cutover.md. */
+#include "daemon/mover.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/backoff.h"
+#include "common/clock.h"
+#include "common/dbconn.h"
+#include "common/log.h"
+#include "daemon/journal.h"
+#include "daemon/reverse.h"
+#include "sinks/pgfence.h"
+#include "sinks/pgseq.h"
+#include "decoder/lsn.h"
+#include "daemon/stream.h"
+
+#define KEEP_EVERY_MS 5000          /* fences and sequences looked after */
+#define LOCK_ATTEMPT_MS 100         /* writers queue behind a waiting lock */
+#define DEFAULT_LAG_LIMIT (1u << 20)
+#define DEFAULT_LOCK_TIMEOUT_MS 2000
+#define DEFAULT_PAUSE_BUDGET_MS 1000
+#define LOOP_ANSWER_MS 30000        /* the loop starts or stops a stream */
+
+typedef struct move_opts {
+    uint64_t lag_limit;
+    int lock_timeout_ms;
+    int pause_budget_ms;
+} move_opts;
+
+typedef struct request {
+    int fd;                  /* -1: none */
+    char verb[16];
+    size_t svc;
+    move_opts opts;
+} request;
+
+/* What the keeper holds per service between moves. */
+typedef struct keep_state {
+    PGconn *svcdb;
+    char **seqs;
+    size_t nseqs;
+    bool seqs_known, fenced;
+    char last_error[512];
+} keep_state;
+
+struct mover {
+    const cfg *config;
+    int wake_fd;
+    journal *jr;
+    cfg **rev;               /* per service, made on first use */
+    const char *crash_at;    /* tests: CLEAVE_TEST_CRASH_AT */
+    status_fill_fn fill;
+    void *fill_arg;
+    size_t max_sinks;
+    pthread_t thread;
+    bool started;
+    pthread_mutex_t mu;      /* everything below */
+    pthread_cond_t cv;
+    bool stopping, busy;
+    request req;
+    journal_entry *shown;    /* copies for the status socket */
+    mover_ask ask;
+    size_t ask_svc;
+    bool asked, answered, answer_ok;
+    bool mark_wanted, mark_reached, mark_reverse;
+    size_t mark_svc;
+    char mark_token[STREAM_MARK_MAX];
+    keep_state *keep;
+    PGconn *keep_shared;
+};
+
+static void say_failed(int fd, int exit, const char *error);
+
+/* ---- construction ------------------------------------------------------ */
+
+mover *mover_new(const cfg *config, int wake_fd, char *err, size_t errlen)
+{
+    mover *m = calloc(1, sizeof *m);
+    size_t n = config->n_services ? config->n_services : 1;
+    if (!m || !(m->rev = calloc(n, sizeof *m->rev)) ||
+        !(m->shown = calloc(n, sizeof *m->shown)) ||
+        !(m->keep = calloc(n, sizeof *m->keep))) {
+        snprintf(err, errlen, "out of memory");
+        mover_free(m);
+        return NULL;
+    }
+    m->config = config;
+    m->wake_fd = wake_fd;
+    m->req.fd = -1;
+    m->crash_at = getenv("CLEAVE_TEST_CRASH_AT");
+    pthread_mutex_init(&m->mu, NULL);
+    pthread_cond_init(&m->cv, NULL);
+    if (!(m->jr = journal_open(config, err, errlen))) {
+        mover_free(m);
+        return NULL;
+    }
+    for (size_t i = 0; i < config->n_services; i++)
+        m->shown[i] = journal_get(m->jr, i);
+    return m;
+}
+
+static void keep_close(mover *m)
+{
+    for (size_t i = 0; i < m->config->n_services; i++) {
+        PQfinish(m->keep[i].svcdb);
+        pgseq_free_names(m->keep[i].seqs, m->keep[i].nseqs);
+    }
+    PQfinish(m->keep_shared);
+}
+
+void mover_free(mover *m)
+{
+    if (!m)
+        return;
+    if (m->started) {
+        pthread_mutex_lock(&m->mu);
+        m->stopping = true;
+        pthread_cond_broadcast(&m->cv);
+        pthread_mutex_unlock(&m->mu);
+        pthread_join(m->thread, NULL);
+    }
+    if (m->req.fd >= 0) {
+        say_failed(m->req.fd, 1, "cleave is stopping: nothing was changed");
+        close(m->req.fd);
+    }
+    if (m->jr) {
+        keep_close(m);
+        pthread_mutex_destroy(&m->mu);
+        pthread_cond_destroy(&m->cv);
+    }
+    for (size_t i = 0; m->rev && i < m->config->n_services; i++)
+        reverse_cfg_free(m->rev[i]);
+    journal_free(m->jr);
+    free(m->rev);
+    free(m->shown);
+    free(m->keep);
+    free(m);
+}
+
+bool mover_reverse(const mover *m, size_t svc)
+{
+    return journal_get(m->jr, svc).dir == JOURNAL_REVERSE;
+}
+
+const cfg *mover_reverse_cfg(mover *m, size_t svc)
+{
+    if (!m->rev[svc])
+        m->rev[svc] = reverse_cfg_new(m->config, svc);
+    return m->rev[svc];
+}
+
+/* Saves e for svc and shows it; false (logged) when it cannot be saved. */
+static bool record(mover *m, size_t svc, journal_entry e)
+{
+    char err[512];
+    if (!journal_set(m->jr, svc, e, err, sizeof err)) {
+        log_error("event=journal_failed service=%s error=\"%s\"",
+                  m->config->services[svc].name, err);
+        return false;
+    }
+    pthread_mutex_lock(&m->mu);
+    m->shown[svc] = e;
+    pthread_mutex_unlock(&m->mu);
+    return true;
+}
+
+/* Tests kill cleave at a named step to check what a restart does. */
+static void crash_point(const mover *m, const char *step)
+{
+    if (m->crash_at && strcmp(m->crash_at, step) == 0) {
+        log_warning("event=test_crash step=%s", step);
+        raise(SIGKILL);
+    }
+}
+
+/* ---- the loop's side ---------------------------------------------------- */
+
+static void wake_loop(mover *m)
+{
+    uint64_t one = 1;
+    if (write(m->wake_fd, &one, sizeof one) < 0 && errno != EAGAIN)
+        log_warning("event=wake_failed error=\"%s\"", strerror(errno));
+}
+
+mover_ask mover_asked(mover *m, size_t *svc)
+{
+    pthread_mutex_lock(&m->mu);
+    mover_ask a = m->asked && !m->answered ? m->ask : MOVER_ASK_NONE;
+    *svc = m->ask_svc;
+    pthread_mutex_unlock(&m->mu);
+    return a;
+}
+
+void mover_answer(mover *m, bool ok)
+{
+    pthread_mutex_lock(&m->mu);
+    m->answered = true;
+    m->answer_ok = ok;
+    pthread_cond_broadcast(&m->cv);
+    pthread_mutex_unlock(&m->mu);
+}
+
+bool mover_mark_wanted(mover *m, size_t *svc, bool *reverse, char *token,
+                       size_t len)
+{
+    pthread_mutex_lock(&m->mu);
+    bool wanted = m->mark_wanted && !m->mark_reached;
+    *svc = m->mark_svc;
+    *reverse = m->mark_reverse;
+    snprintf(token, len, "%s", m->mark_token);
+    pthread_mutex_unlock(&m->mu);
+    return wanted;
+}
+
+void mover_mark_reached(mover *m)
+{
+    pthread_mutex_lock(&m->mu);
+    m->mark_reached = true;
+    pthread_cond_broadcast(&m->cv);
+    pthread_mutex_unlock(&m->mu);
+}
+
+/* Waits on the mover's condition until *flag or the deadline or a stop. */
+static bool wait_flag(mover *m, const bool *flag, int64_t deadline_ms)
+{
+    pthread_mutex_lock(&m->mu);
+    while (!*flag && !m->stopping && clock_ms() < deadline_ms) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        int64_t left = deadline_ms - clock_ms();
+        ts.tv_sec += left / 1000;
+        ts.tv_nsec += (left % 1000) * 1000000;
+        if (ts.tv_nsec >= 1000000000) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000;
+        }
+        pthread_cond_timedwait(&m->cv, &m->mu, &ts);
+    }
+    bool got = *flag;
+    pthread_mutex_unlock(&m->mu);
+    return got;
+}
+
+/* Asks the loop to start or stop svc's reverse stream; true once done. */
+static bool ask_loop(mover *m, mover_ask what, size_t svc)
+{
+    pthread_mutex_lock(&m->mu);
+    m->ask = what;
+    m->ask_svc = svc;
+    m->asked = true;
+    m->answered = false;
+    pthread_mutex_unlock(&m->mu);
+    wake_loop(m);
+    bool done = wait_flag(m, &m->answered, clock_ms() + LOOP_ANSWER_MS);
+    pthread_mutex_lock(&m->mu);
+    bool ok = done && m->answer_ok;
+    m->asked = false;
+    pthread_mutex_unlock(&m->mu);
+    return ok;
+}
+
+void mover_fill(mover *m, status_snapshot *out)
+{
+    size_t n = m->config->n_services;
+    if (n > out->nservices)
+        n = out->nservices;
+    pthread_mutex_lock(&m->mu);
+    for (size_t i = 0; i < n; i++) {
+        status_service *v = &out->services[i];
+        snprintf(v->name, sizeof v->name, "%s", m->config->services[i].name);
+        snprintf(v->direction, sizeof v->direction, "%s",
+                 journal_dir_name(m->shown[i].dir));
+        v->pause_ms = m->shown[i].pause_ms;
+    }
+    pthread_mutex_unlock(&m->mu);
+    out->nservices = n;
+}
+
+/* ---- talking to the command -------------------------------------------- */
+
+static void say(int fd, json_t *line)
+{
+    char *text = line ? json_dumps(line, JSON_COMPACT) : NULL;
+    json_decref(line);
+    char *out = NULL;
+    if (text && asprintf(&out, "%s\n", text) >= 0) {
+        /* A client that went away only misses the story: the move goes on. */
+        if (send(fd, out, strlen(out), MSG_NOSIGNAL) < 0)
+            log_debug("event=move_client_gone error=\"%s\"", strerror(errno));
+        free(out);
+    }
+    free(text);
+}
+
+static void say_step(int fd, const char *step, double ms, const char *detail)
+{
+    json_t *o = json_pack("{s:s, s:f}", "step", step, "ms", ms);
+    if (o && detail && detail[0])
+        json_object_set_new(o, "detail", json_string(detail));
+    say(fd, o);
+}
+
+static void say_failed(int fd, int exit, const char *error)
+{
+    say(fd, json_pack("{s:s, s:i, s:s}", "result", "failed", "exit", exit,
+                      "error", error));
+}
+
+static void say_ok(int fd, double pause_ms, const char *detail)
+{
+    json_t *o = json_pack("{s:s, s:s}", "result", "ok", "detail", detail);
+    if (o && pause_ms >= 0)
+        json_object_set_new(o, "pause_ms", json_real(pause_ms));
+    say(fd, o);
+}
+
+/* ---- requests ----------------------------------------------------------- */
+
+static int service_index(const cfg *c, const char *name)
+{
+    for (size_t i = 0; i < c->n_services; i++)
+        if (strcmp(c->services[i].name, name) == 0)
+            return (int)i;
+    return -1;
+}
+
+/* "key=value": one of the options; false when unknown or not a number. */
+static bool parse_option(move_opts *o, const char *kv)
+{
+    const char *eq = strchr(kv, '=');
+    char *end;
+    if (!eq || !eq[1])
+        return false;
+    errno = 0;
+    long long v = strtoll(eq + 1, &end, 10);
+    if (*end || errno || v < 0 || v > INT32_MAX)
+        return false;
+    size_t klen = (size_t)(eq - kv);
+    if (klen == 15 && strncmp(kv, "lag_limit_bytes", klen) == 0)
+        o->lag_limit = (uint64_t)v;
+    else if (klen == 15 && strncmp(kv, "lock_timeout_ms", klen) == 0)
+        o->lock_timeout_ms = (int)v;
+    else if (klen == 15 && strncmp(kv, "pause_budget_ms", klen) == 0)
+        o->pause_budget_ms = (int)v;
+    else
+        return false;
+    return true;
+}
+
+/* The request line "VERB SERVICE [k=v ...]"; false with err (usage). */
+static bool parse_request(const cfg *c, const char *line, request *r,
+                          char *err, size_t errlen)
+{
+    char buf[512], *save;
+    snprintf(buf, sizeof buf, "%s", line);
+    char *verb = strtok_r(buf, " ", &save);
+    char *svc = verb ? strtok_r(NULL, " ", &save) : NULL;
+    r->opts = (move_opts){DEFAULT_LAG_LIMIT, DEFAULT_LOCK_TIMEOUT_MS,
+                          DEFAULT_PAUSE_BUDGET_MS};
+    if (!verb || (strcmp(verb, "cutover") && strcmp(verb, "rollback") &&
+                  strcmp(verb, "complete")))
+        return snprintf(err, errlen, "unknown request '%s': expected "
+                        "cutover, rollback or complete", verb ? verb : ""),
+               false;
+    int i = svc ? service_index(c, svc) : -1;
+    if (i < 0)
+        return snprintf(err, errlen, "no service '%s' in the configuration",
+                        svc ? svc : ""), false;
+    if (!c->services[i].target_postgres)
+        return snprintf(err, errlen, "service %s has no PostgreSQL target: "
+                        "a cut-over moves writes between PostgreSQL "
+                        "databases", svc), false;
+    for (char *kv; (kv = strtok_r(NULL, " ", &save)) != NULL;)
+        if (!parse_option(&r->opts, kv))
+            return snprintf(err, errlen, "bad option '%s'", kv), false;
+    snprintf(r->verb, sizeof r->verb, "%s", verb);
+    r->svc = (size_t)i;
+    return true;
+}
+
+void mover_control(void *arg, int fd, const char *line)
+{
+    mover *m = arg;
+    request r = {.fd = fd};
+    char err[512];
+    if (!parse_request(m->config, line, &r, err, sizeof err)) {
+        say_failed(fd, 2, err);
+        close(fd);
+        return;
+    }
+    pthread_mutex_lock(&m->mu);
+    bool busy = m->busy || m->stopping;
+    if (!busy) {
+        m->busy = true;
+        m->req = r;
+        pthread_cond_broadcast(&m->cv);
+    }
+    pthread_mutex_unlock(&m->mu);
+    if (busy) {
+        say_failed(fd, 1, "another cut-over, rollback or complete is under "
+                   "way: one at a time");
+        close(fd);
+    }
+}
+
+/* ---- a move ------------------------------------------------------------- */
+
+typedef struct move {
+    mover *m;
+    int fd;
+    size_t svc;
+    const cfg_service *s;
+    bool cutover;            /* else a rollback */
+    move_opts o;
+    PGconn *from, *aux, *to; /* from: the side that loses the writes */
+    char **seqs;
+    size_t nseqs;
+    int64_t lock_start;      /* the attempt that got the lock, ms */
+    char err[1024];
+} move;
+
+static void close_move(move *mv)
+{
+    PQfinish(mv->from);
+    PQfinish(mv->aux);
+    PQfinish(mv->to);
+    pgseq_free_names(mv->seqs, mv->nseqs);
+}
+
+static double since(int64_t t0)
+{
+    return (double)(clock_ms() - t0);
+}
+
+/* One statement outside any result; false with err. */
+static bool exec(PGconn *c, const char *sql, char *err, size_t errlen)
+{
+    PGresult *res = PQexec(c, sql);
+    bool ok = PQresultStatus(res) == PGRES_COMMAND_OK ||
+              PQresultStatus(res) == PGRES_TUPLES_OK;
+    if (!ok)
+        snprintf(err, errlen, "%s: %s", sql, PQerrorMessage(c));
+    PQclear(res);
+    return ok;
+}
+
+static const status_sink *find_sink(const status_snapshot *s,
+                                    const char *service, const char *kind)
+{
+    for (size_t i = 0; i < s->nsinks; i++)
+        if (strcmp(s->sinks[i].service, service) == 0 &&
+            strcmp(s->sinks[i].kind, kind) == 0)
+            return &s->sinks[i];
+    return NULL;
+}
+
+/* The status figures, as `cleave status` would see them now. */
+static status_snapshot *take_figures(mover *m)
+{
+    status_snapshot *s = calloc(1, sizeof *s);
+    size_t n = m->max_sinks ? m->max_sinks : 1;
+    if (!s || !(s->sinks = calloc(n, sizeof *s->sinks)) ||
+        !(s->services = calloc(n, sizeof *s->services))) {
+        if (s)
+            free(s->sinks);
+        free(s);
+        return NULL;
+    }
+    s->nsinks = s->nservices = n;
+    m->fill(m->fill_arg, s);
+    return s;
+}
+
+static void free_figures(status_snapshot *s)
+{
+    if (s) {
+        free(s->sinks);
+        free(s->services);
+    }
+    free(s);
+}
+
+/* The stream the switch waits on streams, with lag under the limit. */
+static bool check_lag(move *mv)
+{
+    const char *kind = mv->cutover ? "postgres" : "reverse";
+    status_snapshot *s = take_figures(mv->m);
+    const status_sink *k = s ? find_sink(s, mv->s->name, kind) : NULL;
+    if (!k)
+        snprintf(mv->err, sizeof mv->err, "service %s has no %s stream "
+                 "running", mv->s->name, mv->cutover ? "forward" : "reverse");
+    else if (strcmp(k->state, "streaming") != 0)
+        snprintf(mv->err, sizeof mv->err, "service %s is %s, not streaming: "
+                 "it may move once it streams", mv->s->name, k->state);
+    else if (k->lag_bytes > mv->o.lag_limit)
+        snprintf(mv->err, sizeof mv->err, "lag of %s is %llu bytes, above the "
+                 "limit of %llu: try again when it has caught up",
+                 mv->s->name, (unsigned long long)k->lag_bytes,
+                 (unsigned long long)mv->o.lag_limit);
+    bool ok = k && !mv->err[0];
+    free_figures(s);
+    return ok;
+}
+
+static bool connect_all(move *mv)
+{
+    const char *shared = mv->m->config->source.dsn;
+    const char *own = mv->s->target_postgres;
+    const char *from = mv->cutover ? shared : own, *to = mv->cutover ? own : shared;
+    char *e = mv->err;
+    size_t n = sizeof mv->err;
+    return (mv->from = dbconn_open(from, "cleave-mover", "the writable side",
+                                   e, n)) &&
+           (mv->aux = dbconn_open(from, "cleave-mover", "the writable side",
+                                  e, n)) &&
+           (mv->to = dbconn_open(to, "cleave-mover", "the fenced side", e, n));
+}
+
+static journal_entry entry(journal_dir dir, journal_move mv, journal_step st,
+                           double pause_ms)
+{
+    return (journal_entry){dir, mv, st, pause_ms};
+}
+
+/*
+ * Nothing blocked yet: the reverse stream's slot (a cut-over), the fence
+ * of the side that gets the writes checked, its sequences brought ahead.
+ */
+static bool preflight(move *mv)
+{
+    const cfg_service *s = mv->s;
+    int64_t t = clock_ms();
+    journal_entry old = journal_get(mv->m->jr, mv->svc);
+    if (!record(mv->m, mv->svc, entry(old.dir, mv->cutover ? JOURNAL_CUTOVER
+                                      : JOURNAL_ROLLBACK, JOURNAL_PREPARE,
+                                      old.pause_ms)))
+        return snprintf(mv->err, sizeof mv->err, "cannot write the journal"),
+               false;
+    if (mv->cutover &&
+        !reverse_prepare(mover_reverse_cfg(mv->m, mv->svc), mv->err,
+                         sizeof mv->err))
+        return false;
+    say_step(mv->fd, mv->cutover ? "reverse slot" : "prepare", since(t),
+             mv->cutover ? mover_reverse_cfg(mv->m, mv->svc)->source.slot : "");
+    t = clock_ms();
+    int raised = 0;
+    if (!pgfence_set(mv->to, s->owned, s->n_owned, PQdb(mv->from), mv->err,
+                     sizeof mv->err) ||
+        !pgseq_of_tables(mv->from, s->owned, s->n_owned, &mv->seqs,
+                         &mv->nseqs, mv->err, sizeof mv->err) ||
+        !pgseq_sync(mv->aux, mv->to, mv->seqs, mv->nseqs, &raised, mv->err,
+                    sizeof mv->err))
+        return false;
+    char detail[128];
+    snprintf(detail, sizeof detail, "%zu sequences, %d raised", mv->nseqs,
+             raised);
+    say_step(mv->fd, "sequences ahead", since(t), detail);
+    crash_point(mv->m, "prepared");
+    return true;
+}
+
+/* Who holds the tables, for the refusal. */
+static bool lock_refused(move *mv)
+{
+    char who[768] = "";
+    if (!pgfence_lock_holders(mv->aux, mv->s->owned, mv->s->n_owned, who,
+                              sizeof who))
+        snprintf(who, sizeof who, "(the holders could not be read)");
+    snprintf(mv->err, sizeof mv->err, "lock not obtained in %d ms, held by: "
+             "%s", mv->o.lock_timeout_ms, who[0] ? who : "nobody now");
+    return false;
+}
+
+/*
+ * BEGIN and the lock, in short attempts: while one waits, writers queue
+ * behind it, so each is brief and retried with backoff up to the timeout.
+ */
+static bool lock_tables(move *mv)
+{
+    int64_t deadline = clock_ms() + mv->o.lock_timeout_ms;
+    backoff b;
+    backoff_init(&b, 10, 200);
+    for (;;) {
+        int64_t left = deadline - clock_ms();
+        int attempt = left < LOCK_ATTEMPT_MS ? (int)left : LOCK_ATTEMPT_MS;
+        mv->lock_start = clock_ms();
+        if (!exec(mv->from, "BEGIN", mv->err, sizeof mv->err))
+            return false;
+        if (pgfence_lock(mv->from, mv->s->owned, mv->s->n_owned,
+                         attempt > 0 ? attempt : 1, mv->err, sizeof mv->err))
+            return true;
+        char ignored[256];
+        exec(mv->from, "ROLLBACK", ignored, sizeof ignored);
+        if (strncmp(mv->err, "lock not obtained", 17) != 0)
+            return false;
+        int wait = backoff_next(&b);
+        if (clock_ms() + wait >= deadline)
+            return lock_refused(mv);
+        struct timespec ts = {wait / 1000, (long)(wait % 1000) * 1000000};
+        nanosleep(&ts, NULL);   /* between attempts, writers go on */
+    }
+}
+
+static void arm_mark(mover *m, bool wanted, size_t svc, bool reverse,
+                     const char *token)
+{
+    pthread_mutex_lock(&m->mu);
+    m->mark_wanted = wanted;
+    m->mark_reached = false;
+    m->mark_svc = svc;
+    m->mark_reverse = reverse;
+    snprintf(m->mark_token, sizeof m->mark_token, "%s", token);
+    pthread_mutex_unlock(&m->mu);
+}
+
+/*
+ * The mark goes in as a transactional message on a second connection:
+ * its commit flushes the WAL at once, and every write to the locked
+ * tables committed before it. The stream then tells the loop when the
+ * sink holds everything up to it.
+ */
+static bool catch_up(move *mv)
+{
+    char token[STREAM_MARK_MAX];
+    snprintf(token, sizeof token, "%d-%lld-%zu", (int)getpid(),
+             (long long)clock_ms(), mv->svc);
+    arm_mark(mv->m, true, mv->svc, !mv->cutover, token);
+    const char *params[] = {STREAM_MARK_PREFIX, token};
+    PGresult *res = PQexecParams(mv->aux, "SELECT pg_logical_emit_message("
+                                 "true, $1, $2)", 2, NULL, params, NULL,
+                                 NULL, 0);
+    bool sent = PQresultStatus(res) == PGRES_TUPLES_OK;
+    PQclear(res);
+    if (!sent) {
+        arm_mark(mv->m, false, 0, false, "");
+        return snprintf(mv->err, sizeof mv->err, "cannot write the mark: %s",
+                        PQerrorMessage(mv->aux)), false;
+    }
+    wake_loop(mv->m);
+    bool ok = wait_flag(mv->m, &mv->m->mark_reached,
+                        mv->lock_start + mv->o.pause_budget_ms);
+    arm_mark(mv->m, false, 0, false, "");
+    if (!ok)
+        snprintf(mv->err, sizeof mv->err, "the %s database did not catch up "
+                 "within the pause budget of %d ms", mv->cutover ? "service's"
+                 : "shared", mv->o.pause_budget_ms);
+    return ok;
+}
+
+/* COMMIT; when its answer is lost, the fences say whether it happened. */
+static bool commit(move *mv)
+{
+    PGresult *res = PQexec(mv->from, "COMMIT");
+    bool ok = PQresultStatus(res) == PGRES_COMMAND_OK &&
+              strcmp(PQcmdStatus(res), "COMMIT") == 0;
+    PQclear(res);
+    if (ok || PQstatus(mv->from) == CONNECTION_OK)
+        return ok || (snprintf(mv->err, sizeof mv->err, "COMMIT: %s",
+                               PQerrorMessage(mv->from)), false);
+    char err[256];
+    return pgfence_state(mv->aux, mv->s->owned, mv->s->n_owned, err,
+                         sizeof err) == PGFENCE_ALL;
+}
+
+/* Inside the lock: catch-up, sequences, fence, commit. Pause in *pause. */
+static bool switch_locked(move *mv, double *pause)
+{
+    int64_t t = clock_ms();
+    if (!catch_up(mv))
+        return false;
+    say_step(mv->fd, "catch-up", since(t), "the mark applied");
+    crash_point(mv->m, "caught_up");
+    t = clock_ms();
+    int raised = 0;
+    if (!pgseq_sync(mv->from, mv->to, mv->seqs, mv->nseqs, &raised, mv->err,
+                    sizeof mv->err))
+        return false;
+    char detail[64];
+    snprintf(detail, sizeof detail, "%d raised", raised);
+    say_step(mv->fd, "sequences", since(t), detail);
+    t = clock_ms();
+    if (!pgfence_set(mv->from, mv->s->owned, mv->s->n_owned, PQdb(mv->to),
+                     mv->err, sizeof mv->err))
+        return false;
+    say_step(mv->fd, "fence", since(t), PQdb(mv->from));
+    crash_point(mv->m, "fenced");
+    t = clock_ms();
+    if (!commit(mv))
+        return false;
+    *pause = since(mv->lock_start);
+    say_step(mv->fd, "commit", since(t), "");
+    crash_point(mv->m, "committed");
+    return true;
+}
+
+/*
+ * The switch: one transaction on the writable side. Any failure before
+ * COMMIT rolls it back: nothing changed.
+ */
+static bool switch_over(move *mv, double *pause)
+{
+    journal_entry old = journal_get(mv->m->jr, mv->svc);
+    if (!record(mv->m, mv->svc, entry(old.dir, old.move, JOURNAL_SWITCH,
+                                      old.pause_ms)))
+        return snprintf(mv->err, sizeof mv->err, "cannot write the journal"),
+               false;
+    int64_t t = clock_ms();
+    if (!lock_tables(mv))
+        return false;
+    char detail[64];
+    snprintf(detail, sizeof detail, "%zu tables", mv->s->n_owned);
+    say_step(mv->fd, "lock", since(t), detail);
+    crash_point(mv->m, "locked");
+    if (switch_locked(mv, pause))
+        return true;
+    char ignored[256];
+    if (PQtransactionStatus(mv->from) != PQTRANS_IDLE)
+        exec(mv->from, "ROLLBACK", ignored, sizeof ignored);
+    return false;
+}
+
+/*
+ * After the commit: the side that now takes the writes is unfenced, and
+ * the reverse stream started (cut-over) or removed (rollback). `to` and
+ * `other` are connections to it and to the other side.
+ */
+static bool open_new_side(mover *m, size_t svc, bool cutover, PGconn *to,
+                          PGconn *other, char *err, size_t errlen)
+{
+    const cfg_service *s = &m->config->services[svc];
+    if (!pgfence_clear(to, s->owned, s->n_owned, err, errlen))
+        return false;
+    crash_point(m, "unfenced");
+    m->keep[svc].fenced = false;
+    /* At start-up no reverse stream runs yet: the runner starts them. */
+    if (cutover)
+        return !m->started || ask_loop(m, MOVER_ASK_START, svc) ||
+               (snprintf(err, errlen, "the reverse stream did not start"),
+                false);
+    if (m->started && !ask_loop(m, MOVER_ASK_STOP, svc))
+        return snprintf(err, errlen, "the reverse stream did not stop"), false;
+    return reverse_drop(mover_reverse_cfg(m, svc), other, to, err, errlen);
+}
+
+/* Journals the new direction, then opens the new side. */
+static bool finish(mover *m, size_t svc, journal_move kind, double pause,
+                   PGconn *to, PGconn *other, char *err, size_t errlen)
+{
+    bool cutover = kind == JOURNAL_CUTOVER;
+    journal_dir dir = cutover ? JOURNAL_REVERSE : JOURNAL_FORWARD;
+    if (!record(m, svc, entry(dir, kind, JOURNAL_UNFENCE, pause)))
+        return snprintf(err, errlen, "cannot write the journal"), false;
+    if (!open_new_side(m, svc, cutover, to, other, err, errlen))
+        return false;
+    return record(m, svc, entry(dir, JOURNAL_IDLE, JOURNAL_PREPARE, pause)) ||
+           (snprintf(err, errlen, "cannot write the journal"), false);
+}
+
+/* A move that changed nothing: the journal back to idle, the slot gone. */
+static void undo(move *mv)
+{
+    char err[512];
+    journal_entry old = journal_get(mv->m->jr, mv->svc);
+    record(mv->m, mv->svc, entry(old.dir, JOURNAL_IDLE, JOURNAL_PREPARE,
+                                 old.pause_ms));
+    if (mv->cutover && mv->from && mv->to &&
+        !reverse_drop(mover_reverse_cfg(mv->m, mv->svc), mv->to, mv->from,
+                      err, sizeof err))
+        log_warning("event=reverse_drop_failed service=%s error=\"%s\"",
+                    mv->s->name, err);
+}
+
+static void run_switch(move *mv)
+{
+    double pause = -1;
+    int64_t t = clock_ms();
+    if (!check_lag(mv) || !connect_all(mv)) {
+        say_failed(mv->fd, 1, mv->err);
+        return;
+    }
+    say_step(mv->fd, "preflight", since(t), "streaming, lag under the limit");
+    if (!preflight(mv) || !switch_over(mv, &pause)) {
+        log_warning("event=move_refused service=%s move=%s error=\"%s\"",
+                    mv->s->name, mv->cutover ? "cutover" : "rollback", mv->err);
+        undo(mv);
+        say_failed(mv->fd, 1, mv->err);
+        return;
+    }
+    log_info("event=move_switched service=%s move=%s pause_ms=%.1f",
+             mv->s->name, mv->cutover ? "cutover" : "rollback", pause);
+    t = clock_ms();
+    if (!finish(mv->m, mv->svc, mv->cutover ? JOURNAL_CUTOVER : JOURNAL_ROLLBACK,
+                pause, mv->to, mv->from, mv->err, sizeof mv->err)) {
+        log_error("event=move_unfinished service=%s error=\"%s\"", mv->s->name,
+                  mv->err);
+        char msg[1280];
+        snprintf(msg, sizeof msg, "switched (writes now go to %s) but not "
+                 "finished: %s; cleave retries, both sides stay fenced "
+                 "meanwhile", PQdb(mv->to), mv->err);
+        say_failed(mv->fd, 1, msg);
+        return;
+    }
+    say_step(mv->fd, mv->cutover ? "reverse stream" : "reverse stream removed",
+             since(t), PQdb(mv->to));
+    char detail[256];
+    snprintf(detail, sizeof detail, "%s: writes go to %s", mv->s->name,
+             PQdb(mv->to));
+    say_ok(mv->fd, pause, detail);
+}
+
+/* The forward publication lets go of the service's tables. */
+static bool leave_publication(move *mv)
+{
+    const char *pub = mv->m->config->source.publication;
+    for (size_t i = 0; i < mv->s->n_owned; i++) {
+        const cfg_table *t = &mv->s->owned[i];
+        char *p = PQescapeIdentifier(mv->from, pub, strlen(pub));
+        char *sc = PQescapeIdentifier(mv->from, t->schema, strlen(t->schema));
+        char *n = PQescapeIdentifier(mv->from, t->name, strlen(t->name));
+        char *sql = NULL;
+        const char *params[] = {pub, t->schema, t->name};
+        PGresult *res = PQexecParams(mv->from, "SELECT 1 FROM "
+                                     "pg_publication_tables WHERE pubname = $1 "
+                                     "AND schemaname = $2 AND tablename = $3",
+                                     3, NULL, params, NULL, NULL, 0);
+        bool member = PQresultStatus(res) == PGRES_TUPLES_OK &&
+                      PQntuples(res) > 0;
+        PQclear(res);
+        bool ok = p && sc && n &&
+                  (!member || (asprintf(&sql, "ALTER PUBLICATION %s DROP TABLE "
+                                        "%s.%s", p, sc, n) >= 0 &&
+                               exec(mv->from, sql, mv->err, sizeof mv->err)));
+        PQfreemem(p);
+        PQfreemem(sc);
+        PQfreemem(n);
+        free(sql);
+        if (!ok)
+            return false;
+    }
+    return true;
+}
+
+static void run_complete(move *mv)
+{
+    journal_entry e = journal_get(mv->m->jr, mv->svc);
+    int64_t t = clock_ms();
+    if (e.dir == JOURNAL_COMPLETE) {
+        say_ok(mv->fd, -1, "the move was already complete");
+        return;
+    }
+    mv->cutover = true;   /* from: the shared database, to: the service's */
+    if (!connect_all(mv) || !ask_loop(mv->m, MOVER_ASK_STOP, mv->svc) ||
+        !reverse_drop(mover_reverse_cfg(mv->m, mv->svc), mv->to, mv->from,
+                      mv->err, sizeof mv->err)) {
+        if (!mv->err[0])
+            snprintf(mv->err, sizeof mv->err, "the reverse stream did not stop");
+        say_failed(mv->fd, 1, mv->err);
+        return;
+    }
+    say_step(mv->fd, "reverse stream removed", since(t), "");
+    t = clock_ms();
+    if (!leave_publication(mv)) {
+        say_failed(mv->fd, 1, mv->err);
+        return;
+    }
+    say_step(mv->fd, "publication", since(t), "the tables left it");
+    if (!record(mv->m, mv->svc, entry(JOURNAL_COMPLETE, JOURNAL_IDLE,
+                                      JOURNAL_PREPARE, e.pause_ms))) {
+        say_failed(mv->fd, 1, "cannot write the journal");
+        return;
+    }
+    log_info("event=move_completed service=%s", mv->s->name);
+    say_ok(mv->fd, -1, "the shared copies stay fenced, frozen as they are");
+}
+
+/* Exit 2 for a request that does not fit the service's direction. */
+static bool fits(move *mv, const char *verb, journal_dir dir)
+{
+    const char *why = NULL;
+    if (dir == JOURNAL_COMPLETE && strcmp(verb, "complete") != 0)
+        why = "its move is complete: nothing moves any more";
+    else if (dir == JOURNAL_FORWARD && strcmp(verb, "cutover") != 0)
+        why = "it was never cut over: its writes go to the shared database";
+    else if (dir == JOURNAL_REVERSE && strcmp(verb, "cutover") == 0)
+        why = "it is cut over already: its writes go to its own database";
+    if (why)
+        snprintf(mv->err, sizeof mv->err, "cannot %s %s: %s", verb,
+                 mv->s->name, why);
+    return why == NULL;
+}
+
+static void carry_out(mover *m, const request *r)
+{
+    move mv = {.m = m, .fd = r->fd, .svc = r->svc,
+               .s = &m->config->services[r->svc], .o = r->opts};
+    mv.cutover = strcmp(r->verb, "cutover") == 0;
+    log_info("event=move_requested service=%s move=%s", mv.s->name, r->verb);
+    if (!fits(&mv, r->verb, journal_get(m->jr, r->svc).dir))
+        say_failed(mv.fd, 2, mv.err);
+    else if (strcmp(r->verb, "complete") == 0)
+        run_complete(&mv);
+    else
+        run_switch(&mv);
+    close_move(&mv);
+    close(r->fd);
+}
+
+/* ---- after a crash ------------------------------------------------------ */
+
+/* An interrupted move that changed nothing: idle again, no reverse slot. */
+static bool undo_interrupted(mover *m, size_t svc, journal_entry e,
+                             PGconn *from, PGconn *to, char *err,
+                             size_t errlen)
+{
+    if (!record(m, svc, entry(e.dir, JOURNAL_IDLE, JOURNAL_PREPARE,
+                              e.pause_ms)))
+        return snprintf(err, errlen, "cannot write the journal"), false;
+    return e.move != JOURNAL_CUTOVER ||
+           reverse_drop(mover_reverse_cfg(m, svc), to, from, err, errlen);
+}
+
+/*
+ * Whether the interrupted switch committed: the fences of the side it
+ * took the writes from say so (set in the switch's own transaction).
+ */
+static int switch_committed(const cfg_service *s, journal_entry e,
+                            PGconn *from, char *err, size_t errlen)
+{
+    if (e.step == JOURNAL_PREPARE)
+        return 0;
+    if (e.step == JOURNAL_UNFENCE)
+        return 1;
+    int state = pgfence_state(from, s->owned, s->n_owned, err, errlen);
+    if (state == PGFENCE_SOME)
+        snprintf(err, errlen, "only some of the tables are fenced: "
+                 "see docs/cutover.md, \"Recovering by hand\"");
+    return state == PGFENCE_ALL ? 1 : state == PGFENCE_NONE ? 0 : -1;
+}
+
+static bool recover_one(mover *m, size_t svc)
+{
+    journal_entry e = journal_get(m->jr, svc);
+    const cfg_service *s = &m->config->services[svc];
+    bool cutover = e.move == JOURNAL_CUTOVER;
+    const char *shared = m->config->source.dsn, *own = s->target_postgres;
+    char err[1024] = "";
+    PGconn *from = dbconn_open(cutover ? shared : own, "cleave-mover",
+                               "the side the move takes writes from", err,
+                               sizeof err);
+    PGconn *to = from ? dbconn_open(cutover ? own : shared, "cleave-mover",
+                                    "the side the move gives writes to", err,
+                                    sizeof err) : NULL;
+    int done = to ? switch_committed(s, e, from, err, sizeof err) : -1;
+    bool ok = done == 1 ? finish(m, svc, e.move, e.pause_ms, to, from, err,
+                                 sizeof err)
+            : done == 0 && undo_interrupted(m, svc, e, from, to, err,
+                                            sizeof err);
+    if (ok)
+        log_info("event=%s service=%s move=%s reason=\"%s\"",
+                 done ? "move_finished" : "move_undone", s->name,
+                 journal_move_name(e.move), done
+                 ? "its switch had committed before cleave stopped"
+                 : "its switch had not committed: nothing changed");
+    else
+        log_error("event=move_recovery_failed service=%s move=%s error=\"%s\"",
+                  s->name, journal_move_name(e.move), err);
+    PQfinish(from);
+    PQfinish(to);
+    return ok;
+}
+
+bool mover_recover(mover *m)
+{
+    bool ok = true;
+    for (size_t i = 0; i < m->config->n_services; i++)
+        if (journal_get(m->jr, i).move != JOURNAL_IDLE)
+            ok = recover_one(m, i) && ok;
+    return ok;
+}
+
+/* ---- between moves ------------------------------------------------------ */
+
+/* A connection kept for the keeper, remade when it broke. */
+static PGconn *kept(PGconn **c, const char *dsn, char *err, size_t errlen)
+{
+    if (*c && PQstatus(*c) == CONNECTION_OK)
+        return *c;
+    PQfinish(*c);
+    *c = dbconn_open(dsn, "cleave-keeper", "a database to keep", err, errlen);
+    return *c;
+}
+
+/*
+ * One service: while the shared database takes the writes, its own is
+ * fenced and its sequences kept at or past the shared ones; while its
+ * own does, the shared sequences follow its.
+ */
+static bool keep_one(mover *m, size_t svc, char *err, size_t errlen)
+{
+    const cfg_service *s = &m->config->services[svc];
+    keep_state *k = &m->keep[svc];
+    PGconn *shared = kept(&m->keep_shared, m->config->source.dsn, err, errlen);
+    PGconn *own = shared ? kept(&k->svcdb, s->target_postgres, err, errlen)
+                         : NULL;
+    if (!own)
+        return false;
+    bool forward = journal_get(m->jr, svc).dir == JOURNAL_FORWARD;
+    if (forward && !k->fenced &&
+        pgfence_state(own, s->owned, s->n_owned, err, errlen) != PGFENCE_ALL) {
+        if (!pgfence_set(own, s->owned, s->n_owned, PQdb(shared), err, errlen))
+            return false;
+        log_info("event=fenced service=%s database=%s", s->name, PQdb(own));
+    }
+    k->fenced = forward;
+    if (!k->seqs_known &&
+        !(k->seqs_known = pgseq_of_tables(shared, s->owned, s->n_owned,
+                                          &k->seqs, &k->nseqs, err, errlen)))
+        return false;
+    int raised;
+    return forward ? pgseq_sync(shared, own, k->seqs, k->nseqs, &raised, err,
+                                errlen)
+                   : pgseq_sync(own, shared, k->seqs, k->nseqs, &raised, err,
+                                errlen);
+}
+
+/* Whether svc's sinks have their tables (past the initial copy). */
+static bool copied(const status_snapshot *s, const char *service)
+{
+    const status_sink *k = find_sink(s, service, "postgres");
+    return k && (strcmp(k->state, "streaming") == 0 ||
+                 strcmp(k->state, "catching_up") == 0);
+}
+
+static void keep(mover *m)
+{
+    status_snapshot *s = take_figures(m);
+    for (size_t i = 0; s && i < m->config->n_services; i++) {
+        const cfg_service *svc = &m->config->services[i];
+        journal_entry e = journal_get(m->jr, i);
+        if (!svc->target_postgres || e.dir == JOURNAL_COMPLETE ||
+            (e.dir == JOURNAL_FORWARD && !copied(s, svc->name)))
+            continue;
+        char err[1024] = "";
+        if (e.move != JOURNAL_IDLE)
+            recover_one(m, i);
+        else if (!keep_one(m, i, err, sizeof err) &&
+                 strcmp(err, m->keep[i].last_error) != 0)
+            log_warning("event=keep_failed service=%s error=\"%s\"",
+                        svc->name, err);
+        snprintf(m->keep[i].last_error, sizeof m->keep[i].last_error, "%s",
+                 err);
+    }
+    free_figures(s);
+}
+
+/* ---- the thread --------------------------------------------------------- */
+
+static void *mover_main(void *arg)
+{
+    mover *m = arg;
+    int64_t next_keep = clock_ms() + KEEP_EVERY_MS;
+    pthread_mutex_lock(&m->mu);
+    while (!m->stopping) {
+        if (m->req.fd >= 0) {
+            request r = m->req;
+            m->req.fd = -1;
+            pthread_mutex_unlock(&m->mu);
+            carry_out(m, &r);
+            pthread_mutex_lock(&m->mu);
+            m->busy = false;
+            continue;
+        }
+        if (clock_ms() >= next_keep) {
+            pthread_mutex_unlock(&m->mu);
+            keep(m);
+            next_keep = clock_ms() + KEEP_EVERY_MS;
+            pthread_mutex_lock(&m->mu);
+            continue;
+        }
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += 1;
+        pthread_cond_timedwait(&m->cv, &m->mu, &ts);
+    }
+    pthread_mutex_unlock(&m->mu);
+    return NULL;
+}
+
+bool mover_start(mover *m, status_fill_fn fill, void *arg, size_t max_sinks)
+{
+    m->fill = fill;
+    m->fill_arg = arg;
+    m->max_sinks = max_sinks;
+    m->started = pthread_create(&m->thread, NULL, mover_main, m) == 0;
+    if (!m->started)
+        log_error("event=mover_failed error=\"cannot start its thread\"");
+    return m->started;
+}
