@@ -16,6 +16,7 @@
 #include "common/backoff.h"
 #include "common/log.h"
 #include "daemon/schema.h"
+#include "sinks/pgfence.h"
 #include "decoder/copytext.h"
 #include "sinks/kafkasink.h"
 
@@ -733,10 +734,13 @@ static bool plan_service(round *r, size_t i)
     /* Kafka alone: nothing to create, every table not done is published. */
     PGconn *tgt = sr->plan && svc->target_postgres ? open_target(r, i) : NULL;
     schema_outcome *out = calloc(svc->n_owned, sizeof *out);
+    /* Fenced from the start: until a cut-over only cleave writes there. */
     bool ok = sr->plan && out &&
               (!svc->target_postgres ||
                (tgt && schema_prepare_target(tgt, sr->plan, out, err,
-                                             sizeof err)));
+                                             sizeof err) &&
+                pgfence_set(tgt, svc->owned, svc->n_owned, PQdb(r->src[0]),
+                            err, sizeof err)));
     for (size_t j = 0; ok && !svc->target_postgres && j < svc->n_owned; j++)
         out[j] = SCHEMA_EXISTS_EMPTY;
     PQfinish(tgt);

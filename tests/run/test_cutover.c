@@ -1,0 +1,340 @@
+/*
+ * The cut-over end to end (PRODUCT.md §8): the real binary between the
+ * shop clusters moves order_service's writes to its own database and
+ * back, under a workload of the other services, refuses when it must,
+ * and comes back right after being killed at each journaled step.
+ */
+#include <check.h>
+#include <jansson.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <libpq-fe.h>
+
+#include "tests/support/runcmd.h"
+#include "tests/support/shopenv.h"
+
+static pgc_cluster *src, *tgt;
+
+#define WAIT_S 120
+#define ORDERS 1                 /* order_service, in shop_services */
+
+/* The other services' workload; payment.sql's keys point into orders. */
+static const char *const others[] = {
+    "user_update.sql@3", "inventory.sql@3", "notification.sql@2",
+    "payment.sql@3", NULL,
+};
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* `cleave VERB -c CONFIG order_service [extra]`. */
+static int move(shop_env *env, const char *verb, const char *extra1,
+                const char *extra2, rc_result *r)
+{
+    char *argv[] = {(char *)shop_cleave_bin(), (char *)verb, "-c",
+                    env->config, (char *)shop_services[ORDERS],
+                    (char *)extra1, (char *)extra2, NULL};
+    ck_assert_msg(rc_run(argv, r), "cannot run cleave %s", verb);
+    return r->status;
+}
+
+static void move_ok(shop_env *env, const char *verb)
+{
+    rc_result r;
+    int rc = move(env, verb, NULL, NULL, &r);
+    if (rc != 0)
+        shop_log_tail(env, 40);
+    ck_assert_msg(rc == 0, "cleave %s exited %d: %s%s", verb, rc, r.out, r.err);
+    ck_assert_msg(strstr(r.out, "paused") != NULL || strcmp(verb, "complete") == 0,
+                  "cleave %s does not report the pause: %s", verb, r.out);
+    rc_free(&r);
+}
+
+/* The SQLSTATE a statement ends with ("" when it worked). */
+static void sqlstate_of(const pgc_cluster *c, const char *db, const char *sql,
+                        char *state, size_t len)
+{
+    PGconn *conn = pgc_connect(c, db);
+    ck_assert_msg(conn != NULL, "cannot connect to %s", db);
+    PGresult *res = PQexec(conn, sql);
+    const char *s = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+    snprintf(state, len, "%s", s ? s : "");
+    PQclear(res);
+    PQfinish(conn);
+}
+
+static void assert_refused(const pgc_cluster *c, const char *db, const char *sql)
+{
+    char state[8];
+    sqlstate_of(c, db, sql, state, sizeof state);
+    ck_assert_msg(strcmp(state, "25006") == 0,
+                  "%s on %s: SQLSTATE '%s', expected the fence's 25006", sql,
+                  db, state);
+}
+
+static void assert_written(const pgc_cluster *c, const char *db, const char *sql)
+{
+    char state[8];
+    sqlstate_of(c, db, sql, state, sizeof state);
+    ck_assert_msg(state[0] == '\0', "%s on %s failed with SQLSTATE %s", sql, db,
+                  state);
+}
+
+/* An order written through its identity sequence (no id given). */
+static const char new_order[] =
+    "INSERT INTO orders (order_uuid, user_id, status, currency, item_count) "
+    "VALUES (gen_random_uuid(), 1, 'pending', 'EUR', 0)";
+
+/* Whether every table of the shop is the same on both sides, quietly. */
+static bool all_same(shop_env *env)
+{
+    char diff[512];
+    for (int t = 0; t < SHOP_NTABLES; t++)
+        if (!shop_table_equal(env, t, diff, sizeof diff))
+            return false;
+    return true;
+}
+
+/* Waits until both sides hold the same rows (the streams caught up). */
+static void assert_converges(shop_env *env, const char *when)
+{
+    double deadline = now_s() + WAIT_S;
+    while (!all_same(env)) {
+        if (now_s() > deadline) {
+            shop_all_equal(env);
+            shop_log_tail(env, 60);
+            ck_abort_msg("%s: the two sides still differ after %d s", when,
+                         WAIT_S);
+        }
+        struct timespec ts = {0, 200 * 1000 * 1000};  /* polling a deadline */
+        nanosleep(&ts, NULL);
+    }
+}
+
+/* The status document's field of order_service, as text. */
+static char *service_field(shop_env *env, const char *field)
+{
+    char *argv[] = {(char *)shop_cleave_bin(), "status", "-c", env->config,
+                    "--json", NULL};
+    rc_result r;
+    char *value = NULL;
+    if (!rc_run(argv, &r))
+        return NULL;
+    json_t *doc = r.status == 0 ? json_loads(r.out, 0, NULL) : NULL;
+    size_t i;
+    json_t *svc;
+    json_array_foreach(json_object_get(doc, "services"), i, svc) {
+        const char *n = json_string_value(json_object_get(svc, "name"));
+        if (n && strcmp(n, shop_services[ORDERS]) == 0)
+            value = json_dumps(json_object_get(svc, field),
+                               JSON_ENCODE_ANY | JSON_COMPACT);
+    }
+    json_decref(doc);
+    rc_free(&r);
+    return value;
+}
+
+static void assert_direction(shop_env *env, const char *want)
+{
+    char *got = service_field(env, "direction");
+    ck_assert_msg(got && strcmp(got, want) == 0, "direction %s, expected %s",
+                  got ? got : "(none)", want);
+    free(got);
+}
+
+static void start_streaming(shop_env *env, const char *name)
+{
+    ck_assert(shop_setup_copy(env, src, tgt, name, 1, NULL, NULL));
+    ck_assert(shop_start(env));
+    if (!shop_wait_caught_up(env, WAIT_S)) {
+        shop_log_tail(env, 60);
+        ck_abort_msg("%s: cleave did not catch up", name);
+    }
+}
+
+static void stop_cleanly(shop_env *env)
+{
+    int rc = shop_stop(env, SIGTERM, 60);
+    if (rc != 0)
+        shop_log_tail(env, 60);
+    ck_assert_msg(rc == 0, "cleave exited %d on SIGTERM", rc);
+    shop_teardown(env);
+}
+
+/*
+ * Cut-over, rollback, cut-over again and complete, while the other
+ * services write (payments pointing into the moving orders among them):
+ * after each step exactly one side takes order_service's writes, the
+ * other refuses them with 25006, and both hold the same rows.
+ */
+START_TEST(cutover_rollback_complete)
+{
+    shop_env env;
+    start_streaming(&env, "cut_cycle");
+    const char *svcdb = env.dbs[ORDERS];
+    assert_refused(tgt, svcdb, new_order);
+    int bench = pgc_pgbench_start(src, env.srcdb, 2, 400, 1, others);
+    ck_assert(bench > 0);
+    move_ok(&env, "cutover");
+    assert_refused(src, env.srcdb, new_order);
+    assert_written(tgt, svcdb, new_order);
+    assert_written(tgt, svcdb, "UPDATE orders SET note = 'moved' WHERE id = 7");
+    assert_direction(&env, "\"reverse\"");
+    char *pause = service_field(&env, "last_cutover_pause_ms");
+    ck_assert_msg(pause && atof(pause) > 0, "no pause in status: %s", pause);
+    free(pause);
+    ck_assert_msg(pgc_pgbench_wait(bench), "the other services' workload "
+                  "failed during the cut-over");
+    assert_converges(&env, "after the cut-over");
+    move_ok(&env, "rollback");
+    assert_refused(tgt, svcdb, new_order);
+    assert_written(src, env.srcdb, new_order);
+    assert_direction(&env, "\"forward\"");
+    assert_converges(&env, "after the rollback");
+    move_ok(&env, "cutover");
+    assert_written(tgt, svcdb, new_order);
+    assert_converges(&env, "after the second cut-over");
+    rc_result r;
+    ck_assert_int_eq(move(&env, "complete", "--yes", NULL, &r), 0);
+    rc_free(&r);
+    assert_direction(&env, "\"complete\"");
+    assert_refused(src, env.srcdb, new_order);
+    assert_written(tgt, svcdb, new_order);
+    stop_cleanly(&env);
+}
+END_TEST
+
+/*
+ * An open transaction holding a row of orders: the cut-over gives up
+ * within its lock timeout, names the blocker, and nothing changed.
+ */
+START_TEST(lock_held_refused)
+{
+    shop_env env;
+    start_streaming(&env, "cut_lock");
+    PGconn *holder = pgc_connect(src, env.srcdb);
+    PQclear(PQexec(holder, "BEGIN"));
+    PQclear(PQexec(holder, "UPDATE orders SET note = 'held' WHERE id = 3"));
+    rc_result r;
+    double t0 = now_s();
+    int rc = move(&env, "cutover", "--lock-timeout", "300", &r);
+    double took = now_s() - t0;
+    ck_assert_msg(rc == 1, "exit %d, expected 1: %s%s", rc, r.out, r.err);
+    ck_assert_msg(strstr(r.err, "lock not obtained") && strstr(r.err, "pid="),
+                  "the blocker is not named: %s", r.err);
+    ck_assert_msg(took < 10, "gave up after %.1f s", took);
+    rc_free(&r);
+    PQclear(PQexec(holder, "COMMIT"));
+    PQfinish(holder);
+    assert_written(src, env.srcdb, new_order);
+    assert_refused(tgt, env.dbs[ORDERS], new_order);
+    assert_direction(&env, "\"forward\"");
+    assert_converges(&env, "after a refused cut-over");
+    stop_cleanly(&env);
+}
+END_TEST
+
+/* Lag above the limit: refused before anything is blocked. */
+START_TEST(lag_refused)
+{
+    shop_env env;
+    start_streaming(&env, "cut_lag");
+    /* The service's apply waits on this lock, so its lag grows. */
+    PGconn *blocker = pgc_connect(tgt, env.dbs[ORDERS]);
+    PQclear(PQexec(blocker, "BEGIN"));
+    PQclear(PQexec(blocker, "LOCK TABLE orders IN ACCESS EXCLUSIVE MODE"));
+    assert_written(src, env.srcdb, "UPDATE orders SET note = 'lag' "
+                   "WHERE id <= 2000");
+    rc_result r;
+    double deadline = now_s() + WAIT_S;
+    int rc;
+    /* Until the stream has read the update, the lag may still be 0. */
+    while ((rc = move(&env, "cutover", "--lag-limit", "1000", &r)) == 0 ||
+           !strstr(r.err, "above the limit")) {
+        ck_assert_msg(rc != 0, "cut over with its apply blocked: %s", r.out);
+        ck_assert_msg(now_s() < deadline, "never refused for lag: %s", r.err);
+        rc_free(&r);
+    }
+    ck_assert_int_eq(rc, 1);
+    rc_free(&r);
+    PQclear(PQexec(blocker, "COMMIT"));
+    PQfinish(blocker);
+    assert_direction(&env, "\"forward\"");
+    assert_written(src, env.srcdb, new_order);
+    stop_cleanly(&env);
+}
+END_TEST
+
+/* Each journaled step SIGKILL can stop a cut-over at. */
+static const struct {
+    const char *step;
+    bool committed;
+} crashes[] = {
+    {"prepared", false}, {"locked", false}, {"caught_up", false},
+    {"fenced", false}, {"committed", true}, {"unfenced", true},
+};
+
+/*
+ * cleave killed at one step of a cut-over, then started again: it
+ * finishes the move if the switch committed, else undoes it, says which,
+ * and one side only takes the writes.
+ */
+START_TEST(killed_at_each_step)
+{
+    shop_env env;
+    char name[32];
+    snprintf(name, sizeof name, "cut_kill_%d", _i);
+    start_streaming(&env, name);
+    ck_assert(shop_stop(&env, SIGTERM, 60) == 0);
+    setenv("CLEAVE_TEST_CRASH_AT", crashes[_i].step, 1);
+    ck_assert(shop_start(&env));
+    unsetenv("CLEAVE_TEST_CRASH_AT");
+    ck_assert(shop_wait_caught_up(&env, WAIT_S));
+    rc_result r;
+    ck_assert_int_ne(move(&env, "cutover", NULL, NULL, &r), 0);
+    rc_free(&r);
+    ck_assert_int_eq(shop_stop(&env, SIGTERM, 30), 128 + SIGKILL);
+    long mark = shop_log_size(&env);
+    ck_assert(shop_start(&env));
+    const char *said = crashes[_i].committed ? "event=move_finished"
+                                             : "event=move_undone";
+    ck_assert_msg(shop_wait_log(&env, said, mark, WAIT_S), "killed at %s: "
+                  "no %s", crashes[_i].step, said);
+    ck_assert(shop_wait_caught_up(&env, WAIT_S));
+    const char *db = env.dbs[ORDERS];
+    if (crashes[_i].committed) {
+        assert_refused(src, env.srcdb, new_order);
+        assert_written(tgt, db, new_order);
+        assert_direction(&env, "\"reverse\"");
+    } else {
+        assert_refused(tgt, db, new_order);
+        assert_written(src, env.srcdb, new_order);
+        assert_direction(&env, "\"forward\"");
+    }
+    assert_converges(&env, crashes[_i].step);
+    stop_cleanly(&env);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("cutover");
+    shop_add_case(s, "cutover_rollback_complete", cutover_rollback_complete,
+                  600);
+    shop_add_case(s, "lock_held_refused", lock_held_refused, 300);
+    shop_add_case(s, "lag_refused", lag_refused, 300);
+    TCase *tc = tcase_create("killed_at_each_step");
+    tcase_set_timeout(tc, 300);
+    tcase_add_loop_test(tc, killed_at_each_step, 0,
+                        (int)(sizeof crashes / sizeof crashes[0]));
+    suite_add_tcase(s, tc);
+    return shop_run_suite(s, NULL, &src, &tgt);
+}
