@@ -19,13 +19,16 @@
 #include "sinks/pgtables.h"
 
 /*
+ * The schema is made quietly: IF NOT EXISTS would send a NOTICE on every
+ * call but the first, onto the daemon's stderr.
  * The table is named as format('%I.%I') prints it, so the message reads
  * `table public.orders` for plain names and quotes only odd ones. The
  * hint is true on either side of a move: before the cut-over the
  * service's database is fenced, after it the shared one.
  */
 static const char FUNCTION_SQL[] =
-    "CREATE SCHEMA IF NOT EXISTS cleave;"
+    "DO $schema$ BEGIN IF to_regnamespace('cleave') IS NULL THEN"
+    " CREATE SCHEMA cleave; END IF; END $schema$;"
     "CREATE OR REPLACE FUNCTION " PGFENCE_FUNCTION " RETURNS trigger"
     " LANGUAGE plpgsql AS $fence$ BEGIN"
     " RAISE EXCEPTION 'table % is fenced: its writes go to database \"%\"',"
@@ -40,7 +43,14 @@ static const char FUNCTION_SQL[] =
     "'CREATE OR REPLACE TRIGGER " PGFENCE_TRIGGER " BEFORE INSERT OR UPDATE" \
     " OR DELETE OR TRUNCATE ON %I.%I FOR EACH STATEMENT" \
     " EXECUTE FUNCTION cleave.fence(%L)'"
-#define DROP_TRIGGER "'DROP TRIGGER IF EXISTS " PGFENCE_TRIGGER " ON %I.%I'"
+#define DROP_TRIGGER "'DROP TRIGGER " PGFENCE_TRIGGER " ON %I.%I'"
+
+/* Which relations the DO block visits: for clear, those with a fence. */
+#define SET_TREE PGTABLES_TREE("u.t::regclass")
+#define CLEAR_TREE \
+    "(SELECT f.relid FROM " PGTABLES_TREE("to_regclass(u.t)") " AS f" \
+    " JOIN pg_trigger g ON g.tgrelid = f.relid" \
+    "  AND g.tgname = '" PGFENCE_TRIGGER "')"
 
 /* The modes that conflict with SHARE ROW EXCLUSIVE. */
 #define CONFLICTING_MODES \
@@ -90,9 +100,9 @@ static char *literal_array(PGconn *c, char **quoted, size_t n)
 
 /*
  * The body of a DO block running format(stmt, schema, name[, extra]) for
- * every table and partition below `rel` (u.t is each quoted name).
+ * every relation of `tree` (rows of relid; u.t is each quoted name).
  */
-static char *do_body(const char *tables, const char *rel, const char *stmt,
+static char *do_body(const char *tables, const char *tree, const char *stmt,
                      const char *extra)
 {
     char *buf = NULL;
@@ -103,11 +113,11 @@ static char *do_body(const char *tables, const char *rel, const char *stmt,
     fprintf(out,
         "DECLARE r record; BEGIN"
         " FOR r IN SELECT n.nspname, k.relname FROM unnest(%s) AS u(t)"
-        "  CROSS JOIN LATERAL pg_partition_tree(%s) AS p"
+        "  CROSS JOIN LATERAL %s AS p"
         "  JOIN pg_class k ON k.oid = p.relid"
         "  JOIN pg_namespace n ON n.oid = k.relnamespace"
         " LOOP EXECUTE format(%s, r.nspname, r.relname%s%s); END LOOP;"
-        " END", tables, rel, stmt, extra ? ", " : "", extra ? extra : "");
+        " END", tables, tree, stmt, extra ? ", " : "", extra ? extra : "");
     if (fclose(out) != 0) {
         free(buf);
         return NULL;
@@ -117,11 +127,11 @@ static char *do_body(const char *tables, const char *rel, const char *stmt,
 
 /* "DO '<body>'" for the tables; NULL when out of memory or unquotable. */
 static char *do_block(PGconn *c, const cfg_table *t, size_t n,
-                      const char *rel, const char *stmt, const char *extra)
+                      const char *tree, const char *stmt, const char *extra)
 {
     char **quoted = pgtables_quoted(c, t, n);
     char *tables = quoted ? literal_array(c, quoted, n) : NULL;
-    char *body = tables ? do_body(tables, rel, stmt, extra) : NULL;
+    char *body = tables ? do_body(tables, tree, stmt, extra) : NULL;
     char *lit = body ? PQescapeLiteral(c, body, strlen(body)) : NULL;
     char *sql = lit ? malloc(strlen(lit) + 4) : NULL;
     if (sql)
@@ -142,8 +152,8 @@ bool pgfence_set(PGconn *c, const cfg_table *t, size_t n, const char *owner,
         return true;
     char *who = PQescapeLiteral(c, owner, strlen(owner));
     /* ::regclass, not to_regclass: a missing table fails the call. */
-    char *block = who ? do_block(c, t, n, "u.t::regclass", CREATE_TRIGGER,
-                                 who) : NULL;
+    char *block = who ? do_block(c, t, n, SET_TREE, CREATE_TRIGGER, who)
+                      : NULL;
     char *sql = block ? malloc(sizeof FUNCTION_SQL + strlen(block)) : NULL;
     bool ok = sql != NULL;
     if (!ok)
@@ -163,7 +173,8 @@ bool pgfence_clear(PGconn *c, const cfg_table *t, size_t n, char *err,
 {
     if (n == 0)
         return true;
-    char *sql = do_block(c, t, n, "to_regclass(u.t)", DROP_TRIGGER, NULL);
+    /* Only where there is one: DROP TRIGGER IF EXISTS sends NOTICEs. */
+    char *sql = do_block(c, t, n, CLEAR_TREE, DROP_TRIGGER, NULL);
     bool ok = sql != NULL;
     if (!ok)
         snprintf(err, errlen, "unfence: out of memory or an unquotable name");
@@ -181,7 +192,7 @@ static const char STATE_SQL[] =
     "  count(*) FILTER (WHERE fenced > 0), count(*) "
     "FROM (SELECT u.t, count(p.relid) AS parts, count(g.oid) AS fenced"
     "  FROM unnest(%s) AS u(t)"
-    "  LEFT JOIN LATERAL pg_partition_tree(to_regclass(u.t)) AS p ON true"
+    "  LEFT JOIN LATERAL " PGTABLES_TREE("to_regclass(u.t)") " AS p ON true"
     "  LEFT JOIN pg_trigger g ON g.tgrelid = p.relid"
     "   AND g.tgname = '" PGFENCE_TRIGGER "' AND g.tgenabled IN ('O', 'A')"
     "   AND g.tgfoid = to_regprocedure('" PGFENCE_FUNCTION "')"
@@ -346,8 +357,8 @@ static const char HOLDERS_SQL[] =
     "    WHERE datname = current_database())"
     "   AND l.pid IS DISTINCT FROM pg_backend_pid()"
     "   AND l.mode IN " CONFLICTING_MODES
-    "   AND l.relation IN (SELECT p.relid FROM unnest(%s) AS u(t),"
-    "    pg_partition_tree(to_regclass(u.t)) AS p)) AS h "
+    "   AND l.relation IN (SELECT p.relid FROM unnest(%s) AS u(t)"
+    "    CROSS JOIN LATERAL " PGTABLES_TREE("to_regclass(u.t)") " AS p)) AS h "
     "LEFT JOIN pg_stat_activity a ON a.pid = h.pid "
     "CROSS JOIN LATERAL (SELECT regexp_replace(coalesce(a.query, ''),"
     "  '[[:space:]]+', ' ', 'g') AS q) AS q "

@@ -20,10 +20,10 @@
  * is whatever the name.
  */
 static const char OF_TABLES_SQL[] =
-    "SELECT DISTINCT '\"' || replace(n.nspname, '\"', '\"\"') || '\".\"'"
-    "  || replace(k.relname, '\"', '\"\"') || '\"' AS q "
+    "SELECT q FROM (SELECT DISTINCT '\"' || replace(n.nspname, '\"', '\"\"')"
+    "  || '\".\"' || replace(k.relname, '\"', '\"\"') || '\"' AS q "
     "FROM unnest(%s) AS u(t)"
-    " CROSS JOIN LATERAL pg_partition_tree(u.t::regclass) AS p"
+    " CROSS JOIN LATERAL " PGTABLES_TREE("u.t::regclass") " AS p"
     " CROSS JOIN LATERAL (SELECT d.objid AS seq FROM pg_depend d"
     "  WHERE d.classid = 'pg_class'::regclass"
     "   AND d.refclassid = 'pg_class'::regclass"
@@ -33,7 +33,7 @@ static const char OF_TABLES_SQL[] =
     "   AND d.refclassid = 'pg_class'::regclass"
     "  WHERE ad.adrelid = p.relid) AS s"
     " JOIN pg_class k ON k.oid = s.seq AND k.relkind = 'S'"
-    " JOIN pg_namespace n ON n.oid = k.relnamespace "
+    " JOIN pg_namespace n ON n.oid = k.relnamespace) AS x "
     "ORDER BY q COLLATE \"C\"";
 
 /* Each sequence's last value, NULL when never called; in the given order. */

@@ -34,6 +34,15 @@ char *pgtables_join(char *const *quoted, size_t n);
 char *pgtables_param_array(int first, size_t n);
 
 /*
+ * SQL for a relation (a regclass expression, NULL for a missing table)
+ * and every partition below it, as rows of `relid`: pg_partition_tree
+ * alone gives nothing for a table that is not partitioned.
+ */
+#define PGTABLES_TREE(rel) \
+    "(SELECT " rel " AS relid UNION SELECT relid FROM pg_partition_tree(" \
+    rel "))"
+
+/*
  * "what: the server's message" in err: the primary message of res (no
  * "ERROR:", no newline), else the connection's.
  */
