@@ -57,7 +57,7 @@ static const char FUNCTION_SQL[] =
     "('RowExclusiveLock', 'ShareUpdateExclusiveLock', 'ShareLock'," \
     " 'ShareRowExclusiveLock', 'ExclusiveLock', 'AccessExclusiveLock')"
 
-/* ------------------------------------------------------------ errors */
+/* ------------------------------------------------------------ statements */
 
 /* Runs a command (several allowed); false with the reason in err. */
 static bool exec_command(PGconn *c, const char *sql, const char *what,

@@ -21,9 +21,10 @@
  * only the partition's triggers. A partition attached later is not fenced
  * until pgfence_set runs again.
  *
- * Every call takes an open connection to the database holding the tables,
- * the tables as configured (names quoted by libpq, so any name works), and
- * on failure leaves the reason in err. None of them opens, commits or
+ * Every call takes an open connection (blocking, not in pipeline mode)
+ * to the database holding the tables, the tables as configured (names
+ * quoted by libpq, so any name works), and on failure leaves the reason
+ * in err. None of them opens, commits or
  * rolls back a transaction: each runs inside the caller's transaction if
  * one is open (a failure then aborts it, and the caller rolls back), or
  * in a transaction of its own otherwise. n == 0 does nothing.

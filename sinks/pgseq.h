@@ -6,10 +6,11 @@
  *
  * Names are quoted qualified names, `"public"."orders_id_seq"`, the form
  * pgseq_of_tables returns (any name works: both parts always quoted).
- * Neither call opens, commits or rolls back a transaction; both work
- * inside one the caller opened. setval is not transactional: a sequence
- * pgseq_sync raised stays raised if the caller then rolls back, which is
- * harmless, since a sequence ahead of its table only skips numbers.
+ * Connections are blocking, not in pipeline mode. Neither call opens,
+ * commits or rolls back a transaction; both work inside one the caller
+ * opened. setval is not transactional: a sequence pgseq_sync raised
+ * stays raised if the caller then rolls back, which is harmless, since a
+ * sequence ahead of its table only skips numbers.
  */
 #ifndef CLEAVE_SINKS_PGSEQ_H
 #define CLEAVE_SINKS_PGSEQ_H

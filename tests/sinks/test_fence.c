@@ -222,7 +222,8 @@ START_TEST(owner_changes)
 END_TEST
 
 #define EVENTS_SQL \
-    "CREATE TABLE ev (id int, region text, at date) PARTITION BY LIST (region);" \
+    "CREATE TABLE ev (id int, region text, at date)" \
+    " PARTITION BY LIST (region);" \
     "CREATE TABLE ev_eu PARTITION OF ev FOR VALUES IN ('eu')" \
     " PARTITION BY RANGE (at);" \
     "CREATE TABLE ev_eu_2026 PARTITION OF ev_eu" \
