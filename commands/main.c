@@ -155,14 +155,24 @@ static const cli_command *find_command(const char *name)
 static int parse_args(const cli_command *cmd, int argc, char **argv,
                       cli_args *args)
 {
-    int opt;
+    int opt, longindex = -1;
     opterr = 0;
     optind = 1;
     while ((opt = getopt_long(argc, argv, cmd->shortopts, long_options,
-                              NULL)) != -1) {
-        if (opt == '?' || opt == ':' || !strchr(cmd->shortopts, opt))
+                              &longindex)) != -1) {
+        if (opt == '?' || opt == ':')
             return usage_error("unknown or incomplete option '%s'",
                                argv[optind - 1]);
+        if (!strchr(cmd->shortopts, opt)) {
+            /* Named as written: argv[optind - 1] may be its value. */
+            char name[64] = {'-', (char)opt, '\0'};
+            if (longindex >= 0)
+                snprintf(name, sizeof name, "--%s",
+                         long_options[longindex].name);
+            return usage_error("option '%s' is not one this command takes",
+                               name);
+        }
+        longindex = -1;
         switch (opt) {
         case 'c': args->config = optarg; break;
         case 's': args->socket = optarg; break;
