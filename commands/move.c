@@ -532,11 +532,12 @@ static bool archive_tables(PGconn *conn, const cfg_service *svc,
         const cfg_table *t = &svc->owned[k];
         char *q = quoted_table(conn, t->schema, t->name);
         PGresult *res = q ? run_sql(conn,
-            "SELECT n.nspname, c.relname"
-            " FROM pg_partition_tree(to_regclass($1)) p"
-            " JOIN pg_class c ON c.oid = p.relid"
+            "SELECT n.nspname, c.relname FROM pg_class c"
             " JOIN pg_namespace n ON n.oid = c.relnamespace"
-            " WHERE c.relkind IN ('r', 'p') ORDER BY p.level, 1, 2",
+            " WHERE c.relkind IN ('r', 'p') AND (c.oid = to_regclass($1)"
+            "  OR c.oid IN (SELECT relid"
+            "   FROM pg_partition_tree(to_regclass($1))))"
+            " ORDER BY 1, 2",
             q, err, errlen) : NULL;
         int rows = res ? PQntuples(res) : 0;
         if (res && rows == 0)
