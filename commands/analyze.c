@@ -33,7 +33,10 @@ static const char TABLES_SQL[] =
     " AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%'"
     " ORDER BY 1, 2";
 
-/* Foreign keys between user tables, columns as JSON arrays in key order. */
+/*
+ * Foreign keys between user tables, columns as JSON arrays in key order;
+ * the columns are analyze.h's ANALYZE_FK_*.
+ */
 static const char FKEYS_SQL[] =
     "SELECT con.conname, fn.nspname, fc.relname, tn.nspname, tc.relname,"
     " array_to_json(ARRAY(SELECT a.attname FROM unnest(con.conkey)"
@@ -300,20 +303,39 @@ static bool fk_declared(const cfg_service *from, const char *schema,
     return true;
 }
 
+PGresult *analyze_foreign_keys(PGconn *conn, char *err, size_t errlen)
+{
+    PGresult *res = PQexec(conn, FKEYS_SQL);
+    if (PQresultStatus(res) == PGRES_TUPLES_OK)
+        return res;
+    const char *msg = PQerrorMessage(conn);
+    snprintf(err, errlen, "reading the foreign keys: %.*s",
+             (int)strcspn(msg, "\n"), msg);
+    PQclear(res);
+    return NULL;
+}
+
 static bool check_fkeys(PGconn *conn, const cfg *c, report *r)
 {
-    PGresult *res = query(conn, FKEYS_SQL, NULL);
-    if (!res)
+    char err[512];
+    PGresult *res = analyze_foreign_keys(conn, err, sizeof err);
+    if (!res) {
+        fprintf(stderr, "cleave analyze: %s\n", err);
         return false;
+    }
     json_t *fks = json_array();
     for (int i = 0; i < PQntuples(res); i++) {
-        const char *fs = PQgetvalue(res, i, 1), *ft = PQgetvalue(res, i, 2);
-        const char *ts = PQgetvalue(res, i, 3), *tt = PQgetvalue(res, i, 4);
+        const char *fs = PQgetvalue(res, i, ANALYZE_FK_FROM_SCHEMA);
+        const char *ft = PQgetvalue(res, i, ANALYZE_FK_FROM_TABLE);
+        const char *ts = PQgetvalue(res, i, ANALYZE_FK_TO_SCHEMA);
+        const char *tt = PQgetvalue(res, i, ANALYZE_FK_TO_TABLE);
         const cfg_service *from = cfg_owner(c, fs, ft), *to = cfg_owner(c, ts, tt);
         if (!from || !to || from == to)
             continue;
-        json_t *fcols = json_loads(PQgetvalue(res, i, 5), 0, NULL);
-        json_t *tcols = json_loads(PQgetvalue(res, i, 6), 0, NULL);
+        json_t *fcols = json_loads(
+            PQgetvalue(res, i, ANALYZE_FK_FROM_COLUMNS), 0, NULL);
+        json_t *tcols = json_loads(
+            PQgetvalue(res, i, ANALYZE_FK_TO_COLUMNS), 0, NULL);
         if (!fcols || !tcols) {
             json_decref(fcols);
             json_decref(tcols);
@@ -323,12 +345,12 @@ static bool check_fkeys(PGconn *conn, const cfg *c, report *r)
         bool declared = fk_declared(from, ts, tt, tcols);
         add_item(r, fks,
                  json_pack("{s:s, s:s, s:O, s:s, s:s, s:O, s:s, s:b, s:s}",
-                           "name", PQgetvalue(res, i, 0),
+                           "name", PQgetvalue(res, i, ANALYZE_FK_NAME),
                            "from_table", fq ? fq : "", "from_columns", fcols,
                            "from_service", from->name,
                            "to_table", tq ? tq : "", "to_columns", tcols,
                            "to_service", to->name, "declared", declared,
-                           "drop", PQgetvalue(res, i, 7)),
+                           "drop", PQgetvalue(res, i, ANALYZE_FK_DROP)),
                  "warn");
         json_decref(fcols);
         json_decref(tcols);

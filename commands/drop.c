@@ -214,10 +214,9 @@ static void drop_show(const drop_plan *p, const cfg *config, bool origins)
            config->state_dir ? config->state_dir : "");
 }
 
-/* Whether the answer on stdin is y or yes; end of input is no. */
-static bool drop_confirm(void)
+bool drop_ask(const char *question)
 {
-    printf("Drop these? [y/N] ");
+    printf("%s [y/N] ", question);
     fflush(stdout);
     char line[64];
     bool got = fgets(line, sizeof line, stdin) != NULL;
@@ -315,7 +314,7 @@ int drop_run(const cfg *config, bool yes, bool origins)
         rc = EXITCODE_OK;
         goto out;
     }
-    if (!yes && !drop_confirm()) {
+    if (!yes && !drop_ask("Drop these?")) {
         fprintf(stderr, "cleave drop: not confirmed, nothing dropped.\n");
         goto out;
     }

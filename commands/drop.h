@@ -17,4 +17,11 @@
  */
 int drop_run(const cfg *config, bool yes, bool origins);
 
+/*
+ * Asks "QUESTION [y/N] " on stdout and reads the answer from stdin: true
+ * for y or yes (any case). End of input is no. A piped answer is read
+ * too, and the line ended since it is not echoed. `complete` asks so.
+ */
+bool drop_ask(const char *question);
+
 #endif

@@ -4,7 +4,9 @@
  *   0 success, 1 runtime failure, 2 usage, 3 analyze/verify found a
  *   problem, 78 configuration error.
  */
+#include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +15,7 @@
 #include "config/config.h"
 #include "commands/analyze.h"
 #include "commands/drop.h"
+#include "commands/move.h"
 #include "common/exitcode.h"
 #include "common/log.h"
 #include "daemon/run.h"
@@ -30,6 +33,12 @@ typedef struct cli_args {
     bool markdown;
     bool yes;
     bool origins;
+    const char *name;          /* the SERVICE argument */
+    const char *lag_limit;
+    const char *lock_timeout;
+    const char *pause_budget;
+    const char *archive;
+    bool drop_tables;
 } cli_args;
 
 typedef struct cli_command {
@@ -38,6 +47,7 @@ typedef struct cli_command {
     const char *summary;
     const char *shortopts;     /* what getopt accepts for this command */
     bool needs_config;
+    bool takes_service;        /* one SERVICE argument, and -s beside -c */
     int (*run)(const cli_args *args);
 } cli_command;
 
@@ -47,21 +57,39 @@ static int cmd_status(const cli_args *args);
 static int cmd_verify(const cli_args *args);
 static int cmd_analyze(const cli_args *args);
 static int cmd_drop(const cli_args *args);
+static int cmd_cutover(const cli_args *args);
+static int cmd_rollback(const cli_args *args);
+static int cmd_complete(const cli_args *args);
 
 static const cli_command commands[] = {
     {"run", "run -c FILE", "the daemon, in the foreground", "c:", true,
-     cmd_run},
+     false, cmd_run},
     {"status", "status [-c FILE | -s SOCK] [--json | --metrics]",
-     "lag and state of a running daemon", "c:s:jm", false, cmd_status},
+     "lag and state of a running daemon", "c:s:jm", false, false,
+     cmd_status},
     {"analyze", "analyze -c FILE [--json]",
-     "the mapping against the source catalog", "c:j", true, cmd_analyze},
+     "the mapping against the source catalog", "c:j", true, false,
+     cmd_analyze},
     {"verify", "verify -c FILE [--service S] [--table T]",
-     "compare source and targets", "c:S:T:", true, cmd_verify},
+     "compare source and targets", "c:S:T:", true, false, cmd_verify},
     {"check", "check -c FILE | --keys [--markdown]",
      "validate the configuration only; --keys lists every key", "c:kM",
-     false, cmd_check},
+     false, false, cmd_check},
     {"drop", "drop -c FILE [--yes] [--origins]",
-     "remove slot and publication (clean-up)", "c:yo", true, cmd_drop},
+     "remove slot and publication (clean-up)", "c:yo", true, false,
+     cmd_drop},
+    {"cutover", "cutover -c FILE SERVICE [--lag-limit BYTES] "
+     "[--lock-timeout MS] [--pause-budget MS] [-s SOCK] [--json]",
+     "move SERVICE's writes to its own database", "c:s:jL:K:P:", true, true,
+     cmd_cutover},
+    {"rollback", "rollback -c FILE SERVICE [--lag-limit BYTES] "
+     "[--lock-timeout MS] [--pause-budget MS] [-s SOCK] [--json]",
+     "move them back to the shared database", "c:s:jL:K:P:", true, true,
+     cmd_rollback},
+    {"complete", "complete -c FILE SERVICE [--yes] [--archive FILE] "
+     "[--drop-tables] [-s SOCK]",
+     "end the move: reverse stream removed, shared copies frozen",
+     "c:s:yA:D", true, true, cmd_complete},
 };
 
 static const struct option long_options[] = {
@@ -75,6 +103,11 @@ static const struct option long_options[] = {
     {"markdown", no_argument, NULL, 'M'},
     {"yes", no_argument, NULL, 'y'},
     {"origins", no_argument, NULL, 'o'},
+    {"lag-limit", required_argument, NULL, 'L'},
+    {"lock-timeout", required_argument, NULL, 'K'},
+    {"pause-budget", required_argument, NULL, 'P'},
+    {"archive", required_argument, NULL, 'A'},
+    {"drop-tables", no_argument, NULL, 'D'},
     {NULL, 0, NULL, 0},
 };
 
@@ -85,13 +118,20 @@ static void usage(FILE *out)
     fprintf(out, "cleave %s: one shared PostgreSQL database, a database per "
                  "service, by change data capture\n\nusage:\n",
             CLEAVE_VERSION);
-    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        fprintf(out, "  cleave %-48s %s\n", commands[i].synopsis,
-                commands[i].summary);
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+        const char *syn = commands[i].synopsis;
+        /* A long synopsis takes its own line; the summary goes under it. */
+        if (strlen(syn) > 48)
+            fprintf(out, "  cleave %s\n  %55s", syn, "");
+        else
+            fprintf(out, "  cleave %-48s", syn);
+        fprintf(out, " %s\n", commands[i].summary);
+    }
     fprintf(out, "  cleave %-48s %s\n", "--version | --help",
             "this program's version, this text");
-    fprintf(out, "\nexit codes: 0 success, 1 runtime failure, 2 usage, "
-                 "3 analyze/verify found a problem, 78 configuration error\n");
+    fprintf(out, "\nexit codes: 0 success, 1 runtime failure (cutover, "
+                 "rollback: nothing was changed), 2 usage,\n3 analyze/verify "
+                 "found a problem, 78 configuration error\n");
 }
 
 static int usage_error(const char *fmt, const char *arg)
@@ -115,14 +155,24 @@ static const cli_command *find_command(const char *name)
 static int parse_args(const cli_command *cmd, int argc, char **argv,
                       cli_args *args)
 {
-    int opt;
+    int opt, longindex = -1;
     opterr = 0;
     optind = 1;
     while ((opt = getopt_long(argc, argv, cmd->shortopts, long_options,
-                              NULL)) != -1) {
-        if (opt == '?' || opt == ':' || !strchr(cmd->shortopts, opt))
+                              &longindex)) != -1) {
+        if (opt == '?' || opt == ':')
             return usage_error("unknown or incomplete option '%s'",
                                argv[optind - 1]);
+        if (!strchr(cmd->shortopts, opt)) {
+            /* Named as written: argv[optind - 1] may be its value. */
+            char name[64] = {'-', (char)opt, '\0'};
+            if (longindex >= 0)
+                snprintf(name, sizeof name, "--%s",
+                         long_options[longindex].name);
+            return usage_error("option '%s' is not one this command takes",
+                               name);
+        }
+        longindex = -1;
         switch (opt) {
         case 'c': args->config = optarg; break;
         case 's': args->socket = optarg; break;
@@ -134,15 +184,24 @@ static int parse_args(const cli_command *cmd, int argc, char **argv,
         case 'M': args->markdown = true; break;
         case 'y': args->yes = true; break;
         case 'o': args->origins = true; break;
+        case 'L': args->lag_limit = optarg; break;
+        case 'K': args->lock_timeout = optarg; break;
+        case 'P': args->pause_budget = optarg; break;
+        case 'A': args->archive = optarg; break;
+        case 'D': args->drop_tables = true; break;
         }
     }
+    if (cmd->takes_service && optind < argc)
+        args->name = argv[optind++];
+    else if (cmd->takes_service)
+        return usage_error("%s", "SERVICE is required");
     if (optind < argc)
         return usage_error("unexpected argument '%s'", argv[optind]);
     if (cmd->needs_config && !args->config)
         return usage_error("%s", "-c FILE is required");
     if (args->json && args->metrics)
         return usage_error("%s", "--json and --metrics exclude each other");
-    if (args->config && args->socket)
+    if (args->config && args->socket && !cmd->takes_service)
         return usage_error("%s", "-c and -s exclude each other");
     return EXITCODE_OK;
 }
@@ -246,6 +305,78 @@ static int cmd_verify(const cli_args *args)
     if (!c)
         return EXITCODE_CONFIG;
     int rc = verify_run(c, args->service, args->table);
+    cfg_free(c);
+    return rc;
+}
+
+/*
+ * An option's whole number, from min to max; -1 when not given. False
+ * after the usage error.
+ */
+static bool parse_number(const char *option, const char *text, long long min,
+                         long long max, long long *out)
+{
+    *out = -1;
+    if (!text)
+        return true;
+    char *end;
+    errno = 0;
+    long long v = strtoll(text, &end, 10);
+    if (errno == 0 && end != text && *end == '\0' && v >= min && v <= max) {
+        *out = v;
+        return true;
+    }
+    char msg[256];
+    snprintf(msg, sizeof msg, "%s takes a whole number from %lld to %lld, "
+             "not '%.64s'", option, min, max, text);
+    usage_error("%s", msg);
+    return false;
+}
+
+/* The socket: -s, else the configuration's status_socket, else the default. */
+static const char *socket_of(const cli_args *args, const cfg *c)
+{
+    return args->socket          ? args->socket
+           : c->status_socket    ? c->status_socket
+                                 : STATUSCLI_DEFAULT_SOCKET;
+}
+
+static int cmd_move(const cli_args *args, move_verb verb)
+{
+    move_limits l;
+    if (!parse_number("--lag-limit", args->lag_limit, 0, LLONG_MAX,
+                      &l.lag_limit_bytes) ||
+        !parse_number("--lock-timeout", args->lock_timeout, 1, INT_MAX,
+                      &l.lock_timeout_ms) ||
+        !parse_number("--pause-budget", args->pause_budget, 1, INT_MAX,
+                      &l.pause_budget_ms))
+        return EXITCODE_USAGE;
+    cfg *c = load_config(args->config);
+    if (!c)
+        return EXITCODE_CONFIG;
+    int rc = move_run(c, socket_of(args, c), verb, args->name, &l,
+                      args->json);
+    cfg_free(c);
+    return rc;
+}
+
+static int cmd_cutover(const cli_args *args)
+{
+    return cmd_move(args, MOVE_CUTOVER);
+}
+
+static int cmd_rollback(const cli_args *args)
+{
+    return cmd_move(args, MOVE_ROLLBACK);
+}
+
+static int cmd_complete(const cli_args *args)
+{
+    cfg *c = load_config(args->config);
+    if (!c)
+        return EXITCODE_CONFIG;
+    move_complete_opts o = {args->yes, args->archive, args->drop_tables};
+    int rc = move_complete(c, socket_of(args, c), args->name, &o);
     cfg_free(c);
     return rc;
 }

@@ -83,12 +83,11 @@ static void set_err(char *err, size_t errlen, const char *fmt, ...)
 }
 
 /*
- * A connected socket, non-blocking, or -1 with err. SO_SNDTIMEO bounds
- * connect() itself: on a Unix socket it waits while the listener's
- * backlog is full.
+ * SO_SNDTIMEO bounds connect() itself: on a Unix socket it waits while
+ * the listener's backlog is full.
  */
-static int connect_socket(const char *path, int timeout_ms, char *err,
-                          size_t errlen)
+int statuscli_connect(const char *path, int timeout_ms, char *err,
+                      size_t errlen)
 {
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
     if (strlen(path) >= sizeof sa.sun_path) {
@@ -115,6 +114,7 @@ static int connect_socket(const char *path, int timeout_ms, char *err,
             set_err(err, errlen, "cannot connect to %s: %s", path,
                     strerror(e));
         close(fd);
+        errno = e;
         return -1;
     }
     fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
@@ -268,7 +268,7 @@ char *statuscli_fetch(const char *path, const char *target, int timeout_ms,
                       size_t *len, char *err, size_t errlen)
 {
     int64_t deadline = clock_ms() + timeout_ms;
-    int fd = connect_socket(path, timeout_ms, err, errlen);
+    int fd = statuscli_connect(path, timeout_ms, err, errlen);
     if (fd < 0)
         return NULL;
     char req[256];

@@ -43,6 +43,14 @@ int statuscli_run(const char *path, statuscli_format format);
 char *statuscli_fetch(const char *path, const char *target, int timeout_ms,
                       size_t *len, char *err, size_t errlen);
 
+/*
+ * A connection to the status socket on `path`, non-blocking, or -1 with
+ * err and errno (ENOENT: no socket there; ECONNREFUSED: nothing listens
+ * on it). Connecting waits at most timeout_ms.
+ */
+int statuscli_connect(const char *path, int timeout_ms, char *err,
+                      size_t errlen);
+
 /* Prints the table for the JSON document; false with err if malformed. */
 bool statuscli_print_table(const char *json, size_t len, FILE *out,
                            char *err, size_t errlen);

@@ -64,6 +64,13 @@ START_TEST(usage_errors_exit_2)
     r = run_cleave(2, "check", "-c", example, "extra", NULL);
     ck_assert_ptr_nonnull(strstr(r.err, "unexpected argument 'extra'"));
     rc_free(&r);
+    /* An option of another command is named, not the value it took. */
+    r = run_cleave(2, "drop", "-c", example, "--service", "users", NULL);
+    ck_assert_msg(strstr(r.err, "option '--service'"), "%s", r.err);
+    rc_free(&r);
+    r = run_cleave(2, "drop", "-c", example, "-T", "users", NULL);
+    ck_assert_msg(strstr(r.err, "option '-T'"), "%s", r.err);
+    rc_free(&r);
 }
 END_TEST
 
