@@ -263,7 +263,7 @@ static int read_answer(int fd, move_answer *a)
             break;
         }
         used += (size_t)n;
-        if (!take_lines(a, buf, &used, err, sizeof err))
+        if (!take_lines(a, buf, &used, err, sizeof err) || a->rc >= 0)
             break;
         if (n == 0) {   /* a last line without its newline still counts */
             if (used && !take_line(a, buf, used, err, sizeof err))
