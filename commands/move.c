@@ -83,7 +83,9 @@ const cfg_service *move_service(const cfg *config, move_verb verb,
 typedef struct move_answer {
     move_verb verb;
     const char *service;
+    const char *socket;
     bool json;
+    bool old_daemon;         /* it answered HTTP: it did nothing */
     int rc;                  /* -1 until the result line */
 } move_answer;
 
@@ -195,8 +197,17 @@ static bool take_line(move_answer *a, const char *line, size_t len,
         return true;
     json_t *o = json_loadb(line, len, 0, NULL);
     if (!json_is_object(o)) {
-        snprintf(err, errlen, "unexpected answer from the daemon: \"%.*s\"",
-                 (int)(len < 80 ? len : 80), line);
+        int shown = 0;   /* the line is not NUL-terminated */
+        while ((size_t)shown < len && shown < 80 && line[shown] != '\r')
+            shown++;
+        a->old_daemon = strncmp(line, "HTTP/", 5) == 0;
+        if (a->old_daemon)   /* a cleave from before the cut-over */
+            snprintf(err, errlen, "the daemon on %s takes no control "
+                     "requests (it answered \"%.*s\"), an older cleave?",
+                     a->socket, shown, line);
+        else
+            snprintf(err, errlen, "unexpected answer from the daemon: "
+                     "\"%.*s\"", shown, line);
         json_decref(o);
         return false;
     }
@@ -252,7 +263,7 @@ static int read_answer(int fd, move_answer *a)
             break;
         }
         used += (size_t)n;
-        if (!take_lines(a, buf, &used, err, sizeof err))
+        if (!take_lines(a, buf, &used, err, sizeof err) || a->rc >= 0)
             break;
         if (n == 0) {   /* a last line without its newline still counts */
             if (used && !take_line(a, buf, used, err, sizeof err))
@@ -265,8 +276,10 @@ static int read_answer(int fd, move_answer *a)
     }
     if (a->rc >= 0)
         return a->rc;
-    fprintf(stderr, "cleave %s: %s; run `cleave status` to see the "
-            "service's direction\n", verb_names[a->verb], err);
+    fprintf(stderr, "cleave %s: %s; %s\n", verb_names[a->verb], err,
+            a->old_daemon ? "nothing was changed"
+                          : "run `cleave status` to see the service's "
+                            "direction");
     return EXITCODE_RUNTIME;
 }
 
@@ -315,7 +328,7 @@ int move_request(const char *socket, move_verb verb, const char *service,
     if (fd < 0)
         return EXITCODE_RUNTIME;
     int rc = EXITCODE_RUNTIME;
-    move_answer a = {verb, service, json, -1};
+    move_answer a = {verb, service, socket, json, false, -1};
     if (send_line(fd, req))
         rc = read_answer(fd, &a);
     else

@@ -277,6 +277,16 @@ static const char hostile_sql[] =
     "INSERT INTO events SELECT date '2025-06-01' + g, g"
     " FROM generate_series(1, 400) g;";
 
+/* A write fence as the daemon sets one (sinks/pgfence), on "tab*". */
+static const char fence_fn_sql[] =
+    "CREATE SCHEMA cleave;"
+    "CREATE FUNCTION cleave.fence() RETURNS trigger LANGUAGE plpgsql AS"
+    " $$BEGIN RAISE EXCEPTION 'fenced' USING ERRCODE = '25006'; END$$;";
+static const char fence_sql[] =
+    "CREATE TRIGGER cleave_fence BEFORE INSERT OR UPDATE OR DELETE OR"
+    " TRUNCATE ON \"tab*\" FOR EACH STATEMENT EXECUTE FUNCTION"
+    " cleave.fence();";
+
 static const char hostile_services[] =
     "  ward:\n    owned_tables:\n"
     "      - '\"We$ird \"\"S\"\".x\".\"Odd \"\"Name\"\" *?|(x)\"'\n"
@@ -300,7 +310,9 @@ static char *slurp(const char *path)
 
 START_TEST(archive_hostile_names)
 {
-    ck_assert(pgc_createdb(pg, "arch") && pgc_exec(pg, "arch", hostile_sql));
+    ck_assert(pgc_createdb(pg, "arch") && pgc_exec(pg, "arch", hostile_sql) &&
+              pgc_exec(pg, "arch", fence_fn_sql) &&
+              pgc_exec(pg, "arch", fence_sql));
     char cf[512], path[300], err[1024];
     write_config("arch", "arch", hostile_services, cf, sizeof cf);
     cfg *c = load(cf);
@@ -318,9 +330,15 @@ START_TEST(archive_hostile_names)
     ck_assert_msg(!strstr(text, "decoy-row"), "a decoy was dumped:\n%s", text);
     free(text);
 
-    /* Restored into an empty database: every owned row, no decoy. */
+    /*
+     * Restored into an empty database (its schemas and the fence's
+     * function made first): every owned row, no decoy, "tab*" fenced as
+     * it was.
+     */
     ck_assert(pgc_createdb(pg, "restored") &&
-              pgc_exec(pg, "restored", "CREATE SCHEMA \"We$ird \"\"S\"\".x\""));
+              pgc_exec(pg, "restored",
+                       "CREATE SCHEMA \"We$ird \"\"S\"\".x\"") &&
+              pgc_exec(pg, "restored", fence_fn_sql));
     ck_assert(pgc_psql_file(pg, "restored", path, NULL));
     char sql[512];
     snprintf(sql, sizeof sql, "SELECT count(*) FROM %s WHERE v = 'odd-' || id",
@@ -333,6 +351,9 @@ START_TEST(archive_hostile_names)
                      count("arch", "SELECT count(*) FROM events_2026"));
     ck_assert(!exists("restored", "public.\"table\""));
     ck_assert(!exists("restored", "public.upper"));
+    ck_assert_int_eq(count("restored", "SELECT count(*) FROM pg_trigger"
+                           " WHERE tgname = 'cleave_fence'"
+                           " AND tgrelid = '\"tab*\"'::regclass"), 1);
 
     /* Never over an existing file; a missing table is said, no file. */
     ck_assert(!move_archive(c, ward, path, err, sizeof err));
