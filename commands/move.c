@@ -164,11 +164,13 @@ static void print_failed(const move_answer *a, const json_t *o, int rc)
     static const char *const not_done[] = {"not cut over", "not rolled back",
                                            "not completed"};
     const char *error = jstr(o, "error");
+    /* The switch committed but its last steps wait for a retry. */
+    bool changed = json_is_true(json_object_get(o, "changed"));
     fprintf(stderr, "cleave %s: ", verb_names[a->verb]);
-    if (rc != EXITCODE_USAGE)
+    if (rc != EXITCODE_USAGE && !changed)
         fprintf(stderr, "%s %s: ", a->service, not_done[a->verb]);
     put_text(stderr, error ? error : "the daemon gave no reason");
-    if (rc == EXITCODE_RUNTIME && a->verb != MOVE_COMPLETE)
+    if (rc == EXITCODE_RUNTIME && a->verb != MOVE_COMPLETE && !changed)
         fprintf(stderr, "; nothing was changed");
     fprintf(stderr, "\n");
 }

@@ -316,6 +316,13 @@ static void say_failed(int fd, int exit, const char *error)
                       "error", error));
 }
 
+/* A switch that committed, its last steps left for the retry. */
+static void say_unfinished(int fd, const char *error)
+{
+    say(fd, json_pack("{s:s, s:i, s:b, s:s}", "result", "failed", "exit", 1,
+                      "changed", 1, "error", error));
+}
+
 static void say_ok(int fd, double pause_ms, const char *detail)
 {
     json_t *o = json_pack("{s:s, s:s}", "result", "ok", "detail", detail);
@@ -512,6 +519,17 @@ static bool check_lag(move *mv)
     return ok;
 }
 
+/*
+ * A bounded wait for locks: the fence's DDL must never hang behind a
+ * reader (nor hang the thread that answers the next request).
+ */
+static bool bound_locks(PGconn *c, int ms, char *err, size_t errlen)
+{
+    char sql[64];
+    snprintf(sql, sizeof sql, "SET lock_timeout = %d", ms > 0 ? ms : 1);
+    return exec(c, sql, err, errlen);
+}
+
 static bool connect_all(move *mv)
 {
     const char *shared = mv->m->config->source.dsn;
@@ -523,7 +541,8 @@ static bool connect_all(move *mv)
                                    e, n)) &&
            (mv->aux = dbconn_open(from, "cleave-mover", "the writable side",
                                   e, n)) &&
-           (mv->to = dbconn_open(to, "cleave-mover", "the fenced side", e, n));
+           (mv->to = dbconn_open(to, "cleave-mover", "the fenced side", e, n)) &&
+           bound_locks(mv->to, mv->o.lock_timeout_ms, e, n);
 }
 
 static journal_entry entry(journal_dir dir, journal_move mv, journal_step st,
@@ -807,7 +826,7 @@ static void run_switch(move *mv)
         snprintf(msg, sizeof msg, "switched (writes now go to %s) but not "
                  "finished: %s; cleave retries, both sides stay fenced "
                  "meanwhile", PQdb(mv->to), mv->err);
-        say_failed(mv->fd, 1, msg);
+        say_unfinished(mv->fd, msg);
         return;
     }
     say_step(mv->fd, mv->cutover ? "reverse stream" : "reverse stream removed",
@@ -960,7 +979,8 @@ static bool recover_one(mover *m, size_t svc)
     PGconn *to = from ? dbconn_open(cutover ? own : shared, "cleave-mover",
                                     "the side the move gives writes to", err,
                                     sizeof err) : NULL;
-    int done = to ? switch_committed(s, e, from, err, sizeof err) : -1;
+    int done = to && bound_locks(to, DEFAULT_LOCK_TIMEOUT_MS, err, sizeof err)
+                   ? switch_committed(s, e, from, err, sizeof err) : -1;
     bool ok = done == 1 ? finish(m, svc, e.move, e.pause_ms, to, from, err,
                                  sizeof err)
             : done == 0 && undo_interrupted(m, svc, e, from, to, err,
@@ -997,6 +1017,10 @@ static PGconn *kept(PGconn **c, const char *dsn, char *err, size_t errlen)
         return *c;
     PQfinish(*c);
     *c = dbconn_open(dsn, "cleave-keeper", "a database to keep", err, errlen);
+    if (*c && !bound_locks(*c, DEFAULT_LOCK_TIMEOUT_MS, err, errlen)) {
+        PQfinish(*c);
+        *c = NULL;
+    }
     return *c;
 }
 

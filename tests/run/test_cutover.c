@@ -336,5 +336,8 @@ int main(void)
     tcase_add_loop_test(tc, killed_at_each_step, 0,
                         (int)(sizeof crashes / sizeof crashes[0]));
     suite_add_tcase(s, tc);
-    return shop_run_suite(s, NULL, &src, &tgt);
+    /* Killed runs leave sessions holding origins until they notice. */
+    static const char *const tgt_settings[] = {"max_replication_slots = 64",
+                                               NULL};
+    return shop_run_suite(s, tgt_settings, &src, &tgt);
 }
