@@ -17,8 +17,7 @@
 #include "common/log.h"
 #include "daemon/schema.h"
 #include "sinks/pgfence.h"
-#include "decoder/copytext.h"
-#include "sinks/kafkasink.h"
+#include "sinks/sink.h"
 
 #define PROGRESS_EVERY_MS 5000
 
@@ -54,7 +53,7 @@ typedef struct service_round {
     bool failed;              /* under mu: its jobs are skipped */
     schema_plan *plan;
     size_t remaining;         /* tables still to copy */
-    size_t kafka_left;        /* tables still to publish: the last is "last" */
+    size_t unloaded;          /* tables not yet loaded: the last is "last" */
     uint64_t rows, bytes;
     double started;
 } service_round;
@@ -255,37 +254,6 @@ static char *table_sql(PGconn *c, const char *fmt, const cfg_table *t,
     return sql;
 }
 
-/* Moves the rows; both sides are in COPY mode. */
-static bool pump(round *r, size_t svc, PGconn *src, PGconn *tgt, progress *p)
-{
-    char *buf;
-    int n;
-    while ((n = PQgetCopyData(src, &buf, 0)) > 0) {
-        bool ok = PQputCopyData(tgt, buf, n) == 1;
-        PQfreemem(buf);
-        if (!ok) {
-            service_fail(r, svc, "copying %s.%s into the target: %s",
-                         p->t->schema, p->t->name, first_line(tgt));
-            return false;
-        }
-        p->rows++;
-        p->bytes += (uint64_t)n;
-        atomic_fetch_add_explicit(&r->is->rows[svc], 1, memory_order_relaxed);
-        if ((p->rows & 1023) == 0) {
-            if (service_failed(r, svc))
-                return false;
-            log_progress(p, false);
-        }
-    }
-    PGresult *res = PQgetResult(src);
-    bool ok = n == -1 && PQresultStatus(res) == PGRES_COMMAND_OK;
-    PQclear(res);
-    if (!ok)
-        service_fail(r, svc, "copying %s.%s out of the source: %s",
-                     p->t->schema, p->t->name, first_line(src));
-    return ok;
-}
-
 static bool start_copy(PGconn *c, char *sql, ExecStatusType want)
 {
     PGresult *res = sql ? PQexec(c, sql) : NULL;
@@ -293,26 +261,6 @@ static bool start_copy(PGconn *c, char *sql, ExecStatusType want)
     PQclear(res);
     free(sql);
     return ok;
-}
-
-/*
- * Rows left by a copy that committed before its table was recorded done
- * go. An empty table is not truncated: TRUNCATE refuses a table other
- * tables reference, which a service's own tables may do.
- */
-static bool empty_table(PGconn *tgt, const cfg_table *t, bool partitioned)
-{
-    char *sql = table_sql(tgt, partitioned ? "SELECT 1 FROM %s.%s LIMIT 1"
-                          : "SELECT 1 FROM ONLY %s.%s LIMIT 1", t, "");
-    PGresult *res = sql ? PQexec(tgt, sql) : NULL;
-    free(sql);
-    bool ok = PQresultStatus(res) == PGRES_TUPLES_OK;
-    bool has_rows = ok && PQntuples(res) > 0;
-    PQclear(res);
-    return ok && (!has_rows ||
-                  start_copy(tgt, table_sql(tgt, partitioned ? "TRUNCATE %s.%s"
-                                            : "TRUNCATE ONLY %s.%s", t, ""),
-                             PGRES_COMMAND_OK));
 }
 
 /*
@@ -328,233 +276,141 @@ static char *copy_out_sql(PGconn *src, const cfg_table *t, const char *cols,
                      t, cols);
 }
 
-/* Emptying and COPY in one target transaction: all of the table or none. */
-static bool copy_table(round *r, PGconn *src, PGconn *tgt, const job *j)
+/* A copy thread: one source connection in the snapshot, a table at a time. */
+typedef struct copier {
+    round *r;
+    PGconn *src;
+    pthread_t thread;
+    /* The service whose target connection and loaders are open. */
+    size_t svc;
+    bool ready;
+    PGconn *tgt;              /* its PostgreSQL target, if it has one */
+    sink_loader *loaders[SINK_NKINDS];   /* one per destination */
+    size_t nloaders;
+} copier;
+
+/* A loader failed: its service fails with the loader's reason. */
+static bool loader_failed(copier *cp, const sink_loader *l)
 {
-    const cfg_service *svc = &r->is->config->services[j->svc];
+    service_fail(cp->r, cp->svc, "%s", l->error);
+    return false;
+}
+
+static bool begin_loaders(copier *cp, const sink_load_table *t)
+{
+    for (size_t i = 0; i < cp->nloaders; i++)
+        if (!cp->loaders[i]->ops->begin(cp->loaders[i], t))
+            return loader_failed(cp, cp->loaders[i]);
+    return true;
+}
+
+static bool feed_loaders(copier *cp, const char *line, int len)
+{
+    for (size_t i = 0; i < cp->nloaders; i++)
+        if (!cp->loaders[i]->ops->row(cp->loaders[i], line, (size_t)len))
+            return loader_failed(cp, cp->loaders[i]);
+    return true;
+}
+
+/* The table is in; the service's last table to load says so. */
+static bool end_loaders(copier *cp)
+{
+    round *r = cp->r;
+    pthread_mutex_lock(&r->mu);
+    bool last = --r->svc[cp->svc].unloaded == 0;
+    pthread_mutex_unlock(&r->mu);
+    for (size_t i = 0; i < cp->nloaders; i++)
+        if (!cp->loaders[i]->ops->end(cp->loaders[i], last))
+            return loader_failed(cp, cp->loaders[i]);
+    return true;
+}
+
+static void abort_loaders(copier *cp)
+{
+    for (size_t i = 0; i < cp->nloaders; i++)
+        cp->loaders[i]->ops->abort(cp->loaders[i]);
+}
+
+/* Moves the rows into every loader; the source is in COPY OUT mode. */
+static bool pump(copier *cp, progress *p)
+{
+    round *r = cp->r;
+    char *buf;
+    int n;
+    while ((n = PQgetCopyData(cp->src, &buf, 0)) > 0) {
+        bool ok = feed_loaders(cp, buf, n);
+        PQfreemem(buf);
+        if (!ok)
+            return false;
+        p->rows++;
+        p->bytes += (uint64_t)n;
+        atomic_fetch_add_explicit(&r->is->rows[cp->svc], 1,
+                                  memory_order_relaxed);
+        if ((p->rows & 1023) == 0) {
+            if (service_failed(r, cp->svc))
+                return false;
+            log_progress(p, false);
+        }
+    }
+    PGresult *res = PQgetResult(cp->src);
+    bool ok = n == -1 && PQresultStatus(res) == PGRES_COMMAND_OK;
+    PQclear(res);
+    if (!ok)
+        service_fail(r, cp->svc, "copying %s.%s out of the source: %s",
+                     p->t->schema, p->t->name, first_line(cp->src));
+    return ok;
+}
+
+/* COPY out of the source in the snapshot, of the columns the loaders take. */
+static bool copy_out(copier *cp, const cfg_table *t,
+                     const sink_load_table *lt)
+{
+    char *cols = sink_rel_columns(cp->src, lt->rel);
+    bool ok = cols && start_copy(cp->src, copy_out_sql(cp->src, t, cols,
+                                                       lt->partitioned),
+                                 PGRES_COPY_OUT);
+    free(cols);
+    if (!ok)
+        service_fail(cp->r, cp->svc, "cannot copy %s.%s out of the source: "
+                     "%s", t->schema, t->name, first_line(cp->src));
+    return ok;
+}
+
+/* One job's rows, out of the source once, into each of its service's loaders. */
+static bool load_table(copier *cp, const job *j)
+{
+    round *r = cp->r;
     schema_plan *plan = r->svc[j->svc].plan;
     const cfg_table *t = schema_table(plan, j->table);
-    const char *cols = schema_copy_columns(plan, j->table);
-    bool part = schema_table_partitioned(plan, j->table);
-    progress p = {.service = svc->name, .t = t,
+    char err[512];
+    sink_rel *rel = sink_rel_read(cp->src, t->schema, t->name, err,
+                                  sizeof err);
+    if (!rel) {
+        service_fail(r, j->svc, "reading the columns of %s.%s: %s",
+                     t->schema, t->name, err);
+        return false;
+    }
+    sink_load_table lt = {rel, schema_table_partitioned(plan, j->table),
+                          r->snap_lsn};
+    progress p = {.service = r->is->config->services[j->svc].name, .t = t,
                   .estimate = schema_table_rows(plan, j->table),
                   .started = now_s()};
     p.last_log = p.started;
-    if (!exec_ok(tgt, "BEGIN") || !empty_table(tgt, t, part) ||
-        !start_copy(tgt, table_sql(tgt, "COPY %s.%s (%s) FROM STDIN", t, cols),
-                    PGRES_COPY_IN)) {
-        service_fail(r, j->svc, "cannot start copying %s.%s into the target: "
-                     "%s", t->schema, t->name, first_line(tgt));
+    bool ok = begin_loaders(cp, &lt) && copy_out(cp, t, &lt);
+    if (ok)
+        health_going(r->is, j->svc);
+    ok = ok && pump(cp, &p) && end_loaders(cp);
+    if (!ok)
+        abort_loaders(cp);
+    sink_rel_unref(rel);
+    if (!ok)
         return false;
-    }
-    if (!start_copy(src, copy_out_sql(src, t, cols, part), PGRES_COPY_OUT)) {
-        service_fail(r, j->svc, "cannot copy %s.%s out of the source: %s",
-                     t->schema, t->name, first_line(src));
-        PQputCopyEnd(tgt, "source failed");
-        return false;
-    }
-    health_going(r->is, j->svc);
-    bool ok = pump(r, j->svc, src, tgt, &p);
-    if (PQputCopyEnd(tgt, ok ? NULL : "cleave stopped the copy") != 1)
-        ok = false;
-    PGresult *res = PQgetResult(tgt);
-    ok = ok && PQresultStatus(res) == PGRES_COMMAND_OK;
-    PQclear(res);
-    while ((res = PQgetResult(tgt)) != NULL)
-        PQclear(res);
-    if (ok && !exec_ok(tgt, "COMMIT"))
-        ok = false;
-    if (!ok) {
-        service_fail(r, j->svc, "copying %s.%s: %s", t->schema, t->name,
-                     first_line(tgt));
-        exec_ok(tgt, "ROLLBACK");
-        return false;
-    }
     log_progress(&p, true);
     pthread_mutex_lock(&r->mu);
     r->svc[j->svc].rows += p.rows;
     r->svc[j->svc].bytes += p.bytes;
     pthread_mutex_unlock(&r->mu);
     return true;
-}
-
-/* ---- one table to Kafka -------------------------------------------------- */
-
-/*
- * The table's columns as pgoutput would describe them (same key flags:
- * the replica identity index, the primary key, or every column for FULL),
- * read inside the snapshot.
- */
-static sink_rel *read_rel(PGconn *src, const cfg_table *t, const char **why)
-{
-    static const char sql[] =
-        "SELECT a.attname, a.atttypid::int8, a.atttypmod, "
-        "       c.relreplident = 'f' OR coalesce(a.attnum = ANY "
-        "         (i.indkey::int2[]), false), c.relreplident, c.oid::int8 "
-        "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-        "JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 "
-        "  AND NOT a.attisdropped AND a.attgenerated = '' "
-        "LEFT JOIN pg_index i ON i.indrelid = c.oid AND CASE c.relreplident "
-        "  WHEN 'i' THEN i.indisreplident WHEN 'd' THEN i.indisprimary "
-        "  ELSE false END "
-        "WHERE n.nspname = $1 AND c.relname = $2 ORDER BY a.attnum";
-    const char *params[2] = {t->schema, t->name};
-    PGresult *res = PQexecParams(src, sql, 2, NULL, params, NULL, NULL, 0);
-    int n = PQresultStatus(res) == PGRES_TUPLES_OK ? PQntuples(res) : -1;
-    sink_rel *rel = n > 0 ? calloc(1, sizeof *rel) : NULL;
-    *why = n < 0 ? first_line(src) : n == 0 ? "no such table" : "out of memory";
-    if (rel) {
-        atomic_init(&rel->refs, 1);
-        rel->oid = (uint32_t)strtoul(PQgetvalue(res, 0, 5), NULL, 10);
-        rel->replident = PQgetvalue(res, 0, 4)[0];
-        rel->schema = strdup(t->schema);
-        rel->name = strdup(t->name);
-        rel->cols = calloc((size_t)n, sizeof *rel->cols);
-    }
-    bool ok = rel && rel->schema && rel->name && rel->cols;
-    for (int i = 0; ok && i < n; i++) {
-        struct sink_col *col = &rel->cols[rel->ncols];
-        col->name = strdup(PQgetvalue(res, i, 0));
-        col->type_oid = (uint32_t)strtoul(PQgetvalue(res, i, 1), NULL, 10);
-        col->typmod = atoi(PQgetvalue(res, i, 2));
-        col->key = PQgetvalue(res, i, 3)[0] == 't';
-        ok = col->name != NULL;
-        rel->ncols += ok;
-    }
-    PQclear(res);
-    if (!ok) {
-        sink_rel_unref(rel);
-        return NULL;
-    }
-    return rel;
-}
-
-/* The quoted column list of rel, for COPY (SELECT ...). */
-static char *rel_columns(PGconn *c, const sink_rel *rel)
-{
-    size_t cap = 1, len = 0;
-    char *out = malloc(cap);
-    for (uint16_t i = 0; out && i < rel->ncols; i++) {
-        const char *name = rel->cols[i].name;
-        char *q = PQescapeIdentifier(c, name, strlen(name));
-        size_t qn = q ? strlen(q) : 0;
-        char *grown = q ? realloc(out, cap + qn + 2) : NULL;
-        if (!grown) {
-            PQfreemem(q);
-            free(out);
-            return NULL;
-        }
-        out = grown;
-        cap += qn + 2;
-        len += (size_t)sprintf(out + len, "%s%s", i ? ", " : "", q);
-        PQfreemem(q);
-    }
-    if (out && len == 0)
-        out[0] = '\0';
-    return out;
-}
-
-/* COPY's rows into "r" events; the source is in COPY OUT mode. */
-static bool publish_rows(round *r, size_t svc, PGconn *src, kafkasnap *k,
-                         const sink_rel *rel, progress *p)
-{
-    copytext_field fields[rel->ncols ? rel->ncols : 1];
-    sink_value vals[rel->ncols ? rel->ncols : 1];
-    char *buf, err[512];
-    int n;
-    while ((n = PQgetCopyData(src, &buf, 0)) > 0) {
-        /* A table without columns has empty rows: no field to split. */
-        int got = rel->ncols ? copytext_split(buf, (size_t)n, fields,
-                                              rel->ncols) : 0;
-        for (int i = 0; i < got; i++)
-            vals[i] = (sink_value){fields[i].null ? 'n' : 't', fields[i].len,
-                                   fields[i].data};
-        bool ok = got == rel->ncols && kafkasnap_row(k, vals, err, sizeof err);
-        PQfreemem(buf);
-        if (!ok) {
-            service_fail(r, svc, "publishing %s.%s to Kafka: %s", rel->schema,
-                         rel->name, got == rel->ncols ? err
-                         : "a row of COPY that does not split into its columns");
-            return false;
-        }
-        p->rows++;
-        p->bytes += (uint64_t)n;
-        atomic_fetch_add_explicit(&r->is->rows[svc], 1, memory_order_relaxed);
-        if ((p->rows & 1023) == 0) {
-            if (service_failed(r, svc))
-                return false;
-            log_progress(p, false);
-        }
-    }
-    PGresult *res = PQgetResult(src);
-    bool ok = n == -1 && PQresultStatus(res) == PGRES_COMMAND_OK;
-    PQclear(res);
-    if (!ok)
-        service_fail(r, svc, "copying %s.%s out of the source: %s",
-                     rel->schema, rel->name, first_line(src));
-    return ok;
-}
-
-/*
- * The table's rows as Debezium snapshot events, in the same snapshot as
- * the PostgreSQL copy; done once the broker acknowledged every one.
- */
-static bool publish_table(round *r, PGconn *src, kafkasnap *k, const job *j)
-{
-    const cfg_service *svc = &r->is->config->services[j->svc];
-    schema_plan *plan = r->svc[j->svc].plan;
-    const cfg_table *t = schema_table(plan, j->table);
-    const char *why;
-    char err[512];
-    sink_rel *rel = read_rel(src, t, &why);
-    if (!rel) {
-        service_fail(r, j->svc, "reading the columns of %s.%s: %s", t->schema,
-                     t->name, why);
-        return false;
-    }
-    progress p = {.service = svc->name, .t = t,
-                  .estimate = schema_table_rows(plan, j->table),
-                  .started = now_s()};
-    p.last_log = p.started;
-    char *cols = rel_columns(src, rel);
-    bool ok = cols && kafkasnap_table(k, rel, r->snap_lsn, err, sizeof err);
-    if (ok && !start_copy(src, copy_out_sql(src, t, cols,
-                          schema_table_partitioned(plan, j->table)),
-                          PGRES_COPY_OUT)) {
-        service_fail(r, j->svc, "cannot copy %s.%s out of the source: %s",
-                     t->schema, t->name, first_line(src));
-        ok = false;
-    } else if (!ok) {
-        service_fail(r, j->svc, "publishing %s.%s: %s", t->schema, t->name,
-                     cols ? err : "out of memory");
-    }
-    free(cols);
-    if (ok)
-        health_going(r->is, j->svc);
-    ok = ok && publish_rows(r, j->svc, src, k, rel, &p);
-    if (ok) {
-        pthread_mutex_lock(&r->mu);
-        bool last = --r->svc[j->svc].kafka_left == 0;
-        pthread_mutex_unlock(&r->mu);
-        ok = kafkasnap_end_table(k, last, err, sizeof err);
-        if (!ok)
-            service_fail(r, j->svc, "publishing %s.%s: %s", t->schema,
-                         t->name, err);
-    }
-    if (ok) {
-        log_info("event=table_published service=%s table=%s.%s rows=%llu "
-                 "seconds=%.2f", svc->name, t->schema, t->name,
-                 (unsigned long long)p.rows, now_s() - p.started);
-        /* Kafka alone: these are the service's copy figures. */
-        pthread_mutex_lock(&r->mu);
-        if (!svc->target_postgres) {
-            r->svc[j->svc].rows += p.rows;
-            r->svc[j->svc].bytes += p.bytes;
-        }
-        pthread_mutex_unlock(&r->mu);
-    }
-    sink_rel_unref(rel);
-    return ok;
 }
 
 /* ---- a service ---------------------------------------------------------- */
@@ -648,16 +504,6 @@ static bool table_done(round *r, PGconn *tgt, const job *j)
     return !last || finish_service(r, tgt, j->svc);
 }
 
-typedef struct copier {
-    round *r;
-    PGconn *src;
-    pthread_t thread;
-    /* The service whose target and producer are open. */
-    size_t svc;
-    PGconn *tgt;
-    kafkasnap *k;
-} copier;
-
 static const job *next_job(round *r)
 {
     pthread_mutex_lock(&r->mu);
@@ -671,29 +517,43 @@ static const job *next_job(round *r)
 
 static void copier_close(copier *cp)
 {
+    for (size_t i = 0; i < cp->nloaders; i++)
+        sink_loader_close(cp->loaders[i]);
+    cp->nloaders = 0;
     PQfinish(cp->tgt);
-    kafkasnap_close(cp->k);
     cp->tgt = NULL;
-    cp->k = NULL;
+    cp->ready = false;
 }
 
-/* The job's service's target and producer; false when it failed. */
+/*
+ * The job's service's target connection (schema.h finishes its tables
+ * on it; its loader copies through it) and a loader per destination;
+ * false when that failed.
+ */
 static bool copier_open(copier *cp, const job *j)
 {
-    const cfg_service *svc = &cp->r->is->config->services[j->svc];
+    const cfg *config = cp->r->is->config;
+    const cfg_service *svc = &config->services[j->svc];
+    sink_kind kinds[SINK_NKINDS];
     char err[512];
-    if ((cp->tgt || cp->k) && cp->svc == j->svc)
+    if (cp->ready && cp->svc == j->svc)
         return true;
     copier_close(cp);
     cp->svc = j->svc;
     if (svc->target_postgres && (!(cp->tgt = open_target(cp->r, j->svc)) ||
                                  !copy_session(cp->r, j->svc, cp->tgt)))
         return false;
-    if (svc->target_kafka &&
-        !(cp->k = kafkasnap_open(cp->r->is->config, svc, err, sizeof err))) {
-        service_fail(cp->r, j->svc, "%s", err);
-        return false;
+    size_t n = sink_kinds(svc, kinds);
+    for (; cp->nloaders < n; cp->nloaders++) {
+        cp->loaders[cp->nloaders] = sink_loader_open(kinds[cp->nloaders],
+                                                     config, svc, cp->tgt,
+                                                     err, sizeof err);
+        if (!cp->loaders[cp->nloaders]) {
+            service_fail(cp->r, j->svc, "%s", err);
+            return false;
+        }
     }
+    cp->ready = true;
     return true;
 }
 
@@ -705,9 +565,7 @@ static void *copier_main(void *arg)
         /* A failed open fails its service; the source is still clean. */
         if (!copier_open(cp, j))
             continue;
-        if ((cp->tgt && !copy_table(cp->r, cp->src, cp->tgt, j)) ||
-            (cp->k && !publish_table(cp->r, cp->src, cp->k, j)) ||
-            !table_done(cp->r, cp->tgt, j))
+        if (!load_table(cp, j) || !table_done(cp->r, cp->tgt, j))
             break;
     }
     copier_close(cp);
@@ -760,7 +618,7 @@ static bool plan_service(round *r, size_t i)
                                  sizeof err);
         r->jobs[r->njobs++] = (job){i, j, schema_table_bytes(sr->plan, j)};
         sr->remaining++;
-        sr->kafka_left += svc->target_kafka;
+        sr->unloaded++;
     }
     free(out);
     if (!ok && sr->plan)

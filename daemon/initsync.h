@@ -3,9 +3,10 @@
  *
  * For every service whose tables are not all copied (syncstate.h): the
  * tables are created in the target from the source catalog (schema.h),
- * then copied, `copy_workers` at a time, each with COPY out of the source
- * inside one exported snapshot and COPY into the target, streamed row by
- * row. The snapshot is the new slot's when `run` just made the slot, else
+ * then copied, `copy_workers` at a time, each read once with COPY out of
+ * the source inside one exported snapshot and streamed row by row into
+ * each of the service's destinations through the sinks' loaders
+ * (sink.h: COPY into the target, snapshot events to Kafka). The snapshot is the new slot's when `run` just made the slot, else
  * a temporary slot's made for the purpose: the tables it copies apply the
  * stream from its consistent point on. A table's copy is one target
  * transaction (TRUNCATE and COPY), so an interrupted one is simply copied

@@ -25,6 +25,7 @@
 
 #include "common/log.h"
 #include "common/statefile.h"
+#include "decoder/copytext.h"
 #include "sinks/dbz.h"
 
 #define CHECKPOINT_EVERY_MS 200
@@ -698,20 +699,16 @@ static bool produce_txn_event(kafkasink *ks, bool end)
 
 /* ---- the sink interface -------------------------------------------------- */
 
-static bool ks_open(sink *s, lsn_t *durable)
+/*
+ * The producer, reporting to ks: one set-up for the sink and the initial
+ * sync's loader. False with the reason in ks->base.error.
+ */
+static bool producer_new(kafkasink *ks)
 {
-    kafkasink *ks = impl(s);
     char err[512];
-    char dir[4096];
-    snprintf(dir, sizeof dir, "%s/kafka", s->config->state_dir);
-    if (mkdir(dir, 0700) != 0 && errno != EEXIST)
-        return sink_fail(s, 0, "cannot make %s: %s", dir, strerror(errno));
-    lsn_t ckpt;
-    if (!read_checkpoint(ks, &ckpt))
-        return false;
-    rd_kafka_conf_t *conf = kafkasink_conf(s->config, err, sizeof err);
+    rd_kafka_conf_t *conf = kafkasink_conf(ks->base.config, err, sizeof err);
     if (!conf)
-        return sink_fail(s, 0, "%s", err);
+        return sink_fail(&ks->base, 0, "%s", err);
     rd_kafka_conf_set_opaque(conf, ks);
     rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
     rd_kafka_conf_set_error_cb(conf, on_error);
@@ -719,11 +716,53 @@ static bool ks_open(sink *s, lsn_t *durable)
     ks->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
     if (!ks->rk) {
         rd_kafka_conf_destroy(conf);
-        return sink_fail(s, 0, "cannot make a Kafka producer: %s", err);
+        return sink_fail(&ks->base, 0, "cannot make a Kafka producer: %s",
+                         err);
     }
     ks->failed = false;
-    ks->acked = ks->written = ckpt;
     ks->n = ks->head = 0;
+    return true;
+}
+
+/*
+ * Waits up to timeout_ms for every message in flight to be acknowledged
+ * or refused, then serves the reports; *timed_out (may be NULL) says
+ * some were still in flight. False when the sink failed.
+ */
+static bool settle(kafkasink *ks, int timeout_ms, bool *timed_out)
+{
+    rd_kafka_resp_err_t e = RD_KAFKA_RESP_ERR_NO_ERROR;
+    if (!ks->failed)
+        e = rd_kafka_flush(ks->rk, timeout_ms);
+    if (timed_out)
+        *timed_out = e != RD_KAFKA_RESP_ERR_NO_ERROR;
+    return serve(ks, 0);
+}
+
+/* Drops what is still queued or in flight and the producer. */
+static void producer_close(kafkasink *ks)
+{
+    rd_kafka_purge(ks->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+    rd_kafka_poll(ks->rk, 0);
+    topics_free(ks);
+    forget_source(ks);
+    rd_kafka_destroy(ks->rk);
+    ks->rk = NULL;
+    ks->n = ks->head = 0;
+    colls_clear(ks);
+}
+
+static bool ks_open(sink *s, lsn_t *durable)
+{
+    kafkasink *ks = impl(s);
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s/kafka", s->config->state_dir);
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST)
+        return sink_fail(s, 0, "cannot make %s: %s", dir, strerror(errno));
+    lsn_t ckpt;
+    if (!read_checkpoint(ks, &ckpt) || !producer_new(ks))
+        return false;
+    ks->acked = ks->written = ckpt;
     ks->in_txn = false;
     const struct rd_kafka_metadata *md = NULL;
     rd_kafka_resp_err_t merr = rd_kafka_metadata(ks->rk, 0, NULL, &md,
@@ -807,9 +846,8 @@ static bool ks_flush(sink *s, lsn_t *durable)
 static bool ks_drain(sink *s, lsn_t *durable)
 {
     kafkasink *ks = impl(s);
-    if (ks->rk && !ks->failed)
-        rd_kafka_flush(ks->rk, DRAIN_TIMEOUT_MS);
-    bool ok = ks->rk && serve(ks, 0) && checkpoint(ks, true);
+    bool ok = ks->rk && settle(ks, DRAIN_TIMEOUT_MS, NULL) &&
+              checkpoint(ks, true);
     *durable = ks->written;
     return ok;
 }
@@ -841,19 +879,11 @@ static void ks_close(sink *s)
     if (!ks->rk)
         return;
     if (!ks->failed) {
-        rd_kafka_flush(ks->rk, CLOSE_TIMEOUT_MS);
-        serve(ks, 0);
+        settle(ks, CLOSE_TIMEOUT_MS, NULL);
         checkpoint(ks, true);
     }
     /* Whatever is left will be produced again from the checkpoint. */
-    rd_kafka_purge(ks->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
-    rd_kafka_poll(ks->rk, 0);
-    topics_free(ks);
-    forget_source(ks);
-    rd_kafka_destroy(ks->rk);
-    ks->rk = NULL;
-    ks->n = ks->head = 0;
-    colls_clear(ks);
+    producer_close(ks);
 }
 
 static bool ks_idle(sink *s, lsn_t *durable)
@@ -912,182 +942,196 @@ void kafkasink_free(sink *s)
     free(ks);
 }
 
-/* ---- the initial copy ------------------------------------------------------ */
+/* ---- the initial sync's loader -------------------------------------------- */
 
-struct kafkasnap {
-    const cfg *config;
-    const cfg_service *service;
-    rd_kafka_t *rk;
-    char *db;
-    const sink_rel *rel;
+/*
+ * A kafkasink of its own, never opened as a sink: its producer, topics,
+ * delivery reports and queue-full waits serve the snapshot events. Each
+ * table is one entry of its ring, closed by end.
+ */
+typedef struct kafkaload {
+    sink_loader base;
+    kafkasink *ks;
+    const sink_rel *rel;     /* the table being loaded (the caller's) */
     rd_kafka_topic_t *rkt;
     lsn_t lsn;
-    int64_t now_ms;
+    int64_t now_ms, started_ms;
+    uint64_t rows;
+    bool in_table;           /* its ring entry is open */
     json_t *held_key, *held_value;   /* the table's last row so far */
-    uint64_t refused;
-    char failure[480];
-};
+    char *line;              /* the row, copied to be split in place */
+    size_t line_cap;
+} kafkaload;
 
-static void snap_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m,
-                          void *opaque)
+static bool kl_fail(kafkaload *kl, const char *why)
 {
-    (void)rk;
-    kafkasnap *k = opaque;
-    if (!m->err)
-        return;
-    if (k->refused++ == 0)
-        snprintf(k->failure, sizeof k->failure, "Kafka did not take a "
-                 "message for topic %s: %s", rd_kafka_topic_name(m->rkt),
-                 rd_kafka_err2str(m->err));
+    return sink_loader_fail(&kl->base, "publishing %s.%s to Kafka: %s",
+                            kl->rel->schema, kl->rel->name, why);
 }
 
-kafkasnap *kafkasnap_open(const cfg *config, const cfg_service *service,
-                          char *err, size_t errlen)
+static void kl_close_entry(kafkaload *kl)
 {
-    kafkasnap *k = calloc(1, sizeof *k);
-    rd_kafka_conf_t *conf = k ? kafkasink_conf(config, err, errlen) : NULL;
-    if (!conf) {
-        if (!k)
-            snprintf(err, errlen, "out of memory");
-        free(k);
-        return NULL;
-    }
-    k->config = config;
-    k->service = service;
-    k->db = kafkasink_source_db(config->source.dsn);
-    rd_kafka_conf_set_opaque(conf, k);
-    rd_kafka_conf_set_dr_msg_cb(conf, snap_delivery);
-    rd_kafka_conf_set_log_cb(conf, on_log);
-    char why[512];
-    k->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, why, sizeof why);
-    if (!k->rk || !k->db) {
-        snprintf(err, errlen, "cannot make a Kafka producer: %s",
-                 k->rk ? "out of memory" : why);
-        if (!k->rk)
-            rd_kafka_conf_destroy(conf);
-        kafkasnap_close(k);
-        return NULL;
-    }
-    return k;
+    ktxn *t = kl->in_table ? ring_at(kl->ks, kl->ks->seq) : NULL;
+    if (t)
+        t->closed = true;
+    kl->in_table = false;
 }
 
-bool kafkasnap_table(kafkasnap *k, const sink_rel *rel, lsn_t lsn, char *err,
-                     size_t errlen)
+static bool kl_begin(sink_loader *l, const sink_load_table *t)
 {
-    if (k->rkt)
-        rd_kafka_topic_destroy(k->rkt);
-    char *name = dbz_topic(k->config->kafka.topic, k->config->name,
-                           k->service->name, rel->schema, rel->name);
-    k->rkt = name ? rd_kafka_topic_new(k->rk, name, NULL) : NULL;
-    if (!k->rkt)
-        snprintf(err, errlen, "cannot make topic %s", name ? name : "");
-    free(name);
-    k->rel = rel;
-    k->lsn = lsn;
-    k->now_ms = wall_ms();
-    return k->rkt != NULL;
-}
-
-/* Produces key and value (NULL: none), waiting while the queue is full. */
-static bool snap_produce(kafkasnap *k, json_t *key, json_t *value, char *err,
-                         size_t errlen)
-{
-    size_t klen = 0, vlen = 0;
-    char *kt = json_is_null(key) ? NULL : dbz_dump(key, &klen);
-    char *vt = dbz_dump(value, &vlen);
-    json_decref(key);
-    json_decref(value);
-    bool ok = vt != NULL;
-    while (ok && rd_kafka_produce(k->rkt, kt ? RD_KAFKA_PARTITION_UA : 0,
-                                  RD_KAFKA_MSG_F_FREE, vt, vlen, kt, klen,
-                                  NULL) != 0) {
-        rd_kafka_resp_err_t e = rd_kafka_last_error();
-        if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL || k->refused) {
-            snprintf(err, errlen, "cannot produce to topic %s: %s",
-                     rd_kafka_topic_name(k->rkt),
-                     k->refused ? k->failure : rd_kafka_err2str(e));
-            ok = false;
-            break;
-        }
-        rd_kafka_poll(k->rk, QUEUE_FULL_WAIT_MS);
-    }
-    if (!ok)
-        free(vt);
-    if (!vt)
-        snprintf(err, errlen, "out of memory");
-    free(kt);
-    return ok;
+    kafkaload *kl = l->impl;
+    kafkasink *ks = kl->ks;
+    kl->rel = t->rel;
+    kl->lsn = t->snapshot_lsn;
+    kl->now_ms = wall_ms();
+    kl->started_ms = mono_ms();
+    kl->rows = 0;
+    ks->commit_lsn = 0;
+    if (!ring_push(ks, 0))
+        return kl_fail(kl, "out of memory");
+    kl->in_table = true;
+    kl->rkt = table_topic(ks, t->rel);
+    return kl->rkt || kl_fail(kl, ks->base.error);
 }
 
 /* The held row goes out; `snapshot` is what its source says. */
-static bool snap_release_held(kafkasnap *k, const char *snapshot, char *err,
-                              size_t errlen)
+static bool kl_release_held(kafkaload *kl, const char *snapshot)
 {
-    if (!k->held_value)
+    if (!kl->held_value)
         return true;
-    json_object_set_new(json_object_get(k->held_value, "source"), "snapshot",
-                        json_string(snapshot));
-    bool ok = snap_produce(k, k->held_key, k->held_value, err, errlen);
-    k->held_key = k->held_value = NULL;
-    return ok;
+    json_object_set_new(json_object_get(kl->held_value, "source"),
+                        "snapshot", json_string(snapshot));
+    bool ok = produce_json(kl->ks, kl->rkt, kl->held_key, kl->held_value);
+    kl->held_key = kl->held_value = NULL;
+    return ok || kl_fail(kl, kl->ks->base.error);
 }
 
-bool kafkasnap_row(kafkasnap *k, const sink_value *vals, char *err,
-                   size_t errlen)
+/* The row's "r" event is held until the next row says it is not last. */
+static bool kl_hold(kafkaload *kl, const sink_value *vals)
 {
     dbz_source src = {
-        .version = CLEAVE_VERSION, .name = k->config->name, .db = k->db,
-        .schema = k->rel->schema, .table = k->rel->name, .ts_ms = k->now_ms,
-        .snapshot = "true", .lsn = k->lsn,
+        .version = CLEAVE_VERSION, .name = kl->base.config->name,
+        .db = kl->ks->db, .schema = kl->rel->schema, .table = kl->rel->name,
+        .ts_ms = kl->now_ms, .snapshot = "true", .lsn = kl->lsn,
     };
-    json_t *key = dbz_key(k->rel, vals);
-    json_t *value = dbz_envelope('r', NULL, dbz_row(k->rel, vals, false), &src,
-                                 NULL, k->now_ms);
+    json_t *key = dbz_key(kl->rel, vals);
+    json_t *value = dbz_envelope('r', NULL, dbz_row(kl->rel, vals, false),
+                                 &src, NULL, kl->now_ms);
     if (!key || !value) {
         json_decref(key);
         json_decref(value);
-        snprintf(err, errlen, "out of memory");
-        return false;
+        return kl_fail(kl, "out of memory");
     }
-    bool ok = snap_release_held(k, "true", err, errlen);
-    k->held_key = key;
-    k->held_value = value;
-    rd_kafka_poll(k->rk, 0);
+    bool ok = kl_release_held(kl, "true");
+    kl->held_key = key;
+    kl->held_value = value;
+    kl->rows++;
     return ok;
 }
 
-bool kafkasnap_end_table(kafkasnap *k, bool last, char *err, size_t errlen)
+/* A NUL-terminated copy of the line, which copytext splits in place. */
+static char *kl_line(kafkaload *kl, const char *line, size_t len)
 {
-    if (!snap_release_held(k, last ? "last" : "true", err, errlen))
-        return false;
-    rd_kafka_resp_err_t e = rd_kafka_flush(k->rk, COPY_TIMEOUT_MS);
-    rd_kafka_poll(k->rk, 0);
-    if (k->refused) {
-        snprintf(err, errlen, "%s", k->failure);
-        return false;
+    if (len + 1 > kl->line_cap) {
+        char *grown = realloc(kl->line, len + 1);
+        if (!grown)
+            return NULL;
+        kl->line = grown;
+        kl->line_cap = len + 1;
     }
-    if (e) {
-        snprintf(err, errlen, "Kafka did not acknowledge the rows of %s.%s "
-                 "in %d s: %s", k->rel->schema, k->rel->name,
-                 COPY_TIMEOUT_MS / 1000, rd_kafka_err2str(e));
+    memcpy(kl->line, line, len);
+    kl->line[len] = '\0';
+    return kl->line;
+}
+
+static bool kl_row(sink_loader *l, const char *line, size_t len)
+{
+    kafkaload *kl = l->impl;
+    uint16_t ncols = kl->rel->ncols;
+    copytext_field fields[ncols ? ncols : 1];
+    sink_value vals[ncols ? ncols : 1];
+    char *text = kl_line(kl, line, len);
+    if (!text)
+        return kl_fail(kl, "out of memory");
+    /* A table without columns has empty rows: no field to split. */
+    int got = ncols ? copytext_split(text, len, fields, ncols) : 0;
+    if (got != ncols)
+        return kl_fail(kl, "a row of COPY that does not split into its "
+                       "columns");
+    for (int i = 0; i < got; i++)
+        vals[i] = (sink_value){fields[i].null ? 'n' : 't', fields[i].len,
+                               fields[i].data};
+    return kl_hold(kl, vals);
+}
+
+/* Done once the broker acknowledged every row of the table. */
+static bool kl_end(sink_loader *l, bool last)
+{
+    kafkaload *kl = l->impl;
+    bool timed_out = false;
+    if (!kl_release_held(kl, last ? "last" : "true"))
         return false;
-    }
+    kl_close_entry(kl);
+    if (!settle(kl->ks, COPY_TIMEOUT_MS, &timed_out))
+        return kl_fail(kl, kl->ks->base.error);
+    if (timed_out)
+        return sink_loader_fail(l, "Kafka did not acknowledge the rows of "
+                                "%s.%s in %d s", kl->rel->schema,
+                                kl->rel->name, COPY_TIMEOUT_MS / 1000);
+    log_info("event=table_published service=%s table=%s.%s rows=%llu "
+             "seconds=%.2f", l->service->name, kl->rel->schema,
+             kl->rel->name, (unsigned long long)kl->rows,
+             (mono_ms() - kl->started_ms) / 1000.0);
     return true;
 }
 
-void kafkasnap_close(kafkasnap *k)
+/* Rows already produced stay: the table is published again in full. */
+static void kl_abort(sink_loader *l)
 {
-    if (!k)
-        return;
-    json_decref(k->held_key);
-    json_decref(k->held_value);
-    if (k->rkt)
-        rd_kafka_topic_destroy(k->rkt);
-    if (k->rk) {
-        rd_kafka_purge(k->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
-        rd_kafka_poll(k->rk, 0);
-        rd_kafka_destroy(k->rk);
+    kafkaload *kl = l->impl;
+    json_decref(kl->held_key);
+    json_decref(kl->held_value);
+    kl->held_key = kl->held_value = NULL;
+    kl_close_entry(kl);
+}
+
+static void kl_close(sink_loader *l)
+{
+    kafkaload *kl = l->impl;
+    kl_abort(l);
+    producer_close(kl->ks);
+    kafkasink_free(&kl->ks->base);
+    free(kl->line);
+    free(kl);
+}
+
+static const sink_loader_ops kafkaload_ops = {
+    .kind = "kafka",
+    .begin = kl_begin,
+    .row = kl_row,
+    .end = kl_end,
+    .abort = kl_abort,
+    .close = kl_close,
+};
+
+sink_loader *kafkasink_loader(const cfg *config, const cfg_service *service,
+                              char *err, size_t errlen)
+{
+    kafkaload *kl = calloc(1, sizeof *kl);
+    sink *s = kl ? kafkasink_new(config, service) : NULL;
+    if (!s) {
+        free(kl);
+        snprintf(err, errlen, "out of memory");
+        return NULL;
     }
-    free(k->db);
-    free(k);
+    kl->ks = impl(s);
+    kl->base = (sink_loader){.ops = &kafkaload_ops, .config = config,
+                             .service = service, .impl = kl};
+    if (!producer_new(kl->ks)) {
+        snprintf(err, errlen, "%s", s->error);
+        kafkasink_free(s);
+        free(kl);
+        return NULL;
+    }
+    return &kl->base;
 }

@@ -48,25 +48,14 @@ struct rd_kafka_conf_s *kafkasink_conf(const cfg *config, char *err,
                                        size_t errlen);
 
 /*
- * The initial copy's events (op "r"), produced by a copy thread with a
- * producer of its own, table by table. The last row of each table is held
- * back until kafkasnap_end_table says whether it is the last row of the
- * whole snapshot (source.snapshot "last") or not ("true").
+ * The initial sync's loader (sink.h, sink_loader): each row as a Debezium
+ * snapshot event (op "r", source.lsn the snapshot's), through a producer
+ * of its own set up as the sink's. The last row of each table is held
+ * back until end says whether it is the last of the service's whole
+ * snapshot (source.snapshot "last") or not ("true"). NULL with err when
+ * the producer cannot be made.
  */
-typedef struct kafkasnap kafkasnap;
-
-kafkasnap *kafkasnap_open(const cfg *config, const cfg_service *service,
-                          char *err, size_t errlen);
-/* Starts a table: its topic; lsn is the snapshot's consistent point. */
-bool kafkasnap_table(kafkasnap *k, const sink_rel *rel, lsn_t lsn, char *err,
-                     size_t errlen);
-bool kafkasnap_row(kafkasnap *k, const sink_value *vals, char *err,
-                   size_t errlen);
-/*
- * Produces the held row and waits until the broker acknowledged every row
- * of the table; false with err when one was refused or time ran out.
- */
-bool kafkasnap_end_table(kafkasnap *k, bool last, char *err, size_t errlen);
-void kafkasnap_close(kafkasnap *k);
+sink_loader *kafkasink_loader(const cfg *config, const cfg_service *service,
+                              char *err, size_t errlen);
 
 #endif

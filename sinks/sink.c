@@ -1,6 +1,6 @@
 /*
  * sink: relation snapshots and change events shared by the stream loop
- * and every sink; see sink.h.
+ * and every sink, and the factories of sinks and loaders; see sink.h.
  *
  * An event is one heap block: the header, the value arrays, then the
  * value bytes, so handing it to another thread and freeing it are one
@@ -13,8 +13,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <libpq-fe.h>
+
 #include "decoder/pgoutput.h"
 #include "sinks/kafkasink.h"
+#include "sinks/pgload.h"
 #include "sinks/pgsink.h"
 
 sink_rel *sink_rel_ref(sink_rel *rel)
@@ -102,6 +105,94 @@ sink_rel *sink_rel_from_pgo(const pgo_relation *src, uint64_t version,
         return NULL;
     }
     return rel;
+}
+
+/*
+ * The key flags as pgoutput sets them: the replica identity index's
+ * columns, the primary key's, or every column for FULL.
+ */
+static const char rel_sql[] =
+    "SELECT a.attname, a.atttypid::int8, a.atttypmod, "
+    "       c.relreplident = 'f' OR coalesce(a.attnum = ANY "
+    "         (i.indkey::int2[]), false), c.relreplident, c.oid::int8 "
+    "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+    "JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 "
+    "  AND NOT a.attisdropped AND a.attgenerated = '' "
+    "LEFT JOIN pg_index i ON i.indrelid = c.oid AND CASE c.relreplident "
+    "  WHEN 'i' THEN i.indisreplident WHEN 'd' THEN i.indisprimary "
+    "  ELSE false END "
+    "WHERE n.nspname = $1 AND c.relname = $2 ORDER BY a.attnum";
+
+/* The relation of rel_sql's n > 0 rows; NULL when out of memory. */
+static sink_rel *rel_from_rows(PGresult *res, int n, const char *schema,
+                               const char *name)
+{
+    sink_rel *rel = calloc(1, sizeof *rel);
+    if (!rel)
+        return NULL;
+    atomic_init(&rel->refs, 1);
+    rel->oid = (uint32_t)strtoul(PQgetvalue(res, 0, 5), NULL, 10);
+    rel->replident = PQgetvalue(res, 0, 4)[0];
+    rel->schema = strdup(schema);
+    rel->name = strdup(name);
+    rel->cols = calloc((size_t)n, sizeof *rel->cols);
+    bool ok = rel->schema && rel->name && rel->cols;
+    for (int i = 0; ok && i < n; i++) {
+        struct sink_col *col = &rel->cols[rel->ncols];
+        col->name = strdup(PQgetvalue(res, i, 0));
+        col->type_oid = (uint32_t)strtoul(PQgetvalue(res, i, 1), NULL, 10);
+        col->typmod = atoi(PQgetvalue(res, i, 2));
+        col->key = PQgetvalue(res, i, 3)[0] == 't';
+        ok = col->name != NULL;
+        rel->ncols += ok;
+    }
+    if (!ok) {
+        sink_rel_unref(rel);
+        return NULL;
+    }
+    return rel;
+}
+
+sink_rel *sink_rel_read(PGconn *src, const char *schema, const char *name,
+                        char *err, size_t errlen)
+{
+    const char *params[2] = {schema, name};
+    PGresult *res = PQexecParams(src, rel_sql, 2, NULL, params, NULL, NULL,
+                                 0);
+    int n = PQresultStatus(res) == PGRES_TUPLES_OK ? PQntuples(res) : -1;
+    sink_rel *rel = n > 0 ? rel_from_rows(res, n, schema, name) : NULL;
+    const char *msg = PQerrorMessage(src);
+    if (!rel && n < 0)
+        snprintf(err, errlen, "%.*s", (int)strcspn(msg, "\n"), msg);
+    else if (!rel)
+        snprintf(err, errlen, "%s", n == 0 ? "no such table"
+                                           : "out of memory");
+    PQclear(res);
+    return rel;
+}
+
+char *sink_rel_columns(PGconn *c, const sink_rel *rel)
+{
+    size_t cap = 1, len = 0;
+    char *out = malloc(cap);
+    for (uint16_t i = 0; out && i < rel->ncols; i++) {
+        const char *name = rel->cols[i].name;
+        char *q = PQescapeIdentifier(c, name, strlen(name));
+        size_t qn = q ? strlen(q) : 0;
+        char *grown = q ? realloc(out, cap + qn + 2) : NULL;
+        if (!grown) {
+            PQfreemem(q);
+            free(out);
+            return NULL;
+        }
+        out = grown;
+        cap += qn + 2;
+        len += (size_t)sprintf(out + len, "%s%s", i ? ", " : "", q);
+        PQfreemem(q);
+    }
+    if (out && len == 0)
+        out[0] = '\0';
+    return out;
 }
 
 bool sink_fail(sink *s, lsn_t lsn, const char *fmt, ...)
@@ -306,4 +397,38 @@ void sink_destroy(sink *s)
 {
     if (s)
         s->ops->destroy(s);
+}
+
+size_t sink_kinds(const cfg_service *service, sink_kind kinds[SINK_NKINDS])
+{
+    size_t n = 0;
+    if (service->target_postgres)
+        kinds[n++] = SINK_KIND_POSTGRES;
+    if (service->target_kafka)
+        kinds[n++] = SINK_KIND_KAFKA;
+    return n;
+}
+
+sink_loader *sink_loader_open(sink_kind kind, const cfg *config,
+                              const cfg_service *service, PGconn *target,
+                              char *err, size_t errlen)
+{
+    return kind == SINK_KIND_KAFKA
+               ? kafkasink_loader(config, service, err, errlen)
+               : pgload_open(config, service, target, err, errlen);
+}
+
+void sink_loader_close(sink_loader *l)
+{
+    if (l)
+        l->ops->close(l);
+}
+
+bool sink_loader_fail(sink_loader *l, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(l->error, sizeof l->error, fmt, ap);
+    va_end(ap);
+    return false;
 }

@@ -179,6 +179,13 @@ sink *sink_new(sink_kind kind, const cfg *config, const cfg_service *service);
 void sink_destroy(sink *s);
 
 /*
+ * The kinds of destination a service has (postgres first, then kafka);
+ * returns how many.
+ */
+#define SINK_NKINDS 2
+size_t sink_kinds(const cfg_service *service, sink_kind kinds[SINK_NKINDS]);
+
+/*
  * The one rule for "already held, skip it": sinks apply in source commit
  * order, so a transaction whose commit starts before the end of one a
  * sink holds was applied with it, and a replay of it must change nothing.
@@ -212,6 +219,20 @@ struct pgo_decoder;
 sink_rel *sink_rel_from_pgo(const struct pgo_relation *rel, uint64_t version,
                             const struct pgo_decoder *dec);
 
+struct pg_conn;
+
+/*
+ * The columns of table schema.name as a Relation message would describe
+ * them (generated columns left out, the replica identity's columns as
+ * the key, every column for FULL), read from the catalog through `src`
+ * (inside the copy's snapshot, say); version 0. NULL with err when the
+ * query fails, there is no such table, or memory runs out.
+ */
+sink_rel *sink_rel_read(struct pg_conn *src, const char *schema,
+                        const char *name, char *err, size_t errlen);
+/* rel's columns quoted for SQL: "a", "b" (malloc'd; NULL when out of memory). */
+char *sink_rel_columns(struct pg_conn *c, const sink_rel *rel);
+
 /* BEGIN or COMMIT. */
 sink_event *sink_event_txn(sink_op op, uint32_t xid, lsn_t commit_lsn,
                            lsn_t end_lsn, int64_t commit_time);
@@ -236,5 +257,69 @@ sink_event *sink_event_truncate(lsn_t commit_lsn, uint8_t options,
 sink_event *sink_event_message(lsn_t commit_lsn, lsn_t msg_lsn,
                                bool transactional, const char *prefix,
                                const void *content, uint32_t len);
+
+/*
+ * sink_loader: the initial sync's bulk load of one service's tables into
+ * one destination, so the copy threads never know what they fill.
+ *
+ * A copy thread opens a loader per destination kind of the service it
+ * copies (sink_kinds) and feeds every one the same rows: per table,
+ * begin, each row of COPY ... TO STDOUT in text form, then end (or
+ * abort). The postgres loader empties the target table and COPYs the rows
+ * in, one target transaction per table, on the copy thread's own target
+ * connection (which has the tables already: schema.h makes them); the
+ * kafka loader produces each row as a Debezium snapshot event (op "r")
+ * with a producer of its own, and end returns once the broker
+ * acknowledged every row of the table. A loader is used by one thread.
+ * A false return fails the table, with the reason in loader->error; the
+ * caller aborts it and may begin another table or close.
+ */
+typedef struct sink_loader sink_loader;
+
+/* A table as its loaders see it. */
+typedef struct sink_load_table {
+    const sink_rel *rel;     /* its columns, in the order of COPY's rows */
+    bool partitioned;        /* its rows are its partitions' (no ONLY) */
+    lsn_t snapshot_lsn;      /* the copy's snapshot: its consistent point */
+} sink_load_table;
+
+typedef struct sink_loader_ops {
+    const char *kind;
+    bool (*begin)(sink_loader *l, const sink_load_table *t);
+    /* One row: a line of COPY's text format (its newline optional). */
+    bool (*row)(sink_loader *l, const char *line, size_t len);
+    /*
+     * The table is complete: committed, acknowledged. `last`: no other
+     * table of the service is left to load after it (Kafka marks the last
+     * row of the service's snapshot so).
+     */
+    bool (*end)(sink_loader *l, bool last);
+    /* Gives the table up (after any call, a failed one too). */
+    void (*abort)(sink_loader *l);
+    void (*close)(sink_loader *l);
+} sink_loader_ops;
+
+struct sink_loader {
+    const sink_loader_ops *ops;
+    const cfg *config;
+    const cfg_service *service;
+    char error[512];         /* why the last call failed */
+    void *impl;
+};
+
+/*
+ * A loader of that kind for a service; `target` is the copy thread's
+ * connection to the service's PostgreSQL target (used by the postgres
+ * loader only, never closed by it). NULL with err when it cannot be made.
+ */
+sink_loader *sink_loader_open(sink_kind kind, const cfg *config,
+                              const cfg_service *service,
+                              struct pg_conn *target, char *err,
+                              size_t errlen);
+/* l->ops->close(l); NULL is fine. */
+void sink_loader_close(sink_loader *l);
+/* Records why a loader failed; returns false for `return ...`. */
+bool sink_loader_fail(sink_loader *l, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 #endif

@@ -88,15 +88,6 @@ static char *ask(const shop_env *env, const char *what, double timeout_s)
     return NULL;
 }
 
-/* The status document, or NULL while nothing answers on the socket. */
-static json_t *status_json_or_null(const shop_env *env)
-{
-    char *body = ask(env, "json", 5);
-    json_t *j = body ? json_loads(body, 0, NULL) : NULL;
-    free(body);
-    return j;
-}
-
 static json_t *status_json(const shop_env *env)
 {
     char *body = ask(env, "json", 5);
@@ -130,25 +121,6 @@ static const char *sink_str(json_t *st, const char *service, const char *key)
 static double sink_num(json_t *st, const char *service, const char *key)
 {
     return json_number_value(json_object_get(sink_of(st, service), key));
-}
-
-/* Waits until the predicate holds on a fresh status document. */
-static bool wait_status(const shop_env *env, bool (*pred)(json_t *, void *),
-                        void *arg, double timeout_s)
-{
-    double deadline = now_s() + timeout_s;
-    for (;;) {
-        /* Before cleave listens, there is nothing to ask. */
-        json_t *st = status_json_or_null(env);
-        bool ok = st && pred(st, arg);
-        json_decref(st);
-        if (ok)
-            return true;
-        if (now_s() > deadline)
-            return false;
-        struct timespec ts = {0, 100 * 1000 * 1000};  /* a deadline poll */
-        nanosleep(&ts, NULL);
-    }
 }
 
 static bool in_state(json_t *st, void *arg)
@@ -213,7 +185,7 @@ START_TEST(fields_lag_and_errors)
     ck_assert_int_eq(stat(path, &sb), 0);
     ck_assert_msg((sb.st_mode & 0777) == 0660, "mode %o", sb.st_mode & 0777);
 
-    ck_assert(wait_status(&env, lag_gone, NULL, WAIT_S));
+    ck_assert(shop_wait_status(&env, lag_gone, NULL, WAIT_S));
     json_t *st = status_json(&env);
     ck_assert_str_eq(json_string_value(json_object_get(st, "name")), "stfields");
     ck_assert_int_eq(json_integer_value(json_object_get(st, "pid")), env.pid);
@@ -235,11 +207,11 @@ START_TEST(fields_lag_and_errors)
     PQclear(PQexec(hold, "BEGIN; LOCK TABLE users IN ACCESS EXCLUSIVE MODE"));
     exec_or_abort(src, env.srcdb, "INSERT INTO users (external_id, email, "
                   "full_name) VALUES (gen_random_uuid(), 'lag@x.io', 'Lag')");
-    ck_assert_msg(wait_status(&env, lag_grew, "user_service", WAIT_S),
+    ck_assert_msg(shop_wait_status(&env, lag_grew, "user_service", WAIT_S),
                   "no lag while the target was held");
     PQclear(PQexec(hold, "COMMIT"));
     PQfinish(hold);
-    ck_assert_msg(wait_status(&env, lag_gone, NULL, WAIT_S),
+    ck_assert_msg(shop_wait_status(&env, lag_gone, NULL, WAIT_S),
                   "the lag did not fall back to zero");
     st = status_json(&env);
     ck_assert(sink_num(st, "user_service", "rows_applied") >= 1);
@@ -254,7 +226,7 @@ START_TEST(fields_lag_and_errors)
     exec_or_abort(src, env.srcdb, "INSERT INTO warehouses (id, code, name, "
                   "country_code) VALUES (500, 'SRC', 's', 'DE')");
     const char *err_state[] = {"inventory_service", "error"};
-    ck_assert_msg(wait_status(&env, in_state, err_state, WAIT_S),
+    ck_assert_msg(shop_wait_status(&env, in_state, err_state, WAIT_S),
                   "inventory_service not in error");
     st = status_json(&env);
     const char *why = sink_str(st, "inventory_service", "last_error");
@@ -266,7 +238,7 @@ START_TEST(fields_lag_and_errors)
     json_decref(st);
     exec_or_abort(tgt, env.dbs[INVENTORY], "SET session_replication_role = "
                   "replica; DELETE FROM warehouses WHERE id = 500");
-    ck_assert_msg(wait_status(&env, lag_gone, NULL, WAIT_S),
+    ck_assert_msg(shop_wait_status(&env, lag_gone, NULL, WAIT_S),
                   "inventory_service did not recover");
     stop_cleanly(&env);
 }
@@ -339,7 +311,7 @@ START_TEST(big_transaction_counted)
     exec_or_abort(src, env.srcdb, "ALTER DATABASE stcount_shop SET "
                   "logical_decoding_work_mem = '64kB'");
     ck_assert(shop_start(&env));
-    ck_assert(wait_status(&env, lag_gone, NULL, WAIT_S));
+    ck_assert(shop_wait_status(&env, lag_gone, NULL, WAIT_S));
     json_t *st = status_json(&env);
     counts want = counts_of(st, "notification_service");
     json_decref(st);
@@ -355,7 +327,7 @@ START_TEST(big_transaction_counted)
                                  "pg_stat_replication_slots WHERE slot_name "
                                  "= 'cleave_stcount'", WAIT_S),
                   "the transaction was not streamed");
-    bool done = wait_status(&env, counted, &want, WAIT_S);
+    bool done = shop_wait_status(&env, counted, &want, WAIT_S);
     st = status_json(&env);
     counts got = counts_of(st, "notification_service");
     json_decref(st);
@@ -558,17 +530,17 @@ START_TEST(lost_slot)
 {
     shop_env env;
     start(&env, "stlost");
-    ck_assert_msg(wait_status(&env, wal_reserved, "null", WAIT_S),
+    ck_assert_msg(shop_wait_status(&env, wal_reserved, "null", WAIT_S),
                   "no wal_status reserved with a null safe_wal_bytes");
     set_keep_size("1MB");
-    ck_assert_msg(wait_status(&env, wal_reserved, "number", WAIT_S),
+    ck_assert_msg(shop_wait_status(&env, wal_reserved, "number", WAIT_S),
                   "no safe_wal_bytes with max_slot_wal_keep_size set");
     ck_assert_int_eq(shop_stop(&env, SIGTERM, 60), 0);
 
     ck_assert_msg(push_until_lost(&env, WAIT_S), "the slot was not invalidated");
     ck_assert(shop_start(&env));
     ck_assert_msg(wait_socket(&env, WAIT_S), "no status socket");
-    ck_assert_msg(wait_status(&env, slot_lost, NULL, WAIT_S),
+    ck_assert_msg(shop_wait_status(&env, slot_lost, NULL, WAIT_S),
                   "status does not show the lost slot and the way back");
     /* Logged with the slot, the reason and the way back, and retried. */
     ck_assert_msg(wait_log_lines(&env, "event=slot_invalidated slot=cleave_stlost"
@@ -607,7 +579,7 @@ START_TEST(lost_slot)
     exec_or_abort(src, env.srcdb, "SELECT pg_drop_replication_slot("
                   "'cleave_stlost')");
     long mark = shop_log_size(&env);
-    ck_assert_msg(wait_status(&env, lost_then_dropped, NULL, WAIT_S),
+    ck_assert_msg(shop_wait_status(&env, lost_then_dropped, NULL, WAIT_S),
                   "status does not say the lost slot was dropped");
     ck_assert(wait_log_lines(&env, "and it has since been dropped", 2, WAIT_S));
     ws = slot_wal_status(&env);

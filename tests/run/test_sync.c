@@ -55,26 +55,6 @@ static void stop_cleanly(shop_env *env)
     shop_teardown(env);
 }
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-/* `cleave status --json` of the running cleave, or NULL while it cannot say. */
-static json_t *status_json(const shop_env *env)
-{
-    char *argv[] = {(char *)shop_cleave_bin(), "status", "-c",
-                    (char *)env->config, "--json", NULL};
-    rc_result r;
-    if (!rc_run(argv, &r))
-        return NULL;
-    json_t *j = r.status == 0 ? json_loads(r.out, 0, NULL) : NULL;
-    rc_free(&r);
-    return j;
-}
-
 /* The sinks of a service in a status document (an empty array if none). */
 static json_t *sinks_of(json_t *st, const char *service)
 {
@@ -113,31 +93,13 @@ static bool all_streaming(json_t *st, void *arg)
     return true;
 }
 
-/* Waits until pred holds on a fresh `cleave status --json`. */
-static bool wait_status(const shop_env *env, bool (*pred)(json_t *, void *),
-                        void *arg, double timeout_s)
-{
-    double deadline = now_s() + timeout_s;
-    for (;;) {
-        json_t *st = status_json(env);
-        bool ok = st && pred(st, arg);
-        json_decref(st);
-        if (ok)
-            return true;
-        if (now_s() > deadline)
-            return false;
-        struct timespec ts = {0, 200 * 1000 * 1000};  /* polling a deadline */
-        nanosleep(&ts, NULL);
-    }
-}
-
 static void wait_status_or_abort(shop_env *env,
                                  bool (*pred)(json_t *, void *), void *arg,
                                  const char *what)
 {
-    if (wait_status(env, pred, arg, SYNC_S))
+    if (shop_wait_status(env, pred, arg, SYNC_S))
         return;
-    json_t *st = status_json(env);
+    json_t *st = shop_status_json(env);
     char *text = st ? json_dumps(st, JSON_COMPACT) : NULL;
     char shown[4096];
     snprintf(shown, sizeof shown, "%s", text ? text : "(none)");

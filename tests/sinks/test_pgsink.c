@@ -2,7 +2,8 @@
  * pgsink against a real target: one throwaway cluster, a fresh database
  * per test, relation snapshots and change events built by hand the way
  * the stream loop builds them from pgoutput, and every claim checked with
- * SQL on the target. Ends with a throughput figure (printed, not asserted).
+ * SQL on the target; the initial sync's loader (pgload) likewise. Ends
+ * with a throughput figure (printed, not asserted).
  */
 #include <check.h>
 #include <stdio.h>
@@ -1297,6 +1298,127 @@ START_TEST(shop_tables)
 }
 END_TEST
 
+/* ------------------------------------------------------------ the loader */
+
+/*
+ * The initial sync's postgres loader on a connection of the test's own,
+ * as a copy thread has: a table with hostile names and a generated
+ * column, its relation read from the catalog as the copy reads it.
+ */
+typedef struct loadfx {
+    fixture f;               /* its database and configuration; no sink */
+    PGconn *conn;
+    sink_rel *rel;
+    sink_loader *l;
+} loadfx;
+
+#define LOAD_SCHEMA "we\"ird"
+#define LOAD_TABLE "T a\"b"
+
+static void load_setup(loadfx *x, const char *db)
+{
+    memset(&x->f, 0, sizeof x->f);
+    snprintf(x->f.db, sizeof x->f.db, "%s", db);
+    ck_assert(pgc_createdb(cluster, db));
+    x->f.dsn = pgc_dsn(cluster, db);
+    x->f.config = (cfg){.name = "test", .source.dsn = x->f.dsn};
+    x->f.svc = (cfg_service){.name = x->f.db, .target_postgres = x->f.dsn};
+    ck_assert(pgc_exec(cluster, db, "CREATE SCHEMA \"we\"\"ird\"; "
+                       "CREATE TABLE \"we\"\"ird\".\"T a\"\"b\" (id int "
+                       "PRIMARY KEY, note text, twice int GENERATED ALWAYS "
+                       "AS (id * 2) STORED); INSERT INTO "
+                       "\"we\"\"ird\".\"T a\"\"b\" VALUES (1, 'old')"));
+    x->conn = pgc_connect(cluster, db);
+    ck_assert_ptr_nonnull(x->conn);
+    char err[256];
+    x->rel = sink_rel_read(x->conn, LOAD_SCHEMA, LOAD_TABLE, err, sizeof err);
+    ck_assert_msg(x->rel, "sink_rel_read: %s", err);
+    x->l = sink_loader_open(SINK_KIND_POSTGRES, &x->f.config, &x->f.svc,
+                            x->conn, err, sizeof err);
+    ck_assert_msg(x->l, "sink_loader_open: %s", err);
+}
+
+static void load_done(loadfx *x)
+{
+    sink_loader_close(x->l);
+    sink_rel_unref(x->rel);
+    PQfinish(x->conn);
+    free(x->f.dsn);
+}
+
+static bool load_rows(loadfx *x, const char *const *rows)
+{
+    sink_load_table t = {x->rel, false, 0};
+    if (!x->l->ops->begin(x->l, &t))
+        return false;
+    for (const char *const *r = rows; *r; r++)
+        if (!x->l->ops->row(x->l, *r, strlen(*r)))
+            return false;
+    return true;
+}
+
+static const char load_rows_sql[] =
+    "SELECT string_agg(id || ':' || coalesce(note, 'NULL') || ':' || twice, "
+    "',' ORDER BY id) FROM \"we\"\"ird\".\"T a\"\"b\"";
+
+/* Read as pgoutput describes it; loaded in place of what was there. */
+START_TEST(loader_replaces_rows)
+{
+    loadfx x;
+    load_setup(&x, "t_load");
+    ck_assert_uint_eq(x.rel->ncols, 2);
+    ck_assert_str_eq(x.rel->cols[0].name, "id");
+    ck_assert(x.rel->cols[0].key && !x.rel->cols[1].key);
+    ck_assert_int_eq(x.rel->replident, 'd');
+    static const char *const rows[] = {"2\tnew\n", "3\t\\N\n", "4\ttab\\there",
+                                       NULL};
+    ck_assert_msg(load_rows(&x, rows) && x.l->ops->end(x.l, true), "%s",
+                  x.l->error);
+    expect(&x.f, load_rows_sql, "2:new:4,3:NULL:6,4:tab\there:8");
+    load_done(&x);
+}
+END_TEST
+
+/*
+ * A table given up, or refused by the target, keeps what it had, and
+ * the connection loads the next one.
+ */
+START_TEST(loader_abort_keeps_rows)
+{
+    loadfx x;
+    load_setup(&x, "t_load_abort");
+    static const char *const rows[] = {"2\tgone\n", NULL};
+    ck_assert(load_rows(&x, rows));
+    x.l->ops->abort(x.l);
+    expect(&x.f, load_rows_sql, "1:old:2");
+    static const char *const bad[] = {"2\tok\n", "x\tnot a number\n", NULL};
+    bool ok = load_rows(&x, bad) && x.l->ops->end(x.l, false);
+    ck_assert(!ok);
+    ck_assert_msg(strstr(x.l->error, LOAD_TABLE) &&
+                  strstr(x.l->error, "integer"), "%s", x.l->error);
+    x.l->ops->abort(x.l);
+    expect(&x.f, load_rows_sql, "1:old:2");
+    static const char *const good[] = {"5\tlast\n", NULL};
+    ck_assert_msg(load_rows(&x, good) && x.l->ops->end(x.l, false), "%s",
+                  x.l->error);
+    expect(&x.f, load_rows_sql, "5:last:10");
+    load_done(&x);
+}
+END_TEST
+
+/* A table that is not there is named, not loaded. */
+START_TEST(loader_missing_table)
+{
+    loadfx x;
+    load_setup(&x, "t_load_missing");
+    char err[256];
+    ck_assert_ptr_null(sink_rel_read(x.conn, "public", "nope", err,
+                                     sizeof err));
+    ck_assert_str_eq(err, "no such table");
+    load_done(&x);
+}
+END_TEST
+
 /* ------------------------------------------------------------ throughput */
 
 START_TEST(throughput)
@@ -1384,6 +1506,9 @@ int main(void)
     tcase_add_test(tc, target_lost_column);
     tcase_add_test(tc, add_column_hostile_names);
     tcase_add_test(tc, shop_tables);
+    tcase_add_test(tc, loader_replaces_rows);
+    tcase_add_test(tc, loader_abort_keeps_rows);
+    tcase_add_test(tc, loader_missing_table);
     tcase_add_test(tc, throughput);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);

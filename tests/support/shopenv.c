@@ -223,42 +223,57 @@ bool shop_wait_streaming(shop_env *env, double timeout_s)
     return pgc_wait_until(env->src, env->srcdb, sql, timeout_s);
 }
 
-/*
- * Whether every service the running cleave reports streams, asked as users
- * ask: `cleave status --json` (a service's state is the worst of its
- * sinks', so a PostgreSQL and a Kafka sink must both stream).
- */
-static bool all_streaming(const shop_env *env)
+json_t *shop_status_json(const shop_env *env)
 {
     char *argv[] = {(char *)shop_cleave_bin(), "status", "-c",
                     (char *)env->config, "--json", NULL};
     rc_result r;
-    if (!rc_run(argv, &r) || r.status != 0) {
-        rc_free(&r);
-        return false;
-    }
-    json_t *root = json_loads(r.out, 0, NULL);
+    if (!rc_run(argv, &r))
+        return NULL;
+    json_t *j = r.status == 0 ? json_loads(r.out, 0, NULL) : NULL;
     rc_free(&r);
-    json_t *services = json_object_get(root, "services");
+    return j;
+}
+
+bool shop_wait_status(const shop_env *env, bool (*pred)(json_t *, void *),
+                      void *arg, double timeout_s)
+{
+    double deadline = now_s() + timeout_s;
+    for (;;) {
+        json_t *st = shop_status_json(env);
+        bool ok = st && pred(st, arg);
+        json_decref(st);
+        if (ok)
+            return true;
+        if (now_s() > deadline)
+            return false;
+        struct timespec ts = {0, 100 * 1000 * 1000};  /* polling a deadline */
+        nanosleep(&ts, NULL);
+    }
+}
+
+/*
+ * Whether every service reports streaming (a service's state is the
+ * worst of its sinks', so a PostgreSQL and a Kafka sink must both
+ * stream).
+ */
+static bool all_streaming(json_t *st, void *arg)
+{
+    (void)arg;
+    json_t *services = json_object_get(st, "services");
     size_t n = json_array_size(services), streaming = 0;
     for (size_t i = 0; i < n; i++) {
         const char *state = json_string_value(
             json_object_get(json_array_get(services, i), "state"));
         streaming += state && strcmp(state, "streaming") == 0;
     }
-    json_decref(root);
     return n > 0 && streaming == n;
 }
 
 bool shop_wait_caught_up(shop_env *env, double timeout_s)
 {
-    double deadline = now_s() + timeout_s;
-    while (!all_streaming(env)) {
-        if (now_s() > deadline)
-            return false;
-        struct timespec ts = {0, 50 * 1000 * 1000};  /* polling a deadline */
-        nanosleep(&ts, NULL);
-    }
+    if (!shop_wait_status(env, all_streaming, NULL, timeout_s))
+        return false;
     char *lsn = pgc_query_value(env->src, env->srcdb, "SELECT pg_current_wal_lsn()");
     char sql[256];
     snprintf(sql, sizeof sql,

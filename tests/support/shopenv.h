@@ -12,6 +12,7 @@
 #define CLEAVE_TESTS_SHOPENV_H
 
 #include <check.h>
+#include <jansson.h>
 #include <stdbool.h>
 #include <sys/types.h>
 
@@ -70,6 +71,18 @@ bool shop_start(shop_env *env);
 int shop_stop(shop_env *env, int sig, double timeout_s);
 /* Waits until the slot exists and a walsender streams it. */
 bool shop_wait_streaming(shop_env *env, double timeout_s);
+/*
+ * The running cleave's status, asked as users ask: `cleave status -c
+ * CONFIG --json`. NULL while it cannot say (not listening yet, stopped);
+ * the caller json_decref's it.
+ */
+json_t *shop_status_json(const shop_env *env);
+/*
+ * Waits until pred(status, arg) holds on a fresh shop_status_json, asked
+ * every 100 ms; false at the deadline.
+ */
+bool shop_wait_status(const shop_env *env, bool (*pred)(json_t *, void *),
+                      void *arg, double timeout_s);
 /*
  * Waits until every service of the running cleave streams (its initial
  * sync and the replay of what it held are over: `cleave status --json`
