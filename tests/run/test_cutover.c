@@ -119,16 +119,11 @@ static void assert_converges(shop_env *env, const char *when)
     }
 }
 
-/* The status document's field of order_service, as text. */
+/* The status document's field of order_service, as JSON text. */
 static char *service_field(shop_env *env, const char *field)
 {
-    char *argv[] = {(char *)shop_cleave_bin(), "status", "-c", env->config,
-                    "--json", NULL};
-    rc_result r;
+    json_t *doc = shop_status_json(env);
     char *value = NULL;
-    if (!rc_run(argv, &r))
-        return NULL;
-    json_t *doc = r.status == 0 ? json_loads(r.out, 0, NULL) : NULL;
     size_t i;
     json_t *svc;
     json_array_foreach(json_object_get(doc, "services"), i, svc) {
@@ -138,7 +133,6 @@ static char *service_field(shop_env *env, const char *field)
                                JSON_ENCODE_ANY | JSON_COMPACT);
     }
     json_decref(doc);
-    rc_free(&r);
     return value;
 }
 
