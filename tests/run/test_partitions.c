@@ -1,8 +1,11 @@
 /*
  * Partitioned tables owned by a service (PRODUCT.md §3), on PostgreSQL 15
  * at both ends: a range-partitioned and a list-partitioned table created,
- * copied and streamed with rows moving between partitions by UPDATE,
- * `cleave verify` clean; `cleave analyze` checks the replica identity of every
+ * copied and streamed with rows moving between partitions by UPDATE;
+ * ATTACH PARTITION of a table already holding rows and DETACH PARTITION
+ * on the source while a writer inserts and updates: the target reads as
+ * the source (the attached rows in, the detached ones out) and `cleave
+ * verify` is clean; `cleave analyze` checks the replica identity of every
  * partition, not only the root's, and names the one that blocks.
  */
 #include <check.h>
@@ -11,6 +14,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "tests/support/runcmd.h"
 #include "tests/support/shopenv.h"
@@ -167,6 +173,130 @@ START_TEST(range_and_list)
 }
 END_TEST
 
+/*
+ * A writer in a process of its own: inserts over five years (those with
+ * no partition fail, and are left), moves and updates rows, until `stop`
+ * exists.
+ */
+static pid_t writer_start(const shop_env *env, const char *stop)
+{
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid != 0)
+        return pid;
+    PGconn *c = pgc_connect(src, env->srcdb);
+    struct stat st;
+    for (int i = 0; c && stat(stop, &st) != 0; i++) {
+        char sql[256];
+        snprintf(sql, sizeof sql, "INSERT INTO events (at, amount, note) "
+                 "VALUES (DATE '2025-01-01' + %d, %d, 'w')", (i * 37) % 1826,
+                 i);
+        PQclear(PQexec(c, sql));
+        snprintf(sql, sizeof sql, "UPDATE events SET amount = amount + 1, "
+                 "at = at + 1 WHERE id = %d", 1 + (i * 13) % 2000);
+        PQclear(PQexec(c, sql));
+    }
+    PQfinish(c);
+    _exit(c ? 0 : 1);
+}
+
+static void writer_wait(pid_t pid, const char *stop)
+{
+    FILE *f = fopen(stop, "w");
+    ck_assert(f);
+    fclose(f);
+    int st;
+    ck_assert(waitpid(pid, &st, 0) == pid);
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the writer failed");
+}
+
+/* Waits until the writer has written `n` more rows of events. */
+static void writer_progress(const shop_env *env, int n)
+{
+    char *before = pgc_query_value(src, env->srcdb, "SELECT last_value "
+                                   "FROM events_id");
+    ck_assert(before);
+    char sql[128];
+    snprintf(sql, sizeof sql, "SELECT last_value > %s + %d FROM events_id",
+             before, n);
+    free(before);
+    ck_assert(pgc_wait_until(src, env->srcdb, sql, 60));
+}
+
+static int verify_rc(shop_env *env)
+{
+    char *argv[] = {(char *)shop_cleave_bin(), "verify", "-c", env->config,
+                    NULL};
+    rc_result r;
+    ck_assert(rc_run(argv, &r));
+    int rc = r.status;
+    rc_free(&r);
+    return rc;
+}
+
+static void exec_on(const pgc_cluster *c, const char *db, const char *sql)
+{
+    ck_assert_msg(pgc_exec(c, db, sql), "%s", sql);
+}
+
+/*
+ * While the writer writes: a partition created on the source, an empty
+ * table attached (cleave makes both in the target when a row needs
+ * them), a table holding rows attached as docs/run.md says (the same
+ * partition with its rows in the target first), and a partition detached
+ * (verify sees its rows left in the target until it is detached there
+ * too). Then the target reads as the source and verify is clean.
+ */
+START_TEST(attach_detach_under_load)
+{
+    shop_env env;
+    setup(&env, "attach", "events", NULL);
+    ck_assert(shop_start(&env));
+    caught_up(&env);
+    char stop[600];
+    snprintf(stop, sizeof stop, "%s/attach.stop", src->root);
+    pid_t w = writer_start(&env, stop);
+    writer_progress(&env, 50);
+    exec_on(src, env.srcdb, "CREATE TABLE events_2028 PARTITION OF "
+              "events FOR VALUES FROM ('2028-01-01') TO ('2029-01-01')");
+    exec_on(src, env.srcdb,
+              "CREATE TABLE events_2029 (LIKE events INCLUDING DEFAULTS);"
+              "ALTER TABLE events ATTACH PARTITION events_2029"
+              "  FOR VALUES FROM ('2029-01-01') TO ('2030-01-01')");
+    static const char FILLED[] =
+        "CREATE TABLE events_2027 (LIKE events INCLUDING DEFAULTS);"
+        "INSERT INTO events_2027 (id, at, amount, note) SELECT 900000 + g,"
+        "  DATE '2027-01-01' + g % 300, g, 'before attach'"
+        "  FROM generate_series(1, 500) g;"
+        "ALTER TABLE events ATTACH PARTITION events_2027"
+        "  FOR VALUES FROM ('2027-01-01') TO ('2028-01-01')";
+    exec_on(tgt, env.dbs[0], FILLED);
+    exec_on(src, env.srcdb, FILLED);
+    writer_progress(&env, 100);
+    exec_on(src, env.srcdb,
+              "ALTER TABLE events DETACH PARTITION events_2025");
+    writer_progress(&env, 50);
+    writer_wait(w, stop);
+    caught_up(&env);
+    ck_assert_int_eq(verify_rc(&env), 3);
+    exec_on(tgt, env.dbs[0],
+              "ALTER TABLE events DETACH PARTITION events_2025");
+    if (!same_rows(&env, env.dbs[0], "events"))
+        shop_log_tail(&env, 30);
+    ck_assert_msg(same_rows(&env, env.dbs[0], "events"),
+                  "events differs after ATTACH and DETACH");
+    same_partitions(&env, "events");
+    ck_assert_int_eq(shop_log_count(&env, "event=partition_created", 0), 2);
+    char *v = pgc_query_value(tgt, env.dbs[0], "SELECT count(*) FROM "
+                              "events_2028");
+    ck_assert_msg(v && atoi(v) > 0, "no row reached events_2028");
+    free(v);
+    verify_clean(&env);
+    ck_assert_int_eq(shop_stop(&env, SIGTERM, 30), 0);
+    shop_teardown(&env);
+}
+END_TEST
+
 static json_t *analyze_json(const shop_env *env, int want_rc)
 {
     char *argv[] = {(char *)shop_cleave_bin(), "analyze", "-c",
@@ -244,6 +374,8 @@ int main(void)
 {
     Suite *s = suite_create("partitions");
     shop_add_case(s, "range_and_list", range_and_list, 120);
+    shop_add_case(s, "attach_detach_under_load", attach_detach_under_load,
+                  180);
     shop_add_case(s, "analyze_checks_every_partition",
                   analyze_checks_every_partition, 60);
     return shop_run_suite(s, NULL, &src, &tgt);
