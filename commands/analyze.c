@@ -603,6 +603,21 @@ static bool check_publication(PGconn *conn, const cfg *c, report *r,
     return true;
 }
 
+/* source.failover_slot asks for what PostgreSQL 17 brought. */
+static void check_failover(PGconn *conn, const cfg *c, report *r, json_t *list)
+{
+    if (!c->source.failover_slot)
+        return;
+    int major = PQserverVersion(conn) / 10000;
+    bool ok = major >= 17;
+    char detail[256];
+    snprintf(detail, sizeof detail, ok
+             ? "the slot fails over (FAILOVER, PostgreSQL %d)"
+             : "source.failover_slot needs PostgreSQL 17 or later; the "
+               "source runs PostgreSQL %d", major);
+    add_setting(r, list, "failover_slot", ok ? "ok" : "block", detail);
+}
+
 static bool check_server(PGconn *conn, const cfg *c, report *r)
 {
     PGresult *res = query(conn, SERVER_SQL, NULL);
@@ -644,6 +659,7 @@ static bool check_server(PGconn *conn, const cfg *c, report *r)
              repl ? "may replicate"
                   : "lacks REPLICATION: ALTER ROLE ... WITH REPLICATION");
     add_setting(r, list, "replication_right", repl ? "ok" : "block", detail);
+    check_failover(conn, c, r, list);
     PQclear(res);
     return check_publication(conn, c, r, list);
 }

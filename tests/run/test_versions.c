@@ -287,12 +287,23 @@ START_TEST(to_14)
 }
 END_TEST
 
-/* failover_slot on a 16 source: an error naming the version, no slot. */
+/*
+ * failover_slot on a 16 source: analyze blocks on it, run fails at every
+ * start naming the version, and no slot is made.
+ */
 START_TEST(failover_before_17)
 {
     shop_env env;
     ck_assert(shop_setup(&env, clusters[V16], clusters[V17], "vfail16",
                          "  failover_slot: true\n", NULL));
+    char *argv[] = {(char *)shop_cleave_bin(), "analyze", "-c", env.config,
+                    NULL};
+    rc_result r;
+    ck_assert(rc_run(argv, &r));
+    ck_assert_msg(r.status == 3 && strstr(r.out, "failover_slot needs "
+                  "PostgreSQL 17 or later; the source runs PostgreSQL 16"),
+                  "analyze exit %d:\n%s%s", r.status, r.out, r.err);
+    rc_free(&r);
     ck_assert(shop_start(&env));
     if (!shop_wait_log(&env, "event=source_failed", 0, 30)) {
         shop_log_tail(&env, 20);
