@@ -8,6 +8,7 @@
 
 #include <libpq-fe.h>
 
+#include "common/clock.h"
 #include "common/dbconn.h"
 #include "common/log.h"
 #include "daemon/snapshot.h"
@@ -21,6 +22,9 @@
  */
 #define SOURCE_PROTO_WANTED 2
 
+/* How often a stream the server filters looks for an origin not cleave's. */
+#define ORIGIN_CHECK_MS 5000
+
 struct source {
     const cfg *config;       /* the services: which tables to publish */
     const cfg_source *settings;
@@ -30,6 +34,9 @@ struct source {
     snap *created;           /* the slot made by prepare, snapshot held */
     int server_version;
     int proto;
+    /* The server filters origins: a foreign one is looked for now and then. */
+    bool origin_none;
+    int64_t next_origin_check;
     /* Sticky: once the server invalidated the slot, it is never remade. */
     bool slot_lost;
     char lost_reason[128];
@@ -446,6 +453,24 @@ static bool invalidated_error(const PGresult *res)
            (detail && strstr(detail, "has been invalidated"));
 }
 
+/* 1 with the name of an origin not cleave's, 0 when none, -1 (err). */
+static int foreign_origin(source *src, char *name, size_t len, char *err,
+                          size_t errlen)
+{
+    const char *params[] = {CFG_ORIGIN_PREFIX};
+    PGresult *res = query(src->control,
+        "SELECT roname FROM pg_catalog.pg_replication_origin "
+        "WHERE pg_catalog.left(roname, pg_catalog.length($1)) <> $1 LIMIT 1",
+        1, params, err, errlen);
+    if (!res)
+        return -1;
+    int found = PQntuples(res) > 0;
+    if (found)
+        snprintf(name, len, "%s", PQgetvalue(res, 0, 0));
+    PQclear(res);
+    return found;
+}
+
 /*
  * Whether the server may drop origin-tagged transactions itself (origin
  * 'none', PostgreSQL 16 and later), sparing the walsender decoding and
@@ -457,17 +482,11 @@ static bool server_filters_origins(source *src)
 {
     if (!src->settings->loop_prevention || src->server_version < 160000)
         return false;
-    char err[256];
-    const char *params[] = {CFG_ORIGIN_PREFIX};
-    PGresult *res = query(src->control,
-        "SELECT count(*) = 0 FROM pg_catalog.pg_replication_origin "
-        "WHERE pg_catalog.left(roname, pg_catalog.length($1)) <> $1",
-        1, params, err, sizeof err);
-    bool none = res && strcmp(PQgetvalue(res, 0, 0), "t") == 0;
-    if (!res)
+    char err[256], name[128];
+    int found = foreign_origin(src, name, sizeof name, err, sizeof err);
+    if (found < 0)
         log_warning("event=origin_filter_unknown error=\"%s\"", err);
-    PQclear(res);
-    return none;
+    return found == 0;
 }
 
 static const char *origin_filter_name(const source *src, bool server)
@@ -515,6 +534,8 @@ bool source_start(source *src, char *err, size_t errlen)
         return false;
     }
     bool origin_none = server_filters_origins(src);
+    src->origin_none = origin_none;
+    src->next_origin_check = clock_ms() + ORIGIN_CHECK_MS;
     char *cmd = start_command(src, origin_none);
     PGresult *res = cmd ? PQexec(src->repl, cmd) : NULL;
     bool ok = PQresultStatus(res) == PGRES_COPY_BOTH;
@@ -602,10 +623,35 @@ static int64_t now_pg_us(void)
     return frame_pgtime_from_unix_us((int64_t)tv.tv_sec * 1000000 + tv.tv_usec);
 }
 
+/*
+ * While the server filters origins, an origin not cleave's that appears
+ * (a subscription made on the source, say) has its transactions dropped
+ * by the server too: said loudly, and the stream stops, to start again
+ * without the filter. What it applied before this saw it may be missing.
+ */
+static bool origins_still_cleaves(source *src)
+{
+    if (!src->origin_none || clock_ms() < src->next_origin_check)
+        return true;
+    src->next_origin_check = clock_ms() + ORIGIN_CHECK_MS;
+    char err[256], name[128];
+    int found = foreign_origin(src, name, sizeof name, err, sizeof err);
+    if (found <= 0)
+        return true;
+    log_error("event=origin_filter_dropped slot=%s origin=%s error=\"the "
+              "source has a replication origin that is not cleave's while the "
+              "server filtered every origin: what was applied under it before "
+              "now may be missing from the targets (run cleave verify); the "
+              "stream starts again without the server's filter\"",
+              src->settings->slot, name);
+    source_stop(src);
+    return false;
+}
+
 bool source_send_status(source *src, lsn_t written, lsn_t flushed,
                         bool reply_requested)
 {
-    if (!src->repl)
+    if (!src->repl || !origins_still_cleaves(src))
         return false;
     uint8_t msg[FRAME_STATUS_LEN];
     frame_encode_status(msg, written, flushed, flushed, now_pg_us(),

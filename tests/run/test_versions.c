@@ -182,6 +182,7 @@ typedef struct pair {
     int src, tgt;
     const char *source_yaml;
     bool foreign_origin;      /* the source has an origin not cleave's */
+    bool late_origin;         /* one appears while the server filters */
     bool failover_later;      /* failover_slot set at the restart */
 } pair;
 
@@ -215,6 +216,27 @@ static void kill_and_resume(shop_env *env, const pair *p)
     caught_up_and_equal(env, "after SIGKILL and a restart");
 }
 
+/*
+ * An origin not cleave's made while the server filters every origin:
+ * cleave sees it, says so and streams on without the server's filter, so
+ * what is applied under it arrives.
+ */
+static void origin_appears(shop_env *env)
+{
+    long mark = shop_log_size(env);
+    exec_src(env, "SELECT pg_replication_origin_create('late_system')");
+    if (!shop_wait_log(env, "event=origin_filter_dropped", mark, 30) ||
+        !shop_wait_log(env, "origin_filter=cleave", mark, 30)) {
+        shop_log_tail(env, 30);
+        ck_abort_msg("%s: the stream kept the server's filter", env->name);
+    }
+    exec_src(env, "SELECT pg_replication_origin_session_setup('late_system');"
+                  "INSERT INTO warehouses (code, name, country_code) "
+                  "VALUES ('LATE', 'replicated in later', 'FR')");
+    caught_up_and_equal(env, "after an origin appeared");
+    exec_src(env, "SELECT pg_replication_origin_drop('late_system')");
+}
+
 static void run_pair(const pair *p)
 {
     shop_env env;
@@ -234,6 +256,8 @@ static void run_pair(const pair *p)
         caught_up_and_equal(&env, "after the foreign origin");
         exec_src(&env, "SELECT pg_replication_origin_drop('other_system')");
     }
+    if (p->late_origin)
+        origin_appears(&env);
     kill_and_resume(&env, p);
     char sql[200];
     snprintf(sql, sizeof sql, "SELECT stream_txns > 0 FROM "
@@ -256,34 +280,35 @@ static void run_pair(const pair *p)
 
 START_TEST(from_14)
 {
-    run_pair(&(pair){"v14to17", V14, V17, NULL, false, false});
+    run_pair(&(pair){"v14to17", V14, V17, NULL, false, false, false});
 }
 END_TEST
 
+/* 16, where an origin not cleave's appears while the server filters. */
 START_TEST(from_16)
 {
-    run_pair(&(pair){"v16to17", V16, V17, NULL, false, false});
+    run_pair(&(pair){"v16to17", V16, V17, NULL, false, true, false});
 }
 END_TEST
 
 START_TEST(from_17)
 {
     run_pair(&(pair){"v17to17", V17, V17, "  failover_slot: true\n", false,
-                     false});
+                     false, false});
 }
 END_TEST
 
 /* 18 with an origin not cleave's: the server filter would drop its rows. */
 START_TEST(from_18)
 {
-    run_pair(&(pair){"v18to17", V18, V17, NULL, true, false});
+    run_pair(&(pair){"v18to17", V18, V17, NULL, true, false, false});
 }
 END_TEST
 
 /* A 17 slot made without failover gets it when the key is set later. */
 START_TEST(to_14)
 {
-    run_pair(&(pair){"v17to14", V17, V14, NULL, false, true});
+    run_pair(&(pair){"v17to14", V17, V14, NULL, false, false, true});
 }
 END_TEST
 
