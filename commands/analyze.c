@@ -34,6 +34,24 @@ static const char TABLES_SQL[] =
     " ORDER BY 1, 2";
 
 /*
+ * The leaf partitions of every partitioned table with their identity: an
+ * UPDATE or DELETE is checked against the partition holding the row, so
+ * each needs a usable identity of its own, whatever the root's.
+ */
+static const char PARTITIONS_SQL[] =
+    "SELECT n.nspname, c.relname, pn.nspname, p.relname, p.relreplident,"
+    " EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = p.oid"
+    "         AND i.indisprimary),"
+    " format('ALTER TABLE %I.%I REPLICA IDENTITY FULL;', pn.nspname, p.relname)"
+    " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+    " CROSS JOIN LATERAL pg_partition_tree(c.oid) t"
+    " JOIN pg_class p ON p.oid = t.relid"
+    " JOIN pg_namespace pn ON pn.oid = p.relnamespace"
+    " WHERE c.relkind = 'p' AND NOT c.relispartition AND t.isleaf"
+    " AND p.relkind = 'r'"
+    " ORDER BY 1, 2, 3, 4";
+
+/*
  * Foreign keys between user tables, columns as JSON arrays in key order;
  * the columns are analyze.h's ANALYZE_FK_*.
  */
@@ -208,6 +226,31 @@ static bool is_shared(const cfg *c, const char *schema, const char *name)
 
 /* ------------------------------------------------------------ tables */
 
+/*
+ * A table (or one partition of it) that cannot replicate UPDATE and
+ * DELETE: identity NOTHING, or DEFAULT without a primary key.
+ */
+static void check_identity(report *r, json_t *list, const char *table,
+                           const char *partition, char ri, bool pk,
+                           const char *fix)
+{
+    if (ri != 'n' && (ri != 'd' || pk))
+        return;
+    const char *what = ri == 'n' ? "REPLICA IDENTITY NOTHING"
+                                 : "no primary key, REPLICA IDENTITY DEFAULT";
+    char *problem = NULL;
+    if (asprintf(&problem, "%s%s%s%s", partition ? "partition " : "",
+                 partition ? partition : "", partition ? ": " : "", what) < 0)
+        problem = NULL;
+    json_t *item = json_pack("{s:s, s:s, s:s, s:s}", "table", table ? table : "",
+                             "replica_identity", ri == 'n' ? "nothing" : "default",
+                             "problem", problem ? problem : "", "fix", fix);
+    if (partition)
+        json_object_set_new(item, "partition", json_string(partition));
+    add_item(r, list, item, "block");
+    free(problem);
+}
+
 /* Tables and their owners, replica identity, sizes per service. */
 static bool check_tables(const cfg *c, report *r, PGresult *tabs)
 {
@@ -227,17 +270,8 @@ static bool check_tables(const cfg *c, report *r, PGresult *tabs)
         add_item(r, tables, t, owner || shared ? "ok" : "block");
         if (owner) {
             bytes[owner - c->services] += strtoll(PQgetvalue(tabs, i, 4), NULL, 10);
-            char ri = PQgetvalue(tabs, i, 2)[0];
-            bool pk = is_true(tabs, i, 3);
-            if (ri == 'n' || (ri == 'd' && !pk))
-                add_item(r, ident,
-                         json_pack("{s:s, s:s, s:s, s:s}", "table", qn ? qn : "",
-                                   "replica_identity",
-                                   ri == 'n' ? "nothing" : "default",
-                                   "problem", ri == 'n' ? "REPLICA IDENTITY NOTHING"
-                                   : "no primary key, REPLICA IDENTITY DEFAULT",
-                                   "fix", PQgetvalue(tabs, i, 5)),
-                         "block");
+            check_identity(r, ident, qn, NULL, PQgetvalue(tabs, i, 2)[0],
+                           is_true(tabs, i, 3), PQgetvalue(tabs, i, 5));
         }
         free(qn);
     }
@@ -278,6 +312,28 @@ static bool check_tables(const cfg *c, report *r, PGresult *tabs)
     json_object_set_new(r->root, "missing_tables", missing);
     json_object_set_new(r->root, "replica_identity", ident);
     json_object_set_new(r->root, "sizes", sizes);
+    return true;
+}
+
+/* Every partition of an owned partitioned table, checked as a table. */
+static bool check_partitions(PGconn *conn, const cfg *c, report *r)
+{
+    PGresult *res = query(conn, PARTITIONS_SQL, NULL);
+    if (!res)
+        return false;
+    json_t *ident = json_object_get(r->root, "replica_identity");
+    for (int i = 0; i < PQntuples(res); i++) {
+        const char *schema = PQgetvalue(res, i, 0), *name = PQgetvalue(res, i, 1);
+        if (!cfg_owner(c, schema, name))
+            continue;
+        char *qn = qualified(schema, name);
+        char *part = qualified(PQgetvalue(res, i, 2), PQgetvalue(res, i, 3));
+        check_identity(r, ident, qn, part ? part : "", PQgetvalue(res, i, 4)[0],
+                       is_true(res, i, 5), PQgetvalue(res, i, 6));
+        free(qn);
+        free(part);
+    }
+    PQclear(res);
     return true;
 }
 
@@ -569,6 +625,21 @@ static bool check_publication(PGconn *conn, const cfg *c, report *r,
     return true;
 }
 
+/* source.failover_slot asks for what PostgreSQL 17 brought. */
+static void check_failover(PGconn *conn, const cfg *c, report *r, json_t *list)
+{
+    if (!c->source.failover_slot)
+        return;
+    int major = PQserverVersion(conn) / 10000;
+    bool ok = major >= 17;
+    char detail[256];
+    snprintf(detail, sizeof detail, ok
+             ? "the slot fails over (FAILOVER, PostgreSQL %d)"
+             : "source.failover_slot needs PostgreSQL 17 or later; the "
+               "source runs PostgreSQL %d", major);
+    add_setting(r, list, "failover_slot", ok ? "ok" : "block", detail);
+}
+
 static bool check_server(PGconn *conn, const cfg *c, report *r)
 {
     PGresult *res = query(conn, SERVER_SQL, NULL);
@@ -610,6 +681,7 @@ static bool check_server(PGconn *conn, const cfg *c, report *r)
              repl ? "may replicate"
                   : "lacks REPLICATION: ALTER ROLE ... WITH REPLICATION");
     add_setting(r, list, "replication_right", repl ? "ok" : "block", detail);
+    check_failover(conn, c, r, list);
     PQclear(res);
     return check_publication(conn, c, r, list);
 }
@@ -746,6 +818,7 @@ int analyze_run(const cfg *config, bool json)
     report r = {.root = json_object()};
     PGresult *tabs = query(conn, TABLES_SQL, NULL);
     bool ok = tabs && check_tables(config, &r, tabs) &&
+              check_partitions(conn, config, &r) &&
               check_fkeys(conn, config, &r) &&
               check_definitions(conn, config, &r) &&
               check_server(conn, config, &r);

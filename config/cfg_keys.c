@@ -114,7 +114,14 @@ static const cfg_key source_keys[] = {
     {.name = "loop_prevention", .type = CFG_T_BOOL, .def = "true",
      .off = offsetof(cfg, source.loop_prevention),
      .help = "skip transactions applied under a cleave_ replication origin, "
-             "so instances running in opposite directions do not loop"},
+             "so instances running in opposite directions do not loop "
+             "(from PostgreSQL 16 on the server filters them, when the "
+             "source has no replication origins but cleave's)"},
+    {.name = "failover_slot", .type = CFG_T_BOOL, .def = "false",
+     .off = offsetof(cfg, source.failover_slot),
+     .help = "create the slot with FAILOVER (PostgreSQL 17 or later), so "
+             "it is synchronised to standbys and survives a promotion; an "
+             "existing slot is switched to it; false leaves a slot as it is"},
 };
 
 static const cfg_section source_section = {

@@ -101,6 +101,7 @@ typedef struct cfg_source {
     char *publication;        /* default: cleave_<name> */
     int heartbeat_interval_ms;  /* 0: off */
     bool loop_prevention;       /* skip cleave_ origins */
+    bool failover_slot;         /* the slot FAILOVER (PostgreSQL 17+) */
 } cfg_source;
 
 /* Whether a service publishes a logical message with this prefix. */

@@ -33,15 +33,23 @@ static void conn_err(char *err, size_t errlen, const char *what, PGconn *c)
     snprintf(err, errlen, "%s: %.*s", what, (int)strcspn(msg, "\n"), msg);
 }
 
-static char *create_command(PGconn *c, const char *slot, bool temporary)
+/*
+ * A temporary slot never fails over (the server refuses it); the source
+ * checked that the server has FAILOVER before asking for it.
+ */
+static char *create_command(PGconn *c, const cfg_source *source,
+                            const char *slot, bool temporary)
 {
     char *ident = PQescapeIdentifier(c, slot, strlen(slot));
     char *cmd = NULL;
     /* PostgreSQL 15 brought the option list; older servers the keyword. */
     bool options = PQserverVersion(c) >= 150000;
+    bool failover = source->failover_slot && !temporary;
     if (ident && asprintf(&cmd, "CREATE_REPLICATION_SLOT %s %sLOGICAL pgoutput %s",
                           ident, temporary ? "TEMPORARY " : "",
-                          options ? "(SNAPSHOT 'export')" : "EXPORT_SNAPSHOT") < 0)
+                          !options ? "EXPORT_SNAPSHOT"
+                          : failover ? "(SNAPSHOT 'export', FAILOVER true)"
+                          : "(SNAPSHOT 'export')") < 0)
         cmd = NULL;
     PQfreemem(ident);
     return cmd;
@@ -133,9 +141,10 @@ snap *snap_create(const cfg_source *source, const char *slot, bool temporary,
         snap_release(s);
         return NULL;
     }
-    char *cmd = create_command(s->conn, slot, temporary);
-    log_info("event=slot_creating slot=%s temporary=%s", slot,
-             temporary ? "true" : "false");
+    char *cmd = create_command(s->conn, source, slot, temporary);
+    log_info("event=slot_creating slot=%s temporary=%s failover=%s", slot,
+             temporary ? "true" : "false",
+             source->failover_slot && !temporary ? "true" : "false");
     if (!cmd || !PQsendQuery(s->conn, cmd)) {
         conn_err(err, errlen, "CREATE_REPLICATION_SLOT", s->conn);
         free(cmd);

@@ -8,6 +8,7 @@
 
 #include <libpq-fe.h>
 
+#include "common/clock.h"
 #include "common/dbconn.h"
 #include "common/log.h"
 #include "daemon/snapshot.h"
@@ -21,6 +22,9 @@
  */
 #define SOURCE_PROTO_WANTED 2
 
+/* How often a stream the server filters looks for an origin not cleave's. */
+#define ORIGIN_CHECK_MS 5000
+
 struct source {
     const cfg *config;       /* the services: which tables to publish */
     const cfg_source *settings;
@@ -30,6 +34,9 @@ struct source {
     snap *created;           /* the slot made by prepare, snapshot held */
     int server_version;
     int proto;
+    /* The server filters origins: a foreign one is looked for now and then. */
+    bool origin_none;
+    int64_t next_origin_check;
     /* Sticky: once the server invalidated the slot, it is never remade. */
     bool slot_lost;
     char lost_reason[128];
@@ -338,10 +345,22 @@ static bool ensure_slot(source *src, snap_stop_fn *stop, void *arg,
     return src->created != NULL;
 }
 
+/* FAILOVER slots came with PostgreSQL 17: asked of an older one, refused. */
+static bool check_failover_version(const source *src, char *err, size_t errlen)
+{
+    if (!src->settings->failover_slot || src->server_version >= 170000)
+        return true;
+    snprintf(err, errlen, "source.failover_slot needs PostgreSQL 17 or later; "
+             "the source runs PostgreSQL %d (set failover_slot: false, or "
+             "upgrade the source)", src->server_version / 10000);
+    return false;
+}
+
 bool source_prepare(source *src, snap_stop_fn *stop, void *stop_arg, char *err,
                     size_t errlen)
 {
     return ensure_control(src, err, errlen) &&
+           check_failover_version(src, err, errlen) &&
            ensure_publication(src, err, errlen) &&
            ensure_slot(src, stop, stop_arg, err, errlen);
 }
@@ -383,6 +402,44 @@ static bool check_slot_valid(source *src, char *err, size_t errlen)
 }
 
 /*
+ * A slot made before failover_slot was set (or by hand) is switched to
+ * FAILOVER on the replication connection, while nothing streams it. A
+ * slot with FAILOVER is left so when the key is false: someone chose it.
+ */
+static bool ensure_failover(source *src, char *err, size_t errlen)
+{
+    if (!src->settings->failover_slot)
+        return true;
+    const char *params[] = {src->settings->slot};
+    PGresult *res = query(src->control, "SELECT failover FROM "
+                          "pg_catalog.pg_replication_slots WHERE slot_name = $1",
+                          1, params, err, errlen);
+    if (!res)
+        return false;
+    bool has = PQntuples(res) == 0 || strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+    PQclear(res);
+    if (has)
+        return true;
+    char *slot = PQescapeIdentifier(src->repl, params[0], strlen(params[0]));
+    char *cmd = NULL;
+    if (slot && asprintf(&cmd, "ALTER_REPLICATION_SLOT %s (FAILOVER true)",
+                         slot) < 0)
+        cmd = NULL;
+    PQfreemem(slot);
+    /* A replication connection takes the simple protocol only. */
+    res = cmd ? PQexec(src->repl, cmd) : NULL;
+    bool ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+    if (!ok)
+        set_err(err, errlen, "ALTER_REPLICATION_SLOT", cmd ? src->repl : NULL);
+    PQclear(res);
+    free(cmd);
+    if (!ok)
+        return false;
+    log_info("event=slot_altered slot=%s failover=true", params[0]);
+    return true;
+}
+
+/*
  * START_REPLICATION's error for an invalidated slot, in the words of
  * PostgreSQL 13 to 18 (the slot may be invalidated after the check).
  */
@@ -396,7 +453,48 @@ static bool invalidated_error(const PGresult *res)
            (detail && strstr(detail, "has been invalidated"));
 }
 
-static char *start_command(source *src)
+/* 1 with the name of an origin not cleave's, 0 when none, -1 (err). */
+static int foreign_origin(source *src, char *name, size_t len, char *err,
+                          size_t errlen)
+{
+    const char *params[] = {CFG_ORIGIN_PREFIX};
+    PGresult *res = query(src->control,
+        "SELECT roname FROM pg_catalog.pg_replication_origin "
+        "WHERE pg_catalog.left(roname, pg_catalog.length($1)) <> $1 LIMIT 1",
+        1, params, err, errlen);
+    if (!res)
+        return -1;
+    int found = PQntuples(res) > 0;
+    if (found)
+        snprintf(name, len, "%s", PQgetvalue(res, 0, 0));
+    PQclear(res);
+    return found;
+}
+
+/*
+ * Whether the server may drop origin-tagged transactions itself (origin
+ * 'none', PostgreSQL 16 and later), sparing the walsender decoding and
+ * sending what the stream would skip. The server drops every origin, the
+ * stream only cleave's: so only while the source has no other origin (a
+ * subscription of its own, say), asked at each start. On any doubt, no.
+ */
+static bool server_filters_origins(source *src)
+{
+    if (!src->settings->loop_prevention || src->server_version < 160000)
+        return false;
+    char err[256], name[128];
+    int found = foreign_origin(src, name, sizeof name, err, sizeof err);
+    if (found < 0)
+        log_warning("event=origin_filter_unknown error=\"%s\"", err);
+    return found == 0;
+}
+
+static const char *origin_filter_name(const source *src, bool server)
+{
+    return server ? "none" : src->settings->loop_prevention ? "cleave" : "off";
+}
+
+static char *start_command(source *src, bool origin_none)
 {
     PGconn *c = src->repl;
     const cfg_source *set = src->settings;
@@ -408,9 +506,10 @@ static char *start_command(source *src)
     if (slot && publit &&
         asprintf(&cmd,
                  "START_REPLICATION SLOT %s LOGICAL 0/0 (proto_version '%d', "
-                 "publication_names %s%s, messages 'true')",
+                 "publication_names %s%s, messages 'true'%s)",
                  slot, src->proto, publit,
-                 src->proto >= 2 ? ", streaming 'on'" : "") < 0)
+                 src->proto >= 2 ? ", streaming 'on'" : "",
+                 origin_none ? ", origin 'none'" : "") < 0)
         cmd = NULL;
     PQfreemem(slot);
     PQfreemem(pub);
@@ -429,11 +528,15 @@ bool source_start(source *src, char *err, size_t errlen)
         source_stop(src);
         return false;
     }
-    if (!check_slot_valid(src, err, errlen)) {
+    if (!check_slot_valid(src, err, errlen) ||
+        !ensure_failover(src, err, errlen)) {
         source_stop(src);
         return false;
     }
-    char *cmd = start_command(src);
+    bool origin_none = server_filters_origins(src);
+    src->origin_none = origin_none;
+    src->next_origin_check = clock_ms() + ORIGIN_CHECK_MS;
+    char *cmd = start_command(src, origin_none);
     PGresult *res = cmd ? PQexec(src->repl, cmd) : NULL;
     bool ok = PQresultStatus(res) == PGRES_COPY_BOTH;
     if (!ok && invalidated_error(res))
@@ -449,9 +552,11 @@ bool source_start(source *src, char *err, size_t errlen)
         return false;
     }
     log_info("event=streaming slot=%s publication=%s proto_version=%d "
-             "server_version=%d",
+             "server_version=%d origin_filter=%s failover=%s",
              src->settings->slot, src->settings->publication,
-             src->proto, src->server_version);
+             src->proto, src->server_version,
+             origin_filter_name(src, origin_none),
+             src->settings->failover_slot ? "true" : "false");
     return true;
 }
 
@@ -518,10 +623,35 @@ static int64_t now_pg_us(void)
     return frame_pgtime_from_unix_us((int64_t)tv.tv_sec * 1000000 + tv.tv_usec);
 }
 
+/*
+ * While the server filters origins, an origin not cleave's that appears
+ * (a subscription made on the source, say) has its transactions dropped
+ * by the server too: said loudly, and the stream stops, to start again
+ * without the filter. What it applied before this saw it may be missing.
+ */
+static bool origins_still_cleaves(source *src)
+{
+    if (!src->origin_none || clock_ms() < src->next_origin_check)
+        return true;
+    src->next_origin_check = clock_ms() + ORIGIN_CHECK_MS;
+    char err[256], name[128];
+    int found = foreign_origin(src, name, sizeof name, err, sizeof err);
+    if (found <= 0)
+        return true;
+    log_error("event=origin_filter_dropped slot=%s origin=%s error=\"the "
+              "source has a replication origin that is not cleave's while the "
+              "server filtered every origin: what was applied under it before "
+              "now may be missing from the targets (run cleave verify); the "
+              "stream starts again without the server's filter\"",
+              src->settings->slot, name);
+    source_stop(src);
+    return false;
+}
+
 bool source_send_status(source *src, lsn_t written, lsn_t flushed,
                         bool reply_requested)
 {
-    if (!src->repl)
+    if (!src->repl || !origins_still_cleaves(src))
         return false;
     uint8_t msg[FRAME_STATUS_LEN];
     frame_encode_status(msg, written, flushed, flushed, now_pg_us(),

@@ -155,10 +155,16 @@ static bool txn_commit(stream *st, lsn_t end_lsn, int64_t pg_time)
     return txn_end(st, end_lsn, frame_pgtime_to_unix_us(pg_time));
 }
 
-/* A transaction another cleave applied: skipped unless loops are wanted. */
+/*
+ * A transaction another cleave applied: skipped unless loops are wanted
+ * (logged, so a test tells cleave's skip from the server's filter).
+ */
 static bool is_cleave_origin(const stream *st, const char *name)
 {
-    return st->loop_prevention && cfg_origin_is_cleave(name);
+    bool skip = st->loop_prevention && cfg_origin_is_cleave(name);
+    if (skip)
+        log_debug("event=txn_skipped origin=%s", name);
+    return skip;
 }
 
 /* The owner of a change's table, or -1 (said once per relation). */

@@ -26,6 +26,7 @@
 #include "common/dbconn.h"
 #include "common/log.h"
 #include "sinks/pgcoldef.h"
+#include "sinks/pgpart.h"
 #include "sinks/pgpipe.h"
 #include "sinks/pgstmt.h"
 
@@ -77,6 +78,8 @@ typedef struct pgsink {
     PGresult *cat_cols;      /* catalog answers, during a check */
     PGresult *cat_types;
     char alter_what[300];    /* names the ALTER TABLE in flight */
+    /* A table a row found no partition of: made from the source at open. */
+    char *part_schema, *part_table;
 } pgsink;
 
 static const char *svc_name(const pgsink *ps)
@@ -218,9 +221,21 @@ static void row_ok(pgsink *ps, const pgpipe_entry *e, PGresult *res)
     ps->batch_applied++;
 }
 
+/* Remembers the first table whose row had no partition: see pgpart.h. */
+static void note_missing_partition(pgsink *ps, const pgpipe_entry *e,
+                                   const PGresult *res)
+{
+    const sink_rel *rel = e->stmt ? e->stmt->rel : NULL;
+    if (!rel || ps->part_table || !pgpart_missing(res))
+        return;
+    ps->part_schema = strdup(rel->schema);
+    ps->part_table = strdup(rel->name);
+}
+
 static void row_failed(pgsink *ps, const pgpipe_entry *e, const PGresult *res)
 {
     char ctx[400], msg[300];
+    note_missing_partition(ps, e, res);
     entry_context(ps, e, ctx, sizeof ctx);
     fail_once(ps, e->lsn, "%s: %s", ctx, result_message(res, msg, sizeof msg));
 }
@@ -1345,6 +1360,38 @@ static bool enter_pipeline(pgsink *ps)
     return true;
 }
 
+static void forget_partitions(pgsink *ps)
+{
+    free(ps->part_schema);
+    free(ps->part_table);
+    ps->part_schema = ps->part_table = NULL;
+}
+
+/* The partitions a refused row lacked, made before anything is applied. */
+static bool add_partitions(pgsink *ps)
+{
+    if (!ps->part_table)
+        return true;
+    char err[512];
+    int made;
+    if (!ps->part_schema ||
+        !pgpart_create_missing(ps->conn, ps->base.config->source.dsn,
+                               svc_name(ps), ps->part_schema, ps->part_table,
+                               &made, err, sizeof err))
+        return fail_once(ps, 0, "service=%s table=%s.%s: making the "
+                         "partitions the source added: %s", svc_name(ps),
+                         ps->part_schema ? ps->part_schema : "?",
+                         ps->part_table, ps->part_schema ? err
+                         : "out of memory");
+    if (made == 0)
+        log_warning("event=partition_missing service=%s table=%s.%s "
+                    "error=\"a row has no partition in the target, and the "
+                    "source has none the target lacks\"", svc_name(ps),
+                    ps->part_schema, ps->part_table);
+    forget_partitions(ps);
+    return true;
+}
+
 static bool pg_open(sink *s, lsn_t *durable)
 {
     pgsink *ps = s->impl;
@@ -1353,7 +1400,8 @@ static bool pg_open(sink *s, lsn_t *durable)
     ps->failed = false;
     ps->broken = false;
     if (!connect_target(ps) || !set_session(ps) || !create_origin(ps) ||
-        !claim_origin(ps) || !read_durable(ps) || !enter_pipeline(ps)) {
+        !claim_origin(ps) || !read_durable(ps) || !add_partitions(ps) ||
+        !enter_pipeline(ps)) {
         PQfinish(ps->conn);
         ps->conn = NULL;
         ps->broken = false;
@@ -1411,6 +1459,7 @@ void pgsink_free(sink *s)
     pgstmt_plan_free(&ps->plan);
     layouts_free(ps);
     catalog_clear(ps);
+    forget_partitions(ps);
     free(ps->origin);
     free(ps);
 }

@@ -11,7 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tests/setup-debian.sh
-bash tests/setup-pg.sh 18
+bash tests/setup-pg.sh 14 16 17 18
 
 builddir=build
 opts=()

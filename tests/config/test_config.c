@@ -227,6 +227,8 @@ START_TEST(defaults)
     ck_assert_str_eq(c->source.slot, "cleave_my_shop_v2");
     ck_assert_str_eq(c->source.publication, "cleave_my_shop_v2");
     ck_assert_int_eq(c->source.heartbeat_interval_ms, 0);
+    ck_assert(c->source.loop_prevention);
+    ck_assert(!c->source.failover_slot);
     ck_assert_str_eq(c->state_dir, "/var/lib/cleave");
     ck_assert_str_eq(c->status_socket, "/run/cleave/status.sock");
     ck_assert_int_eq(c->log_level, CFG_LOG_INFO);
@@ -860,7 +862,7 @@ START_TEST(describe_mentions_every_key)
         "services", "dsn", "slot", "publication", "heartbeat_interval",
         "brokers", "topic", "properties", "owned_tables", "shared_tables",
         "references", "target", "on_conflict", "postgres", "copy_workers",
-        "loop_prevention", "tombstones", "truncate_events",
+        "loop_prevention", "failover_slot", "tombstones", "truncate_events",
         "transaction_metadata", "transaction_topic", "message_topic",
         "messages",
     };
