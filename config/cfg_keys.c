@@ -114,9 +114,16 @@ static const cfg_key source_keys[] = {
     {.name = "loop_prevention", .type = CFG_T_BOOL, .def = "true",
      .off = offsetof(cfg, source.loop_prevention),
      .help = "skip transactions applied under a cleave_ replication origin, "
-             "so instances running in opposite directions do not loop "
-             "(from PostgreSQL 16 on the server filters them, when the "
-             "source has no replication origins but cleave's)"},
+             "so instances running in opposite directions do not loop"},
+    {.name = "server_origin_filter", .type = CFG_T_BOOL, .def = "false",
+     .off = offsetof(cfg, source.server_origin_filter),
+     .help = "with loop_prevention, let PostgreSQL 16 or later drop "
+             "origin-tagged transactions itself (origin 'none'), sparing "
+             "their decoding; the server drops every origin, not only "
+             "cleave's, so it is used only while the source has no other "
+             "origin, and a subscription into the source created later "
+             "loses what it applies in the seconds before cleave notices: "
+             "turn it on only where nothing else replicates into the source"},
     {.name = "failover_slot", .type = CFG_T_BOOL, .def = "false",
      .off = offsetof(cfg, source.failover_slot),
      .help = "create the slot with FAILOVER (PostgreSQL 17 or later), so "

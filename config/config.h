@@ -102,6 +102,7 @@ typedef struct cfg_source {
     int heartbeat_interval_ms;  /* 0: off */
     bool loop_prevention;       /* skip cleave_ origins */
     bool failover_slot;         /* the slot FAILOVER (PostgreSQL 17+) */
+    bool server_origin_filter;  /* origin 'none' (PostgreSQL 16+) */
 } cfg_source;
 
 /* Whether a service publishes a logical message with this prefix. */

@@ -565,17 +565,26 @@ static bool preflight(move *mv)
                                       old.pause_ms)))
         return snprintf(mv->err, sizeof mv->err, "cannot write the journal"),
                false;
+    /*
+     * The fence first: its DDL waits for locks at most the lock timeout,
+     * so a table held on that side refuses the move here, before the
+     * publication's creation (which waits as long as it takes) is tried.
+     */
+    if (!pgfence_set(mv->to, s->owned, s->n_owned, PQdb(mv->from), mv->err,
+                     sizeof mv->err))
+        return false;
+    say_step(mv->fd, "fenced side checked", since(t), PQdb(mv->to));
+    t = clock_ms();
     if (mv->cutover &&
         !reverse_prepare(mover_reverse_cfg(mv->m, mv->svc), mv->err,
                          sizeof mv->err))
         return false;
-    say_step(mv->fd, mv->cutover ? "reverse slot" : "prepare", since(t),
-             mv->cutover ? mover_reverse_cfg(mv->m, mv->svc)->source.slot : "");
+    if (mv->cutover)
+        say_step(mv->fd, "reverse slot", since(t),
+                 mover_reverse_cfg(mv->m, mv->svc)->source.slot);
     t = clock_ms();
     int raised = 0;
-    if (!pgfence_set(mv->to, s->owned, s->n_owned, PQdb(mv->from), mv->err,
-                     sizeof mv->err) ||
-        !pgseq_of_tables(mv->from, s->owned, s->n_owned, &mv->seqs,
+    if (!pgseq_of_tables(mv->from, s->owned, s->n_owned, &mv->seqs,
                          &mv->nseqs, mv->err, sizeof mv->err) ||
         !pgseq_sync(mv->aux, mv->to, mv->seqs, mv->nseqs, &raised, mv->err,
                     sizeof mv->err))

@@ -480,7 +480,8 @@ static int foreign_origin(source *src, char *name, size_t len, char *err,
  */
 static bool server_filters_origins(source *src)
 {
-    if (!src->settings->loop_prevention || src->server_version < 160000)
+    if (!src->settings->loop_prevention ||
+        !src->settings->server_origin_filter || src->server_version < 160000)
         return false;
     char err[256], name[128];
     int found = foreign_origin(src, name, sizeof name, err, sizeof err);
