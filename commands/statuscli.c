@@ -651,6 +651,26 @@ static void print_source(FILE *out, const json_t *src)
     print_source_error(out, src, json_is_true(conn));
 }
 
+/* Services whose writes moved (PRODUCT.md §8): a line each, under the table. */
+static void print_moves(FILE *out, const json_t *services)
+{
+    size_t i;
+    json_t *svc;
+    json_array_foreach(services, i, svc) {
+        const char *dir = jstr(svc, "direction"), *name = jstr(svc, "name");
+        double pause;
+        if (!dir || !name || strcmp(dir, "forward") == 0)
+            continue;
+        fprintf(out, "%s: %s", name, strcmp(dir, "reverse") == 0
+                ? "cut over, its writes go to its own database; the reverse "
+                  "stream keeps the shared copy current"
+                : "move complete, the shared copy is frozen");
+        if (jnum(svc, "last_cutover_pause_ms", &pause))
+            fprintf(out, " (last switch paused writes %.0f ms)", pause);
+        fputc('\n', out);
+    }
+}
+
 bool statuscli_print_table(const char *json, size_t len, FILE *out,
                            char *err, size_t errlen)
 {
@@ -693,6 +713,7 @@ bool statuscli_print_table(const char *json, size_t len, FILE *out,
     }
     if (nrows == 0)
         fputs("(no services)\n", out);
+    print_moves(out, services);
     free(rows);
     json_decref(doc);
     return true;

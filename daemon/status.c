@@ -419,6 +419,32 @@ static void put_slot_figures(FILE *f, const status_snapshot *s)
         put_wal_status(f, s, s->wal_status);
 }
 
+/* Each service's direction (one series per direction, 1 for its own). */
+static void put_moves(FILE *f, const status_snapshot *s)
+{
+    static const char *const dirs[] = {"forward", "reverse", "complete"};
+    put_family(f, "cleave_service_direction", "gauge",
+               "1 for the direction a service's writes go (PRODUCT.md 8).");
+    for (size_t i = 0; i < s->nservices; i++)
+        for (size_t d = 0; d < 3; d++) {
+            fputs("cleave_service_direction{", f);
+            put_label(f, "service", s->services[i].name, STATUS_NAME_MAX);
+            fprintf(f, ",direction=\"%s\"} %d\n", dirs[d],
+                    strcmp(s->services[i].direction, dirs[d]) == 0);
+        }
+    put_family(f, "cleave_last_cutover_pause_seconds", "gauge",
+               "The last cut-over's or rollback's write pause.");
+    for (size_t i = 0; i < s->nservices; i++) {
+        if (s->services[i].pause_ms < 0)
+            continue;
+        fputs("cleave_last_cutover_pause_seconds{", f);
+        put_label(f, "service", s->services[i].name, STATUS_NAME_MAX);
+        fputs("} ", f);
+        put_double(f, s->services[i].pause_ms / 1000);
+        fputc('\n', f);
+    }
+}
+
 char *status_metrics(const status_snapshot *s)
 {
     char *text = NULL;
@@ -439,6 +465,7 @@ char *status_metrics(const status_snapshot *s)
     for (size_t i = 0; i < sizeof sink_families / sizeof *sink_families; i++)
         put_sink_family(f, &sink_families[i], s);
     put_states(f, s);
+    put_moves(f, s);
     bool failed = ferror(f);
     if (fclose(f) != 0 || failed) {
         free(text);

@@ -194,6 +194,38 @@ static void assert_null(json_t *obj, const char *key)
     ck_assert_msg(v && json_is_null(v), "%s is not null", key);
 }
 
+/* The cut-over's fields: a moved service, one never moved, metrics. */
+START_TEST(test_json_moves)
+{
+    status_sink sinks[3];
+    status_snapshot s;
+    snapshot_of(&s, sinks, three_sinks(sinks));
+    status_service moved = {.direction = "reverse", .pause_ms = 41.5};
+    snprintf(moved.name, sizeof moved.name, "%s", sinks[0].service);
+    s.services = &moved;
+    s.nservices = 1;
+    char *text = status_json(&s);
+    ck_assert_ptr_nonnull(text);
+    json_t *root = parse_json(text);
+    json_t *svcs = json_object_get(root, "services");
+    json_t *first = json_array_get(svcs, 0), *last = json_array_get(svcs, 1);
+    assert_str(first, "direction", "reverse");
+    ck_assert(json_real_value(json_object_get(first, "last_cutover_pause_ms"))
+              == 41.5);
+    assert_str(last, "direction", "forward");
+    assert_null(last, "last_cutover_pause_ms");
+    json_decref(root);
+    free(text);
+    char *m = status_metrics(&s);
+    char want[256];
+    snprintf(want, sizeof want, "cleave_service_direction{service=\"%s\","
+             "direction=\"reverse\"} 1\n", sinks[0].service);
+    ck_assert_msg(strstr(m, want), "no %s in:\n%s", want, m);
+    ck_assert(strstr(m, "cleave_last_cutover_pause_seconds{service="));
+    free(m);
+}
+END_TEST
+
 START_TEST(test_json_document)
 {
     status_sink sinks[3];
@@ -1152,6 +1184,7 @@ static Suite *status_suite(void)
     Suite *s = suite_create("status");
     TCase *render = tcase_create("render");
     tcase_add_test(render, test_json_document);
+    tcase_add_test(render, test_json_moves);
     tcase_add_test(render, test_json_unknowns);
     tcase_add_test(render, test_json_slot_lost);
     tcase_add_test(render, test_json_worst_state);
