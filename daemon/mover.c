@@ -432,7 +432,7 @@ typedef struct move {
     PGconn *from, *aux, *to; /* from: the side that loses the writes */
     char **seqs;
     size_t nseqs;
-    int64_t lock_start;      /* the attempt that got the lock, ms */
+    int64_t lock_start;      /* the attempt that got the lock, clock_us */
     char err[1024];
 } move;
 
@@ -444,9 +444,10 @@ static void close_move(move *mv)
     pgseq_free_names(mv->seqs, mv->nseqs);
 }
 
+/* Milliseconds since t0 (clock_us). */
 static double since(int64_t t0)
 {
-    return (double)(clock_ms() - t0);
+    return (double)(clock_us() - t0) / 1000;
 }
 
 /* One statement outside any result; false with err. */
@@ -558,7 +559,7 @@ static journal_entry entry(journal_dir dir, journal_move mv, journal_step st,
 static bool preflight(move *mv)
 {
     const cfg_service *s = mv->s;
-    int64_t t = clock_ms();
+    int64_t t = clock_us();
     journal_entry old = journal_get(mv->m->jr, mv->svc);
     if (!record(mv->m, mv->svc, entry(old.dir, mv->cutover ? JOURNAL_CUTOVER
                                       : JOURNAL_ROLLBACK, JOURNAL_PREPARE,
@@ -574,7 +575,7 @@ static bool preflight(move *mv)
                      sizeof mv->err))
         return false;
     say_step(mv->fd, "fenced side checked", since(t), PQdb(mv->to));
-    t = clock_ms();
+    t = clock_us();
     if (mv->cutover &&
         !reverse_prepare(mover_reverse_cfg(mv->m, mv->svc), mv->err,
                          sizeof mv->err))
@@ -582,7 +583,7 @@ static bool preflight(move *mv)
     if (mv->cutover)
         say_step(mv->fd, "reverse slot", since(t),
                  mover_reverse_cfg(mv->m, mv->svc)->source.slot);
-    t = clock_ms();
+    t = clock_us();
     int raised = 0;
     if (!pgseq_of_tables(mv->from, s->owned, s->n_owned, &mv->seqs,
                          &mv->nseqs, mv->err, sizeof mv->err) ||
@@ -621,7 +622,7 @@ static bool lock_tables(move *mv)
     for (;;) {
         int64_t left = deadline - clock_ms();
         int attempt = left < LOCK_ATTEMPT_MS ? (int)left : LOCK_ATTEMPT_MS;
-        mv->lock_start = clock_ms();
+        mv->lock_start = clock_us();
         if (!exec(mv->from, "BEGIN", mv->err, sizeof mv->err))
             return false;
         if (pgfence_lock(mv->from, mv->s->owned, mv->s->n_owned,
@@ -676,7 +677,7 @@ static bool catch_up(move *mv)
     }
     wake_loop(mv->m);
     bool ok = wait_flag(mv->m, &mv->m->mark_reached,
-                        mv->lock_start + mv->o.pause_budget_ms);
+                        mv->lock_start / 1000 + mv->o.pause_budget_ms);
     arm_mark(mv->m, false, 0, false, "");
     if (!ok)
         snprintf(mv->err, sizeof mv->err, "the %s database did not catch up "
@@ -703,12 +704,12 @@ static bool commit(move *mv)
 /* Inside the lock: catch-up, sequences, fence, commit. Pause in *pause. */
 static bool switch_locked(move *mv, double *pause)
 {
-    int64_t t = clock_ms();
+    int64_t t = clock_us();
     if (!catch_up(mv))
         return false;
     say_step(mv->fd, "catch-up", since(t), "the mark applied");
     crash_point(mv->m, "caught_up");
-    t = clock_ms();
+    t = clock_us();
     int raised = 0;
     if (!pgseq_sync(mv->from, mv->to, mv->seqs, mv->nseqs, &raised, mv->err,
                     sizeof mv->err))
@@ -716,13 +717,13 @@ static bool switch_locked(move *mv, double *pause)
     char detail[64];
     snprintf(detail, sizeof detail, "%d raised", raised);
     say_step(mv->fd, "sequences", since(t), detail);
-    t = clock_ms();
+    t = clock_us();
     if (!pgfence_set(mv->from, mv->s->owned, mv->s->n_owned, PQdb(mv->to),
                      mv->err, sizeof mv->err))
         return false;
     say_step(mv->fd, "fence", since(t), PQdb(mv->from));
     crash_point(mv->m, "fenced");
-    t = clock_ms();
+    t = clock_us();
     if (!commit(mv))
         return false;
     *pause = since(mv->lock_start);
@@ -742,7 +743,7 @@ static bool switch_over(move *mv, double *pause)
                                       old.pause_ms)))
         return snprintf(mv->err, sizeof mv->err, "cannot write the journal"),
                false;
-    int64_t t = clock_ms();
+    int64_t t = clock_us();
     if (!lock_tables(mv))
         return false;
     char detail[64];
@@ -811,7 +812,7 @@ static void undo(move *mv)
 static void run_switch(move *mv)
 {
     double pause = -1;
-    int64_t t = clock_ms();
+    int64_t t = clock_us();
     if (!check_lag(mv) || !connect_all(mv)) {
         say_failed(mv->fd, 1, mv->err);
         return;
@@ -826,7 +827,7 @@ static void run_switch(move *mv)
     }
     log_info("event=move_switched service=%s move=%s pause_ms=%.1f",
              mv->s->name, mv->cutover ? "cutover" : "rollback", pause);
-    t = clock_ms();
+    t = clock_us();
     if (!finish(mv->m, mv->svc, mv->cutover ? JOURNAL_CUTOVER : JOURNAL_ROLLBACK,
                 pause, mv->to, mv->from, mv->err, sizeof mv->err)) {
         log_error("event=move_unfinished service=%s error=\"%s\"", mv->s->name,
@@ -881,7 +882,7 @@ static bool leave_publication(move *mv)
 static void run_complete(move *mv)
 {
     journal_entry e = journal_get(mv->m->jr, mv->svc);
-    int64_t t = clock_ms();
+    int64_t t = clock_us();
     if (e.dir == JOURNAL_COMPLETE) {
         say_ok(mv->fd, -1, "the move was already complete");
         return;
@@ -896,7 +897,7 @@ static void run_complete(move *mv)
         return;
     }
     say_step(mv->fd, "reverse stream removed", since(t), "");
-    t = clock_ms();
+    t = clock_us();
     if (!leave_publication(mv)) {
         say_failed(mv->fd, 1, mv->err);
         return;

@@ -171,7 +171,8 @@ progress() {  # progress PHASE
     FROM pg_replication_slots WHERE slot_name = '$SLOT'") || true   # no slot yet: blanks
   line=$(printf '   %5ss  %-9s %-12s %-12s %10s |' "$(elapsed)" "$phase" "$wal" "$conf" "$behind")
   for s in "${SERVICES[@]}"; do
-    n=$(q tgt "${s}_db" "SELECT $(for t in ${OWNED[$s]}; do printf '(SELECT count(*) FROM %s) + ' "$t"; done) 0")
+    # "-" until cleave has created the service's tables
+    n=$(q tgt "${s}_db" "SELECT $(for t in ${OWNED[$s]}; do printf '(SELECT count(*) FROM %s) + ' "$t"; done) 0" 2>/dev/null) || n=-
     line+=$(printf ' %*s' $((${#s} - 8 > 7 ? ${#s} - 8 : 7)) "$n")
   done
   echo "$line"
@@ -342,7 +343,8 @@ pgbench -h "$T/src" -p "${PORT[src]}" -U postgres -n -c 2 -j 2 -T 8 -s 1 \
 say "pgbench: the other four services write for 8 s"
 new_order="INSERT INTO orders (order_uuid, user_id) VALUES (gen_random_uuid(), 1) RETURNING id"
 try_write() {  # try_write CLUSTER DB: an order written through its sequence, or the error
-  q "$1" "$2" "$new_order" 2>&1 | grep -E '^[0-9]+$|ERROR' | sed 's/^psql:[^E]*//' | head -1
+  { q "$1" "$2" "$new_order" 2>&1 || true; } | { grep -E '^[0-9]+$|ERROR' || true; } |
+    sed 's/^psql:[^E]*//' | head -1
 }
 say "before: order_service_db refuses: $(try_write tgt order_service_db)"
 say "\$ cleave cutover -c $CONF order_service"
