@@ -331,6 +331,81 @@ START_TEST(killed_at_each_step)
 }
 END_TEST
 
+#define ODD_TABLE "\"we;ird \"\"Tab\"\" ñ\""
+
+/* The odd table's rows as a count and a digest, order-independent. */
+static char *odd_digest(const pgc_cluster *c, const char *db)
+{
+    return pgc_query_value(c, db,
+        "SELECT count(*) || ' ' || coalesce(md5(string_agg(r, '|' ORDER BY r)), "
+        "'-') FROM (SELECT t::text AS r FROM " ODD_TABLE " t) s");
+}
+
+static bool odd_equal(const shop_env *env, const char *odd_db)
+{
+    char *a = odd_digest(src, env->srcdb), *b = odd_digest(tgt, odd_db);
+    bool same = a && b && strcmp(a, b) == 0;
+    free(a);
+    free(b);
+    return same;
+}
+
+static void odd_converges(shop_env *env, const char *odd_db)
+{
+    double deadline = now_s() + WAIT_S;
+    while (!odd_equal(env, odd_db)) {
+        if (now_s() > deadline) {
+            shop_log_tail(env, 40);
+            ck_abort_msg("the odd table differs after %d s", WAIT_S);
+        }
+        struct timespec ts = {0, 200 * 1000 * 1000};  /* polling a deadline */
+        nanosleep(&ts, NULL);
+    }
+}
+
+/* A service whose table and sequence need quoting everywhere, moved and back. */
+START_TEST(hostile_names)
+{
+    static const char *const create =
+        "CREATE TABLE " ODD_TABLE " (\"Sel ect\" serial PRIMARY KEY, "
+        "\"from\" text)";
+    static const char *const odd_insert =
+        "INSERT INTO " ODD_TABLE " (\"from\") VALUES ('x; DROP TABLE y')";
+    shop_env env;
+    ck_assert(shop_setup(&env, src, tgt, "cut_odd", NULL, NULL));
+    const char *odd_db = "cut_odd_service";
+    ck_assert(pgc_createdb(tgt, odd_db));
+    ck_assert(pgc_exec(src, env.srcdb, create));
+    assert_written(src, env.srcdb, odd_insert);
+    char *dsn = pgc_dsn(tgt, odd_db);
+    char yaml[1024];
+    snprintf(yaml, sizeof yaml, "  odd_service:\n"
+             "    owned_tables: ['\"we;ird \"\"Tab\"\" ñ\"']\n"
+             "    target:\n      postgres: \"%s\"\n", dsn);
+    free(dsn);
+    ck_assert(shop_config_append(&env, yaml));
+    ck_assert(shop_start(&env));
+    ck_assert(shop_wait_caught_up(&env, WAIT_S));
+    char *argv[] = {(char *)shop_cleave_bin(), "cutover", "-c", env.config,
+                    "odd_service", NULL};
+    rc_result r;
+    ck_assert(rc_run(argv, &r));
+    ck_assert_msg(r.status == 0, "cutover: %s%s", r.out, r.err);
+    rc_free(&r);
+    assert_refused(src, env.srcdb, odd_insert);
+    assert_written(tgt, odd_db, odd_insert);
+    odd_converges(&env, odd_db);
+    argv[1] = "rollback";
+    ck_assert(rc_run(argv, &r));
+    ck_assert_msg(r.status == 0, "rollback: %s%s", r.out, r.err);
+    rc_free(&r);
+    assert_refused(tgt, odd_db, odd_insert);
+    assert_written(src, env.srcdb, odd_insert);
+    odd_converges(&env, odd_db);
+    stop_cleanly(&env);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("cutover");
@@ -339,6 +414,7 @@ int main(void)
     shop_add_case(s, "lock_held_refused", lock_held_refused, 300);
     shop_add_case(s, "lag_refused", lag_refused, 300);
     shop_add_case(s, "killed_at_each_step", killed_at_each_step, 900);
+    shop_add_case(s, "hostile_names", hostile_names, 300);
     /* Killed runs leave sessions holding origins until they notice. */
     static const char *const tgt_settings[] = {"max_replication_slots = 64",
                                                NULL};
