@@ -2,8 +2,9 @@
  * cutover_client: the clients of bench/cutover.sh, and the reference
  * cut-over built from native logical replication.
  *
- *   cutover_client mover OUT TAG DSN_A DSN_B
- *     Writes user_service's tables as fast as it can on whichever side
+ *   cutover_client mover OUT TAG DSN_A DSN_B [INTERVAL_US]
+ *     Writes user_service's tables as fast as it can (or one write every
+ *     INTERVAL_US) on whichever side
  *     takes writes: single-row INSERTs into users (its identity
  *     sequence), UPDATEs of rows it inserted, INSERTs into
  *     user_preferences (a foreign key into users). On SQLSTATE 25006 (the
@@ -223,8 +224,9 @@ static void mover_failed(mover *m, PGresult *r, char op, int64_t key, int64_t t)
 
 static int run_mover(int argc, char **argv)
 {
-    if (argc != 6)
-        die("usage: mover OUT TAG DSN_A DSN_B");
+    if (argc != 6 && argc != 7)
+        die("usage: mover OUT TAG DSN_A DSN_B [INTERVAL_US]");
+    long interval = argc == 7 ? atol(argv[6]) : 0;
     mover m = {.tag = argv[3], .dsn = {argv[4], argv[5]}};
     m.out = fopen(argv[2], "w");
     if (!m.out)
@@ -245,6 +247,8 @@ static int run_mover(int argc, char **argv)
         else
             mover_failed(&m, r, op, key, t);
         PQclear(r);
+        if (interval > 0)
+            sleep_us(interval);
     }
     fclose(m.out);
     return 0;
