@@ -552,6 +552,24 @@ static journal_entry entry(journal_dir dir, journal_move mv, journal_step st,
 }
 
 /*
+ * The side that gets the writes fenced until the switch: set only when it
+ * is not already (the keeper and the last switch see to that), because
+ * setting takes SHARE ROW EXCLUSIVE table by table, which queues the
+ * forward sink behind it and deadlocks with a sink transaction holding a
+ * later table.
+ */
+static bool fence_to(move *mv)
+{
+    const cfg_service *s = mv->s;
+    int state = pgfence_state(mv->to, s->owned, s->n_owned, mv->err,
+                              sizeof mv->err);
+    return state == PGFENCE_ALL ||
+           (state >= 0 && pgfence_set(mv->to, s->owned, s->n_owned,
+                                      PQdb(mv->from), mv->err,
+                                      sizeof mv->err));
+}
+
+/*
  * Nothing blocked yet: the reverse stream's slot (a cut-over), the fence
  * of the side that gets the writes checked, its sequences brought ahead.
  */
@@ -573,8 +591,7 @@ static bool preflight(move *mv)
              mv->cutover ? mover_reverse_cfg(mv->m, mv->svc)->source.slot : "");
     t = clock_ms();
     int raised = 0;
-    if (!pgfence_set(mv->to, s->owned, s->n_owned, PQdb(mv->from), mv->err,
-                     sizeof mv->err) ||
+    if (!fence_to(mv) ||
         !pgseq_of_tables(mv->from, s->owned, s->n_owned, &mv->seqs,
                          &mv->nseqs, mv->err, sizeof mv->err) ||
         !pgseq_sync(mv->aux, mv->to, mv->seqs, mv->nseqs, &raised, mv->err,
