@@ -553,6 +553,24 @@ static journal_entry entry(journal_dir dir, journal_move mv, journal_step st,
 }
 
 /*
+ * The side that gets the writes fenced until the switch: set only when it
+ * is not already (the keeper and the last switch see to that), because
+ * setting takes SHARE ROW EXCLUSIVE table by table, which queues the
+ * forward sink behind it and deadlocks with a sink transaction holding a
+ * later table.
+ */
+static bool fence_to(move *mv)
+{
+    const cfg_service *s = mv->s;
+    int state = pgfence_state(mv->to, s->owned, s->n_owned, mv->err,
+                              sizeof mv->err);
+    return state == PGFENCE_ALL ||
+           (state >= 0 && pgfence_set(mv->to, s->owned, s->n_owned,
+                                      PQdb(mv->from), mv->err,
+                                      sizeof mv->err));
+}
+
+/*
  * Nothing blocked yet: the reverse stream's slot (a cut-over), the fence
  * of the side that gets the writes checked, its sequences brought ahead.
  */
@@ -566,13 +584,8 @@ static bool preflight(move *mv)
                                       old.pause_ms)))
         return snprintf(mv->err, sizeof mv->err, "cannot write the journal"),
                false;
-    /*
-     * The fence first: its DDL waits for locks at most the lock timeout,
-     * so a table held on that side refuses the move here, before the
-     * publication's creation (which waits as long as it takes) is tried.
-     */
-    if (!pgfence_set(mv->to, s->owned, s->n_owned, PQdb(mv->from), mv->err,
-                     sizeof mv->err))
+    /* The fence first: where it must be set, its lock wait is bounded. */
+    if (!fence_to(mv))
         return false;
     say_step(mv->fd, "fenced side checked", since(t), PQdb(mv->to));
     t = clock_us();
