@@ -77,6 +77,7 @@ struct mover {
     char mark_token[STREAM_MARK_MAX];
     keep_state *keep;
     PGconn *keep_shared;
+    int64_t unfenced_at;     /* clock_us: the last new side opened */
 };
 
 static void say_failed(int fd, int exit, const char *error);
@@ -782,6 +783,7 @@ static bool open_new_side(mover *m, size_t svc, bool cutover, PGconn *to,
     const cfg_service *s = &m->config->services[svc];
     if (!pgfence_clear(to, s->owned, s->n_owned, err, errlen))
         return false;
+    m->unfenced_at = clock_us();
     crash_point(m, "unfenced");
     m->keep[svc].fenced = false;
     /* At start-up no reverse stream runs yet: the runner starts them. */
@@ -838,7 +840,7 @@ static void run_switch(move *mv)
         say_failed(mv->fd, 1, mv->err);
         return;
     }
-    log_info("event=move_switched service=%s move=%s pause_ms=%.1f",
+    log_info("event=move_switched service=%s move=%s switch_ms=%.1f",
              mv->s->name, mv->cutover ? "cutover" : "rollback", pause);
     t = clock_us();
     if (!finish(mv->m, mv->svc, mv->cutover ? JOURNAL_CUTOVER : JOURNAL_ROLLBACK,
@@ -852,12 +854,19 @@ static void run_switch(move *mv)
         say_unfinished(mv->fd, msg);
         return;
     }
-    say_step(mv->fd, mv->cutover ? "reverse stream" : "reverse stream removed",
-             since(t), PQdb(mv->to));
+    say_step(mv->fd, mv->cutover ? "unfence, reverse stream"
+             : "unfence, reverse stream removed", since(t), PQdb(mv->to));
+    /* Writes waited from the lock until the new side took them. */
+    double total = (double)(mv->m->unfenced_at - mv->lock_start) / 1000;
+    record(mv->m, mv->svc, entry(mv->cutover ? JOURNAL_REVERSE
+                                 : JOURNAL_FORWARD, JOURNAL_IDLE,
+                                 JOURNAL_PREPARE, total));
+    log_info("event=move_done service=%s move=%s pause_ms=%.1f", mv->s->name,
+             mv->cutover ? "cutover" : "rollback", total);
     char detail[256];
-    snprintf(detail, sizeof detail, "%s: writes go to %s", mv->s->name,
-             PQdb(mv->to));
-    say_ok(mv->fd, pause, detail);
+    snprintf(detail, sizeof detail, "%s: writes go to %s (switch %.1f ms, "
+             "then the new side opened)", mv->s->name, PQdb(mv->to), pause);
+    say_ok(mv->fd, total, detail);
 }
 
 /* The forward publication lets go of the service's tables. */

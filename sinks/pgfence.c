@@ -43,14 +43,21 @@ static const char FUNCTION_SQL[] =
     "'CREATE OR REPLACE TRIGGER " PGFENCE_TRIGGER " BEFORE INSERT OR UPDATE" \
     " OR DELETE OR TRUNCATE ON %I.%I FOR EACH STATEMENT" \
     " EXECUTE FUNCTION cleave.fence(%L)'"
-#define DROP_TRIGGER "'DROP TRIGGER " PGFENCE_TRIGGER " ON %I.%I'"
+/*
+ * Cleared by disabling, not dropping: DISABLE TRIGGER takes SHARE ROW
+ * EXCLUSIVE, which readers and foreign-key checks never wait on, where
+ * DROP TRIGGER would take ACCESS EXCLUSIVE and queue every reader behind
+ * it. CREATE OR REPLACE TRIGGER enables it again.
+ */
+#define DROP_TRIGGER \
+    "'ALTER TABLE ONLY %I.%I DISABLE TRIGGER " PGFENCE_TRIGGER "'"
 
 /* Which relations the DO block visits: for clear, those with a fence. */
 #define SET_TREE PGTABLES_TREE("u.t::regclass")
 #define CLEAR_TREE \
     "(SELECT f.relid FROM " PGTABLES_TREE("to_regclass(u.t)") " AS f" \
     " JOIN pg_trigger g ON g.tgrelid = f.relid" \
-    "  AND g.tgname = '" PGFENCE_TRIGGER "')"
+    "  AND g.tgname = '" PGFENCE_TRIGGER "' AND g.tgenabled <> 'D')"
 
 /* The modes that conflict with SHARE ROW EXCLUSIVE. */
 #define CONFLICTING_MODES \

@@ -55,12 +55,13 @@ bool pgfence_set(PGconn *c, const cfg_table *t, size_t n, const char *owner,
                  char *err, size_t errlen);
 
 /*
- * Drops the triggers from the tables and their partitions (a table or a
- * trigger that is not there is skipped). One round trip. cleave.fence()
- * stays: other tables may still use it. DROP TRIGGER takes ACCESS
- * EXCLUSIVE on each table, so it waits for the reads in progress on it
- * and blocks the reads that come meanwhile; a caller that must not wait
- * long sets lock_timeout in its transaction first.
+ * Disables the triggers of the tables and their partitions (a table or a
+ * trigger that is not there, or disabled already, is skipped); set
+ * enables them again. One round trip. DISABLE TRIGGER takes SHARE ROW
+ * EXCLUSIVE on each table: it waits for writers in progress (cleave's
+ * own apply, on a fenced side), never for readers or foreign-key checks,
+ * and blocks neither; a caller that must not wait long sets lock_timeout
+ * first.
  */
 bool pgfence_clear(PGconn *c, const cfg_table *t, size_t n, char *err,
                    size_t errlen);
