@@ -59,6 +59,7 @@ struct mover {
     journal *jr;
     cfg **rev;               /* per service, made on first use */
     const char *crash_at;    /* tests: CLEAVE_TEST_CRASH_AT */
+    long hold_ms;            /* tests: CLEAVE_TEST_HOLD_LOCK_MS */
     status_fill_fn fill;
     void *fill_arg;
     size_t max_sinks;
@@ -99,6 +100,8 @@ mover *mover_new(const cfg *config, int wake_fd, char *err, size_t errlen)
     m->wake_fd = wake_fd;
     m->req.fd = -1;
     m->crash_at = getenv("CLEAVE_TEST_CRASH_AT");
+    const char *hold = getenv("CLEAVE_TEST_HOLD_LOCK_MS");
+    m->hold_ms = hold ? strtol(hold, NULL, 10) : 0;
     pthread_mutex_init(&m->mu, NULL);
     pthread_cond_init(&m->cv, NULL);
     if (!(m->jr = journal_open(config, err, errlen))) {
@@ -119,21 +122,28 @@ static void keep_close(mover *m)
     PQfinish(m->keep_shared);
 }
 
+void mover_stop(mover *m)
+{
+    if (!m || !m->started)
+        return;
+    pthread_mutex_lock(&m->mu);
+    m->stopping = true;
+    pthread_cond_broadcast(&m->cv);
+    pthread_mutex_unlock(&m->mu);
+    pthread_join(m->thread, NULL);
+    m->started = false;
+    if (m->req.fd >= 0) {
+        say_failed(m->req.fd, 1, "cleave is stopping: nothing was changed");
+        close(m->req.fd);
+        m->req.fd = -1;
+    }
+}
+
 void mover_free(mover *m)
 {
     if (!m)
         return;
-    if (m->started) {
-        pthread_mutex_lock(&m->mu);
-        m->stopping = true;
-        pthread_cond_broadcast(&m->cv);
-        pthread_mutex_unlock(&m->mu);
-        pthread_join(m->thread, NULL);
-    }
-    if (m->req.fd >= 0) {
-        say_failed(m->req.fd, 1, "cleave is stopping: nothing was changed");
-        close(m->req.fd);
-    }
+    mover_stop(m);
     if (m->jr) {
         keep_close(m);
         pthread_mutex_destroy(&m->mu);
@@ -182,6 +192,16 @@ static void crash_point(const mover *m, const char *step)
         log_warning("event=test_crash step=%s", step);
         raise(SIGKILL);
     }
+}
+
+/* Tests hold the lock a while, so a writer queues behind it. */
+static void hold_point(const mover *m)
+{
+    if (m->hold_ms <= 0)
+        return;
+    log_warning("event=test_hold ms=%ld", m->hold_ms);
+    struct timespec ts = {m->hold_ms / 1000, (m->hold_ms % 1000) * 1000000};
+    nanosleep(&ts, NULL);
 }
 
 /* ---- the loop's side ---------------------------------------------------- */
@@ -764,6 +784,7 @@ static bool switch_over(move *mv, double *pause)
     snprintf(detail, sizeof detail, "%zu tables", mv->s->n_owned);
     say_step(mv->fd, "lock", since(t), detail);
     crash_point(mv->m, "locked");
+    hold_point(mv->m);
     if (switch_locked(mv, pause))
         return true;
     char ignored[256];

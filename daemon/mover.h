@@ -29,6 +29,11 @@ typedef struct mover mover;
 /* NULL with err when the journal cannot be read. */
 mover *mover_new(const cfg *config, int wake_fd, char *err, size_t errlen);
 /* Stops the thread (a move under way gives up: nothing changes). */
+void mover_stop(mover *m);
+/*
+ * Stops it and frees it, with the reverse configurations: after the
+ * pipelines that read them are freed.
+ */
 void mover_free(mover *m);
 
 /*

@@ -454,13 +454,15 @@ static void shutdown_all(runner *d)
         sd_notify(0, "STOPPING=1");
     /* First: its thread reads the workers and the initial sync. */
     status_stop(d->status);
-    mover_free(d->mv);
+    mover_stop(d->mv);
     for (size_t i = 0; i < d->npipes; i++)
         pipeline_stop(d->pipes[i]);
     for (size_t i = 0; i < d->npipes; i++) {
         monitor_free(d->mons[i]);
         pipeline_free(d->pipes[i]);
     }
+    /* Last: the reverse pipelines read its configurations. */
+    mover_free(d->mv);
 }
 
 /* The move journal first: it decides which reverse streams run. */

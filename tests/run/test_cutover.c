@@ -10,7 +10,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <libpq-fe.h>
 
@@ -345,6 +347,45 @@ START_TEST(killed_at_each_step)
 }
 END_TEST
 
+/*
+ * A writer queued behind the switch's lock (held a while by the test
+ * hook) gets the fence's error once the switch commits, never a write
+ * into the old copy.
+ */
+START_TEST(queued_writer_fenced)
+{
+    shop_env env;
+    ck_assert(shop_setup_copy(&env, src, tgt, "cut_queue", 1, NULL, NULL));
+    setenv("CLEAVE_TEST_HOLD_LOCK_MS", "700", 1);
+    ck_assert(shop_start(&env));
+    unsetenv("CLEAVE_TEST_HOLD_LOCK_MS");
+    ck_assert(shop_wait_caught_up(&env, WAIT_S));
+    pid_t pid = fork();
+    ck_assert(pid >= 0);
+    if (pid == 0) {
+        execl(shop_cleave_bin(), "cleave", "cutover", "-c", env.config,
+              shop_services[ORDERS], (char *)NULL);
+        _exit(127);
+    }
+    ck_assert_msg(pgc_wait_until(src, env.srcdb, "SELECT EXISTS (SELECT 1 "
+                  "FROM pg_locks l JOIN pg_stat_activity a USING (pid) "
+                  "WHERE l.relation = 'orders'::regclass AND l.granted AND "
+                  "l.mode = 'ShareRowExclusiveLock' AND "
+                  "a.application_name = 'cleave-mover')", 30),
+                  "the switch never held its lock");
+    char state[8];
+    sqlstate_of(src, env.srcdb, new_order, state, sizeof state);
+    int status;
+    ck_assert(waitpid(pid, &status, 0) == pid);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+                  "the cut-over failed");
+    ck_assert_msg(strcmp(state, "25006") == 0, "the queued write ended with "
+                  "SQLSTATE '%s', not the fence's 25006", state);
+    assert_converges(&env, "after the queued write");
+    stop_cleanly(&env);
+}
+END_TEST
+
 #define ODD_TABLE "\"we;ird \"\"Tab\"\" ñ\""
 
 /* The odd table's rows as a count and a digest, order-independent. */
@@ -429,6 +470,7 @@ int main(void)
     shop_add_case(s, "lag_refused", lag_refused, 300);
     shop_add_case(s, "killed_at_each_step", killed_at_each_step, 900);
     shop_add_case(s, "hostile_names", hostile_names, 300);
+    shop_add_case(s, "queued_writer_fenced", queued_writer_fenced, 300);
     /* Killed runs leave sessions holding origins until they notice. */
     static const char *const tgt_settings[] = {"max_replication_slots = 64",
                                                NULL};
