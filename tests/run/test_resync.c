@@ -322,11 +322,109 @@ START_TEST(refusals)
 }
 END_TEST
 
+static void exec_or_abort(const char *db, const char *sql)
+{
+    ck_assert_msg(pgc_exec(src, db, sql), "%s failed", sql);
+}
+
+/* The source keeps at most 1MB of WAL for a slot (NULL: the default). */
+static void set_keep_size(const char *size)
+{
+    char sql[128];
+    snprintf(sql, sizeof sql, size ? "ALTER SYSTEM SET max_slot_wal_keep_size "
+             "= '%s'" : "ALTER SYSTEM RESET max_slot_wal_keep_size", size);
+    exec_or_abort("postgres", sql);
+    exec_or_abort("postgres", size ? "ALTER SYSTEM SET wal_keep_size = 0"
+                                   : "ALTER SYSTEM RESET wal_keep_size");
+    exec_or_abort("postgres", "SELECT pg_reload_conf()");
+}
+
+/* WAL written and checkpointed until the server invalidates the slot. */
+static bool push_until_lost(const shop_env *env, double timeout_s)
+{
+    char sql[160];
+    snprintf(sql, sizeof sql, "SELECT wal_status = 'lost' FROM "
+             "pg_replication_slots WHERE slot_name = 'cleave_%s'", env->name);
+    double deadline = now_s() + timeout_s;
+    while (now_s() < deadline) {
+        exec_or_abort(env->srcdb, "SELECT pg_logical_emit_message(false, "
+                      "'test', repeat('x', 100000)); SELECT pg_switch_wal(); "
+                      "CHECKPOINT");
+        char *lost = pgc_query_value(src, env->srcdb, sql);
+        bool yes = lost && strcmp(lost, "t") == 0;
+        free(lost);
+        if (yes)
+            return true;
+    }
+    return false;
+}
+
+/* Every service past its initial sync: streaming, or stopped on a change. */
+static bool all_past_copy(json_t *st, void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < SHOP_NSERVICES; i++) {
+        const char *s = state_of(st, shop_services[i]);
+        if (strcmp(s, "streaming") != 0 && strcmp(s, "error") != 0)
+            return false;
+    }
+    return true;
+}
+
+/*
+ * The way back after a lost slot (docs/operations.md): changes made
+ * while cleave was stopped, the slot invalidated meanwhile; the slot
+ * dropped, cleave started (a new slot, the targets' tables used as they
+ * are, the gap in them), then every service resynced: all equal again.
+ */
+START_TEST(lost_slot_way_back)
+{
+    shop_env env;
+    start_streaming(&env, "rs_lost");
+    set_keep_size("1MB");
+    ck_assert_int_eq(shop_stop(&env, SIGTERM, 60), 0);
+    exec_or_abort(env.srcdb, "UPDATE users SET last_login_at = now() WHERE "
+                  "id % 10 = 0; UPDATE orders SET note = 'gap' WHERE id % 10 "
+                  "= 0; UPDATE payments SET provider_ref = 'gap' WHERE id % 10 "
+                  "= 0; UPDATE products SET price = price + 1 WHERE id % 10 = 0;"
+                  " DELETE FROM notifications WHERE id % 10 = 0");
+    ck_assert_msg(push_until_lost(&env, WAIT_S), "the slot was not invalidated");
+    set_keep_size(NULL);
+    char sql[128];
+    snprintf(sql, sizeof sql, "SELECT pg_drop_replication_slot('cleave_%s')",
+             env.name);
+    exec_or_abort(env.srcdb, sql);
+    long mark = shop_log_size(&env);
+    ck_assert(shop_start(&env));
+    if (!shop_wait_status(&env, all_past_copy, NULL, WAIT_S)) {
+        shop_log_tail(&env, 60);
+        ck_abort_msg("cleave did not start streaming from a new slot");
+    }
+    ck_assert_int_eq(shop_log_count(&env, "event=table_used_as_is", mark),
+                     SHOP_NTABLES);
+    assert_differs(&env, "users");
+    assert_differs(&env, "notifications");
+    for (int i = 0; i < SHOP_NSERVICES; i++) {
+        rc_result r;
+        int rc = resync_now(&env, shop_services[i], NULL, &r);
+        if (rc != 0)
+            shop_log_tail(&env, 60);
+        ck_assert_msg(rc == 0, "resync %s: exit %d: %s%s", shop_services[i],
+                      rc, r.out, r.err);
+        rc_free(&r);
+    }
+    assert_caught_up_and_equal(&env);
+    stop_cleanly(&env);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("resync");
     shop_add_case(s, "table_under_load", table_under_load, 300);
     shop_add_case(s, "whole_service", whole_service, 300);
     shop_add_case(s, "refusals", refusals, 300);
+    /* Last: it changes the source's max_slot_wal_keep_size meanwhile. */
+    shop_add_case(s, "lost_slot_way_back", lost_slot_way_back, 300);
     return shop_run_suite(s, NULL, &src, &tgt);
 }
