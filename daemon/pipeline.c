@@ -273,9 +273,8 @@ bool pipeline_try_start(pipeline *p, snap_stop_fn *stop, void *stop_arg)
         /* Someone dropped the slot while cleave ran: changes were lost. */
         log_error("event=slot_recreated slot=%s error=\"the slot disappeared "
                   "while cleave was running; changes made meanwhile are not "
-                  "in the targets: copy again (empty the targets and remove "
-                  "%s/initial_sync.json)\"", p->settings->slot,
-                  p->config->state_dir);
+                  "in the targets: `cleave resync` each service\"",
+                  p->settings->slot);
         snap_release(late);
     }
     backoff_reset(&p->source_backoff);
