@@ -422,17 +422,18 @@ static void describe(json_t *svc, char *line, size_t len)
     json_array_foreach(json_object_get(svc, "sinks"), i, k) {
         json_t *copy = json_object_get(k, "copy");
         const char *error = jstr(k, "last_error");
+        const char *kind = jstr(k, "kind") ? jstr(k, "kind") : "?";
         char rows[32];
         if (json_is_object(copy) && n < len)
             n += (size_t)snprintf(line + n, len - n, "  %s: %lld/%lld tables, "
-                   "%s rows", jstr(k, "kind"),
+                   "%s rows", kind,
                    json_integer_value(json_object_get(copy, "tables_done")),
                    json_integer_value(json_object_get(copy, "tables_total")),
                    statuscli_fmt_count((uint64_t)json_integer_value(
                        json_object_get(copy, "rows")), rows, sizeof rows));
         else if (state && strcmp(state, "error") == 0 && error && n < len)
-            n += (size_t)snprintf(line + n, len - n, "  %s: %s",
-                                  jstr(k, "kind"), error);
+            n += (size_t)snprintf(line + n, len - n, "  %s: %s", kind,
+                                  error);
     }
 }
 
@@ -467,7 +468,8 @@ static int look(const char *socket, const char *service, bool json,
     }
     fflush(stdout);
     snprintf(last, lastlen, "%s", line);
-    bool streaming = strcmp(jstr(svc, "state"), "streaming") == 0;
+    const char *state = jstr(svc, "state");
+    bool streaming = state && strcmp(state, "streaming") == 0;
     json_decref(doc);
     return streaming;
 }
