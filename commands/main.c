@@ -60,6 +60,7 @@ static int cmd_drop(const cli_args *args);
 static int cmd_cutover(const cli_args *args);
 static int cmd_rollback(const cli_args *args);
 static int cmd_complete(const cli_args *args);
+static int cmd_resync(const cli_args *args);
 
 static const cli_command commands[] = {
     {"run", "run -c FILE", "the daemon, in the foreground", "c:", true,
@@ -90,6 +91,9 @@ static const cli_command commands[] = {
      "[--drop-tables] [-s SOCK]",
      "end the move: reverse stream removed, shared copies frozen",
      "c:s:yA:D", true, true, cmd_complete},
+    {"resync", "resync -c FILE SERVICE [--table T] [-s SOCK] [--json]",
+     "copy SERVICE (or one table) again while the others stream",
+     "c:s:jT:", true, true, cmd_resync},
 };
 
 static const struct option long_options[] = {
@@ -377,6 +381,17 @@ static int cmd_complete(const cli_args *args)
         return EXITCODE_CONFIG;
     move_complete_opts o = {args->yes, args->archive, args->drop_tables};
     int rc = move_complete(c, socket_of(args, c), args->name, &o);
+    cfg_free(c);
+    return rc;
+}
+
+static int cmd_resync(const cli_args *args)
+{
+    cfg *c = load_config(args->config);
+    if (!c)
+        return EXITCODE_CONFIG;
+    int rc = move_resync(c, socket_of(args, c), args->name, args->table,
+                         args->json);
     cfg_free(c);
     return rc;
 }

@@ -24,6 +24,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -32,6 +33,7 @@
 #include "commands/analyze.h"
 #include "commands/drop.h"
 #include "commands/statuscli.h"
+#include "common/ctlword.h"
 #include "common/dbconn.h"
 #include "common/exitcode.h"
 
@@ -39,10 +41,12 @@
 #define STEP_WIDTH 24          /* the step name's column */
 #define DROP_LOCK_TIMEOUT "5s" /* waiting for readers of the shared copies */
 #define ERRLEN 1024
+#define FOLLOW_EVERY_MS 500    /* resync: the status asked this often */
 
-static const char *const verb_names[] = {"cutover", "rollback", "complete"};
+static const char *const verb_names[] = {"cutover", "rollback", "complete",
+                                         "resync"};
 static const char *const verb_nouns[] = {"the cut-over", "the rollback",
-                                         "`complete`"};
+                                         "`complete`", "the resync"};
 
 const char *move_verb_name(move_verb verb)
 {
@@ -144,7 +148,7 @@ static void print_step(const json_t *o)
 static void print_done(const move_answer *a, const json_t *o)
 {
     static const char *const done[] = {"cut over", "rolled back",
-                                       "completed"};
+                                       "completed", "resync started for"};
     const char *detail = jstr(o, "detail");
     json_t *pause = json_object_get(o, "pause_ms");
     printf("%s %s", done[a->verb], a->service);
@@ -162,7 +166,7 @@ static void print_done(const move_answer *a, const json_t *o)
 static void print_failed(const move_answer *a, const json_t *o, int rc)
 {
     static const char *const not_done[] = {"not cut over", "not rolled back",
-                                           "not completed"};
+                                           "not completed", "not resynced"};
     const char *error = jstr(o, "error");
     /* The switch committed but its last steps wait for a retry. */
     bool changed = json_is_true(json_object_get(o, "changed"));
@@ -170,7 +174,8 @@ static void print_failed(const move_answer *a, const json_t *o, int rc)
     if (rc != EXITCODE_USAGE && !changed)
         fprintf(stderr, "%s %s: ", a->service, not_done[a->verb]);
     put_text(stderr, error ? error : "the daemon gave no reason");
-    if (rc == EXITCODE_RUNTIME && a->verb != MOVE_COMPLETE && !changed)
+    if (rc == EXITCODE_RUNTIME && a->verb != MOVE_COMPLETE &&
+        a->verb != MOVE_RESYNC && !changed)
         fprintf(stderr, "; nothing was changed");
     fprintf(stderr, "\n");
 }
@@ -317,15 +322,10 @@ static bool send_line(int fd, const char *line)
     return true;
 }
 
-int move_request(const char *socket, move_verb verb, const char *service,
-                 const move_limits *limits, bool json)
+/* Sends the request line `req` and reads the answer: the exit code. */
+static int send_request(const char *socket, move_verb verb,
+                        const char *service, const char *req, bool json)
 {
-    char req[512];
-    if (!format_request(req, sizeof req, verb, service, limits)) {
-        fprintf(stderr, "cleave %s: service name too long\n",
-                verb_names[verb]);
-        return EXITCODE_USAGE;
-    }
     int fd = connect_daemon(socket, verb);
     if (fd < 0)
         return EXITCODE_RUNTIME;
@@ -340,12 +340,179 @@ int move_request(const char *socket, move_verb verb, const char *service,
     return rc;
 }
 
+int move_request(const char *socket, move_verb verb, const char *service,
+                 const move_limits *limits, bool json)
+{
+    char req[512];
+    if (!format_request(req, sizeof req, verb, service, limits)) {
+        fprintf(stderr, "cleave %s: service name too long\n",
+                verb_names[verb]);
+        return EXITCODE_USAGE;
+    }
+    return send_request(socket, verb, service, req, json);
+}
+
 int move_run(const cfg *config, const char *socket, move_verb verb,
              const char *service, const move_limits *limits, bool json)
 {
     if (!move_service(config, verb, service))
         return EXITCODE_USAGE;
     return move_request(socket, verb, service, limits, json);
+}
+
+/* ---- resync ---- */
+
+/* svc's owned table written `table`, as a ctlword in *word; 2 when none. */
+static int resync_table(const cfg *config, const cfg_service *svc,
+                        const char *table, char **word)
+{
+    cfg_table want = {0};
+    char err[256];
+    if (!cfg_table_parse(table, &want, err, sizeof err)) {
+        fprintf(stderr, "cleave resync: --table '%s': %s\n", table, err);
+        return EXITCODE_USAGE;
+    }
+    bool owned = cfg_owner(config, want.schema, want.name) == svc;
+    if (!owned)
+        fprintf(stderr, "cleave resync: %s does not own a table %s.%s in %s\n",
+                svc->name, want.schema, want.name, config->path);
+    cfg_table_clear(&want);
+    if (!owned)
+        return EXITCODE_USAGE;
+    *word = ctlword_encode(table);
+    return *word ? EXITCODE_OK : EXITCODE_RUNTIME;
+}
+
+static const cfg_service *resync_service(const cfg *config, const char *name)
+{
+    for (size_t i = 0; i < config->n_services; i++)
+        if (strcmp(config->services[i].name, name) == 0)
+            return &config->services[i];
+    fprintf(stderr, "cleave resync: unknown service '%s'; %s configures: ",
+            name, config->path);
+    list_services(config, stderr);
+    fprintf(stderr, "\n");
+    return NULL;
+}
+
+static double now_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + t.tv_nsec / 1e9;
+}
+
+/* The service's object in the status document, or NULL. */
+static json_t *service_status(json_t *doc, const char *service)
+{
+    size_t i;
+    json_t *o;
+    json_array_foreach(json_object_get(doc, "services"), i, o)
+        if (jstr(o, "name") && strcmp(jstr(o, "name"), service) == 0)
+            return o;
+    return NULL;
+}
+
+/* "initial_copy  2/3 tables, 1,234 rows", or the error; into line. */
+static void describe(json_t *svc, char *line, size_t len)
+{
+    const char *state = jstr(svc, "state");
+    size_t i, n = (size_t)snprintf(line, len, "%s", state ? state : "?");
+    json_t *k;
+    json_array_foreach(json_object_get(svc, "sinks"), i, k) {
+        json_t *copy = json_object_get(k, "copy");
+        const char *error = jstr(k, "last_error");
+        const char *kind = jstr(k, "kind") ? jstr(k, "kind") : "?";
+        char rows[32];
+        if (json_is_object(copy) && n < len)
+            n += (size_t)snprintf(line + n, len - n, "  %s: %lld/%lld tables, "
+                   "%s rows", kind,
+                   json_integer_value(json_object_get(copy, "tables_done")),
+                   json_integer_value(json_object_get(copy, "tables_total")),
+                   statuscli_fmt_count((uint64_t)json_integer_value(
+                       json_object_get(copy, "rows")), rows, sizeof rows));
+        else if (state && strcmp(state, "error") == 0 && error && n < len)
+            n += (size_t)snprintf(line + n, len - n, "  %s: %s", kind,
+                                  error);
+    }
+}
+
+/* One look at the status; 1 streaming, 0 not yet, -1 no answer (err). */
+static int look(const char *socket, const char *service, bool json,
+                char *last, size_t lastlen, double started)
+{
+    char err[ERRLEN], line[1024];
+    size_t len;
+    char *body = statuscli_fetch(socket, "/status", STATUSCLI_TIMEOUT_MS,
+                                 &len, err, sizeof err);
+    json_t *doc = body ? json_loadb(body, len, 0, NULL) : NULL;
+    json_t *svc = service_status(doc, service);
+    free(body);
+    if (!svc) {
+        fprintf(stderr, "cleave resync: %s; the copy goes on in the daemon: "
+                "see `cleave status`\n", doc ? "the status has no such service"
+                : err);
+        json_decref(doc);
+        return -1;
+    }
+    describe(svc, line, sizeof line);
+    if (strcmp(line, last) != 0 && json) {
+        json_object_set_new(svc, "seconds", json_real(now_s() - started));
+        char *text = json_dumps(svc, JSON_COMPACT);
+        printf("%s\n", text ? text : "{}");
+        free(text);
+    } else if (strcmp(line, last) != 0) {
+        printf("  %8.1f s  ", now_s() - started);
+        put_text(stdout, line);
+        printf("\n");
+    }
+    fflush(stdout);
+    snprintf(last, lastlen, "%s", line);
+    const char *state = jstr(svc, "state");
+    bool streaming = state && strcmp(state, "streaming") == 0;
+    json_decref(doc);
+    return streaming;
+}
+
+/*
+ * Follows the service in the status until it streams again. Ctrl-C ends
+ * the command, not the copy.
+ */
+static int follow(const char *socket, const char *service, bool json)
+{
+    char last[1024] = "";
+    double started = now_s();
+    int r;
+    if (!json)
+        printf("following %s until it streams (Ctrl-C stops following, not "
+               "the copy):\n", service);
+    while ((r = look(socket, service, json, last, sizeof last, started)) == 0) {
+        struct timespec ts = {0, FOLLOW_EVERY_MS * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    if (r > 0 && !json)
+        printf("%s streams again after %.1f s\n", service, now_s() - started);
+    return r > 0 ? EXITCODE_OK : EXITCODE_RUNTIME;
+}
+
+int move_resync(const cfg *config, const char *socket, const char *service,
+                const char *table, bool json)
+{
+    const cfg_service *svc = resync_service(config, service);
+    char *word = NULL;
+    int rc = !svc ? EXITCODE_USAGE
+           : table ? resync_table(config, svc, table, &word) : EXITCODE_OK;
+    char req[1024];
+    if (rc == EXITCODE_OK &&
+        (size_t)snprintf(req, sizeof req, "control resync %s%s%s\n", service,
+                         word ? " table=" : "", word ? word : "") >= sizeof req) {
+        fprintf(stderr, "cleave resync: service or table name too long\n");
+        rc = EXITCODE_USAGE;
+    }
+    free(word);
+    if (rc == EXITCODE_OK)
+        rc = send_request(socket, MOVE_RESYNC, service, req, json);
+    return rc == EXITCODE_OK ? follow(socket, service, json) : rc;
 }
 
 /* ---- the shared database ---- */

@@ -1,15 +1,17 @@
 /*
  * move: `cleave cutover`, `cleave rollback` and `cleave complete`, the
- * command-line side of the cut-over (PRODUCT.md §8). The running daemon
+ * command-line side of the cut-over (PRODUCT.md §8), and `cleave resync`,
+ * which asks the daemon the same way. The running daemon
  * carries out the move; the command checks what it can alone, sends one
  * request over the status socket and prints the steps the daemon streams
  * back. `complete` then archives and drops the shared copies itself.
  *
  * The request, one line: `control VERB SERVICE [key=value ...]\n`, VERB
  * cutover, rollback or complete, keys lag_limit_bytes, lock_timeout_ms
- * and pause_budget_ms (only those given). The answer, one JSON object a
- * line, then the daemon closes: `{"step":NAME,"ms":N,"detail":TEXT}` as
- * each step finishes (detail optional), and one final
+ * and pause_budget_ms (only those given); or resync with the key table.
+ * The answer, one JSON object a line, then the daemon closes:
+ * `{"step":NAME,"ms":N,"detail":TEXT}` as each step finishes (detail
+ * optional), and one final
  * `{"result":"ok","pause_ms":N,"detail":TEXT}` or
  * `{"result":"failed","exit":1|2,"error":TEXT}`.
  */
@@ -26,6 +28,7 @@ typedef enum move_verb {
     MOVE_CUTOVER,
     MOVE_ROLLBACK,
     MOVE_COMPLETE,
+    MOVE_RESYNC,
 } move_verb;
 
 /* What the request asks for beyond the daemon's defaults; -1: not sent. */
@@ -44,7 +47,7 @@ typedef struct move_complete_opts {
     bool drop_tables;        /* then drop them */
 } move_complete_opts;
 
-/* "cutover", "rollback", "complete": the command and the request's verb. */
+/* "cutover", "rollback", "complete", "resync": the command and the verb. */
 const char *move_verb_name(move_verb verb);
 
 /*
@@ -68,6 +71,18 @@ int move_request(const char *socket, move_verb verb, const char *service,
 /* `cleave cutover` and `cleave rollback`: move_service, move_request. */
 int move_run(const cfg *config, const char *socket, move_verb verb,
              const char *service, const move_limits *limits, bool json);
+
+/*
+ * `cleave resync`: the service (and table, as the configuration writes
+ * it) checked against the configuration (2 when it has neither), the
+ * request `control resync SERVICE [table=WORD]` (WORD a ctlword), then,
+ * once the daemon has started the copy, the service followed in the
+ * status (a line per change, or with `json` its status object) until it
+ * streams again. The exit code: 0 streaming again, the daemon's 1 or 2
+ * when refused, 1 when the daemon stops answering meanwhile.
+ */
+int move_resync(const cfg *config, const char *socket, const char *service,
+                const char *table, bool json);
 
 /*
  * `cleave complete`: refuses a non-terminal stdin without `yes`, an

@@ -38,6 +38,9 @@ struct initsync {
     pthread_t thread;
     atomic_bool stop;
     atomic_bool done;
+    atomic_bool again;            /* a resync: another round wanted */
+    bool running;                 /* under mu: the thread has not ended */
+    bool joined;                  /* no thread left to join */
     atomic_uint_fast64_t *rows;   /* per service, copied so far: for status */
     pthread_mutex_t mu;
     health *health;               /* per service */
@@ -777,11 +780,26 @@ static int one_round(initsync *is, double started)
     return result;
 }
 
+/* A resync cuts the wait short: its service waits for no backoff. */
 static bool sleep_unless_stopped(initsync *is, int ms)
 {
-    for (int waited = 0; waited < ms && !atomic_load(&is->stop); waited += 100)
+    for (int waited = 0; waited < ms && !atomic_load(&is->stop) &&
+                         !atomic_load(&is->again); waited += 100)
         usleep(100 * 1000);
     return !atomic_load(&is->stop);
+}
+
+/* Nothing left: the thread ends, unless a resync came meanwhile. */
+static bool end_thread(initsync *is)
+{
+    pthread_mutex_lock(&is->mu);
+    bool again = atomic_exchange(&is->again, false);
+    if (!again) {
+        is->running = false;
+        atomic_store(&is->done, true);
+    }
+    pthread_mutex_unlock(&is->mu);
+    return !again;
 }
 
 static void *initsync_main(void *arg)
@@ -790,15 +808,26 @@ static void *initsync_main(void *arg)
     backoff b;
     backoff_init(&b, BACKOFF_MIN_MS, BACKOFF_MAX_MS);
     double started = now_s();
-    while (one_round(is, started) < 0) {
+    for (;;) {
+        atomic_store(&is->again, false);
+        int result = one_round(is, started);
+        if (result > 0) {
+            /* Services set to copy again during the round are next. */
+            backoff_reset(&b);
+            started = now_s();
+            continue;
+        }
+        if (result == 0 && end_thread(is))
+            break;
+        if (result == 0)
+            continue;
         int wait = backoff_next(&b);
         log_info("event=initial_sync_retry retry_in=%dms", wait);
-        if (!sleep_unless_stopped(is, wait))
+        if (!sleep_unless_stopped(is, wait) && end_thread(is))
             break;
     }
     snap_release(is->created);
     is->created = NULL;
-    atomic_store(&is->done, true);
     return NULL;
 }
 
@@ -818,6 +847,7 @@ initsync *initsync_start(const cfg *config, const cfg_source *source,
     is->rows = calloc(n, sizeof *is->rows);
     is->health = calloc(n, sizeof *is->health);
     pthread_mutex_init(&is->mu, NULL);
+    is->running = true;
     if (!is->rows || !is->health ||
         pthread_create(&is->thread, NULL, initsync_main, is) != 0) {
         snap_release(created);
@@ -859,12 +889,34 @@ bool initsync_done(initsync *is)
     return !is || atomic_load(&is->done);
 }
 
+bool initsync_again(initsync *is, size_t svc)
+{
+    atomic_store(&is->rows[svc], 0);
+    pthread_mutex_lock(&is->mu);
+    bool running = is->running;
+    /* A running thread sees it before it ends (end_thread). */
+    atomic_store(&is->again, true);
+    pthread_mutex_unlock(&is->mu);
+    if (running)
+        return true;
+    pthread_join(is->thread, NULL);
+    atomic_store(&is->done, false);
+    is->running = true;
+    if (pthread_create(&is->thread, NULL, initsync_main, is) == 0)
+        return true;
+    is->running = false;
+    is->joined = true;
+    atomic_store(&is->done, true);
+    return false;
+}
+
 void initsync_stop(initsync *is)
 {
     if (!is)
         return;
     atomic_store(&is->stop, true);
-    pthread_join(is->thread, NULL);
+    if (!is->joined)
+        pthread_join(is->thread, NULL);
     pthread_mutex_destroy(&is->mu);
     free(is->rows);
     free(is->health);

@@ -52,6 +52,13 @@ bool initsync_last_error(const initsync *is, size_t svc, char *buf,
                          size_t len, int64_t *when, uint64_t *failures);
 /* Whether every service is finished (the thread has ended). */
 bool initsync_done(initsync *is);
+/*
+ * Service svc was set to copy again (a resync: syncstate has its tables
+ * pending): a round copies it in a snapshot of its own, the thread
+ * started again if it had ended. Its rows count from 0. Main thread only;
+ * false when the thread cannot be started.
+ */
+bool initsync_again(initsync *is, size_t svc);
 /* Asks the copies to stop, waits for the threads, frees. */
 void initsync_stop(initsync *is);
 

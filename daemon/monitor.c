@@ -177,6 +177,19 @@ static bool last_error(monitor *m, size_t i, const fanout_figures *f,
     return syncing || f->failed;
 }
 
+/*
+ * The sink's phase; a service set to copy again (a resync) is in its
+ * initial copy from that moment, before its sink's thread holds.
+ */
+static const char *phase_of(monitor *m, size_t i)
+{
+    syncsink_phase ph = syncsink_get_phase(fanout_sink(m->fo, i));
+    if (ph == SYNCSINK_STREAMING &&
+        !syncstate_finished(m->ss, service_index(m, i)))
+        ph = SYNCSINK_INITIAL_COPY;
+    return syncsink_phase_name(ph);
+}
+
 static const char *state_of(monitor *m, size_t i, const fanout_figures *f)
 {
     char why[STATUS_ERROR_MAX];
@@ -184,7 +197,7 @@ static const char *state_of(monitor *m, size_t i, const fanout_figures *f)
     uint64_t failures;
     if (last_error(m, i, f, why, sizeof why, &when, &failures))
         return "error";
-    return syncsink_phase_name(syncsink_get_phase(fanout_sink(m->fo, i)));
+    return phase_of(m, i);
 }
 
 static void copy_progress(monitor *m, size_t i, status_sink *out)
@@ -208,7 +221,7 @@ static void fill_sink(monitor *m, size_t i, lsn_t received, status_sink *out)
     bool failing = last_error(m, i, &f, out->last_error, sizeof out->last_error,
                               &out->last_error_time, &out->errors);
     snprintf(out->state, sizeof out->state, "%s", failing ? "error"
-             : syncsink_phase_name(syncsink_get_phase(s)));
+             : phase_of(m, i));
     out->applied_lsn = atomic_load(&m->pos[i]);
     bool pending = atomic_load(&m->pending[i]);
     out->lag_bytes = pending && received > out->applied_lsn

@@ -15,6 +15,7 @@
 
 #include "common/backoff.h"
 #include "common/clock.h"
+#include "common/ctlword.h"
 #include "common/dbconn.h"
 #include "common/log.h"
 #include "daemon/journal.h"
@@ -41,6 +42,7 @@ typedef struct request {
     int fd;                  /* -1: none */
     char verb[16];
     size_t svc;
+    int table;               /* resync: the owned table, -1 for all */
     move_opts opts;
 } request;
 
@@ -73,6 +75,8 @@ struct mover {
     mover_ask ask;
     size_t ask_svc;
     bool asked, answered, answer_ok;
+    int ask_table;           /* MOVER_ASK_RESYNC */
+    char answer_err[512];    /* a refusal's reason */
     bool mark_wanted, mark_reached, mark_reverse;
     size_t mark_svc;
     char mark_token[STREAM_MARK_MAX];
@@ -220,6 +224,22 @@ mover_ask mover_asked(mover *m, size_t *svc)
     *svc = m->ask_svc;
     pthread_mutex_unlock(&m->mu);
     return a;
+}
+
+int mover_asked_table(mover *m)
+{
+    pthread_mutex_lock(&m->mu);
+    int t = m->ask_table;
+    pthread_mutex_unlock(&m->mu);
+    return t;
+}
+
+void mover_refuse(mover *m, const char *why)
+{
+    pthread_mutex_lock(&m->mu);
+    snprintf(m->answer_err, sizeof m->answer_err, "%s", why);
+    pthread_mutex_unlock(&m->mu);
+    mover_answer(m, false);
 }
 
 void mover_answer(mover *m, bool ok)
@@ -385,6 +405,38 @@ static bool parse_option(move_opts *o, const char *kv)
     return true;
 }
 
+/*
+ * `resync SERVICE [table=WORD]`: the table as the configuration writes
+ * it, carried as a ctlword; false with err (usage).
+ */
+static bool resync_options(const cfg *c, size_t svc, char **save, request *r,
+                           char *err, size_t errlen)
+{
+    const cfg_service *s = &c->services[svc];
+    char name[256];
+    cfg_table want = {0};
+    for (char *kv; (kv = strtok_r(NULL, " ", save)) != NULL;) {
+        if (strncmp(kv, "table=", 6) != 0 || r->table >= 0 ||
+            !ctlword_decode(kv + 6, name, sizeof name))
+            return snprintf(err, errlen, "bad option '%s'", kv), false;
+        if (!cfg_table_parse(name, &want, err, errlen))
+            return false;
+        for (size_t j = 0; j < s->n_owned && r->table < 0; j++)
+            if (strcmp(s->owned[j].schema, want.schema) == 0 &&
+                strcmp(s->owned[j].name, want.name) == 0)
+                r->table = (int)j;
+        if (r->table < 0)
+            snprintf(err, errlen, "service %s does not own a table %s.%s",
+                     s->name, want.schema, want.name);
+        cfg_table_clear(&want);
+        if (r->table < 0)
+            return false;
+    }
+    snprintf(r->verb, sizeof r->verb, "resync");
+    r->svc = svc;
+    return true;
+}
+
 /* The request line "VERB SERVICE [k=v ...]"; false with err (usage). */
 static bool parse_request(const cfg *c, const char *line, request *r,
                           char *err, size_t errlen)
@@ -395,15 +447,19 @@ static bool parse_request(const cfg *c, const char *line, request *r,
     char *svc = verb ? strtok_r(NULL, " ", &save) : NULL;
     r->opts = (move_opts){DEFAULT_LAG_LIMIT, DEFAULT_LOCK_TIMEOUT_MS,
                           DEFAULT_PAUSE_BUDGET_MS};
+    bool resync = verb && strcmp(verb, "resync") == 0;
     if (!verb || (strcmp(verb, "cutover") && strcmp(verb, "rollback") &&
-                  strcmp(verb, "complete")))
+                  strcmp(verb, "complete") && !resync))
         return snprintf(err, errlen, "unknown request '%s': expected "
-                        "cutover, rollback or complete", verb ? verb : ""),
-               false;
+                        "cutover, rollback, complete or resync",
+                        verb ? verb : ""), false;
     int i = svc ? service_index(c, svc) : -1;
     if (i < 0)
         return snprintf(err, errlen, "no service '%s' in the configuration",
                         svc ? svc : ""), false;
+    r->table = -1;
+    if (resync)
+        return resync_options(c, (size_t)i, &save, r, err, errlen);
     if (!c->services[i].target_postgres)
         return snprintf(err, errlen, "service %s has no PostgreSQL target: "
                         "a cut-over moves writes between PostgreSQL "
@@ -435,8 +491,8 @@ void mover_control(void *arg, int fd, const char *line)
     }
     pthread_mutex_unlock(&m->mu);
     if (busy) {
-        say_failed(fd, 1, "another cut-over, rollback or complete is under "
-                   "way: one at a time");
+        say_failed(fd, 1, "another cut-over, rollback, complete or resync "
+                   "is under way: one at a time");
         close(fd);
     }
 }
@@ -971,13 +1027,53 @@ static bool fits(move *mv, const char *verb, journal_dir dir)
     return why == NULL;
 }
 
+/*
+ * A resync: the loop sets the service (or one table) to copy again, and
+ * the copy starts in its own snapshot; `cleave resync` follows it in the
+ * status. Only forward: it copies from the shared database.
+ */
+static void run_resync(move *mv, const request *r)
+{
+    journal_dir dir = journal_get(mv->m->jr, mv->svc).dir;
+    int64_t t = clock_ms();
+    if (dir != JOURNAL_FORWARD) {
+        snprintf(mv->err, sizeof mv->err, "%s is %s: a resync copies from "
+                 "the shared database, which no longer takes its writes",
+                 mv->s->name, dir == JOURNAL_REVERSE ? "cut over"
+                 : "moved for good");
+        say_failed(mv->fd, 1, mv->err);
+        return;
+    }
+    pthread_mutex_lock(&mv->m->mu);
+    mv->m->ask_table = r->table;
+    mv->m->answer_err[0] = '\0';
+    pthread_mutex_unlock(&mv->m->mu);
+    if (!ask_loop(mv->m, MOVER_ASK_RESYNC, mv->svc)) {
+        pthread_mutex_lock(&mv->m->mu);
+        snprintf(mv->err, sizeof mv->err, "%s", mv->m->answer_err[0]
+                 ? mv->m->answer_err : "the daemon did not answer");
+        pthread_mutex_unlock(&mv->m->mu);
+        say_failed(mv->fd, 1, mv->err);
+        return;
+    }
+    const cfg_table *one = r->table >= 0 ? &mv->s->owned[r->table] : NULL;
+    char detail[512];
+    snprintf(detail, sizeof detail, "%s%s%s", one ? one->schema : "every table",
+             one ? "." : "", one ? one->name : "");
+    say_step(mv->fd, "sync state reset", since(t), detail);
+    say_ok(mv->fd, -1, "the copy starts in a snapshot of its own; the stream "
+           "is held meanwhile");
+}
+
 static void carry_out(mover *m, const request *r)
 {
     move mv = {.m = m, .fd = r->fd, .svc = r->svc,
                .s = &m->config->services[r->svc], .o = r->opts};
     mv.cutover = strcmp(r->verb, "cutover") == 0;
     log_info("event=move_requested service=%s move=%s", mv.s->name, r->verb);
-    if (!fits(&mv, r->verb, journal_get(m->jr, r->svc).dir))
+    if (strcmp(r->verb, "resync") == 0)
+        run_resync(&mv, r);
+    else if (!fits(&mv, r->verb, journal_get(m->jr, r->svc).dir))
         say_failed(mv.fd, 2, mv.err);
     else if (strcmp(r->verb, "complete") == 0)
         run_complete(&mv);

@@ -3,6 +3,8 @@
  * §8), carried out by the running daemon, which owns the streams and
  * knows what each sink holds.
  *
+ * `cleave resync` asks the same way; the loop does the copy (pipeline.h).
+ *
  * Threads: `cleave cutover|rollback|complete` asks over the status socket;
  * the status server hands the connection over (mover_control) and the
  * mover's own thread carries the move out, one at a time, writing each
@@ -63,10 +65,15 @@ typedef enum mover_ask {
     MOVER_ASK_NONE,
     MOVER_ASK_START,         /* start svc's reverse pipeline */
     MOVER_ASK_STOP,          /* stop and free it */
+    MOVER_ASK_RESYNC,        /* copy svc again (mover_asked_table) */
 } mover_ask;
 
 mover_ask mover_asked(mover *m, size_t *svc);
 void mover_answer(mover *m, bool ok);
+/* MOVER_ASK_RESYNC: the owned table's index in svc, -1 for all. */
+int mover_asked_table(mover *m);
+/* A refusal, with the reason the command prints. */
+void mover_refuse(mover *m, const char *why);
 /*
  * The switch waits for service svc's sink (of the reverse pipeline when
  * *reverse) to hold everything before the mark carrying `token`.

@@ -200,6 +200,42 @@ bool pipeline_start_copy(pipeline *p)
     return p->init != NULL;
 }
 
+/* ---- resync ------------------------------------------------------------ */
+
+/* Some sink of service svc still replays what it held. */
+static bool catching_up(const pipeline *p, size_t svc)
+{
+    for (size_t i = 0; i < fanout_size(p->fo); i++) {
+        const sink *s = fanout_sink(p->fo, i);
+        if (s->service == &p->config->services[svc] &&
+            syncsink_get_phase(s) != SYNCSINK_STREAMING)
+            return true;
+    }
+    return false;
+}
+
+bool pipeline_resync(pipeline *p, size_t svc, int table, char *err,
+                     size_t errlen)
+{
+    const cfg_service *s = &p->config->services[svc];
+    if (!p->init || !syncstate_finished(p->sync, svc) || catching_up(p, svc))
+        return snprintf(err, errlen, "%s is being copied: resync it once it "
+                        "streams", s->name), false;
+    bool ok = true;
+    for (size_t j = 0; ok && j < s->n_owned; j++)
+        if (table < 0 || (size_t)table == j)
+            ok = syncstate_set_table(p->sync, svc, j, SYNC_PENDING, 0, err,
+                                     errlen);
+    /* Even then: what is pending in memory gets copied. */
+    if (!initsync_again(p->init, svc))
+        return snprintf(err, errlen, "cannot start the copy thread"), false;
+    if (ok)
+        log_info("event=resync_started service=%s table=\"%s%s%s\"",
+                 s->name, table < 0 ? "*" : s->owned[table].schema,
+                 table < 0 ? "" : ".", table < 0 ? "" : s->owned[table].name);
+    return ok;
+}
+
 /* ---- the loop ---------------------------------------------------------- */
 
 /*
@@ -237,9 +273,8 @@ bool pipeline_try_start(pipeline *p, snap_stop_fn *stop, void *stop_arg)
         /* Someone dropped the slot while cleave ran: changes were lost. */
         log_error("event=slot_recreated slot=%s error=\"the slot disappeared "
                   "while cleave was running; changes made meanwhile are not "
-                  "in the targets: copy again (empty the targets and remove "
-                  "%s/initial_sync.json)\"", p->settings->slot,
-                  p->config->state_dir);
+                  "in the targets: `cleave resync` each service\"",
+                  p->settings->slot);
         snap_release(late);
     }
     backoff_reset(&p->source_backoff);

@@ -59,6 +59,18 @@ bool pipeline_skip_copy(pipeline *p);
 /* Starts the initial sync (the services not copied yet). */
 bool pipeline_start_copy(pipeline *p);
 
+/*
+ * `cleave resync`: service svc's owned table `table` (config order; -1:
+ * all of them) copied again inside a fresh snapshot while the other
+ * services stream on: its sync state goes back to pending, so its sinks
+ * hold its stream from their next transaction, and a new initial-sync
+ * round empties the tables and copies them, then the held stream is
+ * replayed. Refused (false with err, nothing changed) while the service
+ * is still being copied or replaying what it held.
+ */
+bool pipeline_resync(pipeline *p, size_t svc, int table, char *err,
+                     size_t errlen);
+
 /* ---- the loop ---------------------------------------------------------- */
 
 /*

@@ -399,6 +399,17 @@ static bool start_status(runner *d)
     return strstr(err, "another cleave") == NULL;
 }
 
+/* `cleave resync`: the forward pipeline copies the service again. */
+static void serve_resync(runner *d, size_t svc)
+{
+    char err[512];
+    if (pipeline_resync(d->pipes[0], svc, mover_asked_table(d->mv), err,
+                        sizeof err))
+        mover_answer(d->mv, true);
+    else
+        mover_refuse(d->mv, err);
+}
+
 /* What the mover waits for: a reverse stream started or stopped, a mark. */
 static void serve_mover(runner *d)
 {
@@ -412,6 +423,9 @@ static void serve_mover(runner *d)
     case MOVER_ASK_STOP:
         remove_reverse(d, svc);
         mover_answer(d->mv, true);
+        break;
+    case MOVER_ASK_RESYNC:
+        serve_resync(d, svc);
         break;
     case MOVER_ASK_NONE:
         break;

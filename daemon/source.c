@@ -303,9 +303,10 @@ static bool slot_lost(source *src, const char *reason, char *err, size_t errlen)
     snprintf(err, errlen, "the source invalidated slot %s (%s): the changes "
              "since cleave last read it are gone, and cleave does not make a "
              "new slot by itself. To recover: stop cleave, run `cleave drop`, "
-             "empty the owned tables in every target, start cleave again to "
-             "copy everything anew (`cleave resync` does not exist yet); see "
-             "A lost slot in docs/operations.md", src->settings->slot,
+             "start cleave again (a new slot; the targets' tables are kept as "
+             "they are, gap included), then `cleave resync` each service to "
+             "copy it anew while the others stream; see A lost slot in "
+             "docs/operations.md", src->settings->slot,
              src->lost_reason);
     return false;
 }

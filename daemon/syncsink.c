@@ -220,6 +220,27 @@ static bool replay(sink *s)
     return ok && inner_flush(s, false);
 }
 
+/*
+ * A resync made the service copy again while this sink streamed: from
+ * the next transaction on, its stream is held as during the first copy.
+ * The real sink's open batch is committed first (the copy empties its
+ * tables and must not wait on it); the spool starts after what the real
+ * sink was given, and until that is durable there, durable_now says no
+ * more than the real sink holds.
+ */
+static bool maybe_hold(sink *s)
+{
+    syncsink *ss = impl(s);
+    if (ss->in_txn || ss->holding || syncstate_finished(ss->ss, ss->svc))
+        return true;
+    if (!inner_flush(s, false) || (!ss->log && !open_log(s, ss->inner_last)))
+        return false;
+    ss->holding = true;
+    ss->filters_read = false;
+    set_phase(ss, SYNCSINK_INITIAL_COPY);
+    return true;
+}
+
 /* The copy finished: replay what was held, then let the stream through. */
 static bool maybe_go_live(sink *s)
 {
@@ -261,8 +282,13 @@ static bool maybe_go_live(sink *s)
 static lsn_t durable_now(const syncsink *ss)
 {
     lsn_t logged = ss->log ? evlog_durable(ss->log) : 0;
-    if (ss->holding)
-        return ss->log && logged < evlog_last_end(ss->log) ? logged : ss->last_end;
+    if (ss->holding) {
+        lsn_t held = ss->log && logged < evlog_last_end(ss->log) ? logged
+                                                                 : ss->last_end;
+        /* Held since a resync: the real sink's part is not in the spool. */
+        return ss->inner_durable < ss->inner_last && ss->inner_durable < held
+                   ? ss->inner_durable : held;
+    }
     if (ss->inner_durable < ss->inner_last || (ss->log && ss->inner_durable <
                                                 evlog_last_end(ss->log)))
         return ss->inner_durable > logged ? ss->inner_durable : logged;
@@ -270,6 +296,27 @@ static lsn_t durable_now(const syncsink *ss)
 }
 
 /* ---- sink_ops ---------------------------------------------------------- */
+
+/*
+ * A resync's spool starts where the real sink's part ended; when the real
+ * sink lost some of that part (its target crashed before flushing it),
+ * the spool is started again from what it holds: durable_now never said
+ * more, so the slot still has the rest.
+ */
+static bool hold_from_real_sink(sink *s)
+{
+    syncsink *ss = impl(s);
+    if (ss->inner_durable >= evlog_start(ss->log))
+        return true;
+    log_warning("event=hold_restarted service=%s sink=%s reason=\"the target "
+                "lost changes given to it before the resync's hold began\"",
+                ss->inner->service->name, ss->inner->ops->kind);
+    if (!evlog_remove(ss->log))
+        return sink_fail(s, 0, "cannot remove %s: %s", ss->path,
+                         strerror(errno));
+    ss->log = NULL;
+    return open_log(s, ss->inner_durable);
+}
 
 static bool ss_open(sink *s, lsn_t *durable)
 {
@@ -285,6 +332,8 @@ static bool ss_open(sink *s, lsn_t *durable)
     if ((ss->holding || stat(ss->path, &st) == 0) &&
         !open_log(s, ss->inner_durable))
         return false;
+    if (ss->holding && !hold_from_real_sink(s))
+        return false;
     if (ss->log && evlog_last_end(ss->log) > ss->last_end)
         ss->last_end = evlog_last_end(ss->log);
     ss->replay_due = !ss->holding && ss->log;
@@ -298,7 +347,7 @@ static bool ss_open(sink *s, lsn_t *durable)
 static bool ss_begin(sink *s, const sink_event *ev)
 {
     syncsink *ss = impl(s);
-    if (!maybe_go_live(s))
+    if (!maybe_hold(s) || !maybe_go_live(s))
         return false;
     ss->in_txn = true;
     if (ss->holding)
@@ -337,10 +386,14 @@ static bool ss_commit(sink *s, const sink_event *ev, bool more)
 static bool flush_or_drain(sink *s, lsn_t *durable, bool drain)
 {
     syncsink *ss = impl(s);
+    if (!maybe_hold(s))
+        return false;
     if (ss->holding) {
         if (!evlog_sync(ss->log))
             return sink_fail(s, 0, "cannot write %s: %s", ss->path,
                              evlog_error(ss->log));
+        if (ss->inner_durable < ss->inner_last && !inner_flush(s, drain))
+            return false;
     } else if (!inner_flush(s, drain)) {
         return false;
     }
@@ -363,7 +416,7 @@ static bool ss_drain(sink *s, lsn_t *durable)
 static bool ss_idle(sink *s, lsn_t *durable)
 {
     syncsink *ss = impl(s);
-    if (ss->holding || ss->log)
+    if (ss->holding || ss->log || !syncstate_finished(ss->ss, ss->svc))
         return ss_flush(s, durable);
     /* Streaming: the real sink may have work of its own (Kafka's acks). */
     const sink_ops *ops = ss->inner->ops;

@@ -70,9 +70,31 @@ static bool copy_result(PGconn *c)
 }
 
 /*
- * Rows left by a copy that committed before its table was recorded done
- * go. An empty table is not truncated: TRUNCATE refuses a table other
- * tables reference, which a service's own tables may do.
+ * Whether DELETE should empty rel instead of TRUNCATE, which refuses a
+ * table another table's foreign key points at: in the replica role the
+ * keys' actions stay quiet (no CASCADE into the tables pointing in), as
+ * PostgreSQL's own apply has them. Without the role, TRUNCATE it is, and
+ * its refusal says why.
+ */
+static bool delete_instead(PGconn *c, const sink_rel *rel)
+{
+    const char *params[] = {rel->schema, rel->name};
+    PGresult *res = PQexecParams(c,
+        "SELECT current_setting('session_replication_role') = 'replica' "
+        "AND EXISTS (SELECT 1 FROM pg_constraint k JOIN pg_class t ON "
+        "t.oid = k.confrelid JOIN pg_namespace n ON n.oid = t.relnamespace "
+        "WHERE k.contype = 'f' AND k.conrelid <> k.confrelid AND "
+        "n.nspname = $1 AND t.relname = $2)", 2, NULL, params, NULL, NULL, 0);
+    bool yes = PQresultStatus(res) == PGRES_TUPLES_OK &&
+               PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+    PQclear(res);
+    return yes;
+}
+
+/*
+ * Rows already there go: left by a copy that committed before its table
+ * was recorded done, or a table copied again (a resync). An empty table
+ * is left alone.
  */
 static bool empty_table(PGconn *c, const sink_rel *rel, bool partitioned)
 {
@@ -83,10 +105,14 @@ static bool empty_table(PGconn *c, const sink_rel *rel, bool partitioned)
     bool ok = PQresultStatus(res) == PGRES_TUPLES_OK;
     bool has_rows = ok && PQntuples(res) > 0;
     PQclear(res);
-    return ok && (!has_rows ||
-                  run_table(c, partitioned ? "TRUNCATE %s.%s"
-                            : "TRUNCATE ONLY %s.%s", rel, "",
-                            PGRES_COMMAND_OK));
+    if (!ok || !has_rows)
+        return ok;
+    if (delete_instead(c, rel))
+        return run_table(c, partitioned ? "DELETE FROM %s.%s"
+                         : "DELETE FROM ONLY %s.%s", rel, "",
+                         PGRES_COMMAND_OK);
+    return run_table(c, partitioned ? "TRUNCATE %s.%s"
+                     : "TRUNCATE ONLY %s.%s", rel, "", PGRES_COMMAND_OK);
 }
 
 /* Emptying and COPY in one target transaction: all of the table or none. */

@@ -1146,7 +1146,10 @@ static bool pg_flush(sink *s, lsn_t *durable)
         if (ps->txn_open && !commit_batch(ps))
             return false;
     }
-    if (ps->progress_stale && !read_progress_now(ps))
+    /* Commits are asynchronous: what was read may lag what is recorded. */
+    bool behind = ps->durable < ps->recorded &&
+                  clock_ms() - ps->progress_ms >= PROGRESS_MS;
+    if ((ps->progress_stale || behind) && !read_progress_now(ps))
         return false;
     *durable = ps->durable;
     return true;
