@@ -7,7 +7,8 @@
 # are missing, copies the tree (tracked and untracked files, not build*/
 # nor .git) into a temporary directory, runs `dpkg-buildpackage -us -uc
 # -b` there without the tests (DEB_BUILD_OPTIONS=nocheck: the project's
-# own suites need PostgreSQL clusters) and moves cleave_<version>_<arch>.deb
+# own suites need PostgreSQL clusters) nor a debug-symbols package
+# (noautodbgsym), and moves cleave_<version>_<arch>.deb
 # into OUTDIR (default: the top of the tree). --lintian checks the package
 # afterwards and fails on an error or warning.
 # Run as root on Debian 12, or as a user with sudo.
@@ -63,7 +64,7 @@ arch=$(dpkg-architecture -qDEB_HOST_ARCH)
 deb=cleave_${version}_${arch}.deb
 echo "build-deb: building $deb in $work"
 if ! (cd "$work/cleave" &&
-      DEB_BUILD_OPTIONS="nocheck parallel=$(nproc) ${DEB_BUILD_OPTIONS:-}" \
+      DEB_BUILD_OPTIONS="nocheck noautodbgsym parallel=$(nproc) ${DEB_BUILD_OPTIONS:-}" \
         dpkg-buildpackage -us -uc -b) >"$work/build.log" 2>&1; then
   tail -40 "$work/build.log" >&2
   echo "build-deb: dpkg-buildpackage failed (the log's end above)" >&2
