@@ -31,6 +31,7 @@ typedef struct cli_args {
     bool metrics;
     bool keys;
     bool markdown;
+    bool man;
     bool yes;
     bool origins;
     const char *name;          /* the SERVICE argument */
@@ -73,8 +74,8 @@ static const cli_command commands[] = {
      cmd_analyze},
     {"verify", "verify -c FILE [--service S] [--table T]",
      "compare source and targets", "c:S:T:", true, false, cmd_verify},
-    {"check", "check -c FILE | --keys [--markdown]",
-     "validate the configuration only; --keys lists every key", "c:kM",
+    {"check", "check -c FILE | --keys [--markdown | --man]",
+     "validate the configuration only; --keys lists every key", "c:kMN",
      false, false, cmd_check},
     {"drop", "drop -c FILE [--yes] [--origins]",
      "remove slot and publication (clean-up)", "c:yo", true, false,
@@ -105,6 +106,7 @@ static const struct option long_options[] = {
     {"metrics", no_argument, NULL, 'm'},
     {"keys", no_argument, NULL, 'k'},
     {"markdown", no_argument, NULL, 'M'},
+    {"man", no_argument, NULL, 'N'},
     {"yes", no_argument, NULL, 'y'},
     {"origins", no_argument, NULL, 'o'},
     {"lag-limit", required_argument, NULL, 'L'},
@@ -186,6 +188,7 @@ static int parse_args(const cli_command *cmd, int argc, char **argv,
         case 'm': args->metrics = true; break;
         case 'k': args->keys = true; break;
         case 'M': args->markdown = true; break;
+        case 'N': args->man = true; break;
         case 'y': args->yes = true; break;
         case 'o': args->origins = true; break;
         case 'L': args->lag_limit = optarg; break;
@@ -243,9 +246,16 @@ static int cmd_check(const cli_args *args)
 {
     if (args->markdown && !args->keys)
         return usage_error("%s", "--markdown goes with --keys");
+    if (args->man && !args->keys)
+        return usage_error("%s", "--man goes with --keys");
+    if (args->man && args->markdown)
+        return usage_error("%s", "--markdown and --man exclude each other");
     if (args->keys) {
-        /* --markdown: the whole page, docs/configuration.md */
-        (args->markdown ? cfg_describe_page : cfg_describe)(stdout);
+        /* --markdown: the whole page, docs/configuration.md; --man:
+         * docs/cleave.yaml.5 */
+        (args->markdown ? cfg_describe_page
+         : args->man    ? cfg_describe_man
+                        : cfg_describe)(stdout);
         return EXITCODE_OK;
     }
     if (!args->config)

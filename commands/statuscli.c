@@ -482,7 +482,10 @@ static void detail_cell(char *cell, const json_t *sink)
         snprintf(cell, CELL_MAX, "%s%s%s%s%s", failing ? "" : "last error: ",
                  text, *since ? " (since " : "", since, *since ? ")" : "");
     } else if (json_is_object(copy)) {
-        char done[32] = "?", total[32] = "?", rows[32] = "?";
+        /* CELL_MAX each: cell_count writes that bound (a smaller buffer
+         * aborts under _FORTIFY_SOURCE, as Debian's packages build). */
+        char done[CELL_MAX] = "?", total[CELL_MAX] = "?";
+        char rows[CELL_MAX] = "?";
         cell_count(done, copy, "tables_done");
         cell_count(total, copy, "tables_total");
         cell_count(rows, copy, "rows");

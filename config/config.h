@@ -161,6 +161,11 @@ void cfg_describe(FILE *out);
  * section's prose and a table of its keys, all from the key table.
  */
 void cfg_describe_page(FILE *out);
+/*
+ * Prints the same reference as a manual page, docs/cleave.yaml.5 (man(7)
+ * requests): cleave.yaml(5).
+ */
+void cfg_describe_man(FILE *out);
 
 const char *cfg_log_level_name(cfg_log_level level);
 

@@ -19,13 +19,15 @@
 #
 # Run as root on Debian 12, or as a user who can run initdb.
 # Environment: CLEAVE_FIXTURES (else tests/fixtures), DEMO_TIMEOUT (s,
-# default 120, for each wait), DEMO_KEEP=1 (keep the temporary directory).
+# default 120, for each wait), DEMO_KEEP=1 (keep the temporary directory),
+# CLEAVE_BIN (a cleave to run instead of building build/cleave: the
+# installed package's /usr/bin/cleave, say).
 set -Eeuo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 FIX=${CLEAVE_FIXTURES:-$ROOT/tests/fixtures}/shop
 PGBIN=/usr/lib/postgresql/15/bin
-CLEAVE=$ROOT/build/cleave
+CLEAVE=${CLEAVE_BIN:-$ROOT/build/cleave}
 TIMEOUT=${DEMO_TIMEOUT:-120}
 CLIENTS=4 TXNS=500         # the pgbench workload: small, to stay well under 2 min
 SLOT=cleave_shop           # the slot and publication cleave creates (name: shop)
@@ -237,11 +239,15 @@ bash tests/setup-debian.sh
 [ -d "$FIX" ] || die "no shop fixtures at $FIX (set CLEAVE_FIXTURES)"
 T=$(mktemp -d "${TMPDIR:-/tmp}/cleave-demo-XXXXXX")
 chmod 755 "$T"   # the postgres user works in here too
-if ! { { [ -f build/build.ninja ] || meson setup build; } && meson compile -C build cleave; } \
+if [ -n "${CLEAVE_BIN:-}" ]; then
+  [ -x "$CLEAVE" ] || die "CLEAVE_BIN=$CLEAVE is not an executable"
+  say "$("$CLEAVE" --version), at $CLEAVE (not built)"
+elif ! { { [ -f build/build.ninja ] || meson setup build; } && meson compile -C build cleave; } \
     >"$T/build.log" 2>&1; then
   tail -30 "$T/build.log" >&2; die "cleave did not build"
+else
+  say "$("$CLEAVE" --version), built in build/"
 fi
-say "$("$CLEAVE" --version), built in build/"
 
 section "Two throwaway PostgreSQL 15 clusters under $T"
 new_cluster src

@@ -4,6 +4,7 @@
  */
 #include <check.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -161,6 +162,95 @@ START_TEST(docs_configuration_is_current)
 }
 END_TEST
 
+/* docs/cleave.yaml.5, cleave.yaml(5), is what the binary prints from the
+ * key table, as configuration.md is. */
+START_TEST(man_page_of_the_configuration_is_current)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/docs/cleave.yaml.5",
+             getenv("CLEAVE_SRCDIR"));
+    char *page = read_file(path);
+    ck_assert_msg(page, "cannot read %s", path);
+    rc_result r = run_cleave(0, "check", "--keys", "--man", NULL);
+    ck_assert_ptr_nonnull(strstr(r.out, ".TH CLEAVE.YAML 5"));
+    ck_assert_ptr_nonnull(strstr(r.out, ".TP\n.B owned_tables\n"));
+    ck_assert_msg(strcmp(page, r.out) == 0,
+                  "%s differs from `cleave check --keys --man` from line "
+                  "%d; regenerate it: build/cleave check --keys --man > "
+                  "docs/cleave.yaml.5",
+                  path, first_difference(page, r.out));
+    free(page);
+    rc_free(&r);
+    r = run_cleave(2, "check", "--man", NULL);
+    ck_assert_ptr_nonnull(strstr(r.err, "--man goes with --keys"));
+    rc_free(&r);
+    r = run_cleave(2, "check", "--keys", "--man", "--markdown", NULL);
+    ck_assert_ptr_nonnull(strstr(r.err, "exclude each other"));
+    rc_free(&r);
+}
+END_TEST
+
+/* Whether the man page has `word` (as written in --help) in its roff
+ * form, each - written \-. */
+static bool man_has(const char *page, const char *word, size_t len)
+{
+    char roff[256] = "";
+    size_t n = 0;
+    for (size_t i = 0; i < len && n + 3 < sizeof roff; i++) {
+        if (word[i] == '-')
+            roff[n++] = '\\';
+        roff[n++] = word[i];
+    }
+    roff[n] = '\0';
+    return strstr(page, roff) != NULL;
+}
+
+/* The paragraph of command `cmd` in the man page's COMMANDS: a .TP tag
+ * starting with its name. */
+static bool man_has_command(const char *page, const char *cmd, size_t len)
+{
+    char tag[2][80];
+    snprintf(tag[0], sizeof tag[0], "\n.TP\n.B %.*s ", (int)len, cmd);
+    snprintf(tag[1], sizeof tag[1], "\n.TP\n.BI \"%.*s ", (int)len, cmd);
+    return strstr(page, tag[0]) || strstr(page, tag[1]);
+}
+
+/* docs/cleave.1 has a paragraph for every command of --help, and every
+ * option --help shows. */
+START_TEST(man_page_has_every_command_and_option)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/docs/cleave.1", getenv("CLEAVE_SRCDIR"));
+    char *page = read_file(path);
+    ck_assert_msg(page, "cannot read %s", path);
+    rc_result r = run_cleave(0, "--help", NULL);
+    size_t commands = 0, options = 0;
+    for (const char *l = strstr(r.out, "\n  cleave "); l;
+         l = strstr(l + 1, "\n  cleave ")) {
+        const char *cmd = l + strlen("\n  cleave ");
+        size_t len = strcspn(cmd, " \n");
+        if (*cmd == '-')
+            continue;  /* --version | --help: options, below */
+        commands++;
+        ck_assert_msg(man_has_command(page, cmd, len),
+                      "%s has no paragraph for `cleave %.*s`", path,
+                      (int)len, cmd);
+    }
+    for (const char *opt = r.out + 1; *opt; opt++) {
+        if (*opt != '-' || (opt[-1] != ' ' && opt[-1] != '['))
+            continue;  /* an option starts a word: "-c FILE", "[--json" */
+        size_t len = strspn(opt, "-abcdefghijklmnopqrstuvwxyzV");
+        options++;
+        ck_assert_msg(man_has(page, opt, len), "%s lacks the option %.*s",
+                      path, (int)len, opt);
+    }
+    ck_assert_uint_ge(commands, 9);
+    ck_assert_uint_ge(options, 20);
+    free(page);
+    rc_free(&r);
+}
+END_TEST
+
 /* Names are checked against the configuration before any connection. */
 START_TEST(verify_refuses_unknown_names)
 {
@@ -195,6 +285,8 @@ int main(int argc, char **argv)
     tcase_add_test(tc, check_bad_config_exit_78);
     tcase_add_test(tc, check_keys_lists_every_section);
     tcase_add_test(tc, docs_configuration_is_current);
+    tcase_add_test(tc, man_page_of_the_configuration_is_current);
+    tcase_add_test(tc, man_page_has_every_command_and_option);
     tcase_add_test(tc, verify_refuses_unknown_names);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
