@@ -52,6 +52,17 @@ typedef struct ktopic {
     rd_kafka_topic_t *rkt;
 } ktopic;
 
+/*
+ * A relation version's Kafka Connect schemas (kafka.schemas), built at its
+ * first event: once per Relation message, shared by every event after.
+ */
+typedef struct kschema {
+    uint32_t oid;            /* 0: a free entry */
+    uint64_t version;
+    json_t *key;             /* JSON null: the table's events have no key */
+    json_t *value;
+} kschema;
+
 typedef struct kcoll {
     char *name;              /* schema.table */
     int64_t count;
@@ -95,6 +106,9 @@ typedef struct kafkasink {
     uint32_t src_oid;
     uint64_t src_version;
     rd_kafka_topic_t *msg_rkt, *txn_rkt;
+    dbz_mode mode;           /* kafka.schemas, kafka.decimal_handling */
+    kschema *schemas;
+    size_t nschemas, schemas_cap;
 } kafkasink;
 
 static kafkasink *impl(sink *s)
@@ -568,6 +582,92 @@ static void colls_clear(kafkasink *ks)
     ks->ncolls = 0;
 }
 
+_Static_assert((int)DBZ_DECIMAL_STRING == (int)CFG_DECIMAL_STRING &&
+               (int)DBZ_DECIMAL_DOUBLE == (int)CFG_DECIMAL_DOUBLE &&
+               (int)DBZ_DECIMAL_PRECISE == (int)CFG_DECIMAL_PRECISE,
+               "kafka.decimal_handling maps onto dbz_decimal");
+
+/* The entry for rel's schemas: its oid's (any version), or a new one. */
+static kschema *schema_slot(kafkasink *ks, const sink_rel *rel)
+{
+    kschema *free_slot = NULL;
+    for (size_t i = 0; i < ks->nschemas; i++) {
+        if (ks->schemas[i].oid == rel->oid)
+            return &ks->schemas[i];
+        if (!ks->schemas[i].oid && !free_slot)
+            free_slot = &ks->schemas[i];
+    }
+    if (free_slot)
+        return free_slot;
+    if (ks->nschemas == ks->schemas_cap) {
+        size_t ncap = ks->schemas_cap ? ks->schemas_cap * 2 : 16;
+        kschema *n = realloc(ks->schemas, ncap * sizeof *n);
+        if (!n)
+            return NULL;
+        ks->schemas = n;
+        ks->schemas_cap = ncap;
+    }
+    ks->schemas[ks->nschemas] = (kschema){0};
+    return &ks->schemas[ks->nschemas++];
+}
+
+/* rel's schemas, made when its version is new; NULL when out of memory. */
+static kschema *rel_schemas(kafkasink *ks, const sink_rel *rel)
+{
+    kschema *sc = schema_slot(ks, rel);
+    const char *server = ks->base.config->name;
+    if (!sc)
+        return NULL;
+    if (sc->oid == rel->oid && sc->version == rel->version)
+        return sc;
+    json_decref(sc->key);
+    json_decref(sc->value);
+    sc->key = dbz_key_schema(&ks->mode, server, rel, NULL);
+    sc->value = dbz_envelope_schema(&ks->mode, server, rel, NULL);
+    sc->oid = rel->oid;
+    sc->version = rel->version;
+    if (sc->key && sc->value)
+        return sc;
+    json_decref(sc->key);
+    json_decref(sc->value);
+    *sc = (kschema){0};
+    return NULL;
+}
+
+static void schemas_free(kafkasink *ks)
+{
+    for (size_t i = 0; i < ks->nschemas; i++) {
+        json_decref(ks->schemas[i].key);
+        json_decref(ks->schemas[i].value);
+    }
+    free(ks->schemas);
+}
+
+/*
+ * With kafka.schemas, key and value (either NULL or, for the key, JSON
+ * null: left as they are) in Kafka Connect's {"schema", "payload"}.
+ * Takes both; false (both NULL) when out of memory.
+ */
+static bool connect_wrap(kafkasink *ks, const sink_rel *rel, json_t **key,
+                         json_t **value)
+{
+    bool has_key = *key && !json_is_null(*key), has_value = *value != NULL;
+    kschema *sc;
+    if (!ks->base.config->kafka.schemas)
+        return true;
+    sc = rel_schemas(ks, rel);
+    if (sc && has_key)
+        *key = dbz_connect(sc->key, *key);
+    if (sc && *value)
+        *value = dbz_connect(sc->value, *value);
+    if (sc && (!has_key || *key) && (!has_value || *value))
+        return true;
+    json_decref(*key);
+    json_decref(*value);
+    *key = *value = NULL;
+    return false;
+}
+
 /* One change event of a table: c u d r t. */
 static bool produce_change(kafkasink *ks, const sink_rel *rel, char op,
                            json_t *key, json_t *before, json_t *after)
@@ -588,7 +688,7 @@ static bool produce_change(kafkasink *ks, const sink_rel *rel, char op,
     }
     json_t *value = dbz_envelope_src(op, before, after, shared_source(ks, rel),
                                      meta ? &tx : NULL, ks->now_ms);
-    if (!rkt || !value) {
+    if (!rkt || !value || !connect_wrap(ks, rel, &key, &value)) {
         json_decref(key);
         json_decref(value);
         return rkt ? sink_fail(&ks->base, ks->commit_lsn, "out of memory")
@@ -605,17 +705,20 @@ static bool tombstone(kafkasink *ks, const sink_rel *rel, json_t *key)
         return true;
     }
     rd_kafka_topic_t *rkt = table_topic(ks, rel);
+    json_t *none = NULL;
     if (!rkt) {
         json_decref(key);
         return false;
     }
+    if (!connect_wrap(ks, rel, &key, &none))
+        return sink_fail(&ks->base, ks->commit_lsn, "out of memory");
     return produce_json(ks, rkt, key, NULL);
 }
 
 static bool on_insert(kafkasink *ks, const sink_event *ev)
 {
-    return produce_change(ks, ev->rel, 'c', dbz_key(ev->rel, ev->new_vals),
-                          NULL, dbz_row(ev->rel, ev->new_vals, false));
+    return produce_change(ks, ev->rel, 'c', dbz_key_typed(&ks->mode, ev->rel, ev->new_vals),
+                          NULL, dbz_row_typed(&ks->mode, ev->rel, ev->new_vals, false));
 }
 
 /*
@@ -626,24 +729,24 @@ static bool on_update(kafkasink *ks, const sink_event *ev)
 {
     const sink_rel *rel = ev->rel;
     if (ev->old_kind == 'K') {
-        json_t *old_key = dbz_key(rel, ev->old_vals);
+        json_t *old_key = dbz_key_typed(&ks->mode, rel, ev->old_vals);
         return produce_change(ks, rel, 'd', json_incref(old_key),
-                              dbz_row(rel, ev->old_vals, false), NULL) &&
+                              dbz_row_typed(&ks->mode, rel, ev->old_vals, false), NULL) &&
                tombstone(ks, rel, old_key) &&
                on_insert(ks, ev);
     }
-    json_t *before = ev->old_kind == 'O' ? dbz_row(rel, ev->old_vals, false)
+    json_t *before = ev->old_kind == 'O' ? dbz_row_typed(&ks->mode, rel, ev->old_vals, false)
                                          : NULL;
-    return produce_change(ks, rel, 'u', dbz_key(rel, ev->new_vals), before,
-                          dbz_row(rel, ev->new_vals, false));
+    return produce_change(ks, rel, 'u', dbz_key_typed(&ks->mode, rel, ev->new_vals), before,
+                          dbz_row_typed(&ks->mode, rel, ev->new_vals, false));
 }
 
 static bool on_delete(kafkasink *ks, const sink_event *ev)
 {
     const sink_rel *rel = ev->rel;
-    json_t *key = dbz_key(rel, ev->old_vals);
+    json_t *key = dbz_key_typed(&ks->mode, rel, ev->old_vals);
     return produce_change(ks, rel, 'd', json_incref(key),
-                          dbz_row(rel, ev->old_vals, false), NULL) &&
+                          dbz_row_typed(&ks->mode, rel, ev->old_vals, false), NULL) &&
            tombstone(ks, rel, key);
 }
 
@@ -921,6 +1024,10 @@ sink *kafkasink_new(const cfg *config, const cfg_service *service)
     atomic_init(&ks->base.conflicts, 0);
     ks->ckpt_path = kafkasink_checkpoint_path(config, service);
     ks->db = kafkasink_source_db(config->source.dsn);
+    ks->mode = (dbz_mode){
+        .decimal = (dbz_decimal)config->kafka.decimal_handling,
+        .adaptive = config->kafka.schemas,
+    };
     if (!ks->ckpt_path || !ks->db) {
         kafkasink_free(&ks->base);
         return NULL;
@@ -937,6 +1044,7 @@ void kafkasink_free(sink *s)
     free(ks->ring);
     free(ks->colls);
     free(ks->topics);
+    schemas_free(ks);
     free(ks->ckpt_path);
     free(ks->db);
     free(ks);
@@ -1001,6 +1109,8 @@ static bool kl_release_held(kafkaload *kl, const char *snapshot)
         return true;
     json_object_set_new(json_object_get(kl->held_value, "source"),
                         "snapshot", json_string(snapshot));
+    if (!connect_wrap(kl->ks, kl->rel, &kl->held_key, &kl->held_value))
+        return kl_fail(kl, "out of memory");
     bool ok = produce_json(kl->ks, kl->rkt, kl->held_key, kl->held_value);
     kl->held_key = kl->held_value = NULL;
     return ok || kl_fail(kl, kl->ks->base.error);
@@ -1014,8 +1124,8 @@ static bool kl_hold(kafkaload *kl, const sink_value *vals)
         .db = kl->ks->db, .schema = kl->rel->schema, .table = kl->rel->name,
         .ts_ms = kl->now_ms, .snapshot = "true", .lsn = kl->lsn,
     };
-    json_t *key = dbz_key(kl->rel, vals);
-    json_t *value = dbz_envelope('r', NULL, dbz_row(kl->rel, vals, false),
+    json_t *key = dbz_key_typed(&kl->ks->mode, kl->rel, vals);
+    json_t *value = dbz_envelope('r', NULL, dbz_row_typed(&kl->ks->mode, kl->rel, vals, false),
                                  &src, NULL, kl->now_ms);
     if (!key || !value) {
         json_decref(key);
