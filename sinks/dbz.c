@@ -1091,13 +1091,14 @@ static json_t *dbz_value_moded(const dbz_mode *m, uint32_t type_oid,
                                int32_t typmod, const char *text, size_t len,
                                bool *handled)
 {
-    int precision = 0, scale = 0;
+    int precision, scale;
+    bool has_scale;
     *handled = true;
     switch (type_oid) {
     case DBZ_NUMERICOID:
-        return dbz_decimal_value(m, false,
-                                 dbz_numeric_typmod(typmod, &precision, &scale),
-                                 scale, text, len);
+        has_scale = dbz_numeric_typmod(typmod, &precision, &scale);
+        return dbz_decimal_value(m, false, has_scale, has_scale ? scale : 0,
+                                 text, len);
     case DBZ_MONEYOID:
         if (m->adaptive || m->decimal != DBZ_DECIMAL_STRING)
             return dbz_decimal_value(m, true, true, DBZ_MONEY_SCALE, text, len);
