@@ -1509,6 +1509,64 @@ json_t *dbz_envelope_schema(const dbz_mode *m, const char *server,
     return j;
 }
 
+/* The message events' key and value (op m), Debezium's names. */
+static json_t *dbz_message_schemas(bool key)
+{
+    if (key)
+        return json_pack("{s:s, s:[{s:s, s:b, s:s}], s:b, s:s}", "type",
+                         "struct", "fields", "type", "string", "optional",
+                         true, "field", "prefix", "optional", false, "name",
+                         "io.debezium.connector.postgresql.MessageKey");
+    return json_pack(
+        "{s:s, s:[{s:s, s:b, s:s}, {s:s, s:b, s:s}, o,"
+        " {s:s, s:[{s:s, s:b, s:s}, {s:s, s:b, s:s}], s:b, s:s, s:s}],"
+        " s:b, s:s}", "type", "struct", "fields",
+        "type", "string", "optional", false, "field", "op",
+        "type", "int64", "optional", true, "field", "ts_ms",
+        dbz_source_schema(),
+        "type", "struct", "fields",
+        "type", "string", "optional", true, "field", "prefix",
+        "type", "bytes", "optional", true, "field", "content",
+        "optional", false, "name", "io.debezium.connector.postgresql.Message",
+        "field", "message",
+        "optional", false, "name",
+        "io.debezium.connector.postgresql.MessageValue");
+}
+
+/* The transaction topic's BEGIN and END events. */
+static json_t *dbz_txn_schemas(bool key)
+{
+    if (key)
+        return json_pack("{s:s, s:[{s:s, s:b, s:s}], s:b, s:s}", "type",
+                         "struct", "fields", "type", "string", "optional",
+                         false, "field", "id", "optional", false, "name",
+                         "io.debezium.connector.common.TransactionMetadataKey");
+    return json_pack(
+        "{s:s, s:[{s:s, s:b, s:s}, {s:s, s:b, s:s}, {s:s, s:b, s:s},"
+        " {s:s, s:{s:s, s:[{s:s, s:b, s:s}, {s:s, s:b, s:s}], s:b}, s:b,"
+        " s:s}, {s:s, s:b, s:s}], s:b, s:s}", "type", "struct", "fields",
+        "type", "string", "optional", false, "field", "status",
+        "type", "string", "optional", false, "field", "id",
+        "type", "int64", "optional", true, "field", "event_count",
+        "type", "array", "items", "type", "struct", "fields",
+        "type", "string", "optional", false, "field", "data_collection",
+        "type", "int64", "optional", false, "field", "event_count",
+        "optional", false, "optional", true, "field", "data_collections",
+        "type", "int64", "optional", false, "field", "ts_ms",
+        "optional", false, "name",
+        "io.debezium.connector.common.TransactionMetadataValue");
+}
+
+json_t *dbz_fixed_schema(dbz_fixed which)
+{
+    switch (which) {
+    case DBZ_SCHEMA_MESSAGE_KEY: return dbz_message_schemas(true);
+    case DBZ_SCHEMA_MESSAGE: return dbz_message_schemas(false);
+    case DBZ_SCHEMA_TXN_KEY: return dbz_txn_schemas(true);
+    default: return dbz_txn_schemas(false);
+    }
+}
+
 json_t *dbz_connect(json_t *schema, json_t *payload)
 {
     if (!payload)

@@ -175,6 +175,16 @@ json_t *dbz_envelope_schema(const dbz_mode *m, const char *server,
                             const sink_rel *rel, const char *const *allowed);
 json_t *dbz_connect(json_t *schema, json_t *payload);
 
+/* The schemas of the message and transaction topics, which never change. */
+typedef enum dbz_fixed {
+    DBZ_SCHEMA_MESSAGE_KEY,  /* io.debezium.connector.postgresql.MessageKey */
+    DBZ_SCHEMA_MESSAGE,      /* ...postgresql.MessageValue */
+    DBZ_SCHEMA_TXN_KEY,      /* io.debezium.connector.common.TransactionMetadataKey */
+    DBZ_SCHEMA_TXN,          /* ...common.TransactionMetadataValue */
+    DBZ_NFIXED,
+} dbz_fixed;
+json_t *dbz_fixed_schema(dbz_fixed which);
+
 /* Base64 (RFC 4648, padded), malloc'd and NUL-terminated. */
 char *dbz_base64(const uint8_t *data, size_t len);
 

@@ -109,6 +109,7 @@ typedef struct kafkasink {
     dbz_mode mode;           /* kafka.schemas, kafka.decimal_handling */
     kschema *schemas;
     size_t nschemas, schemas_cap;
+    json_t *fixed[DBZ_NFIXED];   /* message and transaction schemas */
 } kafkasink;
 
 static kafkasink *impl(sink *s)
@@ -641,6 +642,8 @@ static void schemas_free(kafkasink *ks)
         json_decref(ks->schemas[i].value);
     }
     free(ks->schemas);
+    for (int i = 0; i < DBZ_NFIXED; i++)
+        json_decref(ks->fixed[i]);
 }
 
 /*
@@ -661,6 +664,35 @@ static bool connect_wrap(kafkasink *ks, const sink_rel *rel, json_t **key,
     if (sc && *value)
         *value = dbz_connect(sc->value, *value);
     if (sc && (!has_key || *key) && (!has_value || *value))
+        return true;
+    json_decref(*key);
+    json_decref(*value);
+    *key = *value = NULL;
+    return false;
+}
+
+/*
+ * The same for a message or transaction event, whose schemas never
+ * change (made at first use): key with schema kkey, value with kvalue.
+ */
+static bool connect_wrap_fixed(kafkasink *ks, dbz_fixed kkey,
+                               dbz_fixed kvalue, json_t **key, json_t **value)
+{
+    dbz_fixed which[2] = {kkey, kvalue};
+    json_t **part[2] = {key, value};
+    bool ok = true;
+    if (!ks->base.config->kafka.schemas)
+        return true;
+    for (int i = 0; i < 2; i++) {
+        if (!ks->fixed[which[i]])
+            ks->fixed[which[i]] = dbz_fixed_schema(which[i]);
+        if (*part[i])
+            *part[i] = ks->fixed[which[i]]
+                           ? dbz_connect(ks->fixed[which[i]], *part[i])
+                           : (json_decref(*part[i]), NULL);
+        ok = ok && *part[i];
+    }
+    if (ok)
         return true;
     json_decref(*key);
     json_decref(*value);
@@ -769,10 +801,16 @@ static bool on_message(kafkasink *ks, const sink_event *ev)
     dbz_source src = source_of(ks, NULL);
     json_t *value = dbz_message(ev->prefix, ev->content, ev->content_len,
                                 &src, ks->now_ms);
-    if (!value)
+    json_t *key = dbz_message_key(ev->prefix);
+    if (!value || !key ||
+        !connect_wrap_fixed(ks, DBZ_SCHEMA_MESSAGE_KEY, DBZ_SCHEMA_MESSAGE,
+                            &key, &value)) {
+        json_decref(key);
+        json_decref(value);
         return sink_fail(&ks->base, ks->commit_lsn, "out of memory");
+    }
     atomic_fetch_add_explicit(&ks->base.rows_applied, 1, memory_order_relaxed);
-    return produce_json(ks, ks->msg_rkt, dbz_message_key(ev->prefix), value);
+    return produce_json(ks, ks->msg_rkt, key, value);
 }
 
 /* BEGIN and END events on the transaction topic. */
@@ -795,9 +833,15 @@ static bool produce_txn_event(kafkasink *ks, bool end)
         value = dbz_txn_end(ks->txid, ks->now_ms, ks->total_order, names,
                             counts, ks->ncolls);
     }
-    if (!value)
+    json_t *key = dbz_txn_key(ks->txid);
+    if (!value || !key ||
+        !connect_wrap_fixed(ks, DBZ_SCHEMA_TXN_KEY, DBZ_SCHEMA_TXN, &key,
+                            &value)) {
+        json_decref(key);
+        json_decref(value);
         return sink_fail(&ks->base, ks->commit_lsn, "out of memory");
-    return produce_json(ks, ks->txn_rkt, dbz_txn_key(ks->txid), value);
+    }
+    return produce_json(ks, ks->txn_rkt, key, value);
 }
 
 /* ---- the sink interface -------------------------------------------------- */

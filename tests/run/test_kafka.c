@@ -808,7 +808,8 @@ static const char schema_sql[] =
     "  '\\xff');"
     "INSERT INTO notification_templates (code, channel, body, retry_after)"
     "  VALUES ('t1', 'email', 'b', '1 day 02:00:00');"
-    "DELETE FROM warehouses;";
+    "DELETE FROM warehouses;"
+    "SELECT pg_logical_emit_message(true, 'outbox.user', 'hello');";
 
 /* Every record of a table's topic in the envelope; the first's after. */
 static json_t *check_topic_records(shop_env *env, kt_mock *mock,
@@ -839,12 +840,32 @@ static json_t *check_topic_records(shop_env *env, kt_mock *mock,
     return after;
 }
 
+/* The message or transaction topic: every record in the envelope. */
+static void check_fixed_topic(shop_env *env, kt_mock *mock, const char *what,
+                              size_t n, const char *kname, const char *vname)
+{
+    char topic[256];
+    kt_set set = {0};
+    snprintf(topic, sizeof topic, "%s.%s", env->name, what);
+    wait_records(env, mock, topic, n, &set);
+    for (size_t i = 0; i < set.n; i++) {
+        json_t *k = parse(set.r[i].key), *v = parse(set.r[i].value);
+        ck_assert_msg(k && v, "%s: a null key or value", topic);
+        connect_payload(k, kname);
+        connect_payload(v, vname);
+        json_decref(k);
+        json_decref(v);
+    }
+    kt_set_free(&set);
+}
+
 /*
  * kafka.schemas with precise decimals: every record of the shop's tables,
  * read back by a real consumer, is Kafka Connect's {"schema", "payload"}
  * whose payload matches its schema as the JsonConverter reads it, with
  * Debezium's schema names; values as time.precision.mode=adaptive and
- * Connect's Decimal; a delete's tombstone keeps the key's envelope.
+ * Connect's Decimal; a delete's tombstone keeps the key's envelope; the
+ * message and transaction topics' events too.
  */
 START_TEST(schemas_for_connect)
 {
@@ -852,7 +873,9 @@ START_TEST(schemas_for_connect)
     kt_mock *mock = kt_mock_start(NULL);
     ck_assert(mock);
     setup(&env, mock, "kschema", 0,
-          "  schemas: true\n  decimal_handling: precise\n");
+          "  schemas: true\n  decimal_handling: precise\n"
+          "  transaction_metadata: true\n");
+    config_insert(&env, "  user_service:\n", "    messages: [\"outbox.*\"]\n");
     ck_assert(shop_start(&env));
     ck_assert(shop_wait_streaming(&env, WAIT_S));
     ck_assert(pgc_exec(src, env.srcdb, schema_sql));
@@ -878,6 +901,12 @@ START_TEST(schemas_for_connect)
                                                         "dispatch_cutoff")),
                      63000000000);
     ck_assert_str_eq(json_string_value(json_object_get(w, "latitude")), "NaN");
+    check_fixed_topic(&env, mock, "message", 1,
+                      "io.debezium.connector.postgresql.MessageKey",
+                      "io.debezium.connector.postgresql.MessageValue");
+    check_fixed_topic(&env, mock, "transaction", 2,
+                      "io.debezium.connector.common.TransactionMetadataKey",
+                      "io.debezium.connector.common.TransactionMetadataValue");
     json_decref(u);
     json_decref(o);
     json_decref(p);
