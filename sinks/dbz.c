@@ -680,6 +680,7 @@ static json_t *dbz_interval_us(const char *s, size_t n)
     while (c.p < c.end) {
         double sign = 1;
         int64_t v;
+        bool ok;
         if (c.p != s && !dbz_eat(&c, ' '))
             return dbz_text(s, n);
         if (dbz_eat(&c, '-'))
@@ -688,8 +689,10 @@ static json_t *dbz_interval_us(const char *s, size_t n)
             dbz_eat(&c, '+');
         if (!dbz_digits(&c, 1, 10, &v))
             return dbz_text(s, n);
-        if (c.p < c.end && *c.p == ':' ? !dbz_ival_clock(&c, sign, v, &iv)
-                                       : !dbz_ival_unit(&c, sign * (double)v, &iv))
+        ok = c.p < c.end && *c.p == ':'
+                 ? dbz_ival_clock(&c, sign, v, &iv)
+                 : dbz_ival_unit(&c, sign * (double)v, &iv);
+        if (!ok)
             return dbz_text(s, n);
     }
     if (n == 0)

@@ -179,7 +179,7 @@ json_t *dbz_connect(json_t *schema, json_t *payload);
 typedef enum dbz_fixed {
     DBZ_SCHEMA_MESSAGE_KEY,  /* io.debezium.connector.postgresql.MessageKey */
     DBZ_SCHEMA_MESSAGE,      /* ...postgresql.MessageValue */
-    DBZ_SCHEMA_TXN_KEY,      /* io.debezium.connector.common.TransactionMetadataKey */
+    DBZ_SCHEMA_TXN_KEY,      /* ...common.TransactionMetadataKey */
     DBZ_SCHEMA_TXN,          /* ...common.TransactionMetadataValue */
     DBZ_NFIXED,
 } dbz_fixed;

@@ -27,6 +27,7 @@
 #include "common/statefile.h"
 #include "decoder/copytext.h"
 #include "sinks/dbz.h"
+#include "sinks/dbzcat.h"
 
 #define CHECKPOINT_EVERY_MS 200
 #define OPEN_TIMEOUT_MS 10000
@@ -61,6 +62,7 @@ typedef struct kschema {
     uint64_t version;
     json_t *key;             /* JSON null: the table's events have no key */
     json_t *value;
+    dbzcat_types cat;        /* enums' labels, domains as their base types */
 } kschema;
 
 typedef struct kcoll {
@@ -612,27 +614,67 @@ static kschema *schema_slot(kafkasink *ks, const sink_rel *rel)
     return &ks->schemas[ks->nschemas++];
 }
 
+/*
+ * Enum labels and domains' base types from the source catalog, for a
+ * relation with types that are not built in. Without them (the source
+ * cannot be read) such columns are plain strings: warned, not failed.
+ */
+static void resolve_types(kafkasink *ks, kschema *sc, const sink_rel *rel)
+{
+    char err[512];
+    dbzcat_clear(&sc->cat);
+    if (dbzcat_needed(rel) &&
+        !dbzcat_resolve(&sc->cat, ks->base.config->source.dsn, rel, err,
+                        sizeof err))
+        log_warning("event=kafka_schema_types service=%s table=%s.%s "
+                    "error=\"%s\"", ks->base.service->name, rel->schema,
+                    rel->name, err);
+}
+
 /* rel's schemas, made when its version is new; NULL when out of memory. */
 static kschema *rel_schemas(kafkasink *ks, const sink_rel *rel)
 {
     kschema *sc = schema_slot(ks, rel);
     const char *server = ks->base.config->name;
+    const char *const *allowed;
     if (!sc)
         return NULL;
     if (sc->oid == rel->oid && sc->version == rel->version)
         return sc;
     json_decref(sc->key);
     json_decref(sc->value);
-    sc->key = dbz_key_schema(&ks->mode, server, rel, NULL);
-    sc->value = dbz_envelope_schema(&ks->mode, server, rel, NULL);
+    resolve_types(ks, sc, rel);
+    allowed = (const char *const *)sc->cat.allowed;
+    if (sc->cat.rel)
+        rel = sc->cat.rel;
+    sc->key = dbz_key_schema(&ks->mode, server, rel, allowed);
+    sc->value = dbz_envelope_schema(&ks->mode, server, rel, allowed);
     sc->oid = rel->oid;
     sc->version = rel->version;
     if (sc->key && sc->value)
         return sc;
     json_decref(sc->key);
     json_decref(sc->value);
+    dbzcat_clear(&sc->cat);
     *sc = (kschema){0};
     return NULL;
+}
+
+/*
+ * The relation its values render by: with kafka.schemas, its copy with
+ * domains as their base types (when it has one), so that values match
+ * the schema; rel otherwise. NULL (the sink failed) when out of memory.
+ */
+static const sink_rel *typed_rel(kafkasink *ks, const sink_rel *rel)
+{
+    kschema *sc;
+    if (!ks->base.config->kafka.schemas)
+        return rel;
+    if (!(sc = rel_schemas(ks, rel))) {
+        sink_fail(&ks->base, ks->commit_lsn, "out of memory");
+        return NULL;
+    }
+    return sc->cat.rel ? sc->cat.rel : rel;
 }
 
 static void schemas_free(kafkasink *ks)
@@ -640,6 +682,7 @@ static void schemas_free(kafkasink *ks)
     for (size_t i = 0; i < ks->nschemas; i++) {
         json_decref(ks->schemas[i].key);
         json_decref(ks->schemas[i].value);
+        dbzcat_clear(&ks->schemas[i].cat);
     }
     free(ks->schemas);
     for (int i = 0; i < DBZ_NFIXED; i++)
@@ -747,10 +790,26 @@ static bool tombstone(kafkasink *ks, const sink_rel *rel, json_t *key)
     return produce_json(ks, rkt, key, NULL);
 }
 
+/* A row and a key under the sink's mode. */
+static json_t *row_of(kafkasink *ks, const sink_rel *rel,
+                      const sink_value *vals, bool key_only)
+{
+    return dbz_row_typed(&ks->mode, rel, vals, key_only);
+}
+
+static json_t *key_of(kafkasink *ks, const sink_rel *rel,
+                      const sink_value *vals)
+{
+    return dbz_key_typed(&ks->mode, rel, vals);
+}
+
 static bool on_insert(kafkasink *ks, const sink_event *ev)
 {
-    return produce_change(ks, ev->rel, 'c', dbz_key_typed(&ks->mode, ev->rel, ev->new_vals),
-                          NULL, dbz_row_typed(&ks->mode, ev->rel, ev->new_vals, false));
+    const sink_rel *rel = typed_rel(ks, ev->rel);
+    return rel &&
+           produce_change(ks, rel, 'c',
+                          key_of(ks, rel, ev->new_vals), NULL,
+                          row_of(ks, rel, ev->new_vals, false));
 }
 
 /*
@@ -759,26 +818,30 @@ static bool on_insert(kafkasink *ks, const sink_event *ev)
  */
 static bool on_update(kafkasink *ks, const sink_event *ev)
 {
-    const sink_rel *rel = ev->rel;
+    const sink_rel *rel = typed_rel(ks, ev->rel);
+    if (!rel)
+        return false;
     if (ev->old_kind == 'K') {
-        json_t *old_key = dbz_key_typed(&ks->mode, rel, ev->old_vals);
+        json_t *old_key = key_of(ks, rel, ev->old_vals);
         return produce_change(ks, rel, 'd', json_incref(old_key),
-                              dbz_row_typed(&ks->mode, rel, ev->old_vals, false), NULL) &&
+                              row_of(ks, rel, ev->old_vals, false), NULL) &&
                tombstone(ks, rel, old_key) &&
                on_insert(ks, ev);
     }
-    json_t *before = ev->old_kind == 'O' ? dbz_row_typed(&ks->mode, rel, ev->old_vals, false)
+    json_t *before = ev->old_kind == 'O' ? row_of(ks, rel, ev->old_vals, false)
                                          : NULL;
-    return produce_change(ks, rel, 'u', dbz_key_typed(&ks->mode, rel, ev->new_vals), before,
-                          dbz_row_typed(&ks->mode, rel, ev->new_vals, false));
+    return produce_change(ks, rel, 'u', key_of(ks, rel, ev->new_vals), before,
+                          row_of(ks, rel, ev->new_vals, false));
 }
 
 static bool on_delete(kafkasink *ks, const sink_event *ev)
 {
-    const sink_rel *rel = ev->rel;
-    json_t *key = dbz_key_typed(&ks->mode, rel, ev->old_vals);
+    const sink_rel *rel = typed_rel(ks, ev->rel);
+    if (!rel)
+        return false;
+    json_t *key = key_of(ks, rel, ev->old_vals);
     return produce_change(ks, rel, 'd', json_incref(key),
-                          dbz_row_typed(&ks->mode, rel, ev->old_vals, false), NULL) &&
+                          row_of(ks, rel, ev->old_vals, false), NULL) &&
            tombstone(ks, rel, key);
 }
 
@@ -1105,6 +1168,7 @@ typedef struct kafkaload {
     sink_loader base;
     kafkasink *ks;
     const sink_rel *rel;     /* the table being loaded (the caller's) */
+    const sink_rel *trel;    /* what its values render by (typed_rel) */
     rd_kafka_topic_t *rkt;
     lsn_t lsn;
     int64_t now_ms, started_ms;
@@ -1142,6 +1206,8 @@ static bool kl_begin(sink_loader *l, const sink_load_table *t)
     if (!ring_push(ks, 0))
         return kl_fail(kl, "out of memory");
     kl->in_table = true;
+    if (!(kl->trel = typed_rel(ks, t->rel)))
+        return kl_fail(kl, ks->base.error);
     kl->rkt = table_topic(ks, t->rel);
     return kl->rkt || kl_fail(kl, ks->base.error);
 }
@@ -1168,9 +1234,10 @@ static bool kl_hold(kafkaload *kl, const sink_value *vals)
         .db = kl->ks->db, .schema = kl->rel->schema, .table = kl->rel->name,
         .ts_ms = kl->now_ms, .snapshot = "true", .lsn = kl->lsn,
     };
-    json_t *key = dbz_key_typed(&kl->ks->mode, kl->rel, vals);
-    json_t *value = dbz_envelope('r', NULL, dbz_row_typed(&kl->ks->mode, kl->rel, vals, false),
-                                 &src, NULL, kl->now_ms);
+    json_t *key = key_of(kl->ks, kl->trel, vals);
+    json_t *value = dbz_envelope('r', NULL,
+                                 row_of(kl->ks, kl->trel, vals, false), &src,
+                                 NULL, kl->now_ms);
     if (!key || !value) {
         json_decref(key);
         json_decref(value);

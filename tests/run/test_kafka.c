@@ -840,6 +840,39 @@ static json_t *check_topic_records(shop_env *env, kt_mock *mock,
     return after;
 }
 
+/*
+ * The schema of column `col` in the first event of table's topic: its
+ * name and parameters, as JSON ("null" when absent).
+ */
+static void check_field_schema(shop_env *env, kt_mock *mock,
+                               const char *table, const char *col,
+                               const char *name, const char *params)
+{
+    char topic[256];
+    kt_set set = {0};
+    size_t i;
+    json_t *f, *found = NULL;
+    topic_of(env, table, topic, sizeof topic);
+    wait_records(env, mock, topic, 1, &set);
+    json_t *v = parse(set.r[0].value);
+    json_t *after = json_array_get(json_object_get(json_object_get(v,
+                                                                   "schema"),
+                                                   "fields"), 1);
+    json_array_foreach(json_object_get(after, "fields"), i, f)
+        if (strcmp(json_string_value(json_object_get(f, "field")), col) == 0)
+            found = f;
+    ck_assert_msg(found, "%s: no field %s in the schema", topic, col);
+    char *n = json_dumps(json_object_get(found, "name"), JSON_ENCODE_ANY);
+    char *p = json_dumps(json_object_get(found, "parameters"),
+                         JSON_ENCODE_ANY | JSON_COMPACT);
+    ck_assert_str_eq(n ? n : "null", name);
+    ck_assert_str_eq(p ? p : "null", params);
+    free(n);
+    free(p);
+    json_decref(v);
+    kt_set_free(&set);
+}
+
 /* The message or transaction topic: every record in the envelope. */
 static void check_fixed_topic(shop_env *env, kt_mock *mock, const char *what,
                               size_t n, const char *kname, const char *vname)
@@ -887,6 +920,12 @@ START_TEST(schemas_for_connect)
                      "2024-02-01T01:30:00.5Z");
     ck_assert_str_eq(json_string_value(json_object_get(u, "avatar")), "AQL/");
     json_t *o = check_topic_records(&env, mock, "orders", 1);
+    check_field_schema(&env, mock, "orders", "status",
+                       "\"io.debezium.data.Enum\"",
+                       "{\"allowed\":\"pending,paid,shipped,delivered,"
+                       "cancelled\"}");
+    /* a domain over varchar: its base type's, a plain string */
+    check_field_schema(&env, mock, "users", "email", "null", "null");
     ck_assert_str_eq(json_string_value(json_object_get(o, "total_amount")),
                      "PXw=");
     ck_assert_str_eq(json_string_value(json_object_get(o, "status")), "paid");
