@@ -34,10 +34,22 @@ static const char TYPES_SQL[] =
     "   FROM pg_catalog.pg_enum e WHERE e.enumtypid = b.base)"
     " FROM b ORDER BY b.oid, b.depth DESC";
 
+/*
+ * PostgreSQL's FirstNormalObjectId: built-in types are below it. Not
+ * type_name, which a relation read from the catalog (the initial copy's)
+ * does not set.
+ */
+#define DBZCAT_FIRST_USER_OID 16384
+
+static bool user_type(const struct sink_col *c)
+{
+    return c->type_oid >= DBZCAT_FIRST_USER_OID;
+}
+
 bool dbzcat_needed(const sink_rel *rel)
 {
     for (uint16_t i = 0; i < rel->ncols; i++)
-        if (rel->cols[i].type_name)
+        if (user_type(&rel->cols[i]))
             return true;
     return false;
 }
@@ -94,7 +106,7 @@ static char *oid_array(const sink_rel *rel)
         return NULL;
     s[n++] = '{';
     for (uint16_t i = 0; i < rel->ncols; i++)
-        if (rel->cols[i].type_name)
+        if (user_type(&rel->cols[i]))
             n += (size_t)snprintf(s + n, cap - n, "%s%" PRIu32,
                                   n > 1 ? "," : "", rel->cols[i].type_oid);
     snprintf(s + n, cap - n, "}");

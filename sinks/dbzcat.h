@@ -4,7 +4,8 @@
  * connection of its own: an enum's labels (io.debezium.data.Enum's
  * `allowed`) and a domain's base type, which Debezium maps the domain's
  * columns to (a domain over numeric(12,2) is a Decimal, not a string).
- * Only columns of types that are not built in are looked up.
+ * Only columns of types that are not built in (OIDs from 16384 on) are
+ * looked up.
  */
 #ifndef CLEAVE_SINKS_DBZCAT_H
 #define CLEAVE_SINKS_DBZCAT_H
