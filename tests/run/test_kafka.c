@@ -804,8 +804,8 @@ static const char schema_sql[] =
     "  dispatch_cutoff, capacity) VALUES ('W1', 'W', 'DE', 'NaN', 13.4,"
     "  '17:30', 10);"
     "INSERT INTO products (sku, name, price, avg_rating, tags, attributes,"
-    "  thumbnail) VALUES ('S1', 'P', 12.50, 4.5, '{a,b}', '{\"a\": 1}',"
-    "  '\\xff');"
+    "  thumbnail, list_price) VALUES ('S1', 'P', 12.50, 4.5, '{a,b}',"
+    "  '{\"a\": 1}', '\\xff', 12.50);"
     "INSERT INTO notification_templates (code, channel, body, retry_after)"
     "  VALUES ('t1', 'email', 'b', '1 day 02:00:00');"
     "DELETE FROM warehouses WHERE code = 'W1';"
@@ -916,6 +916,10 @@ START_TEST(schemas_for_connect)
           "  schemas: true\n  decimal_handling: precise\n"
           "  transaction_metadata: true\n");
     config_insert(&env, "  user_service:\n", "    messages: [\"outbox.*\"]\n");
+    /* a domain over numeric(12,2): a Decimal, as its base type */
+    ck_assert(pgc_exec(src, env.srcdb,
+                       "CREATE DOMAIN price12 AS numeric(12,2);"
+                       "ALTER TABLE products ADD COLUMN list_price price12;"));
     ck_assert(shop_start(&env));
     wait_log_or_abort(&env, "event=initial_sync_done", 0);
     ck_assert(pgc_exec(src, env.srcdb, schema_sql));
@@ -939,6 +943,12 @@ START_TEST(schemas_for_connect)
     ck_assert_str_eq(json_string_value(json_object_get(o, "status")), "paid");
     json_t *p = check_topic_records(&env, mock, "products");
     ck_assert_str_eq(json_string_value(json_object_get(p, "price")), "BOI=");
+    ck_assert_str_eq(json_string_value(json_object_get(p, "list_price")),
+                     "BOI=");
+    check_field_schema(&env, mock, "products", "list_price",
+                       "\"org.apache.kafka.connect.data.Decimal\"",
+                       "{\"scale\":\"2\",\"connect.decimal.precision\":"
+                       "\"12\"}");
     json_t *n = check_topic_records(&env, mock, "notification_templates");
     ck_assert_int_eq(json_integer_value(json_object_get(n, "retry_after")),
                      93600000000);
