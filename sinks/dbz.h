@@ -5,7 +5,8 @@
  * Values render as Debezium renders them with decimal.handling.mode=string,
  * time.precision.mode=isostring and binary.handling.mode=base64, from the
  * text form pgoutput sends and the column's type OID (built-in types; any
- * other type is its text form).
+ * other type is its text form); a dbz_mode chooses Debezium's other
+ * decimal modes and, with Kafka Connect schemas, its adaptive times.
  */
 #ifndef CLEAVE_SINKS_DBZ_H
 #define CLEAVE_SINKS_DBZ_H
