@@ -19,6 +19,7 @@
 /* Enums are stored through an int *, so they must be int-sized. */
 _Static_assert(sizeof(cfg_log_level) == sizeof(int), "enum size");
 _Static_assert(sizeof(cfg_conflict) == sizeof(int), "enum size");
+_Static_assert(sizeof(cfg_decimal) == sizeof(int), "enum size");
 
 /* In the order of the enums in config.h. */
 const char *const cfg_log_level_names[] = {
@@ -26,6 +27,9 @@ const char *const cfg_log_level_names[] = {
 };
 
 static const char *const conflict_names[] = {"error", "apply", NULL};
+
+static const char *const decimal_names[] = {"string", "double", "precise",
+                                            NULL};
 
 static const cfg_key target_keys[] = {
     {.name = "postgres", .type = CFG_T_STRING,
@@ -175,6 +179,17 @@ static const cfg_key kafka_keys[] = {
      .off = offsetof(cfg, kafka.message_topic), .take = cfg_take_topic_plain,
      .expect = "a topic template",
      .help = "topic of the logical message events; {name} {service}"},
+    {.name = "schemas", .type = CFG_T_BOOL, .def = "false",
+     .off = offsetof(cfg, kafka.schemas),
+     .help = "wrap keys and values in Kafka Connect's JSON converter "
+             "envelope {schema, payload} with Debezium's field types (and "
+             "its time.precision.mode=adaptive values), for Kafka Connect "
+             "sinks"},
+    {.name = "decimal_handling", .type = CFG_T_ENUM, .def = "string",
+     .choices = decimal_names, .off = offsetof(cfg, kafka.decimal_handling),
+     .help = "numeric and money as Debezium's decimal.handling.mode: "
+             "string, double, or precise (Connect's Decimal: base64 of the "
+             "unscaled value)"},
 };
 
 static const cfg_section kafka_section = {

@@ -79,6 +79,13 @@ typedef struct cfg_kv {
     char *value;
 } cfg_kv;
 
+/* kafka.decimal_handling: Debezium's decimal.handling.mode. */
+typedef enum cfg_decimal {
+    CFG_DECIMAL_STRING,
+    CFG_DECIMAL_DOUBLE,
+    CFG_DECIMAL_PRECISE,
+} cfg_decimal;
+
 typedef struct cfg_kafka {
     char *brokers;
     char *topic;              /* template: {name} {service} {schema} {table} */
@@ -89,6 +96,8 @@ typedef struct cfg_kafka {
     bool transaction_metadata;    /* BEGIN/END events, event.transaction */
     char *transaction_topic;  /* template, {name} {service} */
     char *message_topic;      /* template, {name} {service} */
+    bool schemas;             /* Kafka Connect's {"schema", "payload"} */
+    cfg_decimal decimal_handling;
 } cfg_kafka;
 
 /*

@@ -518,6 +518,382 @@ static json_t *dbz_timestamp(const char *s, size_t n, bool tz)
     return json_stringn_nocheck(buf, (size_t)len);
 }
 
+/* ---- adaptive times (kafka.schemas) ------------------------------------- */
+
+#define DBZ_USEC INT64_C(1000000)
+#define DBZ_DAY_USEC (INT64_C(86400) * DBZ_USEC)
+#define DBZ_TS_MAX_YEAR 294276      /* PostgreSQL's last timestamp year */
+
+/* The first six digits of a fraction as microseconds (zeros appended). */
+static int64_t dbz_frac_us(const char *frac, size_t n)
+{
+    int64_t us = 0;
+    for (size_t i = 0; i < 6; i++)
+        us = us * 10 + (i < n ? frac[i] - '0' : 0);
+    return us;
+}
+
+/* time(p) and timestamp(p) with p <= 3 are Debezium's millisecond types. */
+static bool dbz_millis(int32_t typmod)
+{
+    return typmod >= 0 && typmod <= 3;
+}
+
+/* "YYYY-MM-DD" as io.debezium.time.Date: days since 1970-01-01. */
+static json_t *dbz_date_days(const char *s, size_t n)
+{
+    dbz_cur c = {s, s + n};
+    int64_t y;
+    int m, d;
+    if (!dbz_digits(&c, 4, 7, &y) || !dbz_eat(&c, '-') ||
+        !dbz_two(&c, 12, &m) || m < 1 || !dbz_eat(&c, '-') ||
+        !dbz_two(&c, 31, &d) || d < 1 || d > dbz_month_days(y, m) ||
+        c.p != c.end)
+        return dbz_text(s, n);
+    return json_integer(dbz_days_from_civil(y, m, d));
+}
+
+/* "HH:MM:SS[.f]" (time_out writes 24:00:00 too) as microseconds. */
+static bool dbz_parse_time(dbz_cur *c, int64_t *us)
+{
+    int h, m, sec;
+    int64_t frac;
+    const char *f;
+    if (!dbz_two(c, 24, &h) || !dbz_eat(c, ':') || !dbz_two(c, 59, &m) ||
+        !dbz_eat(c, ':') || !dbz_two(c, 59, &sec))
+        return false;
+    *us = ((int64_t)h * 3600 + m * 60 + sec) * DBZ_USEC;
+    if (!dbz_eat(c, '.'))
+        return true;
+    f = c->p;
+    if (!dbz_digits(c, 1, 9, &frac))
+        return false;
+    *us += dbz_frac_us(f, (size_t)(c->p - f));
+    return true;
+}
+
+/* io.debezium.time.MicroTime, or Time (ms) for time(0) to time(3). */
+static json_t *dbz_time_num(const char *s, size_t n, int32_t typmod)
+{
+    dbz_cur c = {s, s + n};
+    int64_t us;
+    if (!dbz_parse_time(&c, &us) || c.p != c.end)
+        return dbz_text(s, n);
+    return json_integer(dbz_millis(typmod) ? us / 1000 : us);
+}
+
+/* io.debezium.time.ZonedTime: the time in UTC, "10:15:30.5Z". */
+static json_t *dbz_timetz_utc(const char *s, size_t n)
+{
+    dbz_cur c = {s, s + n};
+    int64_t us, secs;
+    int32_t off;
+    char buf[32], frac[8];
+    int len;
+    if (!dbz_parse_time(&c, &us) || !dbz_parse_offset(&c, &off) ||
+        c.p != c.end)
+        return dbz_text(s, n);
+    us = ((us - off * DBZ_USEC) % DBZ_DAY_USEC + DBZ_DAY_USEC) % DBZ_DAY_USEC;
+    secs = us / DBZ_USEC;
+    snprintf(frac, sizeof frac, ".%06" PRId64, us % DBZ_USEC);
+    for (len = 6; len > 0 && frac[len] == '0'; len--)
+        frac[len] = '\0';
+    len = snprintf(buf, sizeof buf, "%02d:%02d:%02d%sZ", (int)(secs / 3600),
+                   (int)(secs / 60 % 60), (int)(secs % 60),
+                   us % DBZ_USEC ? frac : "");
+    return json_stringn_nocheck(buf, (size_t)len);
+}
+
+/*
+ * io.debezium.time.MicroTimestamp, or Timestamp (ms) for timestamp(0) to
+ * timestamp(3): the wall-clock time read as UTC, as Debezium reads it.
+ */
+static json_t *dbz_timestamp_num(const char *s, size_t n, int32_t typmod)
+{
+    dbz_ts t;
+    int64_t us;
+    if (!dbz_parse_ts(s, n, false, &t) || t.year > DBZ_TS_MAX_YEAR)
+        return dbz_text(s, n);
+    us = (dbz_days_from_civil(t.year, t.mon, t.day) * 86400 + t.hour * 3600 +
+          t.min * 60 + t.sec) * DBZ_USEC + dbz_frac_us(t.frac, t.frac_len);
+    return json_integer(dbz_millis(typmod) ? us / 1000 : us);
+}
+
+/* An interval's parts, as interval_out (IntervalStyle postgres) writes. */
+typedef struct dbz_ival {
+    double months, days, secs;
+} dbz_ival;
+
+/* "N unit" after the number: year(s), mon(s) or day(s). */
+static bool dbz_ival_unit(dbz_cur *c, double v, dbz_ival *iv)
+{
+    static const struct {
+        const char *word;
+        double months, days;
+    } units[] = {{"years", 12, 0}, {"year", 12, 0}, {"mons", 1, 0},
+                 {"mon", 1, 0}, {"days", 0, 1}, {"day", 0, 1}};
+    size_t left = (size_t)(c->end - c->p);
+    if (!dbz_eat(c, ' '))
+        return false;
+    for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
+        size_t k = strlen(units[i].word);
+        if (left > k && strncmp(c->p, units[i].word, k) == 0 &&
+            (left == k + 1 || c->p[k] == ' ')) {
+            c->p += k;
+            iv->months += v * units[i].months;
+            iv->days += v * units[i].days;
+            return true;
+        }
+    }
+    return false;
+}
+
+/* "[-+]H:MM:SS[.f]" after its hours, which can run past 24. */
+static bool dbz_ival_clock(dbz_cur *c, double sign, int64_t h, dbz_ival *iv)
+{
+    int m, sec;
+    int64_t frac;
+    const char *f;
+    double s;
+    if (!dbz_eat(c, ':') || !dbz_two(c, 59, &m) || !dbz_eat(c, ':') ||
+        !dbz_two(c, 59, &sec))
+        return false;
+    s = (double)h * 3600 + m * 60 + sec;
+    if (dbz_eat(c, '.')) {
+        f = c->p;
+        if (!dbz_digits(c, 1, 9, &frac))
+            return false;
+        s += (double)dbz_frac_us(f, (size_t)(c->p - f)) / 1e6;
+    }
+    iv->secs += sign * s;
+    return true;
+}
+
+/*
+ * io.debezium.time.MicroDuration: microseconds with Debezium's average
+ * month of 365.25 / 12 days, computed in double as Debezium computes it.
+ */
+static json_t *dbz_interval_us(const char *s, size_t n)
+{
+    dbz_cur c = {s, s + n};
+    dbz_ival iv = {0, 0, 0};
+    while (c.p < c.end) {
+        double sign = 1;
+        int64_t v;
+        bool ok;
+        if (c.p != s && !dbz_eat(&c, ' '))
+            return dbz_text(s, n);
+        if (dbz_eat(&c, '-'))
+            sign = -1;
+        else
+            dbz_eat(&c, '+');
+        if (!dbz_digits(&c, 1, 10, &v))
+            return dbz_text(s, n);
+        ok = c.p < c.end && *c.p == ':'
+                 ? dbz_ival_clock(&c, sign, v, &iv)
+                 : dbz_ival_unit(&c, sign * (double)v, &iv);
+        if (!ok)
+            return dbz_text(s, n);
+    }
+    if (n == 0)
+        return dbz_text(s, n);
+    return json_integer((json_int_t)(((iv.months * (365.25 / 12.0) + iv.days) *
+                                      86400 + iv.secs) * 1e6));
+}
+
+/* ---- decimals (kafka.decimal_handling) ---------------------------------- */
+
+#define DBZ_MONEY_SCALE 2           /* Debezium's money.fraction.digits */
+
+/* numeric_out's "-123.4500" taken apart. */
+typedef struct dbz_dec {
+    bool neg;
+    char *digits;            /* integer and fraction digits, no point */
+    size_t n, scale;         /* how many digits, how many after the point */
+} dbz_dec;
+
+bool dbz_numeric_typmod(int32_t typmod, int *precision, int *scale)
+{
+    if (typmod < 4)                 /* VARHDRSZ: no (p,s) declared */
+        return false;
+    *precision = ((typmod - 4) >> 16) & 0xFFFF;
+    /* PostgreSQL 15 on: an 11-bit signed scale (numeric(3,-2)) */
+    *scale = (((typmod - 4) & 0x7FF) ^ 1024) - 1024;
+    return true;
+}
+
+/*
+ * Digits, '.' and a sign; money's '$', ',' and "(...)" too when money is
+ * set (money_out under a lc_monetary whose point is '.'). False when it is
+ * no such text (NaN, Infinity); d->digits is malloc'd otherwise.
+ */
+static bool dbz_parse_dec(const char *s, size_t n, bool money, dbz_dec *d)
+{
+    bool point = false;
+    *d = (dbz_dec){false, malloc(n + 1), 0, 0};
+    if (!d->digits)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char ch = s[i];
+        if (ch >= '0' && ch <= '9') {
+            d->digits[d->n++] = ch;
+            d->scale += point;
+        } else if (ch == '.' && !point) {
+            point = true;
+        } else if (ch == '-' && (money || i == 0)) {
+            d->neg = true;
+        } else if (!(money && (ch == '(' || ch == ')' || ch == ',' ||
+                               ch == '$' || ch == ' '))) {
+            d->n = 0;
+            break;
+        }
+        d->neg |= money && ch == '(';
+    }
+    if (d->n > 0)
+        return true;
+    free(d->digits);
+    return false;
+}
+
+/* Moves the point so that scale digits follow it (appends or drops). */
+static bool dbz_dec_rescale(dbz_dec *d, int scale)
+{
+    if (scale < 0) {
+        size_t drop = d->scale + (size_t)-scale;
+        d->n = d->n > drop ? d->n - drop : 0;
+    } else if ((size_t)scale < d->scale) {
+        size_t drop = d->scale - (size_t)scale;
+        d->n = d->n > drop ? d->n - drop : 0;
+    } else {
+        size_t add = (size_t)scale - d->scale;
+        char *more = realloc(d->digits, d->n + add + 1);
+        if (!more)
+            return false;
+        d->digits = more;
+        memset(d->digits + d->n, '0', add);
+        d->n += add;
+    }
+    d->scale = scale < 0 ? 0 : (size_t)scale;
+    return true;
+}
+
+/*
+ * The unscaled value as Java's BigInteger.toByteArray gives it (what
+ * Connect's Decimal holds): big-endian two's complement, shortest form
+ * that keeps the sign bit. Base64, or NULL when out of memory.
+ */
+static json_t *dbz_dec_bytes(const dbz_dec *d)
+{
+    size_t cap = d->n / 2 + 2, len = 0;
+    uint8_t *le = calloc(cap, 1), *be;
+    json_t *j = NULL;
+    char *b64;
+    if (!le)
+        return NULL;
+    for (size_t i = 0; i < d->n; i++) {
+        unsigned carry = (unsigned)(d->digits[i] - '0');
+        for (size_t k = 0; k < len; k++, carry >>= 8)
+            le[k] = (uint8_t)(carry += le[k] * 10u);
+        if (carry)
+            le[len++] = (uint8_t)carry;
+    }
+    len++;                           /* room for the sign bit */
+    if (d->neg) {
+        unsigned carry = 1;
+        for (size_t k = 0; k < len; k++, carry >>= 8)
+            le[k] = (uint8_t)(carry += (uint8_t)~le[k]);
+    }
+    while (len > 1 && ((le[len - 1] == 0 && !(le[len - 2] & 0x80)) ||
+                       (le[len - 1] == 0xFF && (le[len - 2] & 0x80))))
+        len--;
+    if ((be = malloc(len))) {
+        for (size_t k = 0; k < len; k++)
+            be[k] = le[len - 1 - k];
+        if ((b64 = dbz_base64(be, len)))
+            j = json_string_nocheck(b64);
+        free(b64);
+        free(be);
+    }
+    free(le);
+    return j;
+}
+
+/* io.debezium.data.VariableScaleDecimal: {"scale", "value"}. */
+static json_t *dbz_dec_variable(const dbz_dec *d)
+{
+    json_t *o = json_object();
+    if (o && dbz_put(o, "scale", json_integer((json_int_t)d->scale)) &&
+        dbz_put(o, "value", dbz_dec_bytes(d)))
+        return o;
+    json_decref(o);
+    return NULL;
+}
+
+/* The plain decimal text of d, "-1234.50"; malloc'd, NUL-terminated. */
+static char *dbz_dec_plain(const dbz_dec *d, size_t *len)
+{
+    size_t k = d->n > d->scale ? d->n - d->scale : 0, i = 0;
+    char *buf = malloc(d->n + d->scale + 4);
+    if (!buf)
+        return NULL;
+    if (d->neg)
+        buf[i++] = '-';
+    if (k == 0)
+        buf[i++] = '0';
+    memcpy(buf + i, d->digits, k);
+    i += k;
+    if (d->scale) {
+        buf[i++] = '.';
+        for (size_t z = d->n - k; z < d->scale; z++)
+            buf[i++] = '0';
+        memcpy(buf + i, d->digits + k, d->n - k);
+        i += d->n - k;
+    }
+    buf[i] = '\0';
+    *len = i;
+    return buf;
+}
+
+/* As decimal.handling.mode=string (money) or double. */
+static json_t *dbz_dec_plain_json(const dbz_dec *d, bool dbl)
+{
+    size_t len;
+    char *buf = dbz_dec_plain(d, &len);
+    json_t *j;
+    if (!buf)
+        return NULL;
+    j = dbl ? json_real(strtod(buf, NULL)) : json_stringn_nocheck(buf, len);
+    free(buf);
+    return j;
+}
+
+/*
+ * A numeric or money under the decimal mode; scale < 0 with !has_scale:
+ * none declared. NaN and the infinities, which Connect's Decimal cannot
+ * hold, are null in precise mode and their text otherwise.
+ */
+static json_t *dbz_decimal_value(const dbz_mode *m, bool money, bool has_scale,
+                                 int scale, const char *s, size_t n)
+{
+    dbz_dec d;
+    json_t *j;
+    if (!money && m->decimal == DBZ_DECIMAL_STRING)
+        return dbz_text(s, n);      /* numeric_out's text is the string */
+    if (!dbz_parse_dec(s, n, money, &d))
+        return m->decimal == DBZ_DECIMAL_PRECISE ? json_null()
+                                                 : dbz_text(s, n);
+    if (has_scale && !dbz_dec_rescale(&d, scale)) {
+        free(d.digits);
+        return NULL;
+    }
+    if (m->decimal == DBZ_DECIMAL_PRECISE)
+        j = has_scale ? dbz_dec_bytes(&d) : dbz_dec_variable(&d);
+    else
+        j = dbz_dec_plain_json(&d, m->decimal == DBZ_DECIMAL_DOUBLE);
+    free(d.digits);
+    return j;
+}
+
 /* ---- arrays ------------------------------------------------------------- */
 
 /* The element type of the array types rendered as JSON arrays; 0: text. */
@@ -563,7 +939,9 @@ static uint32_t dbz_array_elem(uint32_t type_oid)
  */
 typedef struct dbz_arr {
     dbz_cur c;
+    const dbz_mode *m;
     uint32_t elem;
+    int32_t typmod;          /* the column's: its elements' */
     char *scratch;           /* an unescaped element; as long as the rest */
     bool oom;
 } dbz_arr;
@@ -571,7 +949,7 @@ typedef struct dbz_arr {
 /* An element from its text; quoted-NULL and NULL have been told apart. */
 static json_t *dbz_arr_value(dbz_arr *a, const char *s, size_t n)
 {
-    json_t *v = dbz_value(a->elem, s, (uint32_t)n);
+    json_t *v = dbz_value_typed(a->m, a->elem, a->typmod, s, (uint32_t)n);
     if (!v)
         a->oom = true;
     return v;
@@ -687,9 +1065,10 @@ static bool dbz_arr_dims(dbz_arr *a)
     return dbz_eat(&a->c, '=');
 }
 
-static json_t *dbz_array(uint32_t elem, const char *s, size_t n)
+static json_t *dbz_array(const dbz_mode *m, uint32_t elem, int32_t typmod,
+                         const char *s, size_t n)
 {
-    dbz_arr a = {{s, s + n}, elem, NULL, false};
+    dbz_arr a = {{s, s + n}, m, elem, typmod, NULL, false};
     json_t *j = NULL;
     if (dbz_arr_dims(&a))
         j = dbz_arr_list(&a, 1);
@@ -707,9 +1086,65 @@ static json_t *dbz_array(uint32_t elem, const char *s, size_t n)
 
 json_t *dbz_value(uint32_t type_oid, const char *text, uint32_t len)
 {
+    return dbz_value_typed(NULL, type_oid, -1, text, len);
+}
+
+/* Types whose rendering the mode decides; NULL when it is not one. */
+static json_t *dbz_value_moded(const dbz_mode *m, uint32_t type_oid,
+                               int32_t typmod, const char *text, size_t len,
+                               bool *handled)
+{
+    int precision, scale;
+    bool has_scale;
+    *handled = true;
+    switch (type_oid) {
+    case DBZ_NUMERICOID:
+        has_scale = dbz_numeric_typmod(typmod, &precision, &scale);
+        return dbz_decimal_value(m, false, has_scale, has_scale ? scale : 0,
+                                 text, len);
+    case DBZ_MONEYOID:
+        if (m->adaptive || m->decimal != DBZ_DECIMAL_STRING)
+            return dbz_decimal_value(m, true, true, DBZ_MONEY_SCALE, text, len);
+        break;
+    case DBZ_TIMESTAMPOID:
+        if (m->adaptive)
+            return dbz_timestamp_num(text, len, typmod);
+        return dbz_timestamp(text, len, false);
+    case DBZ_DATEOID:
+        if (m->adaptive)
+            return dbz_date_days(text, len);
+        break;
+    case DBZ_TIMEOID:
+        if (m->adaptive)
+            return dbz_time_num(text, len, typmod);
+        break;
+    case DBZ_TIMETZOID:
+        if (m->adaptive)
+            return dbz_timetz_utc(text, len);
+        break;
+    case DBZ_INTERVALOID:
+        if (m->adaptive)
+            return dbz_interval_us(text, len);
+        break;
+    }
+    *handled = false;
+    return NULL;
+}
+
+json_t *dbz_value_typed(const dbz_mode *m, uint32_t type_oid, int32_t typmod,
+                        const char *text, uint32_t len)
+{
+    static const dbz_mode dflt = {DBZ_DECIMAL_STRING, false};
     uint32_t elem;
+    bool handled;
+    json_t *j;
+    if (!m)
+        m = &dflt;
     if (!text)
         text = "", len = 0;
+    j = dbz_value_moded(m, type_oid, typmod, text, len, &handled);
+    if (handled)
+        return j;
     switch (type_oid) {
     case DBZ_INT2OID:
     case DBZ_INT4OID:
@@ -723,31 +1158,46 @@ json_t *dbz_value(uint32_t type_oid, const char *text, uint32_t len)
         return dbz_float(text, len);
     case DBZ_BYTEAOID:
         return dbz_bytea(text, len);
-    case DBZ_TIMESTAMPOID:
-        return dbz_timestamp(text, len, false);
     case DBZ_TIMESTAMPTZOID:
         return dbz_timestamp(text, len, true);
     default:
-        /* numeric and money (decimal.handling.mode=string), date, time,
-         * interval, json, uuid, ...: their text, as Debezium sends it */
+        /* money (string), date, time, interval, json, uuid, ... without
+         * the adaptive mode: their text, as Debezium sends it */
         elem = dbz_array_elem(type_oid);
-        return elem ? dbz_array(elem, text, len) : dbz_text(text, len);
+        return elem ? dbz_array(m, elem, typmod, text, len)
+                    : dbz_text(text, len);
     }
 }
 
-static json_t *dbz_col_value(const struct sink_col *col, const sink_value *v)
+/* Unchanged TOAST: Debezium's placeholder, as bytes in a bytes field. */
+static json_t *dbz_unavailable(const dbz_mode *m, uint32_t type_oid)
+{
+    static const char b64[] = "X19kZWJleml1bV91bmF2YWlsYWJsZV92YWx1ZQ==";
+    if (m && m->adaptive && type_oid == DBZ_BYTEAOID)
+        return json_string_nocheck(b64);
+    return json_string(DBZ_UNAVAILABLE);
+}
+
+static json_t *dbz_col_value(const dbz_mode *m, const struct sink_col *col,
+                             const sink_value *v)
 {
     switch (v->kind) {
     case 't':
-        return dbz_value(col->type_oid, v->data, v->len);
+        return dbz_value_typed(m, col->type_oid, col->typmod, v->data, v->len);
     case 'u':
-        return json_string(DBZ_UNAVAILABLE);
+        return dbz_unavailable(m, col->type_oid);
     default:
         return json_null();
     }
 }
 
 json_t *dbz_row(const sink_rel *rel, const sink_value *vals, bool key_only)
+{
+    return dbz_row_typed(NULL, rel, vals, key_only);
+}
+
+json_t *dbz_row_typed(const dbz_mode *m, const sink_rel *rel,
+                      const sink_value *vals, bool key_only)
 {
     json_t *row;
     if (!vals)                       /* no tuple of that kind was sent */
@@ -758,7 +1208,7 @@ json_t *dbz_row(const sink_rel *rel, const sink_value *vals, bool key_only)
         const struct sink_col *col = &rel->cols[i];
         if (key_only && !col->key)
             continue;
-        if (!dbz_put_name(row, col->name, dbz_col_value(col, &vals[i]))) {
+        if (!dbz_put_name(row, col->name, dbz_col_value(m, col, &vals[i]))) {
             json_decref(row);
             return NULL;
         }
@@ -766,7 +1216,7 @@ json_t *dbz_row(const sink_rel *rel, const sink_value *vals, bool key_only)
     return row;
 }
 
-json_t *dbz_key(const sink_rel *rel, const sink_value *vals)
+bool dbz_has_key(const sink_rel *rel)
 {
     bool any = false;
     /*
@@ -774,10 +1224,357 @@ json_t *dbz_key(const sink_rel *rel, const sink_value *vals)
      * table (with no primary key it can see) by null.
      */
     if (rel->replident == 'f')
-        return json_null();
+        return false;
     for (uint16_t i = 0; i < rel->ncols && !any; i++)
         any = rel->cols[i].key;
-    return any ? dbz_row(rel, vals, true) : json_null();
+    return any;
+}
+
+json_t *dbz_key(const sink_rel *rel, const sink_value *vals)
+{
+    return dbz_key_typed(NULL, rel, vals);
+}
+
+json_t *dbz_key_typed(const dbz_mode *m, const sink_rel *rel,
+                      const sink_value *vals)
+{
+    return dbz_has_key(rel) ? dbz_row_typed(m, rel, vals, true) : json_null();
+}
+
+/* ---- Kafka Connect schemas (kafka.schemas) ------------------------------ */
+
+/*
+ * A field's schema in the JsonConverter's key order: type, fields or
+ * items, optional, name, version, doc, parameters; steals params (NULL:
+ * none). Named (semantic) types are all version 1.
+ */
+static json_t *dbz_sch(const char *type, bool optional, const char *name,
+                       json_t *params)
+{
+    return json_pack("{s:s, s:b, s:s*, s:o*, s:o*}", "type", type,
+                     "optional", optional, "name", name, "version",
+                     name ? json_integer(1) : NULL, "parameters", params);
+}
+
+/* Connect's Decimal with its scale (and precision, when known). */
+static json_t *dbz_sch_decimal(bool optional, int scale, int precision)
+{
+    char s[16], p[16];
+    snprintf(s, sizeof s, "%d", scale);
+    snprintf(p, sizeof p, "%d", precision);
+    return dbz_sch("bytes", optional, "org.apache.kafka.connect.data.Decimal",
+                   json_pack("{s:s, s:s*}", "scale", s,
+                             "connect.decimal.precision",
+                             precision > 0 ? p : NULL));
+}
+
+static json_t *dbz_sch_variable_decimal(bool optional)
+{
+    return json_pack("{s:s, s:[{s:s, s:b, s:s}, {s:s, s:b, s:s}], s:b, s:s, "
+                     "s:i, s:s}", "type", "struct", "fields",
+                     "type", "int32", "optional", false, "field", "scale",
+                     "type", "bytes", "optional", false, "field", "value",
+                     "optional", optional,
+                     "name", "io.debezium.data.VariableScaleDecimal",
+                     "version", 1, "doc", "Variable scaled decimal");
+}
+
+/* numeric and money under decimal.handling.mode. */
+static json_t *dbz_sch_numeric(const dbz_mode *m, bool optional,
+                               uint32_t type_oid, int32_t typmod)
+{
+    int precision = 0, scale = DBZ_MONEY_SCALE;
+    if (m->decimal == DBZ_DECIMAL_STRING)
+        return dbz_sch("string", optional, NULL, NULL);
+    if (m->decimal == DBZ_DECIMAL_DOUBLE)
+        return dbz_sch("double", optional, NULL, NULL);
+    if (type_oid == DBZ_MONEYOID ||
+        dbz_numeric_typmod(typmod, &precision, &scale))
+        return dbz_sch_decimal(optional, scale, precision);
+    return dbz_sch_variable_decimal(optional);
+}
+
+/* Dates and times: their adaptive types, or isostring's strings. */
+static json_t *dbz_sch_time(const dbz_mode *m, bool optional,
+                            uint32_t type_oid, int32_t typmod)
+{
+    bool ms = dbz_millis(typmod);
+    if (type_oid == DBZ_TIMESTAMPTZOID)
+        return dbz_sch("string", optional, "io.debezium.time.ZonedTimestamp",
+                       NULL);
+    if (!m->adaptive)
+        return dbz_sch("string", optional, NULL, NULL);
+    switch (type_oid) {
+    case DBZ_DATEOID:
+        return dbz_sch("int32", optional, "io.debezium.time.Date", NULL);
+    case DBZ_TIMEOID:
+        return ms ? dbz_sch("int32", optional, "io.debezium.time.Time", NULL)
+                  : dbz_sch("int64", optional, "io.debezium.time.MicroTime",
+                            NULL);
+    case DBZ_TIMETZOID:
+        return dbz_sch("string", optional, "io.debezium.time.ZonedTime", NULL);
+    case DBZ_INTERVALOID:
+        return dbz_sch("int64", optional, "io.debezium.time.MicroDuration",
+                       NULL);
+    default:                         /* timestamp */
+        return ms ? dbz_sch("int64", optional, "io.debezium.time.Timestamp",
+                            NULL)
+                  : dbz_sch("int64", optional,
+                            "io.debezium.time.MicroTimestamp", NULL);
+    }
+}
+
+/* The Connect type of the scalar types with no semantic name. */
+static const char *dbz_plain_type(uint32_t type_oid)
+{
+    switch (type_oid) {
+    case DBZ_BOOLOID: return "boolean";
+    case DBZ_INT2OID: return "int16";
+    case DBZ_INT4OID: return "int32";
+    case DBZ_INT8OID:
+    case DBZ_OIDOID: return "int64";
+    case DBZ_FLOAT4OID: return "float";
+    case DBZ_FLOAT8OID: return "double";
+    case DBZ_BYTEAOID: return "bytes";
+    default: return "string";
+    }
+}
+
+/* Strings with a semantic name; NULL for none. */
+static const char *dbz_string_name(uint32_t type_oid)
+{
+    switch (type_oid) {
+    case DBZ_JSONOID:
+    case DBZ_JSONBOID: return "io.debezium.data.Json";
+    case DBZ_XMLOID: return "io.debezium.data.Xml";
+    case DBZ_UUIDOID: return "io.debezium.data.Uuid";
+    default: return NULL;
+    }
+}
+
+json_t *dbz_type_schema(const dbz_mode *m, uint32_t type_oid, int32_t typmod,
+                        bool optional, const char *allowed)
+{
+    static const dbz_mode dflt = {DBZ_DECIMAL_STRING, false};
+    uint32_t elem;
+    if (!m)
+        m = &dflt;
+    if (allowed)
+        return dbz_sch("string", optional, "io.debezium.data.Enum",
+                       json_pack("{s:s}", "allowed", allowed));
+    switch (type_oid) {
+    case DBZ_NUMERICOID:
+    case DBZ_MONEYOID:
+        return dbz_sch_numeric(m, optional, type_oid, typmod);
+    case DBZ_DATEOID:
+    case DBZ_TIMEOID:
+    case DBZ_TIMETZOID:
+    case DBZ_TIMESTAMPOID:
+    case DBZ_TIMESTAMPTZOID:
+    case DBZ_INTERVALOID:
+        return dbz_sch_time(m, optional, type_oid, typmod);
+    }
+    if ((elem = dbz_array_elem(type_oid)))
+        return json_pack("{s:s, s:o, s:b}", "type", "array", "items",
+                         dbz_type_schema(m, elem, typmod, true, NULL),
+                         "optional", optional);
+    return dbz_sch(dbz_plain_type(type_oid), optional,
+                   dbz_string_name(type_oid), NULL);
+}
+
+/* Sets "field" last, as a struct's fields have it; steals f. */
+static json_t *dbz_field(json_t *f, const char *name)
+{
+    if (f && dbz_put(f, "field", dbz_str(name)))
+        return f;
+    json_decref(f);
+    return NULL;
+}
+
+/*
+ * A row's struct: key columns required (PostgreSQL keeps them NOT NULL),
+ * every other column optional, as pgoutput does not say which are.
+ */
+static json_t *dbz_row_schema(const dbz_mode *m, const char *name,
+                              const sink_rel *rel, bool key_only,
+                              const char *const *allowed)
+{
+    json_t *fields = json_array();
+    for (uint16_t i = 0; fields && i < rel->ncols; i++) {
+        const struct sink_col *c = &rel->cols[i];
+        json_t *f;
+        if (key_only && !c->key)
+            continue;
+        f = dbz_type_schema(m, c->type_oid, c->typmod, !c->key,
+                            allowed ? allowed[i] : NULL);
+        if (json_array_append_new(fields, dbz_field(f, c->name)) != 0) {
+            json_decref(fields);
+            fields = NULL;
+        }
+    }
+    return json_pack("{s:s, s:o, s:b, s:s}", "type", "struct", "fields",
+                     fields, "optional", !key_only, "name", name);
+}
+
+/* "<server>.<schema>.<table>.<what>", Debezium's schema names. */
+static char *dbz_schema_name(const char *server, const sink_rel *rel,
+                             const char *what)
+{
+    char *s = NULL;
+    if (asprintf(&s, "%s.%s.%s.%s", server ? server : "", rel->schema,
+                 rel->name, what) < 0)
+        return NULL;
+    return s;
+}
+
+json_t *dbz_key_schema(const dbz_mode *m, const char *server,
+                       const sink_rel *rel, const char *const *allowed)
+{
+    char *name;
+    json_t *j;
+    if (!dbz_has_key(rel))
+        return json_null();
+    if (!(name = dbz_schema_name(server, rel, "Key")))
+        return NULL;
+    j = dbz_row_schema(m, name, rel, true, allowed);
+    free(name);
+    return j;
+}
+
+/* io.debezium.connector.postgresql.Source, as cleave fills it. */
+static json_t *dbz_source_schema(void)
+{
+    return json_pack(
+        "{s:s, s:[{s:s, s:b, s:s}, {s:s, s:b, s:s}, {s:s, s:b, s:s},"
+        " {s:s, s:b, s:s}, {s:s, s:b, s:s, s:i, s:{s:s}, s:s, s:s},"
+        " {s:s, s:b, s:s}, {s:s, s:b, s:s}, {s:s, s:b, s:s}, {s:s, s:b, s:s},"
+        " {s:s, s:b, s:s}, {s:s, s:b, s:s}], s:b, s:s, s:s}",
+        "type", "struct", "fields",
+        "type", "string", "optional", false, "field", "version",
+        "type", "string", "optional", false, "field", "connector",
+        "type", "string", "optional", false, "field", "name",
+        "type", "int64", "optional", false, "field", "ts_ms",
+        "type", "string", "optional", true, "name", "io.debezium.data.Enum",
+        "version", 1, "parameters", "allowed", "true,last,false,incremental",
+        "default", "false", "field", "snapshot",
+        "type", "string", "optional", false, "field", "db",
+        "type", "string", "optional", true, "field", "sequence",
+        "type", "string", "optional", false, "field", "schema",
+        "type", "string", "optional", false, "field", "table",
+        "type", "int64", "optional", true, "field", "txId",
+        "type", "int64", "optional", true, "field", "lsn",
+        "optional", false, "name", "io.debezium.connector.postgresql.Source",
+        "field", "source");
+}
+
+/* The transaction block (provide.transaction.metadata): event.block. */
+static json_t *dbz_txblock_schema(void)
+{
+    return json_pack(
+        "{s:s, s:[{s:s, s:b, s:s}, {s:s, s:b, s:s}, {s:s, s:b, s:s}],"
+        " s:b, s:s, s:i, s:s}", "type", "struct", "fields",
+        "type", "string", "optional", false, "field", "id",
+        "type", "int64", "optional", false, "field", "total_order",
+        "type", "int64", "optional", false, "field", "data_collection_order",
+        "optional", true, "name", "event.block", "version", 1,
+        "field", "transaction");
+}
+
+static json_t *dbz_envelope_fields(const dbz_mode *m, const char *server,
+                                   const sink_rel *rel,
+                                   const char *const *allowed)
+{
+    char *name = dbz_schema_name(server, rel, "Value");
+    json_t *before, *after;
+    if (!name)
+        return NULL;
+    before = dbz_field(dbz_row_schema(m, name, rel, false, allowed), "before");
+    after = dbz_field(dbz_row_schema(m, name, rel, false, allowed), "after");
+    free(name);
+    return json_pack("[o, o, o, {s:s, s:b, s:s}, {s:s, s:b, s:s}, o]",
+                     before, after, dbz_source_schema(),
+                     "type", "string", "optional", false, "field", "op",
+                     "type", "int64", "optional", true, "field", "ts_ms",
+                     dbz_txblock_schema());
+}
+
+json_t *dbz_envelope_schema(const dbz_mode *m, const char *server,
+                            const sink_rel *rel, const char *const *allowed)
+{
+    char *name = dbz_schema_name(server, rel, "Envelope");
+    json_t *j;
+    if (!name)
+        return NULL;
+    j = json_pack("{s:s, s:o, s:b, s:s, s:i}", "type", "struct", "fields",
+                  dbz_envelope_fields(m, server, rel, allowed), "optional",
+                  false, "name", name, "version", 1);
+    free(name);
+    return j;
+}
+
+/* The message events' key and value (op m), Debezium's names. */
+static json_t *dbz_message_schemas(bool key)
+{
+    if (key)
+        return json_pack("{s:s, s:[{s:s, s:b, s:s}], s:b, s:s}", "type",
+                         "struct", "fields", "type", "string", "optional",
+                         true, "field", "prefix", "optional", false, "name",
+                         "io.debezium.connector.postgresql.MessageKey");
+    return json_pack(
+        "{s:s, s:[{s:s, s:b, s:s}, {s:s, s:b, s:s}, o,"
+        " {s:s, s:[{s:s, s:b, s:s}, {s:s, s:b, s:s}], s:b, s:s, s:s}],"
+        " s:b, s:s}", "type", "struct", "fields",
+        "type", "string", "optional", false, "field", "op",
+        "type", "int64", "optional", true, "field", "ts_ms",
+        dbz_source_schema(),
+        "type", "struct", "fields",
+        "type", "string", "optional", true, "field", "prefix",
+        "type", "bytes", "optional", true, "field", "content",
+        "optional", false, "name", "io.debezium.connector.postgresql.Message",
+        "field", "message",
+        "optional", false, "name",
+        "io.debezium.connector.postgresql.MessageValue");
+}
+
+/* The transaction topic's BEGIN and END events. */
+static json_t *dbz_txn_schemas(bool key)
+{
+    if (key)
+        return json_pack("{s:s, s:[{s:s, s:b, s:s}], s:b, s:s}", "type",
+                         "struct", "fields", "type", "string", "optional",
+                         false, "field", "id", "optional", false, "name",
+                         "io.debezium.connector.common.TransactionMetadataKey");
+    return json_pack(
+        "{s:s, s:[{s:s, s:b, s:s}, {s:s, s:b, s:s}, {s:s, s:b, s:s},"
+        " {s:s, s:{s:s, s:[{s:s, s:b, s:s}, {s:s, s:b, s:s}], s:b}, s:b,"
+        " s:s}, {s:s, s:b, s:s}], s:b, s:s}", "type", "struct", "fields",
+        "type", "string", "optional", false, "field", "status",
+        "type", "string", "optional", false, "field", "id",
+        "type", "int64", "optional", true, "field", "event_count",
+        "type", "array", "items", "type", "struct", "fields",
+        "type", "string", "optional", false, "field", "data_collection",
+        "type", "int64", "optional", false, "field", "event_count",
+        "optional", false, "optional", true, "field", "data_collections",
+        "type", "int64", "optional", false, "field", "ts_ms",
+        "optional", false, "name",
+        "io.debezium.connector.common.TransactionMetadataValue");
+}
+
+json_t *dbz_fixed_schema(dbz_fixed which)
+{
+    switch (which) {
+    case DBZ_SCHEMA_MESSAGE_KEY: return dbz_message_schemas(true);
+    case DBZ_SCHEMA_MESSAGE: return dbz_message_schemas(false);
+    case DBZ_SCHEMA_TXN_KEY: return dbz_txn_schemas(true);
+    default: return dbz_txn_schemas(false);
+    }
+}
+
+json_t *dbz_connect(json_t *schema, json_t *payload)
+{
+    if (!payload)
+        return NULL;
+    return json_pack("{s:O, s:o}", "schema", schema, "payload", payload);
 }
 
 /* ---- events ------------------------------------------------------------- */

@@ -5,7 +5,8 @@
  * Values render as Debezium renders them with decimal.handling.mode=string,
  * time.precision.mode=isostring and binary.handling.mode=base64, from the
  * text form pgoutput sends and the column's type OID (built-in types; any
- * other type is its text form).
+ * other type is its text form); a dbz_mode chooses Debezium's other
+ * decimal modes and, with Kafka Connect schemas, its adaptive times.
  */
 #ifndef CLEAVE_SINKS_DBZ_H
 #define CLEAVE_SINKS_DBZ_H
@@ -48,11 +49,38 @@ typedef struct dbz_txinfo {
 /* One value from its text form and its column's type OID; never NULL. */
 json_t *dbz_value(uint32_t type_oid, const char *text, uint32_t len);
 
+/* Debezium's decimal.handling.mode (kafka.decimal_handling). */
+typedef enum dbz_decimal {
+    DBZ_DECIMAL_STRING,      /* numeric as its text */
+    DBZ_DECIMAL_DOUBLE,      /* a JSON number */
+    DBZ_DECIMAL_PRECISE,     /* Connect's Decimal: base64 unscaled bytes */
+} dbz_decimal;
+
+/*
+ * How values render. The zero value is the default above (string,
+ * isostring). `adaptive` is Debezium's time.precision.mode=adaptive, which
+ * kafka.schemas turns on so that the values match the schema's semantic
+ * types: date as days since the epoch, time and timestamp as micro- (or,
+ * with a precision of 3 or less, milli-) seconds, timetz in UTC, interval
+ * as MicroDuration, money as a plain decimal, unchanged TOAST in a bytea
+ * column as the base64 of DBZ_UNAVAILABLE.
+ */
+typedef struct dbz_mode {
+    dbz_decimal decimal;
+    bool adaptive;
+} dbz_mode;
+
+/* The same under a mode (NULL: the default) and the column's typmod. */
+json_t *dbz_value_typed(const dbz_mode *m, uint32_t type_oid, int32_t typmod,
+                        const char *text, uint32_t len);
+
 /*
  * A row as a JSON object, column name to value: 'n' null, 'u' (unchanged
  * TOAST) DBZ_UNAVAILABLE, 't' dbz_value. `key_only` keeps the key columns.
  */
 json_t *dbz_row(const sink_rel *rel, const sink_value *vals, bool key_only);
+json_t *dbz_row_typed(const dbz_mode *m, const sink_rel *rel,
+                      const sink_value *vals, bool key_only);
 
 /*
  * The message key: the key columns of vals as an object; JSON null when
@@ -60,6 +88,20 @@ json_t *dbz_row(const sink_rel *rel, const sink_value *vals, bool key_only);
  * column flagged) with no primary key known: Debezium's null key.
  */
 json_t *dbz_key(const sink_rel *rel, const sink_value *vals);
+json_t *dbz_key_typed(const dbz_mode *m, const sink_rel *rel,
+                      const sink_value *vals);
+
+/*
+ * Whether a relation's events have a key at all (dbz_key's rule); the
+ * key schema exists only then.
+ */
+bool dbz_has_key(const sink_rel *rel);
+
+/*
+ * A numeric's typmod taken apart: false when it declares no scale
+ * (numeric without (p,s): Debezium's VariableScaleDecimal).
+ */
+bool dbz_numeric_typmod(int32_t typmod, int *precision, int *scale);
 
 /*
  * A change event's value: {"before", "after", "source", "op", "ts_ms"}
@@ -109,6 +151,40 @@ json_t *dbz_txn_end(const char *id, int64_t ts_ms, int64_t event_count,
  */
 char *dbz_topic(const char *tmpl, const char *name, const char *service,
                 const char *schema, const char *table);
+
+/*
+ * Kafka Connect schemas (kafka.schemas), in the JsonConverter's form, for
+ * the events above under mode m: Debezium's field types and semantic
+ * names. `allowed` (NULL, or rel->ncols entries, NULL where none) gives an
+ * enum column's labels, comma-separated: io.debezium.data.Enum.
+ *
+ * dbz_type_schema: one column's (without its "field").
+ * dbz_key_schema: "<server>.<schema>.<table>.Key"; JSON null when the
+ * events have a null key (dbz_has_key).
+ * dbz_envelope_schema: "<server>.<schema>.<table>.Envelope", with before
+ * and after as "...Value", source, op, ts_ms and the transaction block.
+ * dbz_connect: {"schema": schema, "payload": payload}; schema borrowed
+ * (a schema is shared by every event of its relation version), payload
+ * stolen.
+ * NULL when out of memory.
+ */
+json_t *dbz_type_schema(const dbz_mode *m, uint32_t type_oid, int32_t typmod,
+                        bool optional, const char *allowed);
+json_t *dbz_key_schema(const dbz_mode *m, const char *server,
+                       const sink_rel *rel, const char *const *allowed);
+json_t *dbz_envelope_schema(const dbz_mode *m, const char *server,
+                            const sink_rel *rel, const char *const *allowed);
+json_t *dbz_connect(json_t *schema, json_t *payload);
+
+/* The schemas of the message and transaction topics, which never change. */
+typedef enum dbz_fixed {
+    DBZ_SCHEMA_MESSAGE_KEY,  /* io.debezium.connector.postgresql.MessageKey */
+    DBZ_SCHEMA_MESSAGE,      /* ...postgresql.MessageValue */
+    DBZ_SCHEMA_TXN_KEY,      /* ...common.TransactionMetadataKey */
+    DBZ_SCHEMA_TXN,          /* ...common.TransactionMetadataValue */
+    DBZ_NFIXED,
+} dbz_fixed;
+json_t *dbz_fixed_schema(dbz_fixed which);
 
 /* Base64 (RFC 4648, padded), malloc'd and NUL-terminated. */
 char *dbz_base64(const uint8_t *data, size_t len);

@@ -27,6 +27,7 @@
 #include "common/statefile.h"
 #include "decoder/copytext.h"
 #include "sinks/dbz.h"
+#include "sinks/dbzcat.h"
 
 #define CHECKPOINT_EVERY_MS 200
 #define OPEN_TIMEOUT_MS 10000
@@ -51,6 +52,18 @@ typedef struct ktopic {
     char *table;
     rd_kafka_topic_t *rkt;
 } ktopic;
+
+/*
+ * A relation version's Kafka Connect schemas (kafka.schemas), built at its
+ * first event: once per Relation message, shared by every event after.
+ */
+typedef struct kschema {
+    uint32_t oid;            /* 0: a free entry */
+    uint64_t version;
+    json_t *key;             /* JSON null: the table's events have no key */
+    json_t *value;
+    dbzcat_types cat;        /* enums' labels, domains as their base types */
+} kschema;
 
 typedef struct kcoll {
     char *name;              /* schema.table */
@@ -95,6 +108,10 @@ typedef struct kafkasink {
     uint32_t src_oid;
     uint64_t src_version;
     rd_kafka_topic_t *msg_rkt, *txn_rkt;
+    dbz_mode mode;           /* kafka.schemas, kafka.decimal_handling */
+    kschema *schemas;
+    size_t nschemas, schemas_cap;
+    json_t *fixed[DBZ_NFIXED];   /* message and transaction schemas */
 } kafkasink;
 
 static kafkasink *impl(sink *s)
@@ -568,6 +585,164 @@ static void colls_clear(kafkasink *ks)
     ks->ncolls = 0;
 }
 
+_Static_assert((int)DBZ_DECIMAL_STRING == (int)CFG_DECIMAL_STRING &&
+               (int)DBZ_DECIMAL_DOUBLE == (int)CFG_DECIMAL_DOUBLE &&
+               (int)DBZ_DECIMAL_PRECISE == (int)CFG_DECIMAL_PRECISE,
+               "kafka.decimal_handling maps onto dbz_decimal");
+
+/* The entry for rel's schemas: its oid's (any version), or a new one. */
+static kschema *schema_slot(kafkasink *ks, const sink_rel *rel)
+{
+    kschema *free_slot = NULL;
+    for (size_t i = 0; i < ks->nschemas; i++) {
+        if (ks->schemas[i].oid == rel->oid)
+            return &ks->schemas[i];
+        if (!ks->schemas[i].oid && !free_slot)
+            free_slot = &ks->schemas[i];
+    }
+    if (free_slot)
+        return free_slot;
+    if (ks->nschemas == ks->schemas_cap) {
+        size_t ncap = ks->schemas_cap ? ks->schemas_cap * 2 : 16;
+        kschema *n = realloc(ks->schemas, ncap * sizeof *n);
+        if (!n)
+            return NULL;
+        ks->schemas = n;
+        ks->schemas_cap = ncap;
+    }
+    ks->schemas[ks->nschemas] = (kschema){0};
+    return &ks->schemas[ks->nschemas++];
+}
+
+/*
+ * Enum labels and domains' base types from the source catalog, for a
+ * relation with types that are not built in. Without them (the source
+ * cannot be read) such columns are plain strings: warned, not failed.
+ */
+static void resolve_types(kafkasink *ks, kschema *sc, const sink_rel *rel)
+{
+    char err[512];
+    dbzcat_clear(&sc->cat);
+    if (dbzcat_needed(rel) &&
+        !dbzcat_resolve(&sc->cat, ks->base.config->source.dsn, rel, err,
+                        sizeof err))
+        log_warning("event=kafka_schema_types service=%s table=%s.%s "
+                    "error=\"%s\"", ks->base.service->name, rel->schema,
+                    rel->name, err);
+}
+
+/* rel's schemas, made when its version is new; NULL when out of memory. */
+static kschema *rel_schemas(kafkasink *ks, const sink_rel *rel)
+{
+    kschema *sc = schema_slot(ks, rel);
+    const char *server = ks->base.config->name;
+    const char *const *allowed;
+    if (!sc)
+        return NULL;
+    if (sc->oid == rel->oid && sc->version == rel->version)
+        return sc;
+    json_decref(sc->key);
+    json_decref(sc->value);
+    resolve_types(ks, sc, rel);
+    allowed = (const char *const *)sc->cat.allowed;
+    if (sc->cat.rel)
+        rel = sc->cat.rel;
+    sc->key = dbz_key_schema(&ks->mode, server, rel, allowed);
+    sc->value = dbz_envelope_schema(&ks->mode, server, rel, allowed);
+    sc->oid = rel->oid;
+    sc->version = rel->version;
+    if (sc->key && sc->value)
+        return sc;
+    json_decref(sc->key);
+    json_decref(sc->value);
+    dbzcat_clear(&sc->cat);
+    *sc = (kschema){0};
+    return NULL;
+}
+
+/*
+ * The relation its values render by: with kafka.schemas, its copy with
+ * domains as their base types (when it has one), so that values match
+ * the schema; rel otherwise. NULL (the sink failed) when out of memory.
+ */
+static const sink_rel *typed_rel(kafkasink *ks, const sink_rel *rel)
+{
+    kschema *sc;
+    if (!ks->base.config->kafka.schemas)
+        return rel;
+    if (!(sc = rel_schemas(ks, rel))) {
+        sink_fail(&ks->base, ks->commit_lsn, "out of memory");
+        return NULL;
+    }
+    return sc->cat.rel ? sc->cat.rel : rel;
+}
+
+static void schemas_free(kafkasink *ks)
+{
+    for (size_t i = 0; i < ks->nschemas; i++) {
+        json_decref(ks->schemas[i].key);
+        json_decref(ks->schemas[i].value);
+        dbzcat_clear(&ks->schemas[i].cat);
+    }
+    free(ks->schemas);
+    for (int i = 0; i < DBZ_NFIXED; i++)
+        json_decref(ks->fixed[i]);
+}
+
+/*
+ * With kafka.schemas, key and value (either NULL or, for the key, JSON
+ * null: left as they are) in Kafka Connect's {"schema", "payload"}.
+ * Takes both; false (both NULL) when out of memory.
+ */
+static bool connect_wrap(kafkasink *ks, const sink_rel *rel, json_t **key,
+                         json_t **value)
+{
+    bool has_key = *key && !json_is_null(*key), has_value = *value != NULL;
+    kschema *sc;
+    if (!ks->base.config->kafka.schemas)
+        return true;
+    sc = rel_schemas(ks, rel);
+    if (sc && has_key)
+        *key = dbz_connect(sc->key, *key);
+    if (sc && *value)
+        *value = dbz_connect(sc->value, *value);
+    if (sc && (!has_key || *key) && (!has_value || *value))
+        return true;
+    json_decref(*key);
+    json_decref(*value);
+    *key = *value = NULL;
+    return false;
+}
+
+/*
+ * The same for a message or transaction event, whose schemas never
+ * change (made at first use): key with schema kkey, value with kvalue.
+ */
+static bool connect_wrap_fixed(kafkasink *ks, dbz_fixed kkey,
+                               dbz_fixed kvalue, json_t **key, json_t **value)
+{
+    dbz_fixed which[2] = {kkey, kvalue};
+    json_t **part[2] = {key, value};
+    bool ok = true;
+    if (!ks->base.config->kafka.schemas)
+        return true;
+    for (int i = 0; i < 2; i++) {
+        if (!ks->fixed[which[i]])
+            ks->fixed[which[i]] = dbz_fixed_schema(which[i]);
+        if (*part[i])
+            *part[i] = ks->fixed[which[i]]
+                           ? dbz_connect(ks->fixed[which[i]], *part[i])
+                           : (json_decref(*part[i]), NULL);
+        ok = ok && *part[i];
+    }
+    if (ok)
+        return true;
+    json_decref(*key);
+    json_decref(*value);
+    *key = *value = NULL;
+    return false;
+}
+
 /* One change event of a table: c u d r t. */
 static bool produce_change(kafkasink *ks, const sink_rel *rel, char op,
                            json_t *key, json_t *before, json_t *after)
@@ -588,7 +763,7 @@ static bool produce_change(kafkasink *ks, const sink_rel *rel, char op,
     }
     json_t *value = dbz_envelope_src(op, before, after, shared_source(ks, rel),
                                      meta ? &tx : NULL, ks->now_ms);
-    if (!rkt || !value) {
+    if (!rkt || !value || !connect_wrap(ks, rel, &key, &value)) {
         json_decref(key);
         json_decref(value);
         return rkt ? sink_fail(&ks->base, ks->commit_lsn, "out of memory")
@@ -605,17 +780,36 @@ static bool tombstone(kafkasink *ks, const sink_rel *rel, json_t *key)
         return true;
     }
     rd_kafka_topic_t *rkt = table_topic(ks, rel);
+    json_t *none = NULL;
     if (!rkt) {
         json_decref(key);
         return false;
     }
+    if (!connect_wrap(ks, rel, &key, &none))
+        return sink_fail(&ks->base, ks->commit_lsn, "out of memory");
     return produce_json(ks, rkt, key, NULL);
+}
+
+/* A row and a key under the sink's mode. */
+static json_t *row_of(kafkasink *ks, const sink_rel *rel,
+                      const sink_value *vals, bool key_only)
+{
+    return dbz_row_typed(&ks->mode, rel, vals, key_only);
+}
+
+static json_t *key_of(kafkasink *ks, const sink_rel *rel,
+                      const sink_value *vals)
+{
+    return dbz_key_typed(&ks->mode, rel, vals);
 }
 
 static bool on_insert(kafkasink *ks, const sink_event *ev)
 {
-    return produce_change(ks, ev->rel, 'c', dbz_key(ev->rel, ev->new_vals),
-                          NULL, dbz_row(ev->rel, ev->new_vals, false));
+    const sink_rel *rel = typed_rel(ks, ev->rel);
+    return rel &&
+           produce_change(ks, rel, 'c',
+                          key_of(ks, rel, ev->new_vals), NULL,
+                          row_of(ks, rel, ev->new_vals, false));
 }
 
 /*
@@ -624,26 +818,30 @@ static bool on_insert(kafkasink *ks, const sink_event *ev)
  */
 static bool on_update(kafkasink *ks, const sink_event *ev)
 {
-    const sink_rel *rel = ev->rel;
+    const sink_rel *rel = typed_rel(ks, ev->rel);
+    if (!rel)
+        return false;
     if (ev->old_kind == 'K') {
-        json_t *old_key = dbz_key(rel, ev->old_vals);
+        json_t *old_key = key_of(ks, rel, ev->old_vals);
         return produce_change(ks, rel, 'd', json_incref(old_key),
-                              dbz_row(rel, ev->old_vals, false), NULL) &&
+                              row_of(ks, rel, ev->old_vals, false), NULL) &&
                tombstone(ks, rel, old_key) &&
                on_insert(ks, ev);
     }
-    json_t *before = ev->old_kind == 'O' ? dbz_row(rel, ev->old_vals, false)
+    json_t *before = ev->old_kind == 'O' ? row_of(ks, rel, ev->old_vals, false)
                                          : NULL;
-    return produce_change(ks, rel, 'u', dbz_key(rel, ev->new_vals), before,
-                          dbz_row(rel, ev->new_vals, false));
+    return produce_change(ks, rel, 'u', key_of(ks, rel, ev->new_vals), before,
+                          row_of(ks, rel, ev->new_vals, false));
 }
 
 static bool on_delete(kafkasink *ks, const sink_event *ev)
 {
-    const sink_rel *rel = ev->rel;
-    json_t *key = dbz_key(rel, ev->old_vals);
+    const sink_rel *rel = typed_rel(ks, ev->rel);
+    if (!rel)
+        return false;
+    json_t *key = key_of(ks, rel, ev->old_vals);
     return produce_change(ks, rel, 'd', json_incref(key),
-                          dbz_row(rel, ev->old_vals, false), NULL) &&
+                          row_of(ks, rel, ev->old_vals, false), NULL) &&
            tombstone(ks, rel, key);
 }
 
@@ -666,10 +864,16 @@ static bool on_message(kafkasink *ks, const sink_event *ev)
     dbz_source src = source_of(ks, NULL);
     json_t *value = dbz_message(ev->prefix, ev->content, ev->content_len,
                                 &src, ks->now_ms);
-    if (!value)
+    json_t *key = dbz_message_key(ev->prefix);
+    if (!value || !key ||
+        !connect_wrap_fixed(ks, DBZ_SCHEMA_MESSAGE_KEY, DBZ_SCHEMA_MESSAGE,
+                            &key, &value)) {
+        json_decref(key);
+        json_decref(value);
         return sink_fail(&ks->base, ks->commit_lsn, "out of memory");
+    }
     atomic_fetch_add_explicit(&ks->base.rows_applied, 1, memory_order_relaxed);
-    return produce_json(ks, ks->msg_rkt, dbz_message_key(ev->prefix), value);
+    return produce_json(ks, ks->msg_rkt, key, value);
 }
 
 /* BEGIN and END events on the transaction topic. */
@@ -692,9 +896,15 @@ static bool produce_txn_event(kafkasink *ks, bool end)
         value = dbz_txn_end(ks->txid, ks->now_ms, ks->total_order, names,
                             counts, ks->ncolls);
     }
-    if (!value)
+    json_t *key = dbz_txn_key(ks->txid);
+    if (!value || !key ||
+        !connect_wrap_fixed(ks, DBZ_SCHEMA_TXN_KEY, DBZ_SCHEMA_TXN, &key,
+                            &value)) {
+        json_decref(key);
+        json_decref(value);
         return sink_fail(&ks->base, ks->commit_lsn, "out of memory");
-    return produce_json(ks, ks->txn_rkt, dbz_txn_key(ks->txid), value);
+    }
+    return produce_json(ks, ks->txn_rkt, key, value);
 }
 
 /* ---- the sink interface -------------------------------------------------- */
@@ -921,6 +1131,10 @@ sink *kafkasink_new(const cfg *config, const cfg_service *service)
     atomic_init(&ks->base.conflicts, 0);
     ks->ckpt_path = kafkasink_checkpoint_path(config, service);
     ks->db = kafkasink_source_db(config->source.dsn);
+    ks->mode = (dbz_mode){
+        .decimal = (dbz_decimal)config->kafka.decimal_handling,
+        .adaptive = config->kafka.schemas,
+    };
     if (!ks->ckpt_path || !ks->db) {
         kafkasink_free(&ks->base);
         return NULL;
@@ -937,6 +1151,7 @@ void kafkasink_free(sink *s)
     free(ks->ring);
     free(ks->colls);
     free(ks->topics);
+    schemas_free(ks);
     free(ks->ckpt_path);
     free(ks->db);
     free(ks);
@@ -953,6 +1168,7 @@ typedef struct kafkaload {
     sink_loader base;
     kafkasink *ks;
     const sink_rel *rel;     /* the table being loaded (the caller's) */
+    const sink_rel *trel;    /* what its values render by (typed_rel) */
     rd_kafka_topic_t *rkt;
     lsn_t lsn;
     int64_t now_ms, started_ms;
@@ -990,6 +1206,8 @@ static bool kl_begin(sink_loader *l, const sink_load_table *t)
     if (!ring_push(ks, 0))
         return kl_fail(kl, "out of memory");
     kl->in_table = true;
+    if (!(kl->trel = typed_rel(ks, t->rel)))
+        return kl_fail(kl, ks->base.error);
     kl->rkt = table_topic(ks, t->rel);
     return kl->rkt || kl_fail(kl, ks->base.error);
 }
@@ -1001,6 +1219,8 @@ static bool kl_release_held(kafkaload *kl, const char *snapshot)
         return true;
     json_object_set_new(json_object_get(kl->held_value, "source"),
                         "snapshot", json_string(snapshot));
+    if (!connect_wrap(kl->ks, kl->rel, &kl->held_key, &kl->held_value))
+        return kl_fail(kl, "out of memory");
     bool ok = produce_json(kl->ks, kl->rkt, kl->held_key, kl->held_value);
     kl->held_key = kl->held_value = NULL;
     return ok || kl_fail(kl, kl->ks->base.error);
@@ -1014,9 +1234,10 @@ static bool kl_hold(kafkaload *kl, const sink_value *vals)
         .db = kl->ks->db, .schema = kl->rel->schema, .table = kl->rel->name,
         .ts_ms = kl->now_ms, .snapshot = "true", .lsn = kl->lsn,
     };
-    json_t *key = dbz_key(kl->rel, vals);
-    json_t *value = dbz_envelope('r', NULL, dbz_row(kl->rel, vals, false),
-                                 &src, NULL, kl->now_ms);
+    json_t *key = key_of(kl->ks, kl->trel, vals);
+    json_t *value = dbz_envelope('r', NULL,
+                                 row_of(kl->ks, kl->trel, vals, false), &src,
+                                 NULL, kl->now_ms);
     if (!key || !value) {
         json_decref(key);
         json_decref(value);

@@ -713,6 +713,266 @@ START_TEST(undeliverable_stops_sink)
 }
 END_TEST
 
+
+/* ---- kafka.schemas ------------------------------------------------------ */
+
+static bool is_base64(const char *s)
+{
+    size_t n = strlen(s);
+    if (n % 4)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!strchr("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                    "0123456789+/", s[i]) && !(s[i] == '=' && i + 2 >= n))
+            return false;
+    return true;
+}
+
+/*
+ * Whether payload is what Kafka Connect's JsonConverter reads as schema:
+ * the JSON kind of every value its type's (float and double take the
+ * strings NaN and the infinities, as Debezium writes them), bytes base64,
+ * null only where optional. `where` names the value for the message.
+ */
+static bool conforms(json_t *schema, json_t *payload, const char *where)
+{
+    const char *type = json_string_value(json_object_get(schema, "type"));
+    bool optional = json_is_true(json_object_get(schema, "optional"));
+    bool ok;
+    if (!type)
+        return fprintf(stderr, "%s: no type\n", where), false;
+    if (!payload || json_is_null(payload))
+        ok = optional;
+    else if (strcmp(type, "struct") == 0) {
+        size_t i;
+        json_t *f;
+        ok = json_is_object(payload);
+        json_array_foreach(json_object_get(schema, "fields"), i, f) {
+            const char *name =
+                json_string_value(json_object_get(f, "field"));
+            ok = ok && conforms(f, json_object_get(payload, name), name);
+        }
+    } else if (strcmp(type, "array") == 0) {
+        size_t i;
+        json_t *e;
+        ok = json_is_array(payload);
+        json_array_foreach(payload, i, e)
+            ok = ok && conforms(json_object_get(schema, "items"), e, where);
+    } else if (strncmp(type, "int", 3) == 0)
+        ok = json_is_integer(payload);
+    else if (strcmp(type, "float") == 0 || strcmp(type, "double") == 0)
+        ok = json_is_number(payload) || json_is_string(payload);
+    else if (strcmp(type, "boolean") == 0)
+        ok = json_is_boolean(payload);
+    else if (strcmp(type, "bytes") == 0)
+        ok = json_is_string(payload) &&
+             is_base64(json_string_value(payload));
+    else
+        ok = json_is_string(payload) && strcmp(type, "string") == 0;
+    if (!ok) {
+        char *p = json_dumps(payload, JSON_ENCODE_ANY);
+        fprintf(stderr, "%s: %s is no %s%s\n", where, p ? p : "?", type,
+                optional ? "" : " (required)");
+        free(p);
+    }
+    return ok;
+}
+
+/* A record's part as {"schema", "payload"}: the payload, checked. */
+static json_t *connect_payload(json_t *msg, const char *want_name)
+{
+    json_t *schema = json_object_get(msg, "schema");
+    json_t *payload = json_object_get(msg, "payload");
+    ck_assert_msg(json_object_size(msg) == 2 && schema && payload,
+                  "not a {schema, payload} envelope");
+    ck_assert_str_eq(json_string_value(json_object_get(schema, "name")),
+                     want_name);
+    ck_assert_msg(conforms(schema, payload, want_name),
+                  "%s: payload does not match its schema", want_name);
+    return payload;
+}
+
+static const char schema_sql[] =
+    "INSERT INTO users (external_id, email, full_name, avatar, birth_date,"
+    "  tags, last_login_at) VALUES"
+    "  ('6f1c2a5e-0000-4000-8000-000000000001', 'a@x.io', 'A', '\\x0102ff',"
+    "   '1990-05-17', ARRAY['x', NULL], '2024-01-31 23:30:00.5-02');"
+    "INSERT INTO orders (order_uuid, user_id, status, total_amount,"
+    "  shipped_on, note) SELECT gen_random_uuid(), id, 'paid', 157.40,"
+    "  '2024-02-02', NULL FROM users WHERE email = 'a@x.io';"
+    "INSERT INTO warehouses (code, name, country_code, latitude, longitude,"
+    "  dispatch_cutoff, capacity) VALUES ('W1', 'W', 'DE', 'NaN', 13.4,"
+    "  '17:30', 10);"
+    "INSERT INTO products (sku, name, price, avg_rating, tags, attributes,"
+    "  thumbnail, list_price) VALUES ('S1', 'P', 12.50, 4.5, '{a,b}',"
+    "  '{\"a\": 1}', '\\xff', 12.50);"
+    "INSERT INTO notification_templates (code, channel, body, retry_after)"
+    "  VALUES ('t1', 'email', 'b', '1 day 02:00:00');"
+    "DELETE FROM warehouses WHERE code = 'W1';"
+    "SELECT pg_logical_emit_message(true, 'outbox.user', 'hello');";
+
+/*
+ * Every record of a table's topic (the copy's and the stream's) in the
+ * envelope, and at least one copied row; the after of its one create.
+ */
+static json_t *check_topic_records(shop_env *env, kt_mock *mock,
+                                   const char *table)
+{
+    char topic[256], kname[300], vname[300];
+    kt_set set = {0};
+    json_t *after = NULL;
+    size_t copied = 0;
+    topic_of(env, table, topic, sizeof topic);
+    snprintf(kname, sizeof kname, "%s.Key", topic);
+    snprintf(vname, sizeof vname, "%s.Envelope", topic);
+    read_topic(mock, topic, &set);
+    for (size_t i = 0; i < set.n; i++) {
+        json_t *k = parse(set.r[i].key), *v = parse(set.r[i].value);
+        ck_assert_msg(k, "%s: a null key", topic);
+        ck_assert(json_is_integer(json_object_get(connect_payload(k, kname),
+                                                  "id")));
+        json_t *p = v ? connect_payload(v, vname) : NULL;
+        const char *op = p ? op_of(p) : "";
+        copied += strcmp(op, "r") == 0;
+        if (strcmp(op, "c") == 0) {
+            ck_assert_msg(!after, "%s: more than one create", topic);
+            after = json_incref(json_object_get(p, "after"));
+        }
+        json_decref(k);
+        json_decref(v);
+    }
+    kt_set_free(&set);
+    ck_assert_msg(copied > 0, "%s: no copied rows", topic);
+    ck_assert_ptr_nonnull(after);
+    return after;
+}
+
+/*
+ * The schema of column `col` in the first event of table's topic: its
+ * name and parameters, as JSON ("null" when absent).
+ */
+static void check_field_schema(shop_env *env, kt_mock *mock,
+                               const char *table, const char *col,
+                               const char *name, const char *params)
+{
+    char topic[256];
+    kt_set set = {0};
+    size_t i;
+    json_t *f, *found = NULL;
+    topic_of(env, table, topic, sizeof topic);
+    wait_records(env, mock, topic, 1, &set);
+    json_t *v = parse(set.r[0].value);
+    json_t *after = json_array_get(json_object_get(json_object_get(v,
+                                                                   "schema"),
+                                                   "fields"), 1);
+    json_array_foreach(json_object_get(after, "fields"), i, f)
+        if (strcmp(json_string_value(json_object_get(f, "field")), col) == 0)
+            found = f;
+    ck_assert_msg(found, "%s: no field %s in the schema", topic, col);
+    char *n = json_dumps(json_object_get(found, "name"), JSON_ENCODE_ANY);
+    char *p = json_dumps(json_object_get(found, "parameters"),
+                         JSON_ENCODE_ANY | JSON_COMPACT);
+    ck_assert_str_eq(n ? n : "null", name);
+    ck_assert_str_eq(p ? p : "null", params);
+    free(n);
+    free(p);
+    json_decref(v);
+    kt_set_free(&set);
+}
+
+/* The message or transaction topic: every record in the envelope. */
+static void check_fixed_topic(shop_env *env, kt_mock *mock, const char *what,
+                              size_t n, const char *kname, const char *vname)
+{
+    char topic[256];
+    kt_set set = {0};
+    snprintf(topic, sizeof topic, "%s.%s", env->name, what);
+    wait_records(env, mock, topic, n, &set);
+    for (size_t i = 0; i < set.n; i++) {
+        json_t *k = parse(set.r[i].key), *v = parse(set.r[i].value);
+        ck_assert_msg(k && v, "%s: a null key or value", topic);
+        connect_payload(k, kname);
+        connect_payload(v, vname);
+        json_decref(k);
+        json_decref(v);
+    }
+    kt_set_free(&set);
+}
+
+/*
+ * kafka.schemas with precise decimals: every record of the shop's tables,
+ * copied at scale 1 and streamed, read back by a real consumer, is Kafka Connect's {"schema", "payload"}
+ * whose payload matches its schema as the JsonConverter reads it, with
+ * Debezium's schema names; values as time.precision.mode=adaptive and
+ * Connect's Decimal; a delete's tombstone keeps the key's envelope; the
+ * message and transaction topics' events too.
+ */
+START_TEST(schemas_for_connect)
+{
+    shop_env env;
+    kt_mock *mock = kt_mock_start(NULL);
+    ck_assert(mock);
+    setup(&env, mock, "kschema", 1,
+          "  schemas: true\n  decimal_handling: precise\n"
+          "  transaction_metadata: true\n");
+    config_insert(&env, "  user_service:\n", "    messages: [\"outbox.*\"]\n");
+    /* a domain over numeric(12,2): a Decimal, as its base type */
+    ck_assert(pgc_exec(src, env.srcdb,
+                       "CREATE DOMAIN price12 AS numeric(12,2);"
+                       "ALTER TABLE products ADD COLUMN list_price price12;"));
+    ck_assert(shop_start(&env));
+    wait_log_or_abort(&env, "event=initial_sync_done", 0);
+    ck_assert(pgc_exec(src, env.srcdb, schema_sql));
+    caught_up_or_abort(&env);
+
+    json_t *u = check_topic_records(&env, mock, "users");
+    ck_assert_int_eq(json_integer_value(json_object_get(u, "birth_date")),
+                     7441);
+    ck_assert_str_eq(json_string_value(json_object_get(u, "last_login_at")),
+                     "2024-02-01T01:30:00.5Z");
+    ck_assert_str_eq(json_string_value(json_object_get(u, "avatar")), "AQL/");
+    json_t *o = check_topic_records(&env, mock, "orders");
+    check_field_schema(&env, mock, "orders", "status",
+                       "\"io.debezium.data.Enum\"",
+                       "{\"allowed\":\"pending,paid,shipped,delivered,"
+                       "cancelled\"}");
+    /* a domain over varchar: its base type's, a plain string */
+    check_field_schema(&env, mock, "users", "email", "null", "null");
+    ck_assert_str_eq(json_string_value(json_object_get(o, "total_amount")),
+                     "PXw=");
+    ck_assert_str_eq(json_string_value(json_object_get(o, "status")), "paid");
+    json_t *p = check_topic_records(&env, mock, "products");
+    ck_assert_str_eq(json_string_value(json_object_get(p, "price")), "BOI=");
+    ck_assert_str_eq(json_string_value(json_object_get(p, "list_price")),
+                     "BOI=");
+    check_field_schema(&env, mock, "products", "list_price",
+                       "\"org.apache.kafka.connect.data.Decimal\"",
+                       "{\"scale\":\"2\",\"connect.decimal.precision\":"
+                       "\"12\"}");
+    json_t *n = check_topic_records(&env, mock, "notification_templates");
+    ck_assert_int_eq(json_integer_value(json_object_get(n, "retry_after")),
+                     93600000000);
+    /* with the delete and its tombstone */
+    json_t *w = check_topic_records(&env, mock, "warehouses");
+    ck_assert_int_eq(json_integer_value(json_object_get(w,
+                                                        "dispatch_cutoff")),
+                     63000000000);
+    ck_assert_str_eq(json_string_value(json_object_get(w, "latitude")), "NaN");
+    check_fixed_topic(&env, mock, "message", 1,
+                      "io.debezium.connector.postgresql.MessageKey",
+                      "io.debezium.connector.postgresql.MessageValue");
+    check_fixed_topic(&env, mock, "transaction", 2,
+                      "io.debezium.connector.common.TransactionMetadataKey",
+                      "io.debezium.connector.common.TransactionMetadataValue");
+    json_decref(u);
+    json_decref(o);
+    json_decref(p);
+    json_decref(n);
+    json_decref(w);
+    stop_cleanly(&env, mock);
+}
+END_TEST
+
 int main(void)
 {
     static const char *const tgt_settings[] = {"max_replication_slots = 64", NULL};
@@ -722,5 +982,6 @@ int main(void)
     shop_add_case(s, "broker_faults", broker_faults, 600);
     shop_add_case(s, "killed_and_restarted", killed_and_restarted, 600);
     shop_add_case(s, "undeliverable_stops_sink", undeliverable_stops_sink, 300);
+    shop_add_case(s, "schemas_for_connect", schemas_for_connect, 300);
     return shop_run_suite(s, tgt_settings, &src, &tgt);
 }

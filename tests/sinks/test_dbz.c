@@ -675,6 +675,495 @@ START_TEST(test_hostile)
 }
 END_TEST
 
+
+/* ---- Kafka Connect schemas and typed values (kafka.schemas) ------------- */
+
+enum { MONEY_A = 791, TIMETZ_A = 1270 };
+
+/* numeric(p,s)'s typmod, as PostgreSQL stores it. */
+#define NUMTYPMOD(p, s) ((int32_t)((((p) << 16) | ((s) & 0x7FF)) + 4))
+
+static const dbz_mode adaptive = {DBZ_DECIMAL_STRING, true};
+static const dbz_mode as_double = {DBZ_DECIMAL_DOUBLE, true};
+static const dbz_mode precise = {DBZ_DECIMAL_PRECISE, true};
+static const dbz_mode precise_iso = {DBZ_DECIMAL_PRECISE, false};
+
+typedef struct tcase {
+    const dbz_mode *m;
+    uint32_t oid;
+    int32_t typmod;
+    const char *text;
+    const char *want;
+} tcase;
+
+static char *render_typed(const dbz_mode *m, uint32_t oid, int32_t typmod,
+                          const char *text, size_t len)
+{
+    char *buf = malloc(len ? len : 1);
+    ck_assert_ptr_nonnull(buf);
+    memcpy(buf, text, len);
+    json_t *j = dbz_value_typed(m, oid, typmod, buf, (uint32_t)len);
+    free(buf);
+    ck_assert_ptr_nonnull(j);
+    char *s = dbz_dump(j, NULL);
+    ck_assert_ptr_nonnull(s);
+    json_decref(j);
+    return s;
+}
+
+static void check_typed(const tcase *cases, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        const tcase *c = &cases[i];
+        char *s = render_typed(c->m, c->oid, c->typmod, c->text,
+                               strlen(c->text));
+        ck_assert_msg(strcmp(s, c->want) == 0,
+                      "type %u(%d), \"%s\": got %s, want %s", c->oid,
+                      c->typmod, c->text, s, c->want);
+        free(s);
+    }
+}
+
+#define CHECK_TYPED(c) check_typed((c), sizeof(c) / sizeof((c)[0]))
+
+/*
+ * time.precision.mode=adaptive as Debezium's PostgreSQL connector
+ * documents it: date io.debezium.time.Date (days since the epoch),
+ * time(1-3) Time (ms past midnight), time(4-6) and time MicroTime (µs),
+ * timestamp(1-3) Timestamp (ms since the epoch), timestamp(4-6) and
+ * timestamp MicroTimestamp (µs), timestamptz ZonedTimestamp and timetz
+ * ZonedTime (strings in UTC), interval MicroDuration (µs, a month of
+ * 365.25 / 12 days).
+ */
+START_TEST(test_adaptive_times)
+{
+    static const tcase cases[] = {
+        {&adaptive, DATE, -1, "2024-01-31", "19753"},
+        {&adaptive, DATE, -1, "1970-01-01", "0"},
+        {&adaptive, DATE, -1, "1969-12-31", "-1"},
+        {&adaptive, DATE, -1, "2000-02-29", "11016"},
+        {&adaptive, DATE, -1, "infinity", "\"infinity\""},
+        {&adaptive, TIME, -1, "10:15:30.5", "36930500000"},
+        {&adaptive, TIME, 6, "00:00:00.000001", "1"},
+        {&adaptive, TIME, 3, "10:15:30.5", "36930500"},
+        {&adaptive, TIME, 0, "10:15:30", "36930000"},
+        {&adaptive, TIME, -1, "24:00:00", "86400000000"},
+        {&adaptive, TIMETZ, -1, "10:15:30+02", "\"08:15:30Z\""},
+        {&adaptive, TIMETZ, -1, "00:30:00.25-01:30", "\"02:00:00.25Z\""},
+        {&adaptive, TIMETZ, -1, "01:00:00+02", "\"23:00:00Z\""},
+        {&adaptive, TIMESTAMP, -1, "2024-01-31 10:00:00.5",
+         "1706695200500000"},
+        {&adaptive, TIMESTAMP, 3, "2024-01-31 10:00:00.5", "1706695200500"},
+        {&adaptive, TIMESTAMP, -1, "1969-12-31 23:59:59.999999", "-1"},
+        {&adaptive, TIMESTAMP, -1, "infinity", "\"infinity\""},
+        {&adaptive, TIMESTAMPTZ, -1, "2024-01-31 10:00:00+02",
+         "\"2024-01-31T08:00:00Z\""},
+        {&adaptive, INTERVAL, -1, "1 year 2 mons 3 days 04:05:06.5",
+         "37091106500000"},
+        {&adaptive, INTERVAL, -1, "-1 days +02:00:00", "-79200000000"},
+        {&adaptive, INTERVAL, -1, "-00:00:01.5", "-1500000"},
+        {&adaptive, INTERVAL, -1, "00:00:00", "0"},
+        {&adaptive, INTERVAL, -1, "1 mon", "2629800000000"},
+        {&adaptive, INTERVAL, -1, "100:00:00", "360000000000"},
+        {&adaptive, INTERVAL, -1, "1 fortnight", "\"1 fortnight\""},
+        {&adaptive, TIMESTAMP_A, -1, "{\"2024-01-31 10:00:00.5\",NULL}",
+         "[1706695200500000,null]"},
+        {&adaptive, DATE_A, -1, "{1970-01-02}", "[1]"},
+        /* without the adaptive mode: as before, isostring */
+        {&precise_iso, DATE, -1, "2024-01-31", "\"2024-01-31\""},
+        {&precise_iso, TIMESTAMP, -1, "2024-01-31 10:00:00.5",
+         "\"2024-01-31T10:00:00.5Z\""},
+    };
+    CHECK_TYPED(cases);
+}
+END_TEST
+
+/*
+ * decimal.handling.mode: string as numeric_out writes it; double a JSON
+ * number; precise Connect's Decimal, the base64 of the unscaled value as
+ * Java's BigInteger.toByteArray (big-endian two's complement, shortest),
+ * or io.debezium.data.VariableScaleDecimal {"scale", "value"} for numeric
+ * without a declared scale. money as a decimal of scale 2 (Debezium's
+ * money.fraction.digits).
+ */
+START_TEST(test_decimal_modes)
+{
+    const int32_t n12_2 = NUMTYPMOD(12, 2);
+    const tcase cases[] = {
+        {&adaptive, NUMERIC, n12_2, "157.40", "\"157.40\""},
+        {&adaptive, NUMERIC, -1, "NaN", "\"NaN\""},
+        {&as_double, NUMERIC, n12_2, "157.40", "157.40000000000001"},
+        {&as_double, NUMERIC, -1, "-0.5", "-0.5"},
+        {&as_double, NUMERIC, -1, "NaN", "\"NaN\""},
+        {&precise, NUMERIC, n12_2, "157.40", "\"PXw=\""},
+        {&precise, NUMERIC, n12_2, "-157.40", "\"woQ=\""},
+        {&precise, NUMERIC, n12_2, "-1.00", "\"nA==\""},
+        {&precise, NUMERIC, n12_2, "0.00", "\"AA==\""},
+        {&precise, NUMERIC, n12_2, "1.28", "\"AIA=\""},
+        {&precise, NUMERIC, n12_2, "-1.28", "\"gA==\""},
+        {&precise, NUMERIC, n12_2, "-1.29", "\"/38=\""},
+        {&precise, NUMERIC, NUMTYPMOD(30, 2), "12345678901234567890.12",
+         "\"Qu0SOwvYIDoU\""},
+        {&precise, NUMERIC, NUMTYPMOD(5, -2), "12300", "\"ew==\""},
+        {&precise, NUMERIC, -1, "1.50", "{\"scale\":2,\"value\":\"AJY=\"}"},
+        {&precise, NUMERIC, -1, "-7", "{\"scale\":0,\"value\":\"+Q==\"}"},
+        {&precise, NUMERIC, -1, "NaN", "null"},
+        {&precise, NUMERIC, n12_2, "Infinity", "null"},
+        {&adaptive, MONEY, -1, "$1,234.50", "\"1234.50\""},
+        {&adaptive, MONEY, -1, "-$0.01", "\"-0.01\""},
+        {&as_double, MONEY, -1, "$1,234.50", "1234.5"},
+        {&precise, MONEY, -1, "$1,234.50", "\"AeI6\""},
+        {&precise, MONEY, -1, "-$1.00", "\"nA==\""},
+        {&precise, NUMERIC_A, n12_2, "{1.50,NULL,-1.00}",
+         "[\"AJY=\",null,\"nA==\"]"},
+        {&precise, MONEY_A, -1, "{\"$1,234.50\"}", "[\"AeI6\"]"},
+        /* kafka.schemas off, string: money stays money_out's text */
+        {NULL, MONEY, -1, "$1,234.50", "\"$1,234.50\""},
+        {&precise_iso, NUMERIC, n12_2, "157.40", "\"PXw=\""},
+    };
+    CHECK_TYPED(cases);
+}
+END_TEST
+
+typedef struct scase {
+    const dbz_mode *m;
+    uint32_t oid;
+    int32_t typmod;
+    const char *allowed;
+    const char *want;
+} scase;
+
+#define OPT "\"optional\":true"
+#define NAMED(n) "\"name\":\"" n "\",\"version\":1"
+
+/*
+ * Each type's field schema against Debezium's PostgreSQL data type
+ * mapping (literal type, semantic type and its parameters).
+ */
+START_TEST(test_type_schemas)
+{
+    const scase cases[] = {
+        {&adaptive, BOOL, -1, NULL, "{\"type\":\"boolean\"," OPT "}"},
+        {&adaptive, INT2, -1, NULL, "{\"type\":\"int16\"," OPT "}"},
+        {&adaptive, INT4, -1, NULL, "{\"type\":\"int32\"," OPT "}"},
+        {&adaptive, INT8, -1, NULL, "{\"type\":\"int64\"," OPT "}"},
+        {&adaptive, OID, -1, NULL, "{\"type\":\"int64\"," OPT "}"},
+        {&adaptive, FLOAT4, -1, NULL, "{\"type\":\"float\"," OPT "}"},
+        {&adaptive, FLOAT8, -1, NULL, "{\"type\":\"double\"," OPT "}"},
+        {&adaptive, TEXT, -1, NULL, "{\"type\":\"string\"," OPT "}"},
+        {&adaptive, VARCHAR, 124, NULL, "{\"type\":\"string\"," OPT "}"},
+        {&adaptive, BPCHAR, 7, NULL, "{\"type\":\"string\"," OPT "}"},
+        {&adaptive, INET, -1, NULL, "{\"type\":\"string\"," OPT "}"},
+        {&adaptive, BYTEA, -1, NULL, "{\"type\":\"bytes\"," OPT "}"},
+        {&adaptive, UUID, -1, NULL,
+         "{\"type\":\"string\"," OPT "," NAMED("io.debezium.data.Uuid") "}"},
+        {&adaptive, JSON, -1, NULL,
+         "{\"type\":\"string\"," OPT "," NAMED("io.debezium.data.Json") "}"},
+        {&adaptive, JSONB, -1, NULL,
+         "{\"type\":\"string\"," OPT "," NAMED("io.debezium.data.Json") "}"},
+        {&adaptive, XML, -1, NULL,
+         "{\"type\":\"string\"," OPT "," NAMED("io.debezium.data.Xml") "}"},
+        {&adaptive, TIMESTAMPTZ, -1, NULL,
+         "{\"type\":\"string\"," OPT ","
+         NAMED("io.debezium.time.ZonedTimestamp") "}"},
+        {&adaptive, TIMETZ, -1, NULL,
+         "{\"type\":\"string\"," OPT "," NAMED("io.debezium.time.ZonedTime")
+         "}"},
+        {&adaptive, DATE, -1, NULL,
+         "{\"type\":\"int32\"," OPT "," NAMED("io.debezium.time.Date") "}"},
+        {&adaptive, TIME, -1, NULL,
+         "{\"type\":\"int64\"," OPT "," NAMED("io.debezium.time.MicroTime")
+         "}"},
+        {&adaptive, TIME, 3, NULL,
+         "{\"type\":\"int32\"," OPT "," NAMED("io.debezium.time.Time") "}"},
+        {&adaptive, TIMESTAMP, -1, NULL,
+         "{\"type\":\"int64\"," OPT ","
+         NAMED("io.debezium.time.MicroTimestamp") "}"},
+        {&adaptive, TIMESTAMP, 2, NULL,
+         "{\"type\":\"int64\"," OPT "," NAMED("io.debezium.time.Timestamp")
+         "}"},
+        {&adaptive, INTERVAL, -1, NULL,
+         "{\"type\":\"int64\"," OPT ","
+         NAMED("io.debezium.time.MicroDuration") "}"},
+        {&adaptive, NUMERIC, NUMTYPMOD(12, 2), NULL,
+         "{\"type\":\"string\"," OPT "}"},
+        {&as_double, NUMERIC, NUMTYPMOD(12, 2), NULL,
+         "{\"type\":\"double\"," OPT "}"},
+        {&precise, NUMERIC, NUMTYPMOD(12, 2), NULL,
+         "{\"type\":\"bytes\"," OPT ","
+         NAMED("org.apache.kafka.connect.data.Decimal") ",\"parameters\":"
+         "{\"scale\":\"2\",\"connect.decimal.precision\":\"12\"}}"},
+        {&precise, NUMERIC, -1, NULL,
+         "{\"type\":\"struct\",\"fields\":["
+         "{\"type\":\"int32\",\"optional\":false,\"field\":\"scale\"},"
+         "{\"type\":\"bytes\",\"optional\":false,\"field\":\"value\"}],"
+         OPT "," NAMED("io.debezium.data.VariableScaleDecimal")
+         ",\"doc\":\"Variable scaled decimal\"}"},
+        {&adaptive, MONEY, -1, NULL, "{\"type\":\"string\"," OPT "}"},
+        {&as_double, MONEY, -1, NULL, "{\"type\":\"double\"," OPT "}"},
+        {&precise, MONEY, -1, NULL,
+         "{\"type\":\"bytes\"," OPT ","
+         NAMED("org.apache.kafka.connect.data.Decimal")
+         ",\"parameters\":{\"scale\":\"2\"}}"},
+        {&adaptive, TEXT_A, -1, NULL,
+         "{\"type\":\"array\",\"items\":{\"type\":\"string\"," OPT "},"
+         OPT "}"},
+        {&adaptive, INT4_A, -1, NULL,
+         "{\"type\":\"array\",\"items\":{\"type\":\"int32\"," OPT "},"
+         OPT "}"},
+        {&precise, NUMERIC_A, NUMTYPMOD(12, 2), NULL,
+         "{\"type\":\"array\",\"items\":{\"type\":\"bytes\"," OPT ","
+         NAMED("org.apache.kafka.connect.data.Decimal") ",\"parameters\":"
+         "{\"scale\":\"2\",\"connect.decimal.precision\":\"12\"}}," OPT "}"},
+        /* an enum whose labels are known; a domain or an enum that is
+         * not: its text, a plain string */
+        {&adaptive, 16385, -1, "pending,paid,shipped",
+         "{\"type\":\"string\"," OPT "," NAMED("io.debezium.data.Enum")
+         ",\"parameters\":{\"allowed\":\"pending,paid,shipped\"}}"},
+        {&adaptive, 16390, -1, NULL, "{\"type\":\"string\"," OPT "}"},
+        /* a key column */
+        {&adaptive, INT8, -1, NULL, NULL},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const scase *c = &cases[i];
+        bool key = c->want == NULL;
+        json_t *j = dbz_type_schema(c->m, c->oid, c->typmod, !key, c->allowed);
+        ck_assert_ptr_nonnull(j);
+        char *s = dbz_dump(j, NULL);
+        const char *want =
+            key ? "{\"type\":\"int64\",\"optional\":false}" : c->want;
+        ck_assert_msg(strcmp(s, want) == 0, "type %u(%d): got %s, want %s",
+                      c->oid, c->typmod, s, want);
+        free(s);
+        json_decref(j);
+    }
+}
+END_TEST
+
+/*
+ * The shop fixture's orders table (tests/fixtures/shop/schema.sql) with a
+ * column of every other type the fixture uses: the key and envelope
+ * schemas whole, and an insert's key and value in the envelope, values
+ * rendered to match.
+ */
+static struct sink_col shop_cols[] = {
+    {.name = "id", .type_oid = INT8, .typmod = -1, .key = true},
+    {.name = "order_uuid", .type_oid = UUID, .typmod = -1},
+    {.name = "status", .type_oid = 16385, .typmod = -1,
+     .type_name = "\"public\".\"order_status\""},
+    {.name = "total_amount", .type_oid = NUMERIC, .typmod = NUMTYPMOD(12, 2)},
+    {.name = "currency", .type_oid = BPCHAR, .typmod = 7},
+    {.name = "item_count", .type_oid = INT2, .typmod = -1},
+    {.name = "shipping_address_id", .type_oid = INT4, .typmod = -1},
+    {.name = "placed_at", .type_oid = TIMESTAMPTZ, .typmod = -1},
+    {.name = "shipped_on", .type_oid = DATE, .typmod = -1},
+    {.name = "email", .type_oid = 16390, .typmod = -1,
+     .type_name = "\"public\".\"email_address\""},
+    {.name = "avatar", .type_oid = BYTEA, .typmod = -1},
+    {.name = "is_active", .type_oid = BOOL, .typmod = -1},
+    {.name = "tags", .type_oid = TEXT_A, .typmod = -1},
+    {.name = "settings", .type_oid = JSONB, .typmod = -1},
+    {.name = "provider_response", .type_oid = JSON, .typmod = -1},
+    {.name = "ip_address", .type_oid = INET, .typmod = -1},
+    {.name = "quiet_from", .type_oid = TIME, .typmod = -1},
+    {.name = "retention", .type_oid = INTERVAL, .typmod = -1},
+    {.name = "weight", .type_oid = FLOAT4, .typmod = -1},
+    {.name = "score", .type_oid = FLOAT8, .typmod = -1},
+};
+
+#define NCOLS(a) ((uint16_t)(sizeof(a) / sizeof((a)[0])))
+
+static const char *const shop_allowed[NCOLS(shop_cols)] = {
+    [2] = "pending,paid,shipped,delivered,cancelled",
+};
+
+#define SHOP_FIELDS                                                           \
+    "{\"type\":\"int64\",\"optional\":false,\"field\":\"id\"},"               \
+    "{\"type\":\"string\"," OPT "," NAMED("io.debezium.data.Uuid")            \
+    ",\"field\":\"order_uuid\"},"                                             \
+    "{\"type\":\"string\"," OPT "," NAMED("io.debezium.data.Enum")            \
+    ",\"parameters\":{\"allowed\":"                                           \
+    "\"pending,paid,shipped,delivered,cancelled\"},\"field\":\"status\"},"    \
+    "{\"type\":\"bytes\"," OPT ","                                            \
+    NAMED("org.apache.kafka.connect.data.Decimal") ",\"parameters\":"         \
+    "{\"scale\":\"2\",\"connect.decimal.precision\":\"12\"},"                 \
+    "\"field\":\"total_amount\"},"                                            \
+    "{\"type\":\"string\"," OPT ",\"field\":\"currency\"},"                   \
+    "{\"type\":\"int16\"," OPT ",\"field\":\"item_count\"},"                  \
+    "{\"type\":\"int32\"," OPT ",\"field\":\"shipping_address_id\"},"         \
+    "{\"type\":\"string\"," OPT ","                                           \
+    NAMED("io.debezium.time.ZonedTimestamp") ",\"field\":\"placed_at\"},"     \
+    "{\"type\":\"int32\"," OPT "," NAMED("io.debezium.time.Date")             \
+    ",\"field\":\"shipped_on\"},"                                             \
+    "{\"type\":\"string\"," OPT ",\"field\":\"email\"},"                      \
+    "{\"type\":\"bytes\"," OPT ",\"field\":\"avatar\"},"                      \
+    "{\"type\":\"boolean\"," OPT ",\"field\":\"is_active\"},"                 \
+    "{\"type\":\"array\",\"items\":{\"type\":\"string\"," OPT "}," OPT        \
+    ",\"field\":\"tags\"},"                                                   \
+    "{\"type\":\"string\"," OPT "," NAMED("io.debezium.data.Json")            \
+    ",\"field\":\"settings\"},"                                               \
+    "{\"type\":\"string\"," OPT "," NAMED("io.debezium.data.Json")            \
+    ",\"field\":\"provider_response\"},"                                      \
+    "{\"type\":\"string\"," OPT ",\"field\":\"ip_address\"},"                 \
+    "{\"type\":\"int64\"," OPT "," NAMED("io.debezium.time.MicroTime")        \
+    ",\"field\":\"quiet_from\"},"                                             \
+    "{\"type\":\"int64\"," OPT "," NAMED("io.debezium.time.MicroDuration")    \
+    ",\"field\":\"retention\"},"                                              \
+    "{\"type\":\"float\"," OPT ",\"field\":\"weight\"},"                      \
+    "{\"type\":\"double\"," OPT ",\"field\":\"score\"}"
+
+#define SHOP_SOURCE_SCHEMA                                                    \
+    "{\"type\":\"struct\",\"fields\":["                                       \
+    "{\"type\":\"string\",\"optional\":false,\"field\":\"version\"},"         \
+    "{\"type\":\"string\",\"optional\":false,\"field\":\"connector\"},"       \
+    "{\"type\":\"string\",\"optional\":false,\"field\":\"name\"},"            \
+    "{\"type\":\"int64\",\"optional\":false,\"field\":\"ts_ms\"},"            \
+    "{\"type\":\"string\"," OPT "," NAMED("io.debezium.data.Enum")            \
+    ",\"parameters\":{\"allowed\":\"true,last,false,incremental\"},"          \
+    "\"default\":\"false\",\"field\":\"snapshot\"},"                          \
+    "{\"type\":\"string\",\"optional\":false,\"field\":\"db\"},"              \
+    "{\"type\":\"string\"," OPT ",\"field\":\"sequence\"},"                   \
+    "{\"type\":\"string\",\"optional\":false,\"field\":\"schema\"},"          \
+    "{\"type\":\"string\",\"optional\":false,\"field\":\"table\"},"           \
+    "{\"type\":\"int64\"," OPT ",\"field\":\"txId\"},"                        \
+    "{\"type\":\"int64\"," OPT ",\"field\":\"lsn\"}],"                        \
+    "\"optional\":false,\"name\":\"io.debezium.connector.postgresql.Source\"," \
+    "\"field\":\"source\"}"
+
+START_TEST(test_shop_schemas)
+{
+    sink_rel r = {.schema = "public", .name = "orders", .replident = 'd',
+                  .ncols = NCOLS(shop_cols), .cols = shop_cols};
+    check_dump(dbz_key_schema(&precise, "shop", &r, shop_allowed),
+               "{\"type\":\"struct\",\"fields\":["
+               "{\"type\":\"int64\",\"optional\":false,\"field\":\"id\"}],"
+               "\"optional\":false,\"name\":\"shop.public.orders.Key\"}");
+    check_dump(dbz_envelope_schema(&precise, "shop", &r, shop_allowed),
+               "{\"type\":\"struct\",\"fields\":["
+               "{\"type\":\"struct\",\"fields\":[" SHOP_FIELDS "]," OPT
+               ",\"name\":\"shop.public.orders.Value\",\"field\":\"before\"},"
+               "{\"type\":\"struct\",\"fields\":[" SHOP_FIELDS "]," OPT
+               ",\"name\":\"shop.public.orders.Value\",\"field\":\"after\"},"
+               SHOP_SOURCE_SCHEMA ","
+               "{\"type\":\"string\",\"optional\":false,\"field\":\"op\"},"
+               "{\"type\":\"int64\"," OPT ",\"field\":\"ts_ms\"},"
+               "{\"type\":\"struct\",\"fields\":["
+               "{\"type\":\"string\",\"optional\":false,\"field\":\"id\"},"
+               "{\"type\":\"int64\",\"optional\":false,"
+               "\"field\":\"total_order\"},"
+               "{\"type\":\"int64\",\"optional\":false,"
+               "\"field\":\"data_collection_order\"}]," OPT ","
+               NAMED("event.block") ",\"field\":\"transaction\"}],"
+               "\"optional\":false,"
+               "\"name\":\"shop.public.orders.Envelope\",\"version\":1}");
+
+    /* no key: no key schema, as the key itself is null */
+    sink_rel full = r;
+    full.replident = 'f';
+    check_dump(dbz_key_schema(&precise, "shop", &full, NULL), "null");
+}
+END_TEST
+
+START_TEST(test_shop_event)
+{
+    sink_rel r = {.schema = "public", .name = "orders", .replident = 'd',
+                  .ncols = NCOLS(shop_cols), .cols = shop_cols};
+    static const char *const text[] = {
+        "42", "0b5d2a0e-4c1e-4f53-9a3c-1f0e8c6b2a11", "paid", "157.40", "EUR",
+        "3", "7", "2024-01-31 10:00:00+00", "2024-02-02", "ann@example.com",
+        "\\x0102ff", "t", "{a,NULL,\"b c\"}", "{\"k\": 1}", "{ \"ok\" : true }",
+        "10.0.0.1", "22:30:00", "30 days", "0.5", "NaN",
+    };
+    sink_value vals[NCOLS(shop_cols)];
+    for (size_t i = 0; i < NCOLS(shop_cols); i++)
+        vals[i] = (sink_value){'t', (uint32_t)strlen(text[i]), text[i]};
+    vals[6] = (sink_value){'n', 0, NULL};       /* shipping_address_id */
+    vals[10] = (sink_value){'u', 0, NULL};      /* avatar: unchanged TOAST */
+
+    json_t *kschema = dbz_key_schema(&precise, "shop", &r, shop_allowed);
+    json_t *vschema = dbz_envelope_schema(&precise, "shop", &r, shop_allowed);
+    ck_assert_ptr_nonnull(kschema);
+    ck_assert_ptr_nonnull(vschema);
+    json_t *key = dbz_connect(kschema, dbz_key_typed(&precise, &r, vals));
+    char *ks = dbz_dump(key, NULL);
+    char *kwant = NULL;
+    char *sk = dbz_dump(kschema, NULL);
+    ck_assert_int_gt(asprintf(&kwant, "{\"schema\":%s,\"payload\":{\"id\":42}}",
+                              sk), 0);
+    ck_assert_str_eq(ks, kwant);
+
+    json_t *ev = dbz_connect(vschema, dbz_envelope(
+        'c', NULL, dbz_row_typed(&precise, &r, vals, false), &src, NULL, 7));
+    ck_assert_ptr_nonnull(ev);
+    ck_assert_ptr_eq(json_object_get(ev, "schema"), vschema);
+    check_dump(json_incref(json_object_get(json_object_get(ev, "payload"),
+                                           "after")),
+               "{\"id\":42,"
+               "\"order_uuid\":\"0b5d2a0e-4c1e-4f53-9a3c-1f0e8c6b2a11\","
+               "\"status\":\"paid\",\"total_amount\":\"PXw=\","
+               "\"currency\":\"EUR\",\"item_count\":3,"
+               "\"shipping_address_id\":null,"
+               "\"placed_at\":\"2024-01-31T10:00:00Z\",\"shipped_on\":19755,"
+               "\"email\":\"ann@example.com\","
+               "\"avatar\":\"X19kZWJleml1bV91bmF2YWlsYWJsZV92YWx1ZQ==\","
+               "\"is_active\":true,\"tags\":[\"a\",null,\"b c\"],"
+               "\"settings\":\"{\\\"k\\\": 1}\","
+               "\"provider_response\":\"{ \\\"ok\\\" : true }\","
+               "\"ip_address\":\"10.0.0.1\",\"quiet_from\":81000000000,"
+               "\"retention\":2592000000000,\"weight\":0.5,\"score\":\"NaN\"}");
+    free(ks);
+    free(kwant);
+    free(sk);
+    json_decref(key);
+    json_decref(ev);
+    json_decref(kschema);
+    json_decref(vschema);
+}
+END_TEST
+
+/* Hostile text under the typed modes: never past the end, always JSON. */
+static const uint32_t typed_fuzz_types[] = {
+    NUMERIC, MONEY, DATE, TIME, TIMETZ, TIMESTAMP, INTERVAL, NUMERIC_A,
+    MONEY_A, TIMETZ_A, INTERVAL_A,
+};
+static const char *const typed_seeds[] = {
+    "1 year 2 mons -3 days -04:05:06.5", "-$1,234.56", "($5.00)",
+    "-12345678901234567890.123", "10:15:30.123456+05:30", "24:00:00",
+    "{1.5,NULL,-0.25}", "2024-02-29 23:59:59.999999",
+};
+
+START_TEST(test_hostile_typed)
+{
+    const dbz_mode *modes[] = {&adaptive, &as_double, &precise};
+    const int32_t typmods[] = {-1, 3, NUMTYPMOD(12, 2), NUMTYPMOD(3, -2)};
+    char buf[64];
+    for (int i = 0; i < 3000; i++) {
+        size_t n = fuzz_input(buf, sizeof buf);
+        if (i % 2) {
+            const char *seed = typed_seeds[rng() % (sizeof typed_seeds /
+                                                    sizeof typed_seeds[0])];
+            n = strlen(seed);
+            memcpy(buf, seed, n);
+            if (n && rng() % 2)
+                buf[rng() % n] = "-.:$,(0 9{}"[rng() % 11];
+            n = rng() % 4 ? n : rng() % (n + 1);
+        }
+        for (size_t t = 0; t < sizeof typed_fuzz_types / sizeof(uint32_t);
+             t++) {
+            char *s = render_typed(modes[rng() % 3], typed_fuzz_types[t],
+                                   typmods[rng() % 4], buf, n);
+            json_error_t err;
+            json_t *back =
+                json_loads(s, JSON_DECODE_ANY | JSON_ALLOW_NUL, &err);
+            ck_assert_msg(back != NULL, "type %u: %s: %s",
+                          typed_fuzz_types[t], s, err.text);
+            json_decref(back);
+            free(s);
+        }
+    }
+}
+END_TEST
+
 static Suite *dbz_suite(void)
 {
     Suite *s = suite_create("dbz");
@@ -696,6 +1185,12 @@ static Suite *dbz_suite(void)
     tcase_add_test(tc, test_txn);
     tcase_add_test(tc, test_topic);
     tcase_add_test(tc, test_hostile);
+    tcase_add_test(tc, test_adaptive_times);
+    tcase_add_test(tc, test_decimal_modes);
+    tcase_add_test(tc, test_type_schemas);
+    tcase_add_test(tc, test_shop_schemas);
+    tcase_add_test(tc, test_shop_event);
+    tcase_add_test(tc, test_hostile_typed);
     suite_add_tcase(s, tc);
     return s;
 }
