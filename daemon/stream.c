@@ -552,6 +552,13 @@ bool stream_restart(stream *st, int proto_version)
     st->replay = NULL;
     st->cur = NULL;
     st->in_txn = st->skip_txn = false;
+    /*
+     * A replay re-sends what came before a mark already read, while the
+     * position received stays where it was: the mark counts again only
+     * once the replay reads it again, after all of that.
+     */
+    st->mark[0] = '\0';
+    st->mark_lsn = 0;
     rel_clear(st);
     if (!st->dec || st->proto != proto_version) {
         pgo_free(st->dec);
