@@ -175,31 +175,37 @@ native_ready() {  # the subscription into the side that will give up the writes 
   else q src shop "SELECT pid IS NOT NULL FROM pg_stat_subscription WHERE subname = 'nat_back'"; fi | grep -qx t
 }
 declare -A FAILS=()
+# A switch that fails (nothing changed) is tried again, up to three times
+# in all, so that the directions stay in step; every attempt is a window.
 run_cycles() {  # run_cycles PHASE
-  local p=$1 i dir f t0 t1 rc
+  local p=$1 i dir f t0 t1 rc try
   : >"$T/$p.windows"
   FAILS[$p]=0
   for i in $(seq "$CYCLES"); do
     for dir in cutover rollback; do
-      # cleave refuses above a lag of 1 MiB: a quarter of that is waited for
-      if [ "$p" = cleave ]; then LAG_MAX=262144 wait_until 30 streaming "$MOVING" ||
-          log "$p $i $dir: $MOVING not streaming with lag under 256 kB after 30 s: $(status_json | jq -c '.services[] | select(.name == "'$MOVING'") | [.state, [.sinks[] | .kind, .lag_bytes]]')"
-      else wait_until 30 native_ready "$dir" || log "$p $i $dir: the subscription is not running"; fi
-      sleep "$SETTLE"   # the load runs between switches: not a synchronisation
-      f=$T/$p.$i.$dir.json
-      t0=$(usec); rc=0
-      "${p}_switch" "$dir" >"$f" 2>"$f.err" || rc=$?
-      t1=$(usec)
-      echo "$t0 $t1 $i $dir $rc" >>"$T/$p.windows"
-      if [ $rc != 0 ] || ! grep -q '"result":"ok"' "$f"; then
-        FAILS[$p]=$(( FAILS[$p] + 1 ))
-        log "$p $i $dir: FAILED (exit $rc): $(tail -c 400 "$f") $(tail -c 300 "$f.err")"
-        [ "$p" != cleave ] || tail -n 15 "$T/$SLOT.log" | sed 's/^/    /' >&2
-        # a half-done switch leaves the rest meaningless
-        grep -q '"changed":true' "$f" && return 1
-      else
-        log "$p $i $dir: pause $(jq -r 'select(.result) | .pause_ms' "$f") ms"
-      fi
+      for try in 1 2 3; do
+        # cleave refuses above a lag of 1 MiB: a quarter of that is waited for
+        if [ "$p" = cleave ]; then LAG_MAX=262144 wait_until 30 streaming "$MOVING" ||
+            log "$p $i $dir: $MOVING not streaming with lag under 256 kB after 30 s: $(status_json | jq -c '.services[] | select(.name == "'$MOVING'") | [.state, [.sinks[] | .kind, .lag_bytes]]')"
+        else wait_until 30 native_ready "$dir" || log "$p $i $dir: the subscription is not running"; fi
+        sleep "$SETTLE"   # the load runs between switches: not a synchronisation
+        f=$T/$p.$i.$dir.$try.json
+        t0=$(usec); rc=0
+        "${p}_switch" "$dir" >"$f" 2>"$f.err" || rc=$?
+        t1=$(usec)
+        echo "$t0 $t1 $i $dir $rc" >>"$T/$p.windows"
+        if [ $rc != 0 ] || ! grep -q '"result":"ok"' "$f"; then
+          FAILS[$p]=$(( FAILS[$p] + 1 ))
+          log "$p $i $dir: FAILED (exit $rc): $(tail -c 400 "$f") $(tail -c 300 "$f.err")"
+          [ "$p" != cleave ] || tail -n 15 "$T/$SLOT.log" | sed 's/^/    /' >&2
+          # a half-done switch leaves the rest meaningless
+          grep -q '"changed":true' "$f" && return 1
+          [ "$try" -lt 3 ] || return 1
+        else
+          log "$p $i $dir: pause $(jq -r 'select(.result) | .pause_ms' "$f") ms"
+          break
+        fi
+      done
     done
   done
 }
@@ -353,17 +359,18 @@ row "  fence" fence
 row "  commit" commit
 row "  unfence (native)" unfence
 row "pause_ms (lock..commit)" daemon
-echo "(cleave's unfence of the new side is inside its \"reverse stream\" step, after pause_ms)"
+echo "(a failed switch counts with the pause it caused; cleave's unfence of the new side is inside its"
+echo " \"reverse stream\" step, after pause_ms)"
 echo
 verdict() { if [ "$(calc "%d" "$1")" = 1 ]; then echo PASS; else echo FAIL; fi; }
 for p in cleave native; do
-  echo "$p: ${ACKED[$p]} acknowledged writes, ${FENCED[$p]} fence refusals, ${FAILS[$p]} failed switches," \
+  echo "$p: ${ACKED[$p]} acknowledged writes, ${FENCED[$p]} fence refusals, ${FAILS[$p]} failed switches (tried again)," \
        "other errors ${ERRS[$p]}"
   worst=0
   for s in "${OTHERS[@]}"; do
     read -r a b c <<<"$(probe_gaps "$p" "$s")"
     summary=$(grep '^#' "$T/$p.$s.gaps" | cut -c3-)
-    echo "  $s (${PROBE_OF[$s]}): no write during the mover's pause in $c of $((2 * CYCLES)) switches;" \
+    echo "  $s (${PROBE_OF[$s]}): no write during the mover's pause in $c of $(wc -l <"$T/$p.windows") switches;" \
          "longest gap in the switch windows $(calc "%.1f" "$a / 1000") ms, outside them" \
          "$(calc "%.1f" "$b / 1000") ms ($summary)"
     worst=$((worst + c))
