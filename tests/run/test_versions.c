@@ -133,9 +133,9 @@ static void loop_skipped(shop_env *env, bool server)
      * Dropped by the session that used it: from another one, the drop can
      * come before the first backend has exited and let go of the origin.
      */
-    snprintf(sql, sizeof sql, "SELECT pg_replication_origin_session_setup("
-             "'%s'); DELETE FROM warehouses WHERE code = 'LOOP'; "
-             "SELECT pg_replication_origin_session_reset(); "
+    snprintf(sql, sizeof sql, "BEGIN; SELECT pg_replication_origin_session_"
+             "setup('%s'); DELETE FROM warehouses WHERE code = 'LOOP'; "
+             "COMMIT; SELECT pg_replication_origin_session_reset(); "
              "SELECT pg_replication_origin_drop('%s')", origin, origin);
     exec_src(env, sql);
     caught_up_and_equal(env, "after the loop");
