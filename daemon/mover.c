@@ -1035,7 +1035,7 @@ static bool fits(move *mv, const char *verb, journal_dir dir)
 static void run_resync(move *mv, const request *r)
 {
     journal_dir dir = journal_get(mv->m->jr, mv->svc).dir;
-    int64_t t = clock_ms();
+    int64_t t = clock_us();
     if (dir != JOURNAL_FORWARD) {
         snprintf(mv->err, sizeof mv->err, "%s is %s: a resync copies from "
                  "the shared database, which no longer takes its writes",

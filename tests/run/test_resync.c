@@ -185,7 +185,11 @@ static void assert_resync_ok(shop_env *env, pid_t pid, int service,
         shop_log_tail(env, 60);
     ck_assert_msg(rc == 0, "%s: cleave resync exited %d: %s", env->name, rc,
                   text);
-    ck_assert_msg(strstr(text, "initial_copy") && strstr(text, "streams again"),
+    /*
+     * Its first look may come after a small copy is over: the copy itself
+     * is checked in the log, the command's end here.
+     */
+    ck_assert_msg(strstr(text, "streams again"),
                   "%s: the resync's progress is missing: %s", env->name, text);
     unlink(out);
 }
