@@ -174,6 +174,16 @@ static void stop_server(const char *bindir, const char *datadir,
     run(as_postgres, argv, "/dev/null");
 }
 
+/*
+ * A directory without its owner's pid may be a sibling suite's, made a
+ * moment ago and not yet stamped: only an old one is abandoned.
+ */
+static bool recently_made(const char *dir)
+{
+    struct stat st;
+    return stat(dir, &st) == 0 && time(NULL) - st.st_mtime < 600;
+}
+
 /* Removes clusters whose test process died without tearing them down. */
 static void reap_stale(const char *bindir, bool as_postgres)
 {
@@ -193,6 +203,8 @@ static void reap_stale(const char *bindir, bool as_postgres)
             fclose(f);
         }
         if (pid > 0 && (kill((pid_t)pid, 0) == 0 || errno != ESRCH))
+            continue;
+        if (pid <= 0 && recently_made(g.gl_pathv[i]))
             continue;
         snprintf(path, sizeof path, "%s/data", g.gl_pathv[i]);
         stop_server(bindir, path, as_postgres);
