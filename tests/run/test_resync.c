@@ -220,9 +220,12 @@ START_TEST(table_under_load)
     char out[600];
     pid_t pid = resync_start(&env, ORDERS, "orders", out, sizeof out);
     assert_resync_ok(&env, pid, ORDERS, out);
-    /* Its stream was held during the copy, then replayed. */
+    /*
+     * Its stream was held during the copy, then replayed; the state may
+     * be logged again if the replay outruns a status tick, so at least once.
+     */
     ck_assert(shop_log_count(&env, "event=service_state service=order_service "
-                             "state=catching_up", mark) == 1);
+                             "state=catching_up", mark) >= 1);
     ck_assert(shop_log_count(&env, "event=resync_started service=order_service "
                              "table=\"public.orders\"", mark) == 1);
     ck_assert(shop_log_count(&env, "event=table_copied service=order_service "
