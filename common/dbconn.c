@@ -36,3 +36,15 @@ PGconn *dbconn_open(const char *dsn, const char *app, const char *what,
     PQfinish(conn);
     return NULL;
 }
+
+bool dbconn_lock_timeout(PGconn *conn, int ms, char *err, size_t errlen)
+{
+    char sql[64];
+    snprintf(sql, sizeof sql, "SET lock_timeout = %d", ms > 0 ? ms : 1);
+    PGresult *res = PQexec(conn, sql);
+    bool ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+    if (!ok)
+        snprintf(err, errlen, "%s: %s", sql, PQerrorMessage(conn));
+    PQclear(res);
+    return ok;
+}

@@ -6,6 +6,7 @@
 #ifndef CLEAVE_COMMON_DBCONN_H
 #define CLEAVE_COMMON_DBCONN_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include <libpq-fe.h>
@@ -31,5 +32,10 @@ void dbconn_why(const PGconn *conn, const char *dsn, const char *what,
  */
 PGconn *dbconn_open(const char *dsn, const char *app, const char *what,
                     char *err, size_t errlen);
+/*
+ * SET lock_timeout to ms (at least 1): DDL that must never hang behind a
+ * reader, nor hang the thread that runs it. False with err.
+ */
+bool dbconn_lock_timeout(PGconn *conn, int ms, char *err, size_t errlen);
 
 #endif

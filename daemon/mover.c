@@ -19,13 +19,14 @@
 #include "common/dbconn.h"
 #include "common/log.h"
 #include "daemon/journal.h"
+#include "daemon/keeper.h"
 #include "daemon/reverse.h"
 #include "sinks/pgfence.h"
 #include "sinks/pgseq.h"
 #include "decoder/lsn.h"
 #include "daemon/stream.h"
 
-#define KEEP_EVERY_MS 5000          /* fences and sequences looked after */
+#define KEEP_EVERY_MS 5000          /* the keeper's turn */
 #define LOCK_ATTEMPT_MS 100         /* writers queue behind a waiting lock */
 #define DEFAULT_LAG_LIMIT (1u << 20)
 #define DEFAULT_LOCK_TIMEOUT_MS 2000
@@ -45,15 +46,6 @@ typedef struct request {
     int table;               /* resync: the owned table, -1 for all */
     move_opts opts;
 } request;
-
-/* What the keeper holds per service between moves. */
-typedef struct keep_state {
-    PGconn *svcdb;
-    char **seqs;
-    size_t nseqs;
-    bool seqs_known, fenced;
-    char last_error[512];
-} keep_state;
 
 struct mover {
     const cfg *config;
@@ -80,8 +72,7 @@ struct mover {
     bool mark_wanted, mark_reached, mark_reverse;
     size_t mark_svc;
     char mark_token[STREAM_MARK_MAX];
-    keep_state *keep;
-    PGconn *keep_shared;
+    keeper *keeper;
     int64_t unfenced_at;     /* clock_us: the last new side opened */
 };
 
@@ -95,7 +86,7 @@ mover *mover_new(const cfg *config, int wake_fd, char *err, size_t errlen)
     size_t n = config->n_services ? config->n_services : 1;
     if (!m || !(m->rev = calloc(n, sizeof *m->rev)) ||
         !(m->shown = calloc(n, sizeof *m->shown)) ||
-        !(m->keep = calloc(n, sizeof *m->keep))) {
+        !(m->keeper = keeper_new(config))) {
         snprintf(err, errlen, "out of memory");
         mover_free(m);
         return NULL;
@@ -115,15 +106,6 @@ mover *mover_new(const cfg *config, int wake_fd, char *err, size_t errlen)
     for (size_t i = 0; i < config->n_services; i++)
         m->shown[i] = journal_get(m->jr, i);
     return m;
-}
-
-static void keep_close(mover *m)
-{
-    for (size_t i = 0; i < m->config->n_services; i++) {
-        PQfinish(m->keep[i].svcdb);
-        pgseq_free_names(m->keep[i].seqs, m->keep[i].nseqs);
-    }
-    PQfinish(m->keep_shared);
 }
 
 void mover_stop(mover *m)
@@ -149,7 +131,6 @@ void mover_free(mover *m)
         return;
     mover_stop(m);
     if (m->jr) {
-        keep_close(m);
         pthread_mutex_destroy(&m->mu);
         pthread_cond_destroy(&m->cv);
     }
@@ -158,7 +139,7 @@ void mover_free(mover *m)
     journal_free(m->jr);
     free(m->rev);
     free(m->shown);
-    free(m->keep);
+    keeper_free(m->keeper);
     free(m);
 }
 
@@ -597,17 +578,6 @@ static bool check_lag(move *mv)
     return ok;
 }
 
-/*
- * A bounded wait for locks: the fence's DDL must never hang behind a
- * reader (nor hang the thread that answers the next request).
- */
-static bool bound_locks(PGconn *c, int ms, char *err, size_t errlen)
-{
-    char sql[64];
-    snprintf(sql, sizeof sql, "SET lock_timeout = %d", ms > 0 ? ms : 1);
-    return exec(c, sql, err, errlen);
-}
-
 static bool connect_all(move *mv)
 {
     const char *shared = mv->m->config->source.dsn;
@@ -620,7 +590,7 @@ static bool connect_all(move *mv)
            (mv->aux = dbconn_open(from, "cleave-mover", "the writable side",
                                   e, n)) &&
            (mv->to = dbconn_open(to, "cleave-mover", "the fenced side", e, n)) &&
-           bound_locks(mv->to, mv->o.lock_timeout_ms, e, n);
+           dbconn_lock_timeout(mv->to, mv->o.lock_timeout_ms, e, n);
 }
 
 static journal_entry entry(journal_dir dir, journal_move mv, journal_step st,
@@ -862,7 +832,7 @@ static bool open_new_side(mover *m, size_t svc, bool cutover, PGconn *to,
         return false;
     m->unfenced_at = clock_us();
     crash_point(m, "unfenced");
-    m->keep[svc].fenced = false;
+    keeper_unfenced(m->keeper, svc);
     /* At start-up no reverse stream runs yet: the runner starts them. */
     if (cutover)
         return !m->started || ask_loop(m, MOVER_ASK_START, svc) ||
@@ -1128,7 +1098,7 @@ static bool recover_one(mover *m, size_t svc)
     PGconn *to = from ? dbconn_open(cutover ? own : shared, "cleave-mover",
                                     "the side the move gives writes to", err,
                                     sizeof err) : NULL;
-    int done = to && bound_locks(to, DEFAULT_LOCK_TIMEOUT_MS, err, sizeof err)
+    int done = to && dbconn_lock_timeout(to, DEFAULT_LOCK_TIMEOUT_MS, err, sizeof err)
                    ? switch_committed(s, e, from, err, sizeof err) : -1;
     bool ok = done == 1 ? finish(m, svc, e.move, e.pause_ms, to, from, err,
                                  sizeof err)
@@ -1159,53 +1129,6 @@ bool mover_recover(mover *m)
 
 /* ---- between moves ------------------------------------------------------ */
 
-/* A connection kept for the keeper, remade when it broke. */
-static PGconn *kept(PGconn **c, const char *dsn, char *err, size_t errlen)
-{
-    if (*c && PQstatus(*c) == CONNECTION_OK)
-        return *c;
-    PQfinish(*c);
-    *c = dbconn_open(dsn, "cleave-keeper", "a database to keep", err, errlen);
-    if (*c && !bound_locks(*c, DEFAULT_LOCK_TIMEOUT_MS, err, errlen)) {
-        PQfinish(*c);
-        *c = NULL;
-    }
-    return *c;
-}
-
-/*
- * One service: while the shared database takes the writes, its own is
- * fenced and its sequences kept at or past the shared ones; while its
- * own does, the shared sequences follow its.
- */
-static bool keep_one(mover *m, size_t svc, char *err, size_t errlen)
-{
-    const cfg_service *s = &m->config->services[svc];
-    keep_state *k = &m->keep[svc];
-    PGconn *shared = kept(&m->keep_shared, m->config->source.dsn, err, errlen);
-    PGconn *own = shared ? kept(&k->svcdb, s->target_postgres, err, errlen)
-                         : NULL;
-    if (!own)
-        return false;
-    bool forward = journal_get(m->jr, svc).dir == JOURNAL_FORWARD;
-    if (forward && !k->fenced &&
-        pgfence_state(own, s->owned, s->n_owned, err, errlen) != PGFENCE_ALL) {
-        if (!pgfence_set(own, s->owned, s->n_owned, PQdb(shared), err, errlen))
-            return false;
-        log_info("event=fenced service=%s database=%s", s->name, PQdb(own));
-    }
-    k->fenced = forward;
-    if (!k->seqs_known &&
-        !(k->seqs_known = pgseq_of_tables(shared, s->owned, s->n_owned,
-                                          &k->seqs, &k->nseqs, err, errlen)))
-        return false;
-    int raised;
-    return forward ? pgseq_sync(shared, own, k->seqs, k->nseqs, &raised, err,
-                                errlen)
-                   : pgseq_sync(own, shared, k->seqs, k->nseqs, &raised, err,
-                                errlen);
-}
-
 /* Whether svc's sinks have their tables (past the initial copy). */
 static bool copied(const status_snapshot *s, const char *service)
 {
@@ -1223,15 +1146,10 @@ static void keep(mover *m)
         if (!svc->target_postgres || e.dir == JOURNAL_COMPLETE ||
             (e.dir == JOURNAL_FORWARD && !copied(s, svc->name)))
             continue;
-        char err[1024] = "";
         if (e.move != JOURNAL_IDLE)
             recover_one(m, i);
-        else if (!keep_one(m, i, err, sizeof err) &&
-                 strcmp(err, m->keep[i].last_error) != 0)
-            log_warning("event=keep_failed service=%s error=\"%s\"",
-                        svc->name, err);
-        snprintf(m->keep[i].last_error, sizeof m->keep[i].last_error, "%s",
-                 err);
+        else
+            keeper_keep(m->keeper, i, e.dir == JOURNAL_FORWARD);
     }
     free_figures(s);
 }

@@ -9,8 +9,7 @@
  * the status server hands the connection over (mover_control) and the
  * mover's own thread carries the move out, one at a time, writing each
  * step to that connection as a JSON line. Between moves the same thread
- * keeps each service's database fenced while the shared one takes the
- * writes, and its sequences at or past the writable side's.
+ * runs the keeper (keeper.h), which keeps both sides ready for a switch.
  *
  * The mover never touches a pipeline: when it needs the loop (start or
  * stop a reverse stream, see whether a sink holds everything before the

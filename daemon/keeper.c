@@ -1,0 +1,119 @@
+/* keeper: fences and sequences between moves; see keeper.h. */
+#include "daemon/keeper.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <libpq-fe.h>
+
+#include "common/dbconn.h"
+#include "common/log.h"
+#include "sinks/pgfence.h"
+#include "sinks/pgseq.h"
+
+typedef struct keep_state {
+    PGconn *svcdb;
+    char **seqs;
+    size_t nseqs;
+    bool seqs_known, fenced;
+    char last_error[512];
+} keep_state;
+
+struct keeper {
+    const cfg *config;
+    PGconn *shared;
+    keep_state *svc;
+};
+
+keeper *keeper_new(const cfg *config)
+{
+    keeper *k = calloc(1, sizeof *k);
+    size_t n = config->n_services ? config->n_services : 1;
+    if (k && !(k->svc = calloc(n, sizeof *k->svc))) {
+        free(k);
+        return NULL;
+    }
+    if (k)
+        k->config = config;
+    return k;
+}
+
+void keeper_free(keeper *k)
+{
+    if (!k)
+        return;
+    for (size_t i = 0; i < k->config->n_services; i++) {
+        PQfinish(k->svc[i].svcdb);
+        pgseq_free_names(k->svc[i].seqs, k->svc[i].nseqs);
+    }
+    PQfinish(k->shared);
+    free(k->svc);
+    free(k);
+}
+
+void keeper_unfenced(keeper *k, size_t svc)
+{
+    k->svc[svc].fenced = false;
+}
+
+/* A connection kept open, remade when it broke. */
+static PGconn *kept(PGconn **c, const char *dsn, char *err, size_t errlen)
+{
+    if (*c && PQstatus(*c) == CONNECTION_OK)
+        return *c;
+    PQfinish(*c);
+    *c = dbconn_open(dsn, "cleave-keeper", "a database to keep", err, errlen);
+    if (*c && !dbconn_lock_timeout(*c, KEEPER_LOCK_TIMEOUT_MS, err, errlen)) {
+        PQfinish(*c);
+        *c = NULL;
+    }
+    return *c;
+}
+
+/*
+ * Set only when not already: setting takes SHARE ROW EXCLUSIVE table by
+ * table, which would queue the forward sink behind it.
+ */
+static bool keep_fence(keep_state *ks, const cfg_service *s, PGconn *own,
+                       PGconn *shared, char *err, size_t errlen)
+{
+    if (ks->fenced ||
+        pgfence_state(own, s->owned, s->n_owned, err, errlen) == PGFENCE_ALL)
+        return true;
+    if (!pgfence_set(own, s->owned, s->n_owned, PQdb(shared), err, errlen))
+        return false;
+    log_info("event=fenced service=%s database=%s", s->name, PQdb(own));
+    return true;
+}
+
+static bool keep_one(keeper *k, size_t svc, bool forward, char *err,
+                     size_t errlen)
+{
+    const cfg_service *s = &k->config->services[svc];
+    keep_state *ks = &k->svc[svc];
+    PGconn *shared = kept(&k->shared, k->config->source.dsn, err, errlen);
+    PGconn *own = shared ? kept(&ks->svcdb, s->target_postgres, err, errlen)
+                         : NULL;
+    if (!own || (forward && !keep_fence(ks, s, own, shared, err, errlen)))
+        return false;
+    ks->fenced = forward;
+    if (!ks->seqs_known &&
+        !(ks->seqs_known = pgseq_of_tables(shared, s->owned, s->n_owned,
+                                           &ks->seqs, &ks->nseqs, err, errlen)))
+        return false;
+    int raised;
+    return pgseq_sync(forward ? shared : own, forward ? own : shared,
+                      ks->seqs, ks->nseqs, &raised, err, errlen);
+}
+
+void keeper_keep(keeper *k, size_t svc, bool forward)
+{
+    char err[1024] = "";
+    keep_state *ks = &k->svc[svc];
+    if (!keep_one(k, svc, forward, err, sizeof err) &&
+        strcmp(err, ks->last_error) != 0)
+        log_warning("event=keep_failed service=%s error=\"%s\"",
+                    k->config->services[svc].name, err);
+    snprintf(ks->last_error, sizeof ks->last_error, "%s", err);
+}

@@ -1,0 +1,33 @@
+/*
+ * keeper: between moves, each service's two databases kept ready for the
+ * next switch (PRODUCT.md §8). While the shared database takes a service's
+ * writes, the service's own database stays fenced and its sequences at or
+ * past the shared ones; while its own takes them, the shared sequences
+ * follow its. A switch then finds nothing left to do but check.
+ *
+ * Only the mover's thread calls it; it keeps its connections open.
+ */
+#ifndef CLEAVE_DAEMON_KEEPER_H
+#define CLEAVE_DAEMON_KEEPER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "config/config.h"
+
+/* The lock timeout of the keeper's connections and of a recovery's. */
+#define KEEPER_LOCK_TIMEOUT_MS 2000
+
+typedef struct keeper keeper;
+
+keeper *keeper_new(const cfg *config);
+void keeper_free(keeper *k);
+/*
+ * Service svc, whose shared database takes the writes when `forward`.
+ * A failure is logged once until it changes or passes.
+ */
+void keeper_keep(keeper *k, size_t svc, bool forward);
+/* A switch unfenced svc's own database: the next look checks it again. */
+void keeper_unfenced(keeper *k, size_t svc);
+
+#endif
