@@ -30,13 +30,6 @@ static const char *const others[] = {
     "payment.sql@3", NULL,
 };
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
 /* `cleave VERB -c CONFIG order_service [extra]`. */
 static int move(shop_env *env, const char *verb, const char *extra1,
                 const char *extra2, rc_result *r)
@@ -108,9 +101,9 @@ static bool all_same(shop_env *env)
 /* Waits until both sides hold the same rows (the streams caught up). */
 static void assert_converges(shop_env *env, const char *when)
 {
-    double deadline = now_s() + WAIT_S;
+    double deadline = shop_now_s() + WAIT_S;
     while (!all_same(env)) {
-        if (now_s() > deadline) {
+        if (shop_now_s() > deadline) {
             shop_all_equal(env);
             shop_log_tail(env, 60);
             ck_abort_msg("%s: the two sides still differ after %d s", when,
@@ -146,25 +139,6 @@ static void assert_direction(shop_env *env, const char *want)
     free(got);
 }
 
-static void start_streaming(shop_env *env, const char *name)
-{
-    ck_assert(shop_setup_copy(env, src, tgt, name, 1, NULL, NULL));
-    ck_assert(shop_start(env));
-    if (!shop_wait_caught_up(env, WAIT_S)) {
-        shop_log_tail(env, 60);
-        ck_abort_msg("%s: cleave did not catch up", name);
-    }
-}
-
-static void stop_cleanly(shop_env *env)
-{
-    int rc = shop_stop(env, SIGTERM, 60);
-    if (rc != 0)
-        shop_log_tail(env, 60);
-    ck_assert_msg(rc == 0, "cleave exited %d on SIGTERM", rc);
-    shop_teardown(env);
-}
-
 /*
  * Cut-over, rollback, cut-over again and complete, while the other
  * services write (payments pointing into the moving orders among them):
@@ -174,7 +148,7 @@ static void stop_cleanly(shop_env *env)
 START_TEST(cutover_rollback_complete)
 {
     shop_env env;
-    start_streaming(&env, "cut_cycle");
+    shop_start_caught_up(&env, src, tgt, "cut_cycle", WAIT_S);
     const char *svcdb = env.dbs[ORDERS];
     assert_refused(tgt, svcdb, new_order);
     int bench = pgc_pgbench_start(src, env.srcdb, 2, 400, 1, others);
@@ -204,7 +178,7 @@ START_TEST(cutover_rollback_complete)
     assert_direction(&env, "\"complete\"");
     assert_refused(src, env.srcdb, new_order);
     assert_written(tgt, svcdb, new_order);
-    stop_cleanly(&env);
+    shop_stop_cleanly(&env);
 }
 END_TEST
 
@@ -215,14 +189,14 @@ END_TEST
 START_TEST(lock_held_refused)
 {
     shop_env env;
-    start_streaming(&env, "cut_lock");
+    shop_start_caught_up(&env, src, tgt, "cut_lock", WAIT_S);
     PGconn *holder = pgc_connect(src, env.srcdb);
     PQclear(PQexec(holder, "BEGIN"));
     PQclear(PQexec(holder, "UPDATE orders SET note = 'held' WHERE id = 3"));
     rc_result r;
-    double t0 = now_s();
+    double t0 = shop_now_s();
     int rc = move(&env, "cutover", "--lock-timeout", "300", &r);
-    double took = now_s() - t0;
+    double took = shop_now_s() - t0;
     ck_assert_msg(rc == 1, "exit %d, expected 1: %s%s", rc, r.out, r.err);
     ck_assert_msg(strstr(r.err, "lock not obtained") && strstr(r.err, "pid="),
                   "the blocker is not named: %s", r.err);
@@ -234,7 +208,7 @@ START_TEST(lock_held_refused)
     assert_refused(tgt, env.dbs[ORDERS], new_order);
     assert_direction(&env, "\"forward\"");
     assert_converges(&env, "after a refused cut-over");
-    stop_cleanly(&env);
+    shop_stop_cleanly(&env);
 }
 END_TEST
 
@@ -259,7 +233,7 @@ static bool lagging(json_t *st, void *arg)
 START_TEST(lag_refused)
 {
     shop_env env;
-    start_streaming(&env, "cut_lag");
+    shop_start_caught_up(&env, src, tgt, "cut_lag", WAIT_S);
     /* The service's apply waits on this lock, so its lag grows. */
     PGconn *blocker = pgc_connect(tgt, env.dbs[ORDERS]);
     PQclear(PQexec(blocker, "BEGIN"));
@@ -279,7 +253,7 @@ START_TEST(lag_refused)
     PQfinish(blocker);
     assert_direction(&env, "\"forward\"");
     assert_written(src, env.srcdb, new_order);
-    stop_cleanly(&env);
+    shop_stop_cleanly(&env);
 }
 END_TEST
 
@@ -340,10 +314,10 @@ static void kill_at(shop_env *env, int i)
 START_TEST(killed_at_each_step)
 {
     shop_env env;
-    start_streaming(&env, "cut_kill");
+    shop_start_caught_up(&env, src, tgt, "cut_kill", WAIT_S);
     for (size_t i = 0; i < sizeof crashes / sizeof crashes[0]; i++)
         kill_at(&env, (int)i);
-    stop_cleanly(&env);
+    shop_stop_cleanly(&env);
 }
 END_TEST
 
@@ -382,7 +356,7 @@ START_TEST(queued_writer_fenced)
     ck_assert_msg(strcmp(state, "25006") == 0, "the queued write ended with "
                   "SQLSTATE '%s', not the fence's 25006", state);
     assert_converges(&env, "after the queued write");
-    stop_cleanly(&env);
+    shop_stop_cleanly(&env);
 }
 END_TEST
 
@@ -407,9 +381,9 @@ static bool odd_equal(const shop_env *env, const char *odd_db)
 
 static void odd_converges(shop_env *env, const char *odd_db)
 {
-    double deadline = now_s() + WAIT_S;
+    double deadline = shop_now_s() + WAIT_S;
     while (!odd_equal(env, odd_db)) {
-        if (now_s() > deadline) {
+        if (shop_now_s() > deadline) {
             shop_log_tail(env, 40);
             ck_abort_msg("the odd table differs after %d s", WAIT_S);
         }
@@ -457,7 +431,7 @@ START_TEST(hostile_names)
     assert_refused(tgt, odd_db, odd_insert);
     assert_written(src, env.srcdb, odd_insert);
     odd_converges(&env, odd_db);
-    stop_cleanly(&env);
+    shop_stop_cleanly(&env);
 }
 END_TEST
 

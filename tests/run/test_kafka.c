@@ -28,13 +28,6 @@ static const char *const mix[] = {
 
 /* ---- helpers ------------------------------------------------------------ */
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
 /* Inserts text after the first line equal to `after` in the config. */
 static void config_insert(shop_env *env, const char *after, const char *text)
 {
@@ -172,7 +165,7 @@ static const char *const id_tables[] = {
 static bool topics_match_source(shop_env *env, kt_mock *mock, double timeout_s,
                                 size_t *snap_last)
 {
-    double deadline = now_s() + timeout_s;
+    double deadline = shop_now_s() + timeout_s;
     for (int t = 0; id_tables[t]; t++) {
         char topic[256], sql[256];
         topic_of(env, id_tables[t], topic, sizeof topic);
@@ -190,7 +183,7 @@ static bool topics_match_source(shop_env *env, kt_mock *mock, double timeout_s,
                 *snap_last += last;
                 break;
             }
-            if (now_s() > deadline) {
+            if (shop_now_s() > deadline) {
                 fprintf(stderr, "%s: %zu rows from the events, %ld in the "
                         "source\n", topic, got, want);
                 return false;
@@ -498,8 +491,8 @@ START_TEST(change_events)
     json_decref(m1);
 
     /* Transaction metadata: the first transaction's END counts its rows. */
-    double deadline = now_s() + WAIT_S;
-    while (!end_for_two_users(&txns) && now_s() < deadline) {
+    double deadline = shop_now_s() + WAIT_S;
+    while (!end_for_two_users(&txns) && shop_now_s() < deadline) {
         struct timespec ts = {0, 100 * 1000 * 1000};  /* a deadline poll */
         nanosleep(&ts, NULL);
         kt_set_free(&txns);
@@ -712,7 +705,6 @@ START_TEST(undeliverable_stops_sink)
     stop_cleanly(&env, mock);
 }
 END_TEST
-
 
 /* ---- kafka.schemas ------------------------------------------------------ */
 

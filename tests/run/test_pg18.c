@@ -51,13 +51,6 @@ static const char WORKLOAD[] =
     "UPDATE item SET qty = qty + 1 WHERE id % 4 = 0;"
     "DELETE FROM item WHERE id % 5 = 0;";
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
 /* Rows as a multiset, each with the partition that holds it. */
 static char *digest(const pgc_cluster *c, const char *db, const char *table)
 {
@@ -73,19 +66,19 @@ static char *digest(const pgc_cluster *c, const char *db, const char *table)
 static bool wait_equal(const shop_env *env, const pgc_cluster *target,
                        const char *db, const char *table, double timeout_s)
 {
-    double deadline = now_s() + timeout_s;
+    double deadline = shop_now_s() + timeout_s;
     for (;;) {
         char *a = digest(src, env->srcdb, table);
         char *b = digest(target, db, table);
         bool eq = a && b && strcmp(a, b) == 0;
-        if (!eq && now_s() > deadline)
+        if (!eq && shop_now_s() > deadline)
             fprintf(stderr, "%s differs: source %s, target %s\n", table,
                     a ? a : "?", b ? b : "?");
         free(a);
         free(b);
         if (eq)
             return true;
-        if (now_s() > deadline)
+        if (shop_now_s() > deadline)
             return false;
         struct timespec ts = {0, 100 * 1000 * 1000};  /* polling a deadline */
         nanosleep(&ts, NULL);

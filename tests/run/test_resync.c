@@ -32,44 +32,6 @@ static const char *const mix[] = {
     "notification.sql@2", "refund.sql@1", NULL,
 };
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static void start_streaming(shop_env *env, const char *name)
-{
-    ck_assert(shop_setup_copy(env, src, tgt, name, 1, NULL, NULL));
-    ck_assert(shop_start(env));
-    if (!shop_wait_caught_up(env, WAIT_S)) {
-        shop_log_tail(env, 60);
-        ck_abort_msg("%s: cleave did not catch up", name);
-    }
-}
-
-static void stop_cleanly(shop_env *env)
-{
-    int rc = shop_stop(env, SIGTERM, 60);
-    if (rc != 0)
-        shop_log_tail(env, 60);
-    ck_assert_msg(rc == 0, "%s: cleave exited %d on SIGTERM", env->name, rc);
-    shop_teardown(env);
-}
-
-static void assert_caught_up_and_equal(shop_env *env)
-{
-    if (!shop_wait_caught_up(env, WAIT_S)) {
-        shop_log_tail(env, 60);
-        ck_abort_msg("%s: cleave did not catch up", env->name);
-    }
-    if (!shop_all_equal(env)) {
-        shop_log_tail(env, 60);
-        ck_abort_msg("%s: a target differs from its source", env->name);
-    }
-}
-
 /* Rows changed and deleted in a target behind cleave's back. */
 static void damage(shop_env *env, int service, const char *sql)
 {
@@ -148,7 +110,7 @@ static const char *state_of(json_t *st, const char *service)
 static int watch_resync(shop_env *env, pid_t pid, int service,
                         const char *out)
 {
-    double deadline = now_s() + WAIT_S;
+    double deadline = shop_now_s() + WAIT_S;
     int looks = 0, st = 0;
     while (waitpid(pid, &st, WNOHANG) == 0) {
         json_t *doc = shop_status_json(env);
@@ -163,7 +125,7 @@ static int watch_resync(shop_env *env, pid_t pid, int service,
         }
         looks += doc != NULL;
         json_decref(doc);
-        if (now_s() > deadline) {
+        if (shop_now_s() > deadline) {
             kill(pid, SIGKILL);
             shop_log_tail(env, 60);
             ck_abort_msg("%s: the resync did not end in %d s: %s", env->name,
@@ -203,7 +165,7 @@ static void assert_resync_ok(shop_env *env, pid_t pid, int service,
 START_TEST(table_under_load)
 {
     shop_env env;
-    start_streaming(&env, "rs_table");
+    shop_start_caught_up(&env, src, tgt, "rs_table", WAIT_S);
     damage(&env, ORDERS, "DELETE FROM orders WHERE id % 9 = 0; "
            "UPDATE orders SET note = 'damaged' WHERE id % 7 = 0;");
     assert_differs(&env, "orders");
@@ -233,8 +195,8 @@ START_TEST(table_under_load)
     ck_assert_msg(shop_log_count(&env, "event=table_copied", mark) == 1,
                   "a table other than orders was copied again");
     ck_assert(pgc_pgbench_wait(bench));
-    assert_caught_up_and_equal(&env);
-    stop_cleanly(&env);
+    shop_assert_caught_up_and_equal(&env, WAIT_S);
+    shop_stop_cleanly(&env);
 }
 END_TEST
 
@@ -245,7 +207,7 @@ END_TEST
 START_TEST(whole_service)
 {
     shop_env env;
-    start_streaming(&env, "rs_service");
+    shop_start_caught_up(&env, src, tgt, "rs_service", WAIT_S);
     damage(&env, USERS, "DELETE FROM user_sessions WHERE random() < 0.1; "
            "DELETE FROM users WHERE id % 13 = 0; "
            "UPDATE user_preferences SET theme = 9 WHERE user_id % 5 = 0;");
@@ -261,8 +223,8 @@ START_TEST(whole_service)
     ck_assert_int_eq(shop_log_count(&env, "event=table_copied service="
                                     "user_service", mark), 3);
     ck_assert(pgc_pgbench_wait(bench));
-    assert_caught_up_and_equal(&env);
-    stop_cleanly(&env);
+    shop_assert_caught_up_and_equal(&env, WAIT_S);
+    shop_stop_cleanly(&env);
 }
 END_TEST
 
@@ -301,7 +263,7 @@ static bool copying(json_t *st, void *arg)
 START_TEST(refusals)
 {
     shop_env env;
-    start_streaming(&env, "rs_refuse");
+    shop_start_caught_up(&env, src, tgt, "rs_refuse", WAIT_S);
     assert_refused(&env, "user_service", "nosuch", 2, "does not own");
     assert_refused(&env, "user_service", "orders", 2, "does not own");
     assert_refused(&env, "nosuch_service", NULL, 2, "unknown service");
@@ -324,8 +286,8 @@ START_TEST(refusals)
     PQclear(res);
     PQfinish(lock);
     assert_resync_ok(&env, pid, INVENTORY, out);
-    assert_caught_up_and_equal(&env);
-    stop_cleanly(&env);
+    shop_assert_caught_up_and_equal(&env, WAIT_S);
+    shop_stop_cleanly(&env);
 }
 END_TEST
 
@@ -352,8 +314,8 @@ static bool push_until_lost(const shop_env *env, double timeout_s)
     char sql[160];
     snprintf(sql, sizeof sql, "SELECT wal_status = 'lost' FROM "
              "pg_replication_slots WHERE slot_name = 'cleave_%s'", env->name);
-    double deadline = now_s() + timeout_s;
-    while (now_s() < deadline) {
+    double deadline = shop_now_s() + timeout_s;
+    while (shop_now_s() < deadline) {
         exec_or_abort(env->srcdb, "SELECT pg_logical_emit_message(false, "
                       "'test', repeat('x', 100000)); SELECT pg_switch_wal(); "
                       "CHECKPOINT");
@@ -387,7 +349,7 @@ static bool all_past_copy(json_t *st, void *arg)
 START_TEST(lost_slot_way_back)
 {
     shop_env env;
-    start_streaming(&env, "rs_lost");
+    shop_start_caught_up(&env, src, tgt, "rs_lost", WAIT_S);
     set_keep_size("1MB");
     ck_assert_int_eq(shop_stop(&env, SIGTERM, 60), 0);
     exec_or_abort(env.srcdb, "UPDATE users SET last_login_at = now() WHERE "
@@ -420,8 +382,8 @@ START_TEST(lost_slot_way_back)
                       rc, r.out, r.err);
         rc_free(&r);
     }
-    assert_caught_up_and_equal(&env);
-    stop_cleanly(&env);
+    shop_assert_caught_up_and_equal(&env, WAIT_S);
+    shop_stop_cleanly(&env);
 }
 END_TEST
 

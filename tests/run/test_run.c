@@ -43,18 +43,6 @@ static void start_streaming(shop_env *env, const char *name, const char *extra)
     }
 }
 
-static void assert_caught_up_and_equal(shop_env *env)
-{
-    if (!shop_wait_caught_up(env, CAUGHT_UP_S)) {
-        shop_log_tail(env, 40);
-        ck_abort_msg("%s: cleave did not catch up", env->name);
-    }
-    if (!shop_all_equal(env)) {
-        shop_log_tail(env, 40);
-        ck_abort_msg("%s: a target differs from its source", env->name);
-    }
-}
-
 static void exec_src(shop_env *env, const char *sql)
 {
     ck_assert_msg(pgc_exec(env->src, env->srcdb, sql), "%s", sql);
@@ -97,21 +85,13 @@ START_TEST(every_change_kind)
     exec_src(&env, "TRUNCATE notifications");
     exec_src(&env, "INSERT INTO notifications (user_id, channel, payload) "
                    "VALUES (1, 'sms', '{\"after\": \"truncate\"}')");
-    assert_caught_up_and_equal(&env);
+    shop_assert_caught_up_and_equal(&env, CAUGHT_UP_S);
     ck_assert_int_eq(shop_stop(&env, SIGTERM, 60), 0);
     shop_teardown(&env);
 }
 END_TEST
 
-
 /* ---- helpers for the failure and edge-case runs ------------------------ */
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 /* Starts cleave on an environment already set up; waits for the stream. */
 static void start_cleave(shop_env *env)
@@ -121,15 +101,6 @@ static void start_cleave(shop_env *env)
         shop_log_tail(env, 40);
         ck_abort_msg("%s: cleave never started streaming", env->name);
     }
-}
-
-static void stop_cleanly(shop_env *env)
-{
-    int rc = shop_stop(env, SIGTERM, 60);
-    if (rc != 0)
-        shop_log_tail(env, 40);
-    ck_assert_msg(rc == 0, "%s: cleave exited %d on SIGTERM", env->name, rc);
-    shop_teardown(env);
 }
 
 /* Behind cleave's back: past the fence, as cleave's own apply goes. */
@@ -233,10 +204,10 @@ static int log_find(const shop_env *env, int from, const char *a, const char *b)
 static int wait_log(const shop_env *env, int from, const char *a,
                     const char *b, double timeout_s)
 {
-    double deadline = now_s() + timeout_s;
+    double deadline = shop_now_s() + timeout_s;
     for (;;) {
         int n = log_find(env, from, a, b);
-        if (n > 0 || now_s() > deadline)
+        if (n > 0 || shop_now_s() > deadline)
             return n;
         struct timespec ts = {0, 50 * 1000 * 1000};  /* polling interval */
         nanosleep(&ts, NULL);
@@ -290,8 +261,8 @@ START_TEST(sigkill_five_times)
         wait_streaming_again(&env, old, 60);
     }
     ck_assert_msg(pgc_pgbench_wait(bench), "pgbench failed");
-    assert_caught_up_and_equal(&env);
-    stop_cleanly(&env);
+    shop_assert_caught_up_and_equal(&env, CAUGHT_UP_S);
+    shop_stop_cleanly(&env);
 }
 END_TEST
 
@@ -317,8 +288,8 @@ START_TEST(target_restarted)
                      failed, ready);
     }
     ck_assert_msg(pgc_pgbench_wait(bench), "pgbench failed");
-    assert_caught_up_and_equal(&env);
-    stop_cleanly(&env);
+    shop_assert_caught_up_and_equal(&env, CAUGHT_UP_S);
+    shop_stop_cleanly(&env);
 }
 END_TEST
 
@@ -346,8 +317,8 @@ START_TEST(walsender_terminated)
         wait_streaming_again(&env, old, 60);
     }
     ck_assert_msg(pgc_pgbench_wait(bench), "pgbench failed");
-    assert_caught_up_and_equal(&env);
-    stop_cleanly(&env);
+    shop_assert_caught_up_and_equal(&env, CAUGHT_UP_S);
+    shop_stop_cleanly(&env);
 }
 END_TEST
 
@@ -374,18 +345,18 @@ START_TEST(million_row_transaction)
     shop_env env;
     start_streaming(&env, "bigtxn", NULL);
     load_data(&env);
-    assert_caught_up_and_equal(&env);
-    double t0 = now_s();
+    shop_assert_caught_up_and_equal(&env, CAUGHT_UP_S);
+    double t0 = shop_now_s();
     const char *const scripts[] = {"bigtxn.sql", NULL};
     int bench = pgc_pgbench_start(src, env.srcdb, 1, 1, 1, scripts);
     ck_assert(bench > 0);
     ck_assert_msg(pgc_pgbench_wait(bench), "bigtxn.sql failed");
-    double t1 = now_s();
+    double t1 = shop_now_s();
     if (!shop_wait_caught_up(&env, 480)) {
         shop_log_tail(&env, 40);
         ck_abort_msg("bigtxn: cleave did not catch up");
     }
-    double t2 = now_s();
+    double t2 = shop_now_s();
     printf("million_row_transaction: source %.1f s, slot caught up %.1f s later, "
            "cleave peak RSS (VmHWM) %ld kB\n", t1 - t0, t2 - t1,
            peak_rss_kb(env.pid));
@@ -396,7 +367,7 @@ START_TEST(million_row_transaction)
     ck_assert_msg(shop_table_equal(&env, notifications, diff, sizeof diff),
                   "the slot confirmed what the target does not hold: %s", diff);
     ck_assert(shop_all_equal(&env));
-    stop_cleanly(&env);
+    shop_stop_cleanly(&env);
 }
 END_TEST
 
@@ -458,7 +429,7 @@ START_TEST(hostile_names)
     free(a);
     free(b);
     ck_assert(shop_all_equal(&env));
-    stop_cleanly(&env);
+    shop_stop_cleanly(&env);
 }
 END_TEST
 
@@ -532,7 +503,7 @@ START_TEST(add_column_with_default)
                    "INSERT INTO products (sku, name, price) "
                    "SELECT 'OLD' || g, 'before', g "
                    "FROM generate_series(1, 5) g");
-    assert_caught_up_and_equal(&env);
+    shop_assert_caught_up_and_equal(&env, CAUGHT_UP_S);
     long mark = shop_log_size(&env);
     exec_src(&env, "ALTER TABLE warehouses "
                    "ADD COLUMN nickname text NOT NULL DEFAULT 'none', "
@@ -583,8 +554,8 @@ START_TEST(add_column_with_default)
     exec_src(&env, "ALTER TABLE products DROP COLUMN token");
     exec_tgt(&env, shop_owner(PRODUCTS),
              "ALTER TABLE products DROP COLUMN token");
-    assert_caught_up_and_equal(&env);
-    stop_cleanly(&env);
+    shop_assert_caught_up_and_equal(&env, CAUGHT_UP_S);
+    shop_stop_cleanly(&env);
 }
 END_TEST
 
@@ -618,8 +589,8 @@ START_TEST(loop_prevention)
     exec_src(&env, "SELECT pg_replication_origin_session_setup('cleave_elsewhere');"
                    "DELETE FROM warehouses WHERE code = 'LOOP'");
     exec_src(&env, "SELECT pg_replication_origin_drop('cleave_elsewhere')");
-    assert_caught_up_and_equal(&env);
-    stop_cleanly(&env);
+    shop_assert_caught_up_and_equal(&env, CAUGHT_UP_S);
+    shop_stop_cleanly(&env);
 }
 END_TEST
 
@@ -681,7 +652,7 @@ START_TEST(conflict_stops_one_service)
         shop_log_tail(&env, 40);
         ck_abort_msg("conflict: a target differs from its source");
     }
-    stop_cleanly(&env);
+    shop_stop_cleanly(&env);
 }
 END_TEST
 
@@ -690,10 +661,10 @@ START_TEST(on_conflict_apply)
 {
     shop_env env;
     setup_conflict(&env, "upsert", "    on_conflict: apply\n");
-    assert_caught_up_and_equal(&env);
+    shop_assert_caught_up_and_equal(&env, CAUGHT_UP_S);
     ck_assert_msg(log_find(&env, 1, "event=sink_failed", NULL) == 0,
                   "a sink failed under on_conflict: apply");
-    stop_cleanly(&env);
+    shop_stop_cleanly(&env);
 }
 END_TEST
 
@@ -708,7 +679,7 @@ START_TEST(heartbeat_moves_idle_slot)
     start_cleave(&env);
     exec_src(&env, "INSERT INTO warehouses (code, name, country_code) "
                    "VALUES ('HB', 'heartbeat', 'DE')");
-    assert_caught_up_and_equal(&env);
+    shop_assert_caught_up_and_equal(&env, CAUGHT_UP_S);
     const char *other = "heartbeat_other";
     ck_assert(pgc_createdb(src, other));
     ck_assert(pgc_exec(src, other, "CREATE TABLE filler (id int, pad text);"
@@ -735,7 +706,7 @@ START_TEST(heartbeat_moves_idle_slot)
                                "WHERE data LIKE '%prefix: cleave_heartbeat%'", 30);
     pgc_exec(src, env.srcdb, "SELECT pg_drop_replication_slot('heartbeat_probe')");
     ck_assert_msg(beat, "no cleave_heartbeat message reached the WAL in 30 s");
-    stop_cleanly(&env);
+    shop_stop_cleanly(&env);
 }
 END_TEST
 
@@ -756,8 +727,8 @@ START_TEST(sigterm_then_restart_resumes)
     exec_src(&env, "INSERT INTO user_sessions SELECT * FROM user_sessions "
                    "WHERE user_id = 5");
     start_cleave(&env);
-    assert_caught_up_and_equal(&env);
-    stop_cleanly(&env);
+    shop_assert_caught_up_and_equal(&env, CAUGHT_UP_S);
+    shop_stop_cleanly(&env);
 }
 END_TEST
 

@@ -27,13 +27,6 @@ static pgc_cluster *src, *tgt;
 #define WAIT_S 120
 #define INVENTORY 3
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
 static void sock_path(const shop_env *env, char *buf, size_t len)
 {
     if (snprintf(buf, len, "%s/status.sock", env->state_dir) >= (int)len)
@@ -67,10 +60,10 @@ static char *ask(const shop_env *env, const char *what, double timeout_s)
     }
     size_t cap = 1 << 16, len = 0;
     char *buf = malloc(cap);
-    double deadline = now_s() + timeout_s;
+    double deadline = shop_now_s() + timeout_s;
     for (;;) {
         struct pollfd p = {fd, POLLIN, 0};
-        int left = (int)((deadline - now_s()) * 1000);
+        int left = (int)((deadline - shop_now_s()) * 1000);
         if (left <= 0 || poll(&p, 1, left) <= 0)
             break;
         if (len + 1 == cap)
@@ -262,7 +255,7 @@ START_TEST(stuck_clients_and_big_transaction)
                   "generate_series(1, 1000000) g");
     /* Asked over and over while the transaction is applied. */
     int answered = 0;
-    double deadline = now_s() + WAIT_S;
+    double deadline = shop_now_s() + WAIT_S;
     for (bool done = false; !done; answered++) {
         char *body = ask(&env, "json", 2);
         ck_assert_msg(body, "no answer within 2 s while applying");
@@ -271,7 +264,7 @@ START_TEST(stuck_clients_and_big_transaction)
                                   "FROM notification_templates");
         done = v && strcmp(v, "t") == 0;
         free(v);
-        ck_assert_msg(now_s() < deadline, "the transaction was not applied");
+        ck_assert_msg(shop_now_s() < deadline, "the transaction was not applied");
     }
     ck_assert_int_gt(answered, 0);
     ck_assert(shop_wait_caught_up(&env, WAIT_S));
@@ -460,8 +453,8 @@ static char *slot_wal_status(const shop_env *env)
  * slot (max_slot_wal_keep_size is 1MB); false at the deadline. */
 static bool push_until_lost(const shop_env *env, double timeout_s)
 {
-    double deadline = now_s() + timeout_s;
-    while (now_s() < deadline) {
+    double deadline = shop_now_s() + timeout_s;
+    while (shop_now_s() < deadline) {
         exec_or_abort(src, env->srcdb, "SELECT pg_logical_emit_message(false, "
                       "'test', repeat('x', 100000)); SELECT pg_switch_wal(); "
                       "CHECKPOINT");
@@ -477,14 +470,14 @@ static bool push_until_lost(const shop_env *env, double timeout_s)
 /* Waits until a just started cleave answers on its socket. */
 static bool wait_socket(const shop_env *env, double timeout_s)
 {
-    double deadline = now_s() + timeout_s;
+    double deadline = shop_now_s() + timeout_s;
     for (;;) {
         int fd = connect_status(env);
         if (fd >= 0) {
             close(fd);
             return true;
         }
-        if (now_s() > deadline)
+        if (shop_now_s() > deadline)
             return false;
         struct timespec ts = {0, 50 * 1000 * 1000};  /* a deadline poll */
         nanosleep(&ts, NULL);
@@ -495,9 +488,9 @@ static bool wait_socket(const shop_env *env, double timeout_s)
 static bool wait_log_lines(const shop_env *env, const char *text, int n,
                            double timeout_s)
 {
-    double deadline = now_s() + timeout_s;
+    double deadline = shop_now_s() + timeout_s;
     while (shop_log_count(env, text, env->log_mark) < n) {
-        if (now_s() > deadline)
+        if (shop_now_s() > deadline)
             return false;
         struct timespec ts = {0, 50 * 1000 * 1000};  /* a deadline poll */
         nanosleep(&ts, NULL);

@@ -34,27 +34,6 @@ static void wait_or_abort(shop_env *env, const char *text, long from,
     }
 }
 
-static void assert_caught_up_and_equal(shop_env *env)
-{
-    if (!shop_wait_caught_up(env, SYNC_S)) {
-        shop_log_tail(env, 60);
-        ck_abort_msg("%s: cleave did not catch up", env->name);
-    }
-    if (!shop_all_equal(env)) {
-        shop_log_tail(env, 60);
-        ck_abort_msg("%s: a target differs from its source", env->name);
-    }
-}
-
-static void stop_cleanly(shop_env *env)
-{
-    int rc = shop_stop(env, SIGTERM, 60);
-    if (rc != 0)
-        shop_log_tail(env, 60);
-    ck_assert_msg(rc == 0, "%s: cleave exited %d on SIGTERM", env->name, rc);
-    shop_teardown(env);
-}
-
 /* The sinks of a service in a status document (an empty array if none). */
 static json_t *sinks_of(json_t *st, const char *service)
 {
@@ -167,7 +146,7 @@ START_TEST(copy_with_workload)
     ck_assert(shop_start(&env));
     wait_or_abort(&env, "event=initial_sync_done", 0, SYNC_S);
     ck_assert(pgc_pgbench_wait(bench));
-    assert_caught_up_and_equal(&env);
+    shop_assert_caught_up_and_equal(&env, SYNC_S);
 
     long fks[SHOP_NSERVICES], cross;
     in_service_fks(&env, fks, &cross);
@@ -190,7 +169,7 @@ START_TEST(copy_with_workload)
     ck_assert_msg(seq_after >= seq_before, "target sequences sum %ld, source "
                   "had %ld before the copy", seq_after, seq_before);
     ck_assert_int_eq(shop_log_count(&env, "event=initial_sync_failed", 0), 0);
-    stop_cleanly(&env);
+    shop_stop_cleanly(&env);
 }
 END_TEST
 
@@ -212,11 +191,11 @@ START_TEST(killed_during_copy)
     ck_assert(shop_start(&env));
     wait_or_abort(&env, "event=initial_sync_done", mark, SYNC_S);
     ck_assert(pgc_pgbench_wait(bench));
-    assert_caught_up_and_equal(&env);
+    shop_assert_caught_up_and_equal(&env, SYNC_S);
     int again = shop_log_count(&env, "event=table_copied", mark);
     ck_assert_msg(again < SHOP_NTABLES, "every table was copied again (%d)",
                   again);
-    stop_cleanly(&env);
+    shop_stop_cleanly(&env);
 }
 END_TEST
 
@@ -272,7 +251,7 @@ START_TEST(precreated_tables_with_keys)
     for (int s = 0; s < SHOP_NSERVICES; s++)
         ck_assert_msg(foreign_keys(&env, s) == fks[s], "%s: the foreign keys "
                       "changed", shop_services[s]);
-    stop_cleanly(&env);
+    shop_stop_cleanly(&env);
 }
 END_TEST
 
@@ -311,10 +290,10 @@ START_TEST(table_added_by_reload)
     wait_or_abort(&env, "table=public.user_sessions", mark, SYNC_S);
     wait_or_abort(&env, "event=initial_sync_done", mark, SYNC_S);
     ck_assert(pgc_pgbench_wait(bench));
-    assert_caught_up_and_equal(&env);
+    shop_assert_caught_up_and_equal(&env, SYNC_S);
     /* The tables the service had were not copied again. */
     ck_assert_int_eq(shop_log_count(&env, "event=table_copied", mark), 1);
-    stop_cleanly(&env);
+    shop_stop_cleanly(&env);
 }
 END_TEST
 
@@ -330,9 +309,9 @@ START_TEST(add_column_while_streaming)
                        "UPDATE warehouses SET \"Dock Count\" = id * 2;"
                        "INSERT INTO warehouses (code, name, country_code, "
                        "\"Dock Count\") VALUES ('NEW', 'added', 'DE', 9)"));
-    assert_caught_up_and_equal(&env);
+    shop_assert_caught_up_and_equal(&env, SYNC_S);
     ck_assert(shop_log_count(&env, "event=column_added", 0) >= 1);
-    stop_cleanly(&env);
+    shop_stop_cleanly(&env);
 }
 END_TEST
 
@@ -376,8 +355,8 @@ START_TEST(other_shape_stops_one_service)
     ck_assert(pgc_exec(tgt, env.dbs[payment], "DROP TABLE refunds"));
     wait_status_or_abort(&env, all_streaming, NULL,
                          "payment_service did not recover");
-    assert_caught_up_and_equal(&env);
-    stop_cleanly(&env);
+    shop_assert_caught_up_and_equal(&env, SYNC_S);
+    shop_stop_cleanly(&env);
 }
 END_TEST
 

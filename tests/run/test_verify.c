@@ -185,17 +185,10 @@ static int count_status(const vreport *rep, const char *status)
     return n;
 }
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
 /* Where a test's time goes, in its log (the suite has a time budget). */
 static void phase(const char *test, const char *what, double since)
 {
-    printf("%s: %s after %.1f s\n", test, what, now_s() - since);
+    printf("%s: %s after %.1f s\n", test, what, shop_now_s() - since);
     fflush(stdout);
 }
 
@@ -240,7 +233,7 @@ static void exec_target(const shop_env *env, const char *table, const char *sql)
 /* An initial sync at scale 1, streamed to the end. */
 static void start_caught_up(shop_env *env, const char *name)
 {
-    double t0 = now_s();
+    double t0 = shop_now_s();
     ck_assert_msg(shop_setup_copy(env, src, tgt, name, 1, NULL, NULL),
                   "setup %s", name);
     ck_assert(shop_start(env));
@@ -253,7 +246,7 @@ static void start_caught_up(shop_env *env, const char *name)
 
 static void stop_and_teardown(shop_env *env)
 {
-    double t0 = now_s();
+    double t0 = shop_now_s();
     int rc = shop_stop(env, SIGTERM, 60);
     ck_assert_msg(rc == 0, "%s: cleave exited %d", env->name, rc);
     shop_teardown(env);
@@ -401,7 +394,7 @@ START_TEST(no_false_positives)
     ck_assert_msg(rc_running(bench), "pgbench ended before verify started");
 
     vreport rep;
-    double t0 = now_s();
+    double t0 = shop_now_s();
     int rc = verify(&env, NULL, NULL, &rep);
     bool busy = rc_running(bench);
     printf("no_false_positives: pgbench %s when verify ended\n",
@@ -417,7 +410,7 @@ START_TEST(no_false_positives)
     rc_free(&rep.r);
 
     /* Quiet and caught up: the same verdict, with the source's counts. */
-    t0 = now_s();
+    t0 = shop_now_s();
     if (!shop_wait_caught_up(&env, WAIT_S) || !shop_all_equal(&env)) {
         shop_log_tail(&env, 40);
         ck_abort_msg("cleave did not catch up to an equal copy");

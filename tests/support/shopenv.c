@@ -16,7 +16,7 @@
 
 #include "tests/support/runcmd.h"
 
-static double now_s(void)
+double shop_now_s(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -164,9 +164,9 @@ int shop_log_count(const shop_env *env, const char *text, long from)
 bool shop_wait_log(const shop_env *env, const char *text, long from,
                    double timeout_s)
 {
-    double deadline = now_s() + timeout_s;
+    double deadline = shop_now_s() + timeout_s;
     while (shop_log_count(env, text, from) == 0) {
-        if (now_s() > deadline)
+        if (shop_now_s() > deadline)
             return false;
         struct timespec ts = {0, 50 * 1000 * 1000};  /* polling a deadline */
         nanosleep(&ts, NULL);
@@ -197,10 +197,10 @@ int shop_stop(shop_env *env, int sig, double timeout_s)
     if (env->pid <= 0)
         return -1;
     kill(env->pid, sig);
-    double deadline = now_s() + timeout_s;
+    double deadline = shop_now_s() + timeout_s;
     int st;
     pid_t r;
-    while ((r = waitpid(env->pid, &st, WNOHANG)) == 0 && now_s() < deadline) {
+    while ((r = waitpid(env->pid, &st, WNOHANG)) == 0 && shop_now_s() < deadline) {
         struct timespec ts = {0, 20 * 1000 * 1000};  /* polling a deadline */
         nanosleep(&ts, NULL);
     }
@@ -238,14 +238,14 @@ json_t *shop_status_json(const shop_env *env)
 bool shop_wait_status(const shop_env *env, bool (*pred)(json_t *, void *),
                       void *arg, double timeout_s)
 {
-    double deadline = now_s() + timeout_s;
+    double deadline = shop_now_s() + timeout_s;
     for (;;) {
         json_t *st = shop_status_json(env);
         bool ok = st && pred(st, arg);
         json_decref(st);
         if (ok)
             return true;
-        if (now_s() > deadline)
+        if (shop_now_s() > deadline)
             return false;
         struct timespec ts = {0, 100 * 1000 * 1000};  /* polling a deadline */
         nanosleep(&ts, NULL);
@@ -379,4 +379,36 @@ int shop_run_suite(Suite *s, const char *const *tgt_settings,
     pgc_stop(*tgt);
     pgc_stop(*src);
     return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
+
+void shop_start_caught_up(shop_env *env, pgc_cluster *src, pgc_cluster *tgt,
+                          const char *name, double timeout_s)
+{
+    ck_assert(shop_setup_copy(env, src, tgt, name, 1, NULL, NULL));
+    ck_assert(shop_start(env));
+    if (!shop_wait_caught_up(env, timeout_s)) {
+        shop_log_tail(env, 60);
+        ck_abort_msg("%s: cleave did not catch up", name);
+    }
+}
+
+void shop_assert_caught_up_and_equal(shop_env *env, double timeout_s)
+{
+    if (!shop_wait_caught_up(env, timeout_s)) {
+        shop_log_tail(env, 60);
+        ck_abort_msg("%s: cleave did not catch up", env->name);
+    }
+    if (!shop_all_equal(env)) {
+        shop_log_tail(env, 60);
+        ck_abort_msg("%s: a target differs from its source", env->name);
+    }
+}
+
+void shop_stop_cleanly(shop_env *env)
+{
+    int rc = shop_stop(env, SIGTERM, 60);
+    if (rc != 0)
+        shop_log_tail(env, 60);
+    ck_assert_msg(rc == 0, "%s: cleave exited %d on SIGTERM", env->name, rc);
+    shop_teardown(env);
 }

@@ -101,6 +101,19 @@ void shop_log_tail(const shop_env *env, int lines);
 bool shop_log_contains(const shop_env *env, const char *text);
 /* Stops cleave if running, drops the slot. */
 void shop_teardown(shop_env *env);
+/* Monotonic seconds, for deadlines. */
+double shop_now_s(void);
+/*
+ * Assertions (Check) the integration suites share; each shows the log's
+ * tail before it fails.
+ */
+/* Set up with the copy, started, caught up within timeout_s. */
+void shop_start_caught_up(shop_env *env, pgc_cluster *src, pgc_cluster *tgt,
+                          const char *name, double timeout_s);
+/* Caught up within timeout_s, and every target equal to its source. */
+void shop_assert_caught_up_and_equal(shop_env *env, double timeout_s);
+/* SIGTERM ends cleave with exit 0; then shop_teardown. */
+void shop_stop_cleanly(shop_env *env);
 
 /* Adds one test, in a case of its own with its own timeout (seconds). */
 void shop_add_case(Suite *s, const char *name, const TTest *test,
