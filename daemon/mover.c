@@ -148,6 +148,11 @@ bool mover_reverse(const mover *m, size_t svc)
     return journal_get(m->jr, svc).dir == JOURNAL_REVERSE;
 }
 
+bool mover_complete(const mover *m, size_t svc)
+{
+    return journal_get(m->jr, svc).dir == JOURNAL_COMPLETE;
+}
+
 const cfg *mover_reverse_cfg(mover *m, size_t svc)
 {
     if (!m->rev[svc])
@@ -967,7 +972,8 @@ static void run_complete(move *mv)
     }
     say_step(mv->fd, "reverse stream removed", since(t), "");
     t = clock_us();
-    if (!leave_publication(mv)) {
+    /* First the stream, or its next reconnection adds them back. */
+    if (!ask_loop(mv->m, MOVER_ASK_LEAVE, mv->svc) || !leave_publication(mv)) {
         say_failed(mv->fd, 1, mv->err);
         return;
     }

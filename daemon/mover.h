@@ -45,6 +45,8 @@ void mover_free(mover *m);
 bool mover_recover(mover *m);
 /* Service svc's writes go to its own database: its reverse stream runs. */
 bool mover_reverse(const mover *m, size_t svc);
+/* Service svc's move is complete: nothing of it is streamed any more. */
+bool mover_complete(const mover *m, size_t svc);
 /* svc's reverse stream's configuration, made once and kept. */
 const cfg *mover_reverse_cfg(mover *m, size_t svc);
 
@@ -65,6 +67,7 @@ typedef enum mover_ask {
     MOVER_ASK_START,         /* start svc's reverse pipeline */
     MOVER_ASK_STOP,          /* stop and free it */
     MOVER_ASK_RESYNC,        /* copy svc again (mover_asked_table) */
+    MOVER_ASK_LEAVE,         /* the forward stream lets go of svc's tables */
 } mover_ask;
 
 mover_ask mover_asked(mover *m, size_t *svc);

@@ -173,6 +173,11 @@ bool pipeline_starting(const pipeline *p)
     return fanout_starting(p->fo);
 }
 
+void pipeline_leave(pipeline *p, size_t svc)
+{
+    source_leave(p->src, svc);
+}
+
 bool pipeline_skip_copy(pipeline *p)
 {
     char err[1024];

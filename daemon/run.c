@@ -427,6 +427,10 @@ static void serve_mover(runner *d)
     case MOVER_ASK_RESYNC:
         serve_resync(d, svc);
         break;
+    case MOVER_ASK_LEAVE:
+        pipeline_leave(d->pipes[0], svc);
+        mover_answer(d->mv, true);
+        break;
     case MOVER_ASK_NONE:
         break;
     }
@@ -490,6 +494,9 @@ static bool add_pipelines(runner *d)
     }
     if (!mover_recover(d->mv) || !add_forward(d))
         return false;
+    for (size_t i = 0; i < d->config->n_services; i++)
+        if (mover_complete(d->mv, i))
+            pipeline_leave(d->pipes[0], i);
     if (!prepare(d, d->pipes[0]))
         return false;
     d->mons[0] = monitor_new(d->config, pipeline_fanout(d->pipes[0]),

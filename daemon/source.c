@@ -1,6 +1,7 @@
 /* source: control and replication connections; see source.h. */
 #include "daemon/source.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,11 +41,18 @@ struct source {
     /* Sticky: once the server invalidated the slot, it is never remade. */
     bool slot_lost;
     char lost_reason[128];
+    /* Per service: its move is complete, its tables left the publication. */
+    atomic_bool *left;
 };
 
 source *source_new(const cfg *config, const cfg_source *settings)
 {
     source *src = calloc(1, sizeof *src);
+    size_t n = config->n_services ? config->n_services : 1;
+    if (src && !(src->left = calloc(n, sizeof *src->left))) {
+        free(src);
+        return NULL;
+    }
     if (src) {
         src->config = config;
         src->settings = settings;
@@ -59,6 +67,7 @@ void source_free(source *src)
     source_stop(src);
     snap_release(src->created);
     PQfinish(src->control);
+    free(src->left);
     free(src);
 }
 
@@ -116,8 +125,20 @@ int source_proto_version(const source *src)
 }
 
 /* "s1"."t1", "s2"."t2", ... for every owned table; NULL on error. */
-static char *table_list(PGconn *conn, const cfg *config)
+void source_leave(source *src, size_t svc)
 {
+    atomic_store(&src->left[svc], true);
+}
+
+static bool publishes(source *src, size_t svc)
+{
+    return !atomic_load(&src->left[svc]);
+}
+
+static char *table_list(source *src)
+{
+    PGconn *conn = src->control;
+    const cfg *config = src->config;
     char *buf = NULL;
     size_t len = 0;
     FILE *out = open_memstream(&buf, &len);
@@ -125,7 +146,7 @@ static char *table_list(PGconn *conn, const cfg *config)
     const char *sep = "";
     for (size_t i = 0; ok && i < config->n_services; i++) {
         const cfg_service *svc = &config->services[i];
-        for (size_t j = 0; ok && j < svc->n_owned; j++) {
+        for (size_t j = 0; ok && publishes(src, i) && j < svc->n_owned; j++) {
             const cfg_table *t = &svc->owned[j];
             char *s = PQescapeIdentifier(conn, t->schema, strlen(t->schema));
             char *n = PQescapeIdentifier(conn, t->name, strlen(t->name));
@@ -213,7 +234,7 @@ static bool add_missing_tables(source *src, const char *pub, bool *partitioned,
     *partitioned = false;
     for (size_t i = 0; i < config->n_services; i++) {
         const cfg_service *svc = &config->services[i];
-        for (size_t j = 0; j < svc->n_owned; j++) {
+        for (size_t j = 0; publishes(src, i) && j < svc->n_owned; j++) {
             const cfg_table *t = &svc->owned[j];
             bool member, part;
             if (!table_membership(src, pub, t, &member, &part, err, errlen))
@@ -271,11 +292,13 @@ static bool ensure_publication(source *src, char *err, size_t errlen)
                (!partitioned || src->server_version < 130000 ||
                 ensure_via_root(src, pub, err, errlen));
     char *ident = PQescapeIdentifier(src->control, pub, strlen(pub));
-    char *tables = table_list(src->control, src->config);
+    char *tables = table_list(src);
     char *sql = NULL;
+    /* Every service's move complete: an empty publication. */
     bool ok = ident && tables &&
-              asprintf(&sql, "CREATE PUBLICATION %s FOR TABLE %s%s", ident,
-                       tables, src->server_version >= 130000
+              asprintf(&sql, "CREATE PUBLICATION %s%s%s%s", ident,
+                       tables[0] ? " FOR TABLE " : "", tables,
+                       src->server_version >= 130000
                            ? " WITH (publish_via_partition_root = true)"
                            : "") >= 0;
     PQfreemem(ident);

@@ -35,6 +35,11 @@ void source_free(source *src);
  */
 bool source_prepare(source *src, snap_stop_fn *stop, void *stop_arg, char *err,
                     size_t errlen);
+/*
+ * Service svc's move is complete: prepare never adds its tables to the
+ * publication again (the move took them out). Any thread.
+ */
+void source_leave(source *src, size_t svc);
 /* The snapshot of the slot prepare created (yours), or NULL. */
 snap *source_take_snapshot(source *src);
 /* The protocol version agreed with this server (after prepare). */

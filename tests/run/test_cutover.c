@@ -131,6 +131,18 @@ static char *service_field(shop_env *env, const char *field)
     return value;
 }
 
+/* Whether any of order_service's tables is in a publication. */
+static bool in_publication(shop_env *env)
+{
+    char *n = pgc_query_value(src, env->srcdb, "SELECT count(*) FROM "
+                              "pg_publication_tables WHERE tablename IN "
+                              "('orders', 'order_items', 'shipping_addresses')");
+    ck_assert(n != NULL);
+    bool in = atoi(n) > 0;
+    free(n);
+    return in;
+}
+
 static void assert_direction(shop_env *env, const char *want)
 {
     char *got = service_field(env, "direction");
@@ -178,6 +190,14 @@ START_TEST(cutover_rollback_complete)
     assert_direction(&env, "\"complete\"");
     assert_refused(src, env.srcdb, new_order);
     assert_written(tgt, svcdb, new_order);
+    ck_assert(!in_publication(&env));
+    /* A restart leaves the completed service's tables out too. */
+    ck_assert_int_eq(shop_stop(&env, SIGTERM, 60), 0);
+    ck_assert(shop_start(&env));
+    ck_assert(shop_wait_caught_up(&env, WAIT_S));
+    ck_assert_msg(!in_publication(&env), "the completed service's tables "
+                  "are published again after a restart");
+    assert_direction(&env, "\"complete\"");
     shop_stop_cleanly(&env);
 }
 END_TEST
