@@ -806,6 +806,29 @@ static char *http_request(status_server *srv, char *line)
 
 typedef enum { REQ_MORE, REQ_DROP, REQ_ANSWER, REQ_HANDED } request_state;
 
+/*
+ * A control request moves a service's writes: the socket's group may read
+ * the status, but only root and cleave's own user may ask for a move (as
+ * pgbouncer's admin_users, by the peer's credentials). NULL when allowed.
+ */
+static char *control_refused(int fd, long *uid)
+{
+    struct ucred cred;
+    socklen_t len = sizeof cred;
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0)
+        cred.uid = (uid_t)-1;
+    else if (cred.uid == 0 || cred.uid == geteuid())
+        return NULL;
+    *uid = (long)cred.uid;
+    char *out = NULL;
+    if (asprintf(&out, "{\"result\":\"failed\",\"exit\":1,\"error\":\"uid "
+                 "%ld may read the status but not ask for a move: control "
+                 "requests are taken from root and uid %ld only\"}\n",
+                 (long)cred.uid, (long)geteuid()) < 0)
+        return NULL;
+    return out;
+}
+
 /* "control ...": the connection goes to the control callback, blocking. */
 static request_state hand_over(status_server *srv, client *c, const char *line)
 {
@@ -814,6 +837,11 @@ static request_state hand_over(status_server *srv, client *c, const char *line)
         c->out = strdup("{\"result\":\"failed\",\"exit\":1,\"error\":"
                         "\"this cleave takes no control requests yet\"}\n");
         return c->out ? REQ_ANSWER : REQ_DROP;
+    }
+    long uid;
+    if ((c->out = control_refused(c->fd, &uid))) {
+        log_warning("event=control_refused uid=%ld", uid);
+        return REQ_ANSWER;
     }
     int fd = c->fd;
     int flags = fcntl(fd, F_GETFL);

@@ -28,6 +28,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -815,6 +816,64 @@ START_TEST(test_socket_mode)
 }
 END_TEST
 
+/* The control callback: answers "handed" and lets go of the connection. */
+static void control_echo(void *arg, int fd, const char *request)
+{
+    (void)arg;
+    (void)request;
+    const char *text = "{\"result\":\"handed\"}\n";
+    ck_assert(send(fd, text, strlen(text), MSG_NOSIGNAL) > 0);
+    close(fd);
+}
+
+/* A child that connects as `uid` and prints what a control line gets. */
+static char *control_as(uid_t uid)
+{
+    int out[2];
+    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, out), 0);
+    pid_t pid = fork();
+    ck_assert(pid >= 0);
+    if (pid == 0) {
+        close(out[0]);
+        if (setgid(uid) != 0 || setuid(uid) != 0)
+            _exit(2);
+        char *answer = ask(sock_path, "control cutover shop\n");
+        ssize_t w = write(out[1], answer, strlen(answer));
+        _exit(w < 0 ? 3 : 0);
+    }
+    close(out[1]);
+    char *answer = read_all(out[0], now_ms() + 10000, NULL);
+    close(out[0]);
+    int st;
+    ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the child failed");
+    return answer;
+}
+
+/*
+ * Control lines move a service's writes: the socket's group may read the
+ * status, but only root and cleave's own user may ask for a move.
+ */
+START_TEST(test_control_needs_owner)
+{
+    if (geteuid() != 0)
+        return;   /* another user to connect as needs root */
+    status_server *srv = start_at(sock_path, NO_DB);
+    status_set_control(srv, control_echo, NULL);
+    char *answer = ask(sock_path, "control cutover shop\n");
+    ck_assert_str_eq(answer, "{\"result\":\"handed\"}\n");
+    free(answer);
+    /* Another user allowed in by the file's mode, as a group member is. */
+    ck_assert_int_eq(chmod(sock_path, 0666), 0);
+    ck_assert_int_eq(chmod(tmpdir, 0711), 0);
+    answer = control_as(65534);
+    ck_assert_msg(strstr(answer, "\"result\":\"failed\"") &&
+                  strstr(answer, "uid 65534"), "answer: %s", answer);
+    free(answer);
+    status_stop(srv);
+}
+END_TEST
+
 START_TEST(test_stale_socket_replaced)
 {
     struct sockaddr_un a = {.sun_family = AF_UNIX};
@@ -1196,6 +1255,7 @@ static Suite *status_suite(void)
     tcase_add_checked_fixture(wire, dir_setup, dir_teardown);
     tcase_set_timeout(wire, 60);
     tcase_add_test(wire, test_socket_mode);
+    tcase_add_test(wire, test_control_needs_owner);
     tcase_add_test(wire, test_stale_socket_replaced);
     tcase_add_test(wire, test_live_socket_refused);
     tcase_add_test(wire, test_regular_file_refused);
