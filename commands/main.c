@@ -472,7 +472,7 @@ static int cmd_resync(const cli_args *args)
  * For the shell completion (completion/cleave.bash), so that it offers
  * what this very binary takes: `--commands` the commands, one a line;
  * `--options CMD` the long options CMD takes, one a line, those that take
- * a value ending in '='.
+ * a value ending in '=', then SERVICE when CMD takes one.
  */
 static int list_words(int argc, char **argv)
 {
@@ -489,6 +489,8 @@ static int list_words(int argc, char **argv)
     for (const struct option *o = long_options; options && o->name; o++)
         if (strchr(cmd->shortopts, o->val))
             printf("--%s%s\n", o->name, o->has_arg ? "=" : "");
+    if (options && cmd->takes_service)
+        printf("SERVICE\n");
     return EXITCODE_OK;
 }
 
