@@ -54,6 +54,18 @@ _cleave_names()
     "$bin" check -c "$config" "$@" 2>/dev/null
 }
 
+# COMPREPLY: those of the words (one a line) that start with what is
+# typed, quoted for the shell: a table may be sales."Order Items". Not
+# compgen -W, which would take the quotes out.
+_cleave_offer()
+{
+    local w q
+    while IFS= read -r w; do
+        printf -v q '%q' "$w"
+        [[ -n $w && ($q == "$cur"* || $w == "$cur"*) ]] && COMPREPLY+=("$q")
+    done <<<"$1"
+}
+
 _cleave()
 {
     local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD - 1]}
@@ -67,9 +79,9 @@ _cleave()
         prev=${COMP_WORDS[COMP_CWORD - 2]}
     fi
     if ((COMP_CWORD == 1)); then
-        [[ $cur == -* ]] && words="--help --version" ||
+        [[ $cur == -* ]] && words=$'--help\n--version' ||
             words=$("$bin" --commands 2>/dev/null)
-        COMPREPLY=($(compgen -W "$words" -- "$cur"))
+        _cleave_offer "$words"
         return
     fi
     options=$("$bin" --options "$cmd" 2>/dev/null) || return
@@ -94,8 +106,7 @@ _cleave()
             [[ $o == -* && $given != *" $o "* ]] && words+=$'\n'$o
         done
     fi
-    local IFS=$'\n'
-    COMPREPLY=($(compgen -W "$words" -- "$cur"))
+    _cleave_offer "$words"
 }
 
 complete -F _cleave cleave

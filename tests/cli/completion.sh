@@ -19,27 +19,47 @@ failed=0
 # Words, one a line, sorted, on one line.
 sorted() { printf '%s\n' "$@" | sed '/^$/d' | sort | paste -sd' '; }
 
-# expect "WANT..." WORD...: the completion of `cleave WORD...` at the end
-# of the last WORD ("" for a <TAB> after a space) is WANT, in any order.
-expect() {
-  local want
-  want=$(sorted $1)
-  shift
+# Completes `cleave WORD...` at the end of the last WORD ("" for a <TAB>
+# after a space), as bash would: COMPREPLY, and err what it printed.
+complete_line() {
   COMP_WORDS=("$cleave" "$@")
   COMP_CWORD=$((${#COMP_WORDS[@]} - 1))
   COMP_LINE="${COMP_WORDS[*]}"
   COMP_POINT=${#COMP_LINE}
   COMPREPLY=()
-  local err got
-  err=$(_cleave 2>&1 >/dev/null)   # to see what it printed, in a subshell
+  err=$(_cleave 2>&1 >/dev/null)   # in a subshell, only to see stderr
   _cleave 2>/dev/null
-  got=$(sorted ${COMPREPLY[@]+"${COMPREPLY[@]}"})
-  if [[ $got != "$want" || -n $err ]]; then
-    echo "FAIL: cleave $*<TAB>: got [$got], want [$want]${err:+, stderr: $err}"
-    failed=1
+}
+
+# Reports `cleave WORD...` as WANT (a description), OK or not.
+report() {
+  if [[ $1 == ok ]]; then
+    echo "ok: cleave ${*:3}<TAB>: [$2]"
   else
-    echo "ok: cleave $*<TAB>: [$got]"
+    echo "FAIL: cleave ${*:3}<TAB>: got [${COMPREPLY[*]-}], want [$2]${err:+, stderr: $err}"
+    failed=1
   fi
+}
+
+# expect "WANT..." WORD...: the candidates are the words WANT, in any
+# order, and nothing is printed.
+expect() {
+  local want got err
+  want=$(sorted $1)
+  shift
+  complete_line "$@"
+  got=$(sorted ${COMPREPLY[@]+"${COMPREPLY[@]}"})
+  [[ $got == "$want" && -z $err ]] && report ok "$want" "$@" ||
+    report fail "$want" "$@"
+}
+
+# expect_one WANT WORD...: the one candidate is WANT, spaces and all.
+expect_one() {
+  local want=$1 err
+  shift
+  complete_line "$@"
+  [[ ${#COMPREPLY[@]} == 1 && ${COMPREPLY[0]} == "$want" && -z $err ]] &&
+    report ok "$want" "$@" || report fail "$want" "$@"
 }
 
 # The commands, and the options before one.
@@ -74,5 +94,15 @@ expect "" cutover -c "$example" order_service --lag-limit ""
 expect "" cutover ""
 expect "" cutover -c /nonexistent/cleave.yaml ""
 expect "" frobnicate --
+
+# A table that needs quotes in SQL, and so in the shell, is offered
+# quoted for the shell, whole.
+dir=$(mktemp -d)
+trap 'rm -rf "$dir"' EXIT
+sed 's/\[orders, order_items, shipping_addresses\]/[orders, "sales.\\"Order Items\\""]/' \
+  "$example" >"$dir/quoted.yaml"
+example=$dir/quoted.yaml
+expect_one 'sales.\"Order\ Items\"' verify -c "$example" --table s
+expect_one 'sales.\"Order\ Items\"' verify -c "$example" --table 'sales.\"Or'
 
 exit $failed
