@@ -34,7 +34,7 @@ _cleave_scan()
                 ((i + 1 < COMP_CWORD)) && w=${COMP_WORDS[++i]}
             fi
             ;;
-        *) opt= positional+=("$w") ;;
+        *) opt='' positional+=("$w") ;;
         esac
         case $opt in
         -c | --config) config=$w opt=--config ;;
@@ -44,7 +44,7 @@ _cleave_scan()
         [[ -n $opt ]] && given+=" $opt "
     done
     [[ -z $service && $options == *SERVICE* ]] && service=${positional[0]-}
-    [[ $config == "~/"* ]] && config=$HOME/${config:2}
+    [[ $config == \~/* ]] && config=$HOME/${config:2}  # as the shell would
 }
 
 # What `check -c FILE` lists (--services, or --tables [--service S]).
@@ -70,9 +70,9 @@ _cleave()
 {
     local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD - 1]}
     local bin=${COMP_WORDS[0]} cmd=${COMP_WORDS[1]-} words=
-    local options config= service= positional=() given= o
+    local options config='' service='' positional=() given='' o
     COMPREPLY=()
-    [[ $bin == "~/"* ]] && bin=$HOME/${bin:2}
+    [[ $bin == \~/* ]] && bin=$HOME/${bin:2}
     if [[ $cur == = ]]; then
         cur=
     elif [[ $prev == = ]] && ((COMP_CWORD > 2)); then
@@ -94,8 +94,7 @@ _cleave()
         --lag-limit | --lock-timeout | --pause-budget) return ;;  # a number
         *)
             compopt -o filenames 2>/dev/null
-            local IFS=$'\n'
-            COMPREPLY=($(compgen -f -- "$cur"))
+            mapfile -t COMPREPLY < <(compgen -f -- "$cur")
             return
             ;;
         esac

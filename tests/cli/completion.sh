@@ -7,7 +7,7 @@
 set -u
 cleave=$1
 example=${CLEAVE_SRCDIR:?}/config/examples/shop.yaml
-# shellcheck source=../../completion/cleave.bash
+# shellcheck source-path=SCRIPTDIR source=../../completion/cleave.bash
 source "$2" || { echo "FAIL: $2 does not source"; exit 1; }
 failed=0
 
@@ -44,13 +44,17 @@ report() {
 # expect "WANT..." WORD...: the candidates are the words WANT, in any
 # order, and nothing is printed.
 expect() {
-  local want got err
-  want=$(sorted $1)
+  local want got err words
+  read -ra words <<<"$1"
+  want=$(sorted ${words[@]+"${words[@]}"})
   shift
   complete_line "$@"
   got=$(sorted ${COMPREPLY[@]+"${COMPREPLY[@]}"})
-  [[ $got == "$want" && -z $err ]] && report ok "$want" "$@" ||
+  if [[ $got == "$want" && -z $err ]]; then
+    report ok "$want" "$@"
+  else
     report fail "$want" "$@"
+  fi
 }
 
 # expect_one WANT WORD...: the one candidate is WANT, spaces and all.
@@ -58,8 +62,12 @@ expect_one() {
   local want=$1 err
   shift
   complete_line "$@"
-  [[ ${#COMPREPLY[@]} == 1 && ${COMPREPLY[0]} == "$want" && -z $err ]] &&
-    report ok "$want" "$@" || report fail "$want" "$@"
+  if [[ ${#COMPREPLY[@]} == 1 && ${COMPREPLY[0]} == "$want" && -z $err ]]
+  then
+    report ok "$want" "$@"
+  else
+    report fail "$want" "$@"
+  fi
 }
 
 # The commands, and the options before one.
