@@ -21,6 +21,7 @@
 #include "daemon/run.h"
 #include "commands/statuscli.h"
 #include "commands/verify.h"
+#include "commands/vtable.h"
 
 typedef struct cli_args {
     const char *config;
@@ -32,6 +33,8 @@ typedef struct cli_args {
     bool keys;
     bool markdown;
     bool man;
+    bool services;             /* check: the service names, one a line */
+    bool tables;               /* check: the owned tables, one a line */
     bool yes;
     bool origins;
     const char *name;          /* the SERVICE argument */
@@ -74,9 +77,10 @@ static const cli_command commands[] = {
      cmd_analyze},
     {"verify", "verify -c FILE [--service S] [--table T]",
      "compare source and targets", "c:S:T:", true, false, cmd_verify},
-    {"check", "check -c FILE | --keys [--markdown | --man]",
-     "validate the configuration only; --keys lists every key", "c:kMN",
-     false, false, cmd_check},
+    {"check", "check -c FILE [--services | --tables [--service S]] | "
+     "--keys [--markdown | --man]",
+     "validate the configuration only; --keys lists every key",
+     "c:kMNeS:b", false, false, cmd_check},
     {"drop", "drop -c FILE [--yes] [--origins]",
      "remove slot and publication (clean-up)", "c:yo", true, false,
      cmd_drop},
@@ -114,6 +118,8 @@ static const struct option long_options[] = {
     {"pause-budget", required_argument, NULL, 'P'},
     {"archive", required_argument, NULL, 'A'},
     {"drop-tables", no_argument, NULL, 'D'},
+    {"services", no_argument, NULL, 'e'},
+    {"tables", no_argument, NULL, 'b'},
     {NULL, 0, NULL, 0},
 };
 
@@ -196,6 +202,8 @@ static int parse_args(const cli_command *cmd, int argc, char **argv,
         case 'P': args->pause_budget = optarg; break;
         case 'A': args->archive = optarg; break;
         case 'D': args->drop_tables = true; break;
+        case 'e': args->services = true; break;
+        case 'b': args->tables = true; break;
         }
     }
     if (cmd->takes_service && optind < argc)
@@ -242,7 +250,8 @@ static void print_summary(const cfg *c)
     }
 }
 
-static int cmd_check(const cli_args *args)
+/* The combinations check refuses, said; EXITCODE_OK when none. */
+static int check_usage(const cli_args *args)
 {
     if (args->markdown && !args->keys)
         return usage_error("%s", "--markdown goes with --keys");
@@ -250,6 +259,58 @@ static int cmd_check(const cli_args *args)
         return usage_error("%s", "--man goes with --keys");
     if (args->man && args->markdown)
         return usage_error("%s", "--markdown and --man exclude each other");
+    if (args->keys && (args->services || args->tables))
+        return usage_error("%s", "--keys excludes --services and --tables");
+    if (args->services && args->tables)
+        return usage_error("%s", "--services and --tables exclude each other");
+    if (args->service && !args->tables)
+        return usage_error("%s", "--service goes with --tables");
+    if (!args->keys && !args->config)
+        return usage_error("%s", "-c FILE or --keys is required");
+    return EXITCODE_OK;
+}
+
+/* A table as the configuration writes it: public's without the schema. */
+static void print_table(const cfg_table *t)
+{
+    if (strcmp(t->schema, "public") != 0) {
+        vtable_put_name(stdout, t->schema);
+        putchar('.');
+    }
+    vtable_put_name(stdout, t->name);
+    putchar('\n');
+}
+
+/*
+ * check --services, --tables: names one a line, for scripts and the shell
+ * completion (completion/cleave.bash). 2 for a --service the file lacks.
+ */
+static int print_names(const cfg *c, const cli_args *args)
+{
+    bool found = false;
+    for (size_t i = 0; i < c->n_services; i++) {
+        const cfg_service *s = &c->services[i];
+        if (args->services)
+            printf("%s\n", s->name);
+        if (!args->tables ||
+            (args->service && strcmp(args->service, s->name) != 0))
+            continue;
+        found = true;
+        for (size_t t = 0; t < s->n_owned; t++)
+            print_table(&s->owned[t]);
+    }
+    if (!args->service || found)
+        return EXITCODE_OK;
+    fprintf(stderr, "cleave check: %s has no service '%s'\n", c->path,
+            args->service);
+    return EXITCODE_USAGE;
+}
+
+static int cmd_check(const cli_args *args)
+{
+    int rc = check_usage(args);
+    if (rc != EXITCODE_OK)
+        return rc;
     if (args->keys) {
         /* --markdown: the whole page, docs/configuration.md; --man:
          * docs/cleave.yaml.5 */
@@ -258,14 +319,15 @@ static int cmd_check(const cli_args *args)
                         : cfg_describe)(stdout);
         return EXITCODE_OK;
     }
-    if (!args->config)
-        return usage_error("%s", "-c FILE or --keys is required");
     cfg *c = load_config(args->config);
     if (!c)
         return EXITCODE_CONFIG;
-    print_summary(c);
+    if (args->services || args->tables)
+        rc = print_names(c, args);
+    else
+        print_summary(c);
     cfg_free(c);
-    return EXITCODE_OK;
+    return rc;
 }
 
 static int cmd_run(const cli_args *args)
@@ -406,6 +468,32 @@ static int cmd_resync(const cli_args *args)
     return rc;
 }
 
+/*
+ * For the shell completion (completion/cleave.bash), so that it offers
+ * what this very binary takes: `--commands` the commands, one a line;
+ * `--options CMD` the long options CMD takes, one a line, those that take
+ * a value ending in '=', then SERVICE when CMD takes one.
+ */
+static int list_words(int argc, char **argv)
+{
+    bool options = strcmp(argv[1], "--options") == 0;
+    const cli_command *cmd = argc == 3 ? find_command(argv[2]) : NULL;
+    if (argc != (options ? 3 : 2))
+        return usage_error("%s", options ? "--options takes a COMMAND"
+                                         : "--commands takes no argument");
+    if (options && !cmd)
+        return usage_error("unknown command '%s'", argv[2]);
+    for (size_t i = 0; !options && i < sizeof commands / sizeof *commands;
+         i++)
+        printf("%s\n", commands[i].name);
+    for (const struct option *o = long_options; options && o->name; o++)
+        if (strchr(cmd->shortopts, o->val))
+            printf("--%s%s\n", o->name, o->has_arg ? "=" : "");
+    if (options && cmd->takes_service)
+        printf("SERVICE\n");
+    return EXITCODE_OK;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -421,6 +509,9 @@ int main(int argc, char **argv)
         usage(stdout);
         return EXITCODE_OK;
     }
+    if (strcmp(argv[1], "--commands") == 0 ||
+        strcmp(argv[1], "--options") == 0)
+        return list_words(argc, argv);
     run_keep_argv(argv);
     const cli_command *cmd = find_command(argv[1]);
     if (!cmd)

@@ -85,6 +85,60 @@ START_TEST(check_example_ok)
 }
 END_TEST
 
+/* check --services, --tables [--service S]: the names, one a line, as the
+ * shell completion reads them. */
+START_TEST(check_lists_services_and_tables)
+{
+    rc_result r = run_cleave(0, "check", "-c", example, "--services", NULL);
+    ck_assert_str_eq(r.out, "user_service\norder_service\npayment_service\n"
+                            "inventory_service\nnotification_service\n");
+    rc_free(&r);
+    r = run_cleave(0, "check", "-c", example, "--tables", "--service",
+                   "order_service", NULL);
+    ck_assert_str_eq(r.out, "orders\norder_items\nshipping_addresses\n");
+    rc_free(&r);
+    r = run_cleave(0, "check", "-c", example, "--tables", NULL);
+    size_t lines = 0;
+    for (const char *p = r.out; (p = strchr(p, '\n')); p++)
+        lines++;
+    ck_assert_uint_eq(lines, 14);
+    rc_free(&r);
+    r = run_cleave(2, "check", "-c", example, "--tables", "--service",
+                   "nosuch", NULL);
+    ck_assert_msg(strstr(r.err, "no service 'nosuch'"), "%s", r.err);
+    rc_free(&r);
+    r = run_cleave(2, "check", "-c", example, "--service", "order_service",
+                   NULL);
+    ck_assert_msg(strstr(r.err, "--service goes with --tables"), "%s", r.err);
+    rc_free(&r);
+    r = run_cleave(2, "check", "--keys", "--services", NULL);
+    rc_free(&r);
+}
+END_TEST
+
+/* --commands and --options CMD: the words the shell completion offers,
+ * from the table --help prints. */
+START_TEST(commands_and_options_listed)
+{
+    rc_result r = run_cleave(0, "--commands", NULL);
+    ck_assert_str_eq(r.out, "run\nstatus\nanalyze\nverify\ncheck\ndrop\n"
+                            "cutover\nrollback\ncomplete\nresync\n");
+    rc_free(&r);
+    r = run_cleave(0, "--options", "resync", NULL);
+    ck_assert_str_eq(r.out, "--config=\n--socket=\n--table=\n--json\n"
+                            "SERVICE\n");
+    rc_free(&r);
+    r = run_cleave(0, "--options", "status", NULL);
+    ck_assert_str_eq(r.out, "--config=\n--socket=\n--json\n--metrics\n");
+    rc_free(&r);
+    r = run_cleave(2, "--options", "frobnicate", NULL);
+    ck_assert_ptr_nonnull(strstr(r.err, "unknown command 'frobnicate'"));
+    rc_free(&r);
+    r = run_cleave(2, "--options", NULL);
+    rc_free(&r);
+}
+END_TEST
+
 START_TEST(check_bad_config_exit_78)
 {
     char path[1024];
@@ -282,6 +336,8 @@ int main(int argc, char **argv)
     tcase_add_test(tc, version_and_help);
     tcase_add_test(tc, usage_errors_exit_2);
     tcase_add_test(tc, check_example_ok);
+    tcase_add_test(tc, check_lists_services_and_tables);
+    tcase_add_test(tc, commands_and_options_listed);
     tcase_add_test(tc, check_bad_config_exit_78);
     tcase_add_test(tc, check_keys_lists_every_section);
     tcase_add_test(tc, docs_configuration_is_current);
