@@ -79,6 +79,7 @@ pgpipe_entry *pgpipe_add(pgpipe *p)
     e->kind = PGPIPE_COMMAND;
     e->op = 0;
     e->got_result = false;
+    e->rows = 1;
     e->stmt = NULL;
     e->what = NULL;
     e->lsn = 0;

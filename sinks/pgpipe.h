@@ -35,6 +35,7 @@ typedef struct pgpipe_entry {
     uint8_t kind;
     char op;                 /* PGPIPE_ROW: 'I', 'U', 'D', 'T' */
     bool got_result;
+    uint16_t rows;           /* PGPIPE_ROW: changes the statement applies */
     struct pgstmt *stmt;     /* PGPIPE_PREPARE, PGPIPE_ROW (not 'T') */
     const char *what;        /* PGPIPE_COMMAND: names it in messages */
     lsn_t lsn;               /* the source commit LSN of a row */

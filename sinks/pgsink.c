@@ -10,6 +10,15 @@
  * found good: a refused change or a missing row rolls the whole target
  * transaction back, so the target never holds part of a source
  * transaction, and its origin never claims a position it does not hold.
+ *
+ * Consecutive plain INSERTs of one shape go to the server as one
+ * multi-row INSERT (a run), which spares the target a Bind/Execute and
+ * an executor start per row. The changes of the open target transaction
+ * are kept (the journal, bounded): when a multi-row statement fails, the
+ * transaction is rolled back and done again one change per statement, so
+ * the failure names its row exactly as before. Past the journal's bound
+ * a failed run cannot be redone in place: the sink fails, and the replay
+ * that follows goes one row at a time up to where it failed.
  */
 #include "sinks/pgsink.h"
 
@@ -38,6 +47,9 @@ enum {
     QUEUE_HIGH = 8192,       /* unanswered requests before we wait ... */
     QUEUE_LOW = 4096,        /* ... until this few are left */
     CLOSE_WAIT_MS = 2000,
+    RUN_ROWS = 64,           /* INSERTs of one shape in one statement */
+    RUN_PARAMS = 65535,      /* the protocol's limit per statement */
+    JOURNAL_BYTES = 8 << 20, /* changes kept to redo a target transaction */
     ORIGIN_BUSY_MS = 5000,   /* our previous session may still be exiting */
 };
 
@@ -80,7 +92,23 @@ typedef struct pgsink {
     char alter_what[300];    /* names the ALTER TABLE in flight */
     /* A table a row found no partition of: made from the source at open. */
     char *part_schema, *part_table;
+    /* The journal: copies of the open target transaction's changes. */
+    sink_event **jrows;
+    size_t jn, jcap, jbytes;
+    bool jcomplete;          /* it holds every change since the BEGIN */
+    size_t run_from;         /* jrows[run_from..jn) are a run not yet sent */
+    pgstmt *run_st;          /* their one-row statement */
+    const char **run_params;
+    size_t run_params_cap;
+    bool batch_failed;       /* the call's first failure was a run's */
+    bool redoing;            /* sending the journal again, a row at a time */
+    lsn_t last_row_lsn;      /* commit LSN of the last change sent */
+    lsn_t rowwise_until;     /* replayed changes up to here: one at a time */
 } pgsink;
+
+static void forget_batch(pgsink *ps);
+static bool fail_batch(pgsink *ps);
+static bool recover(pgsink *ps);
 
 static const char *svc_name(const pgsink *ps)
 {
@@ -209,6 +237,10 @@ static void row_ok(pgsink *ps, const pgpipe_entry *e, PGresult *res)
         ps->batch_applied++;
         return;
     }
+    if (e->rows > 1) {
+        ps->batch_applied += e->rows;
+        return;
+    }
     if ((e->op == 'U' || e->op == 'D') && strcmp(PQcmdTuples(res), "0") == 0) {
         char ctx[400];
         entry_context(ps, e, ctx, sizeof ctx);
@@ -237,6 +269,12 @@ static void row_failed(pgsink *ps, const pgpipe_entry *e, const PGresult *res)
     char ctx[400], msg[300];
     note_missing_partition(ps, e, res);
     entry_context(ps, e, ctx, sizeof ctx);
+    if (e->rows > 1 && !ps->failed) {
+        ps->batch_failed = true;
+        fail_once(ps, e->lsn, "%s and %u more rows in one INSERT: %s", ctx,
+                  e->rows - 1u, result_message(res, msg, sizeof msg));
+        return;
+    }
     fail_once(ps, e->lsn, "%s: %s", ctx, result_message(res, msg, sizeof msg));
 }
 
@@ -290,6 +328,8 @@ static void prepare_done(pgsink *ps, pgpipe_entry *e, const PGresult *res)
 {
     char ctx[400], msg[300];
     entry_context(ps, e, ctx, sizeof ctx);
+    if (e->stmt->rows > 1 && !ps->failed)
+        ps->batch_failed = true;   /* the rows can still go one by one */
     fail_once(ps, e->lsn, "%s: cannot prepare the statement: %s", ctx,
               result_message(res, msg, sizeof msg));
 }
@@ -846,7 +886,7 @@ static bool send_prepare(pgsink *ps, pgstmt *st, const sink_event *ev)
     if (!sql)
         return refuse(ps, ev, "cannot build the statement (out of memory, "
                               "or a name libpq cannot quote)");
-    if (nparams != ps->plan.nparams) {
+    if (nparams != ps->plan.nparams * st->rows) {
         free(sql);
         return refuse(ps, ev, "statement and plan disagree on parameters");
     }
@@ -871,35 +911,190 @@ static bool send_prepare(pgsink *ps, pgstmt *st, const sink_event *ev)
     return true;
 }
 
-static bool send_row(pgsink *ps, const sink_event *ev)
+/* One statement execution: a change, or a run's `rows` changes. */
+static bool send_exec(pgsink *ps, pgstmt *st, const sink_event *ev,
+                      const char *const *params, int nparams)
 {
-    const char *why = NULL;
-    if (!pgstmt_plan_change(&ps->plan, ev, &why))
-        return refuse(ps, ev, why);
-    pgstmt *st = pgstmt_lookup(&ps->stmts, ev->rel, &ps->plan);
-    if (!st)
-        return out_of_memory(ps);
-    /* A statement to prepare: a new relation version, or a new session. */
-    if (!st->prepared && (!layout_ready(ps, ev) || !send_prepare(ps, st, ev)))
-        return false;
     pgpipe_entry *e = pgpipe_add(&ps->pipe);
     if (!e)
         return out_of_memory(ps);
     e->kind = PGPIPE_ROW;
     e->op = event_op(ev);
+    e->rows = st->rows;
     e->stmt = st;
     e->lsn = ev->commit_lsn;
     pgstmt_describe(ev, e->key, sizeof e->key);
-    if (!PQsendQueryPrepared(ps->conn, st->name, ps->plan.nparams,
-                             ps->plan.params, NULL, NULL, 0)) {
+    if (!PQsendQueryPrepared(ps->conn, st->name, nparams, params, NULL, NULL,
+                             0)) {
         pgpipe_fail(&ps->pipe, "cannot send a change");
         return lost(ps);
     }
     return true;
 }
 
+/* ------------------------------------------------------------ runs */
+
+static void journal_clear(pgsink *ps)
+{
+    for (size_t i = 0; i < ps->jn; i++)
+        sink_event_free(ps->jrows[i]);
+    ps->jn = ps->jbytes = ps->run_from = 0;
+    ps->run_st = NULL;
+}
+
+static bool journal_add(pgsink *ps, const sink_event *ev)
+{
+    if (ps->jn == ps->jcap) {
+        size_t cap = ps->jcap ? 2 * ps->jcap : 256;
+        sink_event **rows = realloc(ps->jrows, cap * sizeof *rows);
+        if (!rows)
+            return out_of_memory(ps);
+        ps->jrows = rows;
+        ps->jcap = cap;
+    }
+    sink_event *copy = sink_event_change_values(ev->op, ev->rel,
+                                                ev->commit_lsn, ev->old_kind,
+                                                ev->old_vals, ev->new_vals);
+    if (!copy)
+        return out_of_memory(ps);
+    ps->jrows[ps->jn++] = copy;
+    ps->jbytes += copy->size;
+    return true;
+}
+
+static bool params_reserve(pgsink *ps, size_t need)
+{
+    if (need <= ps->run_params_cap)
+        return true;
+    const char **p = realloc(ps->run_params, need * sizeof *p);
+    if (!p)
+        return out_of_memory(ps);
+    ps->run_params = p;
+    ps->run_params_cap = need;
+    return true;
+}
+
+/* `rows` changes of the run from jrows[from] as one INSERT. */
+static bool send_chunk(pgsink *ps, size_t from, uint16_t rows)
+{
+    const char *why = NULL;
+    const sink_event *first = ps->jrows[from];
+    int per_row = 0;
+    for (uint16_t r = 0; r < rows; r++) {
+        if (!pgstmt_plan_change(&ps->plan, ps->jrows[from + r], &why))
+            return refuse(ps, ps->jrows[from + r], why);
+        per_row = ps->plan.nparams;
+        if (!params_reserve(ps, (size_t)per_row * rows))
+            return false;
+        memcpy(ps->run_params + (size_t)r * per_row, ps->plan.params,
+               (size_t)per_row * sizeof *ps->run_params);
+    }
+    pgstmt *st = rows == 1 ? ps->run_st
+                           : pgstmt_lookup_rows(&ps->stmts, first->rel,
+                                                &ps->plan, rows);
+    if (!st)
+        return out_of_memory(ps);
+    if (!st->prepared && !send_prepare(ps, st, first))
+        return false;
+    return send_exec(ps, st, first, ps->run_params, per_row * rows);
+}
+
+/* The largest power of two rows that fits in what is left and the limits. */
+static uint16_t chunk_rows(size_t left, int per_row)
+{
+    uint16_t rows = RUN_ROWS;
+    while (rows > 1 && (rows > left || (size_t)rows * per_row > RUN_PARAMS))
+        rows /= 2;
+    return rows;
+}
+
+/*
+ * Sends the run waiting in the journal, in chunks of a few fixed sizes so
+ * that a shape has few prepared statements. Past the journal's bound
+ * only the run is kept, so it is dropped once sent.
+ */
+static bool run_send(pgsink *ps)
+{
+    if (!ps->run_st)
+        return true;
+    int per_row = ps->run_st->shape_len;  /* at least its parameters */
+    while (ps->run_from < ps->jn) {
+        uint16_t rows = chunk_rows(ps->jn - ps->run_from, per_row);
+        if (!send_chunk(ps, ps->run_from, rows))
+            return false;
+        ps->run_from += rows;
+    }
+    ps->run_st = NULL;
+    if (!ps->jcomplete)
+        journal_clear(ps);
+    return true;
+}
+
+/*
+ * The journal is full: once every result so far is in and good, nothing
+ * sent can fail any more and the copies can go; a failure is redone now.
+ */
+static bool journal_trim(pgsink *ps)
+{
+    if (!run_send(ps) || !send_sync(ps) || !wait_all(ps, -1))
+        return false;
+    if (ps->failed && !recover(ps))
+        return false;
+    journal_clear(ps);
+    ps->jcomplete = false;
+    return true;
+}
+
+static bool extends_run(const pgsink *ps, const sink_event *ev)
+{
+    return ps->run_st && ev->rel == ps->run_st->rel &&
+           ev->op == SINK_INSERT && ps->jn - ps->run_from < RUN_ROWS;
+}
+
+static bool send_row(pgsink *ps, const sink_event *ev)
+{
+    const char *why = NULL;
+    if (!ps->redoing && ps->jcomplete &&
+        ps->jbytes + ev->size > JOURNAL_BYTES && !journal_trim(ps))
+        return false;
+    /* Before the lookup: a new relation version retires the run's statement. */
+    if (!extends_run(ps, ev) && !run_send(ps))
+        return false;
+    if (!pgstmt_plan_change(&ps->plan, ev, &why))
+        return refuse(ps, ev, why);
+    pgstmt *st = pgstmt_lookup(&ps->stmts, ev->rel, &ps->plan);
+    if (!st)
+        return out_of_memory(ps);
+    bool batch = !ps->redoing && ev->commit_lsn > ps->rowwise_until &&
+                 pgstmt_batchable(&ps->stmts, &ps->plan);
+    if (ps->run_st && (st != ps->run_st || !batch)) {
+        if (!run_send(ps) || !pgstmt_plan_change(&ps->plan, ev, &why))
+            return ps->failed ? false : refuse(ps, ev, why);
+    }
+    /* A statement to prepare: a new relation version, or a new session. */
+    if (!st->prepared && (!layout_ready(ps, ev) || !send_prepare(ps, st, ev)))
+        return false;
+    ps->last_row_lsn = ev->commit_lsn;
+    if (ps->redoing)
+        return send_exec(ps, st, ev, ps->plan.params, ps->plan.nparams);
+    if ((ps->jcomplete || batch) && !journal_add(ps, ev))
+        return false;
+    if (batch) {
+        ps->run_st = st;
+        return true;
+    }
+    ps->run_from = ps->jn;
+    return send_exec(ps, st, ev, ps->plan.params, ps->plan.nparams);
+}
+
 static bool send_truncate(pgsink *ps, const sink_event *ev)
 {
+    if (!run_send(ps))
+        return false;
+    ps->last_row_lsn = ev->commit_lsn;
+    /* The journal keeps rows only: a TRUNCATE ends what it can redo. */
+    if (ps->jcomplete && !ps->redoing && !journal_trim(ps))
+        return false;
     char *sql = pgstmt_truncate_sql(ps->conn, ev);
     if (!sql)
         return refuse(ps, ev, "cannot build the statement");
@@ -951,6 +1146,10 @@ static void forget_batch(pgsink *ps)
     ps->batch_applied = 0;
     ps->batch_conflicts = 0;
     ps->last_end = ps->recorded;
+    journal_clear(ps);
+    ps->jcomplete = false;
+    ps->batch_failed = false;
+    ps->redoing = false;
 }
 
 /*
@@ -958,20 +1157,26 @@ static void forget_batch(pgsink *ps)
  * statement aborted the rest of the pipeline up to the next sync), then
  * roll back. Whatever went wrong first stays in base.error.
  */
+static bool rollback_target(pgsink *ps)
+{
+    ps->discarding = true;
+    bool ok = pgpipe_sync(&ps->pipe) && pgpipe_wait(&ps->pipe, 0, -1) &&
+              send_command(ps, "ROLLBACK") && pgpipe_sync(&ps->pipe) &&
+              pgpipe_wait(&ps->pipe, 0, -1);
+    ps->discarding = false;
+    if (!ok)
+        return lost(ps);
+    drop_retired(ps);
+    return true;
+}
+
 static void abort_batch(pgsink *ps)
 {
-    if (ps->conn && !ps->broken) {
-        ps->discarding = true;
-        bool ok = pgpipe_sync(&ps->pipe) &&
-                  pgpipe_wait(&ps->pipe, 0, -1) &&
-                  send_command(ps, "ROLLBACK") && pgpipe_sync(&ps->pipe) &&
-                  pgpipe_wait(&ps->pipe, 0, -1);
-        ps->discarding = false;
-        if (!ok)
-            lost(ps);
-        else
-            drop_retired(ps);
-    }
+    /* The replay must not fail the same run again without naming the row. */
+    if (ps->batch_failed && ps->last_row_lsn > ps->rowwise_until)
+        ps->rowwise_until = ps->last_row_lsn;
+    if (ps->conn && !ps->broken)
+        rollback_target(ps);
     forget_batch(ps);
 }
 
@@ -981,11 +1186,50 @@ static bool fail_batch(pgsink *ps)
     return false;
 }
 
+static bool open_txn(pgsink *ps);
+
+/*
+ * A run failed (a row of it refused, or the server gave up on it): the
+ * target transaction is rolled back and its changes, all in the journal,
+ * sent again one per statement, so a row that fails is named as before
+ * and one that does not is applied as before. Anything else fails as it
+ * always did.
+ */
+static bool recover(pgsink *ps)
+{
+    if (!ps->batch_failed || !ps->jcomplete || ps->redoing || ps->broken)
+        return fail_batch(ps);
+    log_info("event=run_redone service=%s reason=\"%s\" rows=%zu",
+             svc_name(ps), ps->base.error, ps->jn);
+    if (!rollback_target(ps))
+        return fail_batch(ps);
+    layouts_revert(ps);
+    ps->txn_open = false;
+    ps->batch_applied = ps->batch_conflicts = 0;
+    ps->failed = ps->batch_failed = false;
+    ps->run_st = NULL;
+    ps->run_from = ps->jn;
+    if (!open_txn(ps))
+        return fail_batch(ps);
+    ps->redoing = true;
+    bool ok = true;
+    for (size_t i = 0; ok && i < ps->jn; i++)
+        ok = send_row(ps, ps->jrows[i]) &&
+             (pgpipe_pending(&ps->pipe) <= QUEUE_HIGH ||
+              pgpipe_wait(&ps->pipe, QUEUE_LOW, -1) || lost(ps));
+    ok = ok && send_sync(ps) && wait_all(ps, -1);
+    ps->redoing = false;
+    if (!ok || ps->failed)
+        return fail_batch(ps);
+    return true;
+}
+
 static bool open_txn(pgsink *ps)
 {
     if (!send_command(ps, "BEGIN"))
         return false;
     ps->txn_open = true;
+    ps->jcomplete = true;
     ps->batch_start_ms = clock_ms();
     return true;
 }
@@ -1014,10 +1258,12 @@ static void batch_committed(pgsink *ps, bool read_progress)
  */
 static bool commit_batch(pgsink *ps)
 {
+    if (!run_send(ps))
+        return fail_batch(ps);
     if (!send_sync(ps) || !wait_all(ps, -1))
         return false;
-    if (ps->failed)
-        return fail_batch(ps);
+    if (ps->failed && !recover(ps))
+        return false;
     bool progress = clock_ms() - ps->progress_ms >= PROGRESS_MS;
     if (!send_origin_advance(ps) || !send_command(ps, WHAT_COMMIT) ||
         (progress && !send_progress(ps)) || !send_sync(ps) ||
@@ -1042,7 +1288,7 @@ static bool keep_flowing(pgsink *ps)
         !pgpipe_wait(&ps->pipe, QUEUE_LOW, -1))
         return lost(ps);
     if (ps->failed)
-        return fail_batch(ps);
+        return recover(ps);
     return true;
 }
 
@@ -1460,6 +1706,8 @@ void pgsink_free(sink *s)
     pg_close(s);
     pgpipe_free(&ps->pipe);
     pgstmt_plan_free(&ps->plan);
+    free(ps->jrows);
+    free(ps->run_params);
     layouts_free(ps);
     catalog_clear(ps);
     forget_partitions(ps);

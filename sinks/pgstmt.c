@@ -226,7 +226,7 @@ static void retire(pgstmt_cache *c, struct pgstmt_relent *r)
 }
 
 static pgstmt *stmt_new(pgstmt_cache *c, sink_rel *rel, const pgstmt_plan *pl,
-                        uint64_t hash)
+                        uint64_t hash, uint16_t rows)
 {
     pgstmt *st = calloc(1, sizeof *st);
     if (!st)
@@ -239,12 +239,19 @@ static pgstmt *stmt_new(pgstmt_cache *c, sink_rel *rel, const pgstmt_plan *pl,
     memcpy(st->shape, pl->shape, pl->shape_len);
     st->shape_len = pl->shape_len;
     st->hash = hash;
+    st->rows = rows;
     st->rel = sink_rel_ref(rel);
     snprintf(st->name, sizeof st->name, "cleave_%" PRIu64, ++c->next_id);
     return st;
 }
 
 pgstmt *pgstmt_lookup(pgstmt_cache *c, sink_rel *rel, const pgstmt_plan *pl)
+{
+    return pgstmt_lookup_rows(c, rel, pl, 1);
+}
+
+pgstmt *pgstmt_lookup_rows(pgstmt_cache *c, sink_rel *rel,
+                           const pgstmt_plan *pl, uint16_t rows)
 {
     struct pgstmt_relent *r = relent_get(c, rel);
     if (!r)
@@ -255,15 +262,22 @@ pgstmt *pgstmt_lookup(pgstmt_cache *c, sink_rel *rel, const pgstmt_plan *pl)
     }
     uint64_t h = shape_hash(pl->shape, pl->shape_len);
     for (pgstmt *st = r->stmts; st; st = st->next)
-        if (st->hash == h && st->shape_len == pl->shape_len &&
+        if (st->hash == h && st->rows == rows &&
+            st->shape_len == pl->shape_len &&
             memcmp(st->shape, pl->shape, pl->shape_len) == 0)
             return st;
-    pgstmt *st = stmt_new(c, rel, pl, h);
+    pgstmt *st = stmt_new(c, rel, pl, h, rows);
     if (st) {
         st->next = r->stmts;
         r->stmts = st;
     }
     return st;
+}
+
+bool pgstmt_batchable(const pgstmt_cache *c, const pgstmt_plan *pl)
+{
+    return !c->upsert && pl->shape[0] == 'I' &&
+           memchr(pl->shape + 2, 'v', pl->shape_len - 2) != NULL;
 }
 
 void pgstmt_retire_rel(pgstmt_cache *c, uint32_t oid)
@@ -486,6 +500,20 @@ static void build_upsert(sqlbuf *b, PGconn *conn, const pgstmt *st)
     sb_add(b, " RETURNING (xmax <> 0)");
 }
 
+/* One VALUES list; a multi-row INSERT has several, each typed by its column. */
+static void build_values(sqlbuf *b, const sink_rel *rel, const char *vals,
+                         const char *open, int *np)
+{
+    sb_add(b, open);
+    for (uint16_t i = 0, n = 0; i < rel->ncols; i++) {
+        if (vals[i] != 'v')
+            continue;
+        sb_add(b, n++ ? ", " : "");
+        sb_param(b, np);
+    }
+    sb_add(b, ")");
+}
+
 static void build_insert(sqlbuf *b, PGconn *conn, const pgstmt *st,
                          bool upsert, int *np)
 {
@@ -505,14 +533,9 @@ static void build_insert(sqlbuf *b, PGconn *conn, const pgstmt *st,
         sb_add(b, " DEFAULT VALUES");
     } else {
         /* The source's value wins, even for GENERATED ALWAYS identity. */
-        sb_add(b, ") OVERRIDING SYSTEM VALUE VALUES (");
-        for (uint16_t i = 0, n = 0; i < rel->ncols; i++) {
-            if (vals[i] != 'v')
-                continue;
-            sb_add(b, n++ ? ", " : "");
-            sb_param(b, np);
-        }
-        sb_add(b, ")");
+        sb_add(b, ") OVERRIDING SYSTEM VALUE VALUES ");
+        for (uint16_t r = 0; r < st->rows; r++)
+            build_values(b, rel, vals, r ? ", (" : "(", np);
     }
     if (upsert)
         build_upsert(b, conn, st);
