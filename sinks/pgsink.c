@@ -1510,6 +1510,14 @@ static bool set_session(pgsink *ps)
     if (!exec_ok(ps, "SET synchronous_commit = off", 0, NULL, &res))
         return open_failed(ps, "SET synchronous_commit", res);
     PQclear(res);
+    /*
+     * Our statements find rows by key: a custom plan per execution (which
+     * the plan cache may keep choosing) only costs planning time.
+     */
+    if (!exec_ok(ps, "SET plan_cache_mode = force_generic_plan", 0, NULL,
+                 &res))
+        return open_failed(ps, "SET plan_cache_mode", res);
+    PQclear(res);
     if (exec_ok(ps, "SET session_replication_role = replica", 0, NULL, &res)) {
         PQclear(res);
         return true;
