@@ -98,6 +98,7 @@ typedef struct pgsink {
     bool jcomplete;          /* it holds every change since the BEGIN */
     size_t run_from;         /* jrows[run_from..jn) are a run not yet sent */
     pgstmt *run_st;          /* their one-row statement */
+    uint64_t run_keys[RUN_ROWS]; /* hashes of their keys (UPDATE, DELETE) */
     const char **run_params;
     size_t run_params_cap;
     bool batch_failed;       /* the call's first failure was a run's */
@@ -226,6 +227,21 @@ static void conflict(pgsink *ps, const pgpipe_entry *e, const char *what)
     log_warning("event=conflict %s reason=\"%s\"", ctx, what);
 }
 
+/*
+ * A multi-row UPDATE or DELETE that matched another number of rows: one
+ * is missing (or a key is not unique on the target); done again a row at
+ * a time, each tells.
+ */
+static void run_short(pgsink *ps, const pgpipe_entry *e, PGresult *res)
+{
+    char ctx[400];
+    entry_context(ps, e, ctx, sizeof ctx);
+    if (!ps->failed)
+        ps->batch_failed = true;
+    fail_once(ps, e->lsn, "%s and %u more rows in one %s: %s rows matched",
+              ctx, e->rows - 1u, op_name(e->op), PQcmdTuples(res));
+}
+
 static void row_ok(pgsink *ps, const pgpipe_entry *e, PGresult *res)
 {
     if (e->op == 'I' && e->stmt->returning) {
@@ -238,7 +254,10 @@ static void row_ok(pgsink *ps, const pgpipe_entry *e, PGresult *res)
         return;
     }
     if (e->rows > 1) {
-        ps->batch_applied += e->rows;
+        if (e->op != 'I' && strtoul(PQcmdTuples(res), NULL, 10) != e->rows)
+            run_short(ps, e, res);
+        else
+            ps->batch_applied += e->rows;
         return;
     }
     if ((e->op == 'U' || e->op == 'D') && strcmp(PQcmdTuples(res), "0") == 0) {
@@ -271,8 +290,9 @@ static void row_failed(pgsink *ps, const pgpipe_entry *e, const PGresult *res)
     entry_context(ps, e, ctx, sizeof ctx);
     if (e->rows > 1 && !ps->failed) {
         ps->batch_failed = true;
-        fail_once(ps, e->lsn, "%s and %u more rows in one INSERT: %s", ctx,
-                  e->rows - 1u, result_message(res, msg, sizeof msg));
+        fail_once(ps, e->lsn, "%s and %u more rows in one %s: %s", ctx,
+                  e->rows - 1u, op_name(e->op),
+                  result_message(res, msg, sizeof msg));
         return;
     }
     fail_once(ps, e->lsn, "%s: %s", ctx, result_message(res, msg, sizeof msg));
@@ -471,6 +491,7 @@ typedef struct layout_ent {
     bool in_batch;           /* ... in the open target transaction */
     sink_rel *known;         /* the last version found to fit the target */
     sink_rel *committed;     /* ... as of the last target commit */
+    uint32_t *types;         /* known's column types, the target's OIDs */
 } layout_ent;
 
 static layout_ent *layout_get(pgsink *ps, uint32_t oid)
@@ -539,6 +560,7 @@ static void layouts_free(pgsink *ps)
     for (size_t i = 0; i < ps->nlayouts; i++) {
         sink_rel_unref(ps->layouts[i].known);
         sink_rel_unref(ps->layouts[i].committed);
+        free(ps->layouts[i].types);
     }
     free(ps->layouts);
     ps->layouts = NULL;
@@ -839,6 +861,27 @@ static bool layout_alter(pgsink *ps, const sink_event *ev,
     return ok;
 }
 
+/* For multi-row statements' parameters; none when out of memory. */
+static void layout_types(pgsink *ps, layout_ent *se, const sink_rel *rel)
+{
+    free(se->types);
+    se->types = calloc(rel->ncols + 1u, sizeof *se->types);
+    for (uint16_t i = 0; se->types && i < rel->ncols; i++)
+        if (!PQgetisnull(ps->cat_types, i, PGSTMT_TYPE_OID))
+            se->types[i] = (uint32_t)strtoul(
+                PQgetvalue(ps->cat_types, i, PGSTMT_TYPE_OID), NULL, 10);
+}
+
+/* The target's OIDs of a checked relation version's types, or NULL. */
+static const uint32_t *layout_types_of(pgsink *ps, const sink_rel *rel)
+{
+    for (size_t i = 0; i < ps->nlayouts; i++)
+        if (ps->layouts[i].oid == rel->oid)
+            return ps->layouts[i].checked && ps->layouts[i].known == rel
+                       ? ps->layouts[i].types : NULL;
+    return NULL;
+}
+
 static bool layout_check(pgsink *ps, const sink_event *ev, layout_ent *se)
 {
     const sink_rel *rel = ev->rel;
@@ -859,6 +902,7 @@ static bool layout_check(pgsink *ps, const sink_event *ev, layout_ent *se)
          layout_alter(ps, ev, add, types, nadd);
     if (ok) {
         layout_drops(ps, ev, se->known, true);
+        layout_types(ps, se, rel);
         layout_set(&se->known, ev->rel);
         se->checked = true;
         se->in_batch = true;
@@ -900,7 +944,20 @@ static bool send_prepare(pgsink *ps, pgstmt *st, const sink_event *ev)
     e->stmt = st;
     e->lsn = ev->commit_lsn;
     pgstmt_describe(ev, e->key, sizeof e->key);
-    int sent = PQsendPrepare(ps->conn, st->name, sql, nparams, NULL);
+    Oid *types = NULL;
+    if (pgstmt_typed(st)) {
+        const uint32_t *cols = layout_types_of(ps, st->rel);
+        types = malloc((size_t)nparams * sizeof *types);
+        if (!types || !cols ||
+            !pgstmt_param_types(st, cols, types, nparams)) {
+            free(types);
+            free(sql);
+            return refuse(ps, ev, "the target's types of the columns are "
+                                  "not known");
+        }
+    }
+    int sent = PQsendPrepare(ps->conn, st->name, sql, nparams, types);
+    free(types);
     free(sql);
     if (!sent) {
         pgpipe_fail(&ps->pipe, "cannot send a statement");
@@ -1018,8 +1075,12 @@ static bool run_send(pgsink *ps)
     if (!ps->run_st)
         return true;
     int per_row = ps->run_st->shape_len;  /* at least its parameters */
+    /* Without the target's types a VALUES list of keys cannot be typed. */
+    bool typed = ps->run_st->shape[0] == 'I' ||
+                 layout_types_of(ps, ps->run_st->rel);
     while (ps->run_from < ps->jn) {
-        uint16_t rows = chunk_rows(ps->jn - ps->run_from, per_row);
+        uint16_t rows = typed ? chunk_rows(ps->jn - ps->run_from, per_row)
+                              : 1;
         if (!send_chunk(ps, ps->run_from, rows))
             return false;
         ps->run_from += rows;
@@ -1048,7 +1109,38 @@ static bool journal_trim(pgsink *ps)
 static bool extends_run(const pgsink *ps, const sink_event *ev)
 {
     return ps->run_st && ev->rel == ps->run_st->rel &&
-           ev->op == SINK_INSERT && ps->jn - ps->run_from < RUN_ROWS;
+           event_op(ev) == ps->run_st->shape[0] &&
+           ps->jn - ps->run_from < RUN_ROWS;
+}
+
+/* The key of an UPDATE or DELETE (which keeps it), hashed (FNV-1a). */
+static uint64_t key_hash(const sink_event *ev)
+{
+    const sink_value *v = ev->old_vals ? ev->old_vals : ev->new_vals;
+    uint64_t h = 1469598103934665603ULL;
+    for (uint16_t i = 0; i < ev->rel->ncols; i++) {
+        if (!ev->rel->cols[i].key)
+            continue;
+        for (uint32_t j = 0; j < v[i].len; j++)
+            h = (h ^ (unsigned char)v[i].data[j]) * 1099511628211ULL;
+        h = (h ^ 0x100) * 1099511628211ULL;
+    }
+    return h;
+}
+
+/*
+ * One statement must not meet a row twice: a second UPDATE of a key
+ * would find the row as it was before the statement, not after the first.
+ */
+static bool key_in_run(pgsink *ps, const sink_event *ev, uint64_t *h)
+{
+    if (ev->op == SINK_INSERT)
+        return false;
+    *h = key_hash(ev);
+    for (size_t i = ps->run_from; ps->run_st && i < ps->jn; i++)
+        if (ps->run_keys[i - ps->run_from] == *h)
+            return true;
+    return false;
 }
 
 static bool send_row(pgsink *ps, const sink_event *ev)
@@ -1066,8 +1158,10 @@ static bool send_row(pgsink *ps, const sink_event *ev)
     if (!st)
         return out_of_memory(ps);
     bool batch = !ps->redoing && ev->commit_lsn > ps->rowwise_until &&
-                 pgstmt_batchable(&ps->stmts, &ps->plan);
-    if (ps->run_st && (st != ps->run_st || !batch)) {
+                 pgstmt_batchable(&ps->stmts, ev->rel, &ps->plan);
+    uint64_t key = 0;
+    bool again = batch && key_in_run(ps, ev, &key);
+    if (ps->run_st && (st != ps->run_st || !batch || again)) {
         if (!run_send(ps) || !pgstmt_plan_change(&ps->plan, ev, &why))
             return ps->failed ? false : refuse(ps, ev, why);
     }
@@ -1080,6 +1174,7 @@ static bool send_row(pgsink *ps, const sink_event *ev)
     if ((ps->jcomplete || batch) && !journal_add(ps, ev))
         return false;
     if (batch) {
+        ps->run_keys[ps->jn - 1 - ps->run_from] = key;
         ps->run_st = st;
         return true;
     }

@@ -81,9 +81,21 @@ pgstmt *pgstmt_lookup_rows(pgstmt_cache *c, sink_rel *rel,
                            const pgstmt_plan *pl, uint16_t rows);
 /*
  * Whether rows of the plan's shape may go several to one statement:
- * plain INSERTs (not an upsert, whose RETURNING answers for one row).
+ * plain INSERTs, and UPDATEs and DELETEs that find their row by a key
+ * they leave alone (one statement joins them to a VALUES list of keys),
+ * never under on_conflict: apply, whose outcome is told row by row.
  */
-bool pgstmt_batchable(const pgstmt_cache *c, const pgstmt_plan *pl);
+bool pgstmt_batchable(const pgstmt_cache *c, const sink_rel *rel,
+                      const pgstmt_plan *pl);
+/*
+ * Whether a multi-row statement of that shape takes typed parameters
+ * (UPDATE and DELETE: their VALUES list has no column to take a type
+ * from); then pgstmt_param_types fills one type OID per parameter from
+ * the target's OIDs of the relation's column types (0: unknown).
+ */
+bool pgstmt_typed(const pgstmt *st);
+bool pgstmt_param_types(const pgstmt *st, const uint32_t *col_types,
+                        uint32_t *types, int ntypes);
 /*
  * Retires the statements of one relation (its target table changed under
  * them), so its next change prepares afresh.

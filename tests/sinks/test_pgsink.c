@@ -735,6 +735,65 @@ START_TEST(run_keeps_order)
 }
 END_TEST
 
+/* n UPDATEs (qty = id * 2, name "u") or DELETEs of items first..first+n-1. */
+static void updates_or_deletes(sink_event **evs, sink_rel *r, sink_op op,
+                               int first, int n)
+{
+    for (int i = 0; i < n; i++) {
+        char id[16], qty[16];
+        snprintf(id, sizeof id, "%d", first + i);
+        snprintf(qty, sizeof qty, "%d", 2 * (first + i));
+        evs[i] = op == SINK_UPDATE ? upd(r, 0, NULL, V(id, "u", qty))
+                                   : del(r, 'K', V(id, NULL, NULL));
+    }
+}
+
+/*
+ * Runs of UPDATEs and DELETEs by key go as one statement each; a key met
+ * twice keeps its order (the later UPDATE wins), a missing row is named
+ * as before, and a composite key of other types finds its rows too.
+ */
+START_TEST(run_of_updates_and_deletes)
+{
+    fixture f;
+    fx_setup(&f, "t_run_upd", CFG_CONFLICT_ERROR,
+             "CREATE TABLE items (id int PRIMARY KEY, name text, qty int);"
+             "INSERT INTO items SELECT g, 'i', 0 FROM generate_series(1, 200) g;"
+             "CREATE TABLE stock (sku text, wh bigint, n numeric(12,2), "
+             "  PRIMARY KEY (sku, wh));"
+             "INSERT INTO stock VALUES ('a', 1, 1), ('a', 2, 1), ('b', 1, 1)");
+    sink_rel *r = items_rel();
+    sink_rel *k = mkrel(16013, "public", "stock", 'd',
+                        COLS({"sku", TEXT, true}, {"wh", INT8, true},
+                             {"n", NUMERIC, false}));
+    sink_event *evs[160];
+    updates_or_deletes(evs, r, SINK_UPDATE, 1, 100);
+    evs[100] = upd(r, 0, NULL, V("5", "again", "55"));
+    updates_or_deletes(evs + 101, r, SINK_DELETE, 150, 50);
+    evs[151] = upd(k, 0, NULL, V("a", "2", "7.125"));
+    evs[152] = upd(k, 0, NULL, V("b", "1", "8"));
+    evs[153] = del(k, 'K', V("a", "1", NULL));
+    ck_assert_msg(run_txn(f.s, false, evs, 154), "%s", f.s->error);
+    expect(&f, "SELECT count(*) || ':' || sum(qty) FROM items WHERE name = 'u'",
+           "99:10090");   /* 2 * (1 + .. + 100) less id 5's 10 */
+    expect(&f, "SELECT name || qty FROM items WHERE id = 5", "again55");
+    expect(&f, "SELECT count(*) FROM items", "150");
+    expect(&f, "SELECT string_agg(sku || wh || ':' || n, ',' ORDER BY sku) "
+               "FROM stock", "a2:7.13,b1:8.00");
+    ck_assert_uint_eq(atomic_load(&f.s->rows_applied), 154);
+    updates_or_deletes(evs, r, SINK_UPDATE, 1, 40);
+    evs[40] = upd(r, 0, NULL, V("999", "nowhere", "1"));
+    updates_or_deletes(evs + 41, r, SINK_UPDATE, 41, 20);
+    ck_assert(!run_txn(f.s, false, evs, 61));
+    assert_failure(&f, "op=UPDATE", "key=(id=999)", "no such row");
+    f.s->ops->close(f.s);
+    expect(&f, "SELECT count(*) FROM items WHERE qty = 1", "0");
+    sink_rel_unref(r);
+    sink_rel_unref(k);
+    fx_done(&f);
+}
+END_TEST
+
 START_TEST(conflict_apply)
 {
     fixture f;
@@ -1633,6 +1692,7 @@ int main(void)
     tcase_add_test(tc, run_with_failing_row);
     tcase_add_test(tc, run_past_journal_fails_then_names_row);
     tcase_add_test(tc, run_keeps_order);
+    tcase_add_test(tc, run_of_updates_and_deletes);
     tcase_add_test(tc, origin_in_use_is_reported);
     tcase_add_test(tc, connect_failure_hides_password);
     tcase_add_test(tc, without_superuser);
