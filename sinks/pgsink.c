@@ -49,7 +49,7 @@ enum {
     CLOSE_WAIT_MS = 2000,
     RUN_ROWS = 64,           /* INSERTs of one shape in one statement */
     RUN_PARAMS = 65535,      /* the protocol's limit per statement */
-    JOURNAL_BYTES = 8 << 20, /* changes kept to redo a target transaction */
+    JOURNAL_BYTES = 4 << 20, /* changes kept to redo a target transaction */
     ORIGIN_BUSY_MS = 5000,   /* our previous session may still be exiting */
 };
 
@@ -977,7 +977,7 @@ static bool send_exec(pgsink *ps, pgstmt *st, const sink_event *ev,
         return out_of_memory(ps);
     e->kind = PGPIPE_ROW;
     e->op = event_op(ev);
-    e->rows = st->rows;
+    pgpipe_set_rows(&ps->pipe, e, st->rows);
     e->stmt = st;
     e->lsn = ev->commit_lsn;
     pgstmt_describe(ev, e->key, sizeof e->key);
@@ -1031,7 +1031,7 @@ static bool params_reserve(pgsink *ps, size_t need)
     return true;
 }
 
-/* `rows` changes of the run from jrows[from] as one INSERT. */
+/* `rows` changes of the run from jrows[from] as one statement. */
 static bool send_chunk(pgsink *ps, size_t from, uint16_t rows)
 {
     const char *why = NULL;
@@ -1310,8 +1310,8 @@ static bool recover(pgsink *ps)
     bool ok = true;
     for (size_t i = 0; ok && i < ps->jn; i++)
         ok = send_row(ps, ps->jrows[i]) &&
-             (pgpipe_pending(&ps->pipe) <= QUEUE_HIGH ||
-              pgpipe_wait(&ps->pipe, QUEUE_LOW, -1) || lost(ps));
+             (pgpipe_rows(&ps->pipe) <= QUEUE_HIGH ||
+              pgpipe_wait_rows(&ps->pipe, QUEUE_LOW) || lost(ps));
     ok = ok && send_sync(ps) && wait_all(ps, -1);
     ps->redoing = false;
     if (!ok || ps->failed)
@@ -1378,9 +1378,12 @@ static bool keep_flowing(pgsink *ps)
         if (!pgpipe_service(&ps->pipe))
             return lost(ps);
     }
-    /* A huge source transaction must not queue without bound. */
-    if (pgpipe_pending(&ps->pipe) > QUEUE_HIGH &&
-        !pgpipe_wait(&ps->pipe, QUEUE_LOW, -1))
+    /*
+     * A huge source transaction must not queue without bound: counted in
+     * changes, as a run's request carries many.
+     */
+    if (pgpipe_rows(&ps->pipe) > QUEUE_HIGH &&
+        !pgpipe_wait_rows(&ps->pipe, QUEUE_LOW))
         return lost(ps);
     if (ps->failed)
         return recover(ps);

@@ -669,7 +669,7 @@ START_TEST(run_with_failing_row)
 END_TEST
 
 /*
- * Past the journal's bound (8 MB of changes) a failed run cannot be done
+ * Past the journal's bound (4 MB of changes) a failed run cannot be done
  * again in place: the sink fails at the run, and the replay goes a row at
  * a time, so the failure it reports then names the row.
  */
