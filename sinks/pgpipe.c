@@ -27,14 +27,14 @@ void pgpipe_init(pgpipe *p, pgpipe_result_fn fn, void *arg)
 void pgpipe_attach(pgpipe *p, PGconn *conn)
 {
     p->conn = conn;
-    p->head = p->count = 0;
+    p->head = p->count = p->rows = 0;
     p->error[0] = '\0';
 }
 
 void pgpipe_reset(pgpipe *p)
 {
     p->conn = NULL;
-    p->head = p->count = 0;
+    p->head = p->count = p->rows = 0;
 }
 
 void pgpipe_free(pgpipe *p)
@@ -76,9 +76,11 @@ pgpipe_entry *pgpipe_add(pgpipe *p)
         return NULL;
     pgpipe_entry *e = &p->ring[(p->head + p->count) & (p->cap - 1)];
     p->count++;
+    p->rows++;
     e->kind = PGPIPE_COMMAND;
     e->op = 0;
     e->got_result = false;
+    e->rows = 1;
     e->stmt = NULL;
     e->what = NULL;
     e->lsn = 0;
@@ -98,6 +100,7 @@ static pgpipe_entry *back(pgpipe *p)
 
 static void pop(pgpipe *p)
 {
+    p->rows -= front(p)->rows;
     p->head = (p->head + 1) & (p->cap - 1);
     p->count--;
 }
@@ -205,12 +208,13 @@ static bool await_socket(pgpipe *p, bool want_write, int64_t deadline)
     return true;
 }
 
-bool pgpipe_wait(pgpipe *p, size_t left, int timeout_ms)
+static bool wait_for(pgpipe *p, const size_t *what, size_t left,
+                     int timeout_ms)
 {
     int64_t deadline = timeout_ms < 0 ? -1 : clock_ms() + timeout_ms;
-    if (p->count > left && !ask_flush(p))
+    if (*what > left && !ask_flush(p))
         return false;
-    while (p->count > left) {
+    while (*what > left) {
         int pending_out = PQflush(p->conn);
         if (pending_out < 0)
             return pgpipe_fail(p, "cannot send to the target");
@@ -218,10 +222,20 @@ bool pgpipe_wait(pgpipe *p, size_t left, int timeout_ms)
             return pgpipe_fail(p, "cannot read from the target");
         if (!take_ready(p))
             return false;
-        if (p->count <= left)
+        if (*what <= left)
             break;
         if (!await_socket(p, pending_out == 1, deadline))
             return false;
     }
     return true;
+}
+
+bool pgpipe_wait(pgpipe *p, size_t left, int timeout_ms)
+{
+    return wait_for(p, &p->count, left, timeout_ms);
+}
+
+bool pgpipe_wait_rows(pgpipe *p, size_t left)
+{
+    return wait_for(p, &p->rows, left, -1);
 }

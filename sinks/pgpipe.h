@@ -35,6 +35,7 @@ typedef struct pgpipe_entry {
     uint8_t kind;
     char op;                 /* PGPIPE_ROW: 'I', 'U', 'D', 'T' */
     bool got_result;
+    uint16_t rows;           /* PGPIPE_ROW: changes the statement applies */
     struct pgstmt *stmt;     /* PGPIPE_PREPARE, PGPIPE_ROW (not 'T') */
     const char *what;        /* PGPIPE_COMMAND: names it in messages */
     lsn_t lsn;               /* the source commit LSN of a row */
@@ -51,6 +52,7 @@ typedef struct pgpipe {
     void *arg;
     pgpipe_entry *ring;      /* cap is a power of two */
     size_t cap, head, count;
+    size_t rows;             /* changes the queued requests carry */
     char error[256];         /* why the connection failed */
 } pgpipe;
 
@@ -75,10 +77,24 @@ bool pgpipe_service(pgpipe *p);
  * as they come; timeout_ms < 0 waits as long as it takes.
  */
 bool pgpipe_wait(pgpipe *p, size_t left, int timeout_ms);
+/* The same, until the unanswered requests carry at most `left` changes. */
+bool pgpipe_wait_rows(pgpipe *p, size_t left);
 
 static inline size_t pgpipe_pending(const pgpipe *p)
 {
     return p->count;
+}
+
+/* Changes in flight: a request counts 1 unless it says it carries more. */
+static inline size_t pgpipe_rows(const pgpipe *p)
+{
+    return p->rows;
+}
+
+static inline void pgpipe_set_rows(pgpipe *p, pgpipe_entry *e, uint16_t rows)
+{
+    p->rows += (size_t)rows - e->rows;
+    e->rows = rows;
 }
 
 /* Records a connection-level failure in p->error; returns false. */

@@ -10,6 +10,15 @@
  * found good: a refused change or a missing row rolls the whole target
  * transaction back, so the target never holds part of a source
  * transaction, and its origin never claims a position it does not hold.
+ *
+ * Consecutive plain INSERTs of one shape go to the server as one
+ * multi-row INSERT (a run), which spares the target a Bind/Execute and
+ * an executor start per row. The changes of the open target transaction
+ * are kept (the journal, bounded): when a multi-row statement fails, the
+ * transaction is rolled back and done again one change per statement, so
+ * the failure names its row exactly as before. Past the journal's bound
+ * a failed run cannot be redone in place: the sink fails, and the replay
+ * that follows goes one row at a time up to where it failed.
  */
 #include "sinks/pgsink.h"
 
@@ -38,6 +47,9 @@ enum {
     QUEUE_HIGH = 8192,       /* unanswered requests before we wait ... */
     QUEUE_LOW = 4096,        /* ... until this few are left */
     CLOSE_WAIT_MS = 2000,
+    RUN_ROWS = 64,           /* INSERTs of one shape in one statement */
+    RUN_PARAMS = 65535,      /* the protocol's limit per statement */
+    JOURNAL_BYTES = 4 << 20, /* changes kept to redo a target transaction */
     ORIGIN_BUSY_MS = 5000,   /* our previous session may still be exiting */
 };
 
@@ -80,7 +92,24 @@ typedef struct pgsink {
     char alter_what[300];    /* names the ALTER TABLE in flight */
     /* A table a row found no partition of: made from the source at open. */
     char *part_schema, *part_table;
+    /* The journal: copies of the open target transaction's changes. */
+    sink_event **jrows;
+    size_t jn, jcap, jbytes;
+    bool jcomplete;          /* it holds every change since the BEGIN */
+    size_t run_from;         /* jrows[run_from..jn) are a run not yet sent */
+    pgstmt *run_st;          /* their one-row statement */
+    uint64_t run_keys[RUN_ROWS]; /* hashes of their keys (UPDATE, DELETE) */
+    const char **run_params;
+    size_t run_params_cap;
+    bool batch_failed;       /* the call's first failure was a run's */
+    bool redoing;            /* sending the journal again, a row at a time */
+    lsn_t last_row_lsn;      /* commit LSN of the last change sent */
+    lsn_t rowwise_until;     /* replayed changes up to here: one at a time */
 } pgsink;
+
+static void forget_batch(pgsink *ps);
+static bool fail_batch(pgsink *ps);
+static bool recover(pgsink *ps);
 
 static const char *svc_name(const pgsink *ps)
 {
@@ -198,6 +227,21 @@ static void conflict(pgsink *ps, const pgpipe_entry *e, const char *what)
     log_warning("event=conflict %s reason=\"%s\"", ctx, what);
 }
 
+/*
+ * A multi-row UPDATE or DELETE that matched another number of rows: one
+ * is missing (or a key is not unique on the target); done again a row at
+ * a time, each tells.
+ */
+static void run_short(pgsink *ps, const pgpipe_entry *e, PGresult *res)
+{
+    char ctx[400];
+    entry_context(ps, e, ctx, sizeof ctx);
+    if (!ps->failed)
+        ps->batch_failed = true;
+    fail_once(ps, e->lsn, "%s and %u more rows in one %s: %s rows matched",
+              ctx, e->rows - 1u, op_name(e->op), PQcmdTuples(res));
+}
+
 static void row_ok(pgsink *ps, const pgpipe_entry *e, PGresult *res)
 {
     if (e->op == 'I' && e->stmt->returning) {
@@ -207,6 +251,13 @@ static void row_ok(pgsink *ps, const pgpipe_entry *e, PGresult *res)
         else if (PQgetvalue(res, 0, 0)[0] == 't')
             conflict(ps, e, "the row exists; updated it");
         ps->batch_applied++;
+        return;
+    }
+    if (e->rows > 1) {
+        if (e->op != 'I' && strtoul(PQcmdTuples(res), NULL, 10) != e->rows)
+            run_short(ps, e, res);
+        else
+            ps->batch_applied += e->rows;
         return;
     }
     if ((e->op == 'U' || e->op == 'D') && strcmp(PQcmdTuples(res), "0") == 0) {
@@ -237,6 +288,13 @@ static void row_failed(pgsink *ps, const pgpipe_entry *e, const PGresult *res)
     char ctx[400], msg[300];
     note_missing_partition(ps, e, res);
     entry_context(ps, e, ctx, sizeof ctx);
+    if (e->rows > 1 && !ps->failed) {
+        ps->batch_failed = true;
+        fail_once(ps, e->lsn, "%s and %u more rows in one %s: %s", ctx,
+                  e->rows - 1u, op_name(e->op),
+                  result_message(res, msg, sizeof msg));
+        return;
+    }
     fail_once(ps, e->lsn, "%s: %s", ctx, result_message(res, msg, sizeof msg));
 }
 
@@ -290,6 +348,8 @@ static void prepare_done(pgsink *ps, pgpipe_entry *e, const PGresult *res)
 {
     char ctx[400], msg[300];
     entry_context(ps, e, ctx, sizeof ctx);
+    if (e->stmt->rows > 1 && !ps->failed)
+        ps->batch_failed = true;   /* the rows can still go one by one */
     fail_once(ps, e->lsn, "%s: cannot prepare the statement: %s", ctx,
               result_message(res, msg, sizeof msg));
 }
@@ -431,6 +491,7 @@ typedef struct layout_ent {
     bool in_batch;           /* ... in the open target transaction */
     sink_rel *known;         /* the last version found to fit the target */
     sink_rel *committed;     /* ... as of the last target commit */
+    uint32_t *types;         /* known's column types, the target's OIDs */
 } layout_ent;
 
 static layout_ent *layout_get(pgsink *ps, uint32_t oid)
@@ -499,6 +560,7 @@ static void layouts_free(pgsink *ps)
     for (size_t i = 0; i < ps->nlayouts; i++) {
         sink_rel_unref(ps->layouts[i].known);
         sink_rel_unref(ps->layouts[i].committed);
+        free(ps->layouts[i].types);
     }
     free(ps->layouts);
     ps->layouts = NULL;
@@ -799,6 +861,27 @@ static bool layout_alter(pgsink *ps, const sink_event *ev,
     return ok;
 }
 
+/* For multi-row statements' parameters; none when out of memory. */
+static void layout_types(pgsink *ps, layout_ent *se, const sink_rel *rel)
+{
+    free(se->types);
+    se->types = calloc(rel->ncols + 1u, sizeof *se->types);
+    for (uint16_t i = 0; se->types && i < rel->ncols; i++)
+        if (!PQgetisnull(ps->cat_types, i, PGSTMT_TYPE_OID))
+            se->types[i] = (uint32_t)strtoul(
+                PQgetvalue(ps->cat_types, i, PGSTMT_TYPE_OID), NULL, 10);
+}
+
+/* The target's OIDs of a checked relation version's types, or NULL. */
+static const uint32_t *layout_types_of(pgsink *ps, const sink_rel *rel)
+{
+    for (size_t i = 0; i < ps->nlayouts; i++)
+        if (ps->layouts[i].oid == rel->oid)
+            return ps->layouts[i].checked && ps->layouts[i].known == rel
+                       ? ps->layouts[i].types : NULL;
+    return NULL;
+}
+
 static bool layout_check(pgsink *ps, const sink_event *ev, layout_ent *se)
 {
     const sink_rel *rel = ev->rel;
@@ -819,6 +902,7 @@ static bool layout_check(pgsink *ps, const sink_event *ev, layout_ent *se)
          layout_alter(ps, ev, add, types, nadd);
     if (ok) {
         layout_drops(ps, ev, se->known, true);
+        layout_types(ps, se, rel);
         layout_set(&se->known, ev->rel);
         se->checked = true;
         se->in_batch = true;
@@ -846,7 +930,7 @@ static bool send_prepare(pgsink *ps, pgstmt *st, const sink_event *ev)
     if (!sql)
         return refuse(ps, ev, "cannot build the statement (out of memory, "
                               "or a name libpq cannot quote)");
-    if (nparams != ps->plan.nparams) {
+    if (nparams != ps->plan.nparams * st->rows) {
         free(sql);
         return refuse(ps, ev, "statement and plan disagree on parameters");
     }
@@ -860,7 +944,20 @@ static bool send_prepare(pgsink *ps, pgstmt *st, const sink_event *ev)
     e->stmt = st;
     e->lsn = ev->commit_lsn;
     pgstmt_describe(ev, e->key, sizeof e->key);
-    int sent = PQsendPrepare(ps->conn, st->name, sql, nparams, NULL);
+    Oid *types = NULL;
+    if (pgstmt_typed(st)) {
+        const uint32_t *cols = layout_types_of(ps, st->rel);
+        types = malloc((size_t)nparams * sizeof *types);
+        if (!types || !cols ||
+            !pgstmt_param_types(st, cols, types, nparams)) {
+            free(types);
+            free(sql);
+            return refuse(ps, ev, "the target's types of the columns are "
+                                  "not known");
+        }
+    }
+    int sent = PQsendPrepare(ps->conn, st->name, sql, nparams, types);
+    free(types);
     free(sql);
     if (!sent) {
         pgpipe_fail(&ps->pipe, "cannot send a statement");
@@ -871,35 +968,228 @@ static bool send_prepare(pgsink *ps, pgstmt *st, const sink_event *ev)
     return true;
 }
 
-static bool send_row(pgsink *ps, const sink_event *ev)
+/* One statement execution: a change, or a run's `rows` changes. */
+static bool send_exec(pgsink *ps, pgstmt *st, const sink_event *ev,
+                      const char *const *params, int nparams)
 {
-    const char *why = NULL;
-    if (!pgstmt_plan_change(&ps->plan, ev, &why))
-        return refuse(ps, ev, why);
-    pgstmt *st = pgstmt_lookup(&ps->stmts, ev->rel, &ps->plan);
-    if (!st)
-        return out_of_memory(ps);
-    /* A statement to prepare: a new relation version, or a new session. */
-    if (!st->prepared && (!layout_ready(ps, ev) || !send_prepare(ps, st, ev)))
-        return false;
     pgpipe_entry *e = pgpipe_add(&ps->pipe);
     if (!e)
         return out_of_memory(ps);
     e->kind = PGPIPE_ROW;
     e->op = event_op(ev);
+    pgpipe_set_rows(&ps->pipe, e, st->rows);
     e->stmt = st;
     e->lsn = ev->commit_lsn;
     pgstmt_describe(ev, e->key, sizeof e->key);
-    if (!PQsendQueryPrepared(ps->conn, st->name, ps->plan.nparams,
-                             ps->plan.params, NULL, NULL, 0)) {
+    if (!PQsendQueryPrepared(ps->conn, st->name, nparams, params, NULL, NULL,
+                             0)) {
         pgpipe_fail(&ps->pipe, "cannot send a change");
         return lost(ps);
     }
     return true;
 }
 
+/* ------------------------------------------------------------ runs */
+
+static void journal_clear(pgsink *ps)
+{
+    for (size_t i = 0; i < ps->jn; i++)
+        sink_event_free(ps->jrows[i]);
+    ps->jn = ps->jbytes = ps->run_from = 0;
+    ps->run_st = NULL;
+}
+
+static bool journal_add(pgsink *ps, const sink_event *ev)
+{
+    if (ps->jn == ps->jcap) {
+        size_t cap = ps->jcap ? 2 * ps->jcap : 256;
+        sink_event **rows = realloc(ps->jrows, cap * sizeof *rows);
+        if (!rows)
+            return out_of_memory(ps);
+        ps->jrows = rows;
+        ps->jcap = cap;
+    }
+    sink_event *copy = sink_event_change_values(ev->op, ev->rel,
+                                                ev->commit_lsn, ev->old_kind,
+                                                ev->old_vals, ev->new_vals);
+    if (!copy)
+        return out_of_memory(ps);
+    ps->jrows[ps->jn++] = copy;
+    ps->jbytes += copy->size;
+    return true;
+}
+
+static bool params_reserve(pgsink *ps, size_t need)
+{
+    if (need <= ps->run_params_cap)
+        return true;
+    const char **p = realloc(ps->run_params, need * sizeof *p);
+    if (!p)
+        return out_of_memory(ps);
+    ps->run_params = p;
+    ps->run_params_cap = need;
+    return true;
+}
+
+/* `rows` changes of the run from jrows[from] as one statement. */
+static bool send_chunk(pgsink *ps, size_t from, uint16_t rows)
+{
+    const char *why = NULL;
+    const sink_event *first = ps->jrows[from];
+    int per_row = 0;
+    for (uint16_t r = 0; r < rows; r++) {
+        if (!pgstmt_plan_change(&ps->plan, ps->jrows[from + r], &why))
+            return refuse(ps, ps->jrows[from + r], why);
+        per_row = ps->plan.nparams;
+        if (!params_reserve(ps, (size_t)per_row * rows))
+            return false;
+        memcpy(ps->run_params + (size_t)r * per_row, ps->plan.params,
+               (size_t)per_row * sizeof *ps->run_params);
+    }
+    pgstmt *st = rows == 1 ? ps->run_st
+                           : pgstmt_lookup_rows(&ps->stmts, first->rel,
+                                                &ps->plan, rows);
+    if (!st)
+        return out_of_memory(ps);
+    if (!st->prepared && !send_prepare(ps, st, first))
+        return false;
+    return send_exec(ps, st, first, ps->run_params, per_row * rows);
+}
+
+/* The largest power of two rows that fits in what is left and the limits. */
+static uint16_t chunk_rows(size_t left, int per_row)
+{
+    uint16_t rows = RUN_ROWS;
+    while (rows > 1 && (rows > left || (size_t)rows * per_row > RUN_PARAMS))
+        rows /= 2;
+    return rows;
+}
+
+/*
+ * Sends the run waiting in the journal, in chunks of a few fixed sizes so
+ * that a shape has few prepared statements. Past the journal's bound
+ * only the run is kept, so it is dropped once sent.
+ */
+static bool run_send(pgsink *ps)
+{
+    if (!ps->run_st)
+        return true;
+    int per_row = ps->run_st->shape_len;  /* at least its parameters */
+    /* Without the target's types a VALUES list of keys cannot be typed. */
+    bool typed = ps->run_st->shape[0] == 'I' ||
+                 layout_types_of(ps, ps->run_st->rel);
+    while (ps->run_from < ps->jn) {
+        uint16_t rows = typed ? chunk_rows(ps->jn - ps->run_from, per_row)
+                              : 1;
+        if (!send_chunk(ps, ps->run_from, rows))
+            return false;
+        ps->run_from += rows;
+    }
+    ps->run_st = NULL;
+    if (!ps->jcomplete)
+        journal_clear(ps);
+    return true;
+}
+
+/*
+ * The journal is full: once every result so far is in and good, nothing
+ * sent can fail any more and the copies can go; a failure is redone now.
+ */
+static bool journal_trim(pgsink *ps)
+{
+    if (!run_send(ps) || !send_sync(ps) || !wait_all(ps, -1))
+        return false;
+    if (ps->failed && !recover(ps))
+        return false;
+    journal_clear(ps);
+    ps->jcomplete = false;
+    return true;
+}
+
+static bool extends_run(const pgsink *ps, const sink_event *ev)
+{
+    return ps->run_st && ev->rel == ps->run_st->rel &&
+           event_op(ev) == ps->run_st->shape[0] &&
+           ps->jn - ps->run_from < RUN_ROWS;
+}
+
+/* The key of an UPDATE or DELETE (which keeps it), hashed (FNV-1a). */
+static uint64_t key_hash(const sink_event *ev)
+{
+    const sink_value *v = ev->old_vals ? ev->old_vals : ev->new_vals;
+    uint64_t h = 1469598103934665603ULL;
+    for (uint16_t i = 0; i < ev->rel->ncols; i++) {
+        if (!ev->rel->cols[i].key)
+            continue;
+        for (uint32_t j = 0; j < v[i].len; j++)
+            h = (h ^ (unsigned char)v[i].data[j]) * 1099511628211ULL;
+        h = (h ^ 0x100) * 1099511628211ULL;
+    }
+    return h;
+}
+
+/*
+ * One statement must not meet a row twice: a second UPDATE of a key
+ * would find the row as it was before the statement, not after the first.
+ */
+static bool key_in_run(pgsink *ps, const sink_event *ev, uint64_t *h)
+{
+    if (ev->op == SINK_INSERT)
+        return false;
+    *h = key_hash(ev);
+    for (size_t i = ps->run_from; ps->run_st && i < ps->jn; i++)
+        if (ps->run_keys[i - ps->run_from] == *h)
+            return true;
+    return false;
+}
+
+static bool send_row(pgsink *ps, const sink_event *ev)
+{
+    const char *why = NULL;
+    if (!ps->redoing && ps->jcomplete &&
+        ps->jbytes + ev->size > JOURNAL_BYTES && !journal_trim(ps))
+        return false;
+    /* Before the lookup: a new relation version retires the run's statement. */
+    if (!extends_run(ps, ev) && !run_send(ps))
+        return false;
+    if (!pgstmt_plan_change(&ps->plan, ev, &why))
+        return refuse(ps, ev, why);
+    pgstmt *st = pgstmt_lookup(&ps->stmts, ev->rel, &ps->plan);
+    if (!st)
+        return out_of_memory(ps);
+    bool batch = !ps->redoing && ev->commit_lsn > ps->rowwise_until &&
+                 pgstmt_batchable(&ps->stmts, ev->rel, &ps->plan);
+    uint64_t key = 0;
+    bool again = batch && key_in_run(ps, ev, &key);
+    if (ps->run_st && (st != ps->run_st || !batch || again)) {
+        if (!run_send(ps) || !pgstmt_plan_change(&ps->plan, ev, &why))
+            return ps->failed ? false : refuse(ps, ev, why);
+    }
+    /* A statement to prepare: a new relation version, or a new session. */
+    if (!st->prepared && (!layout_ready(ps, ev) || !send_prepare(ps, st, ev)))
+        return false;
+    ps->last_row_lsn = ev->commit_lsn;
+    if (ps->redoing)
+        return send_exec(ps, st, ev, ps->plan.params, ps->plan.nparams);
+    if ((ps->jcomplete || batch) && !journal_add(ps, ev))
+        return false;
+    if (batch) {
+        ps->run_keys[ps->jn - 1 - ps->run_from] = key;
+        ps->run_st = st;
+        return true;
+    }
+    ps->run_from = ps->jn;
+    return send_exec(ps, st, ev, ps->plan.params, ps->plan.nparams);
+}
+
 static bool send_truncate(pgsink *ps, const sink_event *ev)
 {
+    if (!run_send(ps))
+        return false;
+    ps->last_row_lsn = ev->commit_lsn;
+    /* The journal keeps rows only: a TRUNCATE ends what it can redo. */
+    if (ps->jcomplete && !ps->redoing && !journal_trim(ps))
+        return false;
     char *sql = pgstmt_truncate_sql(ps->conn, ev);
     if (!sql)
         return refuse(ps, ev, "cannot build the statement");
@@ -951,6 +1241,10 @@ static void forget_batch(pgsink *ps)
     ps->batch_applied = 0;
     ps->batch_conflicts = 0;
     ps->last_end = ps->recorded;
+    journal_clear(ps);
+    ps->jcomplete = false;
+    ps->batch_failed = false;
+    ps->redoing = false;
 }
 
 /*
@@ -958,20 +1252,26 @@ static void forget_batch(pgsink *ps)
  * statement aborted the rest of the pipeline up to the next sync), then
  * roll back. Whatever went wrong first stays in base.error.
  */
+static bool rollback_target(pgsink *ps)
+{
+    ps->discarding = true;
+    bool ok = pgpipe_sync(&ps->pipe) && pgpipe_wait(&ps->pipe, 0, -1) &&
+              send_command(ps, "ROLLBACK") && pgpipe_sync(&ps->pipe) &&
+              pgpipe_wait(&ps->pipe, 0, -1);
+    ps->discarding = false;
+    if (!ok)
+        return lost(ps);
+    drop_retired(ps);
+    return true;
+}
+
 static void abort_batch(pgsink *ps)
 {
-    if (ps->conn && !ps->broken) {
-        ps->discarding = true;
-        bool ok = pgpipe_sync(&ps->pipe) &&
-                  pgpipe_wait(&ps->pipe, 0, -1) &&
-                  send_command(ps, "ROLLBACK") && pgpipe_sync(&ps->pipe) &&
-                  pgpipe_wait(&ps->pipe, 0, -1);
-        ps->discarding = false;
-        if (!ok)
-            lost(ps);
-        else
-            drop_retired(ps);
-    }
+    /* The replay must not fail the same run again without naming the row. */
+    if (ps->batch_failed && ps->last_row_lsn > ps->rowwise_until)
+        ps->rowwise_until = ps->last_row_lsn;
+    if (ps->conn && !ps->broken)
+        rollback_target(ps);
     forget_batch(ps);
 }
 
@@ -981,11 +1281,50 @@ static bool fail_batch(pgsink *ps)
     return false;
 }
 
+static bool open_txn(pgsink *ps);
+
+/*
+ * A run failed (a row of it refused, or the server gave up on it): the
+ * target transaction is rolled back and its changes, all in the journal,
+ * sent again one per statement, so a row that fails is named as before
+ * and one that does not is applied as before. Anything else fails as it
+ * always did.
+ */
+static bool recover(pgsink *ps)
+{
+    if (!ps->batch_failed || !ps->jcomplete || ps->redoing || ps->broken)
+        return fail_batch(ps);
+    log_info("event=run_redone service=%s reason=\"%s\" rows=%zu",
+             svc_name(ps), ps->base.error, ps->jn);
+    if (!rollback_target(ps))
+        return fail_batch(ps);
+    layouts_revert(ps);
+    ps->txn_open = false;
+    ps->batch_applied = ps->batch_conflicts = 0;
+    ps->failed = ps->batch_failed = false;
+    ps->run_st = NULL;
+    ps->run_from = ps->jn;
+    if (!open_txn(ps))
+        return fail_batch(ps);
+    ps->redoing = true;
+    bool ok = true;
+    for (size_t i = 0; ok && i < ps->jn; i++)
+        ok = send_row(ps, ps->jrows[i]) &&
+             (pgpipe_rows(&ps->pipe) <= QUEUE_HIGH ||
+              pgpipe_wait_rows(&ps->pipe, QUEUE_LOW) || lost(ps));
+    ok = ok && send_sync(ps) && wait_all(ps, -1);
+    ps->redoing = false;
+    if (!ok || ps->failed)
+        return fail_batch(ps);
+    return true;
+}
+
 static bool open_txn(pgsink *ps)
 {
     if (!send_command(ps, "BEGIN"))
         return false;
     ps->txn_open = true;
+    ps->jcomplete = true;
     ps->batch_start_ms = clock_ms();
     return true;
 }
@@ -1014,10 +1353,12 @@ static void batch_committed(pgsink *ps, bool read_progress)
  */
 static bool commit_batch(pgsink *ps)
 {
+    if (!run_send(ps))
+        return fail_batch(ps);
     if (!send_sync(ps) || !wait_all(ps, -1))
         return false;
-    if (ps->failed)
-        return fail_batch(ps);
+    if (ps->failed && !recover(ps))
+        return false;
     bool progress = clock_ms() - ps->progress_ms >= PROGRESS_MS;
     if (!send_origin_advance(ps) || !send_command(ps, WHAT_COMMIT) ||
         (progress && !send_progress(ps)) || !send_sync(ps) ||
@@ -1037,12 +1378,15 @@ static bool keep_flowing(pgsink *ps)
         if (!pgpipe_service(&ps->pipe))
             return lost(ps);
     }
-    /* A huge source transaction must not queue without bound. */
-    if (pgpipe_pending(&ps->pipe) > QUEUE_HIGH &&
-        !pgpipe_wait(&ps->pipe, QUEUE_LOW, -1))
+    /*
+     * A huge source transaction must not queue without bound: counted in
+     * changes, as a run's request carries many.
+     */
+    if (pgpipe_rows(&ps->pipe) > QUEUE_HIGH &&
+        !pgpipe_wait_rows(&ps->pipe, QUEUE_LOW))
         return lost(ps);
     if (ps->failed)
-        return fail_batch(ps);
+        return recover(ps);
     return true;
 }
 
@@ -1264,6 +1608,14 @@ static bool set_session(pgsink *ps)
     if (!exec_ok(ps, "SET synchronous_commit = off", 0, NULL, &res))
         return open_failed(ps, "SET synchronous_commit", res);
     PQclear(res);
+    /*
+     * Our statements find rows by key: a custom plan per execution (which
+     * the plan cache may keep choosing) only costs planning time.
+     */
+    if (!exec_ok(ps, "SET plan_cache_mode = force_generic_plan", 0, NULL,
+                 &res))
+        return open_failed(ps, "SET plan_cache_mode", res);
+    PQclear(res);
     if (exec_ok(ps, "SET session_replication_role = replica", 0, NULL, &res)) {
         PQclear(res);
         return true;
@@ -1460,6 +1812,8 @@ void pgsink_free(sink *s)
     pg_close(s);
     pgpipe_free(&ps->pipe);
     pgstmt_plan_free(&ps->plan);
+    free(ps->jrows);
+    free(ps->run_params);
     layouts_free(ps);
     catalog_clear(ps);
     forget_partitions(ps);

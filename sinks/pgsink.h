@@ -3,8 +3,9 @@
  * exactly once.
  *
  * Each source transaction's changes go through prepared statements per
- * relation, in libpq pipeline mode (no round trip per row); several whole
- * source transactions may share one target transaction. Before each
+ * relation, in libpq pipeline mode (no round trip per row), consecutive
+ * changes of one shape several to a statement; several whole source
+ * transactions may share one target transaction. Before each
  * target commit the end LSN of the last source transaction in it is
  * recorded with the service's replication origin
  * (pg_replication_origin_xact_setup), in the same transaction, so what

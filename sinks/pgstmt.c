@@ -226,7 +226,7 @@ static void retire(pgstmt_cache *c, struct pgstmt_relent *r)
 }
 
 static pgstmt *stmt_new(pgstmt_cache *c, sink_rel *rel, const pgstmt_plan *pl,
-                        uint64_t hash)
+                        uint64_t hash, uint16_t rows)
 {
     pgstmt *st = calloc(1, sizeof *st);
     if (!st)
@@ -239,12 +239,19 @@ static pgstmt *stmt_new(pgstmt_cache *c, sink_rel *rel, const pgstmt_plan *pl,
     memcpy(st->shape, pl->shape, pl->shape_len);
     st->shape_len = pl->shape_len;
     st->hash = hash;
+    st->rows = rows;
     st->rel = sink_rel_ref(rel);
     snprintf(st->name, sizeof st->name, "cleave_%" PRIu64, ++c->next_id);
     return st;
 }
 
 pgstmt *pgstmt_lookup(pgstmt_cache *c, sink_rel *rel, const pgstmt_plan *pl)
+{
+    return pgstmt_lookup_rows(c, rel, pl, 1);
+}
+
+pgstmt *pgstmt_lookup_rows(pgstmt_cache *c, sink_rel *rel,
+                           const pgstmt_plan *pl, uint16_t rows)
 {
     struct pgstmt_relent *r = relent_get(c, rel);
     if (!r)
@@ -255,15 +262,73 @@ pgstmt *pgstmt_lookup(pgstmt_cache *c, sink_rel *rel, const pgstmt_plan *pl)
     }
     uint64_t h = shape_hash(pl->shape, pl->shape_len);
     for (pgstmt *st = r->stmts; st; st = st->next)
-        if (st->hash == h && st->shape_len == pl->shape_len &&
+        if (st->hash == h && st->rows == rows &&
+            st->shape_len == pl->shape_len &&
             memcmp(st->shape, pl->shape, pl->shape_len) == 0)
             return st;
-    pgstmt *st = stmt_new(c, rel, pl, h);
+    pgstmt *st = stmt_new(c, rel, pl, h, rows);
     if (st) {
         st->next = r->stmts;
         r->stmts = st;
     }
     return st;
+}
+
+static bool needs_text_eq(uint32_t type_oid);
+
+/* Every key column compared with a parameter, none set, a type with =. */
+static bool found_by_kept_key(const sink_rel *rel, const char *vals,
+                              const char *ident)
+{
+    for (uint16_t i = 0; i < rel->ncols; i++) {
+        bool key = rel->cols[i].key;
+        if ((vals && vals[i] == 'v' && key) || (key && ident[i] != 'p') ||
+            (!key && ident[i] != '-') ||
+            (key && needs_text_eq(rel->cols[i].type_oid)))
+            return false;
+    }
+    return true;
+}
+
+bool pgstmt_batchable(const pgstmt_cache *c, const sink_rel *rel,
+                      const pgstmt_plan *pl)
+{
+    const char *vals = pl->shape + 2;
+    if (c->upsert || pl->shape[1] != 'k')
+        return false;
+    switch (pl->shape[0]) {
+    case 'I':
+        return memchr(vals, 'v', rel->ncols) != NULL;
+    case 'U':
+        return memchr(vals, 'v', rel->ncols) != NULL &&
+               found_by_kept_key(rel, vals, vals + rel->ncols);
+    default:
+        return found_by_kept_key(rel, NULL, vals);
+    }
+}
+
+bool pgstmt_typed(const pgstmt *st)
+{
+    return st->rows > 1 && st->shape[0] != 'I';
+}
+
+bool pgstmt_param_types(const pgstmt *st, const uint32_t *col_types,
+                        uint32_t *types, int ntypes)
+{
+    const sink_rel *rel = st->rel;
+    const char *codes = st->shape + 2;
+    size_t ncodes = st->shape[0] == 'U' ? 2u * rel->ncols : rel->ncols;
+    int n = 0;
+    for (uint16_t r = 0; r < st->rows; r++)
+        for (size_t j = 0; j < ncodes; j++) {
+            if (codes[j] != 'v' && codes[j] != 'p')
+                continue;
+            uint32_t t = col_types[j % rel->ncols];
+            if (n == ntypes || t == 0)
+                return false;
+            types[n++] = t;
+        }
+    return n == ntypes;
 }
 
 void pgstmt_retire_rel(pgstmt_cache *c, uint32_t oid)
@@ -486,6 +551,20 @@ static void build_upsert(sqlbuf *b, PGconn *conn, const pgstmt *st)
     sb_add(b, " RETURNING (xmax <> 0)");
 }
 
+/* One VALUES list; a multi-row INSERT has several, each typed by its column. */
+static void build_values(sqlbuf *b, const sink_rel *rel, const char *vals,
+                         const char *open, int *np)
+{
+    sb_add(b, open);
+    for (uint16_t i = 0, n = 0; i < rel->ncols; i++) {
+        if (vals[i] != 'v')
+            continue;
+        sb_add(b, n++ ? ", " : "");
+        sb_param(b, np);
+    }
+    sb_add(b, ")");
+}
+
 static void build_insert(sqlbuf *b, PGconn *conn, const pgstmt *st,
                          bool upsert, int *np)
 {
@@ -505,14 +584,9 @@ static void build_insert(sqlbuf *b, PGconn *conn, const pgstmt *st,
         sb_add(b, " DEFAULT VALUES");
     } else {
         /* The source's value wins, even for GENERATED ALWAYS identity. */
-        sb_add(b, ") OVERRIDING SYSTEM VALUE VALUES (");
-        for (uint16_t i = 0, n = 0; i < rel->ncols; i++) {
-            if (vals[i] != 'v')
-                continue;
-            sb_add(b, n++ ? ", " : "");
-            sb_param(b, np);
-        }
-        sb_add(b, ")");
+        sb_add(b, ") OVERRIDING SYSTEM VALUE VALUES ");
+        for (uint16_t r = 0; r < st->rows; r++)
+            build_values(b, rel, vals, r ? ", (" : "(", np);
     }
     if (upsert)
         build_upsert(b, conn, st);
@@ -548,6 +622,93 @@ static void build_update(sqlbuf *b, PGconn *conn, const pgstmt *st, int *np)
     build_where(b, conn, st, vals + rel->ncols, np);
 }
 
+/*
+ * The VALUES list of a multi-row UPDATE or DELETE, its columns named
+ * c<column number>: the values set ('v'), then the key ('p'), per row.
+ */
+static void build_rows(sqlbuf *b, const pgstmt *st, int *np)
+{
+    const sink_rel *rel = st->rel;
+    const char *codes = st->shape + 2;
+    size_t ncodes = st->shape[0] == 'U' ? 2u * rel->ncols : rel->ncols;
+    sb_add(b, " (VALUES ");
+    for (uint16_t r = 0; r < st->rows; r++) {
+        const char *sep = r ? ", (" : "(";
+        for (size_t j = 0; j < ncodes; j++) {
+            if (codes[j] != 'v' && codes[j] != 'p')
+                continue;
+            sb_add(b, sep);
+            sb_param(b, np);
+            sep = ", ";
+        }
+        sb_add(b, ")");
+    }
+    sb_add(b, ") AS v");
+    const char *sep = " (";
+    for (size_t j = 0; j < ncodes; j++) {
+        if (codes[j] != 'v' && codes[j] != 'p')
+            continue;
+        char name[24];
+        snprintf(name, sizeof name, "%sc%zu", sep, j);
+        sb_add(b, name);
+        sep = ", ";
+    }
+    sb_add(b, ")");
+}
+
+/* t."key" = v.c<n> for each key column, the key's codes from `ident`. */
+static void build_join(sqlbuf *b, PGconn *conn, const pgstmt *st,
+                       size_t ident)
+{
+    const sink_rel *rel = st->rel;
+    const char *sep = " WHERE ";
+    for (uint16_t i = 0; i < rel->ncols; i++) {
+        if (!rel->cols[i].key)
+            continue;
+        char v[32];
+        snprintf(v, sizeof v, " = v.c%zu", ident + i);
+        sb_add(b, sep);
+        sb_add(b, "t.");
+        sb_ident(b, conn, rel->cols[i].name);
+        sb_add(b, v);
+        sep = " AND ";
+    }
+}
+
+static void build_update_rows(sqlbuf *b, PGconn *conn, const pgstmt *st,
+                              int *np)
+{
+    const sink_rel *rel = st->rel;
+    const char *vals = st->shape + 2;
+    sb_add(b, "UPDATE ");
+    sb_table(b, conn, rel);
+    sb_add(b, " AS t SET ");
+    const char *sep = "";
+    for (uint16_t i = 0; i < rel->ncols; i++) {
+        if (vals[i] != 'v')
+            continue;
+        char v[32];
+        snprintf(v, sizeof v, " = v.c%u", (unsigned)i);
+        sb_add(b, sep);
+        sb_ident(b, conn, rel->cols[i].name);
+        sb_add(b, v);
+        sep = ", ";
+    }
+    sb_add(b, " FROM");
+    build_rows(b, st, np);
+    build_join(b, conn, st, rel->ncols);
+}
+
+static void build_delete_rows(sqlbuf *b, PGconn *conn, const pgstmt *st,
+                              int *np)
+{
+    sb_add(b, "DELETE FROM ");
+    sb_table(b, conn, st->rel);
+    sb_add(b, " AS t USING");
+    build_rows(b, st, np);
+    build_join(b, conn, st, 0);
+}
+
 static void build_delete(sqlbuf *b, PGconn *conn, const pgstmt *st, int *np)
 {
     sb_add(b, "DELETE FROM ");
@@ -564,10 +725,16 @@ char *pgstmt_sql(PGconn *conn, const pgstmt *st, bool upsert, int *nparams)
         build_insert(&b, conn, st, upsert, nparams);
         break;
     case 'U':
-        build_update(&b, conn, st, nparams);
+        if (st->rows > 1)
+            build_update_rows(&b, conn, st, nparams);
+        else
+            build_update(&b, conn, st, nparams);
         break;
     default:
-        build_delete(&b, conn, st, nparams);
+        if (st->rows > 1)
+            build_delete_rows(&b, conn, st, nparams);
+        else
+            build_delete(&b, conn, st, nparams);
         break;
     }
     if (b.bad) {

@@ -34,6 +34,7 @@ typedef struct pgstmt {
     uint64_t hash;
     char *shape;
     uint32_t shape_len;
+    uint16_t rows;           /* rows per execution: > 1 a multi-row INSERT */
     char name[24];
     bool prepared;           /* sent to the server (cleared if that failed) */
     bool returning;          /* INSERT .. RETURNING whether it conflicted */
@@ -72,6 +73,30 @@ void pgstmt_plan_free(pgstmt_plan *pl);
  */
 pgstmt *pgstmt_lookup(pgstmt_cache *c, sink_rel *rel, const pgstmt_plan *pl);
 /*
+ * The same for `rows` rows of that shape in one statement (an INSERT
+ * with that many VALUES lists, see pgstmt_batchable); rows 1 is
+ * pgstmt_lookup.
+ */
+pgstmt *pgstmt_lookup_rows(pgstmt_cache *c, sink_rel *rel,
+                           const pgstmt_plan *pl, uint16_t rows);
+/*
+ * Whether rows of the plan's shape may go several to one statement:
+ * plain INSERTs, and UPDATEs and DELETEs that find their row by a key
+ * they leave alone (one statement joins them to a VALUES list of keys),
+ * never under on_conflict: apply, whose outcome is told row by row.
+ */
+bool pgstmt_batchable(const pgstmt_cache *c, const sink_rel *rel,
+                      const pgstmt_plan *pl);
+/*
+ * Whether a multi-row statement of that shape takes typed parameters
+ * (UPDATE and DELETE: their VALUES list has no column to take a type
+ * from); then pgstmt_param_types fills one type OID per parameter from
+ * the target's OIDs of the relation's column types (0: unknown).
+ */
+bool pgstmt_typed(const pgstmt *st);
+bool pgstmt_param_types(const pgstmt *st, const uint32_t *col_types,
+                        uint32_t *types, int ntypes);
+/*
  * Retires the statements of one relation (its target table changed under
  * them), so its next change prepares afresh.
  */
@@ -82,7 +107,10 @@ void pgstmt_free(pgstmt *st);
 /* Forgets every statement (the connection is gone). */
 void pgstmt_cache_clear(pgstmt_cache *c);
 
-/* The SQL text of a statement; NULL when out of memory. Caller frees. */
+/*
+ * The SQL text of a statement (st->rows VALUES lists for a multi-row
+ * INSERT); NULL when out of memory. Caller frees.
+ */
 char *pgstmt_sql(PGconn *conn, const pgstmt *st, bool upsert, int *nparams);
 /* TRUNCATE of the event's relations with its options. Caller frees. */
 char *pgstmt_truncate_sql(PGconn *conn, const sink_event *ev);

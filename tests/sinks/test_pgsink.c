@@ -62,10 +62,21 @@ static void fx_setup(fixture *f, const char *db, cfg_conflict policy,
     fx_open(f);
 }
 
+/*
+ * The origin goes with the test: each holds one of the cluster's
+ * max_replication_slots state slots for good otherwise.
+ */
 static void fx_done(fixture *f)
 {
     f->s->ops->close(f->s);
     pgsink_free(f->s);
+    char *origin = cfg_origin_name(&f->config, &f->svc);
+    ck_assert_ptr_nonnull(origin);
+    char sql[200];
+    snprintf(sql, sizeof sql, "SELECT pg_replication_origin_drop(roname) "
+             "FROM pg_replication_origin WHERE roname = '%s'", origin);
+    (void)pgc_exec(cluster, f->db, sql);   /* some tests have no database */
+    free(origin);
     free(f->dsn);
 }
 
@@ -590,6 +601,195 @@ START_TEST(conflict_error_missing_row)
     ck_assert(!run_txn(f.s, false, EVS(del(r, 'K', V("43", NULL, NULL)))));
     assert_failure(&f, "op=DELETE", "key=(id=43)", "no such row");
     sink_rel_unref(r);
+    fx_done(&f);
+}
+END_TEST
+
+/*
+ * `n` inserts into items from id `first`, one of them (at `dup_at`, or
+ * none when negative) the key 1 the target already has; `pad` bytes of
+ * name each.
+ */
+static sink_event **run_of_inserts(sink_rel *r, int first, int n, int dup_at,
+                                   size_t pad)
+{
+    sink_event **evs = calloc((size_t)n, sizeof *evs);
+    char *name = malloc(pad + 1);
+    ck_assert(evs && name);
+    memset(name, 'x', pad);
+    name[pad] = '\0';
+    for (int i = 0; i < n; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "%d", i == dup_at ? 1 : first + i);
+        evs[i] = ins(r, V(id, name, "1"));
+    }
+    free(name);
+    return evs;
+}
+
+static bool run_inserts(fixture *f, sink_rel *r, int n, int dup_at,
+                        size_t pad)
+{
+    sink_event **evs = run_of_inserts(r, 100, n, dup_at, pad);
+    lsn_t again = lsn_next;
+    bool ok = run_txn(f->s, false, evs, n);
+    lsn_next = again;        /* a replay brings the same transaction back */
+    free(evs);
+    return ok;
+}
+
+/*
+ * A run of inserts goes as multi-row statements; one row of it that the
+ * target refuses fails the transaction naming that row, as a statement
+ * per row did, and the same transaction replayed once the target is
+ * mended applies every row.
+ */
+START_TEST(run_with_failing_row)
+{
+    fixture f;
+    fx_setup(&f, "t_run_fail", CFG_CONFLICT_ERROR,
+             "CREATE TABLE items (id int PRIMARY KEY, name text, qty int);"
+             "INSERT INTO items VALUES (1, 'there', 1)");
+    sink_rel *r = items_rel();
+    ck_assert(!run_inserts(&f, r, 150, 70, 10));
+    assert_failure(&f, "op=INSERT", "key=(id=1)", "duplicate key");
+    ck_assert_msg(!strstr(f.s->error, "more rows"), "%s", f.s->error);
+    f.s->ops->close(f.s);
+    expect(&f, "SELECT count(*) FROM items", "1");
+    ck_assert(pgc_exec(cluster, f.db, "DELETE FROM items"));
+    fx_open(&f);
+    ck_assert_msg(run_inserts(&f, r, 150, 70, 10), "%s", f.s->error);
+    expect(&f, "SELECT count(*) || ':' || sum(id) FROM items",
+           "150:26006");   /* 100..249 without 170, and 1 */
+    ck_assert_uint_eq(atomic_load(&f.s->rows_applied), 150);
+    ck_assert_uint_eq(flush_ok(&f), last_end);
+    sink_rel_unref(r);
+    fx_done(&f);
+}
+END_TEST
+
+/*
+ * Past the journal's bound (4 MB of changes) a failed run cannot be done
+ * again in place: the sink fails at the run, and the replay goes a row at
+ * a time, so the failure it reports then names the row.
+ */
+START_TEST(run_past_journal_fails_then_names_row)
+{
+    fixture f;
+    fx_setup(&f, "t_run_big", CFG_CONFLICT_ERROR,
+             "CREATE TABLE items (id int PRIMARY KEY, name text, qty int);"
+             "INSERT INTO items VALUES (1, 'there', 1)");
+    sink_rel *r = items_rel();
+    ck_assert(!run_inserts(&f, r, 120, 110, 100000));
+    ck_assert_msg(strstr(f.s->error, "more rows in one INSERT"), "%s",
+                  f.s->error);
+    ck_assert_msg(strstr(f.s->error, "duplicate key"), "%s", f.s->error);
+    f.s->ops->close(f.s);
+    expect(&f, "SELECT count(*) FROM items", "1");
+    fx_open(&f);
+    ck_assert(!run_inserts(&f, r, 120, 110, 100000));
+    assert_failure(&f, "op=INSERT", "key=(id=1)", "duplicate key");
+    f.s->ops->close(f.s);
+    ck_assert(pgc_exec(cluster, f.db, "DELETE FROM items"));
+    fx_open(&f);
+    ck_assert_msg(run_inserts(&f, r, 120, 110, 100000), "%s", f.s->error);
+    expect(&f, "SELECT count(*) || ':' || sum(length(name)) FROM items",
+           "120:12000000");
+    sink_rel_unref(r);
+    fx_done(&f);
+}
+END_TEST
+
+/*
+ * Runs break where the table, the operation or the shape changes, so
+ * changes of one key apply in their order: inserted, updated, deleted and
+ * inserted again in one transaction, across tables, and across source
+ * transactions that share a target one.
+ */
+START_TEST(run_keeps_order)
+{
+    fixture f;
+    fx_setup(&f, "t_run_order", CFG_CONFLICT_ERROR,
+             "CREATE TABLE items (id int PRIMARY KEY, name text, qty int);"
+             "CREATE TABLE tags (a int, b int, PRIMARY KEY (a, b))");
+    sink_rel *r = items_rel();
+    sink_rel *t = mkrel(16012, "public", "tags", 'd',
+                        COLS({"a", INT4, true}, {"b", INT4, true}));
+    TXN(&f, true, ins(r, V("1", "a", "1")), ins(r, V("2", "b", "1")),
+        ins(r, V("3", "c", NULL)), ins(t, V("1", "1")), ins(r, V("4", "d", "1")),
+        upd(r, 0, NULL, V("2", "b2", "2")), del(r, 'K', V("3", NULL, NULL)),
+        ins(r, V("3", "c2", "3")), ins(r, V("5", "e", "1")),
+        upd(r, 0, NULL, V("5", "e2", "2")), del(r, 'K', V("1", NULL, NULL)),
+        ins(t, V("1", "2")), del(t, 'K', V("1", "1")));
+    TXN(&f, true, ins(r, V("6", "f", "1")), ins(r, V("1", "a2", "9")));
+    TXN(&f, false, del(r, 'K', V("6", NULL, NULL)), ins(r, V("6", "f2", "6")),
+        upd(r, 'K', V("4", NULL, NULL), V("7", "d", "1")));
+    expect(&f, "SELECT string_agg(id || name || coalesce(qty::text, '-'), "
+               "',' ORDER BY id) FROM items", "1a29,2b22,3c23,5e22,6f26,7d1");
+    expect(&f, "SELECT string_agg(a || ':' || b, ',') FROM tags", "1:2");
+    ck_assert_uint_eq(atomic_load(&f.s->rows_applied), 18);
+    ck_assert_uint_eq(flush_ok(&f), last_end);
+    sink_rel_unref(r);
+    sink_rel_unref(t);
+    fx_done(&f);
+}
+END_TEST
+
+/* n UPDATEs (qty = id * 2, name "u") or DELETEs of items first..first+n-1. */
+static void updates_or_deletes(sink_event **evs, sink_rel *r, sink_op op,
+                               int first, int n)
+{
+    for (int i = 0; i < n; i++) {
+        char id[16], qty[16];
+        snprintf(id, sizeof id, "%d", first + i);
+        snprintf(qty, sizeof qty, "%d", 2 * (first + i));
+        evs[i] = op == SINK_UPDATE ? upd(r, 0, NULL, V(id, "u", qty))
+                                   : del(r, 'K', V(id, NULL, NULL));
+    }
+}
+
+/*
+ * Runs of UPDATEs and DELETEs by key go as one statement each; a key met
+ * twice keeps its order (the later UPDATE wins), a missing row is named
+ * as before, and a composite key of other types finds its rows too.
+ */
+START_TEST(run_of_updates_and_deletes)
+{
+    fixture f;
+    fx_setup(&f, "t_run_upd", CFG_CONFLICT_ERROR,
+             "CREATE TABLE items (id int PRIMARY KEY, name text, qty int);"
+             "INSERT INTO items SELECT g, 'i', 0 FROM generate_series(1, 200) g;"
+             "CREATE TABLE stock (sku text, wh bigint, n numeric(12,2), "
+             "  PRIMARY KEY (sku, wh));"
+             "INSERT INTO stock VALUES ('a', 1, 1), ('a', 2, 1), ('b', 1, 1)");
+    sink_rel *r = items_rel();
+    sink_rel *k = mkrel(16013, "public", "stock", 'd',
+                        COLS({"sku", TEXT, true}, {"wh", INT8, true},
+                             {"n", NUMERIC, false}));
+    sink_event *evs[160];
+    updates_or_deletes(evs, r, SINK_UPDATE, 1, 100);
+    evs[100] = upd(r, 0, NULL, V("5", "again", "55"));
+    updates_or_deletes(evs + 101, r, SINK_DELETE, 150, 50);
+    evs[151] = upd(k, 0, NULL, V("a", "2", "7.125"));
+    evs[152] = upd(k, 0, NULL, V("b", "1", "8"));
+    evs[153] = del(k, 'K', V("a", "1", NULL));
+    ck_assert_msg(run_txn(f.s, false, evs, 154), "%s", f.s->error);
+    expect(&f, "SELECT count(*) || ':' || sum(qty) FROM items WHERE name = 'u'",
+           "99:10090");   /* 2 * (1 + .. + 100) less id 5's 10 */
+    expect(&f, "SELECT name || qty FROM items WHERE id = 5", "again55");
+    expect(&f, "SELECT count(*) FROM items", "150");
+    expect(&f, "SELECT string_agg(sku || wh || ':' || n, ',' ORDER BY sku) "
+               "FROM stock", "a2:7.13,b1:8.00");
+    ck_assert_uint_eq(atomic_load(&f.s->rows_applied), 154);
+    updates_or_deletes(evs, r, SINK_UPDATE, 1, 40);
+    evs[40] = upd(r, 0, NULL, V("999", "nowhere", "1"));
+    updates_or_deletes(evs + 41, r, SINK_UPDATE, 41, 20);
+    ck_assert(!run_txn(f.s, false, evs, 61));
+    assert_failure(&f, "op=UPDATE", "key=(id=999)", "no such row");
+    f.s->ops->close(f.s);
+    expect(&f, "SELECT count(*) FROM items WHERE qty = 1", "0");
+    sink_rel_unref(r);
+    sink_rel_unref(k);
     fx_done(&f);
 }
 END_TEST
@@ -1489,6 +1689,10 @@ int main(void)
     tcase_add_test(tc, conflict_error_duplicate);
     tcase_add_test(tc, conflict_error_missing_row);
     tcase_add_test(tc, conflict_apply);
+    tcase_add_test(tc, run_with_failing_row);
+    tcase_add_test(tc, run_past_journal_fails_then_names_row);
+    tcase_add_test(tc, run_keeps_order);
+    tcase_add_test(tc, run_of_updates_and_deletes);
     tcase_add_test(tc, origin_in_use_is_reported);
     tcase_add_test(tc, connect_failure_hides_password);
     tcase_add_test(tc, without_superuser);
