@@ -45,8 +45,10 @@
 # is (exit 1).
 #
 # Environment (and bench/common.sh's): RATE (1000), PROBES (100),
-# SECONDS_RUN (30: seconds of probes per phase), WARMUP (3), SCALE (1),
-# LATENCY_CLIENT (else build/bench/latency_client, built), CLEAVE_KMOCK
+# SECONDS_RUN (30: seconds of probes per phase), WARMUP (5), SCALE (1),
+# LATENCY_CLIENT (else build/bench/latency_client, built), CLEAVE_BEFORE
+# (another cleave binary, e.g. a build of an earlier commit: pg runs a
+# phase "before" with it between native and cleave), CLEAVE_KMOCK
 # (as bench/kafka.sh), CLEAVE_CONFIG_LINES (lines added to cleave's
 # configurations, e.g. "log_level: debug").
 set -euo pipefail
@@ -58,7 +60,7 @@ MODE=${1:-pg}
 RATE=${RATE:-1000}
 PROBES=${PROBES:-100}
 SECONDS_RUN=${SECONDS_RUN:-30}
-WARMUP=${WARMUP:-3}
+WARMUP=${WARMUP:-5}
 SCALE=${SCALE:-1}
 SEED=7
 case $MODE in pg|kafka|all) ;; *) die "usage: bench/latency.sh [pg|kafka|all]" ;; esac
@@ -200,13 +202,17 @@ pg_mode() {
   measure native pg "$(dsn tgt n_user_service)"
   for s in "${SERVICES[@]}"; do q tgt "n_$s" "ALTER SUBSCRIPTION n_$s DISABLE"; done
 
-  log "cleave: catching up with the native phase, then the same load"
-  cleave_start cleave_lat
-  wait_until 600 caught_up cleave_lat || die "cleave: did not catch up in 600 s"
-  measure cleave pg "$(dsn tgt user_service_db)"
-  warnings cleave_lat
-  cleave_stop || log "cleave: SIGTERM exit status $?"
+  [ -z "${CLEAVE_BEFORE:-}" ] || cleave_phase before "$CLEAVE_BEFORE"
+  cleave_phase cleave "$CLEAVE"
   TGT=""
+}
+cleave_phase() {  # cleave_phase NAME BINARY
+  log "$1 ($2): catching up with the phase before, then the same load"
+  CLEAVE=$2 cleave_start cleave_lat
+  wait_until 600 caught_up cleave_lat || die "$1: did not catch up in 600 s"
+  measure "$1" pg "$(dsn tgt user_service_db)"
+  warnings cleave_lat
+  cleave_stop || log "$1: SIGTERM exit status $?"
 }
 native_running() {
   [ "$(q tgt postgres "SELECT count(*) FROM pg_stat_subscription WHERE pid IS NOT NULL")" = 5 ] &&
@@ -269,7 +275,7 @@ echo "shop scale $SCALE, the mix at $RATE tps (pgbench -R, 4 clients) + $PROBES 
 printf '%-8s %8s %8s %8s %8s %6s  %-16s %22s\n' "" "p50 ms" "p99 ms" "max ms" probes lost \
   "load average" "CPU s tgt/src/cleave"
 rc=0
-for p in native cleave kafka; do
+for p in native before cleave kafka; do
   [ -n "${FIG[$p.sent]:-}" ] || continue
   printf '%-8s %8s %8s %8s %8s %6s  %-16s %22s\n' "$p" "${FIG[$p.50]}" "${FIG[$p.99]}" "${FIG[$p.100]}" \
     "${FIG[$p.sent]}" "${FIG[$p.lost]}" "${FIG[$p.load]}" \
@@ -280,6 +286,10 @@ done
 echo "(CPU: the phase's probing seconds; tgt = the whole target cluster, src = the source's with"
 echo " its pgbench backends and walsenders; kafka has no target cluster)"
 verdict() { if [ "$(calc "%d" "$1")" = 1 ]; then echo PASS; else echo FAIL; fi; }
+if [ -n "${FIG[before.sent]:-}" ]; then
+  echo "before/native: p50 $(calc "%.2f" "${FIG[before.50]} / ${FIG[native.50]}")x," \
+       "p99 $(calc "%.2f" "${FIG[before.99]} / ${FIG[native.99]}")x"
+fi
 if [ -n "${FIG[cleave.sent]:-}" ]; then
   echo "cleave/native: p50 $(calc "%.2f" "${FIG[cleave.50]} / ${FIG[native.50]}")x" \
        "(no worse: $(verdict "${FIG[cleave.50]} <= ${FIG[native.50]}")), p99" \

@@ -249,6 +249,11 @@ static void kafka_set(rd_kafka_conf_t *conf, const char *key, const char *v)
         die("%s: %s", key, why);
 }
 
+/*
+ * A consumer assigned every partition from its current end: the end asked
+ * of the brokers first, so that no probe can slip in before the
+ * assignment takes effect.
+ */
 static rd_kafka_t *kafka_consumer(const char *brokers, const char *topic,
                                   int partitions)
 {
@@ -265,9 +270,14 @@ static rd_kafka_t *kafka_consumer(const char *brokers, const char *topic,
     rd_kafka_poll_set_consumer(rk);
     rd_kafka_topic_partition_list_t *l =
         rd_kafka_topic_partition_list_new(partitions);
-    for (int i = 0; i < partitions; i++)
-        rd_kafka_topic_partition_list_add(l, topic, i)->offset =
-            RD_KAFKA_OFFSET_END;
+    for (int i = 0; i < partitions; i++) {
+        int64_t lo, hi;
+        rd_kafka_resp_err_t e =
+            rd_kafka_query_watermark_offsets(rk, topic, i, &lo, &hi, 30000);
+        if (e)
+            die("%s [%d]: %s", topic, i, rd_kafka_err2str(e));
+        rd_kafka_topic_partition_list_add(l, topic, i)->offset = hi;
+    }
     if (rd_kafka_assign(rk, l))
         die("assign %s", topic);
     rd_kafka_topic_partition_list_destroy(l);
@@ -282,29 +292,6 @@ static void kafka_poll(void *arg, probes *p, int timeout_ms)
     poll(&fd, s->in_flight >= 0 ? 1 : 0, timeout_ms);
 }
 
-/* Waits until the consumer has a position on every partition. */
-static void kafka_positioned(rd_kafka_t *rk, const char *topic, int partitions)
-{
-    int64_t deadline = mono_us() + 30000000;
-    rd_kafka_topic_partition_list_t *l =
-        rd_kafka_topic_partition_list_new(partitions);
-    for (int i = 0; i < partitions; i++)
-        rd_kafka_topic_partition_list_add(l, topic, i);
-    for (;;) {
-        int ready = 0;
-        rd_kafka_position(rk, l);
-        for (int i = 0; i < partitions; i++)
-            ready += l->elems[i].offset >= 0;
-        if (ready == partitions)
-            break;
-        if (mono_us() > deadline)
-            die("the consumer has no position on %s after 30 s", topic);
-        struct timespec ts = {0, 20000000};
-        nanosleep(&ts, NULL);
-    }
-    rd_kafka_topic_partition_list_destroy(l);
-}
-
 static int run_kafka(char **argv)
 {
     source s = {connect_to(argv[1]), -1};
@@ -315,7 +302,6 @@ static int run_kafka(char **argv)
     atomic_init(&k.stop, false);
     if (pthread_create(&k.thread, NULL, consume, &k))
         die("pthread_create");
-    kafka_positioned(k.rk, argv[3], partitions);
     run(&s, &p, atof(argv[5]), atoi(argv[6]), kafka_poll, &s);
     atomic_store(&k.stop, true);
     pthread_join(k.thread, NULL);
