@@ -10,10 +10,11 @@
 # rate-limited to $RATE transactions/s with a fixed seed, on a source
 # cluster "src" (shop at scale 1). Beside it the probe,
 # bench/latency_client.c, inserts $PROBES rows/s into user_sessions (a
-# user_service table), each in a transaction of its own, and stamps each
-# when the source acknowledges its COMMIT and when it is seen on the
-# other side; a probe's latency is the difference (one process, one
-# monotonic clock). The first $WARMUP s of the load have no probes.
+# user_service table), each in a transaction of its own; a probe's
+# latency runs from its transaction's commit timestamp on the source
+# (track_commit_timestamp) to the moment the client sees it on the other
+# side (one machine, one clock). The first $WARMUP s of the load have no
+# probes.
 #
 # pg: one target cluster "tgt" holds two copies of the five service
 #   databases: n_SERVICE, filled from the same data.sql as the source
@@ -160,6 +161,10 @@ summarise() {
 t_setup=$(now)
 log "source cluster: shop at scale $SCALE"
 new_cluster src
+# the probe's start: its transaction's commit timestamp
+echo "track_commit_timestamp = on" | as_pg tee -a "$T/src/data/postgresql.conf" >/dev/null
+pg_stop src
+pg_start src
 q src postgres "CREATE DATABASE shop"
 load_shop src shop "$SCALE"
 

@@ -15,12 +15,14 @@
  *     (fetch.wait.max.ms 1, so an idle fetch does not hold a probe back).
  *
  * A probe is "INSERT ... user_agent 'probe N'" in a transaction of its
- * own; its latency runs from the moment the source acknowledged the
- * COMMIT to the moment it was seen (CLOCK_MONOTONIC, one process for both
- * ends). Seen before the acknowledgement arrived (the walsender may send
- * a commit before its backend answers) counts as 0. RATE probes a second
- * for SECONDS, then up to 10 s for the last ones. OUT gets one line per
- * probe, "N latency_us", or "N -1" for a probe never seen.
+ * own; its latency runs from the source's commit timestamp of that
+ * transaction (track_commit_timestamp must be on; read after the run) to
+ * the moment this process saw it (CLOCK_REALTIME, the same clock on one
+ * machine). Not the source's acknowledgement: on a loaded machine this
+ * process may read the acknowledgement after the other side's answer.
+ * One probe in flight at a time; RATE probes a second for SECONDS, then
+ * up to 10 s for the last ones. OUT gets one line per probe,
+ * "N latency_us", or "N -1" for a probe never seen.
  */
 #include <poll.h>
 #include <pthread.h>
@@ -41,7 +43,8 @@
 
 typedef struct probes {
     long n, max;
-    int64_t *acked;              /* when the source acknowledged, or 0 */
+    int64_t *committed;          /* the source's commit timestamp, or 0 */
+    char (*xid)[16];             /* the probe's transaction */
     _Atomic int64_t *seen;       /* when it was seen, or 0 */
     atomic_long seen_count;
 } probes;
@@ -64,6 +67,13 @@ static int64_t mono_us(void)
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
+static int64_t real_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 static PGconn *connect_to(const char *dsn)
 {
     PGconn *c = PQconnectdb(dsn);
@@ -76,10 +86,11 @@ static void probes_init(probes *p, long max)
 {
     p->n = 0;
     p->max = max;
-    p->acked = calloc((size_t)max, sizeof *p->acked);
+    p->committed = calloc((size_t)max, sizeof *p->committed);
+    p->xid = calloc((size_t)max, sizeof *p->xid);
     p->seen = calloc((size_t)max, sizeof *p->seen);
     atomic_init(&p->seen_count, 0);
-    if (!p->acked || !p->seen)
+    if (!p->committed || !p->xid || !p->seen)
         die("out of memory");
 }
 
@@ -93,7 +104,7 @@ static void probes_seen(probes *p, const char *buf, size_t len)
     long k = strtol(s + sizeof tag - 1, NULL, 10);
     int64_t zero = 0;
     if (k >= 0 && k < p->max &&
-        atomic_compare_exchange_strong(&p->seen[k], &zero, mono_us()))
+        atomic_compare_exchange_strong(&p->seen[k], &zero, real_us()))
         atomic_fetch_add(&p->seen_count, 1);
 }
 
@@ -104,8 +115,8 @@ static void probes_write(const probes *p, const char *path)
         die("%s: cannot write", path);
     for (long k = 0; k < p->n; k++) {
         int64_t seen = atomic_load(&p->seen[k]);
-        int64_t lat = seen == 0 || p->acked[k] == 0 ? -1
-                      : seen > p->acked[k] ? seen - p->acked[k] : 0;
+        int64_t lat = seen == 0 || p->committed[k] == 0 ? -1
+                      : seen - p->committed[k];
         fprintf(f, "%ld %lld\n", k, (long long)lat);
     }
     fclose(f);
@@ -124,7 +135,7 @@ static void source_send(source *s, probes *p)
     snprintf(sql, sizeof sql,
              "INSERT INTO user_sessions (session_token, user_id, user_agent, "
              "expires_at) VALUES (gen_random_uuid(), 1, 'probe %ld', "
-             "now() + interval '1 day')", p->n);
+             "now() + interval '1 day') RETURNING xmin::text", p->n);
     if (!PQsendQuery(s->conn, sql))
         die("source: %s", PQerrorMessage(s->conn));
     s->in_flight = p->n++;
@@ -138,12 +149,29 @@ static void source_read(source *s, probes *p)
     while (s->in_flight >= 0 && !PQisBusy(s->conn)) {
         PGresult *r = PQgetResult(s->conn);
         if (!r) {
-            p->acked[s->in_flight] = mono_us();
             s->in_flight = -1;
             break;
         }
-        if (PQresultStatus(r) != PGRES_COMMAND_OK)
+        if (PQresultStatus(r) != PGRES_TUPLES_OK)
             die("probe insert: %s", PQresultErrorMessage(r));
+        snprintf(p->xid[s->in_flight], sizeof p->xid[0], "%s",
+                 PQgetvalue(r, 0, 0));
+        PQclear(r);
+    }
+}
+
+/* The source's commit timestamps of the probes, Unix microseconds. */
+static void source_commit_times(source *s, probes *p)
+{
+    for (long k = 0; k < p->n; k++) {
+        const char *params[] = {p->xid[k]};
+        PGresult *r = PQexecParams(s->conn, "SELECT (extract(epoch FROM "
+                                   "pg_xact_commit_timestamp($1::xid)) * 1e6)"
+                                   "::bigint", 1, NULL, params, NULL, NULL, 0);
+        if (PQresultStatus(r) != PGRES_TUPLES_OK)
+            die("commit timestamp: %s", PQresultErrorMessage(r));
+        if (!PQgetisnull(r, 0, 0))
+            p->committed[k] = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
         PQclear(r);
     }
 }
@@ -212,6 +240,7 @@ static int run_pg(char **argv)
     probes p;
     probes_init(&p, MAX_PROBES);
     run(&s, &p, atof(argv[3]), atoi(argv[4]), pg_poll, &ps);
+    source_commit_times(&s, &p);
     probes_write(&p, argv[0]);
     PQfinish(s.conn);
     PQfinish(ps.listen);
@@ -305,6 +334,7 @@ static int run_kafka(char **argv)
     run(&s, &p, atof(argv[5]), atoi(argv[6]), kafka_poll, &s);
     atomic_store(&k.stop, true);
     pthread_join(k.thread, NULL);
+    source_commit_times(&s, &p);
     probes_write(&p, argv[0]);
     rd_kafka_consumer_close(k.rk);
     rd_kafka_destroy(k.rk);
