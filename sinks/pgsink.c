@@ -59,6 +59,7 @@ typedef struct pgsink {
     bool in_source;          /* between a source BEGIN and its COMMIT */
     bool skipping;           /* that source transaction is already applied */
     bool progress_stale;     /* committed since durable was last read */
+    bool batch_veto;         /* an UPDATE or DELETE whose missing row fails */
     bool role_warned;
     uint32_t source_rows;    /* changes of the source transaction in flight */
     uint32_t batch_rows;     /* changes sent in the open target transaction */
@@ -950,6 +951,7 @@ static void forget_batch(pgsink *ps)
     ps->batch_txns = 0;
     ps->batch_applied = 0;
     ps->batch_conflicts = 0;
+    ps->batch_veto = false;
     ps->last_end = ps->recorded;
 }
 
@@ -1008,17 +1010,23 @@ static void batch_committed(pgsink *ps, bool read_progress)
 }
 
 /*
- * Two round trips: first every result of the batch is read and checked
- * (a missing row is no server error, so only we can refuse to commit),
- * then the position is recorded and the transaction committed.
+ * Where an UPDATE or DELETE of the batch must fail on a missing row (no
+ * server error, so only we can refuse to commit), two round trips: first
+ * every result is read and checked, then the position is recorded and the
+ * transaction committed. Otherwise any failure is the server's, which
+ * aborts the transaction and skips the COMMIT behind it: one round trip,
+ * one wake-up less of the target and of this thread per batch. `idle`:
+ * nothing is in hand behind it, so the worker flushes next; the durable
+ * position is read in the same round trip rather than in one of its own
+ * that a transaction arriving meanwhile would wait behind.
  */
-static bool commit_batch(pgsink *ps)
+static bool commit_batch(pgsink *ps, bool idle)
 {
-    if (!send_sync(ps) || !wait_all(ps, -1))
+    if (ps->batch_veto && (!send_sync(ps) || !wait_all(ps, -1)))
         return false;
     if (ps->failed)
         return fail_batch(ps);
-    bool progress = clock_ms() - ps->progress_ms >= PROGRESS_MS;
+    bool progress = idle || clock_ms() - ps->progress_ms >= PROGRESS_MS;
     if (!send_origin_advance(ps) || !send_command(ps, WHAT_COMMIT) ||
         (progress && !send_progress(ps)) || !send_sync(ps) ||
         !wait_all(ps, -1))
@@ -1092,6 +1100,9 @@ static bool pg_change(sink *s, const sink_event *ev)
                                         : send_row(ps, ev);
     if (!sent)
         return fail_batch(ps);
+    ps->batch_veto = ps->batch_veto ||
+        ((ev->op == SINK_UPDATE || ev->op == SINK_DELETE) &&
+         ps->base.service->on_conflict == CFG_CONFLICT_ERROR);
     ps->source_rows++;
     ps->batch_rows++;
     return keep_flowing(ps);
@@ -1120,7 +1131,7 @@ static bool pg_commit(sink *s, const sink_event *ev, bool more)
     if (more && ps->batch_rows < BATCH_ROWS &&
         clock_ms() - ps->batch_start_ms < BATCH_MS)
         return true;
-    return commit_batch(ps);
+    return commit_batch(ps, !more);
 }
 
 static bool read_progress_now(pgsink *ps)
@@ -1143,7 +1154,7 @@ static bool pg_flush(sink *s, lsn_t *durable)
     if (!ps->in_source) {
         if (ps->last_end > ps->recorded && !ps->txn_open && !open_txn(ps))
             return false;
-        if (ps->txn_open && !commit_batch(ps))
+        if (ps->txn_open && !commit_batch(ps, true))
             return false;
     }
     /* Commits are asynchronous: what was read may lag what is recorded. */
