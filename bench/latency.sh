@@ -49,7 +49,8 @@
 # SECONDS_RUN (30: seconds of probes per phase), WARMUP (5), SCALE (1),
 # LATENCY_CLIENT (else build/bench/latency_client, built), CLEAVE_BEFORE
 # (another cleave binary, e.g. a build of an earlier commit: pg runs a
-# phase "before" with it between native and cleave), CLEAVE_KMOCK
+# phase "before" with it between native and cleave, kafka a phase
+# "kbefore" before cleave's), CLEAVE_KMOCK
 # (as bench/kafka.sh), CLEAVE_CONFIG_LINES (lines added to cleave's
 # configurations, e.g. "log_level: debug").
 set -euo pipefail
@@ -259,10 +260,17 @@ kafka_mode() {
   wait_until 600 initial_synced cleave_kafka || die "cleave: no event=initial_sync_done"
   wait_until 120 caught_up cleave_kafka || die "cleave: slot not caught up after its initial sync"
   [ -n "${SETUP_S:-}" ] || SETUP_S=$(calc "%.0f" "$(now) - $t_setup")
-  log "kafka: $RATE tps + $PROBES probes/s for $SECONDS_RUN s"
-  measure kafka kafka "$BOOTSTRAP" bench.public.user_sessions 3
+  cleave_stop || die "cleave: SIGTERM after the initial sync: exit $?"
+  [ -z "${CLEAVE_BEFORE:-}" ] || kafka_phase kbefore "$CLEAVE_BEFORE"
+  kafka_phase kafka "$CLEAVE"
+}
+kafka_phase() {  # kafka_phase NAME BINARY
+  log "$1 ($2): $RATE tps + $PROBES probes/s for $SECONDS_RUN s"
+  CLEAVE=$2 cleave_start cleave_kafka
+  wait_until 600 caught_up cleave_kafka || die "$1: did not catch up in 600 s"
+  measure "$1" kafka "$BOOTSTRAP" bench.public.user_sessions 3
   warnings cleave_kafka
-  cleave_stop || log "cleave: SIGTERM exit status $?"
+  cleave_stop || log "$1: SIGTERM exit status $?"
 }
 
 case $MODE in
@@ -280,7 +288,7 @@ echo "shop scale $SCALE, the mix at $RATE tps (pgbench -R, 4 clients) + $PROBES 
 printf '%-8s %8s %8s %8s %8s %6s  %-16s %22s\n' "" "p50 ms" "p99 ms" "max ms" probes lost \
   "load average" "CPU s tgt/src/cleave"
 rc=0
-for p in native before cleave kafka; do
+for p in native before cleave kbefore kafka; do
   [ -n "${FIG[$p.sent]:-}" ] || continue
   printf '%-8s %8s %8s %8s %8s %6s  %-16s %22s\n' "$p" "${FIG[$p.50]}" "${FIG[$p.99]}" "${FIG[$p.100]}" \
     "${FIG[$p.sent]}" "${FIG[$p.lost]}" "${FIG[$p.load]}" \
