@@ -148,11 +148,11 @@ pct() {  # pct P: the P-th percentile (nearest rank) of the numbers on stdin
        r = int(p / 100 * NR + 0.999999); if (r < 1) r = 1; print v[r] }'
 }
 summarise() {
-  local f=$T/$1.probes k
-  FIG[$1.sent]=$(wc -l <"$f")
-  FIG[$1.lost]=$(awk '$2 < 0' "$f" | wc -l)
+  local out=$T/$1.probes k
+  FIG[$1.sent]=$(wc -l <"$out")
+  FIG[$1.lost]=$(awk '$2 < 0' "$out" | wc -l)
   for k in 50 99 100; do
-    FIG[$1.$k]=$(awk '$2 >= 0 { printf "%.2f\n", $2 / 1000 }' "$f" | pct $k)
+    FIG[$1.$k]=$(awk '$2 >= 0 { printf "%.2f\n", $2 / 1000 }' "$out" | pct $k)
   done
   log "$1: p50 ${FIG[$1.50]} ms, p99 ${FIG[$1.99]} ms, max ${FIG[$1.100]} ms" \
       "(${FIG[$1.sent]} probes, ${FIG[$1.lost]} not seen; load ${FIG[$1.load]})"
@@ -243,10 +243,11 @@ kmock_start() {
   wait_until 10 grep -q '^bootstrap ' "$T/kmock.out" || die "cleave-kmock did not start: $(cat "$T/kmock.err")"
   BOOTSTRAP=$(awk '/^bootstrap / { print $2; exit }' "$T/kmock.out")
 }
+kmock_answers() { [ "$(wc -l <"$T/kmock.out")" -ge "$1" ]; }
 kmock_topic() {
   local n=$(( $(wc -l <"$T/kmock.out") + 1 ))
   echo "topic $1 3" >&"$KM_FD"
-  wait_until 10 eval '[ "$(wc -l <"$T/kmock.out")" -ge '"$n"' ]' || die "cleave-kmock did not answer"
+  wait_until 10 kmock_answers "$n" || die "cleave-kmock did not answer"
   [ "$(sed -n "${n}p" "$T/kmock.out")" = ok ] || die "cleave-kmock: topic $1: $(sed -n "${n}p" "$T/kmock.out")"
 }
 kafka_mode() {

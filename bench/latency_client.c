@@ -14,7 +14,7 @@
  *     TOPIC from its end sees a probe when a fetch returns the message
  *     (fetch.wait.max.ms 1, so an idle fetch does not hold a probe back).
  *
- * A probe is "INSERT ... user_agent 'probe N'" in a transaction of its
+ * A probe is "INSERT ... user_agent 'probe PID:N'" in a transaction of its
  * own; its latency runs from the source's commit timestamp of that
  * transaction (track_commit_timestamp must be on; read after the run) to
  * the moment this process saw it (CLOCK_REALTIME, the same clock on one
@@ -34,6 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <libpq-fe.h>
 #include <librdkafka/rdkafka.h>
@@ -94,14 +95,21 @@ static void probes_init(probes *p, long max)
         die("out of memory");
 }
 
-/* Notes probe N seen now, from its "probe N" text anywhere in buf. */
+/*
+ * The probes' text is "probe PID:N": a message of an earlier run (Kafka
+ * is at least once: a restarted producer may send the end of the last
+ * run again) is not taken for this one's.
+ */
+static char tag[32];
+static size_t tag_len;
+
+/* Notes probe N seen now, from its "probe PID:N" text anywhere in buf. */
 static void probes_seen(probes *p, const char *buf, size_t len)
 {
-    static const char tag[] = "probe ";
-    const char *s = memmem(buf, len, tag, sizeof tag - 1);
+    const char *s = memmem(buf, len, tag, tag_len);
     if (!s)
         return;
-    long k = strtol(s + sizeof tag - 1, NULL, 10);
+    long k = strtol(s + tag_len, NULL, 10);
     int64_t zero = 0;
     if (k >= 0 && k < p->max &&
         atomic_compare_exchange_strong(&p->seen[k], &zero, real_us()))
@@ -134,8 +142,8 @@ static void source_send(source *s, probes *p)
     char sql[256];
     snprintf(sql, sizeof sql,
              "INSERT INTO user_sessions (session_token, user_id, user_agent, "
-             "expires_at) VALUES (gen_random_uuid(), 1, 'probe %ld', "
-             "now() + interval '1 day') RETURNING xmin::text", p->n);
+             "expires_at) VALUES (gen_random_uuid(), 1, '%s%ld', "
+             "now() + interval '1 day') RETURNING xmin::text", tag, p->n);
     if (!PQsendQuery(s->conn, sql))
         die("source: %s", PQerrorMessage(s->conn));
     s->in_flight = p->n++;
@@ -344,6 +352,7 @@ static int run_kafka(char **argv)
 
 int main(int argc, char **argv)
 {
+    tag_len = (size_t)snprintf(tag, sizeof tag, "probe %ld:", (long)getpid());
     if (argc == 7 && strcmp(argv[1], "pg") == 0)
         return run_pg(argv + 2);
     if (argc == 9 && strcmp(argv[1], "kafka") == 0)
