@@ -157,7 +157,7 @@ static const cfg_key kafka_keys[] = {
      .off = offsetof(cfg, kafka.props), .n_off = offsetof(cfg, kafka.n_props),
      .help = "librdkafka settings, handed over as strings; cleave's "
              "defaults: enable.idempotence true, acks all, "
-             "compression.type lz4, linger.ms 20"},
+             "compression.type lz4, linger.ms 5"},
     {.name = "tombstones", .type = CFG_T_BOOL, .def = "true",
      .off = offsetof(cfg, kafka.tombstones),
      .help = "follow each delete with a tombstone (same key, null value) "

@@ -210,8 +210,8 @@ static bool queue_empty(worker *w)
 }
 
 /*
- * Applies one event; false when the sink failed. `more`: another event is
- * already waiting, so a commit may leave the sink's batch open.
+ * Applies one event; false when the sink failed. `more`: a later commit is
+ * in hand, so a commit may leave the sink's batch open.
  */
 static bool apply(worker *w, const sink_event *ev, bool more)
 {
@@ -292,13 +292,33 @@ static void fail(worker *w)
     wait_ms(w, w->retry_ms);
 }
 
-/* Applies one batch taken from the queue; false when the sink failed. */
+/* The list's last commit: the end of the last transaction in hand. */
+static const sink_event *last_commit(const sink_event *list)
+{
+    const sink_event *last = NULL;
+    for (; list; list = list->next)
+        if (list->op == SINK_COMMIT)
+            last = list;
+    return last;
+}
+
+/*
+ * Applies one batch taken from the queue; false when the sink failed.
+ * A commit may leave the sink's batch open only while a later commit is
+ * already in hand: what arrives meanwhile, or the start of a transaction
+ * still on its way, must not hold back one that is complete (that
+ * wait is the latency of every transaction in the batch).
+ */
 static bool apply_list(worker *w, sink_event *list)
 {
+    const sink_event *end = last_commit(list);
+    bool in_hand = end != NULL;
     while (list) {
         sink_event *ev = list;
         list = ev->next;
-        bool ok = apply(w, ev, list != NULL || !queue_empty(w));
+        if (ev == end)
+            in_hand = false;
+        bool ok = apply(w, ev, in_hand);
         atomic_fetch_sub(&w->bytes, ev->size);
         sink_event_free(ev);
         if (ok && w->dirty && ms_since(&w->last_flush) >= w->flush_every_ms)

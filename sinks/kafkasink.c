@@ -157,7 +157,7 @@ rd_kafka_conf_t *kafkasink_conf(const cfg *config, char *err, size_t errlen)
         {"enable.idempotence", "true"},
         {"acks", "all"},
         {"compression.type", "lz4"},
-        {"linger.ms", "20"},
+        {"linger.ms", "5"},
         {"partitioner", "murmur2_random"},
         {"queue.buffering.max.kbytes", "32768"},
         {"client.id", "cleave"},

@@ -71,6 +71,12 @@ typedef struct pgsink {
     bool in_source;          /* between a source BEGIN and its COMMIT */
     bool skipping;           /* that source transaction is already applied */
     bool progress_stale;     /* committed since durable was last read */
+    /*
+     * The batch's results are read before its COMMIT is sent: an UPDATE or
+     * DELETE whose missing row fails, or a multi-row statement, which is
+     * done again a row at a time when it fails.
+     */
+    bool batch_veto;
     bool role_warned;
     uint32_t source_rows;    /* changes of the source transaction in flight */
     uint32_t batch_rows;     /* changes sent in the open target transaction */
@@ -1051,6 +1057,7 @@ static bool send_chunk(pgsink *ps, size_t from, uint16_t rows)
                                                 &ps->plan, rows);
     if (!st)
         return out_of_memory(ps);
+    ps->batch_veto |= rows > 1;
     if (!st->prepared && !send_prepare(ps, st, first))
         return false;
     return send_exec(ps, st, first, ps->run_params, per_row * rows);
@@ -1240,6 +1247,7 @@ static void forget_batch(pgsink *ps)
     ps->batch_txns = 0;
     ps->batch_applied = 0;
     ps->batch_conflicts = 0;
+    ps->batch_veto = false;
     ps->last_end = ps->recorded;
     journal_clear(ps);
     ps->jcomplete = false;
@@ -1347,19 +1355,26 @@ static void batch_committed(pgsink *ps, bool read_progress)
 }
 
 /*
- * Two round trips: first every result of the batch is read and checked
- * (a missing row is no server error, so only we can refuse to commit),
- * then the position is recorded and the transaction committed.
+ * Where an UPDATE or DELETE of the batch must fail on a missing row (no
+ * server error, so only we can refuse to commit), or a multi-row statement
+ * may have to be done again a row at a time, two round trips: first
+ * every result is read and checked, then the position is recorded and the
+ * transaction committed. Otherwise any failure is the server's, which
+ * aborts the transaction and skips the COMMIT behind it: one round trip,
+ * one wake-up less of the target and of this thread per batch. `idle`:
+ * nothing is in hand behind it, so the worker flushes next; the durable
+ * position is read in the same round trip rather than in one of its own
+ * that a transaction arriving meanwhile would wait behind.
  */
-static bool commit_batch(pgsink *ps)
+static bool commit_batch(pgsink *ps, bool idle)
 {
     if (!run_send(ps))
         return fail_batch(ps);
-    if (!send_sync(ps) || !wait_all(ps, -1))
+    if (ps->batch_veto && (!send_sync(ps) || !wait_all(ps, -1)))
         return false;
     if (ps->failed && !recover(ps))
         return false;
-    bool progress = clock_ms() - ps->progress_ms >= PROGRESS_MS;
+    bool progress = idle || clock_ms() - ps->progress_ms >= PROGRESS_MS;
     if (!send_origin_advance(ps) || !send_command(ps, WHAT_COMMIT) ||
         (progress && !send_progress(ps)) || !send_sync(ps) ||
         !wait_all(ps, -1))
@@ -1436,6 +1451,9 @@ static bool pg_change(sink *s, const sink_event *ev)
                                         : send_row(ps, ev);
     if (!sent)
         return fail_batch(ps);
+    ps->batch_veto = ps->batch_veto ||
+        ((ev->op == SINK_UPDATE || ev->op == SINK_DELETE) &&
+         ps->base.service->on_conflict == CFG_CONFLICT_ERROR);
     ps->source_rows++;
     ps->batch_rows++;
     return keep_flowing(ps);
@@ -1464,7 +1482,7 @@ static bool pg_commit(sink *s, const sink_event *ev, bool more)
     if (more && ps->batch_rows < BATCH_ROWS &&
         clock_ms() - ps->batch_start_ms < BATCH_MS)
         return true;
-    return commit_batch(ps);
+    return commit_batch(ps, !more);
 }
 
 static bool read_progress_now(pgsink *ps)
@@ -1487,7 +1505,7 @@ static bool pg_flush(sink *s, lsn_t *durable)
     if (!ps->in_source) {
         if (ps->last_end > ps->recorded && !ps->txn_open && !open_txn(ps))
             return false;
-        if (ps->txn_open && !commit_batch(ps))
+        if (ps->txn_open && !commit_batch(ps, true))
             return false;
     }
     /* Commits are asynchronous: what was read may lag what is recorded. */

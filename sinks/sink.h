@@ -134,8 +134,10 @@ typedef struct sink_ops {
     bool (*begin)(sink *s, const sink_event *ev);
     bool (*change)(sink *s, const sink_event *ev);
     /*
-     * The source transaction is complete. `more` says another is queued
-     * right behind it, so the sink may keep its own transaction open.
+     * The source transaction is complete. `more` says another complete
+     * one is already in the worker's hands, so the sink may keep its own
+     * transaction open; without it the sink commits now (nothing behind
+     * may hold a complete transaction back).
      */
     bool (*commit)(sink *s, const sink_event *ev, bool more);
     /* Finishes any open batch; *durable as in open. */
