@@ -1176,6 +1176,14 @@ static char *out_take(dbz_out *o)
     return s;
 }
 
+/* j dumped, then released. */
+static char *dump_free(json_t *j)
+{
+    char *s = dbz_dump(j, NULL);
+    json_decref(j);
+    return s;
+}
+
 /* One column of every kind under a mode: the same bytes both ways. */
 static void check_out_value(dbz_out *o, const dbz_mode *m, uint32_t oid,
                             int32_t typmod, const char *text, size_t n,
@@ -1189,7 +1197,7 @@ static void check_out_value(dbz_out *o, const dbz_mode *m, uint32_t oid,
     sink_rel r = {.replident = 'd', .ncols = 1, .cols = &col};
     sink_value v = {kind, kind == 't' ? (uint32_t)n : 0,
                     kind == 't' ? buf : NULL};
-    char *want = dbz_dump(dbz_row_typed(m, &r, &v, false), NULL);
+    char *want = dump_free(dbz_row_typed(m, &r, &v, false));
     dbz_out_row(o, m, &r, &v, false);
     char *got = out_take(o);
     ck_assert_ptr_nonnull(want);
@@ -1271,7 +1279,7 @@ START_TEST(test_out_events)
         const sink_rel *rel = i & 2 ? &full : &r;
         const sink_value *before = i & 4 ? vals : NULL;
         const dbz_txinfo *t = i & 8 ? &tx : NULL;
-        char *want = dbz_dump(dbz_key_typed(m, rel, vals), NULL);
+        char *want = dump_free(dbz_key_typed(m, rel, vals));
         dbz_out_key_row(&o, m, rel, vals);
         char *got = out_take(&o);
         ck_assert_str_eq(got, want);
@@ -1281,12 +1289,12 @@ START_TEST(test_out_events)
         dbz_out_source(&so, srcs[(i >> 2) & 1]);
         dbz_out_envelope(&o, m, "cud"[i % 3], rel, before, vals, so.data,
                          so.len, t, 1706695200123 + i);
-        want = dbz_dump(dbz_envelope("cud"[i % 3],
-                                     before ? dbz_row_typed(m, rel, before,
-                                                            false) : NULL,
-                                     dbz_row_typed(m, rel, vals, false),
-                                     srcs[(i >> 2) & 1], t,
-                                     1706695200123 + i), NULL);
+        want = dump_free(dbz_envelope("cud"[i % 3],
+                                      before ? dbz_row_typed(m, rel, before,
+                                                             false) : NULL,
+                                      dbz_row_typed(m, rel, vals, false),
+                                      srcs[(i >> 2) & 1], t,
+                                      1706695200123 + i));
         got = out_take(&o);
         so.len = 0;
         ck_assert_str_eq(got, want);
