@@ -501,21 +501,60 @@ static bool dbz_ts_to_utc(dbz_ts *t)
  * isostring: "2024-01-31T09:00:00.5Z". A timestamp without time zone is
  * taken as UTC, as Debezium does; the fraction keeps the digits given.
  */
+#define DBZ_ISO_MAX 64               /* an isostring timestamp fits */
+
+/* Two decimal digits of v (0 to 99). */
+static char *dbz_two_out(char *p, int v)
+{
+    *p++ = (char)('0' + v / 10);
+    *p++ = (char)('0' + v % 10);
+    return p;
+}
+
+/*
+ * The isostring form into buf (DBZ_ISO_MAX bytes), its length; 0 when s
+ * is no timestamp (its text is the value then). Formatted by hand: this
+ * runs for every timestamp column of every event.
+ */
+static size_t dbz_iso(const char *s, size_t n, bool tz, char *buf)
+{
+    dbz_ts t;
+    char *p = buf;
+    if (!dbz_parse_ts(s, n, tz, &t) || (tz && !dbz_ts_to_utc(&t)))
+        return 0;
+    if (t.year < 0 || t.year > 9999 || t.frac_len > DBZ_ISO_MAX - 24) {
+        int len = snprintf(buf, DBZ_ISO_MAX,
+                           "%04" PRId64 "-%02d-%02dT%02d:%02d:%02d%s%.*sZ",
+                           t.year, t.mon, t.day, t.hour, t.min, t.sec,
+                           t.frac_len ? "." : "", (int)t.frac_len,
+                           t.frac ? t.frac : "");
+        return len < 0 || len >= DBZ_ISO_MAX ? 0 : (size_t)len;
+    }
+    p = dbz_two_out(dbz_two_out(p, (int)(t.year / 100)), (int)(t.year % 100));
+    *p++ = '-';
+    p = dbz_two_out(p, t.mon);
+    *p++ = '-';
+    p = dbz_two_out(p, t.day);
+    *p++ = 'T';
+    p = dbz_two_out(p, t.hour);
+    *p++ = ':';
+    p = dbz_two_out(p, t.min);
+    *p++ = ':';
+    p = dbz_two_out(p, t.sec);
+    if (t.frac_len) {
+        *p++ = '.';
+        memcpy(p, t.frac, t.frac_len);
+        p += t.frac_len;
+    }
+    *p++ = 'Z';
+    return (size_t)(p - buf);
+}
+
 static json_t *dbz_timestamp(const char *s, size_t n, bool tz)
 {
-    char buf[64];
-    dbz_ts t;
-    int len;
-    if (!dbz_parse_ts(s, n, tz, &t) || (tz && !dbz_ts_to_utc(&t)))
-        return dbz_text(s, n);
-    len = snprintf(buf, sizeof buf,
-                   "%04" PRId64 "-%02d-%02dT%02d:%02d:%02d%s%.*sZ",
-                   t.year, t.mon, t.day, t.hour, t.min, t.sec,
-                   t.frac_len ? "." : "", (int)t.frac_len,
-                   t.frac ? t.frac : "");
-    if (len < 0 || (size_t)len >= sizeof buf)
-        return dbz_text(s, n);
-    return json_stringn_nocheck(buf, (size_t)len);
+    char buf[DBZ_ISO_MAX];
+    size_t len = dbz_iso(s, n, tz, buf);
+    return len ? json_stringn_nocheck(buf, len) : dbz_text(s, n);
 }
 
 /* ---- adaptive times (kafka.schemas) ------------------------------------- */
@@ -1820,43 +1859,328 @@ char *dbz_topic(const char *tmpl, const char *name, const char *service,
     return out;
 }
 
-/* jansson's dump callback into a growing buffer: no copy at the end. */
-typedef struct dbz_buf {
-    char *data;
-    size_t len, cap;
-} dbz_buf;
+/* ---- events written straight into a buffer ----------------------------- */
 
-static int dbz_buf_put(const char *s, size_t n, void *arg)
+/* Room for n more bytes and a NUL; false (sticky) when out of memory. */
+static bool dbz_out_room(dbz_out *o, size_t n)
 {
-    dbz_buf *b = arg;
-    if (n >= b->cap - b->len) {
-        size_t cap = b->cap;
-        char *data;
-        while (n >= cap - b->len)
-            cap *= 2;
-        if (!(data = realloc(b->data, cap)))
-            return -1;
-        b->data = data;
-        b->cap = cap;
+    size_t cap = o->cap ? o->cap : 1024;
+    char *data;
+    if (o->oom)
+        return false;
+    if (n < o->cap - o->len)
+        return true;
+    while (n >= cap - o->len) {
+        if (cap > SIZE_MAX / 2)
+            return !(o->oom = true);
+        cap *= 2;
     }
-    memcpy(b->data + b->len, s, n);
-    b->len += n;
-    return 0;
+    if (!(data = realloc(o->data, cap)))
+        return !(o->oom = true);
+    o->data = data;
+    o->cap = cap;
+    return true;
+}
+
+void dbz_out_raw(dbz_out *o, const char *s, size_t n)
+{
+    if (!dbz_out_room(o, n))
+        return;
+    memcpy(o->data + o->len, s, n);
+    o->len += n;
+}
+
+static void dbz_out_lit(dbz_out *o, const char *s)
+{
+    dbz_out_raw(o, s, strlen(s));
+}
+
+/* jansson's "%lld", without printf. */
+static void dbz_out_int(dbz_out *o, int64_t v)
+{
+    char buf[24], *p = buf + sizeof buf;
+    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+    do
+        *--p = (char)('0' + u % 10);
+    while ((u /= 10) != 0);
+    if (v < 0)
+        *--p = '-';
+    dbz_out_raw(o, p, (size_t)(buf + sizeof buf - p));
+}
+
+/* An ASCII byte jansson escapes, as it escapes it. */
+static void dbz_out_escape(dbz_out *o, uint8_t c)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    char u[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 0xF]};
+    switch (c) {
+    case '\\': dbz_out_raw(o, "\\\\", 2); return;
+    case '"': dbz_out_raw(o, "\\\"", 2); return;
+    case '\b': dbz_out_raw(o, "\\b", 2); return;
+    case '\f': dbz_out_raw(o, "\\f", 2); return;
+    case '\n': dbz_out_raw(o, "\\n", 2); return;
+    case '\r': dbz_out_raw(o, "\\r", 2); return;
+    case '\t': dbz_out_raw(o, "\\t", 2); return;
+    default: dbz_out_raw(o, u, sizeof u);
+    }
+}
+
+/*
+ * A JSON string as dbz_text and jansson's compact dump make it: '"', '\'
+ * and control characters escaped, other UTF-8 as it is, every byte that
+ * is not part of valid UTF-8 as U+FFFD.
+ */
+static void dbz_out_str(dbz_out *o, const char *s, size_t n)
+{
+    const uint8_t *p = (const uint8_t *)s;
+    size_t run = 0, i = 0, k;
+    dbz_out_raw(o, "\"", 1);
+    while (i < n) {
+        uint8_t c = p[i];
+        if (c >= 0x20 && c != '"' && c != '\\' && c < 0x80) {
+            i++;
+            continue;
+        }
+        dbz_out_raw(o, s + run, i - run);
+        if (c < 0x80) {
+            dbz_out_escape(o, c);
+            k = 1;
+        } else if ((k = dbz_utf8_len(p + i, n - i)) != 0) {
+            dbz_out_raw(o, s + i, k);
+        } else {
+            dbz_out_raw(o, "\xEF\xBF\xBD", 3);
+            k = 1;
+        }
+        run = i += k;
+    }
+    dbz_out_raw(o, s + run, n - run);
+    dbz_out_raw(o, "\"", 1);
+}
+
+static void dbz_out_cstr(dbz_out *o, const char *s)
+{
+    if (s)
+        dbz_out_str(o, s, strlen(s));
+    else
+        dbz_out_lit(o, "null");
+}
+
+/* '"key":' after '{' (first) or ','; key a known-good literal. */
+static void dbz_out_key(dbz_out *o, const char *key, bool first)
+{
+    dbz_out_raw(o, first ? "{\"" : ",\"", 2);
+    dbz_out_lit(o, key);
+    dbz_out_raw(o, "\":", 2);
+}
+
+static int dbz_out_put(const char *s, size_t n, void *arg)
+{
+    dbz_out *o = arg;
+    dbz_out_raw(o, s, n);
+    return o->oom ? -1 : 0;
+}
+
+/* A jansson value, dumped as dbz_dump does; steals j (NULL: no memory). */
+static void dbz_out_json(dbz_out *o, json_t *j)
+{
+    if (!j || json_dump_callback(j, dbz_out_put, o,
+                                 JSON_COMPACT | JSON_ENCODE_ANY) != 0)
+        o->oom = true;
+    json_decref(j);
+}
+
+/*
+ * The values whose rendering needs no jansson value: integers, booleans,
+ * timestamps as isostring and every type whose value is its text. false:
+ * not one of them (floats, bytea, arrays, the modes' numbers and objects).
+ */
+static bool dbz_out_plain(dbz_out *o, const dbz_mode *m, uint32_t type_oid,
+                          const char *text, size_t len)
+{
+    char iso[DBZ_ISO_MAX];
+    size_t n;
+    int64_t v;
+    switch (type_oid) {
+    case DBZ_INT2OID:
+    case DBZ_INT4OID:
+    case DBZ_INT8OID:
+    case DBZ_OIDOID:
+        if (!dbz_parse_int(text, len, &v))
+            break;
+        dbz_out_int(o, v);
+        return true;
+    case DBZ_BOOLOID:
+        if (len != 1 || (text[0] != 't' && text[0] != 'f'))
+            break;
+        dbz_out_lit(o, text[0] == 't' ? "true" : "false");
+        return true;
+    case DBZ_TIMESTAMPOID:
+    case DBZ_TIMESTAMPTZOID:
+        if (m->adaptive && type_oid == DBZ_TIMESTAMPOID)
+            return false;
+        if (!(n = dbz_iso(text, len, type_oid == DBZ_TIMESTAMPTZOID, iso)))
+            break;
+        dbz_out_raw(o, "\"", 1);
+        dbz_out_raw(o, iso, n);
+        dbz_out_raw(o, "\"", 1);
+        return true;
+    case DBZ_NUMERICOID:
+        if (m->decimal != DBZ_DECIMAL_STRING)
+            return false;
+        break;
+    case DBZ_MONEYOID:
+        if (m->adaptive || m->decimal != DBZ_DECIMAL_STRING)
+            return false;
+        break;
+    case DBZ_DATEOID:
+    case DBZ_TIMEOID:
+    case DBZ_TIMETZOID:
+    case DBZ_INTERVALOID:
+        if (m->adaptive)
+            return false;
+        break;
+    case DBZ_FLOAT4OID:
+    case DBZ_FLOAT8OID:
+    case DBZ_BYTEAOID:
+        return false;
+    default:
+        if (dbz_array_elem(type_oid))
+            return false;
+    }
+    dbz_out_str(o, text, len);
+    return true;
+}
+
+/* One column's value, as dbz_col_value renders it. */
+static void dbz_out_col(dbz_out *o, const dbz_mode *m,
+                        const struct sink_col *col, const sink_value *v)
+{
+    const char *text = v->data ? v->data : "";
+    size_t len = v->data ? v->len : 0;
+    switch (v->kind) {
+    case 't':
+        if (!dbz_out_plain(o, m, col->type_oid, text, len))
+            dbz_out_json(o, dbz_value_typed(m, col->type_oid, col->typmod,
+                                            text, (uint32_t)len));
+        return;
+    case 'u':
+        dbz_out_json(o, dbz_unavailable(m, col->type_oid));
+        return;
+    default:
+        dbz_out_lit(o, "null");
+    }
+}
+
+void dbz_out_row(dbz_out *o, const dbz_mode *m, const sink_rel *rel,
+                 const sink_value *vals, bool key_only)
+{
+    static const dbz_mode dflt = {DBZ_DECIMAL_STRING, false};
+    bool first = true;
+    if (!vals) {
+        dbz_out_lit(o, "null");
+        return;
+    }
+    dbz_out_raw(o, "{", 1);
+    for (uint16_t i = 0; i < rel->ncols; i++) {
+        const struct sink_col *col = &rel->cols[i];
+        if (key_only && !col->key)
+            continue;
+        dbz_out_raw(o, ",", !first);
+        dbz_out_cstr(o, col->name);
+        dbz_out_raw(o, ":", 1);
+        dbz_out_col(o, m ? m : &dflt, col, &vals[i]);
+        first = false;
+    }
+    dbz_out_raw(o, "}", 1);
+}
+
+void dbz_out_key_row(dbz_out *o, const dbz_mode *m, const sink_rel *rel,
+                     const sink_value *vals)
+{
+    if (dbz_has_key(rel))
+        dbz_out_row(o, m, rel, vals, true);
+    else
+        dbz_out_lit(o, "null");
+}
+
+void dbz_out_source(dbz_out *o, const dbz_source *src)
+{
+    char seq[64];
+    if (src->last_commit_lsn)
+        snprintf(seq, sizeof seq, "[\"%" PRIu64 "\",\"%" PRIu64 "\"]",
+                 src->last_commit_lsn, src->lsn);
+    else
+        snprintf(seq, sizeof seq, "[null,\"%" PRIu64 "\"]", src->lsn);
+    dbz_out_key(o, "version", true);
+    dbz_out_cstr(o, src->version);
+    dbz_out_lit(o, ",\"connector\":\"postgresql\",\"name\":");
+    dbz_out_cstr(o, src->name);
+    dbz_out_key(o, "ts_ms", false);
+    dbz_out_int(o, src->ts_ms);
+    dbz_out_key(o, "snapshot", false);
+    dbz_out_cstr(o, src->snapshot);
+    dbz_out_key(o, "db", false);
+    dbz_out_cstr(o, src->db);
+    dbz_out_key(o, "sequence", false);
+    dbz_out_cstr(o, seq);
+    dbz_out_key(o, "schema", false);
+    dbz_out_cstr(o, src->schema);
+    dbz_out_key(o, "table", false);
+    dbz_out_cstr(o, src->table);
+    dbz_out_key(o, "txId", false);
+    dbz_out_int(o, src->txid);
+    dbz_out_key(o, "lsn", false);
+    dbz_out_int(o, (int64_t)src->lsn);
+    dbz_out_raw(o, "}", 1);
+}
+
+void dbz_out_envelope(dbz_out *o, const dbz_mode *m, char op,
+                      const sink_rel *rel, const sink_value *before,
+                      const sink_value *after, const char *source,
+                      size_t source_len, const dbz_txinfo *tx, int64_t ts_ms)
+{
+    char ops[2] = {op, '\0'};
+    dbz_out_key(o, "before", true);
+    dbz_out_row(o, m, rel, before, false);
+    dbz_out_key(o, "after", false);
+    dbz_out_row(o, m, rel, after, false);
+    dbz_out_key(o, "source", false);
+    dbz_out_raw(o, source, source_len);
+    dbz_out_key(o, "op", false);
+    dbz_out_cstr(o, ops);
+    dbz_out_key(o, "ts_ms", false);
+    dbz_out_int(o, ts_ms);
+    if (tx) {
+        dbz_out_key(o, "transaction", false);
+        dbz_out_key(o, "id", true);
+        dbz_out_cstr(o, tx->id);
+        dbz_out_key(o, "total_order", false);
+        dbz_out_int(o, tx->total_order);
+        dbz_out_key(o, "data_collection_order", false);
+        dbz_out_int(o, tx->data_collection_order);
+        dbz_out_raw(o, "}", 1);
+    }
+    dbz_out_raw(o, "}", 1);
+}
+
+void dbz_out_free(dbz_out *o)
+{
+    free(o->data);
+    *o = (dbz_out){0};
 }
 
 char *dbz_dump(const json_t *j, size_t *len)
 {
     /* jansson keeps objects in insertion order: Debezium's field order */
-    dbz_buf b = {malloc(1024), 0, 1024};
-    if (!b.data)
-        return NULL;
-    if (!j || json_dump_callback(j, dbz_buf_put, &b,
-                                 JSON_COMPACT | JSON_ENCODE_ANY) != 0) {
-        free(b.data);
+    dbz_out o = {0};
+    if (!j || !dbz_out_room(&o, 0) ||
+        json_dump_callback(j, dbz_out_put, &o,
+                           JSON_COMPACT | JSON_ENCODE_ANY) != 0) {
+        free(o.data);
         return NULL;
     }
-    b.data[b.len] = '\0';            /* dbz_buf_put always leaves room */
+    o.data[o.len] = '\0';            /* dbz_out_room always leaves room */
     if (len)
-        *len = b.len;
-    return b.data;
+        *len = o.len;
+    return o.data;
 }

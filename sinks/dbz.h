@@ -192,4 +192,33 @@ char *dbz_base64(const uint8_t *data, size_t len);
 /* Serialises compactly (malloc'd, *len set); NULL when out of memory. */
 char *dbz_dump(const json_t *j, size_t *len);
 
+/*
+ * The change events again, written straight into a growing buffer with no
+ * jansson tree: byte for byte what dbz_dump makes of dbz_row_typed,
+ * dbz_key_typed, dbz_source_json and dbz_envelope_src, at a fraction of
+ * the allocations (only floats, bytea, arrays and the modes' numbers still
+ * go through a jansson value). Writes append; oom is sticky, checked once
+ * at the end of an event. The buffer is the caller's to reuse.
+ */
+typedef struct dbz_out {
+    char *data;              /* NULL until the first write */
+    size_t len, cap;
+    bool oom;
+} dbz_out;
+
+void dbz_out_raw(dbz_out *o, const char *s, size_t n);
+/* A row as dbz_row_typed renders it ("null" when vals is NULL). */
+void dbz_out_row(dbz_out *o, const dbz_mode *m, const sink_rel *rel,
+                 const sink_value *vals, bool key_only);
+/* The key as dbz_key_typed renders it ("null" when it has none). */
+void dbz_out_key_row(dbz_out *o, const dbz_mode *m, const sink_rel *rel,
+                     const sink_value *vals);
+void dbz_out_source(dbz_out *o, const dbz_source *src);
+/* dbz_envelope_src's value around a source block already written. */
+void dbz_out_envelope(dbz_out *o, const dbz_mode *m, char op,
+                      const sink_rel *rel, const sink_value *before,
+                      const sink_value *after, const char *source,
+                      size_t source_len, const dbz_txinfo *tx, int64_t ts_ms);
+void dbz_out_free(dbz_out *o);
+
 #endif

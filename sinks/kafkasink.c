@@ -62,6 +62,9 @@ typedef struct kschema {
     uint64_t version;
     json_t *key;             /* JSON null: the table's events have no key */
     json_t *value;
+    char *key_text;          /* both dumped, for events written directly */
+    char *value_text;
+    size_t key_len, value_len;
     dbzcat_types cat;        /* enums' labels, domains as their base types */
 } kschema;
 
@@ -103,10 +106,15 @@ typedef struct kafkasink {
     size_t ncolls, colls_cap;
     ktopic *topics;
     size_t ntopics, topics_cap;
-    /* The source block of the table being produced, shared by its events. */
-    json_t *src_obj;
+    /*
+     * The source block of the table being produced, written once for its
+     * events in the transaction (empty: none yet), and the buffer each
+     * change event is written into, key first, then value.
+     */
+    dbz_out src;
     uint32_t src_oid;
     uint64_t src_version;
+    dbz_out out;
     rd_kafka_topic_t *msg_rkt, *txn_rkt;
     dbz_mode mode;           /* kafka.schemas, kafka.decimal_handling */
     kschema *schemas;
@@ -396,16 +404,21 @@ static bool serve(kafkasink *ks, int timeout_ms)
 /* ---- producing ---------------------------------------------------------- */
 
 /*
- * Produces one message; value (malloc'd, may be NULL for a tombstone) is
- * taken either way. A full local queue waits for the broker, not forever:
- * a broker that stays away fails the sink through the callbacks.
+ * Produces one message (value NULL: a tombstone). With RD_KAFKA_MSG_F_FREE
+ * value is malloc'd and taken either way; with RD_KAFKA_MSG_F_COPY
+ * librdkafka copies it into the message it allocates anyway, one
+ * allocation for both, and the caller's buffer is free again at once. A
+ * full local queue waits for the broker, not forever: a broker that stays
+ * away fails the sink through the callbacks.
  */
-static bool produce(kafkasink *ks, rd_kafka_topic_t *rkt, int32_t partition,
-                    const char *key, size_t klen, char *value, size_t vlen)
+static bool produce_msg(kafkasink *ks, rd_kafka_topic_t *rkt,
+                        int32_t partition, const char *key, size_t klen,
+                        char *value, size_t vlen, int msgflags)
 {
+    if (msgflags != RD_KAFKA_MSG_F_FREE || !value)
+        msgflags = value ? RD_KAFKA_MSG_F_COPY : 0;
     for (;;) {
-        if (rd_kafka_produce(rkt, partition, value ? RD_KAFKA_MSG_F_FREE : 0,
-                             value, vlen, key, klen,
+        if (rd_kafka_produce(rkt, partition, msgflags, value, vlen, key, klen,
                              (void *)(uintptr_t)ks->seq) == 0) {
             ring_at(ks, ks->seq)->pending++;
             if (++ks->since_poll >= POLL_EVERY)
@@ -414,16 +427,25 @@ static bool produce(kafkasink *ks, rd_kafka_topic_t *rkt, int32_t partition,
         }
         rd_kafka_resp_err_t err = rd_kafka_last_error();
         if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
-            free(value);
+            if (msgflags == RD_KAFKA_MSG_F_FREE)
+                free(value);
             return sink_fail(&ks->base, ks->commit_lsn, "cannot produce to "
                              "topic %s: %s", rd_kafka_topic_name(rkt),
                              rd_kafka_err2str(err));
         }
         if (!serve(ks, QUEUE_FULL_WAIT_MS)) {
-            free(value);
+            if (msgflags == RD_KAFKA_MSG_F_FREE)
+                free(value);
             return false;
         }
     }
+}
+
+static bool produce(kafkasink *ks, rd_kafka_topic_t *rkt, int32_t partition,
+                    const char *key, size_t klen, char *value, size_t vlen)
+{
+    return produce_msg(ks, rkt, partition, key, klen, value, vlen,
+                       RD_KAFKA_MSG_F_FREE);
 }
 
 /* Produces key and value JSON (value NULL: a tombstone); takes both. */
@@ -530,24 +552,27 @@ static dbz_source source_of(kafkasink *ks, const sink_rel *rel)
     };
 }
 
-/* The transaction's source block for rel: one per table, not per event. */
-static json_t *shared_source(kafkasink *ks, const sink_rel *rel)
+/*
+ * The transaction's source block for rel, written once per table, not
+ * per event; false when out of memory.
+ */
+static bool shared_source(kafkasink *ks, const sink_rel *rel)
 {
-    if (!ks->src_obj || ks->src_oid != rel->oid ||
+    if (!ks->src.len || ks->src_oid != rel->oid ||
         ks->src_version != rel->version) {
-        json_decref(ks->src_obj);
         dbz_source src = source_of(ks, rel);
-        ks->src_obj = dbz_source_json(&src);
+        ks->src.len = 0;
+        dbz_out_source(&ks->src, &src);
         ks->src_oid = rel->oid;
         ks->src_version = rel->version;
     }
-    return json_incref(ks->src_obj);
+    return !ks->src.oom;
 }
 
 static void forget_source(kafkasink *ks)
 {
-    json_decref(ks->src_obj);
-    ks->src_obj = NULL;
+    ks->src.len = 0;
+    ks->src.oom = false;
 }
 
 /* Counts an event of a table for the END event; NULL when out of memory. */
@@ -647,14 +672,20 @@ static kschema *rel_schemas(kafkasink *ks, const sink_rel *rel)
     allowed = (const char *const *)sc->cat.allowed;
     if (sc->cat.rel)
         rel = sc->cat.rel;
+    free(sc->key_text);
+    free(sc->value_text);
     sc->key = dbz_key_schema(&ks->mode, server, rel, allowed);
     sc->value = dbz_envelope_schema(&ks->mode, server, rel, allowed);
+    sc->key_text = sc->key ? dbz_dump(sc->key, &sc->key_len) : NULL;
+    sc->value_text = sc->value ? dbz_dump(sc->value, &sc->value_len) : NULL;
     sc->oid = rel->oid;
     sc->version = rel->version;
-    if (sc->key && sc->value)
+    if (sc->key_text && sc->value_text)
         return sc;
     json_decref(sc->key);
     json_decref(sc->value);
+    free(sc->key_text);
+    free(sc->value_text);
     dbzcat_clear(&sc->cat);
     *sc = (kschema){0};
     return NULL;
@@ -682,6 +713,8 @@ static void schemas_free(kafkasink *ks)
     for (size_t i = 0; i < ks->nschemas; i++) {
         json_decref(ks->schemas[i].key);
         json_decref(ks->schemas[i].value);
+        free(ks->schemas[i].key_text);
+        free(ks->schemas[i].value_text);
         dbzcat_clear(&ks->schemas[i].cat);
     }
     free(ks->schemas);
@@ -743,54 +776,120 @@ static bool connect_wrap_fixed(kafkasink *ks, dbz_fixed kkey,
     return false;
 }
 
-/* One change event of a table: c u d r t. */
+#define OUT_KEEP (1024 * 1024)  /* a buffer grown past this is let go */
+
+/*
+ * With kafka.schemas, Kafka Connect's {"schema", "payload"} around what
+ * part writes (as dbz_connect would dump it); part alone otherwise.
+ */
+static void out_wrapped(kafkasink *ks, const char *schema, size_t schema_len,
+                        bool wrap)
+{
+    static const char head[] = "{\"schema\":", mid[] = ",\"payload\":";
+    if (!wrap)
+        return;
+    dbz_out_raw(&ks->out, head, sizeof head - 1);
+    dbz_out_raw(&ks->out, schema, schema_len);
+    dbz_out_raw(&ks->out, mid, sizeof mid - 1);
+}
+
+/*
+ * An event written into ks->out (key then value, klen bytes of key; no
+ * key: partition 0, which keeps such a table's changes in order) goes
+ * out, copied by librdkafka; the buffer is emptied for the next one.
+ */
+static bool produce_out(kafkasink *ks, rd_kafka_topic_t *rkt, size_t klen,
+                        bool has_value)
+{
+    dbz_out *o = &ks->out;
+    bool ok = o->oom ? sink_fail(&ks->base, ks->commit_lsn, "out of memory")
+                     : produce_msg(ks, rkt, klen ? RD_KAFKA_PARTITION_UA : 0,
+                                   klen ? o->data : NULL, klen,
+                                   has_value ? o->data + klen : NULL,
+                                   o->len - klen, RD_KAFKA_MSG_F_COPY);
+    if (o->cap > OUT_KEEP)
+        dbz_out_free(o);
+    o->len = 0;
+    o->oom = false;
+    return ok;
+}
+
+/*
+ * The key of an event of rel into ks->out from key_vals (NULL, or a table
+ * whose events have no key: none); its length.
+ */
+static size_t out_key(kafkasink *ks, const sink_rel *rel, kschema *sc,
+                      const sink_value *key_vals)
+{
+    if (!key_vals || !dbz_has_key(rel))
+        return 0;
+    out_wrapped(ks, sc ? sc->key_text : NULL, sc ? sc->key_len : 0, sc);
+    dbz_out_row(&ks->out, &ks->mode, rel, key_vals, true);
+    dbz_out_raw(&ks->out, "}", sc != NULL);
+    return ks->out.len;
+}
+
+/* rel's schemas with kafka.schemas (false when out of memory), else NULL. */
+static bool schemas_of(kafkasink *ks, const sink_rel *rel, kschema **sc)
+{
+    *sc = NULL;
+    if (!ks->base.config->kafka.schemas)
+        return true;
+    return (*sc = rel_schemas(ks, rel)) != NULL;
+}
+
+/*
+ * One change event of a table: c u d r t, keyed by key_vals' key columns
+ * (NULL: no key), written straight into the reusable buffer.
+ */
 static bool produce_change(kafkasink *ks, const sink_rel *rel, char op,
-                           json_t *key, json_t *before, json_t *after)
+                           const sink_value *key_vals,
+                           const sink_value *before, const sink_value *after)
 {
     rd_kafka_topic_t *rkt = table_topic(ks, rel);
     dbz_txinfo tx = {.id = ks->txid};
     bool meta = ks->base.config->kafka.transaction_metadata;
+    kschema *sc;
+    size_t klen;
+    if (!rkt)
+        return false;
     if (meta) {
         kcoll *c = count_event(ks, rel);
-        if (!c) {
-            json_decref(key);
-            json_decref(before);
-            json_decref(after);
+        if (!c)
             return sink_fail(&ks->base, ks->commit_lsn, "out of memory");
-        }
         tx.total_order = ks->total_order;
         tx.data_collection_order = c->count;
     }
-    json_t *value = dbz_envelope_src(op, before, after, shared_source(ks, rel),
-                                     meta ? &tx : NULL, ks->now_ms);
-    if (!rkt || !value || !connect_wrap(ks, rel, &key, &value)) {
-        json_decref(key);
-        json_decref(value);
-        return rkt ? sink_fail(&ks->base, ks->commit_lsn, "out of memory")
-                   : false;
-    }
-    atomic_fetch_add_explicit(&ks->base.rows_applied, 1, memory_order_relaxed);
-    return produce_json(ks, rkt, key, value);
-}
-
-static bool tombstone(kafkasink *ks, const sink_rel *rel, json_t *key)
-{
-    if (!ks->base.config->kafka.tombstones || json_is_null(key)) {
-        json_decref(key);
-        return true;
-    }
-    rd_kafka_topic_t *rkt = table_topic(ks, rel);
-    json_t *none = NULL;
-    if (!rkt) {
-        json_decref(key);
-        return false;
-    }
-    if (!connect_wrap(ks, rel, &key, &none))
+    if (!schemas_of(ks, rel, &sc) || !shared_source(ks, rel))
         return sink_fail(&ks->base, ks->commit_lsn, "out of memory");
-    return produce_json(ks, rkt, key, NULL);
+    klen = out_key(ks, rel, sc, key_vals);
+    out_wrapped(ks, sc ? sc->value_text : NULL, sc ? sc->value_len : 0, sc);
+    dbz_out_envelope(&ks->out, &ks->mode, op, rel, before, after,
+                     ks->src.data, ks->src.len, meta ? &tx : NULL,
+                     ks->now_ms);
+    dbz_out_raw(&ks->out, "}", sc != NULL);
+    atomic_fetch_add_explicit(&ks->base.rows_applied, 1, memory_order_relaxed);
+    return produce_out(ks, rkt, klen, true);
 }
 
-/* A row and a key under the sink's mode. */
+/* The tombstone after a delete of key_vals' key (none without a key). */
+static bool tombstone(kafkasink *ks, const sink_rel *rel,
+                      const sink_value *key_vals)
+{
+    rd_kafka_topic_t *rkt;
+    kschema *sc;
+    size_t klen;
+    if (!ks->base.config->kafka.tombstones || !key_vals || !dbz_has_key(rel))
+        return true;
+    if (!(rkt = table_topic(ks, rel)))
+        return false;
+    if (!schemas_of(ks, rel, &sc))
+        return sink_fail(&ks->base, ks->commit_lsn, "out of memory");
+    klen = out_key(ks, rel, sc, key_vals);
+    return produce_out(ks, rkt, klen, false);
+}
+
+/* A row and a key under the sink's mode (the loader's jansson trees). */
 static json_t *row_of(kafkasink *ks, const sink_rel *rel,
                       const sink_value *vals, bool key_only)
 {
@@ -806,10 +905,8 @@ static json_t *key_of(kafkasink *ks, const sink_rel *rel,
 static bool on_insert(kafkasink *ks, const sink_event *ev)
 {
     const sink_rel *rel = typed_rel(ks, ev->rel);
-    return rel &&
-           produce_change(ks, rel, 'c',
-                          key_of(ks, rel, ev->new_vals), NULL,
-                          row_of(ks, rel, ev->new_vals, false));
+    return rel && produce_change(ks, rel, 'c', ev->new_vals, NULL,
+                                 ev->new_vals);
 }
 
 /*
@@ -821,28 +918,22 @@ static bool on_update(kafkasink *ks, const sink_event *ev)
     const sink_rel *rel = typed_rel(ks, ev->rel);
     if (!rel)
         return false;
-    if (ev->old_kind == 'K') {
-        json_t *old_key = key_of(ks, rel, ev->old_vals);
-        return produce_change(ks, rel, 'd', json_incref(old_key),
-                              row_of(ks, rel, ev->old_vals, false), NULL) &&
-               tombstone(ks, rel, old_key) &&
+    if (ev->old_kind == 'K')
+        return produce_change(ks, rel, 'd', ev->old_vals, ev->old_vals,
+                              NULL) &&
+               tombstone(ks, rel, ev->old_vals) &&
                on_insert(ks, ev);
-    }
-    json_t *before = ev->old_kind == 'O' ? row_of(ks, rel, ev->old_vals, false)
-                                         : NULL;
-    return produce_change(ks, rel, 'u', key_of(ks, rel, ev->new_vals), before,
-                          row_of(ks, rel, ev->new_vals, false));
+    return produce_change(ks, rel, 'u', ev->new_vals,
+                          ev->old_kind == 'O' ? ev->old_vals : NULL,
+                          ev->new_vals);
 }
 
 static bool on_delete(kafkasink *ks, const sink_event *ev)
 {
     const sink_rel *rel = typed_rel(ks, ev->rel);
-    if (!rel)
-        return false;
-    json_t *key = key_of(ks, rel, ev->old_vals);
-    return produce_change(ks, rel, 'd', json_incref(key),
-                          row_of(ks, rel, ev->old_vals, false), NULL) &&
-           tombstone(ks, rel, key);
+    return rel &&
+           produce_change(ks, rel, 'd', ev->old_vals, ev->old_vals, NULL) &&
+           tombstone(ks, rel, ev->old_vals);
 }
 
 static bool on_truncate(kafkasink *ks, const sink_event *ev)
@@ -850,7 +941,8 @@ static bool on_truncate(kafkasink *ks, const sink_event *ev)
     if (!ks->base.config->kafka.truncate_events)
         return true;
     for (uint32_t i = 0; i < ev->ntruncate; i++)
-        if (!produce_change(ks, ev->truncate_rels[i], 't', NULL, NULL, NULL))
+        if (!produce_change(ks, ev->truncate_rels[i], 't', NULL, NULL,
+                            NULL))
             return false;
     return true;
 }
@@ -1152,6 +1244,8 @@ void kafkasink_free(sink *s)
     free(ks->colls);
     free(ks->topics);
     schemas_free(ks);
+    dbz_out_free(&ks->src);
+    dbz_out_free(&ks->out);
     free(ks->ckpt_path);
     free(ks->db);
     free(ks);

@@ -1164,6 +1164,148 @@ START_TEST(test_hostile_typed)
 }
 END_TEST
 
+/* ---- the direct writer (dbz_out), against the jansson trees ------------- */
+
+/* dbz_out's bytes, NUL-terminated, and the buffer emptied for reuse. */
+static char *out_take(dbz_out *o)
+{
+    ck_assert(!o->oom);
+    char *s = strndup(o->data ? o->data : "", o->len);
+    ck_assert_ptr_nonnull(s);
+    o->len = 0;
+    return s;
+}
+
+/* j dumped, then released. */
+static char *dump_free(json_t *j)
+{
+    char *s = dbz_dump(j, NULL);
+    json_decref(j);
+    return s;
+}
+
+/* One column of every kind under a mode: the same bytes both ways. */
+static void check_out_value(dbz_out *o, const dbz_mode *m, uint32_t oid,
+                            int32_t typmod, const char *text, size_t n,
+                            char kind)
+{
+    char *buf = malloc(n ? n : 1);
+    ck_assert_ptr_nonnull(buf);
+    memcpy(buf, text, n);
+    struct sink_col col = {.name = "c\"\x01\xE9", .type_oid = oid,
+                           .typmod = typmod, .key = true};
+    sink_rel r = {.replident = 'd', .ncols = 1, .cols = &col};
+    sink_value v = {kind, kind == 't' ? (uint32_t)n : 0,
+                    kind == 't' ? buf : NULL};
+    char *want = dump_free(dbz_row_typed(m, &r, &v, false));
+    dbz_out_row(o, m, &r, &v, false);
+    char *got = out_take(o);
+    ck_assert_ptr_nonnull(want);
+    ck_assert_msg(strcmp(got, want) == 0, "type %u(%d) kind %c: got %s, "
+                  "want %s", oid, typmod, kind, got, want);
+    free(want);
+    free(got);
+    free(buf);
+}
+
+START_TEST(test_out_values)
+{
+    const dbz_mode *modes[] = {NULL, &adaptive, &as_double, &precise,
+                               &precise_iso};
+    static const uint32_t extra[] = {
+        TIMESTAMPTZ, UUID, MONEY, TEXT, VARCHAR, BPCHAR, NAME, CHAR, JSON,
+        XML, CIDR, INET, MACADDR, TIME, TIMETZ, INTERVAL, POINT, TSVECTOR,
+    };
+    static const char *const texts[] = {
+        "", "0", "-0", "9223372036854775807", "-9223372036854775808",
+        "9223372036854775808", "t", "f", "true", "1.5e300", "NaN",
+        "2024-01-31 10:00:00.123456+05:30", "0001-01-01 00:30:00+01",
+        "12345-06-07 08:09:10", "infinity", "a\"b\\c\n\t\x01\x1f\x7f/",
+        "caf\xC3\xA9 \xF0\x9F\x98\x80", "bad \xC3 \xED\xA0\x80 \xFF",
+        "\\x0102ff", "{1,2,NULL}", "$1,234.56", "1 year 2 mons",
+    };
+    const int32_t typmods[] = {-1, 3, NUMTYPMOD(12, 2)};
+    dbz_out o = {0};
+    char buf[64];
+    for (size_t mi = 0; mi < sizeof modes / sizeof modes[0]; mi++)
+        for (size_t t = 0; t < sizeof texts / sizeof texts[0]; t++)
+            for (size_t k = 0; k < sizeof extra / sizeof extra[0]; k++)
+                check_out_value(&o, modes[mi], extra[k], typmods[t % 3],
+                                texts[t], strlen(texts[t]), 't');
+    for (int i = 0; i < 1500; i++) {
+        size_t n = fuzz_input(buf, sizeof buf);
+        const dbz_mode *m = modes[rng() % 5];
+        char kind = "tttttnu"[rng() % 7];
+        for (size_t t = 0; t < sizeof fuzz_types / sizeof fuzz_types[0]; t++)
+            check_out_value(&o, m, fuzz_types[t], typmods[rng() % 3], buf, n,
+                            kind);
+        for (size_t t = 0; t < sizeof typed_fuzz_types / sizeof(uint32_t);
+             t++)
+            check_out_value(&o, m, typed_fuzz_types[t], typmods[rng() % 3],
+                            buf, n, kind);
+    }
+    dbz_out_free(&o);
+}
+END_TEST
+
+/* Keys and whole envelopes, with and without transaction metadata. */
+START_TEST(test_out_events)
+{
+    sink_rel r = {.schema = "public", .name = "orders", .replident = 'd',
+                  .ncols = NCOLS(shop_cols), .cols = shop_cols};
+    sink_rel full = r;
+    full.replident = 'f';
+    static const char *const text[] = {
+        "42", "0b5d2a0e-4c1e-4f53-9a3c-1f0e8c6b2a11", "paid", "157.40", "EUR",
+        "3", "7", "2024-01-31 10:00:00+00", "2024-02-02", "ann@example.com",
+        "\\x0102ff", "t", "{a,NULL,\"b c\"}", "{\"k\": 1}", "{ \"ok\" : true }",
+        "10.0.0.1", "22:30:00", "30 days", "0.5", "NaN",
+    };
+    sink_value vals[NCOLS(shop_cols)];
+    for (size_t i = 0; i < NCOLS(shop_cols); i++)
+        vals[i] = (sink_value){'t', (uint32_t)strlen(text[i]), text[i]};
+    vals[6] = (sink_value){'n', 0, NULL};
+    vals[10] = (sink_value){'u', 0, NULL};
+    dbz_source odd = src;
+    odd.db = "d\"b\xFF";
+    odd.last_commit_lsn = 0;
+    const dbz_source *srcs[] = {&src, &odd};
+    const dbz_txinfo tx = {.id = "571:24023128", .total_order = 3,
+                           .data_collection_order = 2};
+    const dbz_mode *modes[] = {NULL, &precise};
+    dbz_out o = {0}, so = {0};
+    for (int i = 0; i < 16; i++) {
+        const dbz_mode *m = modes[i & 1];
+        const sink_rel *rel = i & 2 ? &full : &r;
+        const sink_value *before = i & 4 ? vals : NULL;
+        const dbz_txinfo *t = i & 8 ? &tx : NULL;
+        char *want = dump_free(dbz_key_typed(m, rel, vals));
+        dbz_out_key_row(&o, m, rel, vals);
+        char *got = out_take(&o);
+        ck_assert_str_eq(got, want);
+        free(got);
+        free(want);
+
+        dbz_out_source(&so, srcs[(i >> 2) & 1]);
+        dbz_out_envelope(&o, m, "cud"[i % 3], rel, before, vals, so.data,
+                         so.len, t, 1706695200123 + i);
+        want = dump_free(dbz_envelope("cud"[i % 3],
+                                      before ? dbz_row_typed(m, rel, before,
+                                                             false) : NULL,
+                                      dbz_row_typed(m, rel, vals, false),
+                                      srcs[(i >> 2) & 1], t,
+                                      1706695200123 + i));
+        got = out_take(&o);
+        so.len = 0;
+        ck_assert_str_eq(got, want);
+        free(got);
+        free(want);
+    }
+    dbz_out_free(&o);
+    dbz_out_free(&so);
+}
+END_TEST
+
 static Suite *dbz_suite(void)
 {
     Suite *s = suite_create("dbz");
@@ -1191,6 +1333,8 @@ static Suite *dbz_suite(void)
     tcase_add_test(tc, test_shop_schemas);
     tcase_add_test(tc, test_shop_event);
     tcase_add_test(tc, test_hostile_typed);
+    tcase_add_test(tc, test_out_values);
+    tcase_add_test(tc, test_out_events);
     suite_add_tcase(s, tc);
     return s;
 }
