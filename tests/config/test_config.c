@@ -862,6 +862,7 @@ START_TEST(describe_mentions_every_key)
         "services", "dsn", "slot", "publication", "heartbeat_interval",
         "brokers", "topic", "properties", "owned_tables", "shared_tables",
         "references", "target", "on_conflict", "postgres", "copy_workers",
+        "copy_split_size",
         "loop_prevention", "failover_slot", "tombstones", "truncate_events",
         "transaction_metadata", "transaction_topic", "message_topic",
         "messages",
