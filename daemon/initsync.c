@@ -757,12 +757,15 @@ enum { SRC_SCHEMA, SRC_NAME, SRC_KIND, SRC_BYTES, SRC_BLOCK };
 static PGresult *read_sources(PGconn *src, const cfg_table *t)
 {
     const char *params[] = {t->schema, t->name};
+    /* (pg_partition_tree has no row for a table outside any tree.) */
     return PQexecParams(src,
-        "SELECT n.nspname, c.relname, c.relkind, pg_relation_size(c.oid), "
-        "current_setting('block_size')::bigint FROM pg_partition_tree("
-        "format('%I.%I', $1::text, $2::text)::regclass) p JOIN pg_class c "
-        "ON c.oid = p.relid JOIN pg_namespace n ON n.oid = c.relnamespace "
-        "WHERE p.isleaf", 2, NULL, params, NULL, NULL, 0);
+        "WITH t AS (SELECT format('%I.%I', $1::text, $2::text)::regclass "
+        "AS oid) SELECT n.nspname, c.relname, c.relkind, "
+        "pg_relation_size(c.oid), current_setting('block_size')::bigint "
+        "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE c.oid IN (SELECT p.relid FROM t, pg_partition_tree(t.oid) p "
+        "WHERE p.isleaf) OR (c.oid = (SELECT oid FROM t) AND "
+        "c.relkind <> 'p')", 2, NULL, params, NULL, NULL, 0);
 }
 
 /* How many block ranges a heap of that size is copied in. */
@@ -840,6 +843,9 @@ static bool plan_jobs(round *r, size_t i, size_t j, char *err, size_t len)
         int64_t bsz = strtoll(PQgetvalue(res, k, SRC_BLOCK), NULL, 10);
         nparts += ranges_of(r, bytes, bsz > 0 ? bytes / bsz : 0);
     }
+    log_debug("event=copy_plan table=%s.%s sources=%d parts=%zu "
+              "split_bytes=%lld", t->schema, t->name, PQntuples(res), nparts,
+              (long long)r->split_bytes);
     bool ok = heaps && nparts > 1
                   ? add_parts(r, i, j, res, nparts)
                   : add_job(r, (job){.svc = i, .table = j,
