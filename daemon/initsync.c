@@ -409,22 +409,24 @@ static bool empty_loaders(copier *cp, const sink_load_table *t)
     return true;
 }
 
+typedef enum split_turn { SPLIT_READY, SPLIT_EMPTY_IT, SPLIT_FAILED } split_turn;
+
 /*
  * A split table's part may load once the table is empty: the first part
- * to start empties it, the others wait for that (a part loaded before
- * would be emptied with the rest).
+ * to start empties it (SPLIT_EMPTY_IT), the others wait for that (a part
+ * loaded before would be emptied with the rest).
  */
-static bool split_ready(copier *cp, const job *j, const sink_load_table *t)
+static split_turn split_claim(round *r, const job *j)
 {
-    round *r = cp->r;
     split *sp = j->split;
     pthread_mutex_lock(&r->mu);
-    bool mine = sp->emptied == 0;
-    if (mine) {
+    if (sp->emptied == 0) {
         sp->emptied = 1;
         sp->started = now_s();
+        pthread_mutex_unlock(&r->mu);
+        return SPLIT_EMPTY_IT;
     }
-    while (!mine && sp->emptied == 1 && !r->svc[j->svc].failed &&
+    while (sp->emptied == 1 && !r->svc[j->svc].failed &&
            !atomic_load(&r->is->stop)) {
         struct timespec until;
         clock_gettime(CLOCK_REALTIME, &until);
@@ -433,13 +435,18 @@ static bool split_ready(copier *cp, const job *j, const sink_load_table *t)
         until.tv_nsec %= 1000000000;
         pthread_cond_timedwait(&r->emptied, &r->mu, &until);
     }
-    int state = sp->emptied;
+    bool ready = sp->emptied == 2;
     pthread_mutex_unlock(&r->mu);
-    if (!mine)
-        return state == 2;
+    return ready ? SPLIT_READY : SPLIT_FAILED;
+}
+
+/* The table emptied for its parts (or not: they give up). */
+static bool split_empty(copier *cp, const job *j, const sink_load_table *t)
+{
+    round *r = cp->r;
     bool ok = empty_loaders(cp, t);
     pthread_mutex_lock(&r->mu);
-    sp->emptied = ok ? 2 : -1;
+    j->split->emptied = ok ? 2 : -1;
     pthread_cond_broadcast(&r->emptied);
     pthread_mutex_unlock(&r->mu);
     return ok;
@@ -499,7 +506,7 @@ static bool copy_out(copier *cp, const job *j, const cfg_table *t,
 }
 
 /* One job's rows, out of the source once, into each of its service's loaders. */
-static bool load_table(copier *cp, const job *j)
+static bool load_table(copier *cp, const job *j, bool empty_first)
 {
     round *r = cp->r;
     schema_plan *plan = r->svc[j->svc].plan;
@@ -522,7 +529,7 @@ static bool load_table(copier *cp, const job *j)
                       : est,
                   .started = now_s()};
     p.last_log = p.started;
-    bool ok = (!j->split || split_ready(cp, j, &lt)) &&
+    bool ok = (!empty_first || split_empty(cp, j, &lt)) &&
               begin_loaders(cp, &lt) && copy_out(cp, j, t, &lt);
     if (ok)
         health_going(r->is, j->svc);
@@ -715,7 +722,12 @@ static void *copier_main(void *arg)
         /* A failed open fails its service; the source is still clean. */
         if (!copier_open(cp, j))
             continue;
-        if (!load_table(cp, j) || !job_done(cp->r, cp->tgt, j))
+        split_turn turn = j->split ? split_claim(cp->r, j) : SPLIT_READY;
+        /* Its table could not be emptied: the source is still clean. */
+        if (turn == SPLIT_FAILED)
+            continue;
+        if (!load_table(cp, j, turn == SPLIT_EMPTY_IT) ||
+            !job_done(cp->r, cp->tgt, j))
             break;
     }
     copier_close(cp);
