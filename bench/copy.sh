@@ -2,6 +2,7 @@
 # Initial-copy benchmark: cleave's initial sync against pgcopydb, in one run.
 #
 #   bench/copy.sh                  (SCALE=1 bench/copy.sh for a quick try)
+#   BIGTABLE=1 bench/copy.sh       (one big table; BIG_MB=200 for a quick try)
 #
 # One source cluster holds the shared shop database (schema.sql + data.sql
 # at scale $SCALE, 8 by default: 2.06 million rows, 301 MB of table data),
@@ -54,16 +55,34 @@
 # waited for, pg_dump and pg_restore included), and of the PostgreSQL
 # servers, source and target together.
 #
-# Environment: SCALE (8), COPY_TIMEOUT (s cleave may take, 120), and those
-# of bench/common.sh: CLEAVE_BIN, CLEAVE_FIXTURES, BENCH_KEEP=1.
-# Exits 0 when both tools were measured and both copies are complete.
+# Big-table mode (BIGTABLE=1): one table `big` (a bigint key, an int, a
+# numeric, a timestamptz and 32 characters of text: about 100 bytes a
+# row) of BIG_MB MB of heap (1536 by default; BIG_MB=200 for a quick
+# run), frozen and analyzed, copied into one empty service database three
+# times, one after another in one run: pgcopydb clone with
+# --split-tables-larger-than $SPLIT (it splits by ranges of the integer
+# key, ceil(size / SPLIT) ways, and builds the key's index after the
+# rows), cleave with copy_split_size: $SPLIT (block ranges of that size),
+# and cleave with copy_split_size: 0 (the table copied by one worker, as
+# before the split copy). All three with two jobs (copy_workers: 2,
+# --table-jobs 2 --index-jobs 2). Each copy is checked by the target's
+# row count and an order-free checksum (the sum of hashtext of each row's
+# text) against the source's. The ratios are printed side by side.
+#
+# Environment: SCALE (8), COPY_TIMEOUT (s cleave may take, 120; 900 in
+# big-table mode), BIGTABLE, BIG_MB, SPLIT (256MB), and those of
+# bench/common.sh: CLEAVE_BIN, CLEAVE_FIXTURES, BENCH_KEEP=1.
+# Exits 0 when every tool was measured and every copy is complete.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=bench/common.sh
 . bench/common.sh
 SCALE=${SCALE:-8}
 WORKERS=2
-TIMEOUT=${COPY_TIMEOUT:-120}
+BIGTABLE=${BIGTABLE:-0}
+if [ "$BIGTABLE" = 1 ]; then TIMEOUT=${COPY_TIMEOUT:-900}; else TIMEOUT=${COPY_TIMEOUT:-120}; fi
+BIG_MB=${BIG_MB:-1536}
+SPLIT=${SPLIT:-256MB}
 PGCOPYDB=/usr/bin/pgcopydb
 GNU_TIME=/usr/bin/time
 
@@ -129,6 +148,146 @@ verify() {
 }
 
 declare -A SEC=() ROWS=() RSS=() CPU=() SCPU=() EQ=() FAILED=() PER=() NOTE=()
+
+# ---------------------------------------------------------------- one big table
+big_fresh() {  # an empty big_db, and nothing dirty left behind
+  q tgt postgres "DROP DATABASE IF EXISTS big_db WITH (FORCE)"
+  q tgt postgres "CREATE DATABASE big_db"
+  q tgt postgres "CHECKPOINT"
+  q src shop "CHECKPOINT"
+}
+big_sum() { q "$1" "$2" "SELECT count(*) || ' ' || coalesce(sum(hashtext(b::text)::bigint), 0) FROM big b"; }
+big_check() {  # big_check RUN: EQ[RUN], "yes" or what the target holds
+  local got
+  got=$(big_sum tgt big_db 2>/dev/null) || got="no table"
+  ROWS[$1]=${got%% *}
+  if [ "$got" = "$BIG_SUM" ]; then EQ[$1]=yes; else EQ[$1]="count and checksum $got, source $BIG_SUM"; fi
+}
+
+big_source() {  # the table, about BIG_MB MB of heap
+  local rows=$(( BIG_MB * 1048576 / 100 ))
+  log "source: big, $rows rows (about $BIG_MB MB)"
+  q src postgres "CREATE DATABASE shop"
+  q src shop "CREATE TABLE big (id bigint NOT NULL, account int NOT NULL,
+      amount numeric(12,2) NOT NULL, created timestamptz NOT NULL, note text)"
+  q src shop "INSERT INTO big SELECT g, g % 100000, (g % 100000) / 100.0,
+      timestamptz '2026-01-01' + g * interval '1 second', md5(g::text)
+      FROM generate_series(1, $rows) g"
+  q src shop "ALTER TABLE big ADD PRIMARY KEY (id)"
+  q src shop "VACUUM (FREEZE, ANALYZE) big"
+  BIG_SUM=$(big_sum src shop)
+  DATA_MB=$(q src shop "SELECT round(pg_relation_size('big') / 1048576.0, 1)")
+}
+
+big_pgcopydb() {
+  local rc=0 e m u y
+  log "pgcopydb: clone --split-tables-larger-than $SPLIT"
+  big_fresh
+  mkdir -p "$T/pgcopydb"
+  rm -rf "$T/pgcopydb/big"
+  local st0 t0
+  st0=$(server_ticks)
+  t0=$(now)
+  # shellcheck disable=SC2016  # $$, $0 and $@ are the inner shell's
+  "$GNU_TIME" -o "$T/pgcopydb/big.time" -f '%e %M %U %S' \
+    setsid -w sh -c 'echo $$ >"$0"; exec "$@"' "$T/pgcopydb.pgid" \
+    "$PGCOPYDB" clone --source "postgres://postgres@127.0.0.1:${PORT[src]}/shop" \
+      --target "postgres://postgres@${T//\//%2F}%2Ftgt:${PORT[tgt]}/big_db" \
+      --dir "$T/pgcopydb/big" --table-jobs $WORKERS --index-jobs $WORKERS \
+      --split-tables-larger-than "$SPLIT" --no-owner --no-acl >"$T/pgcopydb/big.log" 2>&1 &
+  PGC_PID=$!
+  wait "$PGC_PID" || rc=$?
+  rm -f "$T/pgcopydb.pgid"
+  PGC_PID=""
+  if [ "$rc" != 0 ]; then
+    FAILED[pgcopydb]="exit status $rc"
+    tail -n 25 "$T/pgcopydb/big.log" | sed 's/^/    /' >&2
+    return
+  fi
+  SEC[pgcopydb]=$(calc "%.2f" "$(now) - $t0")
+  SCPU[pgcopydb]=$(calc "%.1f" "($(server_ticks) - $st0) / $TCK")
+  read -r e m u y <"$T/pgcopydb/big.time"
+  RSS[pgcopydb]=$(calc "%.1f" "$m / 1024")
+  CPU[pgcopydb]=$(calc "%.1f" "$u + $y")
+  NOTE[pgcopydb]=$(grep -oE '[0-9]+ COPY processes' "$T/pgcopydb/big.log" | head -1 || true)
+  big_check pgcopydb
+  log "pgcopydb: ${SEC[pgcopydb]} s (${NOTE[pgcopydb]:-not split})"
+}
+
+big_over() { grep -q 'event=initial_sync_done' "$T/$BIG_SLOT.log" || cleave_exited; }
+big_cleave() {  # big_cleave RUN SPLIT_SIZE: one initial sync of big
+  local run=$1 slot="big_$1" hwm st0 t0
+  if [ -n "$CLEAVE_NOTE" ]; then FAILED[$run]=$CLEAVE_NOTE; return; fi
+  log "cleave ($run): copy_split_size $2"
+  big_fresh
+  { config_head "$slot" "copy_workers: $WORKERS" "copy_split_size: $2"
+    echo "  big_service:"
+    echo "    owned_tables: [big]"
+    echo "    target:"
+    echo "      postgres: \"host=$T/tgt port=${PORT[tgt]} dbname=big_db user=postgres\""
+  } >"$T/$slot.yaml"
+  st0=$(server_ticks)
+  t0=$(now)
+  cleave_start "$slot"
+  BIG_SLOT=$slot
+  wait_until "$TIMEOUT" big_over || true
+  if grep -q 'event=initial_sync_done' "$T/$slot.log" && ! cleave_exited; then
+    SEC[$run]=$(calc "%.2f" "$(now) - $t0")
+    hwm=$(awk '/^VmHWM/ { print $2 }' "/proc/$CLEAVE_PID/status")
+    CPU[$run]=$(calc "%.1f" "$(ticks "$CLEAVE_PID") / $TCK")
+    SCPU[$run]=$(calc "%.1f" "($(server_ticks) - $st0) / $TCK")
+    RSS[$run]=$(calc "%.1f" "$hwm / 1024")
+    NOTE[$run]="$(grep -c 'event=part_copied' "$T/$slot.log" || true) parts"
+  else
+    FAILED[$run]="no event=initial_sync_done in $TIMEOUT s"
+    tail -n 25 "$T/$slot.log" | sed 's/^/    /' >&2
+  fi
+  cleave_stop || true
+  q src shop "SELECT pg_drop_replication_slot('$slot')" >/dev/null
+  big_check "$run"
+  log "cleave ($run): ${SEC[$run]:-failed} s (${NOTE[$run]:-})"
+}
+
+big_main() {
+  local r ratio
+  new_cluster src
+  new_cluster tgt
+  big_source
+  LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
+  big_pgcopydb
+  big_cleave split "$SPLIT"
+  big_cleave single 0
+  echo
+  echo "cleave big-table copy benchmark (PostgreSQL $(q src shop "SHOW server_version" | cut -d' ' -f1)," \
+       "pgcopydb $("$PGCOPYDB" --version 2>/dev/null | sed -n 's/^pgcopydb version //p'), $(nproc) CPUs," \
+       "load average before $LOAD, after $(cut -d' ' -f1-3 /proc/loadavg))"
+  echo "one table: ${BIG_SUM%% *} rows, $DATA_MB MB of heap; two jobs each; split size $SPLIT"
+  printf '%-9s %8s %9s %7s %9s %7s %8s  %s\n' run seconds rows/s MB/s "RSS MB" "CPU s" "srv CPU" "target == source"
+  for r in pgcopydb split single; do
+    if [ -n "${FAILED[$r]:-}" ] || [ -z "${SEC[$r]:-}" ]; then
+      printf '%-9s FAILED: %s\n' "$r" "${FAILED[$r]:-no result}"; continue
+    fi
+    printf '%-9s %8s %9s %7s %9s %7s %8s  %s\n' "$r" "${SEC[$r]}" \
+      "$(calc "%.0f" "${BIG_SUM%% *} / ${SEC[$r]}")" "$(calc "%.1f" "$DATA_MB / ${SEC[$r]}")" \
+      "${RSS[$r]}" "${CPU[$r]}" "${SCPU[$r]}" "${EQ[$r]} (${NOTE[$r]:-})"
+  done
+  local ok=1
+  for r in pgcopydb split single; do
+    if [ -z "${SEC[$r]:-}" ] || [ -n "${FAILED[$r]:-}" ] || [ "${EQ[$r]}" != yes ]; then ok=0; fi
+  done
+  if [ "$ok" = 1 ]; then
+    ratio=$(calc "%.2f" "${SEC[single]} / ${SEC[split]}")
+    echo "speed-up of the split copy over one worker: ${ratio}x (target >= 1.5)"
+    ratio=$(calc "%.2f" "${SEC[pgcopydb]} / ${SEC[split]}")
+    echo "split copy against pgcopydb's: ${ratio}x pgcopydb's speed (target >= 1)"
+    echo "cleave peak RSS: split ${RSS[split]} MB, single ${RSS[single]} MB (target < 64)"
+  fi
+  [ "$ok" = 1 ]
+}
+if [ "$BIGTABLE" = 1 ]; then
+  big_main
+  exit $?
+fi
 
 # ---------------------------------------------------------------- source
 t_setup=$(now)

@@ -150,6 +150,7 @@ cfg_take_fn cfg_take_slot;
 cfg_take_fn cfg_take_ident;
 cfg_take_fn cfg_take_dsn;
 cfg_take_fn cfg_take_socket;
+cfg_take_fn cfg_take_size;
 cfg_take_fn cfg_take_topic;
 cfg_take_fn cfg_take_topic_plain;
 bool cfg_check_service_name(const char *s, size_t len, cfg_why *why);

@@ -218,6 +218,12 @@ static const cfg_key top_keys[] = {
      .off = offsetof(cfg, copy_workers),
      .help = "tables copied at the same time during the initial sync "
              "(each a connection to the source and one to a target)"},
+    {.name = "copy_split_size", .type = CFG_T_STRING, .def = "256MB",
+     .off = offsetof(cfg, copy_split_size), .take = cfg_take_size,
+     .expect = "a size such as 256MB, or 0",
+     .help = "a table whose heap is larger is copied in block ranges of "
+             "this size, loaded by several copy workers at once; 0 never "
+             "splits"},
     {.name = "status_socket", .type = CFG_T_STRING,
      .def = "/run/cleave/status.sock", .off = offsetof(cfg, status_socket),
      .take = cfg_take_socket, .expect = "a socket path",

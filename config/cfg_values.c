@@ -160,6 +160,33 @@ bool cfg_take_socket(const char *s, size_t len, char **out, cfg_why *why)
     return copy_out(s, len, out, why);
 }
 
+/*
+ * A size as PostgreSQL writes one (a whole number, then kB, MB or GB;
+ * 0 alone), stored as its number of bytes in decimal.
+ */
+bool cfg_take_size(const char *s, size_t len, char **out, cfg_why *why)
+{
+    static const struct { const char *unit; long long mult; } units[] = {
+        {"", 1}, {"kB", 1LL << 10}, {"MB", 1LL << 20}, {"GB", 1LL << 30},
+    };
+    long long v = 0;
+    size_t i = 0;
+
+    for (; i < len && is_digit(s[i]) && v < (1LL << 40); i++)
+        v = v * 10 + (s[i] - '0');
+    for (size_t u = 0; i > 0 && u < sizeof units / sizeof units[0]; u++) {
+        if (strlen(units[u].unit) != len - i ||
+            memcmp(s + i, units[u].unit, len - i) != 0 || (u == 0 && v != 0) ||
+            v >= (1LL << 40))
+            continue;
+        char buf[32];
+        int n = snprintf(buf, sizeof buf, "%lld", v * units[u].mult);
+        return copy_out(buf, (size_t)n, out, why);
+    }
+    return cfg_whyf(why, 0, "'%.*s' is not a size; expected a whole number "
+                    "with kB, MB or GB (such as 256MB), or 0", (int)len, s);
+}
+
 /* The first `known` of these are allowed in a template. */
 static bool known_placeholder(const char *p, size_t n, size_t known)
 {

@@ -229,6 +229,7 @@ void cfg_free(cfg *c)
     free(c->source.slot);
     free(c->source.publication);
     free(c->state_dir);
+    free(c->copy_split_size);
     free(c->status_socket);
     free(c->kafka.brokers);
     free(c->kafka.topic);

@@ -123,6 +123,8 @@ typedef struct cfg {
     cfg_source source;        /* the shared database */
     char *state_dir;
     int copy_workers;         /* parallel table copies in the initial sync */
+    char *copy_split_size;    /* bytes, in decimal: a table's heap over it
+                                 is copied in parts of it; "0": never */
     char *status_socket;
     cfg_log_level log_level;
     bool has_kafka;

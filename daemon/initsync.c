@@ -46,9 +46,27 @@ struct initsync {
     health *health;               /* per service */
 };
 
+/*
+ * A table copied in parts, each a job of its own (a block range, or a
+ * partition): the first part to start empties the table, the last to
+ * end finishes it. Under round.mu.
+ */
+typedef struct split {
+    int emptied;              /* 0 not yet, 1 under way, 2 done, -1 failed */
+    size_t nparts, left;      /* parts, and parts still to load */
+    int64_t bytes;            /* the heaps of what it reads */
+    uint64_t rows_copied, bytes_copied;
+    double started;
+} split;
+
 typedef struct job {
     size_t svc, table;
     int64_t bytes;
+    split *split;             /* NULL: the whole table in one transaction */
+    size_t part;
+    char *from_schema;        /* the partition read, or NULL: the table */
+    char *from_name;
+    uint32_t blk_from, blk_to;   /* its blocks; blk_to 0: to the end */
 } job;
 
 typedef struct service_round {
@@ -69,8 +87,10 @@ typedef struct round {
     size_t nsrc;
     service_round *svc;
     job *jobs;
-    size_t njobs, next_job;
+    size_t njobs, jobs_cap, next_job;
+    int64_t split_bytes;      /* copy_split_size; 0: block ranges never */
     pthread_mutex_t mu;
+    pthread_cond_t emptied;   /* a split table emptied, or a service failed */
     char error[1024];         /* the first failure, under mu */
 } round;
 
@@ -138,6 +158,7 @@ static void service_fail(round *r, size_t i, const char *fmt, ...)
     pthread_mutex_lock(&r->mu);
     bool first = !r->svc[i].failed;
     r->svc[i].failed = true;
+    pthread_cond_broadcast(&r->emptied);
     pthread_mutex_unlock(&r->mu);
     if (!first || atomic_load(&r->is->stop))
         return;
@@ -218,6 +239,7 @@ static PGconn *open_source(round *r, const snap *s)
 typedef struct progress {
     const char *service;
     const cfg_table *t;
+    size_t part, nparts;      /* nparts 0: the whole table */
     int64_t estimate;         /* rows, from the source's statistics */
     uint64_t rows, bytes;
     double started, last_log;
@@ -230,6 +252,14 @@ static void log_progress(progress *p, bool final)
         return;
     p->last_log = now;
     double rate = secs > 0 ? p->rows / secs : 0;
+    if (final && p->nparts) {
+        log_info("event=part_copied service=%s table=%s.%s part=%zu/%zu "
+                 "rows=%llu mb=%.1f seconds=%.2f rows_per_s=%.0f", p->service,
+                 p->t->schema, p->t->name, p->part + 1, p->nparts,
+                 (unsigned long long)p->rows, p->bytes / 1048576.0, secs,
+                 rate);
+        return;
+    }
     if (final) {
         log_info("event=table_copied service=%s table=%s.%s rows=%llu mb=%.1f "
                  "seconds=%.2f rows_per_s=%.0f", p->service, p->t->schema,
@@ -277,6 +307,48 @@ static char *copy_out_sql(PGconn *src, const cfg_table *t, const char *cols,
                      ? "COPY (SELECT %3$s FROM %1$s.%2$s) TO STDOUT"
                      : "COPY (SELECT %3$s FROM ONLY %1$s.%2$s) TO STDOUT",
                      t, cols);
+}
+
+/* A part's block range as a condition ("" when it has none). */
+static char *range_clause(PGconn *c, const job *j)
+{
+    char lo[32], hi[32];
+    snprintf(lo, sizeof lo, "(%u,0)", j->blk_from);
+    snprintf(hi, sizeof hi, "(%u,0)", j->blk_to);
+    char *l = j->blk_from ? PQescapeLiteral(c, lo, strlen(lo)) : NULL;
+    char *h = j->blk_to ? PQescapeLiteral(c, hi, strlen(hi)) : NULL;
+    char *sql = NULL;
+    if ((!j->blk_from || l) && (!j->blk_to || h) &&
+        asprintf(&sql, "%s%s%s%s%s%s", l || h ? " WHERE " : "",
+                 l ? "ctid >= " : "", l ? l : "", l && h ? " AND " : "",
+                 h ? "ctid < " : "", h ? h : "") < 0)
+        sql = NULL;
+    PQfreemem(l);
+    PQfreemem(h);
+    return sql;
+}
+
+/*
+ * A part's rows: its partition's or its table's, in its block range (a
+ * TID range scan, PostgreSQL 14 on, reads only those blocks).
+ */
+static char *part_sql(PGconn *c, const job *j, const cfg_table *t,
+                      const char *cols)
+{
+    const char *schema = j->from_schema ? j->from_schema : t->schema;
+    const char *name = j->from_name ? j->from_name : t->name;
+    char *s = PQescapeIdentifier(c, schema, strlen(schema));
+    char *n = PQescapeIdentifier(c, name, strlen(name));
+    char *where = range_clause(c, j);
+    char *sql = NULL;
+    if (s && n && where &&
+        asprintf(&sql, "COPY (SELECT %s FROM ONLY %s.%s%s) TO STDOUT", cols,
+                 s, n, where) < 0)
+        sql = NULL;
+    PQfreemem(s);
+    PQfreemem(n);
+    free(where);
+    return sql;
 }
 
 /* A copy thread: one source connection in the snapshot, a table at a time. */
@@ -328,6 +400,58 @@ static bool end_loaders(copier *cp)
     return true;
 }
 
+static bool empty_loaders(copier *cp, const sink_load_table *t)
+{
+    for (size_t i = 0; i < cp->nloaders; i++)
+        if (cp->loaders[i]->ops->empty &&
+            !cp->loaders[i]->ops->empty(cp->loaders[i], t))
+            return loader_failed(cp, cp->loaders[i]);
+    return true;
+}
+
+typedef enum split_turn { SPLIT_READY, SPLIT_EMPTY_IT, SPLIT_FAILED } split_turn;
+
+/*
+ * A split table's part may load once the table is empty: the first part
+ * to start empties it (SPLIT_EMPTY_IT), the others wait for that (a part
+ * loaded before would be emptied with the rest).
+ */
+static split_turn split_claim(round *r, const job *j)
+{
+    split *sp = j->split;
+    pthread_mutex_lock(&r->mu);
+    if (sp->emptied == 0) {
+        sp->emptied = 1;
+        sp->started = now_s();
+        pthread_mutex_unlock(&r->mu);
+        return SPLIT_EMPTY_IT;
+    }
+    while (sp->emptied == 1 && !r->svc[j->svc].failed &&
+           !atomic_load(&r->is->stop)) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_nsec += 100 * 1000 * 1000;
+        until.tv_sec += until.tv_nsec / 1000000000;
+        until.tv_nsec %= 1000000000;
+        pthread_cond_timedwait(&r->emptied, &r->mu, &until);
+    }
+    bool ready = sp->emptied == 2;
+    pthread_mutex_unlock(&r->mu);
+    return ready ? SPLIT_READY : SPLIT_FAILED;
+}
+
+/* The table emptied for its parts (or not: they give up). */
+static bool split_empty(copier *cp, const job *j, const sink_load_table *t)
+{
+    round *r = cp->r;
+    bool ok = empty_loaders(cp, t);
+    pthread_mutex_lock(&r->mu);
+    j->split->emptied = ok ? 2 : -1;
+    pthread_cond_broadcast(&r->emptied);
+    pthread_mutex_unlock(&r->mu);
+    return ok;
+}
+
 static void abort_loaders(copier *cp)
 {
     for (size_t i = 0; i < cp->nloaders; i++)
@@ -365,12 +489,14 @@ static bool pump(copier *cp, progress *p)
 }
 
 /* COPY out of the source in the snapshot, of the columns the loaders take. */
-static bool copy_out(copier *cp, const cfg_table *t,
+static bool copy_out(copier *cp, const job *j, const cfg_table *t,
                      const sink_load_table *lt)
 {
     char *cols = sink_rel_columns(cp->src, lt->rel);
-    bool ok = cols && start_copy(cp->src, copy_out_sql(cp->src, t, cols,
-                                                       lt->partitioned),
+    bool ok = cols && start_copy(cp->src, j->split
+                                 ? part_sql(cp->src, j, t, cols)
+                                 : copy_out_sql(cp->src, t, cols,
+                                                lt->partitioned),
                                  PGRES_COPY_OUT);
     free(cols);
     if (!ok)
@@ -380,7 +506,7 @@ static bool copy_out(copier *cp, const cfg_table *t,
 }
 
 /* One job's rows, out of the source once, into each of its service's loaders. */
-static bool load_table(copier *cp, const job *j)
+static bool load_table(copier *cp, const job *j, bool empty_first)
 {
     round *r = cp->r;
     schema_plan *plan = r->svc[j->svc].plan;
@@ -394,12 +520,17 @@ static bool load_table(copier *cp, const job *j)
         return false;
     }
     sink_load_table lt = {rel, schema_table_partitioned(plan, j->table),
-                          r->snap_lsn};
+                          r->snap_lsn, j->split != NULL};
+    int64_t est = schema_table_rows(plan, j->table);
     progress p = {.service = r->is->config->services[j->svc].name, .t = t,
-                  .estimate = schema_table_rows(plan, j->table),
+                  .part = j->part, .nparts = j->split ? j->split->nparts : 0,
+                  .estimate = j->split && j->split->bytes > 0
+                      ? (int64_t)((double)est * j->bytes / j->split->bytes)
+                      : est,
                   .started = now_s()};
     p.last_log = p.started;
-    bool ok = begin_loaders(cp, &lt) && copy_out(cp, t, &lt);
+    bool ok = (!empty_first || split_empty(cp, j, &lt)) &&
+              begin_loaders(cp, &lt) && copy_out(cp, j, t, &lt);
     if (ok)
         health_going(r->is, j->svc);
     ok = ok && pump(cp, &p) && end_loaders(cp);
@@ -412,6 +543,10 @@ static bool load_table(copier *cp, const job *j)
     pthread_mutex_lock(&r->mu);
     r->svc[j->svc].rows += p.rows;
     r->svc[j->svc].bytes += p.bytes;
+    if (j->split) {
+        j->split->rows_copied += p.rows;
+        j->split->bytes_copied += p.bytes;
+    }
     pthread_mutex_unlock(&r->mu);
     return true;
 }
@@ -507,6 +642,25 @@ static bool table_done(round *r, PGconn *tgt, const job *j)
     return !last || finish_service(r, tgt, j->svc);
 }
 
+/* A job loaded: a split table is done when its last part is. */
+static bool job_done(round *r, PGconn *tgt, const job *j)
+{
+    split *sp = j->split;
+    if (!sp)
+        return table_done(r, tgt, j);
+    pthread_mutex_lock(&r->mu);
+    bool last = --sp->left == 0;
+    progress p = {.service = r->is->config->services[j->svc].name,
+                  .t = schema_table(r->svc[j->svc].plan, j->table),
+                  .rows = sp->rows_copied, .bytes = sp->bytes_copied,
+                  .started = sp->started};
+    pthread_mutex_unlock(&r->mu);
+    if (!last)
+        return true;
+    log_progress(&p, true);
+    return table_done(r, tgt, j);
+}
+
 static const job *next_job(round *r)
 {
     pthread_mutex_lock(&r->mu);
@@ -568,7 +722,12 @@ static void *copier_main(void *arg)
         /* A failed open fails its service; the source is still clean. */
         if (!copier_open(cp, j))
             continue;
-        if (!load_table(cp, j) || !table_done(cp->r, cp->tgt, j))
+        split_turn turn = j->split ? split_claim(cp->r, j) : SPLIT_READY;
+        /* Its table could not be emptied: the source is still clean. */
+        if (turn == SPLIT_FAILED)
+            continue;
+        if (!load_table(cp, j, turn == SPLIT_EMPTY_IT) ||
+            !job_done(cp->r, cp->tgt, j))
             break;
     }
     copier_close(cp);
@@ -581,6 +740,133 @@ static int by_size_desc(const void *a, const void *b)
 {
     const job *x = a, *y = b;
     return (y->bytes > x->bytes) - (y->bytes < x->bytes);
+}
+
+static bool add_job(round *r, job j)
+{
+    if (r->njobs == r->jobs_cap) {
+        size_t cap = r->jobs_cap ? r->jobs_cap * 2 : 16;
+        job *grown = realloc(r->jobs, cap * sizeof *grown);
+        if (!grown) {
+            free(j.from_schema);
+            free(j.from_name);
+            return false;
+        }
+        r->jobs = grown;
+        r->jobs_cap = cap;
+    }
+    r->jobs[r->njobs++] = j;
+    r->svc[j.svc].unloaded++;
+    return true;
+}
+
+enum { SRC_SCHEMA, SRC_NAME, SRC_KIND, SRC_BYTES, SRC_BLOCK };
+
+/*
+ * What table t's rows are read from, with the sizes of their heaps: the
+ * table itself, or a partitioned table's leaf partitions.
+ */
+static PGresult *read_sources(PGconn *src, const cfg_table *t)
+{
+    const char *params[] = {t->schema, t->name};
+    /* (pg_partition_tree has no row for a table outside any tree.) */
+    return PQexecParams(src,
+        "WITH t AS (SELECT format('%I.%I', $1::text, $2::text)::regclass "
+        "AS oid) SELECT n.nspname, c.relname, c.relkind, "
+        "pg_relation_size(c.oid), current_setting('block_size')::bigint "
+        "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE c.oid IN (SELECT p.relid FROM t, pg_partition_tree(t.oid) p "
+        "WHERE p.isleaf) OR (c.oid = (SELECT oid FROM t) AND "
+        "c.relkind <> 'p')", 2, NULL, params, NULL, NULL, 0);
+}
+
+/* How many block ranges a heap of that size is copied in. */
+static size_t ranges_of(const round *r, int64_t bytes, int64_t blocks)
+{
+    if (r->split_bytes <= 0 || bytes <= r->split_bytes || blocks < 2)
+        return 1;
+    int64_t n = (bytes + r->split_bytes - 1) / r->split_bytes;
+    return (size_t)(n < blocks ? n : blocks);
+}
+
+/*
+ * Table j's parts: each source (res) in block ranges, the last range
+ * open-ended (rows the snapshot sees are in blocks the heap had when it
+ * was taken, and a heap only grows while the snapshot holds its rows).
+ */
+static bool add_parts(round *r, size_t i, size_t j, PGresult *res,
+                      size_t nparts)
+{
+    split *sp = calloc(1, sizeof *sp);
+    if (!sp)
+        return false;
+    sp->nparts = sp->left = nparts;
+    bool partitioned = schema_table_partitioned(r->svc[i].plan, j);
+    size_t part = 0;
+    for (int k = 0; k < PQntuples(res); k++) {
+        int64_t bytes = strtoll(PQgetvalue(res, k, SRC_BYTES), NULL, 10);
+        int64_t bsz = strtoll(PQgetvalue(res, k, SRC_BLOCK), NULL, 10);
+        int64_t blocks = bsz > 0 ? bytes / bsz : 0;
+        size_t n = ranges_of(r, bytes, blocks);
+        sp->bytes += bytes;
+        for (size_t m = 0; m < n; m++) {
+            job jb = {.svc = i, .table = j, .bytes = bytes / (int64_t)n,
+                      .split = sp, .part = part,
+                      .blk_from = (uint32_t)(blocks * (int64_t)m / (int64_t)n),
+                      .blk_to = m + 1 < n ? (uint32_t)(blocks * (int64_t)(m + 1)
+                                                       / (int64_t)n) : 0};
+            bool ok = !partitioned ||
+                ((jb.from_schema = strdup(PQgetvalue(res, k, SRC_SCHEMA))) &&
+                 (jb.from_name = strdup(PQgetvalue(res, k, SRC_NAME))));
+            if (!ok)
+                free(jb.from_schema);   /* add_job frees what it refuses */
+            if (!ok || !add_job(r, jb)) {
+                if (part == 0)
+                    free(sp);
+                return false;
+            }
+            part++;
+        }
+    }
+    return true;
+}
+
+/*
+ * Table j of service i as jobs: one for the whole table, or one per part
+ * where it is partitioned (each leaf partition) or its heap is larger
+ * than copy_split_size (each block range), so that the copy threads load
+ * it side by side.
+ */
+static bool plan_jobs(round *r, size_t i, size_t j, char *err, size_t len)
+{
+    const cfg_table *t = schema_table(r->svc[i].plan, j);
+    PGresult *res = read_sources(r->src[0], t);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        snprintf(err, len, "reading the partitions of %s.%s: %s", t->schema,
+                 t->name, first_line(r->src[0]));
+        PQclear(res);
+        return false;
+    }
+    size_t nparts = 0;
+    bool heaps = true;        /* a foreign partition is read via its root */
+    for (int k = 0; k < PQntuples(res); k++) {
+        heaps = heaps && strcmp(PQgetvalue(res, k, SRC_KIND), "r") == 0;
+        int64_t bytes = strtoll(PQgetvalue(res, k, SRC_BYTES), NULL, 10);
+        int64_t bsz = strtoll(PQgetvalue(res, k, SRC_BLOCK), NULL, 10);
+        nparts += ranges_of(r, bytes, bsz > 0 ? bytes / bsz : 0);
+    }
+    log_debug("event=copy_plan table=%s.%s sources=%d parts=%zu "
+              "split_bytes=%lld", t->schema, t->name, PQntuples(res), nparts,
+              (long long)r->split_bytes);
+    bool ok = heaps && nparts > 1
+                  ? add_parts(r, i, j, res, nparts)
+                  : add_job(r, (job){.svc = i, .table = j,
+                                     .bytes = schema_table_bytes(
+                                         r->svc[i].plan, j)});
+    PQclear(res);
+    if (!ok)
+        snprintf(err, len, "out of memory");
+    return ok;
 }
 
 /* What the target has decides what is copied. */
@@ -618,10 +904,9 @@ static bool plan_service(round *r, size_t i)
             continue;
         }
         ok = syncstate_set_table(r->is->ss, i, j, SYNC_PENDING, 0, err,
-                                 sizeof err);
-        r->jobs[r->njobs++] = (job){i, j, schema_table_bytes(sr->plan, j)};
+                                 sizeof err) &&
+             plan_jobs(r, i, j, err, sizeof err);
         sr->remaining++;
-        sr->unloaded++;
     }
     free(out);
     if (!ok && sr->plan)
@@ -706,13 +991,11 @@ static bool run_round(round *r)
     bool ok = open_sources(r, s);
     /* Every copy connection has it now: the snapshot may go. */
     snap_release(s);
-    size_t total = 0;
-    for (size_t i = 0; i < config->n_services; i++)
-        total += config->services[i].n_owned;
-    r->jobs = calloc(total ? total : 1, sizeof *r->jobs);
-    ok = ok && r->jobs;
     if (!ok)
         return false;
+    /* TID range scans came with PostgreSQL 14: before, each range reads all. */
+    r->split_bytes = PQserverVersion(r->src[0]) >= 140000
+                         ? strtoll(config->copy_split_size, NULL, 10) : 0;
     for (size_t i = 0; i < config->n_services; i++)
         if (r->svc[i].needed)
             plan_service(r, i);
@@ -743,7 +1026,14 @@ static void round_free(round *r)
     for (size_t i = 0; r->svc && i < r->is->config->n_services; i++)
         schema_free(r->svc[i].plan);
     free(r->svc);
+    for (size_t i = 0; i < r->njobs; i++) {
+        free(r->jobs[i].from_schema);
+        free(r->jobs[i].from_name);
+        if (r->jobs[i].split && r->jobs[i].part == 0)
+            free(r->jobs[i].split);
+    }
     free(r->jobs);
+    pthread_cond_destroy(&r->emptied);
     pthread_mutex_destroy(&r->mu);
 }
 
@@ -753,6 +1043,7 @@ static int one_round(initsync *is, double started)
     const cfg *config = is->config;
     round r = {.is = is};
     pthread_mutex_init(&r.mu, NULL);
+    pthread_cond_init(&r.emptied, NULL);
     r.svc = calloc(config->n_services ? config->n_services : 1, sizeof *r.svc);
     size_t needed = 0;
     for (size_t i = 0; r.svc && i < config->n_services; i++) {

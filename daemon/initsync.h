@@ -10,8 +10,17 @@
  * a temporary slot's made for the purpose: the tables it copies apply the
  * stream from its consistent point on. A table's copy is one target
  * transaction (TRUNCATE and COPY), so an interrupted one is simply copied
- * again. Indexes other than the ones the table was created with are built
- * after its rows; foreign keys and sequence values once every table of
+ * again. A table whose heap is larger than copy_split_size, or a
+ * partitioned one, is copied in parts instead (block ranges of its heap,
+ * read by TID range scans; or its leaf partitions, loaded through its
+ * root): each part a job of its own, so the copy threads load one table's
+ * parts at once in the same snapshot. The table is emptied before its
+ * first part loads and recorded done after its last, so one interrupted
+ * anywhere is emptied and copied whole again by the next round: its
+ * parts cannot be resumed one by one, since the next round reads another
+ * snapshot, and rows that moved between blocks in between would be
+ * copied twice or not at all. Indexes other than the ones the table was
+ * created with are built after its rows; foreign keys and sequence values once every table of
  * the service is in. The service is then finished and its sink replays
  * what it held (syncsink.h).
  *

@@ -123,7 +123,8 @@ static bool pl_begin(sink_loader *l, const sink_load_table *t)
     char *cols = sink_rel_columns(pl->conn, rel);
     bool oom = !cols;
     pl->in_txn = !oom && run(pl->conn, "BEGIN", PGRES_COMMAND_OK);
-    pl->copying = pl->in_txn && empty_table(pl->conn, rel, t->partitioned) &&
+    pl->copying = pl->in_txn &&
+                  (t->part || empty_table(pl->conn, rel, t->partitioned)) &&
                   run_table(pl->conn, "COPY %s.%s (%s) FROM STDIN", rel,
                             cols, PGRES_COPY_IN);
     free(cols);
@@ -132,6 +133,17 @@ static bool pl_begin(sink_loader *l, const sink_load_table *t)
     return sink_loader_fail(l, "cannot start copying %s.%s into the target: "
                             "%s", rel->schema, rel->name,
                             oom ? "out of memory" : first_line(pl->conn));
+}
+
+/* Ahead of the parts, each loaded in a transaction of its own. */
+static bool pl_empty(sink_loader *l, const sink_load_table *t)
+{
+    pgload *pl = l->impl;
+    if (empty_table(pl->conn, t->rel, t->partitioned))
+        return true;
+    return sink_loader_fail(l, "cannot empty %s.%s in the target: %s",
+                            t->rel->schema, t->rel->name,
+                            first_line(pl->conn));
 }
 
 static bool pl_row(sink_loader *l, const char *line, size_t len)
@@ -181,6 +193,7 @@ static const sink_loader_ops pgload_ops = {
     .end = pl_end,
     .abort = pl_abort,
     .close = pl_close,
+    .empty = pl_empty,
 };
 
 sink_loader *pgload_open(const cfg *config, const cfg_service *service,

@@ -275,6 +275,11 @@ sink_event *sink_event_message(lsn_t commit_lsn, lsn_t msg_lsn,
  * acknowledged every row of the table. A loader is used by one thread.
  * A false return fails the table, with the reason in loader->error; the
  * caller aborts it and may begin another table or close.
+ *
+ * A large table, or a partitioned one, may be loaded in parts by several
+ * loaders at once: empty once (on one loader, before any part), then
+ * each part as a table of its own with `part` set, which leaves the
+ * other parts' rows alone.
  */
 typedef struct sink_loader sink_loader;
 
@@ -283,6 +288,7 @@ typedef struct sink_load_table {
     const sink_rel *rel;     /* its columns, in the order of COPY's rows */
     bool partitioned;        /* its rows are its partitions' (no ONLY) */
     lsn_t snapshot_lsn;      /* the copy's snapshot: its consistent point */
+    bool part;               /* one of its parts: empty was called before */
 } sink_load_table;
 
 typedef struct sink_loader_ops {
@@ -299,6 +305,11 @@ typedef struct sink_loader_ops {
     /* Gives the table up (after any call, a failed one too). */
     void (*abort)(sink_loader *l);
     void (*close)(sink_loader *l);
+    /*
+     * Empties the table ahead of its parts, for good (committed); NULL:
+     * the destination has nothing to empty (Kafka appends).
+     */
+    bool (*empty)(sink_loader *l, const sink_load_table *t);
 } sink_loader_ops;
 
 struct sink_loader {

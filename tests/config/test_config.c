@@ -135,6 +135,7 @@ START_TEST(example_top_level)
     ck_assert_int_eq(c->source.heartbeat_interval_ms, 10000);
     ck_assert_str_eq(c->state_dir, "/var/lib/cleave");
     ck_assert_str_eq(c->status_socket, "/run/cleave/status.sock");
+    ck_assert_str_eq(c->copy_split_size, "268435456");
     ck_assert_int_eq(c->log_level, CFG_LOG_INFO);
     ck_assert(c->has_kafka);
     ck_assert_str_eq(c->kafka.brokers, "localhost:9092");
@@ -450,6 +451,32 @@ START_TEST(duration_values)
         ck_assert_msg(ok, "'%s' refused: %s", durations[_i].text, why.msg);
         ck_assert_int_eq(ms, durations[_i].ms);
     }
+}
+END_TEST
+
+/* copy_split_size: PostgreSQL's units, stored in bytes; NULL: refused. */
+static const struct { const char *text, *bytes; } sizes[] = {
+    {"256MB", "268435456"}, {"1GB", "1073741824"}, {"64kB", "65536"},
+    {"0", "0"}, {"1048576GB", "1125899906842624"},
+    {"", NULL}, {"5", NULL}, {"1.5GB", NULL}, {"1 GB", NULL}, {"1mb", NULL},
+    {"MB", NULL}, {"-1MB", NULL}, {"1TB", NULL}, {"1099511627776kB", NULL},
+};
+
+START_TEST(size_values)
+{
+    cfg_why why;
+    char *out = NULL;
+    const char *text = sizes[_i].text;
+    bool ok = cfg_take_size(text, strlen(text), &out, &why);
+
+    if (!sizes[_i].bytes) {
+        ck_assert_msg(!ok, "'%s' accepted as %s", text, out);
+        ck_assert_ptr_nonnull(strstr(why.msg, "expected"));
+    } else {
+        ck_assert_msg(ok, "'%s' refused: %s", text, why.msg);
+        ck_assert_str_eq(out, sizes[_i].bytes);
+    }
+    free(out);
 }
 END_TEST
 
@@ -862,6 +889,7 @@ START_TEST(describe_mentions_every_key)
         "services", "dsn", "slot", "publication", "heartbeat_interval",
         "brokers", "topic", "properties", "owned_tables", "shared_tables",
         "references", "target", "on_conflict", "postgres", "copy_workers",
+        "copy_split_size",
         "loop_prevention", "failover_slot", "tombstones", "truncate_events",
         "transaction_metadata", "transaction_topic", "message_topic",
         "messages",
@@ -910,6 +938,7 @@ static Suite *config_suite(void)
     tcase_add_loop_test(tc, wants_message, 0, sizeof wants / sizeof wants[0]);
     tcase_add_loop_test(tc, duration_values, 0,
                         sizeof durations / sizeof durations[0]);
+    tcase_add_loop_test(tc, size_values, 0, sizeof sizes / sizeof sizes[0]);
     tcase_add_test(tc, bool_values);
     tcase_add_test(tc, log_level_names);
     tcase_add_test(tc, hostile_names);

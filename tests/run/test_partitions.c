@@ -1,7 +1,8 @@
 /*
  * Partitioned tables owned by a service (PRODUCT.md §3), on PostgreSQL 15
  * at both ends: a range-partitioned and a list-partitioned table created,
- * copied and streamed with rows moving between partitions by UPDATE;
+ * copied (each partition a job of its own) and streamed with rows moving
+ * between partitions by UPDATE;
  * ATTACH PARTITION of a table already holding rows and DETACH PARTITION
  * on the source while a writer inserts and updates: the target reads as
  * the source (the attached rows in, the detached ones out) and `cleave
@@ -159,6 +160,14 @@ START_TEST(range_and_list)
     caught_up(&env);
     same_partitions(&env, "events");
     same_partitions(&env, "tickets");
+    /* Each partition a job of its own, the copy threads side by side. */
+    ck_assert_int_eq(shop_log_count(&env, "event=part_copied service=books "
+                                    "table=public.events part=", 0), 2);
+    ck_assert_int_eq(shop_log_count(&env, "event=part_copied service=books "
+                                    "table=public.tickets part=", 0), 3);
+    ck_assert_int_eq(shop_log_count(&env, "event=table_copied", 0), 2);
+    ck_assert(same_rows(&env, env.dbs[0], "events"));
+    ck_assert(same_rows(&env, env.dbs[0], "tickets"));
     ck_assert(pgc_exec(src, env.srcdb, MOVES));
     caught_up(&env);
     ck_assert(same_rows(&env, env.dbs[0], "events"));

@@ -199,6 +199,102 @@ START_TEST(killed_during_copy)
 }
 END_TEST
 
+/* The copy of tables larger than copy_split_size, under a workload. */
+static void setup_split(shop_env *env, const char *name, const char *size)
+{
+    char yaml[64];
+    ck_assert(shop_setup_copy(env, src, tgt, name, 2, NULL, NULL));
+    snprintf(yaml, sizeof yaml, "copy_split_size: %s\n", size);
+    ck_assert(shop_config_append(env, yaml));
+}
+
+/*
+ * Tables larger than copy_split_size are copied in block ranges, each a
+ * job of its own, and come out equal; each table is still logged copied
+ * and done once.
+ */
+START_TEST(split_copy)
+{
+    shop_env env;
+    setup_split(&env, "split", "512kB");
+    int bench = pgc_pgbench_start(src, env.srcdb, 4, 1500, 2, mix);
+    ck_assert(bench > 0);
+    ck_assert(shop_start(&env));
+    wait_or_abort(&env, "event=initial_sync_done", 0, SYNC_S);
+    ck_assert(pgc_pgbench_wait(bench));
+    assert_caught_up_and_equal(&env);
+    int parts = shop_log_count(&env, "event=part_copied", 0);
+    if (parts < 4)
+        shop_log_tail(&env, 200);
+    ck_assert_msg(parts >= 4 && shop_log_count(&env, "part=2/", 0) > 0,
+                  "%d parts logged: no table was split", parts);
+    ck_assert_int_eq(shop_log_count(&env, "event=table_copied", 0),
+                     SHOP_NTABLES);
+    ck_assert_int_eq(shop_log_count(&env, "event=table_done", 0),
+                     SHOP_NTABLES);
+    ck_assert_int_eq(shop_log_count(&env, "event=initial_sync_failed", 0), 0);
+    stop_cleanly(&env);
+}
+END_TEST
+
+/* The table= of a log line, copied into buf ("" when it has none). */
+static void log_table(const char *line, char *buf, size_t len)
+{
+    const char *t = strstr(line, " table=");
+    size_t n = t ? strcspn(t + 7, " \n") : 0;
+    snprintf(buf, len, "%.*s", (int)n, t ? t + 7 : "");
+}
+
+/* Whether the log holds a part of a table not done: a split copy cut. */
+static bool split_cut(const shop_env *env)
+{
+    FILE *f = fopen(env->log, "r");
+    char line[4096], parted[SHOP_NTABLES][128];
+    int np = 0, cut = 0;
+    while (f && fgets(line, sizeof line, f)) {
+        if (strstr(line, "event=part_copied") && np < SHOP_NTABLES)
+            log_table(line, parted[np++], sizeof parted[0]);
+        if (!strstr(line, "event=table_done"))
+            continue;
+        char done[128];
+        log_table(line, done, sizeof done);
+        for (int i = 0; i < np; i++)
+            if (strcmp(parted[i], done) == 0)
+                parted[i][0] = '\0';
+    }
+    if (f)
+        fclose(f);
+    for (int i = 0; i < np; i++)
+        cut += parted[i][0] != '\0';
+    return cut > 0;
+}
+
+/*
+ * SIGKILL while tables are copied in parts, some parts committed in the
+ * target and others not, then a restart: the cut tables are emptied and
+ * copied again whole, so nothing is missing and nothing twice.
+ */
+START_TEST(killed_during_split_copy)
+{
+    shop_env env;
+    setup_split(&env, "splitkill", "128kB");
+    int bench = pgc_pgbench_start(src, env.srcdb, 4, 1500, 2, mix);
+    ck_assert(bench > 0);
+    ck_assert(shop_start(&env));
+    wait_or_abort(&env, "event=part_copied", 0, SYNC_S);
+    ck_assert_int_eq(shop_stop(&env, SIGKILL, 10), 128 + SIGKILL);
+    ck_assert_msg(split_cut(&env), "no table was cut between its parts");
+    long mark = shop_log_size(&env);
+    ck_assert(shop_start(&env));
+    wait_or_abort(&env, "event=initial_sync_done", mark, SYNC_S);
+    ck_assert(pgc_pgbench_wait(bench));
+    assert_caught_up_and_equal(&env);
+    ck_assert_int_eq(shop_log_count(&env, "event=initial_sync_failed", mark),
+                     0);
+    stop_cleanly(&env);
+}
+END_TEST
+
 /*
  * A team's own schema, made before cleave runs: each service database
  * holds its own tables with their in-service foreign keys (what
@@ -367,6 +463,9 @@ int main(void)
     Suite *s = suite_create("sync");
     shop_add_case(s, "copy_with_workload", copy_with_workload, 600);
     shop_add_case(s, "killed_during_copy", killed_during_copy, 600);
+    shop_add_case(s, "split_copy", split_copy, 600);
+    shop_add_case(s, "killed_during_split_copy", killed_during_split_copy,
+                  600);
     shop_add_case(s, "table_added_by_reload", table_added_by_reload, 400);
     shop_add_case(s, "add_column_while_streaming", add_column_while_streaming, 300);
     shop_add_case(s, "precreated_tables_with_keys",
