@@ -222,7 +222,7 @@ START_TEST(split_copy)
     ck_assert(shop_start(&env));
     wait_or_abort(&env, "event=initial_sync_done", 0, SYNC_S);
     ck_assert(pgc_pgbench_wait(bench));
-    assert_caught_up_and_equal(&env);
+    shop_assert_caught_up_and_equal(&env, SYNC_S);
     int parts = shop_log_count(&env, "event=part_copied", 0);
     if (parts < 4)
         shop_log_tail(&env, 200);
@@ -233,7 +233,7 @@ START_TEST(split_copy)
     ck_assert_int_eq(shop_log_count(&env, "event=table_done", 0),
                      SHOP_NTABLES);
     ck_assert_int_eq(shop_log_count(&env, "event=initial_sync_failed", 0), 0);
-    stop_cleanly(&env);
+    shop_stop_cleanly(&env);
 }
 END_TEST
 
@@ -288,10 +288,10 @@ START_TEST(killed_during_split_copy)
     ck_assert(shop_start(&env));
     wait_or_abort(&env, "event=initial_sync_done", mark, SYNC_S);
     ck_assert(pgc_pgbench_wait(bench));
-    assert_caught_up_and_equal(&env);
+    shop_assert_caught_up_and_equal(&env, SYNC_S);
     ck_assert_int_eq(shop_log_count(&env, "event=initial_sync_failed", mark),
                      0);
-    stop_cleanly(&env);
+    shop_stop_cleanly(&env);
 }
 END_TEST
 
