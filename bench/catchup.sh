@@ -369,13 +369,18 @@ done
 echo
 verdict() { if [ "$(calc "%d" "$1")" = 1 ]; then echo PASS; else echo FAIL; fi; }
 have() { [ -n "${SEC[$1]:-}" ] && [ -z "${FAILED[$1]:-}" ]; }
-for pair in "tn1 cleave_fixture 3 fixture as is" "tn2 cleave_key 1 user_sessions PK"; do
+# Targets (issue 16): catch-up 10x native as the fixture stands, 1.2x with
+# the key; walsender CPU at most 0.5x native's five; CPU summed over
+# walsender, cleave and target backends no more than native's.
+for pair in "tn1 cleave_fixture 10 fixture as is" "tn2 cleave_key 1.2 user_sessions PK"; do
   read -r n c need label <<<"$pair"
   if have "$n" && have "$c"; then
     sp=$(calc "%.2f" "${SEC[$n]} / ${SEC[$c]}")
     wr=$(calc "%.2f" "${WS[$c]} / ${WS[$n]}")
+    cr=$(calc "%.2f" "(${WS[$c]} + ${CCPU[$c]} + ${TCPU[$c]}) / (${WS[$n]} + ${TCPU[$n]})")
     echo "cleave/native, $label: catch-up ${sp}x (target >= ${need}x: $(verdict "$sp >= $need"))," \
-         "walsender CPU ${wr}x (target <= 0.6x: $(verdict "$wr <= 0.6"))"
+         "walsender CPU ${wr}x (target <= 0.5x: $(verdict "$wr <= 0.5"))," \
+         "CPU summed ${cr}x (target <= 1x: $(verdict "$cr <= 1"))"
   else
     echo "cleave/native, $label: no ratio (a run failed): FAIL"
   fi
