@@ -999,7 +999,8 @@ static bool run_round(round *r)
     for (size_t i = 0; i < config->n_services; i++)
         if (r->svc[i].needed)
             plan_service(r, i);
-    qsort(r->jobs, r->njobs, sizeof *r->jobs, by_size_desc);
+    if (r->njobs)   /* jobs is NULL without any */
+        qsort(r->jobs, r->njobs, sizeof *r->jobs, by_size_desc);
     run_copiers(r);
     /* Services with nothing to copy still get their keys and sequences. */
     for (size_t i = 0; i < config->n_services && !round_failed(r); i++) {
