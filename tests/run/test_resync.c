@@ -183,11 +183,11 @@ START_TEST(table_under_load)
     pid_t pid = resync_start(&env, ORDERS, "orders", out, sizeof out);
     assert_resync_ok(&env, pid, ORDERS, out);
     /*
-     * Its stream was held during the copy, then replayed; the state may
-     * be logged again if the replay outruns a status tick, so at least once.
+     * Whether its stream was held during the copy depends on timing: the
+     * damage failed its sink, which may reopen only after the copy ended
+     * (then nothing was held). What must hold either way: the one table
+     * copied again, and everything equal under the load (below).
      */
-    ck_assert(shop_log_count(&env, "event=service_state service=order_service "
-                             "state=catching_up", mark) >= 1);
     ck_assert(shop_log_count(&env, "event=resync_started service=order_service "
                              "table=\"public.orders\"", mark) == 1);
     ck_assert(shop_log_count(&env, "event=table_copied service=order_service "
