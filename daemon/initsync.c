@@ -780,6 +780,15 @@ static PGresult *read_sources(PGconn *src, const cfg_table *t)
         "c.relkind <> 'p')", 2, NULL, params, NULL, NULL, 0);
 }
 
+/* Source k's heap: its size in bytes, and in blocks. */
+static int64_t source_heap(const PGresult *res, int k, int64_t *blocks)
+{
+    int64_t bytes = strtoll(PQgetvalue(res, k, SRC_BYTES), NULL, 10);
+    int64_t bsz = strtoll(PQgetvalue(res, k, SRC_BLOCK), NULL, 10);
+    *blocks = bsz > 0 ? bytes / bsz : 0;
+    return bytes;
+}
+
 /* How many block ranges a heap of that size is copied in. */
 static size_t ranges_of(const round *r, int64_t bytes, int64_t blocks)
 {
@@ -804,9 +813,7 @@ static bool add_parts(round *r, size_t i, size_t j, PGresult *res,
     bool partitioned = schema_table_partitioned(r->svc[i].plan, j);
     size_t part = 0;
     for (int k = 0; k < PQntuples(res); k++) {
-        int64_t bytes = strtoll(PQgetvalue(res, k, SRC_BYTES), NULL, 10);
-        int64_t bsz = strtoll(PQgetvalue(res, k, SRC_BLOCK), NULL, 10);
-        int64_t blocks = bsz > 0 ? bytes / bsz : 0;
+        int64_t blocks, bytes = source_heap(res, k, &blocks);
         size_t n = ranges_of(r, bytes, blocks);
         sp->bytes += bytes;
         for (size_t m = 0; m < n; m++) {
@@ -851,9 +858,8 @@ static bool plan_jobs(round *r, size_t i, size_t j, char *err, size_t len)
     bool heaps = true;        /* a foreign partition is read via its root */
     for (int k = 0; k < PQntuples(res); k++) {
         heaps = heaps && strcmp(PQgetvalue(res, k, SRC_KIND), "r") == 0;
-        int64_t bytes = strtoll(PQgetvalue(res, k, SRC_BYTES), NULL, 10);
-        int64_t bsz = strtoll(PQgetvalue(res, k, SRC_BLOCK), NULL, 10);
-        nparts += ranges_of(r, bytes, bsz > 0 ? bytes / bsz : 0);
+        int64_t blocks, bytes = source_heap(res, k, &blocks);
+        nparts += ranges_of(r, bytes, blocks);
     }
     log_debug("event=copy_plan table=%s.%s sources=%d parts=%zu "
               "split_bytes=%lld", t->schema, t->name, PQntuples(res), nparts,

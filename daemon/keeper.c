@@ -30,12 +30,11 @@ keeper *keeper_new(const cfg *config)
 {
     keeper *k = calloc(1, sizeof *k);
     size_t n = config->n_services ? config->n_services : 1;
-    if (k && !(k->svc = calloc(n, sizeof *k->svc))) {
+    if (!k || !(k->svc = calloc(n, sizeof *k->svc))) {
         free(k);
         return NULL;
     }
-    if (k)
-        k->config = config;
+    k->config = config;
     return k;
 }
 

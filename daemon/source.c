@@ -146,7 +146,9 @@ static char *table_list(source *src)
     const char *sep = "";
     for (size_t i = 0; ok && i < config->n_services; i++) {
         const cfg_service *svc = &config->services[i];
-        for (size_t j = 0; ok && publishes(src, i) && j < svc->n_owned; j++) {
+        if (!publishes(src, i))
+            continue;
+        for (size_t j = 0; ok && j < svc->n_owned; j++) {
             const cfg_table *t = &svc->owned[j];
             char *s = PQescapeIdentifier(conn, t->schema, strlen(t->schema));
             char *n = PQescapeIdentifier(conn, t->name, strlen(t->name));
@@ -234,7 +236,9 @@ static bool add_missing_tables(source *src, const char *pub, bool *partitioned,
     *partitioned = false;
     for (size_t i = 0; i < config->n_services; i++) {
         const cfg_service *svc = &config->services[i];
-        for (size_t j = 0; publishes(src, i) && j < svc->n_owned; j++) {
+        if (!publishes(src, i))
+            continue;
+        for (size_t j = 0; j < svc->n_owned; j++) {
             const cfg_table *t = &svc->owned[j];
             bool member, part;
             if (!table_membership(src, pub, t, &member, &part, err, errlen))
