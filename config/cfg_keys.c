@@ -127,7 +127,9 @@ static const cfg_key source_keys[] = {
              "cleave's, so it is used only while the source has no other "
              "origin, and a subscription into the source created later "
              "loses what it applies in the seconds before cleave notices: "
-             "turn it on only where nothing else replicates into the source"},
+             "turn it on only where nothing else replicates into the source; "
+             "not used with Kafka, whose topics get a moved service's writes "
+             "back through the reverse stream's origin"},
     {.name = "failover_slot", .type = CFG_T_BOOL, .def = "false",
      .off = offsetof(cfg, source.failover_slot),
      .help = "create the slot with FAILOVER (PostgreSQL 17 or later), so "

@@ -77,6 +77,14 @@ cfg *reverse_cfg_new(const cfg *config, size_t svc)
     return c;
 }
 
+char *reverse_origin_name(const cfg *config, size_t svc)
+{
+    cfg *rc = reverse_cfg_new(config, svc);
+    char *name = rc ? cfg_origin_name(rc, rc->services) : NULL;
+    reverse_cfg_free(rc);
+    return name;
+}
+
 void reverse_cfg_free(cfg *rc)
 {
     if (!rc)

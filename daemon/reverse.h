@@ -29,6 +29,12 @@
  */
 cfg *reverse_cfg_new(const cfg *config, size_t svc);
 void reverse_cfg_free(cfg *rc);
+/*
+ * The origin service svc's reverse stream applies under (malloc'd; NULL
+ * when out of memory): the forward stream reads its transactions as the
+ * moved service's own writes.
+ */
+char *reverse_origin_name(const cfg *config, size_t svc);
 
 /*
  * Makes the publication and the slot on the service's database when

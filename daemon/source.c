@@ -504,12 +504,16 @@ static int foreign_origin(source *src, char *name, size_t len, char *err,
  * 'none', PostgreSQL 16 and later), sparing the walsender decoding and
  * sending what the stream would skip. The server drops every origin, the
  * stream only cleave's: so only while the source has no other origin (a
- * subscription of its own, say), asked at each start. On any doubt, no.
+ * subscription of its own, say), asked at each start, and never with a
+ * Kafka sink (see stream.h). On any doubt, no.
  */
 static bool server_filters_origins(source *src)
 {
     if (!src->settings->loop_prevention ||
         !src->settings->server_origin_filter || src->server_version < 160000)
+        return false;
+    /* A moved service's writes come back under an origin, for its Kafka. */
+    if (src->config->has_kafka)
         return false;
     char err[256], name[128];
     int found = foreign_origin(src, name, sizeof name, err, sizeof err);

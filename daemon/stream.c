@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "common/log.h"
+#include "daemon/reverse.h"
 #include "daemon/spool.h"
 #include "decoder/frame.h"
 #include "decoder/pgoutput.h"
@@ -25,6 +26,7 @@ typedef struct relinfo {
 typedef struct streamed {
     spool *sp;
     bool skip;               /* carries a cleave origin */
+    int reversed;            /* see stream.reversed */
 } streamed;
 
 struct stream {
@@ -34,11 +36,20 @@ struct stream {
     int proto;
     fanout *fo;              /* the sinks, not ours */
     bool loop_prevention;    /* the source's setting */
+    /* Per service with Kafka: the origin its cut-over's reverse stream
+     * applies under (NULL for the others). */
+    char **rev_origins;
     relinfo *rels;           /* open addressing on oid */
     size_t rels_cap, rels_n;
     uint64_t rel_version;
     /* The source transaction being read (or replayed). */
     bool in_txn, skip_txn;
+    /*
+     * The moved service whose reverse stream applied this transaction, or
+     * -1: its changes are that service's own writes, which go to its
+     * Kafka sinks (and nowhere else: its database made them).
+     */
+    int reversed;
     uint32_t xid;
     lsn_t commit_lsn;
     int64_t commit_time;     /* Unix µs */
@@ -131,6 +142,7 @@ static void txn_begin(stream *st, uint32_t xid, lsn_t commit_lsn,
 {
     st->in_txn = true;
     st->skip_txn = skip;
+    st->reversed = -1;
     st->xid = xid;
     st->commit_lsn = commit_lsn;
     st->commit_time = frame_pgtime_to_unix_us(pg_time);
@@ -145,6 +157,7 @@ static bool txn_end(stream *st, lsn_t end_lsn, int64_t when)
     st->txns_skipped += st->skip_txn;
     st->in_txn = false;
     st->skip_txn = false;
+    st->reversed = -1;
     if (end_lsn > st->received)
         st->received = end_lsn;
     return ok;
@@ -156,15 +169,33 @@ static bool txn_commit(stream *st, lsn_t end_lsn, int64_t pg_time)
 }
 
 /*
- * A transaction another cleave applied: skipped unless loops are wanted
- * (logged, so a test tells cleave's skip from the server's filter).
+ * A transaction another cleave applied is skipped unless loops are wanted
+ * (logged, so a test tells cleave's skip from the server's filter), but
+ * for one that a moved service's reverse stream applied: see reversed.
  */
-static bool is_cleave_origin(const stream *st, const char *name)
+static void note_origin(const stream *st, const char *name, bool *skip,
+                        int *reversed)
 {
-    bool skip = st->loop_prevention && cfg_origin_is_cleave(name);
-    if (skip)
-        log_debug("event=txn_skipped origin=%s", name);
-    return skip;
+    if (!st->loop_prevention || !cfg_origin_is_cleave(name))
+        return;
+    for (size_t i = 0; st->rev_origins && i < st->config->n_services; i++)
+        if (st->rev_origins[i] && strcmp(st->rev_origins[i], name) == 0) {
+            *reversed = (int)i;
+            log_debug("event=txn_reversed origin=%s", name);
+            return;
+        }
+    *skip = true;
+    log_debug("event=txn_skipped origin=%s", name);
+}
+
+/* Whether sink i takes now the changes of service svc's tables. */
+static bool takes(const stream *st, size_t i, int svc)
+{
+    if (fanout_service_of(st->fo, i) != svc)
+        return false;
+    return st->reversed < 0 || (svc == st->reversed &&
+                                fanout_sink(st->fo, i)->ops->id !=
+                                    SINK_KIND_POSTGRES);
 }
 
 /* The owner of a change's table, or -1 (said once per relation). */
@@ -194,7 +225,7 @@ static bool route_change(stream *st, const pgo_msg *m)
     sink_rel *rel = rel_get(st, m->change.rel->oid)->rel;
     bool ok = true;
     for (size_t i = 0; i < fanout_size(st->fo) && ok; i++) {
-        if (fanout_service_of(st->fo, i) != svc)
+        if (!takes(st, i, svc))
             continue;
         ok = fanout_send(st->fo, i, sink_event_change(
             op, rel, st->commit_lsn, m->change.old_kind,
@@ -215,7 +246,7 @@ static bool route_truncate(stream *st, const pgo_msg *m)
     bool ok = true;
     for (size_t i = 0; i < fanout_size(st->fo) && ok; i++) {
         int svc = fanout_service_of(st->fo, i);
-        if (svc < 0)
+        if (svc < 0 || !takes(st, i, svc))
             continue;
         uint32_t k = 0;
         for (uint32_t j = 0; j < n; j++)
@@ -276,6 +307,7 @@ static bool route_lone_message(stream *st, const pgo_msg *m)
     int64_t when = (int64_t)now.tv_sec * 1000000 + now.tv_nsec / 1000;
     st->in_txn = true;
     st->skip_txn = false;
+    st->reversed = -1;
     st->xid = 0;
     st->commit_lsn = m->message.lsn;
     st->commit_time = when;
@@ -289,7 +321,7 @@ static bool route_message(stream *st, const pgo_msg *m)
     note_mark(st, m);
     if (!(m->message.flags & PGO_MESSAGE_TRANSACTIONAL) && !st->in_txn)
         return route_lone_message(st, m);
-    if (!st->in_txn || st->skip_txn)
+    if (!st->in_txn || st->skip_txn || st->reversed >= 0)
         return true;
     return send_message(st, m);
 }
@@ -329,7 +361,7 @@ static bool stream_start_block(stream *st, const pgo_msg *m, char *err,
         if (!sp)
             return false;
         s = &st->streams[st->nstreams++];
-        *s = (streamed){.sp = sp};
+        *s = (streamed){.sp = sp, .reversed = -1};
     }
     st->cur = s;
     return true;
@@ -358,6 +390,7 @@ static bool stream_commit(stream *st, const pgo_msg *m, char *err,
         return false;
     }
     txn_begin(st, m->xid, m->commit.commit_lsn, m->commit.commit_time, s->skip);
+    st->reversed = s->reversed;
     st->replay = s->sp;
     st->replay_end = m->commit.end_lsn;
     st->replay_time = m->commit.commit_time;
@@ -390,7 +423,7 @@ static bool spool_message(stream *st, const pgo_msg *m, const uint8_t *buf,
                           size_t len)
 {
     if (m->kind == PGO_ORIGIN) {
-        st->cur->skip = is_cleave_origin(st, m->origin.name);
+        note_origin(st, m->origin.name, &st->cur->skip, &st->cur->reversed);
         return true;
     }
     if (m->kind == PGO_MESSAGE &&
@@ -429,7 +462,7 @@ static bool handle_msg(stream *st, const pgo_msg *m, const uint8_t *buf,
         txn_begin(st, m->xid, m->begin.final_lsn, m->begin.commit_time, false);
         return true;
     case PGO_ORIGIN:
-        st->skip_txn = st->skip_txn || is_cleave_origin(st, m->origin.name);
+        note_origin(st, m->origin.name, &st->skip_txn, &st->reversed);
         return true;
     case PGO_COMMIT:
         return txn_commit(st, m->commit.end_lsn, m->commit.commit_time);
@@ -552,6 +585,7 @@ bool stream_restart(stream *st, int proto_version)
     st->replay = NULL;
     st->cur = NULL;
     st->in_txn = st->skip_txn = false;
+    st->reversed = -1;
     /*
      * A replay re-sends what came before a mark already read, while the
      * position received stays where it was: the mark counts again only
@@ -618,6 +652,21 @@ uint64_t stream_txns_skipped(const stream *st)
 
 /* ---- life ------------------------------------------------------------- */
 
+static bool rev_origins_new(stream *st)
+{
+    const cfg *c = st->config;
+    if (!c->has_kafka)
+        return true;
+    st->rev_origins = calloc(c->n_services, sizeof *st->rev_origins);
+    if (!st->rev_origins)
+        return false;
+    for (size_t i = 0; i < c->n_services; i++)
+        if (c->services[i].target_kafka &&
+            !(st->rev_origins[i] = reverse_origin_name(c, i)))
+            return false;
+    return true;
+}
+
 stream *stream_new(const cfg *config, const cfg_source *source, fanout *fo,
                    const char *spool_dir)
 {
@@ -627,8 +676,9 @@ stream *stream_new(const cfg *config, const cfg_source *source, fanout *fo,
     st->config = config;
     st->fo = fo;
     st->loop_prevention = source->loop_prevention;
+    st->reversed = -1;
     st->spool_dir = strdup(spool_dir);
-    if (!st->spool_dir || !rel_grow(st)) {
+    if (!st->spool_dir || !rel_grow(st) || !rev_origins_new(st)) {
         stream_free(st);
         return NULL;
     }
@@ -639,6 +689,9 @@ void stream_free(stream *st)
 {
     if (!st)
         return;
+    for (size_t i = 0; st->rev_origins && i < st->config->n_services; i++)
+        free(st->rev_origins[i]);
+    free(st->rev_origins);
     while (st->nstreams > 0)
         streamed_drop(st, &st->streams[0]);
     free(st->streams);

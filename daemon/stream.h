@@ -7,6 +7,9 @@
  * commit and replays them then, skips transactions that carry a cleave
  * replication origin (loop prevention), and works out the flush LSN to
  * report: everything received, except what a sink does not hold yet.
+ * One origin is not skipped: a moved service's reverse stream writes the
+ * service's own changes back under it, and they go to that service's
+ * Kafka sinks, so its topics go on through a cut-over.
  *
  * Backpressure: when a worker's queue is full the event waits in the
  * fan-out's FIFO and the stream is "busy": the caller stops reading frames
