@@ -292,6 +292,19 @@ static void fail(worker *w)
     wait_ms(w, w->retry_ms);
 }
 
+/*
+ * The stream loop found the queue full: it is woken once half of it has
+ * drained, not at every event applied, which would cost it a turn and
+ * both threads a context switch per event while the queue stays full.
+ */
+static void room_for_main(worker *w)
+{
+    if (atomic_load_explicit(&w->main_waits, memory_order_relaxed) &&
+        atomic_load(&w->bytes) <= w->max_bytes / 2 &&
+        atomic_exchange(&w->main_waits, false))
+        wake_main(w);
+}
+
 /* The list's last commit: the end of the last transaction in hand. */
 static const sink_event *last_commit(const sink_event *list)
 {
@@ -327,8 +340,7 @@ static bool apply_list(worker *w, sink_event *list)
             free_list(w, list);
             return false;
         }
-        if (atomic_exchange(&w->main_waits, false))
-            wake_main(w);
+        room_for_main(w);
     }
     return true;
 }
