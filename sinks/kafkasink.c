@@ -1092,11 +1092,12 @@ static bool ks_begin(sink *s, const sink_event *ev)
     ks->total_order = 0;
     colls_clear(ks);
     forget_source(ks);
+    if (!s->config->kafka.transaction_metadata)
+        return true;
+    /* Only transaction metadata names the transaction: no printf per txn. */
     snprintf(ks->txid, sizeof ks->txid, "%" PRIu32 ":%" PRIu64, ev->xid,
              (uint64_t)ev->commit_lsn);
-    if (s->config->kafka.transaction_metadata)
-        return produce_txn_event(ks, false);
-    return true;
+    return produce_txn_event(ks, false);
 }
 
 static bool ks_change(sink *s, const sink_event *ev)
