@@ -19,6 +19,8 @@
 /* How often a busy worker makes its batch durable and reports it, unless
  * the sink says otherwise. */
 #define FLUSH_EVERY_MS 1000
+/* Changes applied between two looks at the clock inside a transaction. */
+#define CLOCK_EVERY 64
 
 struct worker {
     sink *sink;
@@ -48,6 +50,7 @@ struct worker {
     bool skipping;                /* inside a transaction already held */
     bool dirty;                   /* applied something not yet flushed */
     long flush_every_ms;
+    unsigned since_clock;         /* changes since the clock was read */
     struct timespec last_flush;
     backoff backoff;
     int retry_ms;            /* the wait after the last failure */
@@ -292,6 +295,33 @@ static void fail(worker *w)
     wait_ms(w, w->retry_ms);
 }
 
+/*
+ * The stream loop found the queue full: it is woken once half of it has
+ * drained, not at every event applied, which would cost it a turn and
+ * both threads a context switch per event while the queue stays full.
+ */
+static void room_for_main(worker *w)
+{
+    if (atomic_load_explicit(&w->main_waits, memory_order_relaxed) &&
+        atomic_load(&w->bytes) <= w->max_bytes / 2 &&
+        atomic_exchange(&w->main_waits, false))
+        wake_main(w);
+}
+
+/*
+ * Whether a batch applied is due to be flushed. The clock is read at
+ * commits and every CLOCK_EVERY changes inside a large transaction, not
+ * for every event.
+ */
+static bool flush_due(worker *w, sink_op op)
+{
+    if (!w->dirty ||
+        (op != SINK_COMMIT && ++w->since_clock < CLOCK_EVERY))
+        return false;
+    w->since_clock = 0;
+    return ms_since(&w->last_flush) >= w->flush_every_ms;
+}
+
 /* The list's last commit: the end of the last transaction in hand. */
 static const sink_event *last_commit(const sink_event *list)
 {
@@ -319,16 +349,16 @@ static bool apply_list(worker *w, sink_event *list)
         if (ev == end)
             in_hand = false;
         bool ok = apply(w, ev, in_hand);
+        bool due = flush_due(w, ev->op);
         atomic_fetch_sub(&w->bytes, ev->size);
         sink_event_free(ev);
-        if (ok && w->dirty && ms_since(&w->last_flush) >= w->flush_every_ms)
+        if (ok && due)
             ok = flush_sink(w);
         if (!ok) {
             free_list(w, list);
             return false;
         }
-        if (atomic_exchange(&w->main_waits, false))
-            wake_main(w);
+        room_for_main(w);
     }
     return true;
 }

@@ -35,7 +35,7 @@ typedef struct worker worker;
 /*
  * Starts the thread. `wake_fd` (an eventfd) is written whenever the
  * worker has news for the stream loop: ready after (re)opening, durable
- * moved, queue room freed, failed.
+ * moved, half of a queue that was full freed, failed.
  */
 worker *worker_start(sink *s, int wake_fd, size_t max_queue_bytes);
 /*

@@ -1895,17 +1895,22 @@ static void dbz_out_lit(dbz_out *o, const char *s)
     dbz_out_raw(o, s, strlen(s));
 }
 
-/* jansson's "%lld", without printf. */
-static void dbz_out_int(dbz_out *o, int64_t v)
+/* u in decimal, after a '-' when negative: printf's, without printf. */
+static void dbz_out_digits(dbz_out *o, uint64_t u, bool negative)
 {
     char buf[24], *p = buf + sizeof buf;
-    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
     do
         *--p = (char)('0' + u % 10);
     while ((u /= 10) != 0);
-    if (v < 0)
+    if (negative)
         *--p = '-';
     dbz_out_raw(o, p, (size_t)(buf + sizeof buf - p));
+}
+
+/* jansson's "%lld". */
+static void dbz_out_int(dbz_out *o, int64_t v)
+{
+    dbz_out_digits(o, v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v, v < 0);
 }
 
 /* An ASCII byte jansson escapes, as it escapes it. */
@@ -2103,14 +2108,24 @@ void dbz_out_key_row(dbz_out *o, const dbz_mode *m, const sink_rel *rel,
         dbz_out_lit(o, "null");
 }
 
+/* dbz_sequence's string as its JSON: written once per table and txn. */
+static void dbz_out_sequence(dbz_out *o, lsn_t last_commit, lsn_t lsn)
+{
+    dbz_out_raw(o, "\"[", 2);
+    if (last_commit) {
+        dbz_out_raw(o, "\\\"", 2);
+        dbz_out_digits(o, last_commit, false);
+        dbz_out_raw(o, "\\\"", 2);
+    } else {
+        dbz_out_lit(o, "null");
+    }
+    dbz_out_raw(o, ",\\\"", 3);
+    dbz_out_digits(o, lsn, false);
+    dbz_out_raw(o, "\\\"]\"", 4);
+}
+
 void dbz_out_source(dbz_out *o, const dbz_source *src)
 {
-    char seq[64];
-    if (src->last_commit_lsn)
-        snprintf(seq, sizeof seq, "[\"%" PRIu64 "\",\"%" PRIu64 "\"]",
-                 src->last_commit_lsn, src->lsn);
-    else
-        snprintf(seq, sizeof seq, "[null,\"%" PRIu64 "\"]", src->lsn);
     dbz_out_key(o, "version", true);
     dbz_out_cstr(o, src->version);
     dbz_out_lit(o, ",\"connector\":\"postgresql\",\"name\":");
@@ -2122,7 +2137,7 @@ void dbz_out_source(dbz_out *o, const dbz_source *src)
     dbz_out_key(o, "db", false);
     dbz_out_cstr(o, src->db);
     dbz_out_key(o, "sequence", false);
-    dbz_out_cstr(o, seq);
+    dbz_out_sequence(o, src->last_commit_lsn, src->lsn);
     dbz_out_key(o, "schema", false);
     dbz_out_cstr(o, src->schema);
     dbz_out_key(o, "table", false);
