@@ -5,7 +5,9 @@
  * source table: nothing missing, nothing twice.
  */
 #include <check.h>
+#include <dirent.h>
 #include <errno.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,10 +51,37 @@ static void exec_src(shop_env *env, const char *sql)
 }
 
 /* Every DML kind, on every table, through the catch-up of a data load. */
+/*
+ * Every thread of the daemon under SCHED_BATCH: their wake-ups (one per
+ * walsender message, one per transaction) must not preempt the source's
+ * walsender on a host they share (see run.c). The threads started so far
+ * (reader, workers, status) and none found otherwise.
+ */
+static void assert_batch_threads(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%ld/task", (long)pid);
+    DIR *d = opendir(path);
+    ck_assert_msg(d, "%s: %s", path, strerror(errno));
+    int threads = 0;
+    for (struct dirent *e; (e = readdir(d));) {
+        if (e->d_name[0] == '.')
+            continue;
+        int policy = sched_getscheduler((pid_t)atol(e->d_name));
+        ck_assert_msg(policy == SCHED_BATCH || (policy < 0 && errno == ESRCH),
+                      "thread %s of cleave runs policy %d, not SCHED_BATCH",
+                      e->d_name, policy);
+        threads += policy == SCHED_BATCH;
+    }
+    closedir(d);
+    ck_assert_msg(threads >= 3, "only %d threads under SCHED_BATCH", threads);
+}
+
 START_TEST(every_change_kind)
 {
     shop_env env;
     start_streaming(&env, "kinds", NULL);
+    assert_batch_threads(env.pid);
     load_data(&env);
     int bench = pgc_pgbench_start(src, env.srcdb, 4, 300, 1, mix);
     ck_assert(pgc_pgbench_wait(bench));
