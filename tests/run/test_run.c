@@ -595,10 +595,12 @@ START_TEST(loop_prevention)
 {
     shop_env env;
     start_streaming(&env, "loop", NULL);
+    /* The session lets the origin go before it ends, so it can be dropped. */
     exec_src(&env, "SELECT pg_replication_origin_create('cleave_elsewhere');"
                    "SELECT pg_replication_origin_session_setup('cleave_elsewhere');"
-                   "INSERT INTO warehouses (code, name, country_code) "
-                   "VALUES ('LOOP', 'from another cleave', 'DE')");
+                   "BEGIN; INSERT INTO warehouses (code, name, country_code) "
+                   "VALUES ('LOOP', 'from another cleave', 'DE'); COMMIT;"
+                   "SELECT pg_replication_origin_session_reset()");
     exec_src(&env, "INSERT INTO warehouses (code, name, country_code) "
                    "VALUES ('REAL', 'written here', 'DE')");
     if (!shop_wait_caught_up(&env, 60)) {
@@ -616,7 +618,8 @@ START_TEST(loop_prevention)
                                 "origin=cleave_elsewhere"));
     /* Remove LOOP the same way it came, so every table can be compared. */
     exec_src(&env, "SELECT pg_replication_origin_session_setup('cleave_elsewhere');"
-                   "DELETE FROM warehouses WHERE code = 'LOOP'");
+                   "BEGIN; DELETE FROM warehouses WHERE code = 'LOOP'; COMMIT;"
+                   "SELECT pg_replication_origin_session_reset()");
     exec_src(&env, "SELECT pg_replication_origin_drop('cleave_elsewhere')");
     shop_assert_caught_up_and_equal(&env, CAUGHT_UP_S);
     shop_stop_cleanly(&env);
