@@ -18,6 +18,16 @@ uint64_t pgrun_key(const sink_event *ev)
     return h;
 }
 
+/*
+ * Changes of other keys commute: a statement of one kind cannot meet the
+ * row a statement of another kind changes. Without a key (FULL,
+ * NOTHING) two changes may meet one row unseen.
+ */
+bool pgrun_keyed(const sink_rel *rel)
+{
+    return rel->replident == 'd' || rel->replident == 'i';
+}
+
 pgrun *pgrun_find(pgrun_set *s, const sink_rel *rel, char op)
 {
     for (int i = 0; s->open > 0 && i < PGRUN_OPEN; i++)
@@ -42,11 +52,12 @@ static bool older(const pgrun *a, const pgrun *than)
 pgrun *pgrun_in_the_way(pgrun_set *s, const sink_rel *rel, char op,
                         uint64_t key)
 {
-    (void)key;
+    bool keyed = pgrun_keyed(rel);
     pgrun *found = NULL;
     for (int i = 0; s->open > 0 && i < PGRUN_OPEN; i++) {
         pgrun *r = &s->runs[i];
-        if (r->rel == rel && r->op != op && older(r, found))
+        if (r->rel == rel && r->op != op && older(r, found) &&
+            (!keyed || pgrun_has_key(r, key)))
             found = r;
     }
     return found;

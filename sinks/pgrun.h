@@ -3,7 +3,9 @@
  * transaction, changes of one relation, one operation and one statement
  * shape waiting to go to the server as one multi-row statement.
  *
- * Up to PGRUN_OPEN runs are open at once, one per table, so a source transaction that moves
+ * Up to PGRUN_OPEN runs are open at once, one per table and, for a table
+ * whose rows are found by a key, one per operation as long as their keys
+ * differ, so a source transaction that moves
  * from table to table and back does not end a run at every switch. The
  * sink decides what may be held (pgsink.c says why it is safe); this
  * module only keeps the runs: their rows, the hashes of their keys, and
@@ -49,9 +51,12 @@ uint64_t pgrun_key(const sink_event *ev);
 pgrun *pgrun_find(pgrun_set *s, const sink_rel *rel, char op);
 /* Whether a row of the run has that key. */
 bool pgrun_has_key(const pgrun *r, uint64_t key);
+/* Whether rel's rows are found by a key (REPLICA IDENTITY DEFAULT, INDEX). */
+bool pgrun_keyed(const sink_rel *rel);
 /*
  * The oldest open run of rel of another operation than op that must go
- * before a change of op with that key, or NULL.
+ * before a change of op with that key: one holding the key, or any when
+ * rel is not keyed. NULL when none.
  */
 pgrun *pgrun_in_the_way(pgrun_set *s, const sink_rel *rel, char op,
                         uint64_t key);

@@ -19,7 +19,11 @@
  * across tables cannot show once the target transaction commits: the
  * session runs with session_replication_role = replica, so foreign keys
  * do not check each statement (without it one run is open at a time),
- * and unique, check and not-null constraints are each table's own. A
+ * and unique, check and not-null constraints are each table's own.
+ * Within a table found by a key, runs of INSERTs, UPDATEs and DELETEs
+ * stay open side by side while their keys differ: changes of different
+ * rows commute; a change meeting a row another run holds sends that run
+ * first. A
  * table whose triggers or rules fire on apply could look at another
  * table: it is a barrier, every run goes before its change and its
  * change is not held. Anything that needs the order across tables (the

@@ -877,7 +877,11 @@ static void shop_txn(fixture *f, bool more, int i, sink_rel *o, sink_rel *l,
  * Source transactions that move from table to table share a target
  * transaction; each table keeps its own run open across the others, so
  * the 120 order lines of 40 orders go in a few statements (chunks of
- * 64, 32, ... rows) rather than one per order, and every table ends as the changes in order leave it.
+ * 64, 32, ... rows) rather than one per order, and every table ends as
+ * the changes in order leave it. Within a table, runs of INSERTs,
+ * UPDATEs and DELETEs of different keys stay open side by side: a
+ * session's UPDATE ends the INSERT run that holds its row, but the
+ * UPDATEs and DELETEs of other sessions run on.
  */
 START_TEST(runs_span_tables)
 {
@@ -903,6 +907,12 @@ START_TEST(runs_span_tables)
     int lines = executed(from, "INTO \"public\".\"order_items\"");
     ck_assert_msg(lines >= 2 && lines <= 8, "%d statements for 120 order "
                   "lines", lines);
+    int ends = executed(from, "DELETE FROM \"public\".\"sessions\"");
+    ck_assert_msg(ends >= 1 && ends <= 4, "%d statements for 40 DELETEs",
+                  ends);
+    int seen = executed(from, "UPDATE \"public\".\"sessions\"");
+    ck_assert_msg(seen >= 1 && seen <= 4, "%d statements for 40 UPDATEs",
+                  seen);
     sink_rel_unref(o);
     sink_rel_unref(l);
     sink_rel_unref(s);
@@ -935,6 +945,43 @@ START_TEST(reordered_failure_names_row)
     f.s->ops->close(f.s);
     expect(&f, "SELECT count(*) FROM tags", "0");
     expect(&f, "SELECT string_agg(name, ',') FROM items", "there");
+    sink_rel_unref(r);
+    sink_rel_unref(t);
+    fx_done(&f);
+}
+END_TEST
+
+/*
+ * Runs of one table's kinds go out of order when their keys differ; a
+ * unique index on another column can then refuse a row (B takes the
+ * code A had, A deleted first in the source): the target transaction is
+ * done again in the source's order, and applies with nothing reported,
+ * even where the refused row went alone (the run of three INSERTs goes
+ * as two rows, then one).
+ */
+START_TEST(reorder_refused_then_redone)
+{
+    fixture f;
+    fx_setup(&f, "t_run_reorder_redo", CFG_CONFLICT_ERROR,
+             "CREATE TABLE items (id int PRIMARY KEY, name text UNIQUE, "
+             "  qty int);"
+             "INSERT INTO items VALUES (1, 'X', 1), (2, 'Y', 1);"
+             "CREATE TABLE tags (a int, b int, PRIMARY KEY (a, b))");
+    sink_rel *r = items_rel();
+    sink_rel *t = mkrel(16012, "public", "tags", 'd',
+                        COLS({"a", INT4, true}, {"b", INT4, true}));
+    /* Both tables met first: meeting one sends every run. */
+    TXN(&f, false, ins(r, V("9", "W", "1")), ins(t, V("0", "0")));
+    TXN(&f, true, ins(r, V("10", "Z", "1")), ins(r, V("12", "V", "1")),
+        ins(t, V("1", "1")));
+    TXN(&f, false, del(r, 'K', V("1", NULL, NULL)), ins(t, V("1", "2")),
+        ins(r, V("11", "X", "2")), upd(r, 0, NULL, V("2", "Y", "5")));
+    ck_assert_uint_eq(flush_ok(&f), last_end);
+    expect(&f, "SELECT string_agg(id || name || qty, ',' ORDER BY id) "
+               "FROM items", "2Y5,9W1,10Z1,11X2,12V1");
+    expect(&f, "SELECT count(*) FROM tags", "3");
+    ck_assert_uint_eq(atomic_load(&f.s->conflicts), 0);
+    ck_assert_uint_eq(atomic_load(&f.s->rows_applied), 9);
     sink_rel_unref(r);
     sink_rel_unref(t);
     fx_done(&f);
@@ -1939,6 +1986,7 @@ int main(void)
     tcase_add_test(tc, run_of_updates_and_deletes);
     tcase_add_test(tc, runs_span_tables);
     tcase_add_test(tc, reordered_failure_names_row);
+    tcase_add_test(tc, reorder_refused_then_redone);
     tcase_add_test(tc, trigger_table_is_a_barrier);
     tcase_add_test(tc, conflict_apply_across_tables);
     tcase_add_test(tc, origin_in_use_is_reported);
