@@ -3,6 +3,8 @@
 
 #include <string.h>
 
+_Static_assert(PGRUN_ROWS <= 64, "a run's rows are bits of a uint64_t");
+
 /* FNV-1a over the key columns' text, each ended by a byte no text has. */
 uint64_t pgrun_key(const sink_event *ev)
 {
@@ -107,18 +109,43 @@ pgrun *pgrun_open(pgrun_set *s, sink_rel *rel, char op, struct pgstmt *st,
 
 void pgrun_add(pgrun_set *s, pgrun *r, sink_event *row, uint64_t key)
 {
+    if (r->owned) {
+        r->mine |= (uint64_t)1 << r->n;
+        s->owned_bytes += row->size;
+    }
     r->rows[r->n] = row;
     r->keys[r->n++] = key;
-    if (r->owned)
-        s->owned_bytes += row->size;
+}
+
+int pgrun_key_at(const pgrun *r, uint64_t key)
+{
+    for (int i = r->n - 1; i >= 0; i--)
+        if (r->keys[i] == key)
+            return i;
+    return -1;
+}
+
+static void drop_row(pgrun_set *s, pgrun *r, int i)
+{
+    if (!(r->mine & (uint64_t)1 << i))
+        return;
+    s->owned_bytes -= r->rows[i]->size;
+    sink_event_free(r->rows[i]);
+}
+
+void pgrun_replace(pgrun_set *s, pgrun *r, int at, sink_event *row)
+{
+    drop_row(s, r, at);
+    r->rows[at] = row;
+    r->mine |= (uint64_t)1 << at;
+    s->owned_bytes += row->size;
 }
 
 void pgrun_close(pgrun_set *s, pgrun *r)
 {
-    for (uint16_t i = 0; r->owned && i < r->n; i++) {
-        s->owned_bytes -= r->rows[i]->size;
-        sink_event_free(r->rows[i]);
-    }
+    for (int i = 0; i < r->n; i++)
+        drop_row(s, r, i);
+    r->mine = 0;
     r->rel = NULL;
     r->st = NULL;
     r->n = 0;

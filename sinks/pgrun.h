@@ -10,7 +10,9 @@
  * sink decides what may be held (pgsink.c says why it is safe); this
  * module only keeps the runs: their rows, the hashes of their keys, and
  * the order they were opened in. A run's rows are the journal's copies,
- * or past the journal's bound copies of its own, freed when it closes.
+ * or past the journal's bound copies of its own, freed when it closes,
+ * as is a row made in place of one (an INSERT that took its UPDATE's
+ * values).
  */
 #ifndef CLEAVE_SINKS_PGRUN_H
 #define CLEAVE_SINKS_PGRUN_H
@@ -30,7 +32,8 @@ typedef struct pgrun {
     sink_rel *rel;           /* NULL: the slot is free */
     struct pgstmt *st;       /* the rows' one-row statement */
     char op;                 /* 'I', 'U' or 'D' */
-    bool owned;              /* rows are this run's copies, not the journal's */
+    bool owned;              /* rows added are this run's copies */
+    uint64_t mine;           /* bit i: rows[i] is the run's, freed with it */
     uint16_t n;
     uint64_t seq;            /* when it was opened */
     sink_event *rows[PGRUN_ROWS];
@@ -72,6 +75,10 @@ bool pgrun_other_version(const pgrun_set *s, const sink_rel *rel);
 pgrun *pgrun_open(pgrun_set *s, sink_rel *rel, char op, struct pgstmt *st,
                   bool owned);
 void pgrun_add(pgrun_set *s, pgrun *r, sink_event *row, uint64_t key);
+/* The last row of the run with that key, or -1. */
+int pgrun_key_at(const pgrun *r, uint64_t key);
+/* Puts row, the run's own, in place of rows[at] (same key). */
+void pgrun_replace(pgrun_set *s, pgrun *r, int at, sink_event *row);
 /* Frees the slot (and the rows the run owns). */
 void pgrun_close(pgrun_set *s, pgrun *r);
 void pgrun_clear(pgrun_set *s);

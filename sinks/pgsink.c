@@ -23,7 +23,8 @@
  * Within a table found by a key, runs of INSERTs, UPDATEs and DELETEs
  * stay open side by side while their keys differ: changes of different
  * rows commute; a change meeting a row another run holds sends that run
- * first. A
+ * first, but for an UPDATE keeping its key, which the row's INSERT
+ * waiting in a run takes in (see merge_update). A
  * table whose triggers or rules fire on apply could look at another
  * table: it is a barrier, every run goes before its change and its
  * change is not held. Anything that needs the order across tables (the
@@ -1170,7 +1171,8 @@ static bool room_for(pgsink *ps, const sink_event *ev)
     if (ps->redoing)
         return true;
     if (ps->jcomplete)
-        return ps->jbytes + ev->size <= JOURNAL_BYTES || journal_trim(ps);
+        return ps->jbytes + ps->runs.owned_bytes + ev->size <= JOURNAL_BYTES ||
+               journal_trim(ps);
     return ps->runs.owned_bytes + ev->size <= JOURNAL_BYTES ||
            runs_send(ps, NULL);
 }
@@ -1245,9 +1247,56 @@ static void note_order(pgsink *ps, int others)
     }
 }
 
+/* The INSERT ins with the values upd gives its row. */
+static sink_event *merged_insert(const sink_event *ins, const sink_event *upd)
+{
+    uint16_t n = ins->rel->ncols;
+    sink_value *vals = malloc((n + 1u) * sizeof *vals);
+    if (!vals)
+        return NULL;
+    for (uint16_t i = 0; i < n; i++)
+        vals[i] = upd->new_vals[i].kind == 'u' ? ins->new_vals[i]
+                                               : upd->new_vals[i];
+    sink_event *row = sink_event_change_values(SINK_INSERT, ins->rel,
+                                               ins->commit_lsn, 0, NULL,
+                                               vals);
+    free(vals);
+    return row;
+}
+
+/*
+ * An UPDATE that keeps its row's key, of a row whose INSERT still waits
+ * in a run: the INSERT takes the UPDATE's values (an unchanged TOAST
+ * value stays the INSERT's), one statement for both; the journal keeps
+ * both for a redo. 1 when so, 0 when not, -1 on failure. Not an INSERT
+ * and a DELETE, nor two UPDATEs: on_conflict: apply tells each row of
+ * those on a row the target had already (it holds nothing anyway).
+ */
+static int merge_update(pgsink *ps, const sink_event *ev, uint64_t key)
+{
+    pgrun *run = pgrun_find(&ps->runs, ev->rel, 'I');
+    int at = run && ev->op == SINK_UPDATE && ev->old_kind == 0
+                 ? pgrun_key_at(run, key) : -1;
+    if (at < 0)
+        return 0;
+    sink_event *row = merged_insert(run->rows[at], ev);
+    if (!row || (ps->jcomplete && !journal_add(ps, ev))) {
+        sink_event_free(row);
+        out_of_memory(ps);
+        return -1;
+    }
+    pgrun_replace(&ps->runs, run, at, row);
+    note_order(ps, 1);           /* a failure is redone change by change */
+    ps->batch_applied++;         /* the UPDATE, applied with its INSERT */
+    return 1;
+}
+
 static bool hold(pgsink *ps, const sink_event *ev, pgstmt *st)
 {
     uint64_t key = pgrun_key(ev);
+    int merged = merge_update(ps, ev, key);
+    if (merged != 0)
+        return merged > 0;
     pgrun *run = run_for(ps, ev, st, key);
     if (!run)
         return ps->failed ? false : out_of_memory(ps);
