@@ -24,10 +24,11 @@
  * stay open side by side while their keys differ: changes of different
  * rows commute; a change meeting a row another run holds sends that run
  * first, but for an UPDATE keeping its key, which the row's INSERT
- * waiting in a run takes in (see merge_update). A
- * table whose triggers or rules fire on apply could look at another
- * table: it is a barrier, every run goes before its change and its
- * change is not held. Anything that needs the order across tables (the
+ * waiting in a run takes in (see merge_update). A table whose triggers
+ * or rules fire on apply could look at another table, or tell an UPDATE
+ * from an INSERT: it is a barrier, every run goes before its change and
+ * its change is not held (read with the table's columns, once per
+ * relation version and connection). Anything that needs the order across tables (the
  * COMMIT, a TRUNCATE, a relation version met, the journal trimmed) sends
  * every run first.
  *
