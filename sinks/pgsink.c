@@ -11,14 +11,35 @@
  * transaction back, so the target never holds part of a source
  * transaction, and its origin never claims a position it does not hold.
  *
- * Consecutive plain INSERTs of one shape go to the server as one
- * multi-row INSERT (a run), which spares the target a Bind/Execute and
- * an executor start per row. The changes of the open target transaction
- * are kept (the journal, bounded): when a multi-row statement fails, the
- * transaction is rolled back and done again one change per statement, so
- * the failure names its row exactly as before. Past the journal's bound
- * a failed run cannot be redone in place: the sink fails, and the replay
- * that follows goes one row at a time up to where it failed.
+ * Changes of one table, one operation and one shape go to the server as
+ * one multi-row statement (a run, see pgrun.h), which spares the target a
+ * Bind/Execute and an executor start per row. Each table keeps its run
+ * open while changes of other tables pass it, so a service whose
+ * transactions go from table to table still gets long runs. That order
+ * across tables cannot show once the target transaction commits: the
+ * session runs with session_replication_role = replica, so foreign keys
+ * do not check each statement (without it one run is open at a time),
+ * and unique, check and not-null constraints are each table's own.
+ * Within a table found by a key, runs of INSERTs, UPDATEs and DELETEs
+ * stay open side by side while their keys differ: changes of different
+ * rows commute; a change meeting a row another run holds sends that run
+ * first, but for an UPDATE keeping its key, which the row's INSERT
+ * waiting in a run takes in (see merge_update). A table whose triggers
+ * or rules fire on apply could look at another table, or tell an UPDATE
+ * from an INSERT: it is a barrier, every run goes before its change and
+ * its change is not held (read with the table's columns, once per
+ * relation version and connection). Anything that needs the order across tables (the
+ * COMMIT, a TRUNCATE, a relation version met, the journal trimmed) sends
+ * every run first.
+ *
+ * The changes of the open target transaction are kept in stream order
+ * (the journal, bounded): when a multi-row statement fails, or any
+ * statement after changes went out of stream order, the transaction is
+ * rolled back and done again one change per statement in that order, so
+ * the failure is the one the order gives and names its row exactly as
+ * before. Past the journal's bound a failed run cannot be redone in
+ * place: the sink fails, and the replay that follows goes one row at a
+ * time up to where it failed.
  */
 #include "sinks/pgsink.h"
 
@@ -37,6 +58,7 @@
 #include "sinks/pgcoldef.h"
 #include "sinks/pgpart.h"
 #include "sinks/pgpipe.h"
+#include "sinks/pgrun.h"
 #include "sinks/pgstmt.h"
 
 enum {
@@ -47,7 +69,7 @@ enum {
     QUEUE_HIGH = 8192,       /* unanswered requests before we wait ... */
     QUEUE_LOW = 4096,        /* ... until this few are left */
     CLOSE_WAIT_MS = 2000,
-    RUN_ROWS = 64,           /* INSERTs of one shape in one statement */
+    RUN_ROWS = PGRUN_ROWS,   /* changes of one shape in one statement */
     RUN_PARAMS = 65535,      /* the protocol's limit per statement */
     JOURNAL_BYTES = 4 << 20, /* changes kept to redo a target transaction */
     ORIGIN_BUSY_MS = 5000,   /* our previous session may still be exiting */
@@ -78,6 +100,12 @@ typedef struct pgsink {
      */
     bool batch_veto;
     bool role_warned;
+    /*
+     * Runs held open at once: PGRUN_OPEN under session_replication_role
+     * = replica; one without it, as foreign keys then check each
+     * statement against the other tables.
+     */
+    int runs_max;
     uint32_t source_rows;    /* changes of the source transaction in flight */
     uint32_t batch_rows;     /* changes sent in the open target transaction */
     uint32_t batch_txns;
@@ -102,9 +130,10 @@ typedef struct pgsink {
     sink_event **jrows;
     size_t jn, jcap, jbytes;
     bool jcomplete;          /* it holds every change since the BEGIN */
-    size_t run_from;         /* jrows[run_from..jn) are a run not yet sent */
-    pgstmt *run_st;          /* their one-row statement */
-    uint64_t run_keys[RUN_ROWS]; /* hashes of their keys (UPDATE, DELETE) */
+    pgrun_set runs;          /* changes held for multi-row statements */
+    pgstmt_plan run_plan;    /* scratch for their rows, apart from plan */
+    /* A change went out of stream order: any failure is redone in order. */
+    bool reordered;
     const char **run_params;
     size_t run_params_cap;
     bool batch_failed;       /* the call's first failure was a run's */
@@ -225,6 +254,25 @@ static bool refuse(pgsink *ps, const sink_event *ev, const char *why)
 
 /* ------------------------------------------------------------ results */
 
+/*
+ * A change's failure after others went out of stream order may be the
+ * order's doing: the target transaction is done again in the journal's
+ * order (recover), where a failure is the change's own.
+ */
+__attribute__((format(printf, 3, 4)))
+static void fail_reordered(pgsink *ps, lsn_t lsn, const char *fmt, ...)
+{
+    if (ps->failed)
+        return;
+    char msg[sizeof ps->base.error];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    ps->batch_failed = ps->reordered;
+    fail_once(ps, lsn, "%s", msg);
+}
+
 static void conflict(pgsink *ps, const pgpipe_entry *e, const char *what)
 {
     char ctx[400];
@@ -270,7 +318,7 @@ static void row_ok(pgsink *ps, const pgpipe_entry *e, PGresult *res)
         char ctx[400];
         entry_context(ps, e, ctx, sizeof ctx);
         if (ps->base.service->on_conflict == CFG_CONFLICT_ERROR)
-            fail_once(ps, e->lsn, "%s: no such row on the target", ctx);
+            fail_reordered(ps, e->lsn, "%s: no such row on the target", ctx);
         else
             conflict(ps, e, "no such row on the target; ignored");
         return;
@@ -301,7 +349,8 @@ static void row_failed(pgsink *ps, const pgpipe_entry *e, const PGresult *res)
                   result_message(res, msg, sizeof msg));
         return;
     }
-    fail_once(ps, e->lsn, "%s: %s", ctx, result_message(res, msg, sizeof msg));
+    fail_reordered(ps, e->lsn, "%s: %s", ctx,
+                   result_message(res, msg, sizeof msg));
 }
 
 static void progress_read(pgsink *ps, const PGresult *res)
@@ -498,6 +547,7 @@ typedef struct layout_ent {
     sink_rel *known;         /* the last version found to fit the target */
     sink_rel *committed;     /* ... as of the last target commit */
     uint32_t *types;         /* known's column types, the target's OIDs */
+    bool barrier;            /* the target table has triggers or rules */
 } layout_ent;
 
 static layout_ent *layout_get(pgsink *ps, uint32_t oid)
@@ -909,6 +959,7 @@ static bool layout_check(pgsink *ps, const sink_event *ev, layout_ent *se)
     if (ok) {
         layout_drops(ps, ev, se->known, true);
         layout_types(ps, se, rel);
+        se->barrier = col_flag(ps->cat_cols, 0, PGSTMT_COL_BARRIER);
         layout_set(&se->known, ev->rel);
         se->checked = true;
         se->in_batch = true;
@@ -920,23 +971,16 @@ static bool layout_check(pgsink *ps, const sink_event *ev, layout_ent *se)
     return ok;
 }
 
-/* Whether ev->rel fits the target, checking it if not done yet. */
-static bool layout_ready(pgsink *ps, const sink_event *ev)
-{
-    layout_ent *se = layout_get(ps, ev->rel->oid);
-    if (!se)
-        return out_of_memory(ps);
-    return (se->checked && se->known == ev->rel) || layout_check(ps, ev, se);
-}
-
-static bool send_prepare(pgsink *ps, pgstmt *st, const sink_event *ev)
+/* per_row: the parameters of one change, as its plan has them. */
+static bool send_prepare(pgsink *ps, pgstmt *st, const sink_event *ev,
+                         int per_row)
 {
     int nparams;
     char *sql = pgstmt_sql(ps->conn, st, ps->stmts.upsert, &nparams);
     if (!sql)
         return refuse(ps, ev, "cannot build the statement (out of memory, "
                               "or a name libpq cannot quote)");
-    if (nparams != ps->plan.nparams * st->rows) {
+    if (nparams != per_row * st->rows) {
         free(sql);
         return refuse(ps, ev, "statement and plan disagree on parameters");
     }
@@ -999,10 +1043,16 @@ static bool send_exec(pgsink *ps, pgstmt *st, const sink_event *ev,
 
 static void journal_clear(pgsink *ps)
 {
+    pgrun_clear(&ps->runs);  /* they point into it */
     for (size_t i = 0; i < ps->jn; i++)
         sink_event_free(ps->jrows[i]);
-    ps->jn = ps->jbytes = ps->run_from = 0;
-    ps->run_st = NULL;
+    ps->jn = ps->jbytes = 0;
+}
+
+static sink_event *copy_change(const sink_event *ev)
+{
+    return sink_event_change_values(ev->op, ev->rel, ev->commit_lsn,
+                                    ev->old_kind, ev->old_vals, ev->new_vals);
 }
 
 static bool journal_add(pgsink *ps, const sink_event *ev)
@@ -1015,9 +1065,7 @@ static bool journal_add(pgsink *ps, const sink_event *ev)
         ps->jrows = rows;
         ps->jcap = cap;
     }
-    sink_event *copy = sink_event_change_values(ev->op, ev->rel,
-                                                ev->commit_lsn, ev->old_kind,
-                                                ev->old_vals, ev->new_vals);
+    sink_event *copy = copy_change(ev);
     if (!copy)
         return out_of_memory(ps);
     ps->jrows[ps->jn++] = copy;
@@ -1037,30 +1085,30 @@ static bool params_reserve(pgsink *ps, size_t need)
     return true;
 }
 
-/* `rows` changes of the run from jrows[from] as one statement. */
-static bool send_chunk(pgsink *ps, size_t from, uint16_t rows)
+/* `rows` changes of a run as one statement. */
+static bool send_chunk(pgsink *ps, pgstmt *one, sink_event *const *evs,
+                       uint16_t rows)
 {
     const char *why = NULL;
-    const sink_event *first = ps->jrows[from];
     int per_row = 0;
     for (uint16_t r = 0; r < rows; r++) {
-        if (!pgstmt_plan_change(&ps->plan, ps->jrows[from + r], &why))
-            return refuse(ps, ps->jrows[from + r], why);
-        per_row = ps->plan.nparams;
+        if (!pgstmt_plan_change(&ps->run_plan, evs[r], &why))
+            return refuse(ps, evs[r], why);
+        per_row = ps->run_plan.nparams;
         if (!params_reserve(ps, (size_t)per_row * rows))
             return false;
-        memcpy(ps->run_params + (size_t)r * per_row, ps->plan.params,
+        memcpy(ps->run_params + (size_t)r * per_row, ps->run_plan.params,
                (size_t)per_row * sizeof *ps->run_params);
     }
-    pgstmt *st = rows == 1 ? ps->run_st
-                           : pgstmt_lookup_rows(&ps->stmts, first->rel,
-                                                &ps->plan, rows);
+    pgstmt *st = rows == 1 ? one
+                           : pgstmt_lookup_rows(&ps->stmts, evs[0]->rel,
+                                                &ps->run_plan, rows);
     if (!st)
         return out_of_memory(ps);
     ps->batch_veto |= rows > 1;
-    if (!st->prepared && !send_prepare(ps, st, first))
+    if (!st->prepared && !send_prepare(ps, st, evs[0], per_row))
         return false;
-    return send_exec(ps, st, first, ps->run_params, per_row * rows);
+    return send_exec(ps, st, evs[0], ps->run_params, per_row * rows);
 }
 
 /* The largest power of two rows that fits in what is left and the limits. */
@@ -1073,28 +1121,30 @@ static uint16_t chunk_rows(size_t left, int per_row)
 }
 
 /*
- * Sends the run waiting in the journal, in chunks of a few fixed sizes so
- * that a shape has few prepared statements. Past the journal's bound
- * only the run is kept, so it is dropped once sent.
+ * Sends an open run, in chunks of a few fixed sizes so that a shape has
+ * few prepared statements, and closes it.
  */
-static bool run_send(pgsink *ps)
+static bool run_send(pgsink *ps, pgrun *run)
 {
-    if (!ps->run_st)
-        return true;
-    int per_row = ps->run_st->shape_len;  /* at least its parameters */
+    int per_row = run->st->shape_len;  /* at least its parameters */
     /* Without the target's types a VALUES list of keys cannot be typed. */
-    bool typed = ps->run_st->shape[0] == 'I' ||
-                 layout_types_of(ps, ps->run_st->rel);
-    while (ps->run_from < ps->jn) {
-        uint16_t rows = typed ? chunk_rows(ps->jn - ps->run_from, per_row)
-                              : 1;
-        if (!send_chunk(ps, ps->run_from, rows))
-            return false;
-        ps->run_from += rows;
+    bool typed = run->op == 'I' || layout_types_of(ps, run->rel);
+    bool ok = true;
+    for (uint16_t done = 0, rows; ok && done < run->n; done += rows) {
+        rows = typed ? chunk_rows(run->n - done, per_row) : 1;
+        ok = send_chunk(ps, run->st, run->rows + done, rows);
     }
-    ps->run_st = NULL;
-    if (!ps->jcomplete)
-        journal_clear(ps);
+    pgrun_close(&ps->runs, run);
+    return ok;
+}
+
+/* The open runs of rel (NULL: all of them), oldest first. */
+static bool runs_send(pgsink *ps, const sink_rel *rel)
+{
+    pgrun *run;
+    while ((run = pgrun_oldest(&ps->runs, rel)))
+        if (!run_send(ps, run))
+            return false;
     return true;
 }
 
@@ -1104,7 +1154,7 @@ static bool run_send(pgsink *ps)
  */
 static bool journal_trim(pgsink *ps)
 {
-    if (!run_send(ps) || !send_sync(ps) || !wait_all(ps, -1))
+    if (!runs_send(ps, NULL) || !send_sync(ps) || !wait_all(ps, -1))
         return false;
     if (ps->failed && !recover(ps))
         return false;
@@ -1113,85 +1163,191 @@ static bool journal_trim(pgsink *ps)
     return true;
 }
 
-static bool extends_run(const pgsink *ps, const sink_event *ev)
+/*
+ * The journal's bound holds for the changes it keeps, and past it for
+ * the copies the runs keep: a full one goes first.
+ */
+static bool room_for(pgsink *ps, const sink_event *ev)
 {
-    return ps->run_st && ev->rel == ps->run_st->rel &&
-           event_op(ev) == ps->run_st->shape[0] &&
-           ps->jn - ps->run_from < RUN_ROWS;
-}
-
-/* The key of an UPDATE or DELETE (which keeps it), hashed (FNV-1a). */
-static uint64_t key_hash(const sink_event *ev)
-{
-    const sink_value *v = ev->old_vals ? ev->old_vals : ev->new_vals;
-    uint64_t h = 1469598103934665603ULL;
-    for (uint16_t i = 0; i < ev->rel->ncols; i++) {
-        if (!ev->rel->cols[i].key)
-            continue;
-        for (uint32_t j = 0; j < v[i].len; j++)
-            h = (h ^ (unsigned char)v[i].data[j]) * 1099511628211ULL;
-        h = (h ^ 0x100) * 1099511628211ULL;
-    }
-    return h;
+    if (ps->redoing)
+        return true;
+    if (ps->jcomplete)
+        return ps->jbytes + ps->runs.owned_bytes + ev->size <= JOURNAL_BYTES ||
+               journal_trim(ps);
+    return ps->runs.owned_bytes + ev->size <= JOURNAL_BYTES ||
+           runs_send(ps, NULL);
 }
 
 /*
- * One statement must not meet a row twice: a second UPDATE of a key
- * would find the row as it was before the statement, not after the first.
+ * A table with triggers or rules of its own that fire on apply (see
+ * layout_check) may look at other tables: its changes are not held,
+ * and every run goes before them.
  */
-static bool key_in_run(pgsink *ps, const sink_event *ev, uint64_t *h)
+static bool barrier(const pgsink *ps, const sink_rel *rel)
 {
-    if (ev->op == SINK_INSERT)
+    for (size_t i = 0; i < ps->nlayouts; i++)
+        if (ps->layouts[i].oid == rel->oid)
+            return ps->layouts[i].barrier;
+    return true;
+}
+
+/*
+ * A relation version meets the target table before its first statement
+ * is prepared; a check (catalog wait, maybe an ALTER) comes after every
+ * change held so far, as it would have without runs.
+ */
+static bool prepare(pgsink *ps, pgstmt *st, const sink_event *ev)
+{
+    layout_ent *se = layout_get(ps, ev->rel->oid);
+    if (!se)
+        return out_of_memory(ps);
+    if (!(se->checked && se->known == ev->rel) &&
+        (!runs_send(ps, NULL) || !layout_check(ps, ev, se)))
         return false;
-    *h = key_hash(ev);
-    for (size_t i = ps->run_from; ps->run_st && i < ps->jn; i++)
-        if (ps->run_keys[i - ps->run_from] == *h)
-            return true;
-    return false;
+    return send_prepare(ps, st, ev, ps->plan.nparams);
+}
+
+/*
+ * The run ev joins: runs of its table it must not pass go first, and its
+ * own when full, of another shape, or already meeting its row (one
+ * statement must not meet a row twice: a second UPDATE of a key would
+ * find the row as it was before the statement, not after the first).
+ */
+static pgrun *run_for(pgsink *ps, const sink_event *ev, pgstmt *st,
+                      uint64_t key)
+{
+    char op = st->shape[0];
+    pgrun *run;
+    while ((run = pgrun_in_the_way(&ps->runs, ev->rel, op, key)))
+        if (!run_send(ps, run))
+            return NULL;
+    run = pgrun_find(&ps->runs, ev->rel, op);
+    if (run && (run->st != st || run->n == RUN_ROWS ||
+                (op != 'I' && pgrun_has_key(run, key))) &&
+        !run_send(ps, run))
+        return NULL;
+    run = pgrun_find(&ps->runs, ev->rel, op);
+    if (!run && ps->runs.open >= ps->runs_max &&
+        !run_send(ps, pgrun_oldest(&ps->runs, NULL)))
+        return NULL;
+    if (!run)
+        run = pgrun_open(&ps->runs, ev->rel, op, st, !ps->jcomplete);
+    return run;
+}
+
+/*
+ * Changes of other tables stay held past a change that is: their order
+ * across tables does not show once the target transaction commits, and
+ * a failure is redone in the journal's order (see recover).
+ */
+static void note_order(pgsink *ps, int others)
+{
+    if (others > 0 && !ps->reordered) {
+        ps->reordered = true;
+        ps->batch_veto = true;
+    }
+}
+
+/* The INSERT ins with the values upd gives its row. */
+static sink_event *merged_insert(const sink_event *ins, const sink_event *upd)
+{
+    uint16_t n = ins->rel->ncols;
+    sink_value *vals = malloc((n + 1u) * sizeof *vals);
+    if (!vals)
+        return NULL;
+    for (uint16_t i = 0; i < n; i++)
+        vals[i] = upd->new_vals[i].kind == 'u' ? ins->new_vals[i]
+                                               : upd->new_vals[i];
+    sink_event *row = sink_event_change_values(SINK_INSERT, ins->rel,
+                                               ins->commit_lsn, 0, NULL,
+                                               vals);
+    free(vals);
+    return row;
+}
+
+/*
+ * An UPDATE that keeps its row's key, of a row whose INSERT still waits
+ * in a run: the INSERT takes the UPDATE's values (an unchanged TOAST
+ * value stays the INSERT's), one statement for both; the journal keeps
+ * both for a redo. 1 when so, 0 when not, -1 on failure. Not an INSERT
+ * and a DELETE, nor two UPDATEs: on_conflict: apply tells each row of
+ * those on a row the target had already (it holds nothing anyway).
+ */
+static int merge_update(pgsink *ps, const sink_event *ev, uint64_t key)
+{
+    pgrun *run = pgrun_find(&ps->runs, ev->rel, 'I');
+    int at = run && ev->op == SINK_UPDATE && ev->old_kind == 0
+                 ? pgrun_key_at(run, key) : -1;
+    if (at < 0)
+        return 0;
+    sink_event *row = merged_insert(run->rows[at], ev);
+    if (!row || (ps->jcomplete && !journal_add(ps, ev))) {
+        sink_event_free(row);
+        out_of_memory(ps);
+        return -1;
+    }
+    pgrun_replace(&ps->runs, run, at, row);
+    note_order(ps, 1);           /* a failure is redone change by change */
+    ps->batch_applied++;         /* the UPDATE, applied with its INSERT */
+    return 1;
+}
+
+static bool hold(pgsink *ps, const sink_event *ev, pgstmt *st)
+{
+    uint64_t key = pgrun_key(ev);
+    int merged = merge_update(ps, ev, key);
+    if (merged != 0)
+        return merged > 0;
+    pgrun *run = run_for(ps, ev, st, key);
+    if (!run)
+        return ps->failed ? false : out_of_memory(ps);
+    note_order(ps, ps->runs.open - 1);
+    sink_event *row;
+    if (ps->jcomplete) {
+        if (!journal_add(ps, ev))
+            return false;
+        row = ps->jrows[ps->jn - 1];
+    } else if (!(row = copy_change(ev)))
+        return out_of_memory(ps);
+    pgrun_add(&ps->runs, run, row, key);
+    return true;
 }
 
 static bool send_row(pgsink *ps, const sink_event *ev)
 {
     const char *why = NULL;
-    if (!ps->redoing && ps->jcomplete &&
-        ps->jbytes + ev->size > JOURNAL_BYTES && !journal_trim(ps))
+    if (!room_for(ps, ev))
         return false;
-    /* Before the lookup: a new relation version retires the run's statement. */
-    if (!extends_run(ps, ev) && !run_send(ps))
+    /* Before the lookup: a new relation version retires the old statements. */
+    if (pgrun_other_version(&ps->runs, ev->rel) && !runs_send(ps, NULL))
         return false;
     if (!pgstmt_plan_change(&ps->plan, ev, &why))
         return refuse(ps, ev, why);
     pgstmt *st = pgstmt_lookup(&ps->stmts, ev->rel, &ps->plan);
     if (!st)
         return out_of_memory(ps);
-    bool batch = !ps->redoing && ev->commit_lsn > ps->rowwise_until &&
-                 pgstmt_batchable(&ps->stmts, ev->rel, &ps->plan);
-    uint64_t key = 0;
-    bool again = batch && key_in_run(ps, ev, &key);
-    if (ps->run_st && (st != ps->run_st || !batch || again)) {
-        if (!run_send(ps) || !pgstmt_plan_change(&ps->plan, ev, &why))
-            return ps->failed ? false : refuse(ps, ev, why);
-    }
     /* A statement to prepare: a new relation version, or a new session. */
-    if (!st->prepared && (!layout_ready(ps, ev) || !send_prepare(ps, st, ev)))
+    if (!st->prepared && !prepare(ps, st, ev))
         return false;
     ps->last_row_lsn = ev->commit_lsn;
     if (ps->redoing)
         return send_exec(ps, st, ev, ps->plan.params, ps->plan.nparams);
-    if ((ps->jcomplete || batch) && !journal_add(ps, ev))
+    bool held_table = pgrun_oldest(&ps->runs, ev->rel) != NULL;
+    bool wall = !held_table && barrier(ps, ev->rel);
+    if (!wall && ev->commit_lsn > ps->rowwise_until &&
+        pgstmt_batchable(&ps->stmts, ev->rel, &ps->plan))
+        return hold(ps, ev, st);
+    if (!runs_send(ps, wall ? NULL : ev->rel))
         return false;
-    if (batch) {
-        ps->run_keys[ps->jn - 1 - ps->run_from] = key;
-        ps->run_st = st;
-        return true;
-    }
-    ps->run_from = ps->jn;
+    note_order(ps, ps->runs.open);
+    if (ps->jcomplete && !journal_add(ps, ev))
+        return false;
     return send_exec(ps, st, ev, ps->plan.params, ps->plan.nparams);
 }
 
 static bool send_truncate(pgsink *ps, const sink_event *ev)
 {
-    if (!run_send(ps))
+    if (!runs_send(ps, NULL))
         return false;
     ps->last_row_lsn = ev->commit_lsn;
     /* The journal keeps rows only: a TRUNCATE ends what it can redo. */
@@ -1252,6 +1408,7 @@ static void forget_batch(pgsink *ps)
     journal_clear(ps);
     ps->jcomplete = false;
     ps->batch_failed = false;
+    ps->reordered = false;
     ps->redoing = false;
 }
 
@@ -1310,8 +1467,8 @@ static bool recover(pgsink *ps)
     ps->txn_open = false;
     ps->batch_applied = ps->batch_conflicts = 0;
     ps->failed = ps->batch_failed = false;
-    ps->run_st = NULL;
-    ps->run_from = ps->jn;
+    pgrun_clear(&ps->runs);
+    ps->reordered = false;
     if (!open_txn(ps))
         return fail_batch(ps);
     ps->redoing = true;
@@ -1368,7 +1525,7 @@ static void batch_committed(pgsink *ps, bool read_progress)
  */
 static bool commit_batch(pgsink *ps, bool idle)
 {
-    if (!run_send(ps))
+    if (!runs_send(ps, NULL))
         return fail_batch(ps);
     if (ps->batch_veto && (!send_sync(ps) || !wait_all(ps, -1)))
         return false;
@@ -1634,10 +1791,12 @@ static bool set_session(pgsink *ps)
                  &res))
         return open_failed(ps, "SET plan_cache_mode", res);
     PQclear(res);
+    ps->runs_max = PGRUN_OPEN;
     if (exec_ok(ps, "SET session_replication_role = replica", 0, NULL, &res)) {
         PQclear(res);
         return true;
     }
+    ps->runs_max = 1;
     if (!has_sqlstate(res, "42501"))
         return open_failed(ps, "SET session_replication_role", res);
     if (!ps->role_warned) {
@@ -1830,6 +1989,7 @@ void pgsink_free(sink *s)
     pg_close(s);
     pgpipe_free(&ps->pipe);
     pgstmt_plan_free(&ps->plan);
+    pgstmt_plan_free(&ps->run_plan);
     free(ps->jrows);
     free(ps->run_params);
     layouts_free(ps);

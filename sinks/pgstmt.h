@@ -128,6 +128,13 @@ enum {
     PGSTMT_COL_NOTNULL,      /* 't' or 'f' */
     PGSTMT_COL_DEFAULT,      /* 't': a default, identity or generated */
     PGSTMT_COL_GENERATED,    /* 't': GENERATED ALWAYS AS (...) STORED */
+    /*
+     * 't' (the same in every row): the table or a partition of it has a
+     * rule, or a trigger of its own that fires in this session (ENABLE
+     * ALWAYS, or REPLICA under session_replication_role = replica, else
+     * plain ENABLE).
+     */
+    PGSTMT_COL_BARRIER,
 };
 
 /*

@@ -794,6 +794,320 @@ START_TEST(run_of_updates_and_deletes)
 }
 END_TEST
 
+/* ------------------------------------------------------------ open runs */
+
+static const char SHOP_SQL[] =
+    "CREATE TABLE orders (id int PRIMARY KEY, state text, total int);"
+    "CREATE TABLE order_items (order_id int, line int, sku text, "
+    "  PRIMARY KEY (order_id, line));"
+    "CREATE TABLE sessions (id int PRIMARY KEY, user_id int, seen int);"
+    "INSERT INTO sessions SELECT g, g, 0 FROM generate_series(1, 40) g;";
+
+static sink_rel *orders_rel(void)
+{
+    return mkrel(16020, "public", "orders", 'd',
+                 COLS({"id", INT4, true}, {"state", TEXT, false},
+                      {"total", INT4, false}));
+}
+
+static sink_rel *order_items_rel(void)
+{
+    return mkrel(16021, "public", "order_items", 'd',
+                 COLS({"order_id", INT4, true}, {"line", INT4, true},
+                      {"sku", TEXT, false}));
+}
+
+static sink_rel *sessions_rel(void)
+{
+    return mkrel(16022, "public", "sessions", 'd',
+                 COLS({"id", INT4, true}, {"user_id", INT4, true},
+                      {"seen", INT4, false}));
+}
+
+/* The target's log so far: where the statements of a test start. */
+static long log_size(void)
+{
+    char path[400];
+    snprintf(path, sizeof path, "%s/server.log", cluster->root);
+    FILE *f = fopen(path, "r");
+    ck_assert_ptr_nonnull(f);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fclose(f);
+    return n;
+}
+
+/*
+ * Statements the target executed since `from` (log_statement = all) that
+ * name `what`, e.g. "INTO \"public\".\"orders\"".
+ */
+static int executed(long from, const char *what)
+{
+    char path[400], line[8192];
+    snprintf(path, sizeof path, "%s/server.log", cluster->root);
+    FILE *f = fopen(path, "r");
+    ck_assert_ptr_nonnull(f);
+    fseek(f, from, SEEK_SET);
+    int n = 0;
+    while (fgets(line, sizeof line, f))
+        n += strstr(line, "execute ") && strstr(line, what);
+    fclose(f);
+    return n;
+}
+
+/*
+ * One order as a service writes it: the order, three lines, the order
+ * again; a session opened and seen, an older one ended.
+ */
+static void shop_txn(fixture *f, bool more, int i, sink_rel *o, sink_rel *l,
+                     sink_rel *s)
+{
+    char id[16], sid[16], old[16], total[16];
+    snprintf(id, sizeof id, "%d", i);
+    snprintf(sid, sizeof sid, "%d", 100 + i);
+    snprintf(old, sizeof old, "%d", i);
+    snprintf(total, sizeof total, "%d", 10 * i);
+    TXN(f, more, ins(o, V(id, "new", "0")), ins(l, V(id, "1", "a")),
+        ins(l, V(id, "2", "b")), ins(l, V(id, "3", "c")),
+        upd(o, 0, NULL, V(id, "paid", total)), ins(s, V(sid, id, "0")),
+        upd(s, 0, NULL, V(sid, id, "1")), del(s, 'K', V(old, id, NULL)));
+}
+
+/*
+ * Source transactions that move from table to table share a target
+ * transaction; each table keeps its own run open across the others, so
+ * the 120 order lines of 40 orders go in a few statements (chunks of
+ * 64, 32, ... rows; a busy machine may end a batch at 100 ms, so a few
+ * more) rather than one per order (40), and every table ends as
+ * the changes in order leave it. Within a table, runs of INSERTs,
+ * UPDATEs and DELETEs of different keys stay open side by side: a
+ * session's UPDATE goes into the INSERT of its row, waiting in a run, and
+ * the DELETEs of other sessions run on.
+ */
+START_TEST(runs_span_tables)
+{
+    fixture f;
+    fx_setup(&f, "t_run_span", CFG_CONFLICT_ERROR, SHOP_SQL);
+    ck_assert(pgc_exec(cluster, f.db, "ALTER DATABASE t_run_span "
+                       "SET log_statement = 'all'"));
+    f.s->ops->close(f.s);    /* the setting is for sessions from now on */
+    fx_open(&f);
+    sink_rel *o = orders_rel(), *l = order_items_rel(), *s = sessions_rel();
+    long from = log_size();
+    for (int i = 1; i <= 40; i++)
+        shop_txn(&f, i < 40, i, o, l, s);
+    ck_assert_uint_eq(flush_ok(&f), last_end);
+    expect(&f, "SELECT count(*) || ':' || sum(total) || ':' || "
+               "count(*) FILTER (WHERE state = 'paid') FROM orders",
+           "40:8200:40");
+    expect(&f, "SELECT count(*) || ':' || sum(order_id * line) FROM "
+               "order_items", "120:4920");
+    expect(&f, "SELECT count(*) || ':' || min(id) || ':' || sum(seen) "
+               "FROM sessions", "40:101:40");
+    ck_assert_uint_eq(atomic_load(&f.s->rows_applied), 320);
+    int lines = executed(from, "INTO \"public\".\"order_items\"");
+    ck_assert_msg(lines >= 2 && lines <= 12, "%d statements for 120 order "
+                  "lines", lines);
+    int ends = executed(from, "DELETE FROM \"public\".\"sessions\"");
+    ck_assert_msg(ends >= 1 && ends <= 12, "%d statements for 40 DELETEs",
+                  ends);
+    int seen = executed(from, "UPDATE \"public\".\"sessions\"");
+    ck_assert_msg(seen <= 12, "%d statements for 40 UPDATEs", seen);
+    /*
+     * An INSERT takes the values of its row's UPDATE: one statement (but
+     * for the first order, whose INSERT goes before the order lines'
+     * table is first met).
+     */
+    int paid = executed(from, "UPDATE \"public\".\"orders\"");
+    ck_assert_msg(paid <= 1, "%d UPDATEs of orders", paid);
+    int made = executed(from, "INTO \"public\".\"orders\"");
+    ck_assert_msg(made >= 1 && made <= 12, "%d statements for 40 orders",
+                  made);
+    sink_rel_unref(o);
+    sink_rel_unref(l);
+    sink_rel_unref(s);
+    fx_done(&f);
+}
+END_TEST
+
+/*
+ * A failure in a target transaction whose runs went out of stream order
+ * is redone in order: the error names the row as a statement per change
+ * would have, even where the failing statement held that row alone.
+ */
+START_TEST(reordered_failure_names_row)
+{
+    fixture f;
+    fx_setup(&f, "t_run_reorder_fail", CFG_CONFLICT_ERROR,
+             "CREATE TABLE items (id int PRIMARY KEY, name text, qty int);"
+             "INSERT INTO items VALUES (1, 'there', 1);"
+             "CREATE TABLE tags (a int, b int, PRIMARY KEY (a, b))");
+    sink_rel *r = items_rel();
+    sink_rel *t = mkrel(16012, "public", "tags", 'd',
+                        COLS({"a", INT4, true}, {"b", INT4, true}));
+    ck_assert(!run_txn(f.s, false, EVS(ins(t, V("1", "1")),
+                                       ins(r, V("5", "a", "1")),
+                                       ins(t, V("1", "2")),
+                                       ins(t, V("2", "1")),
+                                       ins(r, V("1", "dup", "1")),
+                                       ins(t, V("2", "2")))));
+    assert_failure(&f, "op=INSERT", "key=(id=1)", "duplicate key");
+    ck_assert_msg(!strstr(f.s->error, "more rows"), "%s", f.s->error);
+    f.s->ops->close(f.s);
+    expect(&f, "SELECT count(*) FROM tags", "0");
+    expect(&f, "SELECT string_agg(name, ',') FROM items", "there");
+    sink_rel_unref(r);
+    sink_rel_unref(t);
+    fx_done(&f);
+}
+END_TEST
+
+/*
+ * An INSERT waiting in a run takes the values of the UPDATEs of its row
+ * (an unchanged TOAST value stays the INSERT's); a DELETE of it is not
+ * folded in. Where the INSERT then fails, the error names it as the
+ * changes one by one would.
+ */
+START_TEST(insert_takes_its_updates)
+{
+    fixture f;
+    fx_setup(&f, "t_run_merge", CFG_CONFLICT_ERROR,
+             "CREATE TABLE items (id int PRIMARY KEY, name text, qty int);"
+             "INSERT INTO items VALUES (1, 'there', 1);"
+             "CREATE TABLE tags (a int, b int, PRIMARY KEY (a, b))");
+    sink_rel *r = items_rel();
+    sink_rel *t = mkrel(16012, "public", "tags", 'd',
+                        COLS({"a", INT4, true}, {"b", INT4, true}));
+    TXN(&f, true, ins(r, V("2", "long text", "1")), ins(t, V("1", "1")),
+        upd(r, 0, NULL, V("2", U, "2")), ins(r, V("3", "c", "1")));
+    TXN(&f, true, upd(r, 0, NULL, V("3", "c2", NULL)), ins(t, V("1", "2")),
+        upd(r, 0, NULL, V("2", "b3", "3")), ins(r, V("4", "d", "1")),
+        del(r, 'K', V("4", NULL, NULL)), upd(r, 0, NULL, V("1", "here", "5")));
+    TXN(&f, false, ins(r, V("5", "e", "1")), upd(r, 0, NULL, V("5", U, "9")));
+    ck_assert_uint_eq(flush_ok(&f), last_end);
+    expect(&f, "SELECT string_agg(id || name || coalesce(qty::text, '-'), "
+               "',' ORDER BY id) FROM items", "1here5,2b33,3c2-,5e9");
+    ck_assert_uint_eq(atomic_load(&f.s->rows_applied), 12);
+    ck_assert(!run_txn(f.s, false, EVS(ins(r, V("6", "f", "1")),
+                                       ins(r, V("1", "again", "1")),
+                                       upd(r, 0, NULL, V("1", "x", "2")))));
+    assert_failure(&f, "op=INSERT", "key=(id=1)", "duplicate key");
+    f.s->ops->close(f.s);
+    expect(&f, "SELECT name FROM items WHERE id = 1", "here");
+    sink_rel_unref(r);
+    sink_rel_unref(t);
+    fx_done(&f);
+}
+END_TEST
+
+/*
+ * Runs of one table's kinds go out of order when their keys differ; a
+ * unique index on another column can then refuse a row (B takes the
+ * code A had, A deleted first in the source): the target transaction is
+ * done again in the source's order, and applies with nothing reported,
+ * even where the refused row went alone (the run of three INSERTs goes
+ * as two rows, then one).
+ */
+START_TEST(reorder_refused_then_redone)
+{
+    fixture f;
+    fx_setup(&f, "t_run_reorder_redo", CFG_CONFLICT_ERROR,
+             "CREATE TABLE items (id int PRIMARY KEY, name text UNIQUE, "
+             "  qty int);"
+             "INSERT INTO items VALUES (1, 'X', 1), (2, 'Y', 1);"
+             "CREATE TABLE tags (a int, b int, PRIMARY KEY (a, b))");
+    sink_rel *r = items_rel();
+    sink_rel *t = mkrel(16012, "public", "tags", 'd',
+                        COLS({"a", INT4, true}, {"b", INT4, true}));
+    /* Both tables met first: meeting one sends every run. */
+    TXN(&f, false, ins(r, V("9", "W", "1")), ins(t, V("0", "0")));
+    TXN(&f, false, ins(r, V("10", "Z", "1")), ins(r, V("12", "V", "1")),
+        ins(t, V("1", "1")), del(r, 'K', V("1", NULL, NULL)),
+        ins(t, V("1", "2")), ins(r, V("11", "X", "2")),
+        upd(r, 0, NULL, V("2", "Y", "5")));
+    ck_assert_uint_eq(flush_ok(&f), last_end);
+    expect(&f, "SELECT string_agg(id || name || qty, ',' ORDER BY id) "
+               "FROM items", "2Y5,9W1,10Z1,11X2,12V1");
+    expect(&f, "SELECT count(*) FROM tags", "3");
+    ck_assert_uint_eq(atomic_load(&f.s->conflicts), 0);
+    ck_assert_uint_eq(atomic_load(&f.s->rows_applied), 9);
+    sink_rel_unref(r);
+    sink_rel_unref(t);
+    fx_done(&f);
+}
+END_TEST
+
+/*
+ * A target table with a trigger that fires on apply (ENABLE ALWAYS) and
+ * reads another table sees that table as the changes in order leave it:
+ * every run goes before its change, and its change is not held.
+ */
+START_TEST(trigger_table_is_a_barrier)
+{
+    fixture f;
+    fx_setup(&f, "t_run_barrier", CFG_CONFLICT_ERROR,
+             "CREATE TABLE orders (id int PRIMARY KEY, state text, total int);"
+             "CREATE TABLE order_items (order_id int, line int, sku text, "
+             "  PRIMARY KEY (order_id, line));"
+             "CREATE TABLE seen (order_id int, state text, lines bigint);"
+             "CREATE FUNCTION note() RETURNS trigger LANGUAGE plpgsql AS $$"
+             "BEGIN INSERT INTO seen SELECT NEW.id, NEW.state, count(*) "
+             "  FROM order_items WHERE order_id = NEW.id; RETURN NEW; END$$;"
+             "CREATE TRIGGER note AFTER INSERT OR UPDATE ON orders "
+             "  FOR EACH ROW EXECUTE FUNCTION note();"
+             "ALTER TABLE orders ENABLE ALWAYS TRIGGER note");
+    sink_rel *o = orders_rel(), *l = order_items_rel();
+    for (int i = 1; i <= 5; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "%d", i);
+        TXN(&f, i < 5, ins(l, V(id, "1", "a")), ins(o, V(id, "new", "0")),
+            ins(l, V(id, "2", "b")), ins(l, V(id, "3", "c")),
+            upd(o, 0, NULL, V(id, "paid", "1")));
+    }
+    ck_assert_uint_eq(flush_ok(&f), last_end);
+    expect(&f, "SELECT string_agg(order_id || state || lines, ',' "
+               "ORDER BY order_id, state) FROM seen",
+           "1new1,1paid3,2new1,2paid3,3new1,3paid3,4new1,4paid3,"
+           "5new1,5paid3");
+    expect(&f, "SELECT count(*) FROM order_items", "15");
+    sink_rel_unref(o);
+    sink_rel_unref(l);
+    fx_done(&f);
+}
+END_TEST
+
+/*
+ * on_conflict: apply tells each row's outcome, so nothing is held: a row
+ * the target has already, inserted and updated among other tables' rows,
+ * ends as the source's and counts as one conflict, as before runs.
+ */
+START_TEST(conflict_apply_across_tables)
+{
+    fixture f;
+    fx_setup(&f, "t_run_apply", CFG_CONFLICT_APPLY,
+             "CREATE TABLE items (id int PRIMARY KEY, name text, qty int);"
+             "INSERT INTO items VALUES (1, 'old', 1);"
+             "CREATE TABLE tags (a int, b int, PRIMARY KEY (a, b))");
+    sink_rel *r = items_rel();
+    sink_rel *t = mkrel(16012, "public", "tags", 'd',
+                        COLS({"a", INT4, true}, {"b", INT4, true}));
+    TXN(&f, true, ins(t, V("1", "1")), ins(r, V("1", "new", "2")),
+        ins(t, V("1", "2")), upd(r, 0, NULL, V("1", "newer", "3")),
+        ins(r, V("2", "fresh", "1")), ins(t, V("1", "3")));
+    TXN(&f, false, upd(r, 0, NULL, V("2", "fresher", "2")),
+        ins(t, V("2", "1")), del(r, 'K', V("7", NULL, NULL)));
+    expect(&f, "SELECT string_agg(id || name || qty, ',' ORDER BY id) "
+               "FROM items", "1newer3,2fresher2");
+    expect(&f, "SELECT count(*) FROM tags", "4");
+    ck_assert_uint_eq(atomic_load(&f.s->conflicts), 2);
+    ck_assert_uint_eq(atomic_load(&f.s->rows_applied), 8);
+    ck_assert_uint_eq(flush_ok(&f), last_end);
+    sink_rel_unref(r);
+    sink_rel_unref(t);
+    fx_done(&f);
+}
+END_TEST
+
 START_TEST(conflict_apply)
 {
     fixture f;
@@ -873,6 +1187,18 @@ START_TEST(without_superuser)
         "CREATE ROLE app LOGIN;"
         "CREATE TABLE items (id int PRIMARY KEY, name text, qty int);"
         "ALTER TABLE items OWNER TO app;"
+        "CREATE TABLE orders (id int PRIMARY KEY, state text, total int);"
+        "CREATE TABLE order_items (order_id int REFERENCES orders, line int,"
+        "  sku text, PRIMARY KEY (order_id, line));"
+        "ALTER TABLE orders OWNER TO app;"
+        "ALTER TABLE order_items OWNER TO app;"
+        "CREATE TABLE seen (order_id int, state text);"
+        "ALTER TABLE seen OWNER TO app;"
+        "CREATE FUNCTION note() RETURNS trigger LANGUAGE plpgsql AS $$"
+        "BEGIN INSERT INTO seen VALUES (NEW.id, NEW.state); RETURN NEW; END$$;"
+        "CREATE TRIGGER note AFTER UPDATE ON orders "
+        "  FOR EACH ROW EXECUTE FUNCTION note();"
+        "ALTER DATABASE t_nosuper SET log_statement = 'all';"
         "GRANT EXECUTE ON FUNCTION pg_replication_origin_create(text),"
         "  pg_replication_origin_session_setup(text),"
         "  pg_replication_origin_session_reset(),"
@@ -889,6 +1215,29 @@ START_TEST(without_superuser)
     TXN(&f, false, ins(r, V("1", "a", "1")));
     ck_assert_uint_eq(flush_ok(&f), last_end);
     expect(&f, "SELECT count(*) FROM items", "1");
+    /*
+     * Foreign keys check every statement here: a table's run does not
+     * stay open past another table's change (the order's lines would go
+     * before the order, and the batch be redone). Plain triggers fire:
+     * the orders' UPDATEs are not folded into their INSERTs.
+     */
+    sink_rel *o = orders_rel(), *l = order_items_rel();
+    long from = log_size();
+    TXN(&f, true, ins(o, V("0", "new", "0")));
+    for (int i = 1; i <= 5; i++) {
+        char id[16], prev[16];
+        snprintf(id, sizeof id, "%d", i);
+        snprintf(prev, sizeof prev, "%d", i - 1);
+        TXN(&f, i < 5, ins(l, V(prev, "2", "b")), ins(o, V(id, "new", "0")),
+            upd(o, 0, NULL, V(id, "paid", "1")), ins(l, V(id, "1", "a")));
+    }
+    ck_assert_uint_eq(flush_ok(&f), last_end);
+    expect(&f, "SELECT count(*) FROM order_items", "10");
+    expect(&f, "SELECT string_agg(order_id || state, ',' ORDER BY order_id) "
+               "FROM seen", "1paid,2paid,3paid,4paid,5paid");
+    ck_assert_int_eq(executed(from, "ROLLBACK"), 0);
+    sink_rel_unref(o);
+    sink_rel_unref(l);
     sink_rel_unref(r);
     fx_done(&f);
 }
@@ -1693,6 +2042,12 @@ int main(void)
     tcase_add_test(tc, run_past_journal_fails_then_names_row);
     tcase_add_test(tc, run_keeps_order);
     tcase_add_test(tc, run_of_updates_and_deletes);
+    tcase_add_test(tc, runs_span_tables);
+    tcase_add_test(tc, reordered_failure_names_row);
+    tcase_add_test(tc, reorder_refused_then_redone);
+    tcase_add_test(tc, insert_takes_its_updates);
+    tcase_add_test(tc, trigger_table_is_a_barrier);
+    tcase_add_test(tc, conflict_apply_across_tables);
     tcase_add_test(tc, origin_in_use_is_reported);
     tcase_add_test(tc, connect_failure_hides_password);
     tcase_add_test(tc, without_superuser);
