@@ -81,10 +81,15 @@ void run_keep_argv(char **argv)
  * wake-up never preempts (the fair share is unchanged, and an idle CPU
  * still takes a thread at once). Threads inherit it: set before any starts.
  */
-static void yield_on_wakeup(void)
+static void yield_on_wakeup(const cfg *config)
 {
+    /* Kafka alone: no target backend, and the producer's hand-offs want
+     * prompt wake-ups (worker.c keeps a producer's threads normal). */
+    bool postgres = false;
+    for (size_t i = 0; i < config->n_services; i++)
+        postgres |= config->services[i].target_postgres != NULL;
     struct sched_param none = {0};
-    if (sched_setscheduler(0, SCHED_BATCH, &none) != 0)
+    if (postgres && sched_setscheduler(0, SCHED_BATCH, &none) != 0)
         log_warning("event=sched_batch_failed error=\"%s\"", strerror(errno));
 }
 
@@ -556,7 +561,7 @@ int run_daemon(const char *config_path)
     }
     log_set_level((log_level)d.config->log_level);
     int rc = EXITCODE_RUNTIME;
-    yield_on_wakeup();
+    yield_on_wakeup(d.config);
     d.sigfd = setup_signals();
     d.wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (sd_watchdog_enabled(0, &d.watchdog_us) <= 0)

@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -380,9 +381,26 @@ static bool run_ready(worker *w)
     }
 }
 
+/*
+ * A Kafka producer's threads start from its worker and inherit its
+ * policy: they stay under the normal one (run.c puts cleave's under
+ * SCHED_BATCH). Each message crosses them and the broker in several
+ * hand-offs, and a wake-up that waits for a tick at each doubled the
+ * p99 latency into Kafka (24 to 48 ms at 1,000 transactions/s).
+ */
+static void keep_producer_prompt(const worker *w)
+{
+    struct sched_param none = {0};
+    if (w->sink->ops->id == SINK_KIND_KAFKA &&
+        sched_getscheduler(0) == SCHED_BATCH &&
+        sched_setscheduler(0, SCHED_OTHER, &none) != 0)
+        log_warning("event=sched_other_failed error=\"%s\"", strerror(errno));
+}
+
 static void *thread_main(void *arg)
 {
     worker *w = arg;
+    keep_producer_prompt(w);
     backoff_init(&w->backoff, BACKOFF_MIN_MS, BACKOFF_MAX_MS);
     while (open_sink(w)) {
         if (run_ready(w))
