@@ -572,13 +572,20 @@ START_TEST(conflict_error_duplicate)
              "INSERT INTO items VALUES (1, 'there', 1)");
     sink_rel *r = items_rel();
     TXN(&f, true, ins(r, V("5", "batched", "1")));
+    lsn_t first = last_end;
     ck_assert(!run_txn(f.s, false, EVS(ins(r, V("6", "same txn", "1")),
                                        ins(r, V("1", "dup", "1")))));
     assert_failure(&f, "op=INSERT", "key=(id=1)", "duplicate key");
     f.s->ops->close(f.s);
-    expect(&f, "SELECT string_agg(name, ',') FROM items", "there");
     fx_open(&f);
-    ck_assert_uint_eq(f.opened_at, 0);
+    /*
+     * The batch goes back whole; on a loaded machine the batch timer
+     * (100 ms) may have committed the first transaction alone before the
+     * second began: then the target holds it and its origin says so.
+     */
+    ck_assert(f.opened_at == 0 || f.opened_at == first);
+    expect(&f, "SELECT string_agg(name, ',' ORDER BY id) FROM items",
+           f.opened_at ? "there,batched" : "there");
     sink_rel_unref(r);
     fx_done(&f);
 }
@@ -1477,22 +1484,42 @@ START_TEST(add_column_from_source)
 }
 END_TEST
 
+/*
+ * v2's first row adds its column in a batch that is then rolled back;
+ * false when the batch timer (100 ms, on a loaded machine) committed it
+ * before the rollback, which leaves nothing to check.
+ */
+static bool added_then_rolled_back(fixture *f, sink_rel *v1, sink_rel *v2)
+{
+    TXN(f, false, ins(v1, V("1", "one")));
+    lsn_t durable = flush_ok(f);
+    TXN(f, true, ins(v2, V("2", "two", "c2")));
+    lsn_t added = last_end;
+    f->s->ops->rollback(f->s);
+    lsn_t after = flush_ok(f);
+    ck_assert(after == durable || after == added);
+    return after == durable;
+}
+
 /* A rolled-back batch takes its ALTER with it; the replay adds it again. */
 START_TEST(add_column_rolled_back)
 {
     fixture f;
-    fx_setup(&f, "t_addback", CFG_CONFLICT_ERROR,
-             "CREATE TABLE notes (id int PRIMARY KEY, a text)");
     sink_rel *v1 = mkrel(16031, "public", "notes", 'd',
                          COLS({"id", INT4, true}, {"a", TEXT, false}));
     sink_rel *v2 = mkrel(16031, "public", "notes", 'd',
                          COLS({"id", INT4, true}, {"a", TEXT, false},
                               {"c", TEXT, false}));
-    TXN(&f, false, ins(v1, V("1", "one")));
-    lsn_t durable = flush_ok(&f);
-    TXN(&f, true, ins(v2, V("2", "two", "c2")));
-    f.s->ops->rollback(f.s);
-    ck_assert_uint_eq(flush_ok(&f), durable);
+    for (int attempt = 0;; attempt++) {
+        char db[32];
+        snprintf(db, sizeof db, "t_addback%d", attempt);
+        fx_setup(&f, db, CFG_CONFLICT_ERROR,
+                 "CREATE TABLE notes (id int PRIMARY KEY, a text)");
+        if (added_then_rolled_back(&f, v1, v2))
+            break;
+        fx_done(&f);
+        ck_assert_msg(attempt < 4, "the batch timer committed every try");
+    }
     expect_columns(&f, "notes", "id integer true false, a text false false");
     /* The same relation version again, on the same connection. */
     TXN(&f, false, ins(v2, V("2", "two", "c2")),
