@@ -550,11 +550,19 @@ typedef struct layout_ent {
     bool barrier;            /* the target table has triggers or rules */
 } layout_ent;
 
-static layout_ent *layout_get(pgsink *ps, uint32_t oid)
+static layout_ent *layout_find(const pgsink *ps, uint32_t oid)
 {
     for (size_t i = 0; i < ps->nlayouts; i++)
         if (ps->layouts[i].oid == oid)
             return &ps->layouts[i];
+    return NULL;
+}
+
+static layout_ent *layout_get(pgsink *ps, uint32_t oid)
+{
+    layout_ent *found = layout_find(ps, oid);
+    if (found)
+        return found;
     if (ps->nlayouts == ps->layouts_cap) {
         size_t cap = ps->layouts_cap ? 2 * ps->layouts_cap : 16;
         layout_ent *grown = realloc(ps->layouts, cap * sizeof *grown);
@@ -1185,10 +1193,8 @@ static bool room_for(pgsink *ps, const sink_event *ev)
  */
 static bool barrier(const pgsink *ps, const sink_rel *rel)
 {
-    for (size_t i = 0; i < ps->nlayouts; i++)
-        if (ps->layouts[i].oid == rel->oid)
-            return ps->layouts[i].barrier;
-    return true;
+    const layout_ent *se = layout_find(ps, rel->oid);
+    return !se || se->barrier;
 }
 
 /*
