@@ -263,8 +263,13 @@ static bool maybe_go_live(sink *s)
             return false;
         ss->replay_due = false;
     }
-    /* Gone once the real sink holds all of it. */
-    if (ss->log && ss->inner_durable >= evlog_last_end(ss->log)) {
+    /*
+     * Gone once the real sink holds all it was given in the replay: the
+     * rest was nothing for it (held changes older than its tables'
+     * copies), and may be all of the spool's tail when no later change
+     * of this service comes to pass the real sink along.
+     */
+    if (ss->log && ss->inner_durable >= ss->inner_last) {
         if (!evlog_remove(ss->log))
             log_warning("event=spool_remove_failed path=%s error=\"%s\"",
                         ss->path, strerror(errno));

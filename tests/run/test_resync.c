@@ -228,6 +228,43 @@ START_TEST(whole_service)
 }
 END_TEST
 
+/* Runs sql on conn; aborts the test when it fails. */
+static void exec_on(PGconn *conn, const char *sql)
+{
+    PGresult *res = PQexec(conn, sql);
+    ck_assert_msg(PQresultStatus(res) == PGRES_COMMAND_OK, "%s: %s", sql,
+                  PQerrorMessage(conn));
+    PQclear(res);
+}
+
+/*
+ * The service's last write lands in the hold but before the copy's
+ * snapshot (the snapshot waits for it to commit), and nothing follows:
+ * what was held is nothing for the target, and the resync still ends.
+ */
+START_TEST(quiet_after_snapshot)
+{
+    shop_env env;
+    shop_start_caught_up(&env, src, tgt, "rs_quiet", WAIT_S);
+    damage(&env, USERS, "DELETE FROM users WHERE id % 11 = 0");
+    PGconn *open_txn = pgc_connect(src, env.srcdb);
+    ck_assert(open_txn != NULL);
+    exec_on(open_txn, "BEGIN");
+    exec_on(open_txn, "UPDATE users SET last_login_at = now() WHERE id = 1");
+    long mark = shop_log_size(&env);
+    char out[600];
+    pid_t pid = resync_start(&env, USERS, NULL, out, sizeof out);
+    ck_assert(shop_wait_log(&env, "event=service_state service=user_service "
+                            "state=initial_copy sink=postgres", mark, WAIT_S));
+    ck_assert(shop_wait_log(&env, "event=slot_creating", mark, WAIT_S));
+    exec_on(open_txn, "COMMIT");
+    PQfinish(open_txn);
+    assert_resync_ok(&env, pid, USERS, out);
+    shop_assert_caught_up_and_equal(&env, WAIT_S);
+    shop_stop_cleanly(&env);
+}
+END_TEST
+
 static int resync_now(shop_env *env, const char *service, const char *table,
                       rc_result *r)
 {
@@ -392,6 +429,7 @@ int main(void)
     Suite *s = suite_create("resync");
     shop_add_case(s, "table_under_load", table_under_load, 300);
     shop_add_case(s, "whole_service", whole_service, 300);
+    shop_add_case(s, "quiet_after_snapshot", quiet_after_snapshot, 300);
     shop_add_case(s, "refusals", refusals, 300);
     /* Last: it changes the source's max_slot_wal_keep_size meanwhile. */
     shop_add_case(s, "lost_slot_way_back", lost_slot_way_back, 300);
