@@ -875,6 +875,29 @@ static bool plan_jobs(round *r, size_t i, size_t j, char *err, size_t len)
     return ok;
 }
 
+/*
+ * Fenced from the start: until a cut-over only cleave writes there. Only
+ * the tables about to be copied (all of them the first time): the others
+ * are fenced already, or, in a service cut over since, take its writes,
+ * and a table given to it after that stays fenced until it moves too.
+ */
+static bool fence_new_tables(round *r, size_t i, PGconn *tgt,
+                             const schema_outcome *out, char *err,
+                             size_t errlen)
+{
+    const cfg_service *svc = &r->is->config->services[i];
+    cfg_table *t = calloc(svc->n_owned ? svc->n_owned : 1, sizeof *t);
+    size_t n = 0;
+    for (size_t j = 0; t && j < svc->n_owned; j++)
+        if (out[j] == SCHEMA_CREATED ||
+            syncstate_table(r->is->ss, i, j, NULL) != SYNC_DONE)
+            t[n++] = svc->owned[j];
+    bool ok = t ? pgfence_set(tgt, t, n, PQdb(r->src[0]), err, errlen)
+                : (snprintf(err, errlen, "out of memory"), false);
+    free(t);
+    return ok;
+}
+
 /* What the target has decides what is copied. */
 static bool plan_service(round *r, size_t i)
 {
@@ -887,13 +910,11 @@ static bool plan_service(round *r, size_t i)
     /* Kafka alone: nothing to create, every table not done is published. */
     PGconn *tgt = sr->plan && svc->target_postgres ? open_target(r, i) : NULL;
     schema_outcome *out = calloc(svc->n_owned, sizeof *out);
-    /* Fenced from the start: until a cut-over only cleave writes there. */
     bool ok = sr->plan && out &&
               (!svc->target_postgres ||
                (tgt && schema_prepare_target(tgt, sr->plan, out, err,
                                              sizeof err) &&
-                pgfence_set(tgt, svc->owned, svc->n_owned, PQdb(r->src[0]),
-                            err, sizeof err)));
+                fence_new_tables(r, i, tgt, out, err, sizeof err)));
     for (size_t j = 0; ok && !svc->target_postgres && j < svc->n_owned; j++)
         out[j] = SCHEMA_EXISTS_EMPTY;
     PQfinish(tgt);

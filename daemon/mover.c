@@ -153,11 +153,75 @@ bool mover_complete(const mover *m, size_t svc)
     return journal_get(m->jr, svc).dir == JOURNAL_COMPLETE;
 }
 
+/*
+ * A moved service's owned tables that the shared database does not
+ * fence: given to it after its cut-over, their writes still go there, so
+ * its reverse stream leaves them out (until a rollback and a cut-over
+ * move them too). False with err when the fences cannot be read.
+ */
+static bool not_moved(const cfg *config, size_t svc, bool *left_out,
+                      char *err, size_t errlen)
+{
+    const cfg_service *s = &config->services[svc];
+    PGconn *shared = dbconn_open(config->source.dsn, "cleave-mover",
+                                 "the shared database", err, errlen);
+    bool ok = shared != NULL;
+    for (size_t j = 0; ok && j < s->n_owned; j++) {
+        int state = pgfence_state(shared, &s->owned[j], 1, err, errlen);
+        ok = state >= 0;
+        left_out[j] = state != PGFENCE_ALL;
+        if (ok && left_out[j])
+            log_warning("event=table_not_moved service=%s table=%s.%s "
+                        "reason=\"given to the service after its cut-over: "
+                        "its writes stay on the shared database until "
+                        "`cleave rollback` and `cleave cutover` move it\"",
+                        s->name, s->owned[j].schema, s->owned[j].name);
+    }
+    PQfinish(shared);
+    return ok;
+}
+
+/*
+ * Made on first use: at a cut-over's start with every owned table, at a
+ * start-up of a moved service with the tables it moved.
+ */
 const cfg *mover_reverse_cfg(mover *m, size_t svc)
 {
-    if (!m->rev[svc])
-        m->rev[svc] = reverse_cfg_new(m->config, svc);
+    if (m->rev[svc])
+        return m->rev[svc];
+    const cfg_service *s = &m->config->services[svc];
+    bool *left_out = calloc(s->n_owned ? s->n_owned : 1, sizeof *left_out);
+    char err[512] = "out of memory";
+    if (left_out && (journal_get(m->jr, svc).dir == JOURNAL_FORWARD ||
+                     not_moved(m->config, svc, left_out, err, sizeof err)))
+        m->rev[svc] = reverse_cfg_new(m->config, svc, left_out);
+    else
+        log_error("event=reverse_failed service=%s error=\"reading which "
+                  "tables it moved: %s\"", s->name, err);
+    free(left_out);
     return m->rev[svc];
+}
+
+/* The first owned table of svc its reverse stream leaves out, or NULL. */
+static const cfg_table *first_not_moved(mover *m, size_t svc)
+{
+    const cfg *rc = mover_reverse_cfg(m, svc);
+    const cfg_service *s = &m->config->services[svc];
+    for (size_t j = 0, k = 0; rc && j < s->n_owned; j++) {
+        const cfg_service *r = &rc->services[0];
+        if (k < r->n_owned && r->owned[k].name == s->owned[j].name)
+            k++;
+        else
+            return &s->owned[j];
+    }
+    return NULL;
+}
+
+/* After a rollback: the next cut-over moves every owned table. */
+static void forget_reverse(mover *m, size_t svc)
+{
+    reverse_cfg_free(m->rev[svc]);
+    m->rev[svc] = NULL;
 }
 
 /* Saves e for svc and shows it; false (logged) when it cannot be saved. */
@@ -845,7 +909,9 @@ static bool open_new_side(mover *m, size_t svc, bool cutover, PGconn *to,
                 false);
     if (m->started && !ask_loop(m, MOVER_ASK_STOP, svc))
         return snprintf(err, errlen, "the reverse stream did not stop"), false;
-    return reverse_drop(mover_reverse_cfg(m, svc), other, to, err, errlen);
+    bool ok = reverse_drop(mover_reverse_cfg(m, svc), other, to, err, errlen);
+    forget_reverse(m, svc);
+    return ok;
 }
 
 /* Journals the new direction, then opens the new side. */
@@ -959,6 +1025,15 @@ static void run_complete(move *mv)
     int64_t t = clock_us();
     if (e.dir == JOURNAL_COMPLETE) {
         say_ok(mv->fd, -1, "the move was already complete");
+        return;
+    }
+    const cfg_table *left = first_not_moved(mv->m, mv->svc);
+    if (left) {
+        snprintf(mv->err, sizeof mv->err, "cannot complete %s: %s.%s was "
+                 "given to it after its cut-over and its writes still go to "
+                 "the shared database; `cleave rollback` and `cleave cutover` "
+                 "move it first", mv->s->name, left->schema, left->name);
+        say_failed(mv->fd, 1, mv->err);
         return;
     }
     mv->cutover = true;   /* from: the shared database, to: the service's */

@@ -18,6 +18,7 @@
 typedef struct reverse_block {
     cfg c;                   /* first: reverse_cfg_free takes the cfg */
     cfg_service svc;
+    cfg_table *kept;         /* the owned tables it streams back */
 } reverse_block;
 
 /* Lower case letters, digits and '_' (what a slot name may hold). */
@@ -46,7 +47,22 @@ static char *state_dir_of(const char *dir, const char *service)
     return path;
 }
 
-cfg *reverse_cfg_new(const cfg *config, size_t svc)
+/* The owned tables not left out, borrowed from s. */
+static bool keep_tables(reverse_block *b, const cfg_service *s,
+                        const bool *left_out)
+{
+    b->kept = calloc(s->n_owned ? s->n_owned : 1, sizeof *b->kept);
+    if (!b->kept)
+        return false;
+    b->svc.n_owned = 0;
+    for (size_t j = 0; j < s->n_owned; j++)
+        if (!left_out || !left_out[j])
+            b->kept[b->svc.n_owned++] = s->owned[j];
+    b->svc.owned = b->kept;
+    return true;
+}
+
+cfg *reverse_cfg_new(const cfg *config, size_t svc, const bool *left_out)
 {
     const cfg_service *s = &config->services[svc];
     reverse_block *b = calloc(1, sizeof *b);
@@ -55,6 +71,10 @@ cfg *reverse_cfg_new(const cfg *config, size_t svc)
     cfg *c = &b->c;
     *c = *config;
     b->svc = *s;
+    if (!keep_tables(b, s, left_out)) {
+        free(b);
+        return NULL;
+    }
     b->svc.target_postgres = config->source.dsn;
     b->svc.target_kafka = false;
     b->svc.n_messages = 0;
@@ -79,7 +99,7 @@ cfg *reverse_cfg_new(const cfg *config, size_t svc)
 
 char *reverse_origin_name(const cfg *config, size_t svc)
 {
-    cfg *rc = reverse_cfg_new(config, svc);
+    cfg *rc = reverse_cfg_new(config, svc, NULL);
     char *name = rc ? cfg_origin_name(rc, rc->services) : NULL;
     reverse_cfg_free(rc);
     return name;
@@ -93,6 +113,7 @@ void reverse_cfg_free(cfg *rc)
     free(rc->source.slot);
     free(rc->source.publication);
     free(rc->state_dir);
+    free(((reverse_block *)rc)->kept);
     free(rc);
 }
 

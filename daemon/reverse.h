@@ -24,10 +24,12 @@
  * Service svc's reverse configuration: named <name>_reverse (so its
  * origin is cleave_<name>_reverse_<service>), slot and publication
  * <slot>_rev_<service> (lower case, at most 63 bytes), state under
- * state_dir/reverse-<service>. NULL when out of memory. Free it with
- * reverse_cfg_free, never cfg_free: it borrows from config.
+ * state_dir/reverse-<service>. It streams back the service's owned
+ * tables but those left_out marks (per owned table; NULL: none). NULL
+ * when out of memory. Free it with reverse_cfg_free, never cfg_free: it
+ * borrows from config.
  */
-cfg *reverse_cfg_new(const cfg *config, size_t svc);
+cfg *reverse_cfg_new(const cfg *config, size_t svc, const bool *left_out);
 void reverse_cfg_free(cfg *rc);
 /*
  * The origin service svc's reverse stream applies under (malloc'd; NULL

@@ -455,6 +455,88 @@ START_TEST(hostile_names)
 }
 END_TEST
 
+/* The configuration with `table` added to order_service's owned tables. */
+static void own_one_more(shop_env *env, const char *table)
+{
+    FILE *f = fopen(env->config, "r");
+    ck_assert(f != NULL);
+    static char text[16384], out[16384];
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[n] = '\0';
+    const char *at = strstr(text, "shipping_addresses]");
+    ck_assert(at != NULL);
+    snprintf(out, sizeof out, "%.*sshipping_addresses, %s%s",
+             (int)(at - text), text, table, at + strlen("shipping_addresses"));
+    f = fopen(env->config, "w");
+    ck_assert(f != NULL);
+    fputs(out, f);
+    ck_assert(fclose(f) == 0);
+}
+
+/* Waits until the query gives "t" on both sides. */
+static void assert_both(shop_env *env, const char *sql, const char *what)
+{
+    ck_assert_msg(pgc_wait_until(src, env->srcdb, sql, WAIT_S) &&
+                  pgc_wait_until(tgt, env->dbs[ORDERS], sql, WAIT_S),
+                  "%s: not on both sides", what);
+}
+
+/*
+ * A table given to order_service after its cut-over (cleave stopped, the
+ * configuration edited, started again): its moved tables keep taking
+ * writes in its own database only, the reverse stream goes on; the new
+ * table is copied, its writes stay on the shared side (its own copy
+ * fenced) and stream forward; `complete` is refused naming it; a
+ * rollback and a cut-over move it too.
+ */
+START_TEST(table_added_after_cutover)
+{
+    shop_env env;
+    shop_start_caught_up(&env, src, tgt, "cut_added", WAIT_S);
+    const char *svcdb = env.dbs[ORDERS];
+    ck_assert(pgc_exec(src, env.srcdb, "CREATE TABLE order_notes (id bigint "
+                       "PRIMARY KEY, body text); INSERT INTO order_notes "
+                       "SELECT g, 'note ' || g FROM generate_series(1, 50) g"));
+    move_ok(&env, "cutover");
+    ck_assert_int_eq(shop_stop(&env, SIGTERM, 60), 0);
+    own_one_more(&env, "order_notes");
+    long mark = shop_log_size(&env);
+    ck_assert(shop_start(&env));
+    if (!shop_wait_caught_up(&env, WAIT_S)) {
+        shop_log_tail(&env, 60);
+        ck_abort_msg("not caught up after order_notes was added");
+    }
+    ck_assert_int_eq(shop_log_count(&env, "event=table_not_moved service="
+                                    "order_service table=public.order_notes",
+                                    mark), 1);
+    assert_direction(&env, "\"reverse\"");
+    assert_refused(src, env.srcdb, new_order);
+    assert_written(tgt, svcdb, "UPDATE orders SET note = 'own' WHERE id = 3");
+    assert_both(&env, "SELECT note = 'own' FROM orders WHERE id = 3",
+                "a moved table's write in its own database");
+    const char *note = "INSERT INTO order_notes VALUES (1000, 'shared')";
+    assert_refused(tgt, svcdb, note);
+    assert_written(src, env.srcdb, note);
+    assert_both(&env, "SELECT count(*) = 51 FROM order_notes",
+                "the new table's copy and its write on the shared side");
+    rc_result r;
+    ck_assert_int_eq(move(&env, "complete", "--yes", NULL, &r), 1);
+    ck_assert_msg(strstr(r.out, "order_notes") || strstr(r.err, "order_notes"),
+                  "complete refused without naming order_notes: %s%s", r.out,
+                  r.err);
+    rc_free(&r);
+    move_ok(&env, "rollback");
+    move_ok(&env, "cutover");
+    assert_refused(src, env.srcdb, "INSERT INTO order_notes VALUES (1001, 'x')");
+    assert_written(tgt, svcdb, "INSERT INTO order_notes VALUES (1002, 'own')");
+    assert_both(&env, "SELECT count(*) = 52 FROM order_notes",
+                "the new table's write in its own database, once moved");
+    assert_converges(&env, "after order_notes moved");
+    shop_stop_cleanly(&env);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("cutover");
@@ -465,6 +547,8 @@ int main(void)
     shop_add_case(s, "killed_at_each_step", killed_at_each_step, 900);
     shop_add_case(s, "hostile_names", hostile_names, 300);
     shop_add_case(s, "queued_writer_fenced", queued_writer_fenced, 300);
+    shop_add_case(s, "table_added_after_cutover", table_added_after_cutover,
+                  300);
     /* Killed runs leave sessions holding origins until they notice. */
     static const char *const tgt_settings[] = {"max_replication_slots = 64",
                                                NULL};
