@@ -63,7 +63,7 @@
 
 enum {
     BATCH_ROWS = 5000,       /* a target transaction holds about this many */
-    BATCH_MS = 100,          /* ... or this much time of source transactions */
+    BATCH_MS = 100,          /* ... or this much time: pgsink_set_batch_ms */
     PROGRESS_MS = 500,       /* re-read durable at most this often on commit */
     SERVICE_EVERY = 256,     /* changes between looks at the socket */
     QUEUE_HIGH = 8192,       /* unanswered requests before we wait ... */
@@ -117,6 +117,7 @@ typedef struct pgsink {
     lsn_t recorded;          /* the last end LSN committed with the origin */
     lsn_t durable;           /* what the origin says the target flushed */
     int64_t batch_start_ms;
+    int batch_ms;            /* BATCH_MS but where a test pins it */
     int64_t progress_ms;
     struct layout_ent *layouts; /* each relation's columns: see layouts */
     size_t nlayouts, layouts_cap;
@@ -1643,7 +1644,7 @@ static bool pg_commit(sink *s, const sink_event *ev, bool more)
     if (!ps->txn_open)
         return true;
     if (more && ps->batch_rows < BATCH_ROWS &&
-        clock_ms() - ps->batch_start_ms < BATCH_MS)
+        clock_ms() - ps->batch_start_ms < ps->batch_ms)
         return true;
     return commit_batch(ps, !more);
 }
@@ -1984,7 +1985,14 @@ sink *pgsink_new(const cfg *config, const cfg_service *service)
     }
     pgpipe_init(&ps->pipe, on_result, ps);
     ps->stmts.upsert = service->on_conflict == CFG_CONFLICT_APPLY;
+    ps->batch_ms = BATCH_MS;
     return &ps->base;
+}
+
+void pgsink_set_batch_ms(sink *s, int ms)
+{
+    pgsink *ps = s->impl;
+    ps->batch_ms = ms;
 }
 
 void pgsink_free(sink *s)

@@ -23,4 +23,14 @@
 sink *pgsink_new(const cfg *config, const cfg_service *service);
 void pgsink_free(sink *s);
 
+/*
+ * For tests and benchmarks: while more source transactions are queued,
+ * a target transaction takes them for up to `ms` milliseconds (100 by
+ * default) or about 5000 changes. Whether the window closes between two
+ * source transactions is otherwise up to the machine's load; 0 commits
+ * each source transaction alone, a window longer than the test keeps
+ * them together until none is queued.
+ */
+void pgsink_set_batch_ms(sink *s, int ms);
+
 #endif
