@@ -677,7 +677,12 @@ static journal_entry entry(journal_dir dir, journal_move mv, journal_step st,
  */
 static bool fence_to(move *mv)
 {
-    const cfg_service *s = mv->s;
+    /* A rollback's: the tables moved (one given since takes its writes). */
+    const cfg *rc = mv->cutover ? NULL : mover_reverse_cfg(mv->m, mv->svc);
+    if (!mv->cutover && !rc)
+        return snprintf(mv->err, sizeof mv->err, "cannot tell which tables "
+                        "the cut-over moved"), false;
+    const cfg_service *s = rc ? &rc->services[0] : mv->s;
     int state = pgfence_state(mv->to, s->owned, s->n_owned, mv->err,
                               sizeof mv->err);
     return state == PGFENCE_ALL ||
@@ -1151,19 +1156,40 @@ static bool undo_interrupted(mover *m, size_t svc, journal_entry e,
 /*
  * Whether the interrupted switch committed: the fences of the side it
  * took the writes from say so (set in the switch's own transaction).
+ * Only the tables the move switches count: those still fenced on the
+ * side it gives the writes to (a table given to a moved service since
+ * its cut-over is fenced in the service's database either way).
  */
 static int switch_committed(const cfg_service *s, journal_entry e,
-                            PGconn *from, char *err, size_t errlen)
+                            PGconn *from, PGconn *to, char *err,
+                            size_t errlen)
 {
     if (e.step == JOURNAL_PREPARE)
         return 0;
     if (e.step == JOURNAL_UNFENCE)
         return 1;
-    int state = pgfence_state(from, s->owned, s->n_owned, err, errlen);
-    if (state == PGFENCE_SOME)
+    size_t moving = 0, fenced = 0;
+    for (size_t j = 0; j < s->n_owned; j++) {
+        int there = pgfence_state(to, &s->owned[j], 1, err, errlen);
+        int here = there == PGFENCE_ALL
+                       ? pgfence_state(from, &s->owned[j], 1, err, errlen)
+                       : PGFENCE_NONE;
+        if (there < 0 || here < 0)
+            return -1;
+        moving += there == PGFENCE_ALL;
+        fenced += here == PGFENCE_ALL;
+    }
+    if (moving == 0) {       /* unfenced there by hand: the whole side says */
+        int state = pgfence_state(from, s->owned, s->n_owned, err, errlen);
+        if (state < 0)
+            return -1;
+        moving = s->n_owned;
+        fenced = state == PGFENCE_ALL ? moving : state == PGFENCE_NONE ? 0 : 1;
+    }
+    if (fenced > 0 && fenced < moving)
         snprintf(err, errlen, "only some of the tables are fenced: "
                  "see docs/cutover.md, \"Recovering by hand\"");
-    return state == PGFENCE_ALL ? 1 : state == PGFENCE_NONE ? 0 : -1;
+    return fenced == 0 ? 0 : fenced == moving ? 1 : -1;
 }
 
 static bool recover_one(mover *m, size_t svc)
@@ -1180,7 +1206,7 @@ static bool recover_one(mover *m, size_t svc)
                                     "the side the move gives writes to", err,
                                     sizeof err) : NULL;
     int done = to && dbconn_lock_timeout(to, DEFAULT_LOCK_TIMEOUT_MS, err, sizeof err)
-                   ? switch_committed(s, e, from, err, sizeof err) : -1;
+                   ? switch_committed(s, e, from, to, err, sizeof err) : -1;
     bool ok = done == 1 ? finish(m, svc, e.move, e.pause_ms, to, from, err,
                                  sizeof err)
             : done == 0 && undo_interrupted(m, svc, e, from, to, err,

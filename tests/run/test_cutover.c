@@ -526,11 +526,31 @@ START_TEST(table_added_after_cutover)
                   "complete refused without naming order_notes: %s%s", r.out,
                   r.err);
     rc_free(&r);
+    /* A rollback killed before its commit is undone, order_notes aside. */
+    ck_assert_int_eq(shop_stop(&env, SIGTERM, 60), 0);
+    setenv("CLEAVE_TEST_CRASH_AT", "fenced", 1);
+    ck_assert(shop_start(&env));
+    unsetenv("CLEAVE_TEST_CRASH_AT");
+    ck_assert(shop_wait_caught_up(&env, WAIT_S));
+    ck_assert_int_ne(move(&env, "rollback", NULL, NULL, &r), 0);
+    rc_free(&r);
+    ck_assert_int_eq(shop_stop(&env, SIGTERM, 30), 128 + SIGKILL);
+    mark = shop_log_size(&env);
+    ck_assert(shop_start(&env));
+    if (!shop_wait_log(&env, "event=move_undone", mark, WAIT_S)) {
+        shop_log_tail(&env, 40);
+        ck_abort_msg("the killed rollback was not undone");
+    }
+    ck_assert(shop_wait_caught_up(&env, WAIT_S));
+    assert_direction(&env, "\"reverse\"");
+    assert_written(tgt, svcdb, "UPDATE orders SET note = 'kept' WHERE id = 3");
+    assert_refused(tgt, svcdb, "INSERT INTO order_notes VALUES (1003, 'x')");
+    assert_written(src, env.srcdb, "INSERT INTO order_notes VALUES (1004, 'y')");
     move_ok(&env, "rollback");
     move_ok(&env, "cutover");
     assert_refused(src, env.srcdb, "INSERT INTO order_notes VALUES (1001, 'x')");
     assert_written(tgt, svcdb, "INSERT INTO order_notes VALUES (1002, 'own')");
-    assert_both(&env, "SELECT count(*) = 52 FROM order_notes",
+    assert_both(&env, "SELECT count(*) = 53 FROM order_notes",
                 "the new table's write in its own database, once moved");
     assert_converges(&env, "after order_notes moved");
     shop_stop_cleanly(&env);
