@@ -83,6 +83,12 @@ cfg *reverse_cfg_new(const cfg *config, size_t svc, const bool *left_out)
     c->has_kafka = false;
     c->source.dsn = s->target_postgres;
     c->source.loop_prevention = true;
+    /*
+     * source.failover_slot is about the shared database's standbys; the
+     * service's database may run a version without failover slots (16 or
+     * older), and the reverse slot lives only until `complete`.
+     */
+    c->source.failover_slot = false;
     c->name = NULL;
     if (asprintf(&c->name, "%s_reverse", config->name) < 0)
         c->name = NULL;

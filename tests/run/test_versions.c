@@ -10,7 +10,8 @@
  * and `cleave verify` exit 0. What each version offers is checked where
  * it differs: the server filters origins from 16 on (unless the source
  * has origins that are not cleave's), failover slots from 17 on (a clear
- * error before). The versions come from tests/setup-pg.sh 14 16 17 18;
+ * error before). 14 to 17 and 17 to 14 also cut order_service over to
+ * its database on the other version and back. The versions come from tests/setup-pg.sh 14 16 17 18;
  * the suite fails when one is missing, unless CLEAVE_SKIP_VERSIONS is set
  * (then it says so and is skipped).
  */
@@ -19,6 +20,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <libpq-fe.h>
 
 #include "tests/support/runcmd.h"
 #include "tests/support/shopenv.h"
@@ -187,6 +190,7 @@ typedef struct pair {
     bool foreign_origin;      /* the source has an origin not cleave's */
     bool late_origin;         /* one appears while the server filters */
     bool failover_later;      /* failover_slot set at the restart */
+    bool cutover;             /* order_service moved there and back */
 } pair;
 
 static void start_copied(shop_env *env, const pair *p)
@@ -240,6 +244,61 @@ static void origin_appears(shop_env *env)
     exec_src(env, "SELECT pg_replication_origin_drop('late_system')");
 }
 
+/* `cleave VERB -c CONFIG order_service`: exit 0, or the test fails. */
+static void move_order_service(shop_env *env, const char *verb)
+{
+    char *argv[] = {(char *)shop_cleave_bin(), (char *)verb, "-c",
+                    env->config, "order_service", NULL};
+    rc_result r;
+    ck_assert(rc_run(argv, &r));
+    if (r.status != 0)
+        shop_log_tail(env, 40);
+    ck_assert_msg(r.status == 0, "%s: %s exit %d: %s%s", env->name, verb,
+                  r.status, r.out, r.err);
+    rc_free(&r);
+}
+
+/* An order noted `note` on one side: refused (25006) or written. */
+static void write_order(pgc_cluster *c, const char *db, const char *note,
+                        bool fenced)
+{
+    char sql[256];
+    snprintf(sql, sizeof sql, "INSERT INTO orders (order_uuid, user_id, "
+             "status, currency, item_count, note) VALUES (gen_random_uuid(),"
+             " 1, 'pending', 'EUR', 0, '%s')", note);
+    PGconn *conn = pgc_connect(c, db);
+    ck_assert(conn != NULL);
+    PGresult *res = PQexec(conn, sql);
+    const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+    ck_assert_msg(fenced ? state && strcmp(state, "25006") == 0 : !state,
+                  "%s on %s: SQLSTATE %s, expected %s", note, db,
+                  state ? state : "none", fenced ? "25006" : "none");
+    PQclear(res);
+    PQfinish(conn);
+}
+
+/*
+ * order_service cut over to its database on the other version and rolled
+ * back: each time the old side refuses its writes, the new side takes
+ * them, and the other stream carries them across.
+ */
+static void cut_over_and_back(shop_env *env)
+{
+    const char *own = env->dbs[1];
+    char seen[160];
+    move_order_service(env, "cutover");
+    write_order(env->src, env->srcdb, "v-shared", true);
+    write_order(env->tgt, own, "v-own", false);
+    snprintf(seen, sizeof seen, "SELECT count(*) = 1 FROM orders WHERE note "
+             "= 'v-own'");
+    ck_assert_msg(pgc_wait_until(env->src, env->srcdb, seen, CAUGHT_UP_S),
+                  "%s: the reverse stream did not bring v-own", env->name);
+    move_order_service(env, "rollback");
+    write_order(env->tgt, own, "v-own2", true);
+    write_order(env->src, env->srcdb, "v-shared2", false);
+    caught_up_and_equal(env, "after a cut-over and its rollback");
+}
+
 static void run_pair(const pair *p)
 {
     shop_env env;
@@ -272,6 +331,8 @@ static void run_pair(const pair *p)
     ck_assert_msg(pgc_wait_until(env.src, env.srcdb, sql, 30),
                   "%s: the server streamed no transaction", env.name);
     verify_clean(&env);
+    if (p->cutover)
+        cut_over_and_back(&env);
     if (majors[p->src] >= 17) {
         char *f = slot_value(&env, "failover");
         bool want = strstr(p->source_yaml ? p->source_yaml : "", "failover") ||
@@ -286,7 +347,7 @@ static void run_pair(const pair *p)
 
 START_TEST(from_14)
 {
-    run_pair(&(pair){"v14to17", V14, V17, NULL, false, false, false});
+    run_pair(&(pair){"v14to17", V14, V17, NULL, false, false, false, true});
 }
 END_TEST
 
@@ -294,14 +355,15 @@ END_TEST
 START_TEST(from_16)
 {
     run_pair(&(pair){"v16to17", V16, V17, "  server_origin_filter: true\n",
-                     false, true, false});
+                     false, true, false, false});
 }
 END_TEST
 
 START_TEST(from_17)
 {
     run_pair(&(pair){"v17to17", V17, V17, "  failover_slot: true\n"
-                     "  server_origin_filter: true\n", false, false, false});
+                     "  server_origin_filter: true\n", false, false, false,
+                     false});
 }
 END_TEST
 
@@ -309,14 +371,14 @@ END_TEST
 START_TEST(from_18)
 {
     run_pair(&(pair){"v18to17", V18, V17, "  server_origin_filter: true\n",
-                     true, false, false});
+                     true, false, false, false});
 }
 END_TEST
 
 /* A 17 slot made without failover gets it when the key is set later. */
 START_TEST(to_14)
 {
-    run_pair(&(pair){"v17to14", V17, V14, NULL, false, false, true});
+    run_pair(&(pair){"v17to14", V17, V14, NULL, false, false, true, true});
 }
 END_TEST
 
