@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "decoder/lsn.h"
 #include "tests/support/kafka.h"
@@ -1149,6 +1150,45 @@ START_TEST(one_topic_refused)
 }
 END_TEST
 
+/*
+ * The checkpoint is written off the worker's thread, and a write that
+ * fails still fails the sink: with state_dir/kafka replaced by a file the
+ * Kafka sinks fail, say why in the status, and once the directory is back
+ * they resume from their checkpoints and publish what came meanwhile once.
+ */
+START_TEST(checkpoint_write_fails)
+{
+    shop_env env;
+    sink_fig fig;
+    char dir[600], aside[620];
+    kt_mock *mock = kt_mock_start(NULL);
+    ck_assert(mock);
+    setup(&env, mock, "kckpt", 0, NULL);
+    ck_assert(shop_start(&env));
+    caught_up_or_abort(&env);
+    snprintf(dir, sizeof dir, "%s/kafka", env.state_dir);
+    snprintf(aside, sizeof aside, "%s.aside", dir);
+    ck_assert(rename(dir, aside) == 0);
+    FILE *f = fopen(dir, "w");
+    ck_assert(f);
+    fclose(f);
+    /* The shop at scale 0 has no user for the orders to reference. */
+    ck_assert(pgc_exec(src, env.srcdb, "INSERT INTO users (external_id, "
+                       "email, full_name) VALUES (gen_random_uuid(), "
+                       "'ckpt@x.io', 'Ckpt')"));
+    insert_marked(src, env.srcdb, "while no checkpoint can be written");
+    wait_kafka_failures(&env, "order_service", 1, &fig);
+    ck_assert_msg(strstr(fig.last_error, dir), "last_error: %s",
+                  fig.last_error);
+    ck_assert(unlink(dir) == 0);
+    ck_assert(rename(aside, dir) == 0);
+    insert_marked(src, env.srcdb, "once the directory is back");
+    assert_published_once(&env, mock, "once the directory is back");
+    caught_up_or_abort(&env);
+    stop_cleanly(&env, mock);
+}
+END_TEST
+
 int main(void)
 {
     static const char *const tgt_settings[] = {"max_replication_slots = 64", NULL};
@@ -1161,5 +1201,6 @@ int main(void)
     shop_add_case(s, "schemas_for_connect", schemas_for_connect, 300);
     shop_add_case(s, "moved_service_publishes", moved_service_publishes, 300);
     shop_add_case(s, "one_topic_refused", one_topic_refused, 300);
+    shop_add_case(s, "checkpoint_write_fails", checkpoint_write_fails, 300);
     return shop_run_suite(s, tgt_settings, &src, &tgt);
 }
