@@ -2,12 +2,17 @@
  * kafkasink: Debezium events through an idempotent producer; see
  * kafkasink.h.
  *
- * Delivery reports and errors are served by rd_kafka_poll, which only the
- * worker thread calls, so the bookkeeping below needs no lock. Each source
- * transaction has an entry in a ring with the count of its messages not
- * yet acknowledged; the acknowledged position moves over entries that are
- * complete and fully acknowledged, in commit order, whatever order the
- * partitions acknowledge in.
+ * Every sink of a configuration produces through one shared producer
+ * (kprod): produce is thread-safe in librdkafka, and one handle's broker
+ * threads carry every service's partitions in one request per broker,
+ * where a producer per service ran five sets of threads and requests.
+ * Delivery reports and errors are served by rd_kafka_poll on whichever
+ * worker polls; each message's opaque names its sink's attachment and its
+ * transaction, and the report reaches that sink's ring under the
+ * producer's lock. Each source transaction has an entry in a ring with the
+ * count of its messages not yet acknowledged; the acknowledged position
+ * moves over entries that are complete and fully acknowledged, in commit
+ * order, whatever order the partitions acknowledge in.
  */
 #include "sinks/kafkasink.h"
 
@@ -15,6 +20,8 @@
 #include <inttypes.h>
 #include <stdarg.h>
 #include <librdkafka/rdkafka.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,13 +45,53 @@
 #define QUEUE_FULL_WAIT_MS 100
 #define POLL_EVERY 1024          /* messages between polls, if no flush polls */
 #define REPEAT_LOG_MS 10000
+#define SETTLE_POLL_MS 10        /* a settle's look at its own ring */
+
+/*
+ * A message's opaque: its sink's attachment id in the top ATT_BITS, the
+ * low bits of its transaction's ring sequence below (the ring is far
+ * shorter than SEQ_MASK, so the sequence is found again from the ring's
+ * first).
+ */
+#define ATT_BITS 12
+#define SEQ_BITS (sizeof(uintptr_t) * 8 - ATT_BITS)
+#define SEQ_MASK ((uintptr_t)-1 >> ATT_BITS)
+#define ATT_MASK ((1u << ATT_BITS) - 1)
 
 typedef struct ktxn {
     lsn_t commit;            /* for error messages */
     lsn_t end;               /* 0: rolled back, moves nothing */
-    uint64_t pending;        /* messages not yet acknowledged */
+    int64_t pending;         /* produced (added at close) less acknowledged */
     bool closed;             /* no more messages will be added */
 } ktxn;
+
+struct kafkasink;
+
+typedef struct kattach {
+    uint32_t id;
+    struct kafkasink *ks;
+} kattach;
+
+/*
+ * A producer and the sinks attached to it. A sink that fails or closes
+ * detaches: reports for its messages still in flight find no attachment
+ * and are dropped (its replay produces them again), and the others' go on.
+ */
+typedef struct kprod {
+    rd_kafka_t *rk;
+    const cfg *config;
+    unsigned refs;           /* under kprods_mu */
+    bool registered;         /* under kprods_mu: new sinks may join it */
+    atomic_bool broken;      /* failed for good: the next open makes anew */
+    /* The attachments, and their sinks' rings and failures. */
+    pthread_mutex_t mu;
+    kattach *att;
+    size_t natt, att_cap;
+    uint32_t next_id;
+    char last_warning[256];
+    int64_t last_warning_ms;
+    struct kprod *next;
+} kprod;
 
 typedef struct ktopic {
     uint32_t oid;
@@ -75,7 +122,10 @@ typedef struct kcoll {
 
 typedef struct kafkasink {
     sink base;
-    rd_kafka_t *rk;
+    kprod *kp;
+    rd_kafka_t *rk;          /* kp's */
+    uint32_t att;            /* the attachment's id */
+    bool own_producer;       /* the loader's: a producer of its own */
     char *ckpt_path;
     char *db;
     /* Transactions in flight, oldest first; seq of ring[head] is first. */
@@ -84,13 +134,22 @@ typedef struct kafkasink {
     uint64_t first;
     lsn_t acked;             /* everything up to here is acknowledged */
     lsn_t written;           /* ... and recorded in the checkpoint */
-    int64_t written_ms;
-    /* Set by callbacks: the sink is unusable. */
-    bool failed;
+    int64_t written_ms;      /* when the last write was asked for */
+    /*
+     * The checkpoint's writer thread, so that its fsyncs never hold back
+     * the events behind them; under ck_mu.
+     */
+    pthread_t ck_thread;
+    bool ck_running;         /* the worker's */
+    pthread_mutex_t ck_mu;
+    pthread_cond_t ck_cond;  /* a request or stop; a write done */
+    lsn_t ck_want, ck_done;
+    bool ck_stop;
+    char ck_err[512];        /* the write that failed, if any */
+    /* Set by callbacks (failure text under kp->mu): the sink is unusable. */
+    atomic_bool failed;
     char failure[480];
     lsn_t failure_lsn;
-    char last_warning[256];
-    int64_t last_warning_ms;
     /* The source transaction being produced. */
     bool in_txn;
     uint32_t xid;
@@ -99,6 +158,7 @@ typedef struct kafkasink {
     int64_t commit_ms;
     int64_t now_ms;
     uint64_t seq;
+    uint64_t txn_msgs;       /* produced in the current ring entry */
     unsigned since_poll;
     char txid[48];
     int64_t total_order;
@@ -240,42 +300,118 @@ static bool read_checkpoint(kafkasink *ks, lsn_t *lsn)
                            "valid lsn", ks->ckpt_path);
 }
 
-static bool write_checkpoint(kafkasink *ks)
+/* The checkpoint file at `at`; false with err. Reads only what never
+ * changes, so from the writer thread. */
+static bool write_checkpoint(kafkasink *ks, lsn_t at, char *err,
+                             size_t errlen)
 {
-    char lsn[LSN_STRLEN], err[512];
+    char lsn[LSN_STRLEN];
     json_t *doc = json_pack("{s:s, s:s, s:s}", "service",
                             ks->base.service->name, "slot",
                             ks->base.config->source.slot, "lsn",
-                            lsn_format(ks->acked, lsn));
+                            lsn_format(at, lsn));
     char *text = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
     json_decref(doc);
-    if (!text)
-        return sink_fail(&ks->base, ks->acked, "out of memory");
-    bool ok = statefile_write(ks->ckpt_path, text, strlen(text), err,
-                              sizeof err);
+    if (!text) {
+        snprintf(err, errlen, "out of memory");
+        return false;
+    }
+    bool ok = statefile_write(ks->ckpt_path, text, strlen(text), err, errlen);
     free(text);
-    if (!ok)
-        return sink_fail(&ks->base, ks->acked, "%s", err);
-    ks->written = ks->acked;
-    ks->written_ms = mono_ms();
-    return true;
+    return ok;
+}
+
+/*
+ * The writer: each write is two fsyncs, up to tens of milliseconds on a
+ * busy disk, and on the worker every event behind one waited for them
+ * (some 5 writes a second per sink at 1,000 transactions/s: the tail of
+ * the latency into Kafka). It writes the latest position asked for,
+ * what is asked before a stop included; after a failure it stops.
+ */
+static void *ckpt_main(void *arg)
+{
+    kafkasink *ks = arg;
+    char err[512];
+    pthread_mutex_lock(&ks->ck_mu);
+    for (;;) {
+        while (!ks->ck_stop && ks->ck_want <= ks->ck_done)
+            pthread_cond_wait(&ks->ck_cond, &ks->ck_mu);
+        if (ks->ck_want <= ks->ck_done)
+            break;
+        lsn_t at = ks->ck_want;
+        pthread_mutex_unlock(&ks->ck_mu);
+        bool ok = write_checkpoint(ks, at, err, sizeof err);
+        pthread_mutex_lock(&ks->ck_mu);
+        if (ok)
+            ks->ck_done = at;
+        else
+            snprintf(ks->ck_err, sizeof ks->ck_err, "%s", err);
+        pthread_cond_broadcast(&ks->ck_cond);
+        if (!ok)
+            break;
+    }
+    pthread_mutex_unlock(&ks->ck_mu);
+    return NULL;
+}
+
+static bool ckpt_start(kafkasink *ks, lsn_t at)
+{
+    ks->ck_want = ks->ck_done = ks->written = at;
+    ks->ck_stop = false;
+    ks->ck_err[0] = '\0';
+    ks->ck_running = pthread_create(&ks->ck_thread, NULL, ckpt_main, ks) == 0;
+    return ks->ck_running ||
+           sink_fail(&ks->base, 0, "cannot start the checkpoint's writer");
+}
+
+/* Stops the writer once what was asked is written (or failed). */
+static void ckpt_stop(kafkasink *ks)
+{
+    if (!ks->ck_running)
+        return;
+    pthread_mutex_lock(&ks->ck_mu);
+    ks->ck_stop = true;
+    pthread_cond_broadcast(&ks->ck_cond);
+    pthread_mutex_unlock(&ks->ck_mu);
+    pthread_join(ks->ck_thread, NULL);
+    ks->ck_running = false;
+}
+
+/* Under ck_mu: whether the acknowledged position is due to be written. */
+static bool ckpt_due(kafkasink *ks, bool force)
+{
+    if (ks->acked <= ks->ck_want)
+        return false;
+    return force || ks->n == 0 ||
+           mono_ms() - ks->written_ms >= CHECKPOINT_EVERY_MS;
 }
 
 /*
  * Records what the broker acknowledged: at once when nothing is in flight
  * any more (the end of a burst: the source should hear of it now), else
- * at most every CHECKPOINT_EVERY_MS, since each write is two fsyncs.
+ * at most every CHECKPOINT_EVERY_MS, since each write is two fsyncs. The
+ * writer thread writes it; what it wrote is durable from then on. force
+ * waits for the write (a drain, a close).
  */
 static bool checkpoint(kafkasink *ks, bool force)
 {
-    if (ks->acked <= ks->written)
-        return true;
-    if (!force && ks->n > 0 && mono_ms() - ks->written_ms < CHECKPOINT_EVERY_MS)
-        return true;
-    return write_checkpoint(ks);
+    char err[sizeof ks->ck_err];
+    pthread_mutex_lock(&ks->ck_mu);
+    if (ckpt_due(ks, force)) {
+        ks->ck_want = ks->acked;
+        ks->written_ms = mono_ms();
+        pthread_cond_broadcast(&ks->ck_cond);
+    }
+    while (force && ks->ck_running && !ks->ck_err[0] &&
+           ks->ck_done < ks->ck_want)
+        pthread_cond_wait(&ks->ck_cond, &ks->ck_mu);
+    ks->written = ks->ck_done;
+    memcpy(err, ks->ck_err, sizeof err);
+    pthread_mutex_unlock(&ks->ck_mu);
+    return !err[0] || sink_fail(&ks->base, ks->written, "%s", err);
 }
 
-/* ---- the ring of transactions in flight -------------------------------- */
+/* ---- the ring of transactions in flight (under kp->mu) ---------------- */
 
 static ktxn *ring_at(kafkasink *ks, uint64_t seq)
 {
@@ -284,23 +420,49 @@ static ktxn *ring_at(kafkasink *ks, uint64_t seq)
     return &ks->ring[(ks->head + (seq - ks->first)) % ks->cap];
 }
 
+static bool ring_grow(kafkasink *ks)
+{
+    size_t ncap = ks->cap ? ks->cap * 2 : 64;
+    ktxn *r = malloc(ncap * sizeof *r);
+    if (!r)
+        return false;
+    for (size_t i = 0; i < ks->n; i++)
+        r[i] = ks->ring[(ks->head + i) % ks->cap];
+    free(ks->ring);
+    ks->ring = r;
+    ks->cap = ncap;
+    ks->head = 0;
+    return true;
+}
+
 static bool ring_push(kafkasink *ks, lsn_t commit)
 {
-    if (ks->n == ks->cap) {
-        size_t ncap = ks->cap ? ks->cap * 2 : 64;
-        ktxn *r = malloc(ncap * sizeof *r);
-        if (!r)
-            return false;
-        for (size_t i = 0; i < ks->n; i++)
-            r[i] = ks->ring[(ks->head + i) % ks->cap];
-        free(ks->ring);
-        ks->ring = r;
-        ks->cap = ncap;
-        ks->head = 0;
+    pthread_mutex_lock(&ks->kp->mu);
+    bool ok = ks->n < ks->cap || ring_grow(ks);
+    if (ok) {
+        ks->seq = ks->first + ks->n;
+        ks->ring[(ks->head + ks->n++) % ks->cap] = (ktxn){.commit = commit};
+        ks->txn_msgs = 0;
     }
-    ks->seq = ks->first + ks->n;
-    ks->ring[(ks->head + ks->n++) % ks->cap] = (ktxn){.commit = commit};
-    return true;
+    pthread_mutex_unlock(&ks->kp->mu);
+    return ok;
+}
+
+/*
+ * No more messages for the current entry (end 0: it moves nothing). Its
+ * messages are counted here, not one lock each as they are produced.
+ */
+static void ring_close(kafkasink *ks, lsn_t end)
+{
+    pthread_mutex_lock(&ks->kp->mu);
+    ktxn *t = ring_at(ks, ks->seq);
+    if (t && !t->closed) {
+        t->pending += (int64_t)ks->txn_msgs;
+        t->end = end;
+        t->closed = true;
+    }
+    ks->txn_msgs = 0;
+    pthread_mutex_unlock(&ks->kp->mu);
 }
 
 /* Moves the acknowledged position over complete, acknowledged entries. */
@@ -318,64 +480,236 @@ static void ring_advance(kafkasink *ks)
     }
 }
 
-/* ---- librdkafka's callbacks (on the worker thread, from rd_kafka_poll) -- */
+/* Forgets every entry; later sequences never meet the old ones. */
+static void ring_reset(kafkasink *ks)
+{
+    ks->first += ks->n;
+    ks->n = ks->head = 0;
+}
 
+/* ---- the shared producer ------------------------------------------------ */
+
+static pthread_mutex_t kprods_mu = PTHREAD_MUTEX_INITIALIZER;
+static kprod *kprods;        /* the shared ones sinks may join */
+
+static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m,
+                        void *opaque);
+static void on_error(rd_kafka_t *rk, int err, const char *reason,
+                     void *opaque);
+static void on_log(const rd_kafka_t *rk, int level, const char *fac,
+                   const char *buf);
+
+static kprod *kprod_new(const cfg *config, char *err, size_t errlen)
+{
+    kprod *kp = calloc(1, sizeof *kp);
+    rd_kafka_conf_t *conf = kp ? kafkasink_conf(config, err, errlen) : NULL;
+    char why[256];
+    if (!conf) {
+        if (!kp)
+            snprintf(err, errlen, "out of memory");
+        free(kp);
+        return NULL;
+    }
+    rd_kafka_conf_set_opaque(conf, kp);
+    rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
+    rd_kafka_conf_set_error_cb(conf, on_error);
+    rd_kafka_conf_set_log_cb(conf, on_log);
+    if (!(kp->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, why, sizeof why))) {
+        rd_kafka_conf_destroy(conf);
+        snprintf(err, errlen, "cannot make a Kafka producer: %s", why);
+        free(kp);
+        return NULL;
+    }
+    kp->config = config;
+    kp->refs = 1;
+    atomic_init(&kp->broken, false);
+    pthread_mutex_init(&kp->mu, NULL);
+    return kp;
+}
+
+/* The configuration's shared producer, made at first use and anew after
+ * it failed for good; one more reference. */
+static kprod *kprod_get(const cfg *config, char *err, size_t errlen)
+{
+    pthread_mutex_lock(&kprods_mu);
+    kprod **p = &kprods;
+    while (*p && ((*p)->config != config || atomic_load(&(*p)->broken))) {
+        if (atomic_load(&(*p)->broken)) {
+            (*p)->registered = false;
+            *p = (*p)->next;
+        } else {
+            p = &(*p)->next;
+        }
+    }
+    kprod *kp = *p;
+    if (kp) {
+        kp->refs++;
+    } else if ((kp = kprod_new(config, err, errlen))) {
+        kp->registered = true;
+        kp->next = kprods;
+        kprods = kp;
+    }
+    pthread_mutex_unlock(&kprods_mu);
+    return kp;
+}
+
+static void kprod_unlink(kprod *kp)
+{
+    for (kprod **p = &kprods; *p; p = &(*p)->next)
+        if (*p == kp) {
+            *p = kp->next;
+            return;
+        }
+}
+
+/* One reference less; the last drops what is still queued. */
+static void kprod_put(kprod *kp)
+{
+    pthread_mutex_lock(&kprods_mu);
+    bool last = --kp->refs == 0;
+    if (last && kp->registered)
+        kprod_unlink(kp);
+    pthread_mutex_unlock(&kprods_mu);
+    if (!last)
+        return;
+    rd_kafka_purge(kp->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+    rd_kafka_poll(kp->rk, 0);
+    rd_kafka_destroy(kp->rk);
+    pthread_mutex_destroy(&kp->mu);
+    free(kp->att);
+    free(kp);
+}
+
+static kattach *kprod_find(kprod *kp, uint32_t id)
+{
+    for (size_t i = 0; i < kp->natt; i++)
+        if (kp->att[i].id == id)
+            return &kp->att[i];
+    return NULL;
+}
+
+/* ks takes a fresh attachment id: reports for a former one's messages are
+ * not its own. */
+static bool kprod_attach(kprod *kp, kafkasink *ks)
+{
+    pthread_mutex_lock(&kp->mu);
+    bool ok = kp->natt < kp->att_cap;
+    if (!ok) {
+        size_t ncap = kp->att_cap ? kp->att_cap * 2 : 8;
+        kattach *n = realloc(kp->att, ncap * sizeof *n);
+        if ((ok = n != NULL)) {
+            kp->att = n;
+            kp->att_cap = ncap;
+        }
+    }
+    if (ok) {
+        do
+            kp->next_id = (kp->next_id + 1) & ATT_MASK;
+        while (!kp->next_id || kprod_find(kp, kp->next_id));
+        kp->att[kp->natt++] = (kattach){kp->next_id, ks};
+        ks->att = kp->next_id;
+        ring_reset(ks);
+    }
+    pthread_mutex_unlock(&kp->mu);
+    return ok;
+}
+
+static void kprod_detach(kprod *kp, kafkasink *ks)
+{
+    pthread_mutex_lock(&kp->mu);
+    kattach *a = kprod_find(kp, ks->att);
+    if (a)
+        *a = kp->att[--kp->natt];
+    ring_reset(ks);
+    pthread_mutex_unlock(&kp->mu);
+}
+
+static void *msg_tag(const kafkasink *ks)
+{
+    return (void *)(((uintptr_t)ks->att << SEQ_BITS) |
+                    ((uintptr_t)ks->seq & SEQ_MASK));
+}
+
+/* ---- librdkafka's callbacks (from rd_kafka_poll on any worker) ---------- */
+
+/* Under kp->mu. */
 static void set_failure(kafkasink *ks, lsn_t lsn, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 static void set_failure(kafkasink *ks, lsn_t lsn, const char *fmt, ...)
 {
-    if (ks->failed)
+    if (atomic_load(&ks->failed))
         return;
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(ks->failure, sizeof ks->failure, fmt, ap);
     va_end(ap);
     ks->failure_lsn = lsn;
-    ks->failed = true;
+    atomic_store(&ks->failed, true);
 }
 
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m,
                         void *opaque)
 {
     (void)rk;
-    kafkasink *ks = opaque;
-    ktxn *t = ring_at(ks, (uint64_t)(uintptr_t)m->_private);
-    if (m->err)
+    kprod *kp = opaque;
+    uintptr_t tag = (uintptr_t)m->_private;
+    pthread_mutex_lock(&kp->mu);
+    kattach *a = kprod_find(kp, (uint32_t)(tag >> SEQ_BITS));
+    kafkasink *ks = a ? a->ks : NULL;
+    ktxn *t = ks ? ring_at(ks, ks->first + ((tag - ks->first) & SEQ_MASK))
+                 : NULL;
+    if (ks && m->err)
         set_failure(ks, t ? t->commit : 0, "Kafka did not take a message "
                     "for topic %s (partition %" PRId32 ", %zu bytes): %s",
                     rd_kafka_topic_name(m->rkt), m->partition, m->len,
                     rd_kafka_err2str(m->err));
-    if (t && t->pending > 0)
+    if (t)
         t->pending--;
+    pthread_mutex_unlock(&kp->mu);
 }
 
 /* Says a warning once per REPEAT_LOG_MS: a broker down repeats them. */
-static void warn_once(kafkasink *ks, const char *what)
+static void warn_once(kprod *kp, const char *what)
 {
     int64_t now = mono_ms();
-    if (strcmp(what, ks->last_warning) == 0 &&
-        now - ks->last_warning_ms < REPEAT_LOG_MS)
-        return;
-    snprintf(ks->last_warning, sizeof ks->last_warning, "%s", what);
-    ks->last_warning_ms = now;
-    log_warning("event=kafka_warning service=%s error=\"%s\"",
-                ks->base.service->name, what);
+    pthread_mutex_lock(&kp->mu);
+    bool repeat = strcmp(what, kp->last_warning) == 0 &&
+                  now - kp->last_warning_ms < REPEAT_LOG_MS;
+    if (!repeat) {
+        snprintf(kp->last_warning, sizeof kp->last_warning, "%s", what);
+        kp->last_warning_ms = now;
+    }
+    pthread_mutex_unlock(&kp->mu);
+    if (!repeat)
+        log_warning("event=kafka_warning error=\"%s\"", what);
+}
+
+/* An error of the producer's fails every sink attached to it. */
+static void fail_all(kprod *kp, const char *why)
+{
+    pthread_mutex_lock(&kp->mu);
+    for (size_t i = 0; i < kp->natt; i++)
+        set_failure(kp->att[i].ks, 0, "%s", why);
+    pthread_mutex_unlock(&kp->mu);
 }
 
 static void on_error(rd_kafka_t *rk, int err, const char *reason,
                      void *opaque)
 {
-    kafkasink *ks = opaque;
-    char fatal[256];
+    kprod *kp = opaque;
+    char fatal[256], why[480];
     if (err == RD_KAFKA_RESP_ERR__FATAL) {
         rd_kafka_fatal_error(rk, fatal, sizeof fatal);
-        set_failure(ks, 0, "Kafka producer failed for good: %s", fatal);
+        atomic_store(&kp->broken, true);
+        snprintf(why, sizeof why, "Kafka producer failed for good: %s", fatal);
+        fail_all(kp, why);
     } else if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) {
-        set_failure(ks, 0, "every Kafka broker is down (%s): %s",
-                    ks->base.config->kafka.brokers, reason);
+        snprintf(why, sizeof why, "every Kafka broker is down (%s): %s",
+                 kp->config->kafka.brokers, reason);
+        fail_all(kp, why);
     } else {
-        warn_once(ks, reason);
+        warn_once(kp, reason);
     }
 }
 
@@ -393,11 +727,20 @@ static void on_log(const rd_kafka_t *rk, int level, const char *fac,
 /* Serves delivery reports and errors; false when the sink failed. */
 static bool serve(kafkasink *ks, int timeout_ms)
 {
+    char failure[sizeof ks->failure];
+    lsn_t lsn = 0;
+    bool failed;
     rd_kafka_poll(ks->rk, timeout_ms);
     ks->since_poll = 0;
+    pthread_mutex_lock(&ks->kp->mu);
     ring_advance(ks);
-    if (ks->failed)
-        return sink_fail(&ks->base, ks->failure_lsn, "%s", ks->failure);
+    if ((failed = atomic_load(&ks->failed))) {
+        memcpy(failure, ks->failure, sizeof failure);
+        lsn = ks->failure_lsn;
+    }
+    pthread_mutex_unlock(&ks->kp->mu);
+    if (failed)
+        return sink_fail(&ks->base, lsn, "%s", failure);
     return true;
 }
 
@@ -419,8 +762,8 @@ static bool produce_msg(kafkasink *ks, rd_kafka_topic_t *rkt,
         msgflags = value ? RD_KAFKA_MSG_F_COPY : 0;
     for (;;) {
         if (rd_kafka_produce(rkt, partition, msgflags, value, vlen, key, klen,
-                             (void *)(uintptr_t)ks->seq) == 0) {
-            ring_at(ks, ks->seq)->pending++;
+                             msg_tag(ks)) == 0) {
+            ks->txn_msgs++;
             if (++ks->since_poll >= POLL_EVERY)
                 return serve(ks, 0);
             return true;
@@ -1002,55 +1345,63 @@ static bool produce_txn_event(kafkasink *ks, bool end)
 /* ---- the sink interface -------------------------------------------------- */
 
 /*
- * The producer, reporting to ks: one set-up for the sink and the initial
- * sync's loader. False with the reason in ks->base.error.
+ * The producer ks reports through: the configuration's shared one, or
+ * (the loader) one of its own. False with the reason in ks->base.error.
  */
 static bool producer_new(kafkasink *ks)
 {
     char err[512];
-    rd_kafka_conf_t *conf = kafkasink_conf(ks->base.config, err, sizeof err);
-    if (!conf)
+    ks->kp = ks->own_producer ? kprod_new(ks->base.config, err, sizeof err)
+                              : kprod_get(ks->base.config, err, sizeof err);
+    if (!ks->kp)
         return sink_fail(&ks->base, 0, "%s", err);
-    rd_kafka_conf_set_opaque(conf, ks);
-    rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
-    rd_kafka_conf_set_error_cb(conf, on_error);
-    rd_kafka_conf_set_log_cb(conf, on_log);
-    ks->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
-    if (!ks->rk) {
-        rd_kafka_conf_destroy(conf);
-        return sink_fail(&ks->base, 0, "cannot make a Kafka producer: %s",
-                         err);
+    atomic_store(&ks->failed, false);
+    if (!kprod_attach(ks->kp, ks)) {
+        kprod_put(ks->kp);
+        ks->kp = NULL;
+        return sink_fail(&ks->base, 0, "out of memory");
     }
-    ks->failed = false;
-    ks->n = ks->head = 0;
+    ks->rk = ks->kp->rk;
     return true;
 }
 
+/* Whether every message of ks in flight was acknowledged or refused. */
+static bool settled(kafkasink *ks)
+{
+    pthread_mutex_lock(&ks->kp->mu);
+    ring_advance(ks);
+    bool none = ks->n == 0;
+    pthread_mutex_unlock(&ks->kp->mu);
+    return none;
+}
+
 /*
- * Waits up to timeout_ms for every message in flight to be acknowledged
- * or refused, then serves the reports; *timed_out (may be NULL) says
- * some were still in flight. False when the sink failed.
+ * Waits up to timeout_ms for every message of ks in flight to be
+ * acknowledged or refused, serving the reports; *timed_out (may be NULL)
+ * says some were still in flight. Only ks's own messages are waited for:
+ * the producer is shared, and the reports may be served by any worker.
+ * False when the sink failed.
  */
 static bool settle(kafkasink *ks, int timeout_ms, bool *timed_out)
 {
-    rd_kafka_resp_err_t e = RD_KAFKA_RESP_ERR_NO_ERROR;
-    if (!ks->failed)
-        e = rd_kafka_flush(ks->rk, timeout_ms);
+    int64_t until = mono_ms() + timeout_ms;
+    bool ok = serve(ks, 0);
+    while (ok && !settled(ks) && mono_ms() < until)
+        ok = serve(ks, SETTLE_POLL_MS);
     if (timed_out)
-        *timed_out = e != RD_KAFKA_RESP_ERR_NO_ERROR;
-    return serve(ks, 0);
+        *timed_out = ok && !settled(ks);
+    return ok;
 }
 
-/* Drops what is still queued or in flight and the producer. */
+/* Leaves the producer: what is still queued of ks's is no longer its. */
 static void producer_close(kafkasink *ks)
 {
-    rd_kafka_purge(ks->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
-    rd_kafka_poll(ks->rk, 0);
+    kprod_detach(ks->kp, ks);
     topics_free(ks);
     forget_source(ks);
-    rd_kafka_destroy(ks->rk);
+    kprod_put(ks->kp);
+    ks->kp = NULL;
     ks->rk = NULL;
-    ks->n = ks->head = 0;
     colls_clear(ks);
 }
 
@@ -1062,9 +1413,10 @@ static bool ks_open(sink *s, lsn_t *durable)
     if (mkdir(dir, 0700) != 0 && errno != EEXIST)
         return sink_fail(s, 0, "cannot make %s: %s", dir, strerror(errno));
     lsn_t ckpt;
-    if (!read_checkpoint(ks, &ckpt) || !producer_new(ks))
+    if (!read_checkpoint(ks, &ckpt) || !ckpt_start(ks, ckpt) ||
+        !producer_new(ks))
         return false;
-    ks->acked = ks->written = ckpt;
+    ks->acked = ckpt;
     ks->in_txn = false;
     const struct rd_kafka_metadata *md = NULL;
     rd_kafka_resp_err_t merr = rd_kafka_metadata(ks->rk, 0, NULL, &md,
@@ -1127,11 +1479,7 @@ static bool ks_commit(sink *s, const sink_event *ev, bool more)
     (void)more;
     if (s->config->kafka.transaction_metadata && !produce_txn_event(ks, true))
         return false;
-    ktxn *t = ring_at(ks, ks->seq);
-    if (t) {
-        t->end = ev->end_lsn;
-        t->closed = true;
-    }
+    ring_close(ks, ev->end_lsn);
     ks->in_txn = false;
     ks->last_commit_lsn = ks->commit_lsn;
     atomic_fetch_add_explicit(&s->txns_applied, 1, memory_order_relaxed);
@@ -1169,30 +1517,24 @@ static bool ks_drain(sink *s, lsn_t *durable)
 static void ks_rollback(sink *s)
 {
     kafkasink *ks = impl(s);
-    if (ks->in_txn) {
-        ktxn *t = ring_at(ks, ks->seq);
-        if (t)
-            t->closed = true;
-        ks->in_txn = false;
-    }
-    if (ks->rk && !ks->failed) {
-        rd_kafka_flush(ks->rk, ROLLBACK_TIMEOUT_MS);
-        ring_advance(ks);
+    if (ks->in_txn && ks->rk)
+        ring_close(ks, 0);
+    ks->in_txn = false;
+    if (ks->rk && !atomic_load(&ks->failed) &&
+        settle(ks, ROLLBACK_TIMEOUT_MS, NULL))
         checkpoint(ks, true);
-    }
 }
 
 static void ks_close(sink *s)
 {
     kafkasink *ks = impl(s);
-    if (!ks->rk)
-        return;
-    if (!ks->failed) {
-        settle(ks, CLOSE_TIMEOUT_MS, NULL);
+    if (ks->rk && !atomic_load(&ks->failed) &&
+        settle(ks, CLOSE_TIMEOUT_MS, NULL))
         checkpoint(ks, true);
-    }
+    ckpt_stop(ks);
     /* Whatever is left will be produced again from the checkpoint. */
-    producer_close(ks);
+    if (ks->rk)
+        producer_close(ks);
 }
 
 static bool ks_idle(sink *s, lsn_t *durable)
@@ -1228,6 +1570,8 @@ sink *kafkasink_new(const cfg *config, const cfg_service *service)
     atomic_init(&ks->base.rows_applied, 0);
     atomic_init(&ks->base.txns_applied, 0);
     atomic_init(&ks->base.conflicts, 0);
+    pthread_mutex_init(&ks->ck_mu, NULL);
+    pthread_cond_init(&ks->ck_cond, NULL);
     ks->ckpt_path = kafkasink_checkpoint_path(config, service);
     ks->db = kafkasink_source_db(config->source.dsn);
     ks->mode = (dbz_mode){
@@ -1255,6 +1599,8 @@ void kafkasink_free(sink *s)
     dbz_out_free(&ks->out);
     free(ks->ckpt_path);
     free(ks->db);
+    pthread_mutex_destroy(&ks->ck_mu);
+    pthread_cond_destroy(&ks->ck_cond);
     free(ks);
 }
 
@@ -1288,9 +1634,8 @@ static bool kl_fail(kafkaload *kl, const char *why)
 
 static void kl_close_entry(kafkaload *kl)
 {
-    ktxn *t = kl->in_table ? ring_at(kl->ks, kl->ks->seq) : NULL;
-    if (t)
-        t->closed = true;
+    if (kl->in_table)
+        ring_close(kl->ks, 0);
     kl->in_table = false;
 }
 
@@ -1447,6 +1792,7 @@ sink_loader *kafkasink_loader(const cfg *config, const cfg_service *service,
         return NULL;
     }
     kl->ks = impl(s);
+    kl->ks->own_producer = true;
     kl->base = (sink_loader){.ops = &kafkaload_ops, .config = config,
                              .service = service, .impl = kl};
     if (!producer_new(kl->ks)) {

@@ -2,9 +2,12 @@
  * kafkasink: a service's changes as Debezium events on Kafka topics, at
  * least once, in order per key.
  *
- * One idempotent librdkafka producer per service (acks=all, lz4, batched
- * by librdkafka's own linger); events are produced as they come, never
- * flushed one by one. Delivery reports drive progress: the sink's durable
+ * One idempotent librdkafka producer (acks=all, lz4, batched by
+ * librdkafka's own linger) shared by every service's sink of a
+ * configuration: one set of broker threads, one request per broker for
+ * every service's partitions. Events are produced as they come, never
+ * flushed one by one; each sink keeps its own acknowledgements, failure
+ * and checkpoint, and waits only for its own messages. Delivery reports drive progress: the sink's durable
  * position is the end LSN of the last source transaction whose every
  * message the broker acknowledged, and all before it. That position is
  * written to state_dir/kafka/<service>.json (replaced atomically) before
@@ -12,10 +15,12 @@
  * the broker holds for certain is never produced again, what it might
  * hold is produced again (at least once).
  *
- * A message the broker refuses for good (too large, not authorised), a
- * delivery timeout, or every broker down fails the sink with the reason;
- * the worker reopens it with backoff, and the replay from the checkpoint
- * sends whatever was not acknowledged.
+ * A message the broker refuses for good (too large, not authorised) or a
+ * delivery timeout fails the sink whose message it was; every broker down
+ * or a fatal producer error fails every sink on the producer. A failed
+ * sink leaves the producer (reports for its messages still in flight are
+ * dropped, the others' go on); the worker reopens it with backoff, and
+ * the replay from the checkpoint sends whatever was not acknowledged.
  */
 #ifndef CLEAVE_SINKS_KAFKASINK_H
 #define CLEAVE_SINKS_KAFKASINK_H

@@ -12,6 +12,8 @@
  *   errors <apikey> <count> <err>...   fail the next <count> requests
  *                                      (codes by number or name)
  *   topic <name> [<partitions>]        create a topic (default P)
+ *   topic_error <name> <error>         the topic's metadata carries error
+ *                                      (e.g. TOPIC_AUTHORIZATION_FAILED)
  *   leader <topic> <partition> <broker>
  *   quit                               (or EOF) destroy and exit 0
  *
@@ -144,6 +146,17 @@ static void kmock_topic(rd_kafka_mock_cluster_t *mc, const kmock_opts *o,
     kmock_reply(rd_kafka_mock_topic_create(mc, tok[1], (int)parts, rf), NULL);
 }
 
+static void kmock_topic_error(rd_kafka_mock_cluster_t *mc, char **tok, int n)
+{
+    rd_kafka_resp_err_t err;
+    if (n != 3 || !kmock_parse_err(tok[2], &err)) {
+        kmock_reply(0, "topic_error <name> <error>");
+        return;
+    }
+    rd_kafka_mock_topic_set_error(mc, tok[1], err);
+    kmock_reply(0, NULL);
+}
+
 static void kmock_leader(rd_kafka_mock_cluster_t *mc, char **tok, int n)
 {
     long part, broker;
@@ -194,10 +207,12 @@ static void kmock_serve(rd_kafka_mock_cluster_t *mc, const kmock_opts *o)
             kmock_errors(mc, tok, n);
         else if (strcmp(tok[0], "topic") == 0)
             kmock_topic(mc, o, tok, n);
+        else if (strcmp(tok[0], "topic_error") == 0)
+            kmock_topic_error(mc, tok, n);
         else if (strcmp(tok[0], "leader") == 0)
             kmock_leader(mc, tok, n);
         else
-            kmock_reply(0, "down|up|rtt|errors|topic|leader|quit");
+            kmock_reply(0, "down|up|rtt|errors|topic|topic_error|leader|quit");
     }
 }
 
