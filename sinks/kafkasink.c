@@ -43,6 +43,14 @@
 #define CLOSE_TIMEOUT_MS 1000        /* drain did the waiting, if any */
 #define COPY_TIMEOUT_MS 60000        /* for a copied table's last acks */
 #define QUEUE_FULL_WAIT_MS 100
+/*
+ * A sink's share of the shared producer's queue (librdkafka's defaults:
+ * 100,000 messages; ours: 32 MB): a sink whose messages wait on a broker
+ * (a topic refused, a partition without a leader) waits at its share
+ * instead of filling the queue for every other sink.
+ */
+#define SHARE_MSGS 25000
+#define SHARE_BYTES (8 << 20)
 #define POLL_EVERY 1024          /* messages between polls, if no flush polls */
 #define REPEAT_LOG_MS 10000
 #define SETTLE_POLL_MS 10        /* a settle's look at its own ring */
@@ -146,6 +154,8 @@ typedef struct kafkasink {
     lsn_t ck_want, ck_done;
     bool ck_stop;
     char ck_err[512];        /* the write that failed, if any */
+    /* Produced and not yet reported on: see SHARE_MSGS. */
+    atomic_int_fast64_t unacked_msgs, unacked_bytes;
     /* Set by callbacks (failure text under kp->mu): the sink is unusable. */
     atomic_bool failed;
     char failure[480];
@@ -609,6 +619,8 @@ static bool kprod_attach(kprod *kp, kafkasink *ks)
         kp->att[kp->natt++] = (kattach){kp->next_id, ks};
         ks->att = kp->next_id;
         ring_reset(ks);
+        atomic_store(&ks->unacked_msgs, 0);
+        atomic_store(&ks->unacked_bytes, 0);
     }
     pthread_mutex_unlock(&kp->mu);
     return ok;
@@ -666,6 +678,11 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m,
                     rd_kafka_err2str(m->err));
     if (t)
         t->pending--;
+    if (ks) {
+        atomic_fetch_sub(&ks->unacked_msgs, 1);
+        atomic_fetch_sub(&ks->unacked_bytes,
+                         (int_fast64_t)(m->len + m->key_len));
+    }
     pthread_mutex_unlock(&kp->mu);
 }
 
@@ -761,14 +778,19 @@ static bool produce_msg(kafkasink *ks, rd_kafka_topic_t *rkt,
     if (msgflags != RD_KAFKA_MSG_F_FREE || !value)
         msgflags = value ? RD_KAFKA_MSG_F_COPY : 0;
     for (;;) {
-        if (rd_kafka_produce(rkt, partition, msgflags, value, vlen, key, klen,
-                             msg_tag(ks)) == 0) {
+        bool over = atomic_load(&ks->unacked_msgs) >= SHARE_MSGS ||
+                    atomic_load(&ks->unacked_bytes) >= SHARE_BYTES;
+        if (!over && rd_kafka_produce(rkt, partition, msgflags, value, vlen,
+                                      key, klen, msg_tag(ks)) == 0) {
+            atomic_fetch_add(&ks->unacked_msgs, 1);
+            atomic_fetch_add(&ks->unacked_bytes, (int_fast64_t)(vlen + klen));
             ks->txn_msgs++;
             if (++ks->since_poll >= POLL_EVERY)
                 return serve(ks, 0);
             return true;
         }
-        rd_kafka_resp_err_t err = rd_kafka_last_error();
+        rd_kafka_resp_err_t err = over ? RD_KAFKA_RESP_ERR__QUEUE_FULL
+                                       : rd_kafka_last_error();
         if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
             if (msgflags == RD_KAFKA_MSG_F_FREE)
                 free(value);
