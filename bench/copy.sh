@@ -68,9 +68,13 @@
 # --table-jobs 2 --index-jobs 2). Each copy is checked by the target's
 # row count and an order-free checksum (the sum of hashtext of each row's
 # text) against the source's. The ratios are printed side by side.
+# With CLEAVE_BEFORE (another build of cleave), a fourth copy, "before":
+# that build with copy_split_size: 0, for the single worker's before and
+# after in one run. Each cleave run notes the COPY format of its table
+# (event=table_copied's format=; a build without the field copied text).
 #
 # Environment: SCALE (8), COPY_TIMEOUT (s cleave may take, 120; 900 in
-# big-table mode), BIGTABLE, BIG_MB, SPLIT (256MB), and those of
+# big-table mode), BIGTABLE, BIG_MB, SPLIT (256MB), CLEAVE_BEFORE, and those of
 # bench/common.sh: CLEAVE_BIN, CLEAVE_FIXTURES, BENCH_KEEP=1.
 # Exits 0 when every tool was measured and every copy is complete.
 set -euo pipefail
@@ -215,8 +219,8 @@ big_pgcopydb() {
 }
 
 big_over() { grep -q 'event=initial_sync_done' "$T/$BIG_SLOT.log" || cleave_exited; }
-big_cleave() {  # big_cleave RUN SPLIT_SIZE: one initial sync of big
-  local run=$1 slot="big_$1" hwm st0 t0
+big_cleave() {  # big_cleave RUN SPLIT_SIZE [CLEAVE]: one initial sync of big
+  local run=$1 slot="big_$1" hwm st0 t0 format CLEAVE=${3:-$CLEAVE}
   if [ -n "$CLEAVE_NOTE" ]; then FAILED[$run]=$CLEAVE_NOTE; return; fi
   log "cleave ($run): copy_split_size $2"
   big_fresh
@@ -237,7 +241,8 @@ big_cleave() {  # big_cleave RUN SPLIT_SIZE: one initial sync of big
     CPU[$run]=$(calc "%.1f" "$(ticks "$CLEAVE_PID") / $TCK")
     SCPU[$run]=$(calc "%.1f" "($(server_ticks) - $st0) / $TCK")
     RSS[$run]=$(calc "%.1f" "$hwm / 1024")
-    NOTE[$run]="$(grep -c 'event=part_copied' "$T/$slot.log" || true) parts"
+    format=$(grep -m1 'event=table_copied' "$T/$slot.log" | grep -o 'format=[a-z]*' || true)
+    NOTE[$run]="$(grep -c 'event=part_copied' "$T/$slot.log" || true) parts, ${format:-format=text}"
   else
     FAILED[$run]="no event=initial_sync_done in $TIMEOUT s"
     tail -n 25 "$T/$slot.log" | sed 's/^/    /' >&2
@@ -257,13 +262,18 @@ big_main() {
   big_pgcopydb
   big_cleave split "$SPLIT"
   big_cleave single 0
+  RUNS="pgcopydb split single"
+  if [ -n "${CLEAVE_BEFORE:-}" ]; then
+    big_cleave before 0 "$CLEAVE_BEFORE"
+    RUNS+=" before"
+  fi
   echo
   echo "cleave big-table copy benchmark (PostgreSQL $(q src shop "SHOW server_version" | cut -d' ' -f1)," \
        "pgcopydb $("$PGCOPYDB" --version 2>/dev/null | sed -n 's/^pgcopydb version //p'), $(nproc) CPUs," \
        "load average before $LOAD, after $(cut -d' ' -f1-3 /proc/loadavg))"
   echo "one table: ${BIG_SUM%% *} rows, $DATA_MB MB of heap; two jobs each; split size $SPLIT"
   printf '%-9s %8s %9s %7s %9s %7s %8s  %s\n' run seconds rows/s MB/s "RSS MB" "CPU s" "srv CPU" "target == source"
-  for r in pgcopydb split single; do
+  for r in $RUNS; do
     if [ -n "${FAILED[$r]:-}" ] || [ -z "${SEC[$r]:-}" ]; then
       printf '%-9s FAILED: %s\n' "$r" "${FAILED[$r]:-no result}"; continue
     fi
@@ -272,7 +282,7 @@ big_main() {
       "${RSS[$r]}" "${CPU[$r]}" "${SCPU[$r]}" "${EQ[$r]} (${NOTE[$r]:-})"
   done
   local ok=1
-  for r in pgcopydb split single; do
+  for r in $RUNS; do
     if [ -z "${SEC[$r]:-}" ] || [ -n "${FAILED[$r]:-}" ] || [ "${EQ[$r]}" != yes ]; then ok=0; fi
   done
   if [ "$ok" = 1 ]; then
@@ -281,6 +291,10 @@ big_main() {
     ratio=$(calc "%.2f" "${SEC[pgcopydb]} / ${SEC[split]}")
     echo "split copy against pgcopydb's: ${ratio}x pgcopydb's speed (target >= 1)"
     echo "cleave peak RSS: split ${RSS[split]} MB, single ${RSS[single]} MB (target < 64)"
+    if [ -n "${CLEAVE_BEFORE:-}" ]; then
+      echo "one worker, this build against CLEAVE_BEFORE: $(calc "%.2f" "${SEC[before]} / ${SEC[single]}")x the speed," \
+           "server CPU ${SCPU[single]} s against ${SCPU[before]} s"
+    fi
   fi
   [ "$ok" = 1 ]
 }

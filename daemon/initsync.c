@@ -56,6 +56,7 @@ typedef struct split {
     size_t nparts, left;      /* parts, and parts still to load */
     int64_t bytes;            /* the heaps of what it reads */
     uint64_t rows_copied, bytes_copied;
+    size_t binary_parts;      /* parts copied in COPY's binary format */
     double started;
 } split;
 
@@ -241,6 +242,7 @@ typedef struct progress {
     const cfg_table *t;
     size_t part, nparts;      /* nparts 0: the whole table */
     int64_t estimate;         /* rows, from the source's statistics */
+    const char *format;       /* COPY's: "binary", "text" (or "mixed") */
     uint64_t rows, bytes;
     double started, last_log;
 } progress;
@@ -254,17 +256,17 @@ static void log_progress(progress *p, bool final)
     double rate = secs > 0 ? p->rows / secs : 0;
     if (final && p->nparts) {
         log_info("event=part_copied service=%s table=%s.%s part=%zu/%zu "
-                 "rows=%llu mb=%.1f seconds=%.2f rows_per_s=%.0f", p->service,
-                 p->t->schema, p->t->name, p->part + 1, p->nparts,
-                 (unsigned long long)p->rows, p->bytes / 1048576.0, secs,
-                 rate);
+                 "rows=%llu mb=%.1f seconds=%.2f rows_per_s=%.0f format=%s",
+                 p->service, p->t->schema, p->t->name, p->part + 1,
+                 p->nparts, (unsigned long long)p->rows,
+                 p->bytes / 1048576.0, secs, rate, p->format);
         return;
     }
     if (final) {
         log_info("event=table_copied service=%s table=%s.%s rows=%llu mb=%.1f "
-                 "seconds=%.2f rows_per_s=%.0f", p->service, p->t->schema,
-                 p->t->name, (unsigned long long)p->rows, p->bytes / 1048576.0,
-                 secs, rate);
+                 "seconds=%.2f rows_per_s=%.0f format=%s", p->service,
+                 p->t->schema, p->t->name, (unsigned long long)p->rows,
+                 p->bytes / 1048576.0, secs, rate, p->format);
         return;
     }
     double left = p->estimate > (int64_t)p->rows && rate > 0
@@ -458,19 +460,35 @@ static void abort_loaders(copier *cp)
         cp->loaders[i]->ops->abort(cp->loaders[i]);
 }
 
+/*
+ * Whether a message of a binary COPY is its trailer (-1 as the field
+ * count), after the header when no row came between: not a row.
+ */
+static bool binary_trailer(const char *buf, int n)
+{
+    static const char signature[11] = "PGCOPY\n\377\r\n";
+    int at = n >= 19 && memcmp(buf, signature, sizeof signature) == 0 ? 19
+                                                                        : 0;
+    return n - at == 2 && (unsigned char)buf[at] == 0xff &&
+           (unsigned char)buf[at + 1] == 0xff;
+}
+
 /* Moves the rows into every loader; the source is in COPY OUT mode. */
-static bool pump(copier *cp, progress *p)
+static bool pump(copier *cp, progress *p, bool binary)
 {
     round *r = cp->r;
     char *buf;
     int n;
     while ((n = PQgetCopyData(cp->src, &buf, 0)) > 0) {
+        bool row = !binary || !binary_trailer(buf, n);
         bool ok = feed_loaders(cp, buf, n);
         PQfreemem(buf);
         if (!ok)
             return false;
-        p->rows++;
         p->bytes += (uint64_t)n;
+        if (!row)
+            continue;
+        p->rows++;
         atomic_fetch_add_explicit(&r->is->rows[cp->svc], 1,
                                   memory_order_relaxed);
         if ((p->rows & 1023) == 0) {
@@ -488,20 +506,88 @@ static bool pump(copier *cp, progress *p)
     return ok;
 }
 
+/* sql in COPY's binary format (freed), or sql itself. */
+static char *in_binary(char *sql, bool binary)
+{
+    char *out = NULL;
+    if (!binary || !sql)
+        return sql;
+    if (asprintf(&out, "%s (FORMAT binary)", sql) < 0)
+        out = NULL;
+    free(sql);
+    return out;
+}
+
 /* COPY out of the source in the snapshot, of the columns the loaders take. */
 static bool copy_out(copier *cp, const job *j, const cfg_table *t,
                      const sink_load_table *lt)
 {
     char *cols = sink_rel_columns(cp->src, lt->rel);
-    bool ok = cols && start_copy(cp->src, j->split
+    bool ok = cols && start_copy(cp->src, in_binary(j->split
                                  ? part_sql(cp->src, j, t, cols)
                                  : copy_out_sql(cp->src, t, cols,
                                                 lt->partitioned),
-                                 PGRES_COPY_OUT);
+                                 lt->binary), PGRES_COPY_OUT);
     free(cols);
     if (!ok)
         service_fail(cp->r, cp->svc, "cannot copy %s.%s out of the source: "
                      "%s", t->schema, t->name, first_line(cp->src));
+    return ok;
+}
+
+/*
+ * The target table's columns whose type may travel in COPY's binary
+ * format: with binary I/O, and not a reg* type (their binary form is an
+ * OID, which differs between servers; their text form is a name).
+ */
+static const char binary_columns_sql[] =
+    "SELECT a.attname, a.atttypid::int8 FROM pg_attribute a "
+    "JOIN pg_class c ON c.oid = a.attrelid "
+    "JOIN pg_namespace n ON n.oid = c.relnamespace "
+    "JOIN pg_type t ON t.oid = a.atttypid "
+    "LEFT JOIN pg_type e ON e.oid = t.typelem "
+    "WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0 "
+    "AND NOT a.attisdropped AND t.typsend::oid <> 0 "
+    "AND t.typreceive::oid <> 0 AND t.typname NOT LIKE 'reg%' "
+    "AND (e.oid IS NULL OR (e.typsend::oid <> 0 AND "
+    "e.typreceive::oid <> 0 AND e.typname NOT LIKE 'reg%'))";
+
+/* Whether the target's column `name` (res's rows) has type `type`. */
+static bool target_has(const PGresult *res, const char *name, uint32_t type)
+{
+    for (int k = 0; k < PQntuples(res); k++)
+        if (strcmp(PQgetvalue(res, k, 0), name) == 0)
+            return strtoul(PQgetvalue(res, k, 1), NULL, 10) == type;
+    return false;
+}
+
+/*
+ * Whether rel may be copied in COPY's binary format, which spares both
+ * servers the types' text output and input: every loader takes it, both
+ * servers are of one major version (a type's binary form may change
+ * between them), and each column is of a built-in type, the same in the
+ * target's table. A user type (enum, domain, composite, an array of one)
+ * carries OIDs in its binary form or has no binary I/O of its own, and a
+ * table the team made may have other types, which text converts and
+ * binary does not.
+ */
+static bool copy_binary(copier *cp, const sink_rel *rel)
+{
+    bool ok = cp->tgt && cp->nloaders > 0 &&
+              PQserverVersion(cp->src) / 10000 ==
+                  PQserverVersion(cp->tgt) / 10000;
+    for (size_t i = 0; ok && i < cp->nloaders; i++)
+        ok = cp->loaders[i]->ops->binary;
+    if (!ok)
+        return false;
+    const char *params[] = {rel->schema, rel->name};
+    PGresult *res = PQexecParams(cp->tgt, binary_columns_sql, 2, NULL, params,
+                                 NULL, NULL, 0);
+    ok = PQresultStatus(res) == PGRES_TUPLES_OK;
+    for (uint16_t i = 0; ok && i < rel->ncols; i++)
+        ok = rel->cols[i].type_oid < 16384 &&   /* FirstNormalObjectId */
+             target_has(res, rel->cols[i].name, rel->cols[i].type_oid);
+    PQclear(res);
     return ok;
 }
 
@@ -520,9 +606,11 @@ static bool load_table(copier *cp, const job *j, bool empty_first)
         return false;
     }
     sink_load_table lt = {rel, schema_table_partitioned(plan, j->table),
-                          r->snap_lsn, j->split != NULL};
+                          r->snap_lsn, j->split != NULL,
+                          copy_binary(cp, rel)};
     int64_t est = schema_table_rows(plan, j->table);
     progress p = {.service = r->is->config->services[j->svc].name, .t = t,
+                  .format = lt.binary ? "binary" : "text",
                   .part = j->part, .nparts = j->split ? j->split->nparts : 0,
                   .estimate = j->split && j->split->bytes > 0
                       ? (int64_t)((double)est * j->bytes / j->split->bytes)
@@ -533,7 +621,7 @@ static bool load_table(copier *cp, const job *j, bool empty_first)
               begin_loaders(cp, &lt) && copy_out(cp, j, t, &lt);
     if (ok)
         health_going(r->is, j->svc);
-    ok = ok && pump(cp, &p) && end_loaders(cp);
+    ok = ok && pump(cp, &p, lt.binary) && end_loaders(cp);
     if (!ok)
         abort_loaders(cp);
     sink_rel_unref(rel);
@@ -546,6 +634,7 @@ static bool load_table(copier *cp, const job *j, bool empty_first)
     if (j->split) {
         j->split->rows_copied += p.rows;
         j->split->bytes_copied += p.bytes;
+        j->split->binary_parts += lt.binary;
     }
     pthread_mutex_unlock(&r->mu);
     return true;
@@ -653,6 +742,8 @@ static bool job_done(round *r, PGconn *tgt, const job *j)
     progress p = {.service = r->is->config->services[j->svc].name,
                   .t = schema_table(r->svc[j->svc].plan, j->table),
                   .rows = sp->rows_copied, .bytes = sp->bytes_copied,
+                  .format = sp->binary_parts == sp->nparts ? "binary"
+                            : sp->binary_parts ? "mixed" : "text",
                   .started = sp->started};
     pthread_mutex_unlock(&r->mu);
     if (!last)

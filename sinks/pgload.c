@@ -125,8 +125,10 @@ static bool pl_begin(sink_loader *l, const sink_load_table *t)
     pl->in_txn = !oom && run(pl->conn, "BEGIN", PGRES_COMMAND_OK);
     pl->copying = pl->in_txn &&
                   (t->part || empty_table(pl->conn, rel, t->partitioned)) &&
-                  run_table(pl->conn, "COPY %s.%s (%s) FROM STDIN", rel,
-                            cols, PGRES_COPY_IN);
+                  run_table(pl->conn, t->binary
+                            ? "COPY %s.%s (%s) FROM STDIN (FORMAT binary)"
+                            : "COPY %s.%s (%s) FROM STDIN", rel, cols,
+                            PGRES_COPY_IN);
     free(cols);
     if (pl->copying)
         return true;
@@ -188,6 +190,7 @@ static void pl_close(sink_loader *l)
 
 static const sink_loader_ops pgload_ops = {
     .kind = "postgres",
+    .binary = true,
     .begin = pl_begin,
     .row = pl_row,
     .end = pl_end,

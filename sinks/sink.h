@@ -266,8 +266,9 @@ sink_event *sink_event_message(lsn_t commit_lsn, lsn_t msg_lsn,
  *
  * A copy thread opens a loader per destination kind of the service it
  * copies (sink_kinds) and feeds every one the same rows: per table,
- * begin, each row of COPY ... TO STDOUT in text form, then end (or
- * abort). The postgres loader empties the target table and COPYs the rows
+ * begin, each row of COPY ... TO STDOUT in text form (or, where every
+ * loader of the service takes it, each CopyData message of its binary
+ * form), then end (or abort). The postgres loader empties the target table and COPYs the rows
  * in, one target transaction per table, on the copy thread's own target
  * connection (which has the tables already: schema.h makes them); the
  * kafka loader produces each row as a Debezium snapshot event (op "r")
@@ -289,12 +290,22 @@ typedef struct sink_load_table {
     bool partitioned;        /* its rows are its partitions' (no ONLY) */
     lsn_t snapshot_lsn;      /* the copy's snapshot: its consistent point */
     bool part;               /* one of its parts: empty was called before */
+    /*
+     * Rows in COPY's binary format, the messages as the source sent them:
+     * the header ahead of the first row, the trailer a message of its own.
+     */
+    bool binary;
 } sink_load_table;
 
 typedef struct sink_loader_ops {
     const char *kind;
+    /* Takes COPY's binary format (sink_load_table.binary) too. */
+    bool binary;
     bool (*begin)(sink_loader *l, const sink_load_table *t);
-    /* One row: a line of COPY's text format (its newline optional). */
+    /*
+     * One row: a line of COPY's text format (its newline optional), or a
+     * CopyData message of its binary format.
+     */
     bool (*row)(sink_loader *l, const char *line, size_t len);
     /*
      * The table is complete: committed, acknowledged. `last`: no other

@@ -555,6 +555,9 @@ START_TEST(initial_copy_then_stream)
     }
     ck_assert_msg(last == SHOP_NSERVICES, "%zu snapshot events marked last",
                   last);
+    /* The Kafka loader reads COPY's text rows: no table goes in binary. */
+    ck_assert_int_eq(shop_log_count(&env, "format=text", 0), SHOP_NTABLES);
+    ck_assert_int_eq(shop_log_count(&env, "format=binary", 0), 0);
     ck_assert(shop_all_equal(&env));
     stop_cleanly(&env, mock);
 }

@@ -134,6 +134,45 @@ static void assert_indexes(shop_env *env)
     }
 }
 
+/*
+ * How many event=table_copied lines name `table` (NULL: any) with COPY's
+ * format `format`.
+ */
+static int copied_as(const shop_env *env, const char *table,
+                     const char *format)
+{
+    FILE *f = fopen(env->log, "r");
+    char line[4096], want_table[160], want_format[32];
+    snprintf(want_table, sizeof want_table, " table=public.%s ",
+             table ? table : "");
+    snprintf(want_format, sizeof want_format, " format=%s", format);
+    int n = 0;
+    while (f && fgets(line, sizeof line, f))
+        n += strstr(line, "event=table_copied") &&
+             (!table || strstr(line, want_table)) &&
+             strstr(line, want_format);
+    if (f)
+        fclose(f);
+    return n;
+}
+
+/*
+ * The shop's tables with a user type (an enum or the email domain)
+ * travel in COPY's text format; the nine of built-in types only, in its
+ * binary format (source and target of one major version).
+ */
+static void assert_shop_formats(const shop_env *env)
+{
+    static const char *const text[] = {"users", "orders", "payments",
+                                       "notification_templates",
+                                       "notifications"};
+    for (size_t i = 0; i < sizeof text / sizeof *text; i++)
+        ck_assert_msg(copied_as(env, text[i], "text") == 1, "%s: not copied "
+                      "in text", text[i]);
+    ck_assert_int_eq(copied_as(env, "order_items", "binary"), 1);
+    ck_assert_int_eq(copied_as(env, NULL, "binary"), SHOP_NTABLES - 5);
+}
+
 /* The copy under a running workload: tables, keys, sequences, rows. */
 START_TEST(copy_with_workload)
 {
@@ -168,6 +207,7 @@ START_TEST(copy_with_workload)
                                 "last_value), 0) FROM pg_sequences");
     ck_assert_msg(seq_after >= seq_before, "target sequences sum %ld, source "
                   "had %ld before the copy", seq_after, seq_before);
+    assert_shop_formats(&env);
     ck_assert_int_eq(shop_log_count(&env, "event=initial_sync_failed", 0), 0);
     shop_stop_cleanly(&env);
 }
@@ -232,6 +272,9 @@ START_TEST(split_copy)
                      SHOP_NTABLES);
     ck_assert_int_eq(shop_log_count(&env, "event=table_done", 0),
                      SHOP_NTABLES);
+    /* Each part with its own binary header and trailer, rows counted. */
+    assert_shop_formats(&env);
+    ck_assert_int_eq(shop_log_count(&env, "format=mixed", 0), 0);
     ck_assert_int_eq(shop_log_count(&env, "event=initial_sync_failed", 0), 0);
     shop_stop_cleanly(&env);
 }
@@ -368,6 +411,97 @@ static void edit_config(shop_env *env, const char *from, const char *to)
     ck_assert(fclose(f) == 0);
 }
 
+/*
+ * Built-in types of every common kind, odd values included: `kinds` goes
+ * in COPY's binary format and `moods` (a user enum, a domain, an array
+ * of the enum) in text; both come out equal to the source, value for
+ * value, and the rows logged are the rows there are.
+ */
+static const char kinds_sql[] =
+    "CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');"
+    "CREATE DOMAIN positive AS int CHECK (VALUE > 0);"
+    "CREATE TABLE moods (id int PRIMARY KEY, m mood, p positive, ms mood[]);"
+    "INSERT INTO moods SELECT g, (ARRAY['sad','ok','happy'])[g % 3 + 1]::mood,"
+    "  g, ARRAY['ok', NULL, 'happy']::mood[] FROM generate_series(1, 300) g;"
+    "INSERT INTO moods VALUES (0, NULL, NULL, NULL);"
+    "CREATE TABLE kinds (id int PRIMARY KEY, b boolean, i2 smallint, i4 int,"
+    "  i8 bigint, f4 real, f8 float8, n numeric, n2 numeric(12,2), t text,"
+    "  vc varchar(20), c char(5), by bytea, d date, tm time, ttz timetz,"
+    "  ts timestamp, tstz timestamptz, iv interval, u uuid, j json,"
+    "  jb jsonb, ia int[], ta text[], na numeric[], tsa timestamptz[],"
+    "  ip inet, net cidr, mac macaddr, bits varbit, pt point, r int4range,"
+    "  o oid, ch \"char\", nm name);"
+    "INSERT INTO kinds SELECT g, g % 2 = 0, g % 32000, g * 7, g::bigint * 1000000007,"
+    "  g / 3.0, g / 7.0, g * 1.5 - 999.125, g / 100.0,"
+    "  'row ' || g || '\ttab\nline\\back' || repeat('x', g % 50),"
+    "  'v' || g, 'c' || g % 100, decode(md5(g::text), 'hex'),"
+    "  date '2026-01-01' + g, time '12:00' + g * interval '1 s',"
+    "  timetz '12:00+02' + g * interval '1 min',"
+    "  timestamp '2000-01-01' + g * interval '1 h 1 s',"
+    "  timestamptz '2026-01-01 00:00+00' + g * interval '1 day 1 us',"
+    "  g * interval '1 mon 2 days 3 s', md5(g::text)::uuid,"
+    "  json_build_object('g', g, 'e', 'é\\\"'),"
+    "  jsonb_build_object('g', g, 'a', jsonb_build_array(g, NULL, 'x')),"
+    "  ARRAY[g, NULL, -g], ARRAY['a' || g, NULL, 'b\tc\\d', ''],"
+    "  ARRAY[g / 3.0, 'NaN'], ARRAY[timestamptz '2026-01-01' + g * "
+    "  interval '1 s', 'infinity'], ('10.0.' || g % 256 || '.1')::inet,"
+    "  '10.1.0.0/16', '08:00:2b:01:02:03', (g % 256)::bit(8)::varbit,"
+    "  point(g, -g), int4range(g, g + 10), g, 'x', 'name' || g"
+    "  FROM generate_series(1, 3000) g;"
+    "INSERT INTO kinds (id, n, f8, tstz, ts, d, t, ia) VALUES"
+    "  (-1, 'NaN', 'NaN', 'infinity', '-infinity', 'infinity', '', '{}'),"
+    "  (-2, '-0.000000000000000000000001', '-Infinity', '-infinity',"
+    "   'infinity', '-infinity', '\\.\n\\N\r', '{{1,2},{3,4}}');"
+    "INSERT INTO kinds (id) VALUES (0)";
+
+/* A table's rows as one digest, the same on both sides when equal. */
+static char *digest(const pgc_cluster *c, const char *db, const char *table)
+{
+    char sql[256];
+    snprintf(sql, sizeof sql, "SELECT count(*) || ' ' || md5(coalesce("
+             "string_agg(x::text, '|' ORDER BY id), '')) FROM %s x", table);
+    char *v = pgc_query_value(c, db, sql);
+    ck_assert_msg(v != NULL, "%s", sql);
+    return v;
+}
+
+static void assert_same_table(shop_env *env, int service, const char *table)
+{
+    char *want = digest(src, env->srcdb, table);
+    char *got = digest(tgt, env->dbs[service], table);
+    ck_assert_msg(strcmp(want, got) == 0, "%s: source %s, target %s", table,
+                  want, got);
+    free(want);
+    free(got);
+}
+
+START_TEST(binary_where_types_allow)
+{
+    shop_env env;
+    ck_assert(shop_setup_copy(&env, src, tgt, "kinds", 1, NULL, NULL));
+    ck_assert(pgc_exec(src, env.srcdb, kinds_sql));
+    ck_assert(shop_config_append(&env, "copy_split_size: 128kB\n"));
+    edit_config(&env, "[users, user_preferences, user_sessions]",
+                "[users, user_preferences, user_sessions, kinds, moods]");
+    ck_assert(shop_start(&env));
+    wait_or_abort(&env, "event=initial_sync_done", 0, SYNC_S);
+    assert_same_table(&env, 0, "kinds");
+    assert_same_table(&env, 0, "moods");
+    ck_assert_int_eq(copied_as(&env, "kinds", "binary"), 1);
+    ck_assert_int_eq(copied_as(&env, "moods", "text"), 1);
+    ck_assert_int_eq(shop_log_count(&env, "event=table_copied service="
+                                    "user_service table=public.kinds "
+                                    "rows=3003 ", 0), 1);
+    ck_assert_int_eq(shop_log_count(&env, "event=table_copied service="
+                                    "user_service table=public.moods "
+                                    "rows=301 ", 0), 1);
+    ck_assert_msg(shop_log_count(&env, "table=public.kinds part=2/", 0) == 1,
+                  "kinds was not copied in parts");
+    shop_assert_caught_up_and_equal(&env, SYNC_S);
+    shop_stop_cleanly(&env);
+}
+END_TEST
+
 /* A table given to a service while it runs is copied and joins. */
 START_TEST(table_added_by_reload)
 {
@@ -466,6 +600,8 @@ int main(void)
     shop_add_case(s, "split_copy", split_copy, 600);
     shop_add_case(s, "killed_during_split_copy", killed_during_split_copy,
                   600);
+    shop_add_case(s, "binary_where_types_allow", binary_where_types_allow,
+                  400);
     shop_add_case(s, "table_added_by_reload", table_added_by_reload, 400);
     shop_add_case(s, "add_column_while_streaming", add_column_while_streaming, 300);
     shop_add_case(s, "precreated_tables_with_keys",

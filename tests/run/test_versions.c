@@ -202,6 +202,14 @@ static void start_copied(shop_env *env, const pair *p)
         exec_src(env, "SELECT pg_replication_origin_create('other_system')");
     ck_assert(shop_start(env));
     caught_up_and_equal(env, "after the copy");
+    /* A type's binary form may change between major versions. */
+    int binary = shop_log_count(env, "format=binary", 0);
+    if (majors[p->src] == majors[p->tgt])
+        ck_assert_msg(binary > 0, "%s: nothing copied in binary", env->name);
+    else
+        ck_assert_msg(binary == 0 && shop_log_count(env, "format=text", 0) ==
+                      SHOP_NTABLES, "%s: %d tables copied in binary across "
+                      "versions", env->name, binary);
 }
 
 /* SIGKILL while pgbench writes; restarted, it goes on from its slot. */

@@ -1984,7 +1984,7 @@ static void load_done(loadfx *x)
 
 static bool load_rows(loadfx *x, const char *const *rows)
 {
-    sink_load_table t = {x->rel, false, 0, false};
+    sink_load_table t = {x->rel, false, 0, false, false};
     if (!x->l->ops->begin(x->l, &t))
         return false;
     for (const char *const *r = rows; *r; r++)
