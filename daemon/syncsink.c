@@ -493,6 +493,7 @@ sink *syncsink_new(sink *inner, syncstate *state, size_t svc)
         return NULL;
     }
     ss->inner = inner;
+    inner->stop_flag = &s->stopping;   /* the worker stops the wrapper */
     ss->ss = state;
     ss->svc = svc;
     atomic_init(&ss->phase, -1);     /* the first phase set is logged */

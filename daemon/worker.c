@@ -419,6 +419,7 @@ worker *worker_start(sink *s, int wake_fd, size_t max_queue_bytes)
     if (!w)
         return NULL;
     w->sink = s;
+    atomic_store(&s->stopping, false);
     w->wake_fd = wake_fd;
     w->flush_every_ms = s->ops->flush_every_ms > 0 ? s->ops->flush_every_ms
                                                    : FLUSH_EVERY_MS;
@@ -449,6 +450,7 @@ void worker_stop(worker *w)
     w->stop = true;
     pthread_cond_signal(&w->cond);
     pthread_mutex_unlock(&w->mu);
+    atomic_store(&w->sink->stopping, true);
     pthread_join(w->thread, NULL);
     w->joined = true;
 }

@@ -44,13 +44,13 @@
 #define COPY_TIMEOUT_MS 60000        /* for a copied table's last acks */
 #define QUEUE_FULL_WAIT_MS 100
 /*
- * A sink's share of the shared producer's queue (librdkafka's defaults:
- * 100,000 messages; ours: 32 MB): a sink whose messages wait on a broker
- * (a topic refused, a partition without a leader) waits at its share
- * instead of filling the queue for every other sink.
+ * A sink's share of the shared producer's queue: a quarter of
+ * queue.buffering.max.messages and .kbytes (25,000 messages and 8 MB by
+ * default). A sink whose messages wait on a broker (a topic refused, a
+ * partition without a leader) waits at its share instead of filling the
+ * queue for every other sink.
  */
-#define SHARE_MSGS 25000
-#define SHARE_BYTES (8 << 20)
+#define SHARE_OF_QUEUE 4
 #define POLL_EVERY 1024          /* messages between polls, if no flush polls */
 #define REPEAT_LOG_MS 10000
 #define SETTLE_POLL_MS 10        /* a settle's look at its own ring */
@@ -91,6 +91,7 @@ typedef struct kprod {
     unsigned refs;           /* under kprods_mu */
     bool registered;         /* under kprods_mu: new sinks may join it */
     atomic_bool broken;      /* failed for good: the next open makes anew */
+    int64_t share_msgs, share_bytes;   /* see SHARE_OF_QUEUE */
     /* The attachments, and their sinks' rings and failures. */
     pthread_mutex_t mu;
     kattach *att;
@@ -154,7 +155,7 @@ typedef struct kafkasink {
     lsn_t ck_want, ck_done;
     bool ck_stop;
     char ck_err[512];        /* the write that failed, if any */
-    /* Produced and not yet reported on: see SHARE_MSGS. */
+    /* Produced and not yet reported on: see SHARE_OF_QUEUE. */
     atomic_int_fast64_t unacked_msgs, unacked_bytes;
     /* Set by callbacks (failure text under kp->mu): the sink is unusable. */
     atomic_bool failed;
@@ -509,6 +510,24 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason,
 static void on_log(const rd_kafka_t *rk, int level, const char *fac,
                    const char *buf);
 
+/* conf's value of a numeric property, or 0. */
+static int64_t conf_number(rd_kafka_conf_t *conf, const char *name)
+{
+    char buf[32];
+    size_t len = sizeof buf;
+    if (rd_kafka_conf_get(conf, name, buf, &len) != RD_KAFKA_CONF_OK)
+        return 0;
+    return strtoll(buf, NULL, 10);
+}
+
+static void set_share(kprod *kp, rd_kafka_conf_t *conf)
+{
+    int64_t msgs = conf_number(conf, "queue.buffering.max.messages");
+    int64_t kbytes = conf_number(conf, "queue.buffering.max.kbytes");
+    kp->share_msgs = msgs > SHARE_OF_QUEUE ? msgs / SHARE_OF_QUEUE : 1;
+    kp->share_bytes = kbytes > 0 ? kbytes * 1024 / SHARE_OF_QUEUE : 1 << 20;
+}
+
 static kprod *kprod_new(const cfg *config, char *err, size_t errlen)
 {
     kprod *kp = calloc(1, sizeof *kp);
@@ -520,6 +539,7 @@ static kprod *kprod_new(const cfg *config, char *err, size_t errlen)
         free(kp);
         return NULL;
     }
+    set_share(kp, conf);
     rd_kafka_conf_set_opaque(conf, kp);
     rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
     rd_kafka_conf_set_error_cb(conf, on_error);
@@ -778,8 +798,8 @@ static bool produce_msg(kafkasink *ks, rd_kafka_topic_t *rkt,
     if (msgflags != RD_KAFKA_MSG_F_FREE || !value)
         msgflags = value ? RD_KAFKA_MSG_F_COPY : 0;
     for (;;) {
-        bool over = atomic_load(&ks->unacked_msgs) >= SHARE_MSGS ||
-                    atomic_load(&ks->unacked_bytes) >= SHARE_BYTES;
+        bool over = atomic_load(&ks->unacked_msgs) >= ks->kp->share_msgs ||
+                    atomic_load(&ks->unacked_bytes) >= ks->kp->share_bytes;
         if (!over && rd_kafka_produce(rkt, partition, msgflags, value, vlen,
                                       key, klen, msg_tag(ks)) == 0) {
             atomic_fetch_add(&ks->unacked_msgs, 1);
@@ -797,6 +817,12 @@ static bool produce_msg(kafkasink *ks, rd_kafka_topic_t *rkt,
             return sink_fail(&ks->base, ks->commit_lsn, "cannot produce to "
                              "topic %s: %s", rd_kafka_topic_name(rkt),
                              rd_kafka_err2str(err));
+        }
+        if (sink_stopping(&ks->base)) {
+            if (msgflags == RD_KAFKA_MSG_F_FREE)
+                free(value);
+            return sink_fail(&ks->base, ks->commit_lsn, "stopped while its "
+                             "messages waited on the broker");
         }
         if (!serve(ks, QUEUE_FULL_WAIT_MS)) {
             if (msgflags == RD_KAFKA_MSG_F_FREE)

@@ -432,3 +432,8 @@ bool sink_loader_fail(sink_loader *l, const char *fmt, ...)
     va_end(ap);
     return false;
 }
+
+bool sink_stopping(sink *s)
+{
+    return atomic_load(s->stop_flag ? s->stop_flag : &s->stopping);
+}

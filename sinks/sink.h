@@ -169,8 +169,18 @@ struct sink {
     atomic_uint_fast64_t rows_applied;
     atomic_uint_fast64_t txns_applied;
     atomic_uint_fast64_t conflicts;
+    /*
+     * Set by its thread's owner when it stops the sink: a call waiting on
+     * something that may take long (a broker) gives up instead. A sink
+     * wrapped in another reads the wrapper's (stop_flag): sink_stopping.
+     */
+    atomic_bool stopping;
+    atomic_bool *stop_flag;
     void *impl;
 };
+
+/* Whether s (or the sink wrapping it) is being stopped. */
+bool sink_stopping(sink *s);
 
 /*
  * A new sink of that kind for a service, not opened yet; NULL when out of

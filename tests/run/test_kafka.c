@@ -50,17 +50,25 @@ static void config_insert(shop_env *env, const char *after, const char *text)
 }
 
 /* Every service publishes to the mock too; `kafka_yaml` adds keys. */
-static void setup(shop_env *env, kt_mock *mock, const char *name, int scale,
-                  const char *kafka_yaml)
+/* Every service with a Kafka target; `props` are kafka.properties. */
+static void setup_props(shop_env *env, kt_mock *mock, const char *name,
+                        int scale, const char *kafka_yaml, const char *props)
 {
     const char *svc = "      kafka: true\n";
     ck_assert(scale ? shop_setup_copy(env, src, tgt, name, scale, NULL, svc)
                     : shop_setup(env, src, tgt, name, NULL, svc));
     char yaml[1024];
     snprintf(yaml, sizeof yaml, "kafka:\n  brokers: \"%s\"\n"
-             "  properties: {message.timeout.ms: \"20000\"}\n%s",
-             kt_mock_bootstrap(mock), kafka_yaml ? kafka_yaml : "");
+             "  properties: {%s}\n%s", kt_mock_bootstrap(mock), props,
+             kafka_yaml ? kafka_yaml : "");
     ck_assert(shop_config_append(env, yaml));
+}
+
+static void setup(shop_env *env, kt_mock *mock, const char *name, int scale,
+                  const char *kafka_yaml)
+{
+    setup_props(env, mock, name, scale, kafka_yaml,
+                "message.timeout.ms: \"20000\"");
 }
 
 static void topic_of(const shop_env *env, const char *table, char *out,
@@ -1154,6 +1162,39 @@ START_TEST(one_topic_refused)
 END_TEST
 
 /*
+ * A partition without a leader keeps its messages in the shared
+ * producer's queue until message.timeout.ms: with a queue of 400
+ * messages, user_service's thousand events for it stop at its share
+ * (100), and order_service's next event is published at once, not after
+ * that timeout (60 s).
+ */
+START_TEST(leaderless_topic_keeps_its_share)
+{
+    shop_env env;
+    char users[256];
+    kt_mock *mock = kt_mock_start(NULL);
+    ck_assert(mock);
+    setup_props(&env, mock, "kshare", 0, NULL, "message.timeout.ms: "
+                "\"60000\", queue.buffering.max.messages: \"400\"");
+    topic_of(&env, "users", users, sizeof users);
+    ck_assert(kt_mock_cmd(mock, "topic %s 1", users));
+    ck_assert(kt_mock_cmd(mock, "leader %s 0 -1", users));
+    ck_assert(shop_start(&env));
+    caught_up_or_abort(&env);
+    ck_assert(pgc_exec(src, env.srcdb, "INSERT INTO users (external_id, "
+                       "email, full_name) SELECT gen_random_uuid(), 'q' || g "
+                       "|| '@x.io', 'Queued' FROM generate_series(1, 1000) g"));
+    double t0 = shop_now_s();
+    insert_marked(src, env.srcdb, "beside a full share");
+    assert_published_once(&env, mock, "beside a full share");
+    double waited = shop_now_s() - t0;
+    ck_assert_msg(waited < 30, "order_service's event waited %.1f s behind "
+                  "user_service's queued ones", waited);
+    stop_cleanly(&env, mock);
+}
+END_TEST
+
+/*
  * The checkpoint is written off the worker's thread, and a write that
  * fails still fails the sink: with state_dir/kafka replaced by a file the
  * Kafka sinks fail, say why in the status, and once the directory is back
@@ -1204,6 +1245,8 @@ int main(void)
     shop_add_case(s, "schemas_for_connect", schemas_for_connect, 300);
     shop_add_case(s, "moved_service_publishes", moved_service_publishes, 300);
     shop_add_case(s, "one_topic_refused", one_topic_refused, 300);
+    shop_add_case(s, "leaderless_topic_keeps_its_share",
+                  leaderless_topic_keeps_its_share, 300);
     shop_add_case(s, "checkpoint_write_fails", checkpoint_write_fails, 300);
     return shop_run_suite(s, tgt_settings, &src, &tgt);
 }
