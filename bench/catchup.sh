@@ -160,7 +160,7 @@ declare -A LOGW=()
 log_warnings() {  # log_warnings SLOT RUN: cleave's warnings and errors since its start
   local w
   w=$(tail -n +"$LOG_FROM" "$T/$1.log" | grep -E 'level=(warning|error)' || true)
-  [ -z "$w" ] || LOGW[$2]="$(echo "$w" | wc -l) warning/error lines, first: $(echo "$w" | head -1 | cut -c1-160)"
+  [ -z "$w" ] || LOGW[$2]="$(echo "$w" | wc -l) warning/error lines, first: $(echo "$w" | sed -n 1p | cut -c1-160)"
 }
 cleave_failed() {  # cleave_failed SLOT WHAT [RUN]: remembers why, prints the log
   local run=${3:-$1}

@@ -242,7 +242,7 @@ check_writes() {
     n=$(( $(comm -23 "$T/$p.ins" "$T/$p.$c.ins" | wc -l) + $(comm -23 "$T/$p.pref" "$T/$p.$c.pref" | wc -l)
           + $(comm -23 "$T/$p.upd" "$T/$p.$c.upd" | wc -l) ))
     out+="${out:+, }$d $n"
-    [ "$n" = 0 ] || comm -23 "$T/$p.ins" "$T/$p.$c.ins" | head -5 | sed "s/^/    missing insert on $d: id /" >&2
+    [ "$n" = 0 ] || comm -23 "$T/$p.ins" "$T/$p.$c.ins" | sed -n 1,5p | sed "s/^/    missing insert on $d: id /" >&2
   done
   LOST[$p]=$out
   LOSTN[$p]=$(( $(tr -cd '0-9 ' <<<"$out" | awk '{ s = 0; for (i = 1; i <= NF; i++) s += $i; print s }') + MISSES[$p] ))

@@ -384,5 +384,5 @@ else
 fi
 [ "$STREAM" = "$ROWS" ] || echo "note: the stream holds $STREAM changes, pg_stat_user_tables counted $ROWS"
 [ -z "$WARN" ] || echo "cleave's log during the catch-up: $(echo "$WARN" | wc -l) warning/error lines," \
-                       "first: $(echo "$WARN" | head -1 | cut -c1-160)"
+                       "first: $(echo "$WARN" | sed -n 1p | cut -c1-160)"
 [ -z "$FAILED" ] || { echo "FAILED:$FAILED"; exit 1; }

@@ -350,7 +350,7 @@ say "pgbench: the other four services write for 8 s"
 new_order="INSERT INTO orders (order_uuid, user_id) VALUES (gen_random_uuid(), 1) RETURNING id"
 try_write() {  # try_write CLUSTER DB: an order written through its sequence, or the error
   { q "$1" "$2" "$new_order" 2>&1 || true; } | { grep -E '^[0-9]+$|ERROR' || true; } |
-    sed 's/^psql:[^E]*//' | head -1
+    sed 's/^psql:[^E]*//' | sed -n 1p
 }
 say "before: order_service_db refuses: $(try_write tgt order_service_db)"
 say "\$ cleave cutover -c $CONF order_service"
@@ -381,7 +381,8 @@ say "order_service's tables are identical on both sides again"
 
 section "Stop cleave (SIGTERM) and what it logged"
 rc=0; stop_cleave || rc=$?
-grep 'event=' "$T/cleave.log" | grep -vE 'event=(feedback|copy_progress|table_copied|copy_done)' | head -24 |
+# sed -n, not head: under pipefail a head that exits first fails the grep with SIGPIPE
+grep 'event=' "$T/cleave.log" | grep -vE 'event=(feedback|copy_progress|table_copied|copy_done)' | sed -n 1,24p |
   sed -E 's/^[0-9-]+T//; s/^/   /' | cut -c1-140   # time of day is enough
 problems=$(grep -cE 'level=(warning|error)' "$T/cleave.log" || true)
 [ "$problems" = 0 ] || say "($problems warning/error lines in cleave's log)"

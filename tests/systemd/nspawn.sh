@@ -126,7 +126,7 @@ in_ct systemctl reload cleave
 [ "$(prop MainPID)" = "$pid" ] && [ "$(prop ActiveState)" = active ] ||
   die "reload: main pid $pid became $(prop MainPID), $(prop ActiveState)"
 echo "reloaded: main pid $pid, still active"
-in_ct systemctl status cleave --no-pager | head -8 | sed 's/^/   /'
+in_ct systemctl status cleave --no-pager | sed -n 1,8p | sed 's/^/   /'
 in_ct systemctl stop cleave
 [ "$(prop Result)/$(prop ExecMainStatus)" = success/0 ] ||
   die "stop: result $(prop Result), exit status $(prop ExecMainStatus)"
