@@ -8,11 +8,17 @@
 
 PGconn *dbconn_connect(const char *dsn, const char *app, dbconn_mode mode)
 {
-    /* The DSN is expanded first: what it says overrides what follows. */
+    /*
+     * The DSN is expanded first: what it says overrides what follows,
+     * except client_encoding, which comes after it (see dbconn.h) and so
+     * holds over the DSN's and PGCLIENTENCODING (and over an options='-c
+     * client_encoding=...', which the server applies before it).
+     */
     const char *keys[] = {"dbname", "fallback_application_name",
+                          "client_encoding",
                           mode == DBCONN_REPLICATION ? "replication" : NULL,
                           NULL};
-    const char *vals[] = {dsn, app, "database", NULL};
+    const char *vals[] = {dsn, app, DBCONN_ENCODING, "database", NULL};
     return PQconnectdbParams(keys, vals, 1);
 }
 

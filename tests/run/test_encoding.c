@@ -1,0 +1,290 @@
+/*
+ * A source and a target of other database encodings (UTF8 and LATIN1,
+ * both ways): the initial copy, in COPY's binary format (`words`) and in
+ * text (`labels`, a domain), and the stream give the same characters on
+ * both sides, compared as UTF8 bytes. A character the target's encoding
+ * cannot hold stops that service with the reason in the status, and the
+ * other service goes on. The test's own connections speak each
+ * database's encoding, so every SQL text here is ASCII (U&'' escapes)
+ * and every comparison is of convert_to(..., 'UTF8').
+ */
+#include <check.h>
+#include <jansson.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tests/support/runcmd.h"
+#include "tests/support/shopenv.h"
+
+static pgc_cluster *src, *tgt;
+
+#define WAIT_S 120
+
+/* café, naïve, Größe (all in LATIN1), in a printf format. */
+#define WORD(g) "(ARRAY[U&'caf\\00E9', U&'na\\00EFve', U&'Gr\\00F6\\00DFe'])" \
+                "[(" g ") %% 3 + 1]"
+
+static const char SCHEMA[] =
+    "CREATE DOMAIN label AS text;"
+    "CREATE TABLE words (id int PRIMARY KEY, t text, vc varchar(40),"
+    "  ta text[], jb jsonb);"
+    "CREATE TABLE labels (id int PRIMARY KEY, l label, t text, ta text[],"
+    "  jb jsonb);"
+    "CREATE TABLE tags (t text, ta text[]);"
+    "ALTER TABLE tags REPLICA IDENTITY FULL;"
+    "CREATE TABLE notes (id int PRIMARY KEY, t text);";
+
+/* Rows lo to hi of each table but notes. */
+static void insert_rows(const shop_env *env, int lo, int hi)
+{
+    char sql[2048];
+    snprintf(sql, sizeof sql,
+             "INSERT INTO words SELECT g, " WORD("g") ", " WORD("g + 1")
+             " || ' ' || g, ARRAY[" WORD("g + 2") ", NULL, ''],"
+             " jsonb_build_object('w', " WORD("g") ", 'a',"
+             " jsonb_build_array(" WORD("g + 1") ", g))"
+             " FROM generate_series(%d, %d) g;"
+             "INSERT INTO labels SELECT id, t, vc, ta, jb FROM words"
+             " WHERE id BETWEEN %d AND %d;"
+             "INSERT INTO tags SELECT t || id, ARRAY[vc] FROM words"
+             " WHERE id BETWEEN %d AND %d;", lo, hi, lo, hi, lo, hi);
+    ck_assert(pgc_exec(env->src, env->srcdb, sql));
+}
+
+static const char UPDATES[] =
+    "UPDATE words SET t = t || U&' \\00E0 la carte',"
+    "  jb = jb || jsonb_build_object('u', U&'\\00FCber') WHERE id % 10 = 0;"
+    "UPDATE labels SET l = l || U&' \\00C6', ta = ta || U&'\\00D8'::text"
+    "  WHERE id % 7 = 0;"
+    "UPDATE tags SET t = U&'Stra\\00DFe ' || t WHERE t LIKE 'caf%1';"
+    "DELETE FROM words WHERE id % 17 = 0;";
+
+/*
+ * The source database (LATIN1 when src_latin1, else the cluster's UTF8),
+ * service `words_svc` (words, labels, tags) into a database LATIN1 when
+ * tgt_latin1, `notes_svc` (notes) into a UTF8 one; the configuration.
+ * The LATIN1 target's DSN asks for client_encoding=LATIN1: a user's
+ * setting cleave must override.
+ */
+static void create_db(pgc_cluster *c, const char *db, bool latin1)
+{
+    char sql[256];
+    snprintf(sql, sizeof sql, "CREATE DATABASE %s ENCODING 'LATIN1' "
+             "LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0", db);
+    ck_assert(latin1 ? pgc_exec(c, "postgres", sql) : pgc_createdb(c, db));
+}
+
+static void setup(shop_env *env, const char *name, bool src_latin1,
+                  bool tgt_latin1)
+{
+    memset(env, 0, sizeof *env);
+    env->src = src;
+    env->tgt = tgt;
+    snprintf(env->name, sizeof env->name, "%s", name);
+    snprintf(env->srcdb, sizeof env->srcdb, "%s_src", name);
+    snprintf(env->dbs[0], sizeof env->dbs[0], "%s_words", name);
+    snprintf(env->dbs[1], sizeof env->dbs[1], "%s_notes", name);
+    snprintf(env->state_dir, sizeof env->state_dir, "%s/state_%s", src->root,
+             name);
+    snprintf(env->config, sizeof env->config, "%s/%s.yaml", src->root, name);
+    snprintf(env->log, sizeof env->log, "%s/%s.log", src->root, name);
+    create_db(src, env->srcdb, src_latin1);
+    ck_assert(pgc_exec(src, env->srcdb, SCHEMA));
+    create_db(tgt, env->dbs[0], tgt_latin1);
+    create_db(tgt, env->dbs[1], false);
+    char *sdsn = pgc_dsn(src, env->srcdb);
+    char *wdsn = pgc_dsn(tgt, env->dbs[0]);
+    char *ndsn = pgc_dsn(tgt, env->dbs[1]);
+    FILE *f = fopen(env->config, "w");
+    ck_assert(f);
+    fprintf(f, "name: %s\nsource:\n  dsn: \"%s\"\nstate_dir: %s\n"
+            "status_socket: %s/status.sock\nlog_level: debug\nservices:\n"
+            "  words_svc:\n    owned_tables: [words, labels, tags]\n"
+            "    target:\n      postgres: \"%s%s\"\n"
+            "  notes_svc:\n    owned_tables: [notes]\n    target:\n"
+            "      postgres: \"%s\"\n", name, sdsn, env->state_dir,
+            env->state_dir, wdsn,
+            tgt_latin1 ? " client_encoding=LATIN1" : "", ndsn);
+    ck_assert(fclose(f) == 0);
+    free(sdsn);
+    free(wdsn);
+    free(ndsn);
+}
+
+/* A table's rows as UTF8 bytes, in byte order, as one digest. */
+static char *digest(const pgc_cluster *c, const char *db, const char *table)
+{
+    char sql[512];
+    snprintf(sql, sizeof sql, "SELECT count(*) || ' ' || coalesce(md5("
+             "string_agg(r, '\\x7c'::bytea ORDER BY r)), '-') FROM (SELECT "
+             "convert_to(x::text, 'UTF8') AS r FROM %s x) s", table);
+    char *v = pgc_query_value(c, db, sql);
+    ck_assert_msg(v != NULL, "%s", sql);
+    return v;
+}
+
+static void assert_same(shop_env *env, int service, const char *table)
+{
+    char *want = digest(src, env->srcdb, table);
+    char *got = digest(tgt, env->dbs[service], table);
+    if (strcmp(want, got) != 0)
+        shop_log_tail(env, 40);
+    ck_assert_msg(strcmp(want, got) == 0, "%s: source %s, target %s", table,
+                  want, got);
+    free(want);
+    free(got);
+}
+
+/* The characters themselves, in the target, where the source put them. */
+static void assert_characters(shop_env *env)
+{
+    char *v = pgc_query_value(tgt, env->dbs[0],
+        "SELECT t = U&'caf\\00E9' AND vc = U&'na\\00EFve 3' AND"
+        " ta[1] = U&'Gr\\00F6\\00DFe' AND jb->>'w' = t AND"
+        " (SELECT l = U&'caf\\00E9' FROM labels WHERE id = 3)"
+        " FROM words WHERE id = 3");
+    ck_assert_msg(v && strcmp(v, "t") == 0, "row 3 reads otherwise in the "
+                  "target: %s", v ? v : "NULL");
+    free(v);
+}
+
+/* Lines of the log saying table was copied in format. */
+static int copied_as(const shop_env *env, const char *table,
+                     const char *format)
+{
+    char want[160];
+    snprintf(want, sizeof want, "table=public.%s ", table);
+    FILE *f = fopen(env->log, "r");
+    char line[4096];
+    int n = 0;
+    while (f && fgets(line, sizeof line, f))
+        n += strstr(line, "event=table_copied") && strstr(line, want) &&
+             strstr(line, format);
+    if (f)
+        fclose(f);
+    return n;
+}
+
+static void assert_all_same(shop_env *env)
+{
+    if (!shop_wait_caught_up(env, WAIT_S)) {
+        shop_log_tail(env, 60);
+        ck_abort_msg("%s: cleave did not catch up", env->name);
+    }
+    assert_same(env, 0, "words");
+    assert_same(env, 0, "labels");
+    assert_same(env, 0, "tags");
+    assert_characters(env);
+}
+
+/* Copied (binary and text), then streamed: the same characters. */
+static void copy_and_stream(shop_env *env)
+{
+    insert_rows(env, 1, 200);
+    ck_assert(shop_start(env));
+    assert_all_same(env);
+    ck_assert_int_eq(copied_as(env, "words", "format=binary"), 1);
+    ck_assert_int_eq(copied_as(env, "labels", "format=text"), 1);
+    insert_rows(env, 201, 260);
+    ck_assert(pgc_exec(src, env->srcdb, UPDATES));
+    assert_all_same(env);
+}
+
+START_TEST(utf8_source_latin1_target)
+{
+    shop_env env;
+    setup(&env, "to_latin1", false, true);
+    copy_and_stream(&env);
+    shop_stop_cleanly(&env);
+}
+END_TEST
+
+START_TEST(latin1_source_utf8_target)
+{
+    shop_env env;
+    setup(&env, "from_latin1", true, false);
+    copy_and_stream(&env);
+    shop_stop_cleanly(&env);
+}
+END_TEST
+
+/* The service's state, and its first sink's last error (or ""). */
+static const char *service_state(json_t *st, const char *service,
+                                 const char **why)
+{
+    size_t i;
+    json_t *svc;
+    *why = "";
+    json_array_foreach(json_object_get(st, "services"), i, svc) {
+        const char *name = json_string_value(json_object_get(svc, "name"));
+        if (!name || strcmp(name, service) != 0)
+            continue;
+        json_t *sink = json_array_get(json_object_get(svc, "sinks"), 0);
+        const char *e = json_string_value(json_object_get(sink, "last_error"));
+        *why = e ? e : "";
+        const char *state = json_string_value(json_object_get(svc, "state"));
+        return state ? state : "";
+    }
+    return "";
+}
+
+/* words_svc in error over the encoding, notes_svc streaming. */
+static bool refused_euro(json_t *st, void *arg)
+{
+    (void)arg;
+    const char *why, *notes_why;
+    return strcmp(service_state(st, "words_svc", &why), "error") == 0 &&
+           strstr(why, "LATIN1") &&
+           strcmp(service_state(st, "notes_svc", &notes_why),
+                  "streaming") == 0;
+}
+
+/*
+ * € and 日本 are not in LATIN1: the LATIN1 target refuses the change
+ * (nothing stored otherwise), its service stops in error saying so, the
+ * other service streams on.
+ */
+START_TEST(unrepresentable_stops_the_service)
+{
+    shop_env env;
+    setup(&env, "no_euro", false, true);
+    insert_rows(&env, 1, 30);
+    ck_assert(shop_start(&env));
+    assert_all_same(&env);
+    ck_assert(pgc_exec(src, env.srcdb, "INSERT INTO words (id, t) VALUES"
+                       " (1000, U&'5 \\20AC'), (1001, U&'\\65E5\\672C')"));
+    ck_assert(pgc_exec(src, env.srcdb,
+                       "INSERT INTO notes VALUES (1, U&'caf\\00E9')"));
+    if (!shop_wait_status(&env, refused_euro, NULL, WAIT_S)) {
+        shop_log_tail(&env, 60);
+        ck_abort_msg("words_svc not in error over LATIN1 while notes_svc "
+                     "streams");
+    }
+    json_t *st = shop_status_json(&env);
+    const char *why;
+    service_state(st, "words_svc", &why);
+    printf("words_svc stopped: %s\n", why);   /* in the test's log */
+    json_decref(st);
+    ck_assert(pgc_wait_until(tgt, env.dbs[1], "SELECT EXISTS (SELECT FROM"
+                             " notes WHERE t = U&'caf\\00E9')", WAIT_S));
+    char *n = pgc_query_value(tgt, env.dbs[0],
+                              "SELECT count(*) FROM words WHERE id >= 1000");
+    ck_assert_str_eq(n ? n : "NULL", "0");
+    free(n);
+    shop_stop_cleanly(&env);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("encoding");
+    shop_add_case(s, "utf8_source_latin1_target", utf8_source_latin1_target,
+                  300);
+    shop_add_case(s, "latin1_source_utf8_target", latin1_source_utf8_target,
+                  300);
+    shop_add_case(s, "unrepresentable_stops_the_service",
+                  unrepresentable_stops_the_service, 300);
+    return shop_run_suite(s, NULL, &src, &tgt);
+}
