@@ -192,11 +192,64 @@ static void copy_and_stream(shop_env *env)
     assert_all_same(env);
 }
 
+/* Whether verify's report has a line "ok SERVICE public.TABLE ...". */
+static bool reported_ok(const char *out, const char *table)
+{
+    char want[64];
+    snprintf(want, sizeof want, " public.%s ", table);
+    for (const char *p = out; *p;) {
+        size_t len = strcspn(p, "\n");
+        const char *at = strstr(p, want);
+        if (strncmp(p, "ok ", 3) == 0 && at && at < p + len)
+            return true;
+        p += len + (p[len] == '\n');
+    }
+    return false;
+}
+
+/* `cleave verify` finds the tables equal, keyed and keyless. */
+static void assert_verified(const shop_env *env)
+{
+    char *argv[] = {(char *)shop_cleave_bin(), "verify", "-c",
+                    (char *)env->config, NULL};
+    rc_result r;
+    ck_assert(rc_run(argv, &r));
+    printf("verify: exit %d\n%s%s", r.status, r.out, r.err);  /* the log */
+    fflush(stdout);
+    ck_assert_msg(r.status == 0, "verify exit %d", r.status);
+    const char *tables[] = {"words", "labels", "tags", "notes"};
+    for (size_t i = 0; i < sizeof tables / sizeof *tables; i++)
+        ck_assert_msg(reported_ok(r.out, tables[i]), "verify: %s not ok",
+                      tables[i]);
+    rc_free(&r);
+}
+
+/* É for é in one row of the LATIN1 target: verify names that row. */
+static void assert_difference_found(const shop_env *env)
+{
+    ck_assert(pgc_exec(tgt, env->dbs[0], "SET session_replication_role = "
+                       "replica; UPDATE words SET t = U&'caf\\00C9'"
+                       " WHERE id = 3"));
+    char *argv[] = {(char *)shop_cleave_bin(), "verify", "-c",
+                    (char *)env->config, NULL};
+    rc_result r;
+    ck_assert(rc_run(argv, &r));
+    printf("verify: exit %d\n%s%s", r.status, r.out, r.err);  /* the log */
+    fflush(stdout);
+    ck_assert_msg(r.status == 3, "verify exit %d, want 3", r.status);
+    ck_assert_msg(strstr(r.out, "different: id=3\n") &&
+                  strstr(r.out, "1 difference(s)"), "verify did not name "
+                  "words id=3 alone");
+    rc_free(&r);
+}
+
 START_TEST(utf8_source_latin1_target)
 {
     shop_env env;
     setup(&env, "to_latin1", false, true);
     copy_and_stream(&env);
+    assert_verified(&env);
+    assert_difference_found(&env);
     shop_stop_cleanly(&env);
 }
 END_TEST
@@ -206,6 +259,7 @@ START_TEST(latin1_source_utf8_target)
     shop_env env;
     setup(&env, "from_latin1", true, false);
     copy_and_stream(&env);
+    assert_verified(&env);
     shop_stop_cleanly(&env);
 }
 END_TEST
