@@ -6,6 +6,22 @@
 
 #include "config/config.h"
 
+/*
+ * A SQL_ASCII server has no encoding: it converts nothing, and checks
+ * every byte it sends a UTF8 client as UTF-8, so that one byte that is
+ * not would end the replication stream for every service, at the same
+ * change each time. Spoken to in SQL_ASCII it passes its bytes on as
+ * they are, and the other side takes them for UTF-8: a target refuses
+ * those that are not, for its service alone.
+ */
+static void raw_if_sql_ascii(PGconn *conn)
+{
+    const char *enc = PQparameterStatus(conn, "server_encoding");
+    if (PQstatus(conn) == CONNECTION_OK && enc &&
+        strcmp(enc, "SQL_ASCII") == 0)
+        PQsetClientEncoding(conn, "SQL_ASCII");   /* fails only with conn */
+}
+
 PGconn *dbconn_connect(const char *dsn, const char *app, dbconn_mode mode)
 {
     /*
@@ -19,7 +35,9 @@ PGconn *dbconn_connect(const char *dsn, const char *app, dbconn_mode mode)
                           mode == DBCONN_REPLICATION ? "replication" : NULL,
                           NULL};
     const char *vals[] = {dsn, app, DBCONN_ENCODING, "database", NULL};
-    return PQconnectdbParams(keys, vals, 1);
+    PGconn *conn = PQconnectdbParams(keys, vals, 1);
+    raw_if_sql_ascii(conn);
+    return conn;
 }
 
 void dbconn_why(const PGconn *conn, const char *dsn, const char *what,

@@ -61,24 +61,26 @@ static const char UPDATES[] =
     "UPDATE tags SET t = U&'Stra\\00DFe ' || t WHERE t LIKE 'caf%1';"
     "DELETE FROM words WHERE id % 17 = 0;";
 
-/*
- * The source database (LATIN1 when src_latin1, else the cluster's UTF8),
- * service `words_svc` (words, labels, tags) into a database LATIN1 when
- * tgt_latin1, `notes_svc` (notes) into a UTF8 one; the configuration.
- * The LATIN1 target's DSN asks for client_encoding=LATIN1: a user's
- * setting cleave must override.
- */
-static void create_db(pgc_cluster *c, const char *db, bool latin1)
+/* A database in `encoding`, or in the cluster's UTF8 when NULL. */
+static void create_db(pgc_cluster *c, const char *db, const char *encoding)
 {
     char sql[256];
-    snprintf(sql, sizeof sql, "CREATE DATABASE %s ENCODING 'LATIN1' "
-             "LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0", db);
-    ck_assert(latin1 ? pgc_exec(c, "postgres", sql) : pgc_createdb(c, db));
+    snprintf(sql, sizeof sql, "CREATE DATABASE %s ENCODING '%s' "
+             "LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0", db,
+             encoding ? encoding : "");
+    ck_assert(encoding ? pgc_exec(c, "postgres", sql) : pgc_createdb(c, db));
 }
 
-static void setup(shop_env *env, const char *name, bool src_latin1,
-                  bool tgt_latin1)
+/*
+ * The source database in src_enc, service `words_svc` (words, labels,
+ * tags) into a database in tgt_enc, `notes_svc` (notes) into a UTF8 one;
+ * the configuration. A LATIN1 target's DSN asks for
+ * client_encoding=LATIN1: a user's setting cleave must override.
+ */
+static void setup(shop_env *env, const char *name, const char *src_enc,
+                  const char *tgt_enc)
 {
+    bool tgt_latin1 = tgt_enc && strcmp(tgt_enc, "LATIN1") == 0;
     memset(env, 0, sizeof *env);
     env->src = src;
     env->tgt = tgt;
@@ -90,10 +92,10 @@ static void setup(shop_env *env, const char *name, bool src_latin1,
              name);
     snprintf(env->config, sizeof env->config, "%s/%s.yaml", src->root, name);
     snprintf(env->log, sizeof env->log, "%s/%s.log", src->root, name);
-    create_db(src, env->srcdb, src_latin1);
+    create_db(src, env->srcdb, src_enc);
     ck_assert(pgc_exec(src, env->srcdb, SCHEMA));
-    create_db(tgt, env->dbs[0], tgt_latin1);
-    create_db(tgt, env->dbs[1], false);
+    create_db(tgt, env->dbs[0], tgt_enc);
+    create_db(tgt, env->dbs[1], NULL);
     char *sdsn = pgc_dsn(src, env->srcdb);
     char *wdsn = pgc_dsn(tgt, env->dbs[0]);
     char *ndsn = pgc_dsn(tgt, env->dbs[1]);
@@ -246,7 +248,7 @@ static void assert_difference_found(const shop_env *env)
 START_TEST(utf8_source_latin1_target)
 {
     shop_env env;
-    setup(&env, "to_latin1", false, true);
+    setup(&env, "to_latin1", NULL, "LATIN1");
     copy_and_stream(&env);
     assert_verified(&env);
     assert_difference_found(&env);
@@ -257,7 +259,7 @@ END_TEST
 START_TEST(latin1_source_utf8_target)
 {
     shop_env env;
-    setup(&env, "from_latin1", true, false);
+    setup(&env, "from_latin1", "LATIN1", NULL);
     copy_and_stream(&env);
     assert_verified(&env);
     shop_stop_cleanly(&env);
@@ -284,15 +286,40 @@ static const char *service_state(json_t *st, const char *service,
     return "";
 }
 
-/* words_svc in error over the encoding, notes_svc streaming. */
-static bool refused_euro(json_t *st, void *arg)
+/* words_svc in error for a reason naming `arg`, notes_svc streaming. */
+static bool words_refused(json_t *st, void *arg)
 {
-    (void)arg;
     const char *why, *notes_why;
     return strcmp(service_state(st, "words_svc", &why), "error") == 0 &&
-           strstr(why, "LATIN1") &&
+           strstr(why, (const char *)arg) &&
            strcmp(service_state(st, "notes_svc", &notes_why),
                   "streaming") == 0;
+}
+
+/*
+ * After rows 1000 on of words that the target must refuse: words_svc
+ * stops in error naming `what`, none of them is stored, and notes_svc
+ * streams on (a row of notes written after them arrives).
+ */
+static void assert_refused(shop_env *env, const char *what)
+{
+    ck_assert(pgc_exec(src, env->srcdb, "INSERT INTO notes VALUES (1, 'on')"));
+    if (!shop_wait_status(env, words_refused, (void *)what, WAIT_S)) {
+        shop_log_tail(env, 60);
+        ck_abort_msg("words_svc not in error over %s while notes_svc "
+                     "streams", what);
+    }
+    json_t *st = shop_status_json(env);
+    const char *why;
+    service_state(st, "words_svc", &why);
+    printf("words_svc stopped: %s\n", why);   /* in the test's log */
+    json_decref(st);
+    ck_assert(pgc_wait_until(tgt, env->dbs[1], "SELECT EXISTS (SELECT FROM"
+                             " notes WHERE t = 'on')", WAIT_S));
+    char *n = pgc_query_value(tgt, env->dbs[0],
+                              "SELECT count(*) FROM words WHERE id >= 1000");
+    ck_assert_str_eq(n ? n : "NULL", "0");
+    free(n);
 }
 
 /*
@@ -303,30 +330,41 @@ static bool refused_euro(json_t *st, void *arg)
 START_TEST(unrepresentable_stops_the_service)
 {
     shop_env env;
-    setup(&env, "no_euro", false, true);
+    setup(&env, "no_euro", NULL, "LATIN1");
     insert_rows(&env, 1, 30);
     ck_assert(shop_start(&env));
     assert_all_same(&env);
     ck_assert(pgc_exec(src, env.srcdb, "INSERT INTO words (id, t) VALUES"
                        " (1000, U&'5 \\20AC'), (1001, U&'\\65E5\\672C')"));
-    ck_assert(pgc_exec(src, env.srcdb,
-                       "INSERT INTO notes VALUES (1, U&'caf\\00E9')"));
-    if (!shop_wait_status(&env, refused_euro, NULL, WAIT_S)) {
+    assert_refused(&env, "LATIN1");
+    shop_stop_cleanly(&env);
+}
+END_TEST
+
+/*
+ * A SQL_ASCII source, which PostgreSQL never converts: UTF-8 bytes in
+ * it reach a LATIN1 target as their characters; a byte that is not UTF-8
+ * is refused there, stopping that service alone (not the stream: the
+ * walsender, asked for UTF8, would refuse to send it to anyone).
+ */
+START_TEST(sql_ascii_source)
+{
+    shop_env env;
+    setup(&env, "raw", "SQL_ASCII", "LATIN1");
+    ck_assert(pgc_exec(src, env.srcdb, "INSERT INTO words (id, t) VALUES"
+                       " (3, E'caf\\xc3\\xa9')"));
+    ck_assert(shop_start(&env));
+    if (!shop_wait_caught_up(&env, WAIT_S)) {
         shop_log_tail(&env, 60);
-        ck_abort_msg("words_svc not in error over LATIN1 while notes_svc "
-                     "streams");
+        ck_abort_msg("raw: cleave did not catch up");
     }
-    json_t *st = shop_status_json(&env);
-    const char *why;
-    service_state(st, "words_svc", &why);
-    printf("words_svc stopped: %s\n", why);   /* in the test's log */
-    json_decref(st);
-    ck_assert(pgc_wait_until(tgt, env.dbs[1], "SELECT EXISTS (SELECT FROM"
-                             " notes WHERE t = U&'caf\\00E9')", WAIT_S));
-    char *n = pgc_query_value(tgt, env.dbs[0],
-                              "SELECT count(*) FROM words WHERE id >= 1000");
-    ck_assert_str_eq(n ? n : "NULL", "0");
-    free(n);
+    char *v = pgc_query_value(tgt, env.dbs[0],
+                              "SELECT t = U&'caf\\00E9' FROM words WHERE id = 3");
+    ck_assert_str_eq(v ? v : "NULL", "t");
+    free(v);
+    ck_assert(pgc_exec(src, env.srcdb, "INSERT INTO words (id, t) VALUES"
+                       " (1000, E'caf\\xe9')"));
+    assert_refused(&env, "UTF8");
     shop_stop_cleanly(&env);
 }
 END_TEST
@@ -340,5 +378,6 @@ int main(void)
                   300);
     shop_add_case(s, "unrepresentable_stops_the_service",
                   unrepresentable_stops_the_service, 300);
+    shop_add_case(s, "sql_ascii_source", sql_ascii_source, 300);
     return shop_run_suite(s, NULL, &src, &tgt);
 }
