@@ -194,6 +194,34 @@ static void copy_and_stream(shop_env *env)
     assert_all_same(env);
 }
 
+/* analyze's encoding item: its status, and its detail names `text`. */
+static void expect_encoding_item(const shop_env *env, const char *status,
+                                 const char *text)
+{
+    char *argv[] = {(char *)shop_cleave_bin(), "analyze", "-c",
+                    (char *)env->config, "--json", NULL};
+    rc_result r;
+    ck_assert(rc_run(argv, &r));
+    json_t *root = json_loads(r.out, 0, NULL);
+    ck_assert_msg(root && r.status == 0, "analyze exit %d: %s", r.status,
+                  r.err);
+    const char *got = "none", *detail = "";
+    size_t i;
+    json_t *item;
+    json_array_foreach(json_object_get(root, "settings"), i, item) {
+        const char *check = json_string_value(json_object_get(item, "check"));
+        if (check && strcmp(check, "encoding") == 0) {
+            got = json_string_value(json_object_get(item, "status"));
+            detail = json_string_value(json_object_get(item, "detail"));
+        }
+    }
+    printf("analyze: encoding %s: %s\n", got, detail);   /* the test's log */
+    ck_assert_str_eq(got, status);
+    ck_assert_msg(strstr(detail, text), "no '%s' in '%s'", text, detail);
+    json_decref(root);
+    rc_free(&r);
+}
+
 /* Whether verify's report has a line "ok SERVICE public.TABLE ...". */
 static bool reported_ok(const char *out, const char *table)
 {
@@ -260,6 +288,7 @@ START_TEST(latin1_source_utf8_target)
 {
     shop_env env;
     setup(&env, "from_latin1", "LATIN1", NULL);
+    expect_encoding_item(&env, "ok", "LATIN1");
     copy_and_stream(&env);
     assert_verified(&env);
     shop_stop_cleanly(&env);
@@ -342,15 +371,17 @@ START_TEST(unrepresentable_stops_the_service)
 END_TEST
 
 /*
- * A SQL_ASCII source, which PostgreSQL never converts: UTF-8 bytes in
- * it reach a LATIN1 target as their characters; a byte that is not UTF-8
- * is refused there, stopping that service alone (not the stream: the
- * walsender, asked for UTF8, would refuse to send it to anyone).
+ * A SQL_ASCII source, which PostgreSQL never converts: analyze warns;
+ * UTF-8 bytes in it reach a LATIN1 target as their characters; a byte
+ * that is not UTF-8 is refused there, stopping that service alone (not
+ * the stream: the walsender, asked for UTF8, would refuse to send it to
+ * anyone).
  */
 START_TEST(sql_ascii_source)
 {
     shop_env env;
     setup(&env, "raw", "SQL_ASCII", "LATIN1");
+    expect_encoding_item(&env, "warn", "SQL_ASCII");
     ck_assert(pgc_exec(src, env.srcdb, "INSERT INTO words (id, t) VALUES"
                        " (3, E'caf\\xc3\\xa9')"));
     ck_assert(shop_start(&env));
