@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tests/support/kafka.h"
 #include "tests/support/runcmd.h"
 #include "tests/support/shopenv.h"
 
@@ -74,11 +75,12 @@ static void create_db(pgc_cluster *c, const char *db, const char *encoding)
 /*
  * The source database in src_enc, service `words_svc` (words, labels,
  * tags) into a database in tgt_enc, `notes_svc` (notes) into a UTF8 one;
- * the configuration. A LATIN1 target's DSN asks for
- * client_encoding=LATIN1: a user's setting cleave must override.
+ * the configuration; words_svc publishes to Kafka instead when `brokers`.
+ * A LATIN1 target's DSN asks for client_encoding=LATIN1: a user's
+ * setting cleave must override.
  */
-static void setup(shop_env *env, const char *name, const char *src_enc,
-                  const char *tgt_enc)
+static void setup_kafka(shop_env *env, const char *name, const char *src_enc,
+                        const char *tgt_enc, const char *brokers)
 {
     bool tgt_latin1 = tgt_enc && strcmp(tgt_enc, "LATIN1") == 0;
     memset(env, 0, sizeof *env);
@@ -104,15 +106,27 @@ static void setup(shop_env *env, const char *name, const char *src_enc,
     fprintf(f, "name: %s\nsource:\n  dsn: \"%s\"\nstate_dir: %s\n"
             "status_socket: %s/status.sock\nlog_level: debug\nservices:\n"
             "  words_svc:\n    owned_tables: [words, labels, tags]\n"
-            "    target:\n      postgres: \"%s%s\"\n"
-            "  notes_svc:\n    owned_tables: [notes]\n    target:\n"
-            "      postgres: \"%s\"\n", name, sdsn, env->state_dir,
-            env->state_dir, wdsn,
-            tgt_latin1 ? " client_encoding=LATIN1" : "", ndsn);
+            "    target:\n", name, sdsn, env->state_dir, env->state_dir);
+    if (brokers)
+        fprintf(f, "      kafka: true\n");
+    else
+        fprintf(f, "      postgres: \"%s%s\"\n", wdsn,
+                tgt_latin1 ? " client_encoding=LATIN1" : "");
+    fprintf(f, "  notes_svc:\n    owned_tables: [notes]\n    target:\n"
+            "      postgres: \"%s\"\n", ndsn);
+    if (brokers)
+        fprintf(f, "kafka:\n  brokers: \"%s\"\n"
+                "  properties: {message.timeout.ms: \"20000\"}\n", brokers);
     ck_assert(fclose(f) == 0);
     free(sdsn);
     free(wdsn);
     free(ndsn);
+}
+
+static void setup(shop_env *env, const char *name, const char *src_enc,
+                  const char *tgt_enc)
+{
+    setup_kafka(env, name, src_enc, tgt_enc, NULL);
 }
 
 /* A table's rows as UTF8 bytes, in byte order, as one digest. */
@@ -400,6 +414,59 @@ START_TEST(sql_ascii_source)
 }
 END_TEST
 
+/* Whether s has U+FFFD, which a byte that was not UTF-8 would have become. */
+static bool has_replacement(const char *s)
+{
+    return s && strstr(s, "\xef\xbf\xbd") != NULL;
+}
+
+/*
+ * A LATIN1 source into Kafka: each event of words, copied (op r) or
+ * streamed (op c), is JSON in UTF-8, as Debezium's, with the source's
+ * characters (é was U+FFFD: the source's LATIN1 byte is not UTF-8).
+ */
+START_TEST(latin1_source_into_kafka)
+{
+    kt_mock *mock = kt_mock_start(NULL);
+    ck_assert(mock);
+    shop_env env;
+    setup_kafka(&env, "k_latin1", "LATIN1", NULL, kt_mock_bootstrap(mock));
+    insert_rows(&env, 1, 30);
+    ck_assert(shop_start(&env));
+    insert_rows(&env, 31, 40);
+    kt_set set = {0};
+    char err[512];
+    bool got = kt_wait_count(kt_mock_bootstrap(mock), "k_latin1.public.words",
+                             40, WAIT_S * 1000, &set, err, sizeof err);
+    if (!got)
+        shop_log_tail(&env, 60);
+    ck_assert_msg(got, "%zu of 40 events of words: %s", set.n, err);
+    int checked = 0;
+    for (size_t i = 0; i < set.n; i++) {
+        json_t *v = json_loadb(set.r[i].value, set.r[i].value_len, 0, NULL);
+        ck_assert_msg(v, "not JSON in UTF-8: %.*s", (int)set.r[i].value_len,
+                      set.r[i].value);
+        ck_assert_msg(!has_replacement(set.r[i].value), "U+FFFD in %s",
+                      set.r[i].value);
+        json_t *after = json_object_get(v, "after");
+        json_int_t id = json_integer_value(json_object_get(after, "id"));
+        const char *t = json_string_value(json_object_get(after, "t"));
+        const char *vc = json_string_value(json_object_get(after, "vc"));
+        if (id == 3 || id == 33) {   /* copied, streamed: both café */
+            ck_assert_str_eq(t ? t : "NULL", "caf\xc3\xa9");
+            ck_assert_str_eq(vc ? vc : "NULL", id == 3 ? "na\xc3\xafve 3"
+                                                        : "na\xc3\xafve 33");
+            checked++;
+        }
+        json_decref(v);
+    }
+    ck_assert_int_eq(checked, 2);
+    kt_set_free(&set);
+    shop_stop_cleanly(&env);
+    ck_assert_int_eq(kt_mock_stop(mock), 0);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("encoding");
@@ -410,5 +477,7 @@ int main(void)
     shop_add_case(s, "unrepresentable_stops_the_service",
                   unrepresentable_stops_the_service, 300);
     shop_add_case(s, "sql_ascii_source", sql_ascii_source, 300);
+    shop_add_case(s, "latin1_source_into_kafka", latin1_source_into_kafka,
+                  300);
     return shop_run_suite(s, NULL, &src, &tgt);
 }
