@@ -640,6 +640,30 @@ static void check_failover(PGconn *conn, const cfg *c, report *r, json_t *list)
     add_setting(r, list, "failover_slot", ok ? "ok" : "block", detail);
 }
 
+/*
+ * The source's encoding. cleave reads and writes UTF8 (dbconn.h) and the
+ * servers convert, but from SQL_ASCII PostgreSQL converts nothing: its
+ * bytes go on as they are and are taken for UTF-8.
+ */
+static void check_encoding(PGconn *conn, report *r, json_t *list)
+{
+    const char *enc = PQparameterStatus(conn, "server_encoding");
+    bool raw = enc && strcmp(enc, "SQL_ASCII") == 0;
+    char detail[512];
+    if (raw)
+        snprintf(detail, sizeof detail, "the source's encoding is SQL_ASCII, "
+                 "which PostgreSQL never converts: its bytes are taken for "
+                 "UTF-8, a target of another encoding refuses those that are "
+                 "not (the service stops), Kafka gets U+FFFD for them, a "
+                 "SQL_ASCII target stores them as they are");
+    else
+        snprintf(detail, sizeof detail, "the source's encoding is %s; cleave "
+                 "speaks UTF8 to every server and each converts: a target "
+                 "of another encoding gets the same characters, and refuses "
+                 "one it cannot hold (the service stops)", enc ? enc : "?");
+    add_setting(r, list, "encoding", raw ? "warn" : "ok", detail);
+}
+
 static bool check_server(PGconn *conn, const cfg *c, report *r)
 {
     PGresult *res = query(conn, SERVER_SQL, NULL);
@@ -682,6 +706,7 @@ static bool check_server(PGconn *conn, const cfg *c, report *r)
                   : "lacks REPLICATION: ALTER ROLE ... WITH REPLICATION");
     add_setting(r, list, "replication_right", repl ? "ok" : "block", detail);
     check_failover(conn, c, r, list);
+    check_encoding(conn, r, list);
     PQclear(res);
     return check_publication(conn, c, r, list);
 }

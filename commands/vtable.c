@@ -14,7 +14,8 @@
  *      ROUNDS rounds while some row is open (see "row by row" below).
  *
  * In the chunk pass a row's hash is hashtextextended of its text (for a
- * keyless table, 60 bits of its md5), and a chunk's is the count and the
+ * keyless table, 60 bits of its md5; between servers of two encodings,
+ * 64 bits of the md5 of its UTF8 bytes), and a chunk's is the count and the
  * sum of those, so it needs no sort and counts a duplicate (keyless
  * tables are multisets). Row by row, md5.
  */
@@ -89,7 +90,8 @@ typedef struct vt {
     size_t nkey;
     size_t *key;             /* indexes into cols, in key order */
     char *collist;           /* c1, c2, ... */
-    char *rowtext;           /* ROW(c1, c2, ...)::text */
+    bool recode;             /* the two servers' encodings differ */
+    char *rowtext;           /* ROW(c1, c2, ...)::text, as UTF8 if recode */
     int buckets;             /* keyless: chunks by md5, a power of 2 */
 } vt;
 
@@ -166,6 +168,13 @@ static PGconn *connect_to(vt *v, const char *dsn, const char *what)
     return c;
 }
 
+/* What the server said at the start ("" if it did not). */
+static const char *server_encoding(const PGconn *c)
+{
+    const char *e = PQparameterStatus(c, "server_encoding");
+    return e ? e : "";
+}
+
 /* Runs sql with text parameters; the result, or NULL after fail(). */
 static PGresult *run(vt *v, PGconn *c, const char *sql, int n,
                      const char *const *params)
@@ -231,7 +240,9 @@ static bool set_names(vt *v, const cfg_table *t)
 
 /*
  * The column list, and ROW(c1, c2, ...)::text: one row's text, the same
- * on both sides.
+ * on both sides. Hashes are of its bytes, in the server's encoding: where
+ * the two encodings differ, of its bytes in UTF8 instead (a bytea), which
+ * every encoding converts to.
  */
 static bool set_rowtext(vt *v)
 {
@@ -243,7 +254,9 @@ static bool set_rowtext(vt *v)
         fprintf(f, "%s%s", i ? ", " : "", v->cols[i]);
     if (fclose(f) != 0)
         return oom(v);
-    if (asprintf(&v->rowtext, "ROW(%s)::text", v->collist) < 0) {
+    if (asprintf(&v->rowtext, v->recode
+                     ? "convert_to(ROW(%s)::text, 'UTF8')" : "ROW(%s)::text",
+                 v->collist) < 0) {
         v->rowtext = NULL;
         return oom(v);
     }
@@ -332,11 +345,15 @@ static bool target_has_columns(vt *v, bool *complete)
  * hash (the one hash partitioning keeps stable across versions), several
  * times cheaper than md5. Should two servers ever hash differently (say,
  * of other byte orders), every chunk differs and goes row by row, where
- * md5 decides: slower, never wrong.
+ * md5 decides: slower, never wrong. Servers of other encodings hash the
+ * row's UTF8 bytes, which only md5 takes (of a bytea): 64 bits of it.
  */
 static void put_hash(FILE *f, const vt *v)
 {
-    fprintf(f, "hashtextextended(%s, 0)", v->rowtext);
+    if (v->recode)
+        fprintf(f, "('x' || left(md5(%s), 16))::bit(64)::bigint", v->rowtext);
+    else
+        fprintf(f, "hashtextextended(%s, 0)", v->rowtext);
 }
 
 /* The bucket of md5 text m. */
@@ -1344,6 +1361,8 @@ void vtable_compare(vtable_env *env, const char *target_dsn,
     vt v = {.env = env, .origin = origin, .out = out};
     v.src = connect_to(&v, env->source_dsn, "the source");
     v.tgt = v.src ? connect_to(&v, target_dsn, "the target") : NULL;
+    v.recode = v.tgt && strcmp(server_encoding(v.src),
+                               server_encoding(v.tgt)) != 0;
     if (v.tgt && set_names(&v, t))
         compare(&v);
     PQfinish(v.src);

@@ -5,9 +5,11 @@
  * Both sessions print values the same way whatever the servers' defaults
  * (DateStyle, TimeZone, extra_float_digits, IntervalStyle, bytea_output,
  * lc_monetary, search_path), so a row's text, and its md5, is the same on
- * both sides when the row is. Key ranges use each key column's own
- * collation on both sides: a target made with another collation for a
- * text key would see other ranges.
+ * both sides when the row is; servers of two encodings hash that text's
+ * UTF8 bytes (slower: md5 where one encoding allows a cheaper hash). Key
+ * ranges use each key column's own collation on both sides: a target made
+ * with another collation for a text key would see other ranges, and so
+ * would one whose encoding orders its characters otherwise.
  */
 #ifndef CLEAVE_COMMANDS_VTABLE_H
 #define CLEAVE_COMMANDS_VTABLE_H

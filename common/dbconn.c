@@ -6,14 +6,38 @@
 
 #include "config/config.h"
 
+/*
+ * A SQL_ASCII server has no encoding: it converts nothing, and checks
+ * every byte it sends a UTF8 client as UTF-8, so that one byte that is
+ * not would end the replication stream for every service, at the same
+ * change each time. Spoken to in SQL_ASCII it passes its bytes on as
+ * they are, and the other side takes them for UTF-8: a target refuses
+ * those that are not, for its service alone.
+ */
+static void raw_if_sql_ascii(PGconn *conn)
+{
+    const char *enc = PQparameterStatus(conn, "server_encoding");
+    if (PQstatus(conn) == CONNECTION_OK && enc &&
+        strcmp(enc, "SQL_ASCII") == 0)
+        PQsetClientEncoding(conn, "SQL_ASCII");   /* fails only with conn */
+}
+
 PGconn *dbconn_connect(const char *dsn, const char *app, dbconn_mode mode)
 {
-    /* The DSN is expanded first: what it says overrides what follows. */
+    /*
+     * The DSN is expanded first: what it says overrides what follows,
+     * except client_encoding, which comes after it (see dbconn.h) and so
+     * holds over the DSN's and PGCLIENTENCODING (and over an options='-c
+     * client_encoding=...', which the server applies before it).
+     */
     const char *keys[] = {"dbname", "fallback_application_name",
+                          "client_encoding",
                           mode == DBCONN_REPLICATION ? "replication" : NULL,
                           NULL};
-    const char *vals[] = {dsn, app, "database", NULL};
-    return PQconnectdbParams(keys, vals, 1);
+    const char *vals[] = {dsn, app, DBCONN_ENCODING, "database", NULL};
+    PGconn *conn = PQconnectdbParams(keys, vals, 1);
+    raw_if_sql_ascii(conn);
+    return conn;
 }
 
 void dbconn_why(const PGconn *conn, const char *dsn, const char *what,

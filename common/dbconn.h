@@ -11,15 +11,27 @@
 
 #include <libpq-fe.h>
 
+/*
+ * Every connection cleave opens speaks UTF8 whatever the DSN or
+ * PGCLIENTENCODING say, so both servers convert: bytes read from a source
+ * in one encoding are never taken as another by a target, a Kafka event
+ * is UTF-8 like Debezium's, and a character the target's encoding cannot
+ * hold is the target's error, not a changed value. A SQL_ASCII server,
+ * which has no encoding, is spoken to in SQL_ASCII: its bytes go on as
+ * they are, taken for UTF-8.
+ */
+#define DBCONN_ENCODING "UTF8"
+
 typedef enum dbconn_mode {
     DBCONN_PLAIN,
     DBCONN_REPLICATION,      /* a walsender for the DSN's database */
 } dbconn_mode;
 
 /*
- * Connects to `dsn` as application `app` (unless the DSN names one) and
- * returns the attempt, good or bad (PQstatus says); NULL only when out of
- * memory.
+ * Connects to `dsn` as application `app` (unless the DSN names one), in
+ * DBCONN_ENCODING (whatever the DSN names; SQL_ASCII to a SQL_ASCII
+ * server), and returns the attempt, good or bad (PQstatus says); NULL
+ * only when out of memory.
  */
 PGconn *dbconn_connect(const char *dsn, const char *app, dbconn_mode mode);
 /* "cannot connect to WHAT (REDACTED DSN): why" for a failed attempt. */

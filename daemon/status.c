@@ -39,6 +39,7 @@
 
 #include "common/clock.h"
 #include "common/backoff.h"
+#include "common/dbconn.h"
 #include "common/log.h"
 
 #define MAX_CLIENTS 64
@@ -565,11 +566,16 @@ static int remaining_ms(int64_t deadline)
  */
 static bool probe_connect(status_server *srv)
 {
-    /* Ours first: the DSN's own settings override them. */
+    /*
+     * Ours first: the DSN's own settings override them; but the encoding
+     * after it, as every connection of cleave's (dbconn.h), so that a
+     * server's error shown in the status is UTF-8 whatever the DSN says.
+     */
     const char *keys[] = {"connect_timeout", "options",
-                          "fallback_application_name", "dbname", NULL};
+                          "fallback_application_name", "dbname",
+                          "client_encoding", NULL};
     const char *vals[] = {"5", "-c statement_timeout=5000",
-                          "cleave status", srv->dsn, NULL};
+                          "cleave status", srv->dsn, DBCONN_ENCODING, NULL};
     srv->conn = PQconnectStartParams(keys, vals, 1);
     if (!srv->conn || PQstatus(srv->conn) == CONNECTION_BAD)
         return false;
