@@ -253,15 +253,21 @@ static bool reported_ok(const char *out, const char *table)
     return false;
 }
 
-/* `cleave verify` finds the tables equal, keyed and keyless. */
-static void assert_verified(const shop_env *env)
+/* `cleave verify` of the configuration, its output in the test's log. */
+static void run_verify(const shop_env *env, rc_result *r)
 {
     char *argv[] = {(char *)shop_cleave_bin(), "verify", "-c",
                     (char *)env->config, NULL};
-    rc_result r;
-    ck_assert(rc_run(argv, &r));
-    printf("verify: exit %d\n%s%s", r.status, r.out, r.err);  /* the log */
+    ck_assert(rc_run(argv, r));
+    printf("verify: exit %d\n%s%s", r->status, r->out, r->err);
     fflush(stdout);
+}
+
+/* `cleave verify` finds the tables equal, keyed and keyless. */
+static void assert_verified(const shop_env *env)
+{
+    rc_result r;
+    run_verify(env, &r);
     ck_assert_msg(r.status == 0, "verify exit %d", r.status);
     const char *tables[] = {"words", "labels", "tags", "notes"};
     for (size_t i = 0; i < sizeof tables / sizeof *tables; i++)
@@ -276,12 +282,8 @@ static void assert_difference_found(const shop_env *env)
     ck_assert(pgc_exec(tgt, env->dbs[0], "SET session_replication_role = "
                        "replica; UPDATE words SET t = U&'caf\\00C9'"
                        " WHERE id = 3"));
-    char *argv[] = {(char *)shop_cleave_bin(), "verify", "-c",
-                    (char *)env->config, NULL};
     rc_result r;
-    ck_assert(rc_run(argv, &r));
-    printf("verify: exit %d\n%s%s", r.status, r.out, r.err);  /* the log */
-    fflush(stdout);
+    run_verify(env, &r);
     ck_assert_msg(r.status == 3, "verify exit %d, want 3", r.status);
     ck_assert_msg(strstr(r.out, "different: id=3\n") &&
                   strstr(r.out, "1 difference(s)"), "verify did not name "
