@@ -14,6 +14,7 @@ struct journal {
     const cfg *config;
     char *path;
     journal_entry *e;
+    json_t **moved;          /* per service: a completed move's tables */
 };
 
 static const char *const dir_names[] = {"forward", "reverse", "complete"};
@@ -63,8 +64,12 @@ static bool load(journal *j, char *err, size_t errlen)
     json_t *svcs = json_object_get(doc, "services");
     for (size_t i = 0; i < j->config->n_services; i++) {
         json_t *o = json_object_get(svcs, j->config->services[i].name);
-        if (o)
-            load_entry(&j->e[i], o);
+        if (!o)
+            continue;
+        load_entry(&j->e[i], o);
+        json_t *moved = json_object_get(o, "moved_tables");
+        if (json_is_array(moved))
+            j->moved[i] = json_incref(moved);
     }
     json_decref(doc);
     return true;
@@ -74,7 +79,8 @@ journal *journal_open(const cfg *config, char *err, size_t errlen)
 {
     journal *j = calloc(1, sizeof *j);
     if (!j || asprintf(&j->path, "%s/moves.json", config->state_dir) < 0 ||
-        !(j->e = calloc(config->n_services + 1, sizeof *j->e))) {
+        !(j->e = calloc(config->n_services + 1, sizeof *j->e)) ||
+        !(j->moved = calloc(config->n_services + 1, sizeof *j->moved))) {
         snprintf(err, errlen, "out of memory");
         if (j)
             j->path = NULL;
@@ -95,8 +101,12 @@ void journal_free(journal *j)
 {
     if (!j)
         return;
+    for (size_t i = 0; j->moved && j->config && i < j->config->n_services;
+         i++)
+        json_decref(j->moved[i]);
     free(j->path);
     free(j->e);
+    free(j->moved);
     free(j);
 }
 
@@ -105,12 +115,64 @@ journal_entry journal_get(const journal *j, size_t svc)
     return j->e[svc];
 }
 
-static json_t *entry_json(const journal_entry *e)
+static json_t *entry_json(const journal_entry *e, json_t *moved)
 {
-    return json_pack("{s:s, s:s, s:s, s:o}", "direction", dir_names[e->dir],
-                     "move", move_names[e->move], "step", step_names[e->step],
-                     "pause_ms", e->pause_ms >= 0 ? json_real(e->pause_ms)
-                                                  : json_null());
+    json_t *o = json_pack("{s:s, s:s, s:s, s:o}", "direction",
+                          dir_names[e->dir], "move", move_names[e->move],
+                          "step", step_names[e->step], "pause_ms",
+                          e->pause_ms >= 0 ? json_real(e->pause_ms)
+                                           : json_null());
+    if (o && moved && json_object_set(o, "moved_tables", moved) != 0) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
+}
+
+/* svc's owned tables as [{"schema": S, "table": T}, ...]; NULL: no memory. */
+static json_t *owned_json(const cfg_service *s)
+{
+    json_t *a = json_array();
+    for (size_t k = 0; a && k < s->n_owned; k++)
+        if (json_array_append_new(a, json_pack("{s:s, s:s}", "schema",
+                                               s->owned[k].schema, "table",
+                                               s->owned[k].name)) != 0) {
+            json_decref(a);
+            a = NULL;
+        }
+    return a;
+}
+
+static bool was_moved(json_t *moved, const cfg_table *t)
+{
+    size_t k;
+    json_t *rec;
+    json_array_foreach(moved, k, rec) {
+        const char *s = json_string_value(json_object_get(rec, "schema"));
+        const char *n = json_string_value(json_object_get(rec, "table"));
+        if (s && n && strcmp(s, t->schema) == 0 && strcmp(n, t->name) == 0)
+            return true;
+    }
+    return false;
+}
+
+const cfg_table *journal_not_moved(const journal *j, size_t svc, char *why,
+                                   size_t len)
+{
+    const cfg_service *s = &j->config->services[svc];
+    const cfg_table *t = NULL;
+    for (size_t k = 0; !t && j->e[svc].dir == JOURNAL_COMPLETE &&
+                       j->moved[svc] && k < s->n_owned; k++)
+        if (!was_moved(j->moved[svc], &s->owned[k]))
+            t = &s->owned[k];
+    if (t)
+        snprintf(why, len, "%s.%s was given to %s after its move was "
+                 "complete: cleave cannot move another table into it (its "
+                 "database is the only writer of what moved), and copies "
+                 "none; take the table out of its owned_tables, or give it "
+                 "to a service whose move is not complete", t->schema,
+                 t->name, s->name);
+    return t;
 }
 
 static char *render(const journal *j)
@@ -118,7 +180,7 @@ static char *render(const journal *j)
     json_t *svcs = json_object();
     for (size_t i = 0; svcs && i < j->config->n_services; i++)
         if (json_object_set_new(svcs, j->config->services[i].name,
-                                entry_json(&j->e[i])) != 0) {
+                                entry_json(&j->e[i], j->moved[i])) != 0) {
             json_decref(svcs);
             svcs = NULL;
         }
@@ -132,13 +194,23 @@ bool journal_set(journal *j, size_t svc, journal_entry e, char *err,
                  size_t errlen)
 {
     journal_entry old = j->e[svc];
+    json_t *old_moved = j->moved[svc];
+    bool completing = e.dir == JOURNAL_COMPLETE && old.dir != JOURNAL_COMPLETE;
     j->e[svc] = e;
-    char *text = render(j);
+    if (completing)
+        j->moved[svc] = owned_json(&j->config->services[svc]);
+    char *text = completing && !j->moved[svc] ? NULL : render(j);
     bool ok = text && statefile_write(j->path, text, strlen(text), err, errlen);
     if (!text)
         snprintf(err, errlen, "out of memory");
-    if (!ok)
+    if (!ok) {
         j->e[svc] = old;
+        if (completing)
+            json_decref(j->moved[svc]);
+        j->moved[svc] = old_moved;
+    } else if (completing) {
+        json_decref(old_moved);
+    }
     free(text);
     return ok;
 }

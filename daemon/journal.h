@@ -6,6 +6,8 @@
  * A step is written (and fsynced) before it takes effect. What a step
  * did on the databases is then read back from the fences themselves:
  * the journal says what was under way, the fences what was committed.
+ * A completed move also keeps the tables it moved, so a table given to
+ * the service afterwards is told apart without a database.
  * Only the mover's thread writes; the status server reads copies through
  * the mover.
  */
@@ -52,9 +54,22 @@ journal *journal_open(const cfg *config, char *err, size_t errlen);
 void journal_free(journal *j);
 
 journal_entry journal_get(const journal *j, size_t svc);
-/* Records and saves at once; false with err when it cannot be saved. */
+/*
+ * Records and saves at once; false with err when it cannot be saved.
+ * Entering JOURNAL_COMPLETE records the service's owned tables too, in
+ * the same write, as the tables its move switched (`complete` refuses
+ * while one of them is not).
+ */
 bool journal_set(journal *j, size_t svc, journal_entry e, char *err,
                  size_t errlen);
+/*
+ * The first of svc's owned tables (config order) that its completed move
+ * did not switch: given to it since, so refused. NULL when none, when the
+ * move is not complete, or when the journal does not say which tables it
+ * moved. With a table, `why` (len > 0) says so and what to do.
+ */
+const cfg_table *journal_not_moved(const journal *j, size_t svc, char *why,
+                                   size_t len);
 
 const char *journal_dir_name(journal_dir d);
 const char *journal_move_name(journal_move m);

@@ -31,10 +31,12 @@ struct monitor {
     atomic_uint_least64_t *pos;
     atomic_bool *pending;
     double started, last_sample;
-    pthread_mutex_t mu;          /* the rate samples, the source's error */
+    pthread_mutex_t mu;          /* the rate samples, the errors below */
     rate *rates;
     char source_error[sizeof ((status_snapshot *)0)->last_error];
     int64_t source_error_time;
+    char **refused;              /* per service: why, or NULL */
+    int64_t *refused_time;       /* Unix seconds */
 };
 
 static double mono_s(void)
@@ -54,7 +56,11 @@ monitor *monitor_new(const cfg *config, const fanout *fo, syncstate *ss)
     m->pos = calloc(k, sizeof *m->pos);
     m->pending = calloc(k, sizeof *m->pending);
     m->rates = calloc(k, sizeof *m->rates);
-    if (!m->pos || !m->pending || !m->rates) {
+    size_t nsvc = config->n_services ? config->n_services : 1;
+    m->refused = calloc(nsvc, sizeof *m->refused);
+    m->refused_time = calloc(nsvc, sizeof *m->refused_time);
+    if (!m->pos || !m->pending || !m->rates || !m->refused ||
+        !m->refused_time) {
         monitor_free(m);
         return NULL;
     }
@@ -71,8 +77,13 @@ void monitor_free(monitor *m)
 {
     if (!m)
         return;
-    if (m->rates)
+    if (m->config)   /* set with the mutex, once every allocation worked */
         pthread_mutex_destroy(&m->mu);
+    for (size_t i = 0; m->refused && m->config && i < m->config->n_services;
+         i++)
+        free(m->refused[i]);
+    free(m->refused);
+    free(m->refused_time);
     free(m->pos);
     free(m->pending);
     free(m->rates);
@@ -82,6 +93,16 @@ void monitor_free(monitor *m)
 void monitor_set_initsync(monitor *m, const initsync *is)
 {
     atomic_store(&m->is, is);
+}
+
+void monitor_refuse(monitor *m, size_t svc, const char *why)
+{
+    char *copy = strdup(why);
+    pthread_mutex_lock(&m->mu);
+    free(m->refused[svc]);
+    m->refused[svc] = copy;
+    m->refused_time[svc] = (int64_t)time(NULL);
+    pthread_mutex_unlock(&m->mu);
 }
 
 /* Once a second: each sink's rows, for the rate over the last 10 s. */
@@ -153,9 +174,23 @@ static size_t service_index(monitor *m, size_t i)
     return (size_t)(fanout_sink(m->fo, i)->service - m->config->services);
 }
 
+/* The service's refusal, if it is refused: it stands above any error. */
+static bool refusal(monitor *m, size_t svc, char *buf, size_t len,
+                    int64_t *when)
+{
+    pthread_mutex_lock(&m->mu);
+    bool refused = m->refused[svc] != NULL;
+    if (refused) {
+        snprintf(buf, len, "%s", m->refused[svc]);
+        *when = m->refused_time[svc];
+    }
+    pthread_mutex_unlock(&m->mu);
+    return refused;
+}
+
 /*
- * The sink's last error, its worker's or its service's initial sync's,
- * whichever came last; true while either still stands.
+ * The sink's last error: its service's refusal, else its worker's or its
+ * service's initial sync's, whichever came last; true while one stands.
  */
 static bool last_error(monitor *m, size_t i, const fanout_figures *f,
                        char *buf, size_t len, int64_t *when,
@@ -174,7 +209,8 @@ static bool last_error(monitor *m, size_t i, const fanout_figures *f,
         snprintf(buf, len, "%s", sync_error);
         *when = sync_when;
     }
-    return syncing || f->failed;
+    bool refused = refusal(m, service_index(m, i), buf, len, when);
+    return refused || syncing || f->failed;
 }
 
 /*

@@ -28,6 +28,11 @@ monitor *monitor_new(const cfg *config, const fanout *fo, syncstate *ss);
 void monitor_free(monitor *m);
 /* The initial sync, once started (for copy progress). */
 void monitor_set_initsync(monitor *m, const initsync *is);
+/*
+ * Service svc is refused for as long as cleave runs: its sinks show in
+ * error with `why` (cut to fit the status). Any thread.
+ */
+void monitor_refuse(monitor *m, size_t svc, const char *why);
 
 /* From the loop, every turn: cheap. st may be NULL before streaming. */
 void monitor_publish(monitor *m, bool connected, const stream *st,

@@ -153,6 +153,12 @@ bool mover_complete(const mover *m, size_t svc)
     return journal_get(m->jr, svc).dir == JOURNAL_COMPLETE;
 }
 
+const cfg_table *mover_given_after_complete(const mover *m, size_t svc,
+                                            char *why, size_t len)
+{
+    return journal_not_moved(m->jr, svc, why, len);
+}
+
 /*
  * A moved service's owned tables that the shared database does not
  * fence: given to it after its cut-over, their writes still go there, so

@@ -47,6 +47,12 @@ bool mover_recover(mover *m);
 bool mover_reverse(const mover *m, size_t svc);
 /* Service svc's move is complete: nothing of it is streamed any more. */
 bool mover_complete(const mover *m, size_t svc);
+/*
+ * The first owned table of a completed service that its move did not
+ * switch (given to it since, refused), or NULL; `why` says so.
+ */
+const cfg_table *mover_given_after_complete(const mover *m, size_t svc,
+                                            char *why, size_t len);
 /* svc's reverse stream's configuration, made once and kept. */
 const cfg *mover_reverse_cfg(mover *m, size_t svc);
 

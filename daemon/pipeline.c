@@ -150,6 +150,21 @@ static bool add_sinks(pipeline *p)
     return true;
 }
 
+/*
+ * A completed service's copy stays finished: a table given to it since
+ * (refused, see mover_given_after_complete) would otherwise be copied
+ * into a database whose writes are the service's own, and never
+ * streamed. Before the sinks open, so none holds its stream for it.
+ */
+static bool keep_left_finished(pipeline *p, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < p->config->n_services; i++)
+        if (source_left(p->src, i) && !syncstate_finished(p->sync, i) &&
+            !syncstate_set_finished(p->sync, i, true, err, errlen))
+            return false;
+    return true;
+}
+
 bool pipeline_open(pipeline *p)
 {
     char err[1024];
@@ -158,7 +173,7 @@ bool pipeline_open(pipeline *p)
         clean_hold_dir(p->hold_dir);
     p->sync = syncstate_open(p->config, p->settings->slot, p->created != NULL,
                              err, sizeof err);
-    if (!p->sync) {
+    if (!p->sync || !keep_left_finished(p, err, sizeof err)) {
         log_error("event=state_failed error=\"%s\"", err);
         return false;
     }

@@ -56,7 +56,10 @@ bool pipeline_starting(const pipeline *p);
  * holds the rows). False when the state cannot be saved (logged).
  */
 bool pipeline_skip_copy(pipeline *p);
-/* Service svc's move is complete: its tables stay out of the publication. */
+/*
+ * Service svc's move is complete: its tables stay out of the publication,
+ * and from the next pipeline_open on nothing is copied into it either.
+ */
 void pipeline_leave(pipeline *p, size_t svc);
 /* Starts the initial sync (the services not copied yet). */
 bool pipeline_start_copy(pipeline *p);

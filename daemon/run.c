@@ -508,6 +508,26 @@ static void shutdown_all(runner *d)
     mover_free(d->mv);
 }
 
+/*
+ * A table given to a service after its move was complete: refused, and
+ * said once per start. Nothing is copied (pipeline_leave): the service's
+ * database is the only writer of what moved and the forward stream
+ * carries nothing of it any more, so a copy would go stale unseen. The
+ * other services go on.
+ */
+static void refuse_given_after_complete(runner *d, size_t svc)
+{
+    const cfg_service *s = &d->config->services[svc];
+    char why[STATUS_ERROR_MAX];
+    const cfg_table *t = mover_given_after_complete(d->mv, svc, why,
+                                                    sizeof why);
+    if (!t)
+        return;
+    log_error("event=table_refused service=%s table=%s.%s reason=\"%s\"",
+              s->name, t->schema, t->name, why);
+    monitor_refuse(d->mons[0], svc, why);
+}
+
 /* The move journal first: it decides which reverse streams run. */
 static bool add_pipelines(runner *d)
 {
@@ -528,6 +548,8 @@ static bool add_pipelines(runner *d)
                              pipeline_syncstate(d->pipes[0]));
     if (!d->mons[0])
         return false;
+    for (size_t i = 0; i < d->config->n_services; i++)
+        refuse_given_after_complete(d, i);
     for (size_t i = 0; i < d->config->n_services; i++)
         if (mover_reverse(d->mv, i) && !add_reverse(d, i))
             return false;

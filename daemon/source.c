@@ -130,9 +130,14 @@ void source_leave(source *src, size_t svc)
     atomic_store(&src->left[svc], true);
 }
 
+bool source_left(const source *src, size_t svc)
+{
+    return atomic_load(&src->left[svc]);
+}
+
 static bool publishes(source *src, size_t svc)
 {
-    return !atomic_load(&src->left[svc]);
+    return !source_left(src, svc);
 }
 
 static char *table_list(source *src)

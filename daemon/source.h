@@ -40,6 +40,8 @@ bool source_prepare(source *src, snap_stop_fn *stop, void *stop_arg, char *err,
  * publication again (the move took them out). Any thread.
  */
 void source_leave(source *src, size_t svc);
+/* Whether service svc left (source_leave). Any thread. */
+bool source_left(const source *src, size_t svc);
 /* The snapshot of the slot prepare created (yours), or NULL. */
 snap *source_take_snapshot(source *src);
 /* The protocol version agreed with this server (after prepare). */

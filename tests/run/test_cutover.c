@@ -455,23 +455,38 @@ START_TEST(hostile_names)
 }
 END_TEST
 
-/* The configuration with `table` added to order_service's owned tables. */
-static void own_one_more(shop_env *env, const char *table)
+/* The whole configuration file, malloc'd, to put back later. */
+static char *config_text(const shop_env *env)
 {
     FILE *f = fopen(env->config, "r");
     ck_assert(f != NULL);
-    static char text[16384], out[16384];
-    size_t n = fread(text, 1, sizeof text - 1, f);
+    char *text = calloc(1, 16384);
+    ck_assert(text != NULL);
+    size_t n = fread(text, 1, 16383, f);
     fclose(f);
     text[n] = '\0';
+    return text;
+}
+
+static void put_config(const shop_env *env, const char *text)
+{
+    FILE *f = fopen(env->config, "w");
+    ck_assert(f != NULL);
+    fputs(text, f);
+    ck_assert(fclose(f) == 0);
+}
+
+/* The configuration with `table` added to order_service's owned tables. */
+static void own_one_more(shop_env *env, const char *table)
+{
+    char *text = config_text(env);
+    static char out[16384];
     const char *at = strstr(text, "shipping_addresses]");
     ck_assert(at != NULL);
     snprintf(out, sizeof out, "%.*sshipping_addresses, %s%s",
              (int)(at - text), text, table, at + strlen("shipping_addresses"));
-    f = fopen(env->config, "w");
-    ck_assert(f != NULL);
-    fputs(out, f);
-    ck_assert(fclose(f) == 0);
+    free(text);
+    put_config(env, out);
 }
 
 /* Waits until the query gives "t" on both sides. */
@@ -557,6 +572,127 @@ START_TEST(table_added_after_cutover)
 }
 END_TEST
 
+/* order_service's PostgreSQL sink's last error, malloc'd, or NULL. */
+static char *orders_error(json_t *st)
+{
+    size_t i, j;
+    json_t *svc, *k;
+    json_array_foreach(json_object_get(st, "services"), i, svc) {
+        const char *n = json_string_value(json_object_get(svc, "name"));
+        if (!n || strcmp(n, shop_services[ORDERS]) != 0)
+            continue;
+        json_array_foreach(json_object_get(svc, "sinks"), j, k) {
+            const char *why = json_string_value(json_object_get(k, "last_error"));
+            const char *kind = json_string_value(json_object_get(k, "kind"));
+            if (why && kind && strcmp(kind, "postgres") == 0)
+                return strdup(why);
+        }
+    }
+    return NULL;
+}
+
+/* order_service in error, its reason naming the table in arg. */
+static bool refused_naming(json_t *st, void *arg)
+{
+    const char *state = NULL;
+    char *why = orders_error(st);
+    size_t i;
+    json_t *svc;
+    json_array_foreach(json_object_get(st, "services"), i, svc) {
+        const char *n = json_string_value(json_object_get(svc, "name"));
+        if (n && strcmp(n, shop_services[ORDERS]) == 0)
+            state = json_string_value(json_object_get(svc, "state"));
+    }
+    bool refused = state && strcmp(state, "error") == 0 && why &&
+                   strstr(why, arg) != NULL;
+    free(why);
+    return refused;
+}
+
+/*
+ * A table given to order_service after its move is complete (cleave
+ * stopped, the configuration edited, started again): refused, since the
+ * service's database is the only writer of what moved and nothing
+ * streams into it any more. Status shows order_service in error naming
+ * the table and what to do, the log says it once, `cleave check` says it
+ * from state_dir, nothing is copied into order_service's database, the
+ * other services stream on; taking the table out of the configuration
+ * again clears the error.
+ */
+START_TEST(table_added_after_complete)
+{
+    shop_env env;
+    shop_start_caught_up(&env, src, tgt, "cut_done_added", WAIT_S);
+    const char *svcdb = env.dbs[ORDERS];
+    ck_assert(pgc_exec(src, env.srcdb, "CREATE TABLE order_notes (id bigint "
+                       "PRIMARY KEY, body text); INSERT INTO order_notes "
+                       "SELECT g, 'note ' || g FROM generate_series(1, 50) g"));
+    move_ok(&env, "cutover");
+    rc_result r;
+    ck_assert_int_eq(move(&env, "complete", "--yes", NULL, &r), 0);
+    rc_free(&r);
+    ck_assert_int_eq(shop_stop(&env, SIGTERM, 60), 0);
+    char *before = config_text(&env);
+    own_one_more(&env, "order_notes");
+    /* check tells it from state_dir, before cleave starts. */
+    char *check[] = {(char *)shop_cleave_bin(), "check", "-c", env.config,
+                     NULL};
+    ck_assert(rc_run(check, &r));
+    ck_assert_msg(r.status == 78 && strstr(r.err, "public.order_notes") &&
+                  strstr(r.err, "complete"), "check exited %d: %s%s",
+                  r.status, r.out, r.err);
+    rc_free(&r);
+    long mark = shop_log_size(&env);
+    ck_assert(shop_start(&env));
+    if (!shop_wait_status(&env, refused_naming, "public.order_notes",
+                          WAIT_S)) {
+        shop_log_tail(&env, 60);
+        ck_abort_msg("order_service is not in error naming order_notes");
+    }
+    json_t *st = shop_status_json(&env);
+    char *why = st ? orders_error(st) : NULL;
+    json_decref(st);
+    ck_assert_msg(why && strstr(why, "complete") && strstr(why, "owned_tables"),
+                  "the reason does not say why and what to do: %s", why);
+    free(why);
+    assert_direction(&env, "\"complete\"");
+    const char *absent = "SELECT to_regclass('public.order_notes') IS NULL";
+    char *none = pgc_query_value(tgt, svcdb, absent);
+    ck_assert_msg(none && strcmp(none, "t") == 0, "order_notes was created in "
+                  "%s", svcdb);
+    free(none);
+    /* The others stream on: user_service gets a write made now. */
+    assert_written(src, env.srcdb, "UPDATE users SET display_name = 'after' "
+                   "WHERE id = 4");
+    ck_assert_msg(pgc_wait_until(tgt, env.dbs[0], "SELECT display_name = "
+                  "'after' FROM users WHERE id = 4", WAIT_S),
+                  "user_service stopped streaming beside the refusal");
+    ck_assert_int_eq(shop_log_count(&env, "event=table_refused service="
+                                    "order_service table=public.order_notes",
+                                    mark), 1);
+    assert_written(tgt, svcdb, new_order);
+    /* Taken out again: no refusal, every service streams. */
+    ck_assert_int_eq(shop_stop(&env, SIGTERM, 60), 0);
+    put_config(&env, before);
+    free(before);
+    ck_assert(rc_run(check, &r));
+    ck_assert_msg(r.status == 0, "check exited %d: %s", r.status, r.err);
+    rc_free(&r);
+    mark = shop_log_size(&env);
+    ck_assert(shop_start(&env));
+    if (!shop_wait_caught_up(&env, WAIT_S)) {
+        shop_log_tail(&env, 60);
+        ck_abort_msg("not caught up once order_notes was taken out");
+    }
+    ck_assert_int_eq(shop_log_count(&env, "event=table_refused", mark), 0);
+    assert_direction(&env, "\"complete\"");
+    none = pgc_query_value(tgt, svcdb, absent);
+    ck_assert(none && strcmp(none, "t") == 0);
+    free(none);
+    shop_stop_cleanly(&env);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("cutover");
@@ -568,6 +704,8 @@ int main(void)
     shop_add_case(s, "hostile_names", hostile_names, 300);
     shop_add_case(s, "queued_writer_fenced", queued_writer_fenced, 300);
     shop_add_case(s, "table_added_after_cutover", table_added_after_cutover,
+                  300);
+    shop_add_case(s, "table_added_after_complete", table_added_after_complete,
                   300);
     /* Killed runs leave sessions holding origins until they notice. */
     static const char *const tgt_settings[] = {"max_replication_slots = 64",
