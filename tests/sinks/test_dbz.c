@@ -1248,6 +1248,26 @@ START_TEST(test_out_values)
 }
 END_TEST
 
+/*
+ * Every byte value at every place of a text longer than the writer's
+ * 8-byte look at plain runs: escaped, kept or replaced as jansson does.
+ */
+START_TEST(test_out_strings)
+{
+    char text[21];
+    dbz_out o = {0};
+    for (int b = 1; b < 256; b++)
+        for (size_t at = 0; at < sizeof text - 1; at++) {
+            memset(text, 'a', sizeof text - 1);
+            text[at] = (char)b;
+            check_out_value(&o, NULL, TEXT, -1, text, sizeof text - 1, 't');
+            text[sizeof text - 2] = '\xC3';   /* and a truncated sequence */
+            check_out_value(&o, NULL, TEXT, -1, text, sizeof text - 1, 't');
+        }
+    dbz_out_free(&o);
+}
+END_TEST
+
 /* Keys and whole envelopes, with and without transaction metadata. */
 START_TEST(test_out_events)
 {
@@ -1334,6 +1354,7 @@ static Suite *dbz_suite(void)
     tcase_add_test(tc, test_shop_event);
     tcase_add_test(tc, test_hostile_typed);
     tcase_add_test(tc, test_out_values);
+    tcase_add_test(tc, test_out_strings);
     tcase_add_test(tc, test_out_events);
     suite_add_tcase(s, tc);
     return s;
