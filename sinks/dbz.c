@@ -516,10 +516,59 @@ static char *dbz_two_out(char *p, int v)
  * is no timestamp (its text is the value then). Formatted by hand: this
  * runs for every timestamp column of every event.
  */
+static bool dbz_is_digit(char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+/* The number in s's n digits (checked by the caller). */
+static int dbz_num(const char *s, size_t n)
+{
+    int v = 0;
+    for (size_t i = 0; i < n; i++)
+        v = v * 10 + (s[i] - '0');
+    return v;
+}
+
+/*
+ * dbz_iso of a timestamp as PostgreSQL writes it in UTC: "2024-01-31
+ * 09:00:00.5", with "+00" after it when it has a time zone. Its isostring
+ * is its own text with 'T' and 'Z', no conversion needed; 0 for any other
+ * text (dbz_iso's general way then).
+ */
+static size_t dbz_iso_utc(const char *s, size_t n, bool tz, char *buf)
+{
+    static const char shape[] = "dddd-dd-dd dd:dd:dd";
+    size_t end = n - (tz ? 3 : 0), i;
+    int year, mon, day;
+    if (n < 19 + (tz ? 3u : 0u) || end > 29 ||
+        (tz && memcmp(s + end, "+00", 3) != 0) ||
+        (end > 19 && (s[19] != '.' || end == 20)))
+        return 0;
+    for (i = 0; i < end; i++)
+        if (i < 19 && shape[i] != 'd' ? s[i] != shape[i]
+                                      : i != 19 && !dbz_is_digit(s[i]))
+            return 0;
+    year = dbz_num(s, 4);
+    mon = dbz_num(s + 5, 2);
+    day = dbz_num(s + 8, 2);
+    if (year < 1 || mon < 1 || mon > 12 || day < 1 ||
+        day > dbz_month_days(year, mon) || dbz_num(s + 11, 2) > 23 ||
+        dbz_num(s + 14, 2) > 59 || dbz_num(s + 17, 2) > 59)
+        return 0;
+    memcpy(buf, s, end);
+    buf[10] = 'T';
+    buf[end] = 'Z';
+    return end + 1;
+}
+
 static size_t dbz_iso(const char *s, size_t n, bool tz, char *buf)
 {
     dbz_ts t;
     char *p = buf;
+    size_t fast = dbz_iso_utc(s, n, tz, buf);
+    if (fast)
+        return fast;
     if (!dbz_parse_ts(s, n, tz, &t) || (tz && !dbz_ts_to_utc(&t)))
         return 0;
     if (t.year < 0 || t.year > 9999 || t.frac_len > DBZ_ISO_MAX - 24) {
@@ -2079,7 +2128,10 @@ static bool dbz_out_plain(dbz_out *o, const dbz_mode *m, uint32_t type_oid,
     case DBZ_OIDOID:
         if (!dbz_parse_int(text, len, &v))
             break;
-        dbz_out_int(o, v);
+        if (text[text[0] == '-'] != '0' || len == 1)
+            dbz_out_bytes(o, text, len);     /* already as printed */
+        else
+            dbz_out_int(o, v);
         return true;
     case DBZ_BOOLOID:
         if (len != 1 || (text[0] != 't' && text[0] != 'f'))
