@@ -516,10 +516,59 @@ static char *dbz_two_out(char *p, int v)
  * is no timestamp (its text is the value then). Formatted by hand: this
  * runs for every timestamp column of every event.
  */
+static bool dbz_is_digit(char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+/* The number in s's n digits (checked by the caller). */
+static int dbz_num(const char *s, size_t n)
+{
+    int v = 0;
+    for (size_t i = 0; i < n; i++)
+        v = v * 10 + (s[i] - '0');
+    return v;
+}
+
+/*
+ * dbz_iso of a timestamp as PostgreSQL writes it in UTC: "2024-01-31
+ * 09:00:00.5", with "+00" after it when it has a time zone. Its isostring
+ * is its own text with 'T' and 'Z', no conversion needed; 0 for any other
+ * text (dbz_iso's general way then).
+ */
+static size_t dbz_iso_utc(const char *s, size_t n, bool tz, char *buf)
+{
+    static const char shape[] = "dddd-dd-dd dd:dd:dd";
+    size_t end = n - (tz ? 3 : 0), i;
+    int year, mon, day;
+    if (n < 19 + (tz ? 3u : 0u) || end > 29 ||
+        (tz && memcmp(s + end, "+00", 3) != 0) ||
+        (end > 19 && (s[19] != '.' || end == 20)))
+        return 0;
+    for (i = 0; i < end; i++)
+        if (i < 19 && shape[i] != 'd' ? s[i] != shape[i]
+                                      : i != 19 && !dbz_is_digit(s[i]))
+            return 0;
+    year = dbz_num(s, 4);
+    mon = dbz_num(s + 5, 2);
+    day = dbz_num(s + 8, 2);
+    if (year < 1 || mon < 1 || mon > 12 || day < 1 ||
+        day > dbz_month_days(year, mon) || dbz_num(s + 11, 2) > 23 ||
+        dbz_num(s + 14, 2) > 59 || dbz_num(s + 17, 2) > 59)
+        return 0;
+    memcpy(buf, s, end);
+    buf[10] = 'T';
+    buf[end] = 'Z';
+    return end + 1;
+}
+
 static size_t dbz_iso(const char *s, size_t n, bool tz, char *buf)
 {
     dbz_ts t;
     char *p = buf;
+    size_t fast = dbz_iso_utc(s, n, tz, buf);
+    if (fast)
+        return fast;
     if (!dbz_parse_ts(s, n, tz, &t) || (tz && !dbz_ts_to_utc(&t)))
         return 0;
     if (t.year < 0 || t.year > 9999 || t.frac_len > DBZ_ISO_MAX - 24) {
@@ -1861,15 +1910,18 @@ char *dbz_topic(const char *tmpl, const char *name, const char *service,
 
 /* ---- events written straight into a buffer ----------------------------- */
 
-/* Room for n more bytes and a NUL; false (sticky) when out of memory. */
-static bool dbz_out_room(dbz_out *o, size_t n)
+/*
+ * Grows the buffer to room for n more bytes and a NUL; false (sticky)
+ * when out of memory. Out of line: the writes below check the room they
+ * have inline and come here only when it runs out, rarely once the
+ * reused buffer has grown to the size of an event.
+ */
+static bool dbz_out_grow(dbz_out *o, size_t n)
 {
     size_t cap = o->cap ? o->cap : 1024;
     char *data;
     if (o->oom)
         return false;
-    if (n < o->cap - o->len)
-        return true;
     while (n >= cap - o->len) {
         if (cap > SIZE_MAX / 2)
             return !(o->oom = true);
@@ -1882,7 +1934,14 @@ static bool dbz_out_room(dbz_out *o, size_t n)
     return true;
 }
 
-void dbz_out_raw(dbz_out *o, const char *s, size_t n)
+/* Room for n more bytes and a NUL; false (sticky) when out of memory. */
+static inline bool dbz_out_room(dbz_out *o, size_t n)
+{
+    return n < o->cap - o->len ? !o->oom : dbz_out_grow(o, n);
+}
+
+/* n bytes; inline, as most writes are a few bytes of a literal. */
+static inline void dbz_out_bytes(dbz_out *o, const char *s, size_t n)
 {
     if (!dbz_out_room(o, n))
         return;
@@ -1890,10 +1949,19 @@ void dbz_out_raw(dbz_out *o, const char *s, size_t n)
     o->len += n;
 }
 
-static void dbz_out_lit(dbz_out *o, const char *s)
+static inline void dbz_out_ch(dbz_out *o, char c)
 {
-    dbz_out_raw(o, s, strlen(s));
+    if (dbz_out_room(o, 1))
+        o->data[o->len++] = c;
 }
+
+void dbz_out_raw(dbz_out *o, const char *s, size_t n)
+{
+    dbz_out_bytes(o, s, n);
+}
+
+/* A string literal, its length known at compile time. */
+#define dbz_out_lit(o, s) dbz_out_bytes((o), "" s, sizeof(s) - 1)
 
 /* u in decimal, after a '-' when negative: printf's, without printf. */
 static void dbz_out_digits(dbz_out *o, uint64_t u, bool negative)
@@ -1904,7 +1972,7 @@ static void dbz_out_digits(dbz_out *o, uint64_t u, bool negative)
     while ((u /= 10) != 0);
     if (negative)
         *--p = '-';
-    dbz_out_raw(o, p, (size_t)(buf + sizeof buf - p));
+    dbz_out_bytes(o, p, (size_t)(buf + sizeof buf - p));
 }
 
 /* jansson's "%lld". */
@@ -1919,15 +1987,49 @@ static void dbz_out_escape(dbz_out *o, uint8_t c)
     static const char hex[] = "0123456789ABCDEF";
     char u[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 0xF]};
     switch (c) {
-    case '\\': dbz_out_raw(o, "\\\\", 2); return;
-    case '"': dbz_out_raw(o, "\\\"", 2); return;
-    case '\b': dbz_out_raw(o, "\\b", 2); return;
-    case '\f': dbz_out_raw(o, "\\f", 2); return;
-    case '\n': dbz_out_raw(o, "\\n", 2); return;
-    case '\r': dbz_out_raw(o, "\\r", 2); return;
-    case '\t': dbz_out_raw(o, "\\t", 2); return;
-    default: dbz_out_raw(o, u, sizeof u);
+    case '\\': dbz_out_bytes(o, "\\\\", 2); return;
+    case '"': dbz_out_bytes(o, "\\\"", 2); return;
+    case '\b': dbz_out_bytes(o, "\\b", 2); return;
+    case '\f': dbz_out_bytes(o, "\\f", 2); return;
+    case '\n': dbz_out_bytes(o, "\\n", 2); return;
+    case '\r': dbz_out_bytes(o, "\\r", 2); return;
+    case '\t': dbz_out_bytes(o, "\\t", 2); return;
+    default: dbz_out_bytes(o, u, sizeof u);
     }
+}
+
+/* A byte written as it is, in a string. */
+static bool dbz_out_plain_byte(uint8_t c)
+{
+    return c >= 0x20 && c != '"' && c != '\\' && c < 0x80;
+}
+
+/* The rest of dbz_out_str from s[i], the first byte that is not plain. */
+static void dbz_out_str_from(dbz_out *o, const char *s, size_t n, size_t i)
+{
+    const uint8_t *p = (const uint8_t *)s;
+    size_t run = 0, k;
+    dbz_out_ch(o, '"');
+    while (i < n) {
+        uint8_t c = p[i];
+        if (dbz_out_plain_byte(c)) {
+            i++;
+            continue;
+        }
+        dbz_out_bytes(o, s + run, i - run);
+        if (c < 0x80) {
+            dbz_out_escape(o, c);
+            k = 1;
+        } else if ((k = dbz_utf8_len(p + i, n - i)) != 0) {
+            dbz_out_bytes(o, s + i, k);
+        } else {
+            dbz_out_bytes(o, "\xEF\xBF\xBD", 3);
+            k = 1;
+        }
+        run = i += k;
+    }
+    dbz_out_bytes(o, s + run, n - run);
+    dbz_out_ch(o, '"');
 }
 
 /*
@@ -1935,31 +2037,48 @@ static void dbz_out_escape(dbz_out *o, uint8_t c)
  * and control characters escaped, other UTF-8 as it is, every byte that
  * is not part of valid UTF-8 as U+FFFD.
  */
-static void dbz_out_str(dbz_out *o, const char *s, size_t n)
+/*
+ * Whether none of 8 bytes needs a look: none below 0x20, none '"' or '\\',
+ * none from 0x80 (a byte >= 0x80 sets its own top bit in x and clears it
+ * in the tests, so they need not care about carries out of it).
+ */
+static bool dbz_plain8(uint64_t x)
+{
+    const uint64_t ones = 0x0101010101010101u, high = 0x8080808080808080u;
+    uint64_t quote = x ^ (ones * '"'), bslash = x ^ (ones * '\\');
+    uint64_t bad = (x - ones * 0x20) | (quote - ones) | (bslash - ones) | x;
+    return (bad & high) == 0;
+}
+
+/* The length of s's prefix of bytes written as they are. */
+static size_t dbz_plain_len(const char *s, size_t n)
 {
     const uint8_t *p = (const uint8_t *)s;
-    size_t run = 0, i = 0, k;
-    dbz_out_raw(o, "\"", 1);
-    while (i < n) {
-        uint8_t c = p[i];
-        if (c >= 0x20 && c != '"' && c != '\\' && c < 0x80) {
-            i++;
-            continue;
-        }
-        dbz_out_raw(o, s + run, i - run);
-        if (c < 0x80) {
-            dbz_out_escape(o, c);
-            k = 1;
-        } else if ((k = dbz_utf8_len(p + i, n - i)) != 0) {
-            dbz_out_raw(o, s + i, k);
-        } else {
-            dbz_out_raw(o, "\xEF\xBF\xBD", 3);
-            k = 1;
-        }
-        run = i += k;
+    size_t i = 0;
+    uint64_t x;
+    for (; i + 8 <= n; i += 8) {
+        memcpy(&x, p + i, 8);
+        if (!dbz_plain8(x))
+            break;
     }
-    dbz_out_raw(o, s + run, n - run);
-    dbz_out_raw(o, "\"", 1);
+    while (i < n && dbz_out_plain_byte(p[i]))
+        i++;
+    return i;
+}
+
+static void dbz_out_str(dbz_out *o, const char *s, size_t n)
+{
+    size_t i = dbz_plain_len(s, n);
+    if (i < n) {
+        dbz_out_str_from(o, s, n, i);
+    } else if (dbz_out_room(o, n + 2)) {
+        /* the common case, nothing to escape: one write */
+        char *d = o->data + o->len;
+        d[0] = '"';
+        memcpy(d + 1, s, n);
+        d[n + 1] = '"';
+        o->len += n + 2;
+    }
 }
 
 static void dbz_out_cstr(dbz_out *o, const char *s)
@@ -1971,17 +2090,14 @@ static void dbz_out_cstr(dbz_out *o, const char *s)
 }
 
 /* '"key":' after '{' (first) or ','; key a known-good literal. */
-static void dbz_out_key(dbz_out *o, const char *key, bool first)
-{
-    dbz_out_raw(o, first ? "{\"" : ",\"", 2);
-    dbz_out_lit(o, key);
-    dbz_out_raw(o, "\":", 2);
-}
+#define dbz_out_key(o, key, first) \
+    dbz_out_bytes((o), (first) ? "{\"" key "\":" : ",\"" key "\":", \
+                sizeof(key) + 3)
 
 static int dbz_out_put(const char *s, size_t n, void *arg)
 {
     dbz_out *o = arg;
-    dbz_out_raw(o, s, n);
+    dbz_out_bytes(o, s, n);
     return o->oom ? -1 : 0;
 }
 
@@ -2012,12 +2128,18 @@ static bool dbz_out_plain(dbz_out *o, const dbz_mode *m, uint32_t type_oid,
     case DBZ_OIDOID:
         if (!dbz_parse_int(text, len, &v))
             break;
-        dbz_out_int(o, v);
+        if (text[text[0] == '-'] != '0' || len == 1)
+            dbz_out_bytes(o, text, len);     /* already as printed */
+        else
+            dbz_out_int(o, v);
         return true;
     case DBZ_BOOLOID:
         if (len != 1 || (text[0] != 't' && text[0] != 'f'))
             break;
-        dbz_out_lit(o, text[0] == 't' ? "true" : "false");
+        if (text[0] == 't')
+            dbz_out_lit(o, "true");
+        else
+            dbz_out_lit(o, "false");
         return true;
     case DBZ_TIMESTAMPOID:
     case DBZ_TIMESTAMPTZOID:
@@ -2025,9 +2147,9 @@ static bool dbz_out_plain(dbz_out *o, const dbz_mode *m, uint32_t type_oid,
             return false;
         if (!(n = dbz_iso(text, len, type_oid == DBZ_TIMESTAMPTZOID, iso)))
             break;
-        dbz_out_raw(o, "\"", 1);
-        dbz_out_raw(o, iso, n);
-        dbz_out_raw(o, "\"", 1);
+        dbz_out_ch(o, '"');
+        dbz_out_bytes(o, iso, n);
+        dbz_out_ch(o, '"');
         return true;
     case DBZ_NUMERICOID:
         if (m->decimal != DBZ_DECIMAL_STRING)
@@ -2085,18 +2207,18 @@ void dbz_out_row(dbz_out *o, const dbz_mode *m, const sink_rel *rel,
         dbz_out_lit(o, "null");
         return;
     }
-    dbz_out_raw(o, "{", 1);
+    dbz_out_ch(o, '{');
     for (uint16_t i = 0; i < rel->ncols; i++) {
         const struct sink_col *col = &rel->cols[i];
         if (key_only && !col->key)
             continue;
-        dbz_out_raw(o, ",", !first);
+        dbz_out_bytes(o, ",", !first);
         dbz_out_cstr(o, col->name);
-        dbz_out_raw(o, ":", 1);
+        dbz_out_ch(o, ':');
         dbz_out_col(o, m ? m : &dflt, col, &vals[i]);
         first = false;
     }
-    dbz_out_raw(o, "}", 1);
+    dbz_out_ch(o, '}');
 }
 
 void dbz_out_key_row(dbz_out *o, const dbz_mode *m, const sink_rel *rel,
@@ -2111,17 +2233,17 @@ void dbz_out_key_row(dbz_out *o, const dbz_mode *m, const sink_rel *rel,
 /* dbz_sequence's string as its JSON: written once per table and txn. */
 static void dbz_out_sequence(dbz_out *o, lsn_t last_commit, lsn_t lsn)
 {
-    dbz_out_raw(o, "\"[", 2);
+    dbz_out_bytes(o, "\"[", 2);
     if (last_commit) {
-        dbz_out_raw(o, "\\\"", 2);
+        dbz_out_bytes(o, "\\\"", 2);
         dbz_out_digits(o, last_commit, false);
-        dbz_out_raw(o, "\\\"", 2);
+        dbz_out_bytes(o, "\\\"", 2);
     } else {
         dbz_out_lit(o, "null");
     }
-    dbz_out_raw(o, ",\\\"", 3);
+    dbz_out_bytes(o, ",\\\"", 3);
     dbz_out_digits(o, lsn, false);
-    dbz_out_raw(o, "\\\"]\"", 4);
+    dbz_out_bytes(o, "\\\"]\"", 4);
 }
 
 void dbz_out_source(dbz_out *o, const dbz_source *src)
@@ -2146,7 +2268,7 @@ void dbz_out_source(dbz_out *o, const dbz_source *src)
     dbz_out_int(o, src->txid);
     dbz_out_key(o, "lsn", false);
     dbz_out_int(o, (int64_t)src->lsn);
-    dbz_out_raw(o, "}", 1);
+    dbz_out_ch(o, '}');
 }
 
 void dbz_out_envelope(dbz_out *o, const dbz_mode *m, char op,
@@ -2160,7 +2282,7 @@ void dbz_out_envelope(dbz_out *o, const dbz_mode *m, char op,
     dbz_out_key(o, "after", false);
     dbz_out_row(o, m, rel, after, false);
     dbz_out_key(o, "source", false);
-    dbz_out_raw(o, source, source_len);
+    dbz_out_bytes(o, source, source_len);
     dbz_out_key(o, "op", false);
     dbz_out_cstr(o, ops);
     dbz_out_key(o, "ts_ms", false);
@@ -2173,9 +2295,9 @@ void dbz_out_envelope(dbz_out *o, const dbz_mode *m, char op,
         dbz_out_int(o, tx->total_order);
         dbz_out_key(o, "data_collection_order", false);
         dbz_out_int(o, tx->data_collection_order);
-        dbz_out_raw(o, "}", 1);
+        dbz_out_ch(o, '}');
     }
-    dbz_out_raw(o, "}", 1);
+    dbz_out_ch(o, '}');
 }
 
 void dbz_out_free(dbz_out *o)

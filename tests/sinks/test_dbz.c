@@ -95,6 +95,9 @@ START_TEST(test_numbers)
         {INT8, "99999999999999999999", "\"99999999999999999999\""},
         {OID, "4294967295", "4294967295"},
         {INT4, "12a", "\"12a\""},
+        {INT4, "-0", "0"},
+        {INT4, "007", "7"},
+        {INT8, "-012", "-12"},
         {INT4, "-", "\"-\""},
         {INT4, "", "\"\""},
         {INT4, " 1", "\" 1\""},
@@ -183,6 +186,29 @@ START_TEST(test_times)
         {TIMESTAMPTZ, "2024-01-31 24:00:00+01", "\"2024-01-31 24:00:00+01\""},
         {TIMESTAMPTZ, "Wed Jan 31 10:00:00 2024 CET",
          "\"Wed Jan 31 10:00:00 2024 CET\""},
+        /* in UTC already: the text itself, when it is a timestamp */
+        {TIMESTAMPTZ, "2024-02-29 10:00:00.123456789+00",
+         "\"2024-02-29T10:00:00.123456789Z\""},
+        {TIMESTAMPTZ, "9999-12-31 23:59:59.9+00",
+         "\"9999-12-31T23:59:59.9Z\""},
+        {TIMESTAMPTZ, "2024-01-31 10:00:00.1234567890+00",
+         "\"2024-01-31 10:00:00.1234567890+00\""},
+        {TIMESTAMPTZ, "2024-01-31 10:00:00.+00",
+         "\"2024-01-31 10:00:00.+00\""},
+        {TIMESTAMPTZ, "2023-02-29 10:00:00+00", "\"2023-02-29 10:00:00+00\""},
+        {TIMESTAMPTZ, "2024-04-31 10:00:00+00", "\"2024-04-31 10:00:00+00\""},
+        {TIMESTAMPTZ, "2024-00-10 10:00:00+00", "\"2024-00-10 10:00:00+00\""},
+        {TIMESTAMPTZ, "2024-01-00 10:00:00+00", "\"2024-01-00 10:00:00+00\""},
+        {TIMESTAMPTZ, "2024-01-31 24:00:00+00", "\"2024-01-31 24:00:00+00\""},
+        {TIMESTAMPTZ, "2024-01-31 23:60:00+00", "\"2024-01-31 23:60:00+00\""},
+        {TIMESTAMPTZ, "2024-01-31 23:59:60+00", "\"2024-01-31 23:59:60+00\""},
+        {TIMESTAMPTZ, "2024-01-31 1a:00:00+00", "\"2024-01-31 1a:00:00+00\""},
+        {TIMESTAMPTZ, "2024-01-31 10:00:00+0000",
+         "\"2024-01-31 10:00:00+0000\""},
+        {TIMESTAMPTZ, "0000-01-01 00:00:00+00", "\"0000-01-01 00:00:00+00\""},
+        {TIMESTAMP, "0000-01-01 00:00:00", "\"0000-01-01T00:00:00Z\""},
+        {TIMESTAMP, "2024-01-31 10:00:00.5+00",
+         "\"2024-01-31 10:00:00.5+00\""},
     };
     CHECK_CASES(cases);
 }
@@ -1222,7 +1248,8 @@ START_TEST(test_out_values)
         "2024-01-31 10:00:00.123456+05:30", "0001-01-01 00:30:00+01",
         "12345-06-07 08:09:10", "infinity", "a\"b\\c\n\t\x01\x1f\x7f/",
         "caf\xC3\xA9 \xF0\x9F\x98\x80", "bad \xC3 \xED\xA0\x80 \xFF",
-        "\\x0102ff", "{1,2,NULL}", "$1,234.56", "1 year 2 mons",
+        "\\x0102ff", "{1,2,NULL}", "$1,234.56", "1 year 2 mons", "007",
+        "-012",
     };
     const int32_t typmods[] = {-1, 3, NUMTYPMOD(12, 2)};
     dbz_out o = {0};
@@ -1244,6 +1271,26 @@ START_TEST(test_out_values)
             check_out_value(&o, m, typed_fuzz_types[t], typmods[rng() % 3],
                             buf, n, kind);
     }
+    dbz_out_free(&o);
+}
+END_TEST
+
+/*
+ * Every byte value at every place of a text longer than the writer's
+ * 8-byte look at plain runs: escaped, kept or replaced as jansson does.
+ */
+START_TEST(test_out_strings)
+{
+    char text[21];
+    dbz_out o = {0};
+    for (int b = 1; b < 256; b++)
+        for (size_t at = 0; at < sizeof text - 1; at++) {
+            memset(text, 'a', sizeof text - 1);
+            text[at] = (char)b;
+            check_out_value(&o, NULL, TEXT, -1, text, sizeof text - 1, 't');
+            text[sizeof text - 2] = '\xC3';   /* and a truncated sequence */
+            check_out_value(&o, NULL, TEXT, -1, text, sizeof text - 1, 't');
+        }
     dbz_out_free(&o);
 }
 END_TEST
@@ -1334,6 +1381,7 @@ static Suite *dbz_suite(void)
     tcase_add_test(tc, test_shop_event);
     tcase_add_test(tc, test_hostile_typed);
     tcase_add_test(tc, test_out_values);
+    tcase_add_test(tc, test_out_strings);
     tcase_add_test(tc, test_out_events);
     suite_add_tcase(s, tc);
     return s;
