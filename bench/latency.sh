@@ -168,6 +168,14 @@ pg_stop src
 pg_start src
 q src postgres "CREATE DATABASE shop"
 load_shop src shop "$SCALE"
+# The probes' sessions belong to a user of their own: the mix's
+# user_update touches every session of the user it picks, and with the
+# probes' thousands under one of its users it sometimes made a
+# transaction of thousands of rows, more of them in each later phase.
+PROBE_USER=$(q src shop "INSERT INTO users (external_id, email, full_name)
+                         VALUES (gen_random_uuid(), 'probe@latency.invalid', 'latency probe')
+                         RETURNING id")
+export PROBE_USER
 
 # ---------------------------------------------------------------- PostgreSQL
 pg_mode() {

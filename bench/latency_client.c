@@ -15,7 +15,7 @@
  *     (fetch.wait.max.ms 1, so an idle fetch does not hold a probe back).
  *
  * A probe is "INSERT ... user_agent 'probe PID:N'" in a transaction of its
- * own; its latency runs from the source's commit timestamp of that
+ * own, for the user $PROBE_USER (1 if unset); its latency runs from the source's commit timestamp of that
  * transaction (track_commit_timestamp must be on; read after the run) to
  * the moment this process saw it (CLOCK_REALTIME, the same clock on one
  * machine). Not the source's acknowledgement: on a loaded machine this
@@ -139,11 +139,13 @@ typedef struct source {
 
 static void source_send(source *s, probes *p)
 {
-    char sql[256];
+    char sql[320];
+    const char *user = getenv("PROBE_USER");
     snprintf(sql, sizeof sql,
              "INSERT INTO user_sessions (session_token, user_id, user_agent, "
-             "expires_at) VALUES (gen_random_uuid(), 1, '%s%ld', "
-             "now() + interval '1 day') RETURNING xmin::text", tag, p->n);
+             "expires_at) VALUES (gen_random_uuid(), %ld, '%s%ld', "
+             "now() + interval '1 day') RETURNING xmin::text",
+             user ? atol(user) : 1L, tag, p->n);
     if (!PQsendQuery(s->conn, sql))
         die("source: %s", PQerrorMessage(s->conn));
     s->in_flight = p->n++;
