@@ -287,24 +287,14 @@ static void conflict(pgsink *ps, const pgpipe_entry *e, const char *what)
  * is missing (or a key is not unique on the target); done again a row at
  * a time, each tells.
  */
-static void run_short(pgsink *ps, const pgpipe_entry *e, long matched)
+static void run_short(pgsink *ps, const pgpipe_entry *e, PGresult *res)
 {
     char ctx[400];
     entry_context(ps, e, ctx, sizeof ctx);
     if (!ps->failed)
         ps->batch_failed = true;
-    fail_once(ps, e->lsn, "%s and %u more rows in one %s: %ld rows matched",
-              ctx, e->rows - 1u, op_name(e->op), matched);
-}
-
-static void row_missing(pgsink *ps, const pgpipe_entry *e)
-{
-    char ctx[400];
-    entry_context(ps, e, ctx, sizeof ctx);
-    if (ps->base.service->on_conflict == CFG_CONFLICT_ERROR)
-        fail_reordered(ps, e->lsn, "%s: no such row on the target", ctx);
-    else
-        conflict(ps, e, "no such row on the target; ignored");
+    fail_once(ps, e->lsn, "%s and %u more rows in one %s: %s rows matched",
+              ctx, e->rows - 1u, op_name(e->op), PQcmdTuples(res));
 }
 
 static void row_ok(pgsink *ps, const pgpipe_entry *e, PGresult *res)
@@ -318,20 +308,20 @@ static void row_ok(pgsink *ps, const pgpipe_entry *e, PGresult *res)
         ps->batch_applied++;
         return;
     }
-    if (e->stmt && e->stmt->checked) {
-        ps->batch_applied += e->rows;   /* the server counted them */
-        return;
-    }
     if (e->rows > 1) {
-        long matched = strtol(PQcmdTuples(res), NULL, 10);
-        if (e->op != 'I' && matched != e->rows)
-            run_short(ps, e, matched);
+        if (e->op != 'I' && strtoul(PQcmdTuples(res), NULL, 10) != e->rows)
+            run_short(ps, e, res);
         else
             ps->batch_applied += e->rows;
         return;
     }
     if ((e->op == 'U' || e->op == 'D') && strcmp(PQcmdTuples(res), "0") == 0) {
-        row_missing(ps, e);
+        char ctx[400];
+        entry_context(ps, e, ctx, sizeof ctx);
+        if (ps->base.service->on_conflict == CFG_CONFLICT_ERROR)
+            fail_reordered(ps, e->lsn, "%s: no such row on the target", ctx);
+        else
+            conflict(ps, e, "no such row on the target; ignored");
         return;
     }
     ps->batch_applied++;
@@ -351,14 +341,6 @@ static void note_missing_partition(pgsink *ps, const pgpipe_entry *e,
 static void row_failed(pgsink *ps, const pgpipe_entry *e, const PGresult *res)
 {
     char ctx[400], msg[300];
-    long matched = e->stmt && e->stmt->checked ? pgstmt_rows_matched(res) : -1;
-    if (matched >= 0) {
-        if (e->rows > 1)
-            run_short(ps, e, matched);
-        else
-            row_missing(ps, e);
-        return;
-    }
     note_missing_partition(ps, e, res);
     entry_context(ps, e, ctx, sizeof ctx);
     if (e->rows > 1 && !ps->failed) {
@@ -567,7 +549,6 @@ typedef struct layout_ent {
     sink_rel *committed;     /* ... as of the last target commit */
     uint32_t *types;         /* known's column types, the target's OIDs */
     bool barrier;            /* the target table has triggers or rules */
-    bool rules;              /* ... rules */
 } layout_ent;
 
 static layout_ent *layout_find(const pgsink *ps, uint32_t oid)
@@ -988,7 +969,6 @@ static bool layout_check(pgsink *ps, const sink_event *ev, layout_ent *se)
         layout_drops(ps, ev, se->known, true);
         layout_types(ps, se, rel);
         se->barrier = col_flag(ps->cat_cols, 0, PGSTMT_COL_BARRIER);
-        se->rules = col_flag(ps->cat_cols, 0, PGSTMT_COL_RULES);
         layout_set(&se->known, ev->rel);
         se->checked = true;
         se->in_batch = true;
@@ -1000,33 +980,11 @@ static bool layout_check(pgsink *ps, const sink_event *ev, layout_ent *se)
     return ok;
 }
 
-/*
- * Whether an UPDATE or DELETE must match its rows: always under
- * on_conflict: error, and a multi-row one under apply too (done again a
- * row at a time, each missing row is a conflict of its own).
- */
-static bool must_match(const pgsink *ps, const pgstmt *st)
-{
-    return st->shape[0] != 'I' && (!ps->stmts.upsert || st->rows > 1);
-}
-
-/*
- * The server checks the count where it can (see pgstmt_sql), so that a
- * COMMIT may follow without a round trip to read it first. Not on a table
- * with rules: most refuse an UPDATE or DELETE inside a WITH.
- */
-static bool counts_on_server(const pgsink *ps, const pgstmt *st)
-{
-    const layout_ent *se = layout_find(ps, st->rel->oid);
-    return must_match(ps, st) && se && !se->rules;
-}
-
 /* per_row: the parameters of one change, as its plan has them. */
 static bool send_prepare(pgsink *ps, pgstmt *st, const sink_event *ev,
                          int per_row)
 {
     int nparams;
-    st->checked = counts_on_server(ps, st);
     char *sql = pgstmt_sql(ps->conn, st, ps->stmts.upsert, &nparams);
     if (!sql)
         return refuse(ps, ev, "cannot build the statement (out of memory, "
@@ -1082,9 +1040,6 @@ static bool send_exec(pgsink *ps, pgstmt *st, const sink_event *ev,
     e->stmt = st;
     e->lsn = ev->commit_lsn;
     pgstmt_describe(ev, e->key, sizeof e->key);
-    /* Only we can tell it matched too few rows: read before the COMMIT. */
-    if (must_match(ps, st) && !st->checked)
-        ps->batch_veto = true;
     if (!PQsendQueryPrepared(ps->conn, st->name, nparams, params, NULL, NULL,
                              0)) {
         pgpipe_fail(&ps->pipe, "cannot send a change");
@@ -1159,6 +1114,7 @@ static bool send_chunk(pgsink *ps, pgstmt *one, sink_event *const *evs,
                                                 &ps->run_plan, rows);
     if (!st)
         return out_of_memory(ps);
+    ps->batch_veto |= rows > 1;
     if (!st->prepared && !send_prepare(ps, st, evs[0], per_row))
         return false;
     return send_exec(ps, st, evs[0], ps->run_params, per_row * rows);
@@ -1293,8 +1249,10 @@ static pgrun *run_for(pgsink *ps, const sink_event *ev, pgstmt *st,
  */
 static void note_order(pgsink *ps, int others)
 {
-    if (others > 0)
+    if (others > 0 && !ps->reordered) {
         ps->reordered = true;
+        ps->batch_veto = true;
+    }
 }
 
 /* The INSERT ins with the values upd gives its row. */
@@ -1560,25 +1518,17 @@ static void batch_committed(pgsink *ps, bool read_progress)
     drop_retired(ps);
 }
 
-static bool send_commit(pgsink *ps, bool progress)
-{
-    return send_origin_advance(ps) && send_command(ps, WHAT_COMMIT) &&
-           (!progress || send_progress(ps)) && send_sync(ps) &&
-           wait_all(ps, -1);
-}
-
 /*
- * Where only we can see that a change failed (an UPDATE or DELETE that
- * matched too few rows and that the server did not count, see
- * counts_on_server), two round trips: first every result is read and
- * checked, then the position is recorded and the transaction committed.
- * Otherwise any failure is the server's, which aborts the transaction
- * and skips the COMMIT behind it: one round trip, one wake-up less of
- * the target and of this thread per batch (a run refused so is done
- * again a row at a time, then committed). `idle`: nothing is in hand
- * behind it, so the worker flushes next; the durable position is read in
- * the same round trip rather than in one of its own that a transaction
- * arriving meanwhile would wait behind.
+ * Where an UPDATE or DELETE of the batch must fail on a missing row (no
+ * server error, so only we can refuse to commit), or a multi-row statement
+ * may have to be done again a row at a time, two round trips: first
+ * every result is read and checked, then the position is recorded and the
+ * transaction committed. Otherwise any failure is the server's, which
+ * aborts the transaction and skips the COMMIT behind it: one round trip,
+ * one wake-up less of the target and of this thread per batch. `idle`:
+ * nothing is in hand behind it, so the worker flushes next; the durable
+ * position is read in the same round trip rather than in one of its own
+ * that a transaction arriving meanwhile would wait behind.
  */
 static bool commit_batch(pgsink *ps, bool idle)
 {
@@ -1589,10 +1539,9 @@ static bool commit_batch(pgsink *ps, bool idle)
     if (ps->failed && !recover(ps))
         return false;
     bool progress = idle || clock_ms() - ps->progress_ms >= PROGRESS_MS;
-    if (!send_commit(ps, progress))
-        return false;
-    if (ps->failed && ps->batch_failed &&
-        (!recover(ps) || !send_commit(ps, progress)))
+    if (!send_origin_advance(ps) || !send_command(ps, WHAT_COMMIT) ||
+        (progress && !send_progress(ps)) || !send_sync(ps) ||
+        !wait_all(ps, -1))
         return false;
     if (ps->failed)
         return fail_batch(ps);
@@ -1666,6 +1615,9 @@ static bool pg_change(sink *s, const sink_event *ev)
                                         : send_row(ps, ev);
     if (!sent)
         return fail_batch(ps);
+    ps->batch_veto = ps->batch_veto ||
+        ((ev->op == SINK_UPDATE || ev->op == SINK_DELETE) &&
+         ps->base.service->on_conflict == CFG_CONFLICT_ERROR);
     ps->source_rows++;
     ps->batch_rows++;
     return keep_flowing(ps);

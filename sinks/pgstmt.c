@@ -716,72 +716,26 @@ static void build_delete(sqlbuf *b, PGconn *conn, const pgstmt *st, int *np)
     build_where(b, conn, st, st->shape + 2, np);
 }
 
-static void build_statement(sqlbuf *b, PGconn *conn, const pgstmt *st,
-                            bool upsert, int *nparams)
-{
-    switch (st->shape[0]) {
-    case 'I':
-        build_insert(b, conn, st, upsert, nparams);
-        break;
-    case 'U':
-        if (st->rows > 1)
-            build_update_rows(b, conn, st, nparams);
-        else
-            build_update(b, conn, st, nparams);
-        break;
-    default:
-        if (st->rows > 1)
-            build_delete_rows(b, conn, st, nparams);
-        else
-            build_delete(b, conn, st, nparams);
-        break;
-    }
-}
-
-/*
- * SQL has no statement that raises an error, so the check casts a text
- * naming the count to int; CASE evaluates it only when the count is
- * wrong, and as it depends on count(*) the planner cannot fold it.
- */
-#define ROWS_MARK "cleave: rows matched "
-
-static void build_checked(sqlbuf *b, const pgstmt *st, const char *inner)
-{
-    char check[16];
-    if (st->rows > 1)
-        snprintf(check, sizeof check, "= %u", (unsigned)st->rows);
-    else
-        snprintf(check, sizeof check, "> 0");
-    sb_add(b, "WITH r AS (");
-    sb_add(b, inner);
-    /* A no-op UPDATE is a SELECT already (see build_update). */
-    if (strncmp(inner, "SELECT ", 7) != 0)
-        sb_add(b, " RETURNING 1");
-    sb_add(b, ") SELECT CASE WHEN count(*) ");
-    sb_add(b, check);
-    sb_add(b, " THEN 1 ELSE ('" ROWS_MARK "' || count(*))::int END FROM r");
-}
-
-long pgstmt_rows_matched(const PGresult *res)
-{
-    const char *code = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-    const char *msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
-    const char *mark = msg ? strstr(msg, ROWS_MARK) : NULL;
-    if (!code || strcmp(code, "22P02") != 0 || !mark)
-        return -1;
-    return strtol(mark + strlen(ROWS_MARK), NULL, 10);
-}
-
 char *pgstmt_sql(PGconn *conn, const pgstmt *st, bool upsert, int *nparams)
 {
     sqlbuf b = {0};
     *nparams = 0;
-    build_statement(&b, conn, st, upsert, nparams);
-    if (!b.bad && st->checked) {
-        sqlbuf w = {0};
-        build_checked(&w, st, b.p);
-        free(b.p);
-        b = w;
+    switch (st->shape[0]) {
+    case 'I':
+        build_insert(&b, conn, st, upsert, nparams);
+        break;
+    case 'U':
+        if (st->rows > 1)
+            build_update_rows(&b, conn, st, nparams);
+        else
+            build_update(&b, conn, st, nparams);
+        break;
+    default:
+        if (st->rows > 1)
+            build_delete_rows(&b, conn, st, nparams);
+        else
+            build_delete(&b, conn, st, nparams);
+        break;
     }
     if (b.bad) {
         free(b.p);
@@ -824,11 +778,7 @@ const char pgstmt_columns_sql[] =
     "      WHERE t.tgrelid = p.relid AND NOT t.tgisinternal "
     "        AND t.tgenabled IN ('A', CASE current_setting("
     "          'session_replication_role') WHEN 'replica' THEN 'R' "
-    "          ELSE 'O' END))), "
-    "  EXISTS (SELECT FROM (SELECT c.oid AS relid UNION "
-    "      SELECT relid FROM pg_catalog.pg_partition_tree(c.oid)) p "
-    "    JOIN pg_catalog.pg_class pc ON pc.oid = p.relid "
-    "    WHERE pc.relhasrules) "
+    "          ELSE 'O' END))) "
     "FROM pg_catalog.pg_class c "
     "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
     "LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid "

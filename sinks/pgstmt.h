@@ -38,12 +38,6 @@ typedef struct pgstmt {
     char name[24];
     bool prepared;           /* sent to the server (cleared if that failed) */
     bool returning;          /* INSERT .. RETURNING whether it conflicted */
-    /*
-     * An UPDATE or DELETE that fails on the server unless it matched its
-     * rows (one or more; all `rows` of a multi-row one), so that no
-     * result must be read before the COMMIT behind it: see pgstmt_sql.
-     */
-    bool checked;
 } pgstmt;
 
 /* Scratch for one change, reused from row to row. */
@@ -115,17 +109,9 @@ void pgstmt_cache_clear(pgstmt_cache *c);
 
 /*
  * The SQL text of a statement (st->rows VALUES lists for a multi-row
- * INSERT); NULL when out of memory. Caller frees. A checked statement
- * is the UPDATE or DELETE inside a WITH whose SELECT fails when the
- * count of rows matched is wrong (pgstmt_rows_matched tells that
- * failure from others); it then answers one row.
+ * INSERT); NULL when out of memory. Caller frees.
  */
 char *pgstmt_sql(PGconn *conn, const pgstmt *st, bool upsert, int *nparams);
-/*
- * The rows a checked statement matched when it failed on their count;
- * -1 when it failed for another reason.
- */
-long pgstmt_rows_matched(const PGresult *res);
 /* TRUNCATE of the event's relations with its options. Caller frees. */
 char *pgstmt_truncate_sql(PGconn *conn, const sink_event *ev);
 
@@ -149,7 +135,6 @@ enum {
      * plain ENABLE).
      */
     PGSTMT_COL_BARRIER,
-    PGSTMT_COL_RULES,        /* 't' (in every row): it or a partition has rules */
 };
 
 /*
