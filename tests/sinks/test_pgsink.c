@@ -651,6 +651,69 @@ START_TEST(conflict_error_missing_row)
 }
 END_TEST
 
+/* Fails a transaction of one change, then opens the sink again. */
+static void refused(fixture *f, sink_event *ev)
+{
+    ck_assert(!run_txn(f->s, false, &ev, 1));
+    ck_assert_msg(strstr(f->s->error, "no such row"), "%s", f->s->error);
+    f->s->ops->close(f->s);
+    fx_open(f);
+}
+
+/*
+ * A missing row is refused whatever the statement's form: a whole-row
+ * identity's UPDATE and DELETE, an UPDATE with nothing to set (a SELECT),
+ * a keyed one of a table with a rule or a trigger. What matched is
+ * applied and counted, and the rule and the trigger fire.
+ */
+START_TEST(missing_row_in_every_form)
+{
+    fixture f;
+    fx_setup(&f, "t_missing_forms", CFG_CONFLICT_ERROR,
+             "CREATE TABLE items (id int PRIMARY KEY, name text, qty int);"
+             "CREATE TABLE log (a int, b text);"
+             "ALTER TABLE log REPLICA IDENTITY FULL;"
+             "CREATE TABLE seen (id int);"
+             "CREATE TABLE ruled (id int PRIMARY KEY, v text);"
+             "CREATE RULE keep AS ON UPDATE TO ruled "
+             "  DO ALSO INSERT INTO seen VALUES (new.id);"
+             "ALTER TABLE ruled ENABLE ALWAYS RULE keep;"
+             "CREATE TABLE noted (id int PRIMARY KEY, v text);"
+             "CREATE FUNCTION note() RETURNS trigger LANGUAGE plpgsql AS "
+             "  $$BEGIN INSERT INTO seen VALUES (-new.id); RETURN new; END$$;"
+             "CREATE TRIGGER note AFTER UPDATE ON noted "
+             "  FOR EACH ROW EXECUTE FUNCTION note();"
+             "ALTER TABLE noted ENABLE ALWAYS TRIGGER note");
+    sink_rel *r = items_rel();
+    sink_rel *l = mkrel(16005, "public", "log", 'f',
+                        COLS({"a", INT4, true}, {"b", TEXT, true}));
+    sink_rel *u = mkrel(16007, "public", "ruled", 'd',
+                        COLS({"id", INT4, true}, {"v", TEXT, false}));
+    sink_rel *t = mkrel(16008, "public", "noted", 'd',
+                        COLS({"id", INT4, true}, {"v", TEXT, false}));
+    TXN(&f, false, ins(r, V("1", "a", "1")), ins(l, V("1", "x")),
+        ins(u, V("1", "a")), ins(t, V("2", "a")));
+    refused(&f, upd(r, 0, NULL, V("42", U, U)));
+    refused(&f, upd(l, 'O', V("2", "x"), V("2", "y")));
+    refused(&f, del(l, 'O', V("1", "nope")));
+    refused(&f, upd(u, 0, NULL, V("42", "b")));
+    refused(&f, del(u, 'K', V("43", NULL)));
+    refused(&f, upd(t, 0, NULL, V("42", "b")));
+    TXN(&f, false, upd(r, 0, NULL, V("1", U, U)),
+        upd(l, 'O', V("1", "x"), V("1", "y")), upd(u, 0, NULL, V("1", "b")),
+        upd(t, 0, NULL, V("2", "b")));
+    ck_assert_uint_eq(atomic_load(&f.s->rows_applied), 8);
+    expect(&f, "SELECT (SELECT b FROM log) || (SELECT v FROM ruled) || "
+               "(SELECT v FROM noted) || (SELECT string_agg(id::text, ',' "
+               "ORDER BY id) FROM seen)", "ybb-2,1");
+    sink_rel_unref(t);
+    sink_rel_unref(r);
+    sink_rel_unref(l);
+    sink_rel_unref(u);
+    fx_done(&f);
+}
+END_TEST
+
 /*
  * `n` inserts into items from id `first`, one of them (at `dup_at`, or
  * none when negative) the key 1 the target already has; `pad` bytes of
@@ -2125,6 +2188,7 @@ int main(void)
     tcase_add_loop_test(tc, rollback_discards, WHOLE, EACH + 1);
     tcase_add_loop_test(tc, conflict_error_duplicate, WHOLE, EACH + 1);
     tcase_add_loop_test(tc, conflict_error_missing_row, WHOLE, EACH + 1);
+    tcase_add_test(tc, missing_row_in_every_form);
     tcase_add_test(tc, conflict_apply);
     tcase_add_test(tc, run_with_failing_row);
     tcase_add_test(tc, run_past_journal_fails_then_names_row);
