@@ -498,6 +498,19 @@ static void assert_both(shop_env *env, const char *sql, const char *what)
 }
 
 /*
+ * The shop caught up as `name`, a table order_notes (50 rows) made on the
+ * source but owned by no service yet, then order_service cut over.
+ */
+static void cut_over_with_notes(shop_env *env, const char *name)
+{
+    shop_start_caught_up(env, src, tgt, name, WAIT_S);
+    ck_assert(pgc_exec(src, env->srcdb, "CREATE TABLE order_notes (id bigint "
+                       "PRIMARY KEY, body text); INSERT INTO order_notes "
+                       "SELECT g, 'note ' || g FROM generate_series(1, 50) g"));
+    move_ok(env, "cutover");
+}
+
+/*
  * A table given to order_service after its cut-over (cleave stopped, the
  * configuration edited, started again): its moved tables keep taking
  * writes in its own database only, the reverse stream goes on; the new
@@ -508,12 +521,8 @@ static void assert_both(shop_env *env, const char *sql, const char *what)
 START_TEST(table_added_after_cutover)
 {
     shop_env env;
-    shop_start_caught_up(&env, src, tgt, "cut_added", WAIT_S);
+    cut_over_with_notes(&env, "cut_added");
     const char *svcdb = env.dbs[ORDERS];
-    ck_assert(pgc_exec(src, env.srcdb, "CREATE TABLE order_notes (id bigint "
-                       "PRIMARY KEY, body text); INSERT INTO order_notes "
-                       "SELECT g, 'note ' || g FROM generate_series(1, 50) g"));
-    move_ok(&env, "cutover");
     ck_assert_int_eq(shop_stop(&env, SIGTERM, 60), 0);
     own_one_more(&env, "order_notes");
     long mark = shop_log_size(&env);
@@ -622,12 +631,8 @@ static bool refused_naming(json_t *st, void *arg)
 START_TEST(table_added_after_complete)
 {
     shop_env env;
-    shop_start_caught_up(&env, src, tgt, "cut_done_added", WAIT_S);
+    cut_over_with_notes(&env, "cut_done_added");
     const char *svcdb = env.dbs[ORDERS];
-    ck_assert(pgc_exec(src, env.srcdb, "CREATE TABLE order_notes (id bigint "
-                       "PRIMARY KEY, body text); INSERT INTO order_notes "
-                       "SELECT g, 'note ' || g FROM generate_series(1, 50) g"));
-    move_ok(&env, "cutover");
     rc_result r;
     ck_assert_int_eq(move(&env, "complete", "--yes", NULL, &r), 0);
     rc_free(&r);
