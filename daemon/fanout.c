@@ -107,6 +107,12 @@ static void fifo_drop(fanout *fo)
     fo->fifo_head = 0;
 }
 
+void fanout_hold_wakes(fanout *fo, bool hold)
+{
+    for (size_t i = 0; i < fo->n; i++)
+        worker_hold_wakes(fo->t[i].w, hold);
+}
+
 bool fanout_busy(const fanout *fo)
 {
     return fo->fifo_n > 0;

@@ -73,6 +73,8 @@ bool fanout_send(fanout *fo, size_t i, sink_event *ev);
 /* COMMIT to every sink the transaction was begun on; false: no memory. */
 bool fanout_txn_end(fanout *fo, lsn_t end_lsn, int64_t commit_time);
 
+/* worker_hold_wakes on every worker. */
+void fanout_hold_wakes(fanout *fo, bool hold);
 /* Events wait for queue room: read no more until fanout_drain empties it. */
 bool fanout_busy(const fanout *fo);
 /* Moves waiting events into queues; true once none waits. */

@@ -22,6 +22,13 @@
 #define QUEUE_BYTES (8u << 20)     /* per sink: bounds memory, gives batching */
 #define FRAMES_PER_TURN 4096       /* then look at signals and timers again */
 #define BUSY_RETRY_MS 50           /* a turn this soon while the sinks push back */
+/*
+ * While catching up, the server sends a frame per change: read as each
+ * arrives, every few changes cost this thread, and the workers it wakes,
+ * a sleep and a wake-up. A pause once the socket runs dry lets a burst
+ * gather instead; it delays nothing that was not already late.
+ */
+#define NAP_MS 1
 
 struct pipeline {
     const cfg *config;
@@ -42,6 +49,7 @@ struct pipeline {
     int64_t last_status;
     lsn_t last_flush_sent;
     int64_t next_heartbeat;
+    int64_t nap_until;        /* no read before, see NAP_MS */
 };
 
 static bool make_dir(const char *path)
@@ -326,7 +334,7 @@ static void send_status(pipeline *p, bool force)
 }
 
 /* Reads frames until none is ready, the sinks push back, or a turn ends. */
-static void read_frames(pipeline *p)
+static void read_some(pipeline *p)
 {
     char err[1024];
     for (int n = 0; n < FRAMES_PER_TURN && !stream_busy(p->st); n++) {
@@ -334,8 +342,11 @@ static void read_frames(pipeline *p)
         size_t len;
         err[0] = '\0';
         int r = source_read(p->src, &buf, &len, err, sizeof err);
-        if (r == 0)
+        if (r == 0) {
+            if (stream_catching_up(p->st))
+                p->nap_until = clock_ms() + NAP_MS;
             return;
+        }
         bool reply = false;
         if (r < 0 || !stream_frame(p->st, buf, len, &reply, err, sizeof err)) {
             source_failed(p, err);
@@ -346,10 +357,26 @@ static void read_frames(pipeline *p)
     }
 }
 
+static void read_frames(pipeline *p)
+{
+    bool hold = stream_catching_up(p->st);
+    if (hold)
+        fanout_hold_wakes(p->fo, true);
+    read_some(p);
+    if (hold)
+        fanout_hold_wakes(p->fo, false);
+}
+
+static bool napping(const pipeline *p)
+{
+    return p->nap_until != 0 && clock_ms() < p->nap_until;
+}
+
 int pipeline_fd(const pipeline *p)
 {
-    return source_streaming(p->src) && !stream_busy(p->st) ? source_fd(p->src)
-                                                           : -1;
+    return source_streaming(p->src) && !stream_busy(p->st) && !napping(p)
+               ? source_fd(p->src)
+               : -1;
 }
 
 void pipeline_wake(pipeline *p)
@@ -378,7 +405,7 @@ void pipeline_turn(pipeline *p)
     char err[1024];
     if (stream_busy(p->st) && !stream_work(p->st, err, sizeof err))
         source_failed(p, err);
-    if (source_streaming(p->src) && !stream_busy(p->st))
+    if (source_streaming(p->src) && !stream_busy(p->st) && !napping(p))
         read_frames(p);
     send_status(p, false);
     heartbeat(p);
@@ -393,6 +420,8 @@ int64_t pipeline_deadline(const pipeline *p, int64_t by)
         t = p->next_heartbeat;
     if (stream_busy(p->st) && clock_ms() + BUSY_RETRY_MS < t)
         t = clock_ms() + BUSY_RETRY_MS;
+    if (napping(p) && p->nap_until < t)
+        t = p->nap_until;
     return t;
 }
 

@@ -15,6 +15,8 @@
 #include "decoder/pgoutput.h"
 #include "sinks/sink.h"
 
+#define CATCHING_UP_US 100000
+
 /* What the stream knows of a relation: its snapshot and its owner. */
 typedef struct relinfo {
     uint32_t oid;
@@ -62,6 +64,9 @@ struct stream {
     lsn_t replay_end;
     int64_t replay_time;
     lsn_t received;
+    /* The server's clock at its last send less the transaction's commit:
+     * how far behind the slot's reading is. */
+    int64_t behind_us;
     uint64_t txns, txns_skipped;
     /* The last cut-over mark read: what it said, where. */
     char mark[STREAM_MARK_MAX];
@@ -552,6 +557,8 @@ bool stream_frame(stream *st, const uint8_t *buf, size_t len,
     if (seen > st->received)
         st->received = seen;
     if (fr.kind == FRAME_KEEPALIVE) {
+        /* Sent when the walsender waits for WAL, or asked for a reply. */
+        st->behind_us = 0;
         *reply_requested = fr.reply_requested;
         return true;
     }
@@ -561,8 +568,12 @@ bool stream_frame(stream *st, const uint8_t *buf, size_t len,
                  e.offset, e.msg);
         return false;
     }
-    if (handle_msg(st, &m, fr.data, fr.data_len, err, errlen))
+    if (handle_msg(st, &m, fr.data, fr.data_len, err, errlen)) {
+        if (st->in_txn)
+            st->behind_us = frame_pgtime_to_unix_us(fr.send_time) -
+                            st->commit_time;
         return true;
+    }
     if (!err[0])
         snprintf(err, errlen, "out of memory routing a %s message",
                  pgo_kind_name(m.kind));
@@ -607,6 +618,11 @@ bool stream_restart(stream *st, int proto_version)
 bool stream_needs_restart(stream *st)
 {
     return fanout_needs_restart(st->fo);
+}
+
+bool stream_catching_up(const stream *st)
+{
+    return st->behind_us > CATCHING_UP_US;
 }
 
 lsn_t stream_received(const stream *st)

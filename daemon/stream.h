@@ -60,6 +60,12 @@ bool stream_work(stream *st, char *err, size_t errlen);
  */
 bool stream_needs_restart(stream *st);
 
+/*
+ * The server sends what it decoded well after the commit: a backlog (or
+ * one big transaction) is being read, so a frame read a moment later
+ * costs nobody a wait. Both times are the server's clock.
+ */
+bool stream_catching_up(const stream *st);
 /* The highest position received from the server. */
 lsn_t stream_received(const stream *st);
 /* What every sink holds durably: the flush LSN for the server. */

@@ -37,6 +37,7 @@ struct worker {
     bool stop;                    /* under mu */
     bool waiting;                 /* under mu: the thread waits for events */
     bool kicked;                  /* under mu: and was told to take them */
+    bool held;                    /* under mu: see worker_hold_wakes */
     bool joined;                  /* the stream loop's: thread is gone */
     char error[512];              /* under mu */
     lsn_t error_lsn;              /* under mu */
@@ -504,13 +505,24 @@ bool worker_push(worker *w, unsigned generation, sink_event *ev)
      * large one has filled part of the queue.
      */
     if (w->waiting && !w->kicked &&
-        (ev->op == SINK_COMMIT || ev->op == SINK_ROLLBACK ||
+        ((ev->op == SINK_COMMIT && !w->held) || ev->op == SINK_ROLLBACK ||
          bytes >= w->max_bytes / 8)) {
         w->kicked = true;
         pthread_cond_signal(&w->cond);
     }
     pthread_mutex_unlock(&w->mu);
     return true;
+}
+
+void worker_hold_wakes(worker *w, bool hold)
+{
+    pthread_mutex_lock(&w->mu);
+    w->held = hold;
+    if (!hold && w->waiting && !w->kicked && w->last_commit) {
+        w->kicked = true;
+        pthread_cond_signal(&w->cond);
+    }
+    pthread_mutex_unlock(&w->mu);
 }
 
 worker_state worker_get_state(const worker *w)

@@ -52,6 +52,12 @@ void worker_free(worker *w);
  * it again. False only when the queue is full (the event stays yours).
  */
 bool worker_push(worker *w, unsigned generation, sink_event *ev);
+/*
+ * While held, a push wakes the thread only for a queue filling up, not
+ * for each transaction; the release wakes it for what came meanwhile.
+ * Stream loop: one wake-up per burst read, not per transaction in it.
+ */
+void worker_hold_wakes(worker *w, bool hold);
 /* Counts successful opens of the sink. */
 unsigned worker_generation(const worker *w);
 /* Queue room for at least `bytes` more. */
