@@ -17,7 +17,9 @@
 #     only), starting and stopping it;
 #   - CPU ticks of processes.
 # Environment: CLEAVE_BIN (a built cleave; else build/ is built),
-# CLEAVE_FIXTURES (else tests/fixtures), BENCH_KEEP=1.
+# CLEAVE_FIXTURES (else tests/fixtures), BENCH_KEEP=1, SRC_HOST=unix (the
+# source over its Unix socket, as cleave on the database host would reach
+# it, instead of TCP on 127.0.0.1; for the reference consumers too).
 
 ROOT=$PWD
 FIX=${CLEAVE_FIXTURES:-$ROOT/tests/fixtures}/shop
@@ -221,7 +223,10 @@ build_cleave() {
   [ -n "$CLEAVE_NOTE" ] || [ -x "$CLEAVE" ] || CLEAVE_NOTE="no cleave binary at $CLEAVE"
 }
 
-src_dsn() { echo "host=127.0.0.1 port=${PORT[src]} dbname=shop user=postgres"; }
+src_host() {
+  if [ "${SRC_HOST:-}" = unix ]; then echo "$T/src"; else echo 127.0.0.1; fi
+}
+src_dsn() { echo "host=$(src_host) port=${PORT[src]} dbname=shop user=postgres"; }
 
 # write_config TARGET_CLUSTER SLOT [LINE...]: $T/SLOT.yaml, cleave from the
 # source cluster "src" (slot and publication SLOT) into the five service

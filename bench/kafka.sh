@@ -320,7 +320,7 @@ CPU[peek]=$(( $(ticks "$bpid") - b0 ))
 log "reference: pg_recvlogical into /dev/null"
 perf_start recvlogical
 "$GNU_TIME" -f '%e %U %S %M' -o "$T/recv.time" \
-  pg_recvlogical -h 127.0.0.1 -p "${PORT[src]}" -U postgres -d shop -S "$REF" --start \
+  pg_recvlogical -h "$(src_host)" -p "${PORT[src]}" -U postgres -d shop -S "$REF" --start \
   --endpos="$LSN" --no-loop "${PGOPTS[@]}" -f /dev/null 2>"$T/recv.err" &
 RECV_PID=$!
 ws=0
