@@ -1,11 +1,15 @@
 /* source: control and replication connections; see source.h. */
 #include "daemon/source.h"
 
+#include <errno.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/time.h>
+
+#include <netinet/in.h>
 
 #include <libpq-fe.h>
 
@@ -22,6 +26,9 @@
  * does not ask for.
  */
 #define SOURCE_PROTO_WANTED 2
+
+/* The replication socket's receive buffer, from a source on this host. */
+#define LOOPBACK_RCVBUF (64 << 10)
 
 /* How often a stream the server filters looks for an origin not cleave's. */
 #define ORIGIN_CHECK_MS 5000
@@ -75,6 +82,37 @@ static void set_err(char *err, size_t errlen, const char *what, PGconn *conn)
 {
     const char *msg = conn ? PQerrorMessage(conn) : "out of memory";
     snprintf(err, errlen, "%s: %.*s", what, (int)strcspn(msg, "\n"), msg);
+}
+
+static bool loopback_peer(int fd)
+{
+    struct sockaddr_storage sa;
+    socklen_t len = sizeof sa;
+    if (getpeername(fd, (struct sockaddr *)&sa, &len) != 0)
+        return false;
+    if (sa.ss_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)&sa;
+        return (ntohl(in->sin_addr.s_addr) >> 24) == 127;
+    }
+    return sa.ss_family == AF_INET6 &&
+           IN6_IS_ADDR_LOOPBACK(&((const struct sockaddr_in6 *)&sa)->sin6_addr);
+}
+
+/*
+ * In a catch-up the walsender sends one message per change, each through
+ * the whole TCP stack while the window is open. Over loopback a small
+ * window closes while the reader pauses (pipeline.c), and the sends
+ * gather into large segments: the walsender's CPU fell by a tenth to a
+ * third in bench/kafka.sh. Across a network the same window would cap
+ * the rate at one window per round trip, so only a source on this host
+ * gets it.
+ */
+static void size_receive_buffer(PGconn *conn)
+{
+    int fd = PQsocket(conn), size = LOOPBACK_RCVBUF;
+    if (fd >= 0 && loopback_peer(fd) &&
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof size) != 0)
+        log_warning("event=rcvbuf_failed error=\"%s\"", strerror(errno));
 }
 
 static PGconn *connect_source(const source *src, bool replication)
@@ -566,6 +604,7 @@ bool source_start(source *src, char *err, size_t errlen)
         source_stop(src);
         return false;
     }
+    size_receive_buffer(src->repl);
     if (!check_slot_valid(src, err, errlen) ||
         !ensure_failover(src, err, errlen)) {
         source_stop(src);
