@@ -232,20 +232,28 @@ START_TEST(lock_held_refused)
 }
 END_TEST
 
+/* order_service's object in a status answer, or NULL. */
+static json_t *orders_status(json_t *st)
+{
+    size_t i;
+    json_t *svc;
+    json_array_foreach(json_object_get(st, "services"), i, svc) {
+        const char *n = json_string_value(json_object_get(svc, "name"));
+        if (n && strcmp(n, shop_services[ORDERS]) == 0)
+            return svc;
+    }
+    return NULL;
+}
+
 /* order_service's PostgreSQL sink is more than 1000 bytes behind. */
 static bool lagging(json_t *st, void *arg)
 {
     (void)arg;
-    size_t i, j;
-    json_t *svc, *k;
-    json_array_foreach(json_object_get(st, "services"), i, svc) {
-        const char *n = json_string_value(json_object_get(svc, "name"));
-        if (!n || strcmp(n, shop_services[ORDERS]) != 0)
-            continue;
-        json_array_foreach(json_object_get(svc, "sinks"), j, k)
-            if (json_integer_value(json_object_get(k, "lag_bytes")) > 1000)
-                return true;
-    }
+    size_t j;
+    json_t *k;
+    json_array_foreach(json_object_get(orders_status(st), "sinks"), j, k)
+        if (json_integer_value(json_object_get(k, "lag_bytes")) > 1000)
+            return true;
     return false;
 }
 
@@ -584,18 +592,13 @@ END_TEST
 /* order_service's PostgreSQL sink's last error, malloc'd, or NULL. */
 static char *orders_error(json_t *st)
 {
-    size_t i, j;
-    json_t *svc, *k;
-    json_array_foreach(json_object_get(st, "services"), i, svc) {
-        const char *n = json_string_value(json_object_get(svc, "name"));
-        if (!n || strcmp(n, shop_services[ORDERS]) != 0)
-            continue;
-        json_array_foreach(json_object_get(svc, "sinks"), j, k) {
-            const char *why = json_string_value(json_object_get(k, "last_error"));
-            const char *kind = json_string_value(json_object_get(k, "kind"));
-            if (why && kind && strcmp(kind, "postgres") == 0)
-                return strdup(why);
-        }
+    size_t j;
+    json_t *k;
+    json_array_foreach(json_object_get(orders_status(st), "sinks"), j, k) {
+        const char *why = json_string_value(json_object_get(k, "last_error"));
+        const char *kind = json_string_value(json_object_get(k, "kind"));
+        if (why && kind && strcmp(kind, "postgres") == 0)
+            return strdup(why);
     }
     return NULL;
 }
@@ -603,15 +606,9 @@ static char *orders_error(json_t *st)
 /* order_service in error, its reason naming the table in arg. */
 static bool refused_naming(json_t *st, void *arg)
 {
-    const char *state = NULL;
+    const char *state =
+        json_string_value(json_object_get(orders_status(st), "state"));
     char *why = orders_error(st);
-    size_t i;
-    json_t *svc;
-    json_array_foreach(json_object_get(st, "services"), i, svc) {
-        const char *n = json_string_value(json_object_get(svc, "name"));
-        if (n && strcmp(n, shop_services[ORDERS]) == 0)
-            state = json_string_value(json_object_get(svc, "state"));
-    }
     bool refused = state && strcmp(state, "error") == 0 && why &&
                    strstr(why, arg) != NULL;
     free(why);
