@@ -19,7 +19,9 @@
 # Environment: CLEAVE_BIN (a built cleave; else build/ is built),
 # CLEAVE_FIXTURES (else tests/fixtures), BENCH_KEEP=1, SRC_HOST=unix (the
 # source over its Unix socket, as cleave on the database host would reach
-# it, instead of TCP on 127.0.0.1; for the reference consumers too).
+# it, instead of TCP on 127.0.0.1; for the reference consumers too),
+# BENCH_FSYNC=on (the clusters fsync; off by default, which takes the
+# disk out of the comparison).
 
 ROOT=$PWD
 FIX=${CLEAVE_FIXTURES:-$ROOT/tests/fixtures}/shop
@@ -142,7 +144,7 @@ max_worker_processes = 32
 max_logical_replication_workers = 16
 max_sync_workers_per_subscription = 2
 max_connections = 100
-fsync = off
+fsync = ${BENCH_FSYNC:-off}
 shared_buffers = 128MB
 max_wal_size = 8GB
 checkpoint_timeout = 1h
