@@ -240,6 +240,11 @@ lsn_t fanout_position(const fanout *fo, size_t i, lsn_t received,
     return *pending ? durable : received;
 }
 
+void fanout_want_durable(fanout *fo, size_t i)
+{
+    worker_want_durable(fo->t[i].w);
+}
+
 lsn_t fanout_flush_lsn(const fanout *fo, lsn_t upto)
 {
     lsn_t flush = upto;

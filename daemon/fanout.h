@@ -99,6 +99,8 @@ lsn_t fanout_flush_lsn(const fanout *fo, lsn_t upto);
 /* Where sink i stands: durable while it has something pending, else received. */
 lsn_t fanout_position(const fanout *fo, size_t i, lsn_t received,
                       bool *pending);
+/* Sink i's durable position is waited on: see worker_want_durable. */
+void fanout_want_durable(fanout *fo, size_t i);
 
 /* ---- figures, any thread ----------------------------------------------- */
 

@@ -471,7 +471,12 @@ bool pipeline_mark_applied(const pipeline *p, size_t svc, const char *token)
         strcmp(seen, token) != 0)
         return false;
     bool pending;
-    return stream_sink_position(p->st, (size_t)i, &pending) >= at;
+    if (stream_sink_position(p->st, (size_t)i, &pending) >= at)
+        return true;
+    /* The sink reads its durable position when due; the pause is now. */
+    if (pending)
+        fanout_want_durable(p->fo, (size_t)i);
+    return false;
 }
 
 const cfg_source *pipeline_settings(const pipeline *p)

@@ -494,6 +494,7 @@ sink *syncsink_new(sink *inner, syncstate *state, size_t svc)
     }
     ss->inner = inner;
     inner->stop_flag = &s->stopping;   /* the worker stops the wrapper */
+    inner->want_flag = &s->want_durable;
     ss->ss = state;
     ss->svc = svc;
     atomic_init(&ss->phase, -1);     /* the first phase set is logged */

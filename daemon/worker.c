@@ -514,6 +514,17 @@ bool worker_push(worker *w, unsigned generation, sink_event *ev)
     return true;
 }
 
+void worker_want_durable(worker *w)
+{
+    atomic_store(&w->sink->want_durable, true);
+    pthread_mutex_lock(&w->mu);
+    if (w->waiting && !w->kicked) {
+        w->kicked = true;
+        pthread_cond_signal(&w->cond);
+    }
+    pthread_mutex_unlock(&w->mu);
+}
+
 void worker_hold_wakes(worker *w, bool hold)
 {
     pthread_mutex_lock(&w->mu);

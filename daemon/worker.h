@@ -58,6 +58,12 @@ bool worker_push(worker *w, unsigned generation, sink_event *ev);
  * Stream loop: one wake-up per burst read, not per transaction in it.
  */
 void worker_hold_wakes(worker *w, bool hold);
+/*
+ * Something waits on worker_durable (a cut-over's catch-up): the sink
+ * reads its durable position at its next chance rather than when due,
+ * and an idle thread is woken for it.
+ */
+void worker_want_durable(worker *w);
 /* Counts successful opens of the sink. */
 unsigned worker_generation(const worker *w);
 /* Queue room for at least `bytes` more. */

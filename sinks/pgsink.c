@@ -64,7 +64,7 @@
 enum {
     BATCH_ROWS = 5000,       /* a target transaction holds about this many */
     BATCH_MS = 100,          /* ... or this much time: pgsink_set_batch_ms */
-    PROGRESS_MS = 500,       /* re-read durable at most this often on commit */
+    PROGRESS_MS = 500,       /* read durable at most this often: durable_due */
     SERVICE_EVERY = 256,     /* changes between looks at the socket */
     QUEUE_HIGH = 8192,       /* unanswered requests before we wait ... */
     QUEUE_LOW = 4096,        /* ... until this few are left */
@@ -92,7 +92,7 @@ typedef struct pgsink {
     bool txn_open;           /* a target transaction is open */
     bool in_source;          /* between a source BEGIN and its COMMIT */
     bool skipping;           /* that source transaction is already applied */
-    bool progress_stale;     /* committed since durable was last read */
+    bool force_progress;     /* read durable at the next chance */
     /*
      * The batch's results are read before its COMMIT is sent: an UPDATE or
      * DELETE whose missing row fails, or a multi-row statement, which is
@@ -1532,11 +1532,29 @@ static void batch_committed(pgsink *ps, bool read_progress)
                               memory_order_relaxed);
     ps->recorded = ps->last_end;
     layouts_commit(ps);
-    if (read_progress)
+    if (read_progress) {
         ps->progress_ms = clock_ms();
-    ps->progress_stale = !read_progress;
+        ps->force_progress = false;
+    }
     forget_batch(ps);
     drop_retired(ps);
+}
+
+/*
+ * Whether to read the durable position now. Reading it flushes the
+ * target's WAL up to our last commit, a wait on the disk that the
+ * commits themselves (asynchronous) never make: read at every commit of
+ * an idle worker, it took a third to nearly half of a small
+ * transaction's round trip with fsync on (bench/latency.sh,
+ * BENCH_FSYNC=on). So, as native apply reports what the WAL writer has
+ * flushed, it is read at most every PROGRESS_MS, unless someone waits on
+ * it (a cut-over's catch-up: sink_durable_wanted), the worker is idle, or
+ * an open, a rollback or a drain must know it.
+ */
+static bool durable_due(pgsink *ps)
+{
+    return sink_durable_wanted(&ps->base) || ps->force_progress ||
+           clock_ms() - ps->progress_ms >= PROGRESS_MS;
 }
 
 /*
@@ -1546,12 +1564,10 @@ static void batch_committed(pgsink *ps, bool read_progress)
  * every result is read and checked, then the position is recorded and the
  * transaction committed. Otherwise any failure is the server's, which
  * aborts the transaction and skips the COMMIT behind it: one round trip,
- * one wake-up less of the target and of this thread per batch. `idle`:
- * nothing is in hand behind it, so the worker flushes next; the durable
- * position is read in the same round trip rather than in one of its own
- * that a transaction arriving meanwhile would wait behind.
+ * one wake-up less of the target and of this thread per batch. A durable
+ * position due is read in the same round trip.
  */
-static bool commit_batch(pgsink *ps, bool idle)
+static bool commit_batch(pgsink *ps)
 {
     if (!runs_send(ps, NULL))
         return fail_batch(ps);
@@ -1559,7 +1575,7 @@ static bool commit_batch(pgsink *ps, bool idle)
         return false;
     if (ps->failed && !recover(ps))
         return false;
-    bool progress = idle || clock_ms() - ps->progress_ms >= PROGRESS_MS;
+    bool progress = durable_due(ps);
     if (!send_origin_advance(ps) || !send_command(ps, WHAT_COMMIT) ||
         (progress && !send_progress(ps)) || !send_sync(ps) ||
         !wait_all(ps, -1))
@@ -1667,7 +1683,7 @@ static bool pg_commit(sink *s, const sink_event *ev, bool more)
     if (more && ps->batch_rows < BATCH_ROWS &&
         clock_ms() - ps->batch_start_ms < ps->batch_ms)
         return true;
-    return commit_batch(ps, !more);
+    return commit_batch(ps);
 }
 
 static bool read_progress_now(pgsink *ps)
@@ -1676,8 +1692,18 @@ static bool read_progress_now(pgsink *ps)
         return false;
     if (ps->failed)
         return ps->txn_open ? fail_batch(ps) : false;
-    ps->progress_stale = false;
+    ps->force_progress = false;
     ps->progress_ms = clock_ms();
+    return true;
+}
+
+/* Commits are asynchronous: what was read may lag what is recorded. */
+static bool refresh_durable(pgsink *ps, lsn_t *durable)
+{
+    if (ps->durable < ps->recorded && durable_due(ps) &&
+        !read_progress_now(ps))
+        return false;
+    *durable = ps->durable;
     return true;
 }
 
@@ -1690,22 +1716,40 @@ static bool pg_flush(sink *s, lsn_t *durable)
     if (!ps->in_source) {
         if (ps->last_end > ps->recorded && !ps->txn_open && !open_txn(ps))
             return false;
-        if (ps->txn_open && !commit_batch(ps, true))
+        if (ps->txn_open && !commit_batch(ps))
             return false;
     }
-    /* Commits are asynchronous: what was read may lag what is recorded. */
-    bool behind = ps->durable < ps->recorded &&
-                  clock_ms() - ps->progress_ms >= PROGRESS_MS;
-    if ((ps->progress_stale || behind) && !read_progress_now(ps))
-        return false;
-    *durable = ps->durable;
-    return true;
+    return refresh_durable(ps, durable);
 }
 
+/*
+ * No event for about 100 ms (or the position is wanted): a read now
+ * keeps no transaction waiting, and the position is exact again soon
+ * after the load stops (the lag a cut-over checks, the status).
+ */
+static bool pg_idle(sink *s, lsn_t *durable)
+{
+    pgsink *ps = s->impl;
+    if (!usable(ps))
+        return false;
+    ps->force_progress = ps->force_progress || ps->durable < ps->recorded;
+    return refresh_durable(ps, durable);
+}
+
+/* Stopping: the position reported last is the one the target holds. */
+static bool pg_drain(sink *s, lsn_t *durable)
+{
+    pgsink *ps = s->impl;
+    ps->force_progress = true;
+    return pg_flush(s, durable);
+}
+
+/* The worker goes back to the durable position: it must be current. */
 static void pg_rollback(sink *s)
 {
     pgsink *ps = s->impl;
     ps->failed = false;
+    ps->force_progress = true;
     abort_batch(ps);
 }
 
@@ -1901,7 +1945,7 @@ static bool read_durable(pgsink *ps)
     PQclear(res);
     if (ps->failed)
         return false;
-    ps->progress_stale = false;
+    ps->force_progress = false;
     ps->progress_ms = clock_ms();
     return true;
 }
@@ -1980,6 +2024,8 @@ static bool pg_open(sink *s, lsn_t *durable)
         return false;
     }
     ps->recorded = ps->durable;
+    /* A new origin reads 0: its first commit says where it stands. */
+    ps->force_progress = true;
     forget_batch(ps);
     layouts_unchecked(ps);
     *durable = ps->durable;
@@ -1995,6 +2041,8 @@ static const sink_ops pgsink_ops = {
     .change = pg_change,
     .commit = pg_commit,
     .flush = pg_flush,
+    .idle = pg_idle,
+    .drain = pg_drain,
     .rollback = pg_rollback,
     .close = pg_close,
 };

@@ -437,3 +437,10 @@ bool sink_stopping(sink *s)
 {
     return atomic_load(s->stop_flag ? s->stop_flag : &s->stopping);
 }
+
+bool sink_durable_wanted(sink *s)
+{
+    atomic_bool *flag = s->want_flag ? s->want_flag : &s->want_durable;
+    return atomic_load_explicit(flag, memory_order_relaxed) &&
+           atomic_exchange(flag, false);
+}

@@ -140,11 +140,16 @@ typedef struct sink_ops {
      * may hold a complete transaction back).
      */
     bool (*commit)(sink *s, const sink_event *ev, bool more);
-    /* Finishes any open batch; *durable as in open. */
+    /*
+     * Finishes any open batch; *durable as in open, which may trail what
+     * the sink committed where reading it costs (PostgreSQL: a WAL flush,
+     * read at most every half second unless sink_durable_wanted).
+     */
     bool (*flush)(sink *s, lsn_t *durable);
     /*
      * Optional: called about every 100 ms while no event comes, between
-     * transactions; *durable as in flush.
+     * transactions, and at once when the durable position is wanted
+     * (worker_want_durable); *durable as in flush.
      */
     bool (*idle)(sink *s, lsn_t *durable);
     /*
@@ -176,11 +181,20 @@ struct sink {
      */
     atomic_bool stopping;
     atomic_bool *stop_flag;
+    /*
+     * Set when something waits on the sink's durable position (a
+     * cut-over's catch-up): a sink that reads it lazily reads it now.
+     * A wrapped sink reads the wrapper's (want_flag): sink_durable_wanted.
+     */
+    atomic_bool want_durable;
+    atomic_bool *want_flag;
     void *impl;
 };
 
 /* Whether s (or the sink wrapping it) is being stopped. */
 bool sink_stopping(sink *s);
+/* Whether the durable position of s is wanted now; clears the wish. */
+bool sink_durable_wanted(sink *s);
 
 /*
  * A new sink of that kind for a service, not opened yet; NULL when out of

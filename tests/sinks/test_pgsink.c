@@ -114,9 +114,11 @@ static void expect(const fixture *f, const char *sql, const char *want)
     free(got);
 }
 
+/* A flush whose durable position is read now, not when due. */
 static lsn_t flush_ok(fixture *f)
 {
     lsn_t durable = 0;
+    atomic_store(&f->s->want_durable, true);
     ck_assert_msg(f->s->ops->flush(f->s, &durable), "flush: %s", f->s->error);
     return durable;
 }
@@ -516,6 +518,57 @@ START_TEST(batching_and_durable)
     /* Only empty transactions since: flush commits their position alone. */
     ck_assert(run_txn(f.s, false, NULL, 0));
     ck_assert_uint_eq(flush_ok(&f), last_end);
+    sink_rel_unref(r);
+    fx_done(&f);
+}
+END_TEST
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* A flush that reads the durable position only when due. */
+static lsn_t lazy_flush(fixture *f)
+{
+    lsn_t durable = 0;
+    ck_assert_msg(f->s->ops->flush(f->s, &durable), "flush: %s", f->s->error);
+    return durable;
+}
+
+/*
+ * A commit of a worker with nothing queued behind it does not flush the
+ * target's WAL to read the durable position: the row is there at once,
+ * the position follows when due (half a second on), at once when someone
+ * waits on it, and when the worker has been idle a while.
+ */
+START_TEST(durable_read_when_due_or_wanted)
+{
+    fixture f;
+    fx_setup(&f, "t_lazy", CFG_CONFLICT_ERROR, ITEMS_SQL);
+    sink_rel *r = items_rel();
+    /* The first commit after an open reads it (a new origin reads 0). */
+    TXN(&f, false, ins(r, V("1", "a", "1")));
+    ck_assert_uint_eq(lazy_flush(&f), last_end);
+    double read_at = now_s();
+    lsn_t first = last_end;
+    TXN(&f, false, ins(r, V("2", "b", "1")));
+    lsn_t durable = lazy_flush(&f);
+    /* Only a test that took under the half second can tell. */
+    if (now_s() - read_at < 0.4)
+        ck_assert_uint_eq(durable, first);
+    expect(&f, "SELECT count(*) FROM items", "2");
+    ck_assert_uint_eq(flush_ok(&f), last_end);   /* wanted */
+    read_at = now_s();
+    first = last_end;
+    TXN(&f, false, ins(r, V("3", "c", "1")));
+    durable = lazy_flush(&f);                    /* the wish was used up */
+    if (now_s() - read_at < 0.4)
+        ck_assert_uint_eq(durable, first);
+    ck_assert_msg(f.s->ops->idle(f.s, &durable), "idle: %s", f.s->error);
+    ck_assert_uint_eq(durable, last_end);
     sink_rel_unref(r);
     fx_done(&f);
 }
@@ -2184,6 +2237,7 @@ int main(void)
     tcase_add_test(tc, truncate_restart_identity_cascade);
     tcase_add_test(tc, hostile_names);
     tcase_add_test(tc, batching_and_durable);
+    tcase_add_test(tc, durable_read_when_due_or_wanted);
     tcase_add_test(tc, reopen_is_exactly_once);
     tcase_add_loop_test(tc, rollback_discards, WHOLE, EACH + 1);
     tcase_add_loop_test(tc, conflict_error_duplicate, WHOLE, EACH + 1);
