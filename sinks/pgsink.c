@@ -64,7 +64,12 @@
 enum {
     BATCH_ROWS = 5000,       /* a target transaction holds about this many */
     BATCH_MS = 100,          /* ... or this much time: pgsink_set_batch_ms */
-    PROGRESS_MS = 500,       /* read durable at most this often: durable_due */
+    /*
+     * Read durable at most this often (durable_due). The cut-over refuses
+     * a stream whose durable position lags by over 1 MB: at 500 ms a
+     * paced writer's stream came back refused 3 times in 10.
+     */
+    PROGRESS_MS = 100,
     SERVICE_EVERY = 256,     /* changes between looks at the socket */
     QUEUE_HIGH = 8192,       /* unanswered requests before we wait ... */
     QUEUE_LOW = 4096,        /* ... until this few are left */

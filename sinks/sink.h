@@ -143,7 +143,7 @@ typedef struct sink_ops {
     /*
      * Finishes any open batch; *durable as in open, which may trail what
      * the sink committed where reading it costs (PostgreSQL: a WAL flush,
-     * read at most every half second unless sink_durable_wanted).
+     * read at most every 100 ms unless sink_durable_wanted).
      */
     bool (*flush)(sink *s, lsn_t *durable);
     /*

@@ -541,7 +541,7 @@ static lsn_t lazy_flush(fixture *f)
 /*
  * A commit of a worker with nothing queued behind it does not flush the
  * target's WAL to read the durable position: the row is there at once,
- * the position follows when due (half a second on), at once when someone
+ * the position follows when due (100 ms on), at once when someone
  * waits on it, and when the worker has been idle a while.
  */
 START_TEST(durable_read_when_due_or_wanted)
@@ -556,8 +556,8 @@ START_TEST(durable_read_when_due_or_wanted)
     lsn_t first = last_end;
     TXN(&f, false, ins(r, V("2", "b", "1")));
     lsn_t durable = lazy_flush(&f);
-    /* Only a test that took under the half second can tell. */
-    if (now_s() - read_at < 0.4)
+    /* Only a test that took under the 100 ms can tell. */
+    if (now_s() - read_at < 0.08)
         ck_assert_uint_eq(durable, first);
     expect(&f, "SELECT count(*) FROM items", "2");
     ck_assert_uint_eq(flush_ok(&f), last_end);   /* wanted */
@@ -565,7 +565,7 @@ START_TEST(durable_read_when_due_or_wanted)
     first = last_end;
     TXN(&f, false, ins(r, V("3", "c", "1")));
     durable = lazy_flush(&f);                    /* the wish was used up */
-    if (now_s() - read_at < 0.4)
+    if (now_s() - read_at < 0.08)
         ck_assert_uint_eq(durable, first);
     ck_assert_msg(f.s->ops->idle(f.s, &durable), "idle: %s", f.s->error);
     ck_assert_uint_eq(durable, last_end);
