@@ -472,10 +472,10 @@ static void on_notice(void *arg, const PGresult *res)
 /* ------------------------------------------------------------ sending */
 
 /*
- * Statements every target transaction runs, prepared once per session
- * (prepare_fixed): parsed, analysed and planned anew each time, they cost
- * the target backend about 35 us each (pgbench, extended against
- * prepared), some 70 us of every small transaction under a steady load.
+ * The origin's advance (every target transaction) and progress (when
+ * durable_due), prepared once per session (prepare_fixed): parsed,
+ * analysed and planned anew each time, they cost the target backend
+ * about 35 us each (pgbench, extended against prepared).
  */
 #define ADVANCE_STMT "cleave_advance"
 #define PROGRESS_STMT "cleave_progress"
