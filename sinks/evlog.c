@@ -30,8 +30,8 @@
  *   'I' 'U' 'D'   u32 xid, u64 commit_lsn, u32 oid, u64 version,
  *                 u8 old_kind, u8 has (1 old values, 2 new values),
  *                 u16 ncols, then the old values, then the new ones:
- *                 u8 kind ('n' null, 'u' unchanged TOAST, 't' text),
- *                 u32 len (0 unless 't'), len bytes
+ *                 u8 kind ('n' null, 'u' unchanged TOAST, 't' text,
+ *                 'b' binary), u32 len (0 unless 't' or 'b'), len bytes
  *   'T' TRUNCATE  u32 xid, u64 commit_lsn, u8 options, u32 nrels,
  *                 nrels times (u32 oid, u64 version)
  *   'M' message   u32 xid, u64 commit_lsn, u64 message LSN,
@@ -848,7 +848,8 @@ static bool values_size(const sink_value *v, uint16_t n, uint64_t *size)
 {
     for (uint16_t i = 0; v && i < n; i++) {
         *size += 5;
-        if (v[i].kind == 't' && (v[i].data || v[i].len == 0))
+        if ((v[i].kind == 't' || v[i].kind == 'b') &&
+            (v[i].data || v[i].len == 0))
             *size += v[i].len;
         else if (v[i].kind != 'n' && v[i].kind != 'u')
             return false;
@@ -859,7 +860,7 @@ static bool values_size(const sink_value *v, uint16_t n, uint64_t *size)
 static void write_values(evlog *l, const sink_value *v, uint16_t n)
 {
     for (uint16_t i = 0; v && i < n; i++) {
-        bool text = v[i].kind == 't';
+        bool text = v[i].kind == 't' || v[i].kind == 'b';
         out_u8(l, (uint8_t)v[i].kind);
         out_u32(l, text ? v[i].len : 0);
         if (text && v[i].len)
@@ -876,7 +877,7 @@ static bool append_change(evlog *l, const sink_event *ev, uint8_t type)
     if (!values_size(ev->old_vals, n, &size) ||
         !values_size(ev->new_vals, n, &size))
         return misuse(l, "a value of relation %u that cannot be kept "
-                      "(binary, or text without data)", ev->rel->oid);
+                      "(text without data)", ev->rel->oid);
     if (size >= MAX_RECORD)
         return misuse(l, "a change of %" PRIu64 " bytes is too big", size);
     need_rel(l, ev->rel);
@@ -1400,7 +1401,7 @@ static bool read_values(cur *c, sink_value *v, uint16_t n)
         v[i].kind = (char)cur_u8(c);
         v[i].len = cur_u32(c);
         v[i].data = NULL;
-        if (v[i].kind == 't')
+        if (v[i].kind == 't' || v[i].kind == 'b')
             v[i].data = (const char *)cur_bytes(c, v[i].len);
         else if ((v[i].kind != 'n' && v[i].kind != 'u') || v[i].len != 0)
             c->bad = true;

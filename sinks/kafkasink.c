@@ -1507,11 +1507,29 @@ static bool ks_begin(sink *s, const sink_event *ev)
     return produce_txn_event(ks, false);
 }
 
+/*
+ * Binary values are never asked for where a Kafka sink is configured
+ * (binfmt.h); one that came anyway is refused rather than sent as null.
+ */
+static bool binary_values(kafkasink *ks, const sink_event *ev)
+{
+    uint16_t n = ev->rel ? ev->rel->ncols : 0;
+    if (!sink_values_binary(ev->old_vals, n) &&
+        !sink_values_binary(ev->new_vals, n))
+        return false;
+    sink_fail(&ks->base, ev->commit_lsn, "a change of %s.%s came with "
+              "values in binary form, which Kafka events cannot carry",
+              ev->rel->schema, ev->rel->name);
+    return true;
+}
+
 static bool ks_change(sink *s, const sink_event *ev)
 {
     kafkasink *ks = impl(s);
     if (ks->failed)
         return serve(ks, 0);
+    if (binary_values(ks, ev))
+        return false;
     switch (ev->op) {
     case SINK_INSERT:
         return on_insert(ks, ev);

@@ -39,9 +39,15 @@ static bool plan_reserve(pgstmt_plan *pl, size_t need)
         return false;
     pl->shape = shape;
     const char **params = realloc(pl->params, cap * sizeof *params);
-    if (!params)
+    if (params)
+        pl->params = params;
+    int *lengths = params ? realloc(pl->lengths, cap * sizeof *lengths) : NULL;
+    if (lengths)
+        pl->lengths = lengths;
+    int *formats = lengths ? realloc(pl->formats, cap * sizeof *formats) : NULL;
+    if (!formats)
         return false;
-    pl->params = params;
+    pl->formats = formats;
     pl->cap = cap;
     return true;
 }
@@ -50,6 +56,8 @@ void pgstmt_plan_free(pgstmt_plan *pl)
 {
     free(pl->shape);
     free(pl->params);
+    free(pl->lengths);
+    free(pl->formats);
     memset(pl, 0, sizeof *pl);
 }
 
@@ -68,8 +76,18 @@ static bool same_value(const sink_value *a, const sink_value *b)
 {
     if (a->kind != b->kind)
         return false;
-    return a->kind != 't' ||
+    return (a->kind != 't' && a->kind != 'b') ||
            (a->len == b->len && memcmp(a->data, b->data, a->len) == 0);
+}
+
+/* A value as the next parameter: text, binary, or NULL for anything else. */
+static void add_param(pgstmt_plan *pl, const sink_value *v)
+{
+    bool bin = v->kind == 'b';
+    pl->params[pl->nparams] = bin || v->kind == 't' ? v->data : NULL;
+    pl->lengths[pl->nparams] = (int)v->len;
+    pl->formats[pl->nparams++] = bin;
+    pl->binary |= bin;
 }
 
 /*
@@ -97,7 +115,7 @@ static void plan_values(pgstmt_plan *pl, const sink_event *ev)
             continue;
         }
         pl->shape[pl->shape_len++] = 'v';
-        pl->params[pl->nparams++] = vals[i].kind == 't' ? vals[i].data : NULL;
+        add_param(pl, &vals[i]);
     }
 }
 
@@ -120,11 +138,11 @@ static bool plan_identity(pgstmt_plan *pl, const sink_event *ev, bool full,
         if (full || rel->cols[i].key) {
             if (vals[i].kind == 'n')
                 code = 'n';
-            else if (vals[i].kind == 't')
+            else if (vals[i].kind == 't' || vals[i].kind == 'b')
                 code = 'p';
         }
         if (code == 'p')
-            pl->params[pl->nparams++] = vals[i].data;
+            add_param(pl, &vals[i]);
         compared += code != '-';
         pl->shape[pl->shape_len++] = code;
     }
@@ -148,6 +166,7 @@ bool pgstmt_plan_change(pgstmt_plan *pl, const sink_event *ev,
     bool full = rel->replident == 'f';
     pl->shape_len = 0;
     pl->nparams = 0;
+    pl->binary = false;
     pl->shape[pl->shape_len++] = op;
     pl->shape[pl->shape_len++] = full ? 'f' : 'k';
     if (op != 'D') {
@@ -274,7 +293,7 @@ pgstmt *pgstmt_lookup_rows(pgstmt_cache *c, sink_rel *rel,
     return st;
 }
 
-static bool needs_text_eq(uint32_t type_oid);
+static const char *text_eq_type(uint32_t type_oid);
 
 /* Every key column compared with a parameter, none set, a type with =. */
 static bool found_by_kept_key(const sink_rel *rel, const char *vals,
@@ -284,7 +303,7 @@ static bool found_by_kept_key(const sink_rel *rel, const char *vals,
         bool key = rel->cols[i].key;
         if ((vals && vals[i] == 'v' && key) || (key && ident[i] != 'p') ||
             (!key && ident[i] != '-') ||
-            (key && needs_text_eq(rel->cols[i].type_oid)))
+            (key && text_eq_type(rel->cols[i].type_oid)))
             return false;
     }
     return true;
@@ -439,22 +458,33 @@ static void sb_table(sqlbuf *b, PGconn *conn, const sink_rel *rel)
     sb_ident(b, conn, rel->name);
 }
 
-/* Built-in types with no equality operator (and their arrays). */
-static bool needs_text_eq(uint32_t type_oid)
+/*
+ * Built-in types with no equality operator (and their arrays): compared
+ * as text. The value is read as the type first, whether it came as text
+ * or in the type's binary form, and written out again.
+ */
+static const char *text_eq_type(uint32_t type_oid)
 {
     switch (type_oid) {
-    case 114: case 199:      /* json, json[] */
-    case 142: case 143:      /* xml, xml[] */
-    case 600: case 1017:     /* point */
-    case 601: case 1018:     /* lseg */
-    case 602: case 1019:     /* path */
-    case 603: case 1020:     /* box */
-    case 604: case 1027:     /* polygon */
-    case 628: case 629:      /* line */
-    case 718: case 719:      /* circle */
-        return true;
-    default:
-        return false;
+    case 114: return "json";
+    case 199: return "json[]";
+    case 142: return "xml";
+    case 143: return "xml[]";
+    case 600: return "point";
+    case 1017: return "point[]";
+    case 601: return "lseg";
+    case 1018: return "lseg[]";
+    case 602: return "path";
+    case 1019: return "path[]";
+    case 603: return "box";
+    case 1020: return "box[]";
+    case 604: return "polygon";
+    case 1027: return "polygon[]";
+    case 628: return "line";
+    case 629: return "line[]";
+    case 718: return "circle";
+    case 719: return "circle[]";
+    default: return NULL;
     }
 }
 
@@ -466,11 +496,14 @@ static void build_cond(sqlbuf *b, PGconn *conn, const struct sink_col *col,
         sb_add(b, " IS NULL");
         return;
     }
-    bool text = needs_text_eq(col->type_oid);
-    sb_add(b, text ? "::text = " : " = ");
+    const char *type = text_eq_type(col->type_oid);
+    sb_add(b, type ? "::text = " : " = ");
     sb_param(b, np);
-    if (text)
+    if (type) {
+        sb_add(b, "::pg_catalog.");
+        sb_add(b, type);
         sb_add(b, "::text");
+    }
 }
 
 /*
@@ -959,11 +992,71 @@ static void out_str(textout *o, const char *s)
 }
 
 /* Long values would crowd out the rest of the message. */
-static void out_value(textout *o, const sink_value *v)
+enum { MAXVAL = 40 };
+
+static uint64_t be_bytes(const char *p, uint32_t n)
 {
-    enum { MAXVAL = 40 };
+    uint64_t x = 0;
+    for (uint32_t i = 0; i < n; i++)
+        x = x << 8 | (unsigned char)p[i];
+    return x;
+}
+
+/* An integer or uuid in its binary form as its text would be; else false. */
+static bool out_binary_number(textout *o, uint32_t type, const sink_value *v)
+{
+    char buf[48];
+    uint64_t x = be_bytes(v->data, v->len > 8 ? 8 : v->len);
+    if ((type == 21 && v->len == 2) || (type == 23 && v->len == 4) ||
+        (type == 20 && v->len == 8)) {
+        int bits = (int)v->len * 8;
+        int64_t sx = bits < 64 && (x >> (bits - 1)) ? (int64_t)(x - (1ULL << bits))
+                                                     : (int64_t)x;
+        snprintf(buf, sizeof buf, "%" PRId64, sx);
+    } else if (type == 2950 && v->len == 16) {   /* uuid */
+        const unsigned char *u = (const unsigned char *)v->data;
+        int n = 0;
+        for (int i = 0; i < 16; i++)
+            n += snprintf(buf + n, sizeof buf - (size_t)n, "%s%02x",
+                          i == 4 || i == 6 || i == 8 || i == 10 ? "-" : "",
+                          u[i]);
+    } else {
+        return false;
+    }
+    out_str(o, buf);
+    return true;
+}
+
+/*
+ * A binary value for a message: integers and uuids as their text, text
+ * types as they are, anything else as \x and its first bytes in hex.
+ */
+static void out_binary(textout *o, uint32_t type, const sink_value *v)
+{
+    if (out_binary_number(o, type, v))
+        return;
+    if (type == 25 || type == 1043 || type == 1042 || type == 19) {
+        out_add(o, v->data, v->len > MAXVAL ? MAXVAL : v->len);
+        out_str(o, v->len > MAXVAL ? "..." : "");
+        return;
+    }
+    out_str(o, "\\x");
+    for (uint32_t i = 0; i < v->len && i < MAXVAL / 2; i++) {
+        char hex[3];
+        snprintf(hex, sizeof hex, "%02x", (unsigned char)v->data[i]);
+        out_str(o, hex);
+    }
+    out_str(o, v->len > MAXVAL / 2 ? "..." : "");
+}
+
+static void out_value(textout *o, uint32_t type, const sink_value *v)
+{
     if (v->kind == 'n') {
         out_str(o, "NULL");
+        return;
+    }
+    if (v->kind == 'b') {
+        out_binary(o, type, v);
         return;
     }
     out_add(o, v->data, v->len > MAXVAL ? MAXVAL : v->len);
@@ -1000,7 +1093,7 @@ void pgstmt_describe(const sink_event *ev, char *buf, size_t len)
         out_str(&o, sep);
         out_str(&o, rel->cols[i].name);
         out_str(&o, "=");
-        out_value(&o, &vals[i]);
+        out_value(&o, rel->cols[i].type_oid, &vals[i]);
         sep = ", ";
     }
     if (!*sep)

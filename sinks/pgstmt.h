@@ -45,7 +45,10 @@ typedef struct pgstmt_plan {
     char *shape;
     uint32_t shape_len;
     const char **params;
+    int *lengths;            /* of binary values, for libpq */
+    int *formats;            /* 1: binary ('b'), 0: text */
     int nparams;
+    bool binary;             /* some parameter is binary */
     size_t cap;              /* of shape (bytes) and params (entries) */
 } pgstmt_plan;
 

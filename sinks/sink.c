@@ -230,25 +230,36 @@ sink_event *sink_event_txn(sink_op op, uint32_t xid, lsn_t commit_lsn,
     return ev;
 }
 
-/* Bytes the text of a tuple needs, NULs included; false on binary values. */
-static bool tuple_bytes(const pgo_tuple *t, size_t *bytes)
+static bool has_bytes(char kind)
 {
-    for (uint16_t i = 0; t && i < t->ncols; i++) {
-        if (t->cols[i].kind == 'b')
-            return false;
-        if (t->cols[i].kind == 't')
-            *bytes += (size_t)t->cols[i].len + 1;
-    }
-    return true;
+    return kind == 't' || kind == 'b';
 }
 
-/* Copies a tuple into vals, its text into *text; advances *text. */
+bool sink_values_binary(const sink_value *vals, uint16_t n)
+{
+    for (uint16_t i = 0; vals && i < n; i++)
+        if (vals[i].kind == 'b')
+            return true;
+    return false;
+}
+
+/* Bytes the values of a tuple need, a NUL after each. */
+static size_t tuple_bytes(const pgo_tuple *t)
+{
+    size_t bytes = 0;
+    for (uint16_t i = 0; t && i < t->ncols; i++)
+        if (has_bytes(t->cols[i].kind))
+            bytes += (size_t)t->cols[i].len + 1;
+    return bytes;
+}
+
+/* Copies a tuple into vals, its bytes into *text; advances *text. */
 static void copy_tuple(const pgo_tuple *t, sink_value *vals, char **text)
 {
     for (uint16_t i = 0; i < t->ncols; i++) {
         const pgo_value *v = &t->cols[i];
         vals[i] = (sink_value){.kind = v->kind};
-        if (v->kind != 't')
+        if (!has_bytes(v->kind))
             continue;
         memcpy(*text, v->data, v->len);
         (*text)[v->len] = '\0';
@@ -263,7 +274,7 @@ static size_t values_bytes(const sink_value *v, uint16_t n)
 {
     size_t bytes = 0;
     for (uint16_t i = 0; v && i < n; i++)
-        if (v[i].kind == 't')
+        if (has_bytes(v[i].kind))
             bytes += (size_t)v[i].len + 1;
     return bytes;
 }
@@ -273,7 +284,7 @@ static void copy_values(const sink_value *src, uint16_t n, sink_value *vals,
 {
     for (uint16_t i = 0; i < n; i++) {
         vals[i] = (sink_value){.kind = src[i].kind};
-        if (src[i].kind != 't')
+        if (!has_bytes(src[i].kind))
             continue;
         memcpy(*text, src[i].data, src[i].len);
         (*text)[src[i].len] = '\0';
@@ -318,9 +329,7 @@ sink_event *sink_event_change(sink_op op, sink_rel *rel, lsn_t commit_lsn,
                               char old_kind, const pgo_tuple *old_tuple,
                               const pgo_tuple *new_tuple)
 {
-    size_t text = 0;
-    if (!tuple_bytes(old_tuple, &text) || !tuple_bytes(new_tuple, &text))
-        return NULL;
+    size_t text = tuple_bytes(old_tuple) + tuple_bytes(new_tuple);
     size_t nold = old_tuple ? old_tuple->ncols : 0;
     size_t nnew = new_tuple ? new_tuple->ncols : 0;
     size_t size = sizeof(sink_event) + (nold + nnew) * sizeof(sink_value) + text;

@@ -48,12 +48,19 @@ typedef struct sink_rel {
     } *cols;
 } sink_rel;
 
-/* One column value: 'n' null, 'u' unchanged TOAST, 't' text. */
+/*
+ * One column value: 'n' null, 'u' unchanged TOAST, 't' text, 'b' the
+ * type's binary form (pgoutput's `binary` option, PostgreSQL targets
+ * only: daemon/binfmt.h says when the stream asks for it).
+ */
 typedef struct sink_value {
     char kind;
     uint32_t len;
-    const char *data;        /* NUL-terminated text form ('t') */
+    const char *data;        /* 't', 'b': len bytes, then a NUL */
 } sink_value;
+
+/* Whether some value of vals (n of them, or NULL) is binary. */
+bool sink_values_binary(const sink_value *vals, uint16_t n);
 
 typedef enum sink_op {
     SINK_BEGIN,
@@ -265,8 +272,7 @@ sink_event *sink_event_txn(sink_op op, uint32_t xid, lsn_t commit_lsn,
 /*
  * INSERT, UPDATE or DELETE, copying the values out of the decoder's
  * buffers (old_tuple/new_tuple may be NULL where the message has none).
- * NULL when out of memory, or when a value is binary ('b'): cleave asks
- * for text.
+ * NULL when out of memory.
  */
 sink_event *sink_event_change(sink_op op, sink_rel *rel, lsn_t commit_lsn,
                               char old_kind,
