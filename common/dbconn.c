@@ -30,11 +30,14 @@ PGconn *dbconn_connect(const char *dsn, const char *app, dbconn_mode mode)
      * holds over the DSN's and PGCLIENTENCODING (and over an options='-c
      * client_encoding=...', which the server applies before it).
      */
+    const char *last = mode == DBCONN_REPLICATION ? "replication"
+                       : mode == DBCONN_QUICK       ? "connect_timeout"
+                                                    : NULL;
     const char *keys[] = {"dbname", "fallback_application_name",
-                          "client_encoding",
-                          mode == DBCONN_REPLICATION ? "replication" : NULL,
+                          "client_encoding", last, NULL};
+    const char *vals[] = {dsn, app, DBCONN_ENCODING,
+                          mode == DBCONN_QUICK ? DBCONN_QUICK_S : "database",
                           NULL};
-    const char *vals[] = {dsn, app, DBCONN_ENCODING, "database", NULL};
     PGconn *conn = PQconnectdbParams(keys, vals, 1);
     raw_if_sql_ascii(conn);
     return conn;

@@ -25,7 +25,15 @@
 typedef enum dbconn_mode {
     DBCONN_PLAIN,
     DBCONN_REPLICATION,      /* a walsender for the DSN's database */
+    /*
+     * Plain, giving up after DBCONN_QUICK_S (over the DSN's
+     * connect_timeout): a thread that serves others looking at a server
+     * it does not depend on must not wait out TCP's minutes on it.
+     */
+    DBCONN_QUICK,
 } dbconn_mode;
+
+#define DBCONN_QUICK_S "2"   /* libpq's least connect_timeout */
 
 /*
  * Connects to `dsn` as application `app` (unless the DSN names one), in

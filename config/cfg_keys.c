@@ -130,6 +130,14 @@ static const cfg_key source_keys[] = {
              "turn it on only where nothing else replicates into the source; "
              "not used with Kafka, whose topics get a moved service's writes "
              "back through the reverse stream's origin"},
+    {.name = "binary_values", .type = CFG_T_BOOL, .def = "true",
+     .off = offsetof(cfg, source.binary_values),
+     .help = "ask pgoutput for column values in their binary form "
+             "(PostgreSQL 14 or later) where every target can take them: "
+             "no Kafka, every target of the source's major version, and "
+             "every column of a built-in type (or an enum, or a domain "
+             "over one) the same in the target; this spares both servers "
+             "the types' text output and input; otherwise text"},
     {.name = "failover_slot", .type = CFG_T_BOOL, .def = "false",
      .off = offsetof(cfg, source.failover_slot),
      .help = "create the slot with FAILOVER (PostgreSQL 17 or later), so "

@@ -112,6 +112,7 @@ typedef struct cfg_source {
     bool loop_prevention;       /* skip cleave_ origins */
     bool failover_slot;         /* the slot FAILOVER (PostgreSQL 17+) */
     bool server_origin_filter;  /* origin 'none' (PostgreSQL 16+) */
+    bool binary_values;         /* pgoutput's binary (14+), where safe */
 } cfg_source;
 
 /* Whether a service publishes a logical message with this prefix. */

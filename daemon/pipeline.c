@@ -55,6 +55,8 @@ struct pipeline {
     lsn_t last_flush_sent;
     int64_t next_heartbeat;
     int64_t nap_until;        /* no read before, see NAP_MS */
+    lsn_t text_until;         /* values in text until the flush passes it */
+    bool copying;             /* a copy ran since the source started */
 };
 
 static bool make_dir(const char *path)
@@ -295,12 +297,15 @@ bool pipeline_try_start(pipeline *p, snap_stop_fn *stop, void *stop_arg)
     char err[1024] = "";
     if (source_streaming(p->src) || clock_ms() < p->next_source_try)
         return false;
+    source_allow_binary(p->src, stream_flush_lsn(p->st) >= p->text_until);
     if (!source_prepare(p->src, stop, stop_arg, err, sizeof err) ||
         !stream_restart(p->st, source_proto_version(p->src)) ||
         !source_start(p->src, err, sizeof err)) {
         source_failed(p, err[0] ? err : "out of memory");
         return false;
     }
+    stream_set_binfmt(p->st, source_binfmt(p->src));
+    p->copying = false;
     snap *late = source_take_snapshot(p->src);
     if (late) {
         /* Someone dropped the slot while cleave ran: changes were lost. */
@@ -338,6 +343,19 @@ static void send_status(pipeline *p, bool force)
     p->last_flush_sent = flush;
 }
 
+/*
+ * A relation the binary stream was not checked for: start again at once
+ * from what the sinks hold, in text until the flush passes this point
+ * (its Relation message may come again from older WAL).
+ */
+static void restart_in_text(pipeline *p, const char *why)
+{
+    log_info("event=values_text reason=\"%s\"", why);
+    p->text_until = stream_received(p->st);
+    source_stop(p->src);
+    p->next_source_try = 0;
+}
+
 /* Reads frames until none is ready, the sinks push back, or a turn ends. */
 static void read_some(pipeline *p)
 {
@@ -354,7 +372,10 @@ static void read_some(pipeline *p)
         }
         bool reply = false;
         if (r < 0 || !stream_frame(p->st, buf, len, &reply, err, sizeof err)) {
-            source_failed(p, err);
+            if (r > 0 && stream_wants_text(p->st))
+                restart_in_text(p, err);
+            else
+                source_failed(p, err);
             return;
         }
         if (reply)
@@ -405,6 +426,33 @@ static void heartbeat(pipeline *p)
         log_warning("event=heartbeat_failed error=\"%s\"", err);
 }
 
+/* Every service that has not left is copied and streams. */
+static bool all_streaming(const pipeline *p)
+{
+    for (size_t i = 0; i < p->config->n_services; i++)
+        if (!source_left(p->src, i) &&
+            (!syncstate_finished(p->sync, i) || catching_up(p, i)))
+            return false;
+    return true;
+}
+
+/*
+ * The stream went in text because a target lacked tables the initial
+ * copy was to make: once every service streams, start again, checked.
+ */
+static void binary_after_copy(pipeline *p)
+{
+    if (!source_streaming(p->src) || !source_binary_missing(p->src))
+        return;
+    if (!all_streaming(p)) {
+        p->copying = true;
+    } else if (p->copying) {
+        log_info("event=values_recheck reason=\"the initial copy is done\"");
+        source_stop(p->src);
+        p->next_source_try = 0;
+    }
+}
+
 void pipeline_turn(pipeline *p)
 {
     char err[1024];
@@ -414,6 +462,7 @@ void pipeline_turn(pipeline *p)
         read_frames(p);
     send_status(p, false);
     heartbeat(p);
+    binary_after_copy(p);
 }
 
 int64_t pipeline_deadline(const pipeline *p, int64_t by)

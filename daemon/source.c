@@ -16,6 +16,7 @@
 #include "common/clock.h"
 #include "common/dbconn.h"
 #include "common/log.h"
+#include "daemon/binfmt.h"
 #include "daemon/snapshot.h"
 #include "decoder/frame.h"
 #include "decoder/pgoutput.h"
@@ -45,6 +46,10 @@ struct source {
     /* The server filters origins: a foreign one is looked for now and then. */
     bool origin_none;
     int64_t next_origin_check;
+    /* Values in binary form: allowed by the pipeline, and checked. */
+    bool binary_allowed;
+    binfmt *bin;
+    bool bin_missing;        /* text because a target lacked a table */
     /* Sticky: once the server invalidated the slot, it is never remade. */
     bool slot_lost;
     char lost_reason[128];
@@ -63,6 +68,7 @@ source *source_new(const cfg *config, const cfg_source *settings)
     if (src) {
         src->config = config;
         src->settings = settings;
+        src->binary_allowed = true;
     }
     return src;
 }
@@ -72,6 +78,7 @@ void source_free(source *src)
     if (!src)
         return;
     source_stop(src);
+    binfmt_free(src->bin);
     snap_release(src->created);
     PQfinish(src->control);
     free(src->left);
@@ -570,6 +577,47 @@ static const char *origin_filter_name(const source *src, bool server)
     return server ? "none" : src->settings->loop_prevention ? "cleave" : "off";
 }
 
+void source_allow_binary(source *src, bool allow)
+{
+    src->binary_allowed = allow;
+}
+
+const binfmt *source_binfmt(const source *src)
+{
+    return src->bin;
+}
+
+bool source_binary_missing(const source *src)
+{
+    return src->bin_missing;
+}
+
+/* Checks whether this start may ask for binary values; why not in `why`. */
+static void check_binary(source *src, char *why, size_t whylen)
+{
+    binfmt_free(src->bin);
+    src->bin = NULL;
+    src->bin_missing = false;
+    if (!src->settings->binary_values) {
+        snprintf(why, whylen, "source.binary_values is off");
+        return;
+    }
+    if (!src->binary_allowed) {
+        snprintf(why, whylen, "a table changed under the binary stream");
+        return;
+    }
+    size_t n = src->config->n_services;
+    bool *left = calloc(n ? n : 1, sizeof *left);
+    for (size_t i = 0; left && i < n; i++)
+        left[i] = source_left(src, i);
+    src->bin = left ? binfmt_check(src->control, src->config, left, why,
+                                   whylen, &src->bin_missing)
+                    : NULL;
+    if (!left)
+        snprintf(why, whylen, "out of memory");
+    free(left);
+}
+
 static char *start_command(source *src, bool origin_none)
 {
     PGconn *c = src->repl;
@@ -582,10 +630,11 @@ static char *start_command(source *src, bool origin_none)
     if (slot && publit &&
         asprintf(&cmd,
                  "START_REPLICATION SLOT %s LOGICAL 0/0 (proto_version '%d', "
-                 "publication_names %s%s, messages 'true'%s)",
+                 "publication_names %s%s, messages 'true'%s%s)",
                  slot, src->proto, publit,
                  src->proto >= 2 ? ", streaming 'on'" : "",
-                 origin_none ? ", origin 'none'" : "") < 0)
+                 origin_none ? ", origin 'none'" : "",
+                 src->bin ? ", binary 'true'" : "") < 0)
         cmd = NULL;
     PQfreemem(slot);
     PQfreemem(pub);
@@ -613,6 +662,8 @@ bool source_start(source *src, char *err, size_t errlen)
     bool origin_none = server_filters_origins(src);
     src->origin_none = origin_none;
     src->next_origin_check = clock_ms() + ORIGIN_CHECK_MS;
+    char text_why[512] = "";
+    check_binary(src, text_why, sizeof text_why);
     char *cmd = start_command(src, origin_none);
     PGresult *res = cmd ? PQexec(src->repl, cmd) : NULL;
     bool ok = PQresultStatus(res) == PGRES_COPY_BOTH;
@@ -629,11 +680,13 @@ bool source_start(source *src, char *err, size_t errlen)
         return false;
     }
     log_info("event=streaming slot=%s publication=%s proto_version=%d "
-             "server_version=%d origin_filter=%s failover=%s",
+             "server_version=%d origin_filter=%s failover=%s values=%s%s%s%s",
              src->settings->slot, src->settings->publication,
              src->proto, src->server_version,
              origin_filter_name(src, origin_none),
-             src->settings->failover_slot ? "true" : "false");
+             src->settings->failover_slot ? "true" : "false",
+             src->bin ? "binary" : "text", src->bin ? "" : " text_why=\"",
+             src->bin ? "" : text_why, src->bin ? "" : "\"");
     return true;
 }
 

@@ -53,6 +53,19 @@ int source_proto_version(const source *src);
  * never made again by prepare while this source lives.
  */
 bool source_start(source *src, char *err, size_t errlen);
+/*
+ * Whether the next start may ask for binary values at all (where
+ * source.binary_values and binfmt's check allow): the pipeline says no
+ * for a while after a Relation message the check did not cover.
+ */
+void source_allow_binary(source *src, bool allow);
+/*
+ * The columns checked for binary values when the stream asked for them,
+ * else NULL; the source's, valid until the next start.
+ */
+const struct binfmt *source_binfmt(const source *src);
+/* Text values only because a target lacked a table at the last start. */
+bool source_binary_missing(const source *src);
 /* Why the server invalidated the slot, or NULL while it has not. */
 const char *source_slot_lost(const source *src);
 /* Closes the replication connection (if open). */

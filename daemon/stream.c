@@ -71,6 +71,9 @@ struct stream {
     /* The last cut-over mark read: what it said, where. */
     char mark[STREAM_MARK_MAX];
     lsn_t mark_lsn;
+    /* Values come binary: the columns checked for it (the source's). */
+    const binfmt *bin;
+    bool text_wanted;        /* a relation it did not check came */
 };
 
 /* ---- relations -------------------------------------------------------- */
@@ -455,10 +458,27 @@ static bool handle_change_msg(stream *st, const pgo_msg *m)
     }
 }
 
+/*
+ * A binary stream goes on only with columns binfmt checked: another
+ * relation (a column added, a type changed) has its values read again in
+ * text, before any change of it is routed.
+ */
+static bool binary_takes(stream *st, const pgo_relation *rel, char *err,
+                         size_t errlen)
+{
+    if (!st->bin || owner_of(st, rel) < 0 || binfmt_takes(st->bin, rel))
+        return true;
+    st->text_wanted = true;
+    snprintf(err, errlen, "table %s.%s changed under the binary stream: "
+             "reading on in text", rel->nspname, rel->relname);
+    return false;
+}
+
 static bool handle_msg(stream *st, const pgo_msg *m, const uint8_t *buf,
                        size_t len, char *err, size_t errlen)
 {
-    if (m->kind == PGO_RELATION && !rel_update(st, m->relation))
+    if (m->kind == PGO_RELATION && (!binary_takes(st, m->relation, err, errlen) ||
+                                    !rel_update(st, m->relation)))
         return false;
     if (st->cur && m->kind != PGO_STREAM_STOP)
         return spool_message(st, m, buf, len);
@@ -604,6 +624,8 @@ bool stream_restart(stream *st, int proto_version)
      */
     st->mark[0] = '\0';
     st->mark_lsn = 0;
+    st->bin = NULL;
+    st->text_wanted = false;
     rel_clear(st);
     if (!st->dec || st->proto != proto_version) {
         pgo_free(st->dec);
@@ -613,6 +635,16 @@ bool stream_restart(stream *st, int proto_version)
         pgo_reset(st->dec);
     }
     return st->dec != NULL;
+}
+
+void stream_set_binfmt(stream *st, const binfmt *bin)
+{
+    st->bin = bin;
+}
+
+bool stream_wants_text(const stream *st)
+{
+    return st->text_wanted;
 }
 
 bool stream_needs_restart(stream *st)

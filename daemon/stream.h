@@ -24,6 +24,7 @@
 #include <stdint.h>
 
 #include "config/config.h"
+#include "daemon/binfmt.h"
 #include "daemon/fanout.h"
 #include "decoder/lsn.h"
 
@@ -45,6 +46,17 @@ void stream_free(stream *st);
  * source agreed.
  */
 bool stream_restart(stream *st, int proto_version);
+
+/*
+ * The source asked for binary values: the columns checked for them
+ * (kept, not copied, until the next restart), or NULL for text.
+ */
+void stream_set_binfmt(stream *st, const binfmt *bin);
+/*
+ * Why stream_frame failed: a relation binfmt did not check came in a
+ * binary stream, to be read again in text (not an error of the source).
+ */
+bool stream_wants_text(const stream *st);
 
 /* Handles one CopyData message; false with err when the stream is bad. */
 bool stream_frame(stream *st, const uint8_t *buf, size_t len,

@@ -588,6 +588,71 @@ START_TEST(add_column_with_default)
 }
 END_TEST
 
+/* ---- binary values -------------------------------------------------------- */
+
+/* Restarts cleave and waits for its stream to start with `values`. */
+static void restart_expecting(shop_env *env, const char *values,
+                              const char *why)
+{
+    ck_assert_int_eq(shop_stop(env, SIGTERM, 30), 0);
+    long mark = shop_log_size(env);
+    ck_assert(shop_start(env));
+    if (!shop_wait_log(env, values, mark, 60) ||
+        (why && shop_log_count(env, why, mark) == 0)) {
+        shop_log_tail(env, 40);
+        ck_abort_msg("%s: no stream with %s (%s)", env->name, values,
+                     why ? why : "");
+    }
+}
+
+/*
+ * Values travel in binary where every target reads them the same way
+ * (daemon/binfmt.h): the shop's types, enums and a domain included. A
+ * type changed in one target sends the next start in text (an int8
+ * reading an int4's four bytes would misread or fail), and a column
+ * added under the binary stream makes it read on in text, before any
+ * change of that shape is applied: nothing lost, nothing twice.
+ */
+START_TEST(binary_values_then_text)
+{
+    shop_env env;
+    start_streaming(&env, "binvals", NULL);
+    ck_assert_msg(shop_wait_log(&env, "values=binary", 0, 60),
+                  "the stream did not ask for binary values");
+    load_data(&env);
+    int bench = pgc_pgbench_start(src, env.srcdb, 2, 500, 1, mix);
+    ck_assert(bench > 0);
+    ck_assert_msg(pgc_pgbench_wait(bench), "pgbench failed");
+    shop_assert_caught_up_and_equal(&env, CAUGHT_UP_S);
+
+    exec_tgt(&env, shop_owner(WAREHOUSES),
+             "ALTER TABLE warehouses ALTER capacity TYPE bigint");
+    restart_expecting(&env, "values=text", "public.warehouses.capacity of "
+                      "service inventory_service: the target's type differs");
+    exec_src(&env, "UPDATE warehouses SET capacity = -2147483648 "
+                   "WHERE id = (SELECT min(id) FROM warehouses);"
+                   "INSERT INTO warehouses (code, name, country_code, "
+                   "capacity) VALUES ('BIN1', 'text again', 'DE', 70000)");
+    shop_assert_caught_up_and_equal(&env, CAUGHT_UP_S);
+
+    exec_tgt(&env, shop_owner(WAREHOUSES),
+             "ALTER TABLE warehouses ALTER capacity TYPE integer");
+    restart_expecting(&env, "values=binary", NULL);
+    long mark = shop_log_size(&env);
+    exec_src(&env, "ALTER TABLE warehouses ADD COLUMN note text;"
+                   "INSERT INTO warehouses (code, name, country_code, note) "
+                   "VALUES ('BIN2', 'added', 'DE', 'a note');"
+                   "UPDATE warehouses SET note = 'later' WHERE code = 'BIN1'");
+    ck_assert_msg(shop_wait_log(&env, "event=values_text reason=\"table "
+                                "public.warehouses changed", mark, 60),
+                  "the added column did not send the stream to text");
+    shop_assert_caught_up_and_equal(&env, CAUGHT_UP_S);
+    ck_assert_int_eq(count_tgt(&env, WAREHOUSES, "SELECT count(*) FROM "
+                               "warehouses WHERE note IS NOT NULL"), 2);
+    shop_stop_cleanly(&env);
+}
+END_TEST
+
 /* ---- origins and conflicts ------------------------------------------------ */
 
 /* A transaction carrying another cleave's origin is not applied again. */
@@ -780,6 +845,7 @@ int main(void)
     shop_add_case(s, "million_row_transaction", million_row_transaction, 600);
     shop_add_case(s, "hostile_names", hostile_names, 120);
     shop_add_case(s, "add_column_with_default", add_column_with_default, 180);
+    shop_add_case(s, "binary_values_then_text", binary_values_then_text, 300);
     shop_add_case(s, "loop_prevention", loop_prevention, 120);
     shop_add_case(s, "conflict_stops_one_service", conflict_stops_one_service, 240);
     shop_add_case(s, "on_conflict_apply", on_conflict_apply, 120);

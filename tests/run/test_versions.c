@@ -319,6 +319,11 @@ static void run_pair(const pair *p)
                                  : "origin_filter=cleave", 0) >= 1,
                   "%s: the stream does not filter origins as expected",
                   env.name);
+    /* Binary values only within one major version (daemon/binfmt.h). */
+    bool same = majors[p->src] == majors[p->tgt];
+    ck_assert_msg(shop_wait_log(&env, same ? "values=binary"
+                                : "'s target runs PostgreSQL", 0, 60),
+                  "%s: values not in %s", env.name, same ? "binary" : "text");
     change_kinds(&env);
     loop_skipped(&env, server_filters);
     if (p->foreign_origin) {
