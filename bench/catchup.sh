@@ -13,6 +13,8 @@
 #                   user_service target's user_sessions
 #   cleave, as is   `cleave run` into a copy of the same targets
 #   cleave, key     the same with the key
+#   cleave, key, text values   the same with source.binary_values: false
+#                   (the key run's values come binary: this one shows text)
 # Every consumer's slot is created first, then the consumers are stopped
 # (subscriptions disabled, cleave SIGTERMed), then the shop workload runs
 # once (pgbench, 4 clients, fixed seed), so all four slots hold the very
@@ -138,8 +140,8 @@ done
 q gold postgres "DROP DATABASE shop_tmpl"
 q gold postgres "CHECKPOINT"
 pg_stop gold
-for c in tn1 tn2 tc1 tc2; do copy_cluster gold "$c"; done
-for c in tn2 tc2; do q "$c" user_service_db "ALTER TABLE user_sessions ADD PRIMARY KEY (session_token)"; done
+for c in tn1 tn2 tc1 tc2 tc3; do copy_cluster gold "$c"; done
+for c in tn2 tc2 tc3; do q "$c" user_service_db "ALTER TABLE user_sessions ADD PRIMARY KEY (session_token)"; done
 
 SRC_DSN=$(src_dsn)
 
@@ -170,11 +172,13 @@ cleave_failed() {  # cleave_failed SLOT WHAT [RUN]: remembers why, prints the lo
   tail -n 25 "$T/$1.log" | sed 's/^/    /' >&2
 }
 declare -A FAILED=() FAILLOG=()
-CLEAVE_SLOTS=(cleave_fixture cleave_key)
-declare -A CLEAVE_TGT=([cleave_fixture]=tc1 [cleave_key]=tc2)
+CLEAVE_SLOTS=(cleave_fixture cleave_key cleave_text)
+declare -A CLEAVE_TGT=([cleave_fixture]=tc1 [cleave_key]=tc2 [cleave_text]=tc3)
 for slot in "${CLEAVE_SLOTS[@]}"; do
   if [ -n "$CLEAVE_NOTE" ]; then FAILED[$slot]=$CLEAVE_NOTE; continue; fi
   write_config "${CLEAVE_TGT[$slot]}" "$slot"
+  [ "$slot" != cleave_text ] ||
+    sed -i 's/^  publication: .*/&\n  binary_values: false/' "$T/$slot.yaml"
   log "cleave ($slot): first start, creates its slot"
   cur=$(q src shop "SELECT pg_current_wal_lsn()")
   cleave_start "$slot"
@@ -359,6 +363,7 @@ row tn1 "native, fixture as is (5 subs)" "$ROWS"
 row tn2 "native, user_sessions PK" "$ROWS"
 row cleave_fixture "cleave, fixture as is" "$ROWS"
 row cleave_key "cleave, user_sessions PK" "$ROWS"
+row cleave_text "cleave, PK, text values" "$ROWS"
 row "$big" "cleave, 1,000,000-row txn" 1000000
 [ -n "${SEC[$big]:-}" ] && echo "  (1,000,000-row txn: source commit after $big_commit s; seconds from its start)"
 echo "(native consumer CPU = its apply workers, inside target CPU)"
@@ -385,18 +390,28 @@ for pair in "tn1 cleave_fixture 10 fixture as is" "tn2 cleave_key 1.2 user_sessi
     echo "cleave/native, $label: no ratio (a run failed): FAIL"
   fi
 done
+for r in cleave_fixture cleave_key cleave_text; do
+  echo "values in $r's last stream: $(grep -o 'values=[a-z]*' "$T/$r.log" | tail -1)"
+done
+if have cleave_key && have cleave_text; then
+  echo "binary values against text (user_sessions PK): catch-up" \
+       "$(calc "%.2f" "${SEC[cleave_text]} / ${SEC[cleave_key]}")x, walsender CPU" \
+       "$(calc "%.2f" "${WS[cleave_key]} / ${WS[cleave_text]}")x, target CPU" \
+       "$(calc "%.2f" "${TCPU[cleave_key]} / ${TCPU[cleave_text]}")x, cleave CPU" \
+       "$(calc "%.2f" "${CCPU[cleave_key]} / ${CCPU[cleave_text]}")x"
+fi
 for r in cleave_fixture cleave_key "$big"; do
   if have "$r"; then echo "peak RSS $r: ${RSS[$r]} MB (target < 64 MB: $(verdict "${RSS[$r]} < 64"))"
   else echo "peak RSS $r: none (run failed): FAIL"; fi
 done
 bad=""
-for r in tn1 tn2 cleave_fixture cleave_key "$big"; do
+for r in tn1 tn2 cleave_fixture cleave_key cleave_text "$big"; do
   [ -z "${EQ[$r]:-}" ] || [ "${EQ[$r]}" = yes ] || bad+=" $r (${EQ[$r]})"
 done
 if [ -n "$bad" ]; then echo "target differs from source after catch-up:$bad: FAIL"
 else echo "every caught-up target equals the source (owned tables, row for row)"; fi
 [ -z "$CLEAVE_NOTE" ] || echo "note: $CLEAVE_NOTE"
-for r in cleave_fixture cleave_key "$big"; do
+for r in cleave_fixture cleave_key cleave_text "$big"; do
   [ -z "${LOGW[$r]:-}" ] || echo "cleave's log during $r: ${LOGW[$r]}"
 done
 for r in "${!FAILLOG[@]}"; do
