@@ -1,9 +1,11 @@
 #include "common/dbconn.h"
 
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/clock.h"
 #include "config/config.h"
 
 /*
@@ -22,6 +24,14 @@ static void raw_if_sql_ascii(PGconn *conn)
         PQsetClientEncoding(conn, "SQL_ASCII");   /* fails only with conn */
 }
 
+/* The keywords of a connection to dsn (see dbconn_connect). */
+#define DBCONN_KEYS(dsn, app, mode)                                          \
+    const char *keys[] = {"dbname", "fallback_application_name",            \
+                          "client_encoding",                                \
+                          mode == DBCONN_REPLICATION ? "replication" : NULL, \
+                          NULL};                                            \
+    const char *vals[] = {dsn, app, DBCONN_ENCODING, "database", NULL}
+
 PGconn *dbconn_connect(const char *dsn, const char *app, dbconn_mode mode)
 {
     /*
@@ -30,17 +40,78 @@ PGconn *dbconn_connect(const char *dsn, const char *app, dbconn_mode mode)
      * holds over the DSN's and PGCLIENTENCODING (and over an options='-c
      * client_encoding=...', which the server applies before it).
      */
-    const char *last = mode == DBCONN_REPLICATION ? "replication"
-                       : mode == DBCONN_QUICK       ? "connect_timeout"
-                                                    : NULL;
-    const char *keys[] = {"dbname", "fallback_application_name",
-                          "client_encoding", last, NULL};
-    const char *vals[] = {dsn, app, DBCONN_ENCODING,
-                          mode == DBCONN_QUICK ? DBCONN_QUICK_S : "database",
-                          NULL};
+    DBCONN_KEYS(dsn, app, mode);
     PGconn *conn = PQconnectdbParams(keys, vals, 1);
     raw_if_sql_ascii(conn);
     return conn;
+}
+
+static PGconn *start_plain(const char *dsn, const char *app)
+{
+    DBCONN_KEYS(dsn, app, DBCONN_PLAIN);
+    PGconn *conn = PQconnectStartParams(keys, vals, 1);
+    if (conn && PQstatus(conn) == CONNECTION_BAD) {
+        PQfinish(conn);
+        conn = NULL;
+    }
+    return conn;
+}
+
+/*
+ * One round of the attempts still under way (polling[i]: what
+ * PQconnectPoll last asked to wait for): waits for any of their sockets,
+ * then moves on those that are ready. False when none is under way or
+ * the deadline passed.
+ */
+static bool connect_round(PGconn **conns, PostgresPollingStatusType *polling,
+                          struct pollfd *fds, size_t *idx, size_t n,
+                          int64_t deadline)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (polling[i] == PGRES_POLLING_READING ||
+            polling[i] == PGRES_POLLING_WRITING) {
+            fds[k] = (struct pollfd){.fd = PQsocket(conns[i]),
+                                     .events = polling[i] == PGRES_POLLING_READING
+                                                   ? POLLIN : POLLOUT};
+            idx[k++] = i;
+        }
+    int64_t left = deadline - clock_ms();
+    if (k == 0 || left <= 0 || poll(fds, k, (int)left) < 0)
+        return false;
+    for (size_t j = 0; j < k; j++)
+        if (fds[j].revents)
+            polling[idx[j]] = PQconnectPoll(conns[idx[j]]);
+    return true;
+}
+
+void dbconn_connect_many(const char *const *dsns, size_t n, const char *app,
+                         int timeout_ms, PGconn **conns)
+{
+    PostgresPollingStatusType *polling = calloc(n + 1, sizeof *polling);
+    struct pollfd *fds = calloc(n + 1, sizeof *fds);
+    size_t *idx = calloc(n + 1, sizeof *idx);
+    bool mem = polling && fds && idx;
+    for (size_t i = 0; i < n; i++) {
+        conns[i] = mem && dsns[i] ? start_plain(dsns[i], app) : NULL;
+        if (mem)
+            polling[i] = conns[i] ? PGRES_POLLING_WRITING : PGRES_POLLING_FAILED;
+    }
+    int64_t deadline = clock_ms() + timeout_ms;
+    while (mem && connect_round(conns, polling, fds, idx, n, deadline))
+        ;
+    for (size_t i = 0; mem && i < n; i++) {
+        if (conns[i] && polling[i] != PGRES_POLLING_OK &&
+            polling[i] != PGRES_POLLING_FAILED) {
+            PQfinish(conns[i]);    /* still connecting at the deadline */
+            conns[i] = NULL;
+        }
+        if (conns[i])
+            raw_if_sql_ascii(conns[i]);
+    }
+    free(polling);
+    free(fds);
+    free(idx);
 }
 
 void dbconn_why(const PGconn *conn, const char *dsn, const char *what,

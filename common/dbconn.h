@@ -25,15 +25,7 @@
 typedef enum dbconn_mode {
     DBCONN_PLAIN,
     DBCONN_REPLICATION,      /* a walsender for the DSN's database */
-    /*
-     * Plain, giving up after DBCONN_QUICK_S (over the DSN's
-     * connect_timeout): a thread that serves others looking at a server
-     * it does not depend on must not wait out TCP's minutes on it.
-     */
-    DBCONN_QUICK,
 } dbconn_mode;
-
-#define DBCONN_QUICK_S "2"   /* libpq's least connect_timeout */
 
 /*
  * Connects to `dsn` as application `app` (unless the DSN names one), in
@@ -42,6 +34,16 @@ typedef enum dbconn_mode {
  * only when out of memory.
  */
 PGconn *dbconn_connect(const char *dsn, const char *app, dbconn_mode mode);
+/*
+ * Plain connections to every dsns[i] (NULL: none) at once, as
+ * dbconn_connect makes them, waiting at most timeout_ms in all (a
+ * thread that serves others, looking at servers it does not depend on,
+ * must not wait out TCP's minutes on one, nor one after another):
+ * conns[i] is the attempt, good or bad, or NULL (no DSN, out of memory,
+ * or not connected in time).
+ */
+void dbconn_connect_many(const char *const *dsns, size_t n, const char *app,
+                         int timeout_ms, PGconn **conns);
 /* "cannot connect to WHAT (REDACTED DSN): why" for a failed attempt. */
 void dbconn_why(const PGconn *conn, const char *dsn, const char *what,
                 char *err, size_t errlen);

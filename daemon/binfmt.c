@@ -146,33 +146,60 @@ static bool check_service(binfmt *b, const cfg *config, size_t svc,
     return true;
 }
 
-/* Service svc's target against the source's columns. */
+/* Connecting to every target at once, a stream start waits no longer. */
+#define CONNECT_MS 2000
+
+/* Service svc's target (tgt, the attempt or NULL) against the source's columns. */
 static bool check_target(binfmt *b, PGconn *src, const cfg *config,
-                         size_t svc, char *why, size_t whylen)
+                         size_t svc, PGconn *tgt, char *why, size_t whylen)
 {
     const cfg_service *s = &config->services[svc];
+    char what[300];
+    snprintf(what, sizeof what, "service %s's target", s->name);
     if (!s->target_postgres) {
         snprintf(why, whylen, "service %s has no PostgreSQL target", s->name);
         return false;
     }
-    PGconn *tgt = dbconn_connect(s->target_postgres, "cleave", DBCONN_QUICK);
-    if (!tgt || PQstatus(tgt) != CONNECTION_OK) {
-        char what[300];
-        snprintf(what, sizeof what, "service %s's target", s->name);
-        dbconn_why(tgt, s->target_postgres, what, why, whylen);
-        PQfinish(tgt);
+    if (!tgt) {
+        snprintf(why, whylen, "cannot connect to %s within %d ms", what,
+                 CONNECT_MS);
         return false;
     }
-    bool ok = PQserverVersion(tgt) / 10000 == PQserverVersion(src) / 10000;
-    if (!ok)
-        snprintf(why, whylen, "service %s's target runs PostgreSQL %d, the "
-                 "source %d", s->name, PQserverVersion(tgt) / 10000,
-                 PQserverVersion(src) / 10000);
-    PGresult *cols = ok ? catalog(tgt, target_sql, NULL, s->name, why, whylen)
-                        : NULL;
-    ok = cols && check_service(b, config, svc, cols, why, whylen);
+    if (PQstatus(tgt) != CONNECTION_OK) {
+        dbconn_why(tgt, s->target_postgres, what, why, whylen);
+        return false;
+    }
+    if (PQserverVersion(tgt) / 10000 != PQserverVersion(src) / 10000) {
+        snprintf(why, whylen, "%s runs PostgreSQL %d, the source %d", what,
+                 PQserverVersion(tgt) / 10000, PQserverVersion(src) / 10000);
+        return false;
+    }
+    PGresult *cols = catalog(tgt, target_sql, NULL, s->name, why, whylen);
+    bool ok = cols && check_service(b, config, svc, cols, why, whylen);
     PQclear(cols);
-    PQfinish(tgt);
+    return ok;
+}
+
+/* Every service's target that has not left, each checked. */
+static bool check_targets(binfmt *b, PGconn *src, const cfg *config,
+                          const bool *left, char *why, size_t whylen)
+{
+    size_t n = config->n_services;
+    const char **dsns = calloc(n + 1, sizeof *dsns);
+    PGconn **conns = calloc(n + 1, sizeof *conns);
+    bool ok = dsns && conns;
+    if (!ok)
+        snprintf(why, whylen, "out of memory");
+    for (size_t i = 0; ok && i < n; i++)
+        dsns[i] = left[i] ? NULL : config->services[i].target_postgres;
+    if (ok)
+        dbconn_connect_many(dsns, n, "cleave", CONNECT_MS, conns);
+    for (size_t i = 0; ok && i < n; i++)
+        ok = left[i] || check_target(b, src, config, i, conns[i], why, whylen);
+    for (size_t i = 0; conns && i < n; i++)
+        PQfinish(conns[i]);
+    free(dsns);
+    free(conns);
     return ok;
 }
 
@@ -193,10 +220,7 @@ static bool check_all(binfmt *b, PGconn *src, const cfg *config,
     b->checked = b->cols ? calloc((size_t)PQntuples(b->cols) + 1, 1) : NULL;
     if (b->cols && !b->checked)
         snprintf(why, whylen, "out of memory");
-    bool ok = b->checked != NULL;
-    for (size_t i = 0; ok && i < config->n_services; i++)
-        ok = left[i] || check_target(b, src, config, i, why, whylen);
-    return ok;
+    return b->checked && check_targets(b, src, config, left, why, whylen);
 }
 
 binfmt *binfmt_check(PGconn *src, const cfg *config, const bool *left,
