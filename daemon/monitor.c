@@ -27,6 +27,7 @@ struct monitor {
     syncstate *ss;
     _Atomic(const initsync *) is;
     atomic_bool connected;
+    atomic_bool binary;           /* the stream's values, binary or text */
     atomic_uint_least64_t received, flushed;
     atomic_uint_least64_t *pos;
     atomic_bool *pending;
@@ -127,6 +128,7 @@ void monitor_publish(monitor *m, bool connected, const stream *st,
     atomic_store(&m->connected, connected);
     atomic_store(&m->flushed, flushed);
     if (st) {
+        atomic_store(&m->binary, stream_binary(st));
         atomic_store(&m->received, stream_received(st));
         for (size_t i = 0; i < m->n; i++) {
             bool pending;
@@ -284,6 +286,7 @@ void monitor_fill(void *arg, status_snapshot *out)
     out->uptime_s = mono_s() - m->started;
     snprintf(out->slot, sizeof out->slot, "%s", m->config->source.slot);
     out->connected = atomic_load(&m->connected);
+    out->binary_values = atomic_load(&m->binary);
     out->received_lsn = atomic_load(&m->received);
     out->flushed_lsn = atomic_load(&m->flushed);
     out->retained_wal_bytes = -1;

@@ -219,6 +219,9 @@ static json_t *source_json(const status_snapshot *s)
     json_t *o = json_object();
     if (o && set(o, "slot", jstr(s->slot, sizeof s->slot)) &&
         set(o, "connected", json_boolean(s->connected)) &&
+        set(o, "values", s->connected ? json_string(s->binary_values
+                                                    ? "binary" : "text")
+                                      : json_null()) &&
         set(o, "server_lsn", s->server_lsn ? jlsn(s->server_lsn) : json_null()) &&
         set(o, "received_lsn", jlsn(s->received_lsn)) &&
         set(o, "flushed_lsn", jlsn(s->flushed_lsn)) &&

@@ -63,6 +63,7 @@ typedef struct status_snapshot {
     double uptime_s;
     char slot[STATUS_NAME_MAX];
     bool connected;
+    bool binary_values;          /* pgoutput sends them binary (binfmt.h) */
     lsn_t server_lsn;            /* 0: not known yet */
     lsn_t received_lsn;
     lsn_t flushed_lsn;

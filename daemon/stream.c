@@ -647,6 +647,11 @@ bool stream_wants_text(const stream *st)
     return st->text_wanted;
 }
 
+bool stream_binary(const stream *st)
+{
+    return st->bin != NULL;
+}
+
 bool stream_needs_restart(stream *st)
 {
     return fanout_needs_restart(st->fo);

@@ -57,6 +57,8 @@ void stream_set_binfmt(stream *st, const binfmt *bin);
  * binary stream, to be read again in text (not an error of the source).
  */
 bool stream_wants_text(const stream *st);
+/* Whether the values come in their binary form (stream_set_binfmt). */
+bool stream_binary(const stream *st);
 
 /* Handles one CopyData message; false with err when the stream is bad. */
 bool stream_frame(stream *st, const uint8_t *buf, size_t len,

@@ -186,6 +186,9 @@ START_TEST(fields_lag_and_errors)
     ck_assert_str_eq(json_string_value(json_object_get(source, "slot")),
                      "cleave_stfields");
     ck_assert(json_is_true(json_object_get(source, "connected")));
+    /* The shop's five targets hold its tables with its types. */
+    ck_assert_str_eq(json_string_value(json_object_get(source, "values")),
+                     "binary");
     ck_assert(json_is_string(json_object_get(source, "received_lsn")));
     ck_assert_uint_eq(json_array_size(json_object_get(st, "services")),
                       SHOP_NSERVICES);

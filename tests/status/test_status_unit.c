@@ -119,6 +119,7 @@ static void snapshot_of(status_snapshot *s, status_sink *sinks, size_t n)
     s->uptime_s = 3600.7;
     snprintf(s->slot, sizeof s->slot, "cleave_shop");
     s->connected = true;
+    s->binary_values = true;
     s->server_lsn = 0x3000148;
     s->received_lsn = 0x3000148;
     s->flushed_lsn = 0x3000110;
@@ -242,6 +243,7 @@ START_TEST(test_json_document)
     json_t *src = json_object_get(root, "source");
     assert_str(src, "slot", "cleave_shop");
     ck_assert(json_is_true(json_object_get(src, "connected")));
+    assert_str(src, "values", "binary");
     assert_str(src, "server_lsn", "0/3000148");
     assert_str(src, "received_lsn", "0/3000148");
     assert_str(src, "flushed_lsn", "0/3000110");
@@ -343,6 +345,7 @@ START_TEST(test_json_slot_lost)
     json_t *root = parse_json(text);
     json_t *src = json_object_get(root, "source");
     ck_assert(json_is_false(json_object_get(src, "connected")));
+    ck_assert(json_is_null(json_object_get(src, "values")));
     assert_str(src, "wal_status", "lost");
     assert_null(src, "safe_wal_bytes");
     assert_str(src, "last_error", "the source invalidated slot cleave_shop "
