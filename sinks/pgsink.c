@@ -140,10 +140,7 @@ typedef struct pgsink {
     pgstmt_plan run_plan;    /* scratch for their rows, apart from plan */
     /* A change went out of stream order: any failure is redone in order. */
     bool reordered;
-    const char **run_params;    /* a chunk's, with their lengths and formats */
-    int *run_lengths;
-    int *run_formats;
-    size_t run_params_cap;
+    pgstmt_plan chunk;       /* a multi-row statement's parameters */
     bool batch_failed;       /* the call's first failure was a run's */
     bool redoing;            /* sending the journal again, a row at a time */
     lsn_t last_row_lsn;      /* commit LSN of the last change sent */
@@ -1114,37 +1111,10 @@ static bool journal_add(pgsink *ps, const sink_event *ev)
     return true;
 }
 
-static bool params_reserve(pgsink *ps, size_t need)
+/* One execution of the parameters in pl. */
+static bool send_plan(pgsink *ps, pgstmt *st, const sink_event *ev,
+                      const pgstmt_plan *pl)
 {
-    if (need <= ps->run_params_cap)
-        return true;
-    const char **p = realloc(ps->run_params, need * sizeof *p);
-    if (p)
-        ps->run_params = p;
-    int *l = p ? realloc(ps->run_lengths, need * sizeof *l) : NULL;
-    if (l)
-        ps->run_lengths = l;
-    int *f = l ? realloc(ps->run_formats, need * sizeof *f) : NULL;
-    if (!f)
-        return out_of_memory(ps);
-    ps->run_formats = f;
-    ps->run_params_cap = need;
-    return true;
-}
-
-/* Row r's parameters of a chunk, from run_plan. */
-static void chunk_params(pgsink *ps, uint16_t r, int per_row)
-{
-    size_t at = (size_t)r * per_row, n = (size_t)per_row;
-    memcpy(ps->run_params + at, ps->run_plan.params, n * sizeof *ps->run_params);
-    memcpy(ps->run_lengths + at, ps->run_plan.lengths, n * sizeof(int));
-    memcpy(ps->run_formats + at, ps->run_plan.formats, n * sizeof(int));
-}
-
-/* One change, as ps->plan has it. */
-static bool send_plan(pgsink *ps, pgstmt *st, const sink_event *ev)
-{
-    const pgstmt_plan *pl = &ps->plan;
     return send_exec(ps, st, ev, pl->params, pl->lengths,
                      pl->binary ? pl->formats : NULL, pl->nparams);
 }
@@ -1155,15 +1125,14 @@ static bool send_chunk(pgsink *ps, pgstmt *one, sink_event *const *evs,
 {
     const char *why = NULL;
     int per_row = 0;
-    bool binary = false;
+    ps->chunk.nparams = 0;
+    ps->chunk.binary = false;
     for (uint16_t r = 0; r < rows; r++) {
         if (!pgstmt_plan_change(&ps->run_plan, evs[r], &why))
             return refuse(ps, evs[r], why);
         per_row = ps->run_plan.nparams;
-        binary |= ps->run_plan.binary;
-        if (!params_reserve(ps, (size_t)per_row * rows))
-            return false;
-        chunk_params(ps, r, per_row);
+        if (!pgstmt_plan_add_params(&ps->chunk, &ps->run_plan))
+            return out_of_memory(ps);
     }
     pgstmt *st = rows == 1 ? one
                            : pgstmt_lookup_rows(&ps->stmts, evs[0]->rel,
@@ -1173,8 +1142,7 @@ static bool send_chunk(pgsink *ps, pgstmt *one, sink_event *const *evs,
     ps->batch_veto |= rows > 1;
     if (!st->prepared && !send_prepare(ps, st, evs[0], per_row))
         return false;
-    return send_exec(ps, st, evs[0], ps->run_params, ps->run_lengths,
-                     binary ? ps->run_formats : NULL, per_row * rows);
+    return send_plan(ps, st, evs[0], &ps->chunk);
 }
 
 /* The largest power of two rows that fits in what is left and the limits. */
@@ -1395,7 +1363,7 @@ static bool send_row(pgsink *ps, const sink_event *ev)
         return false;
     ps->last_row_lsn = ev->commit_lsn;
     if (ps->redoing)
-        return send_plan(ps, st, ev);
+        return send_plan(ps, st, ev, &ps->plan);
     bool held_table = pgrun_oldest(&ps->runs, ev->rel) != NULL;
     bool wall = !held_table && barrier(ps, ev->rel);
     if (!wall && ev->commit_lsn > ps->rowwise_until &&
@@ -1406,7 +1374,7 @@ static bool send_row(pgsink *ps, const sink_event *ev)
     note_order(ps, ps->runs.open);
     if (ps->jcomplete && !journal_add(ps, ev))
         return false;
-    return send_plan(ps, st, ev);
+    return send_plan(ps, st, ev, &ps->plan);
 }
 
 static bool send_truncate(pgsink *ps, const sink_event *ev)
@@ -2122,9 +2090,7 @@ void pgsink_free(sink *s)
     pgstmt_plan_free(&ps->plan);
     pgstmt_plan_free(&ps->run_plan);
     free(ps->jrows);
-    free(ps->run_params);
-    free(ps->run_lengths);
-    free(ps->run_formats);
+    pgstmt_plan_free(&ps->chunk);
     layouts_free(ps);
     catalog_clear(ps);
     forget_partitions(ps);

@@ -52,6 +52,19 @@ static bool plan_reserve(pgstmt_plan *pl, size_t need)
     return true;
 }
 
+bool pgstmt_plan_add_params(pgstmt_plan *dst, const pgstmt_plan *src)
+{
+    size_t at = (size_t)dst->nparams, n = (size_t)src->nparams;
+    if (!plan_reserve(dst, at + n))
+        return false;
+    memcpy(dst->params + at, src->params, n * sizeof *dst->params);
+    memcpy(dst->lengths + at, src->lengths, n * sizeof *dst->lengths);
+    memcpy(dst->formats + at, src->formats, n * sizeof *dst->formats);
+    dst->nparams += src->nparams;
+    dst->binary |= src->binary;
+    return true;
+}
+
 void pgstmt_plan_free(pgstmt_plan *pl)
 {
     free(pl->shape);

@@ -67,6 +67,11 @@ typedef struct pgstmt_cache {
  */
 bool pgstmt_plan_change(pgstmt_plan *pl, const sink_event *ev,
                         const char **why);
+/*
+ * Appends src's parameters to dst's (a multi-row statement's, row after
+ * row; dst's shape is left alone); false when out of memory.
+ */
+bool pgstmt_plan_add_params(pgstmt_plan *dst, const pgstmt_plan *src);
 void pgstmt_plan_free(pgstmt_plan *pl);
 
 /*
