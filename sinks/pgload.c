@@ -115,6 +115,49 @@ static bool empty_table(PGconn *c, const sink_rel *rel, bool partitioned)
                      : "TRUNCATE ONLY %s.%s", rel, "", PGRES_COMMAND_OK);
 }
 
+/*
+ * Whether the table may be emptied by TRUNCATE and filled by COPY FREEZE
+ * in one transaction: a plain table (not partitioned), this role allowed
+ * to truncate it, and no other table's foreign key pointing at it (which
+ * TRUNCATE refuses). Its rows then go in frozen and its pages marked
+ * all-visible: no reader sets hint bits on every page after the copy
+ * (the key's index build is the first), and no vacuum rewrites them to
+ * freeze them later.
+ */
+static bool freezable(PGconn *c, const sink_rel *rel)
+{
+    const char *params[] = {rel->schema, rel->name};
+    PGresult *res = PQexecParams(c,
+        "SELECT has_table_privilege(c.oid, 'TRUNCATE') AND NOT EXISTS "
+        "(SELECT 1 FROM pg_constraint k WHERE k.contype = 'f' AND "
+        "k.confrelid = c.oid AND k.conrelid <> c.oid) FROM pg_class c "
+        "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE "
+        "n.nspname = $1 AND c.relname = $2 AND c.relkind = 'r'",
+        2, NULL, params, NULL, NULL, 0);
+    bool yes = PQresultStatus(res) == PGRES_TUPLES_OK &&
+               PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+    PQclear(res);
+    return yes;
+}
+
+/* COPY FROM STDIN's statement, by [binary][freeze]. */
+static const char *const copy_in_sql[2][2] = {
+    {"COPY %s.%s (%s) FROM STDIN", "COPY %s.%s (%s) FROM STDIN (FREEZE)"},
+    {"COPY %s.%s (%s) FROM STDIN (FORMAT binary)",
+     "COPY %s.%s (%s) FROM STDIN (FORMAT binary, FREEZE)"},
+};
+
+/* Empties the table ahead of its COPY, in the COPY's transaction. */
+static bool empty_for_copy(PGconn *c, const sink_load_table *t, bool freeze)
+{
+    if (t->part)
+        return true;
+    if (freeze)
+        return run_table(c, "TRUNCATE ONLY %s.%s", t->rel, "",
+                         PGRES_COMMAND_OK);
+    return empty_table(c, t->rel, t->partitioned);
+}
+
 /* Emptying and COPY in one target transaction: all of the table or none. */
 static bool pl_begin(sink_loader *l, const sink_load_table *t)
 {
@@ -122,13 +165,12 @@ static bool pl_begin(sink_loader *l, const sink_load_table *t)
     const sink_rel *rel = pl->rel = t->rel;
     char *cols = sink_rel_columns(pl->conn, rel);
     bool oom = !cols;
+    bool freeze = !oom && !t->part && !t->partitioned &&
+                  freezable(pl->conn, rel);
     pl->in_txn = !oom && run(pl->conn, "BEGIN", PGRES_COMMAND_OK);
-    pl->copying = pl->in_txn &&
-                  (t->part || empty_table(pl->conn, rel, t->partitioned)) &&
-                  run_table(pl->conn, t->binary
-                            ? "COPY %s.%s (%s) FROM STDIN (FORMAT binary)"
-                            : "COPY %s.%s (%s) FROM STDIN", rel, cols,
-                            PGRES_COPY_IN);
+    pl->copying = pl->in_txn && empty_for_copy(pl->conn, t, freeze) &&
+                  run_table(pl->conn, copy_in_sql[t->binary][freeze], rel,
+                            cols, PGRES_COPY_IN);
     free(cols);
     if (pl->copying)
         return true;

@@ -2,7 +2,8 @@
  * pgload: the initial sync's loader into a service's PostgreSQL target
  * (sink.h, sink_loader): each table emptied and filled by COPY FROM
  * STDIN in one target transaction, so a table is all in or not at all
- * and an interrupted one is simply loaded again. A table loaded in parts
+ * and an interrupted one is simply loaded again; where TRUNCATE may
+ * empty it, with FREEZE, so its rows go in frozen. A table loaded in parts
  * (several loaders at once, one per copy thread) is emptied first, in a
  * transaction of its own; each part is then one COPY transaction, which
  * takes no lock but ROW EXCLUSIVE, so the parts load side by side. Until

@@ -2259,6 +2259,48 @@ START_TEST(loader_abort_keeps_rows)
 }
 END_TEST
 
+static const char load_frozen_sql[] =
+    "SELECT bool_and(all_frozen) FROM pg_visibility_map("
+    "'\"we\"\"ird\".\"T a\"\"b\"')";
+
+/*
+ * A whole table goes in by TRUNCATE and COPY FREEZE: its pages come out
+ * frozen. Not where TRUNCATE would be refused (another table's foreign
+ * key points at it), nor a part of a split table (emptied before, in a
+ * transaction of its own); their rows are right all the same.
+ */
+START_TEST(loader_freezes_whole_tables)
+{
+    loadfx x;
+    load_setup(&x, "t_load_freeze");
+    ck_assert(pgc_exec(cluster, x.f.db, "CREATE EXTENSION pg_visibility"));
+    static const char *const rows[] = {"2\tnew\n", "3\tthree\n", NULL};
+    ck_assert_msg(load_rows(&x, rows) && x.l->ops->end(x.l, true), "%s",
+                  x.l->error);
+    expect(&x.f, load_rows_sql, "2:new:4,3:three:6");
+    expect(&x.f, load_frozen_sql, "t");
+
+    sink_load_table part = {x.rel, false, 0, true, false};
+    static const char *const more[] = {"7\tpart\n", NULL};
+    ck_assert(x.l->ops->begin(x.l, &part));
+    ck_assert(x.l->ops->row(x.l, more[0], strlen(more[0])));
+    ck_assert_msg(x.l->ops->end(x.l, true), "%s", x.l->error);
+    expect(&x.f, load_rows_sql, "2:new:4,3:three:6,7:part:14");
+    expect(&x.f, load_frozen_sql, "f");
+
+    ck_assert(pgc_exec(cluster, x.f.db, "CREATE TABLE refs (id int "
+                       "REFERENCES \"we\"\"ird\".\"T a\"\"b\")"));
+    /* As a copy thread runs: DELETE empties a table pointed at. */
+    PQclear(PQexec(x.conn, "SET session_replication_role = replica"));
+    static const char *const again[] = {"4\tkept\n", NULL};
+    ck_assert_msg(load_rows(&x, again) && x.l->ops->end(x.l, true), "%s",
+                  x.l->error);
+    expect(&x.f, load_rows_sql, "4:kept:8");
+    expect(&x.f, load_frozen_sql, "f");
+    load_done(&x);
+}
+END_TEST
+
 /* A table that is not there is named, not loaded. */
 START_TEST(loader_missing_table)
 {
@@ -2376,6 +2418,7 @@ int main(void)
     tcase_add_test(tc, shop_tables);
     tcase_add_test(tc, loader_replaces_rows);
     tcase_add_test(tc, loader_abort_keeps_rows);
+    tcase_add_test(tc, loader_freezes_whole_tables);
     tcase_add_test(tc, loader_missing_table);
     tcase_add_test(tc, throughput);
     suite_add_tcase(s, tc);
