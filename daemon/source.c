@@ -30,6 +30,7 @@
 
 /* The replication socket's receive buffer, from a source on this host. */
 #define LOOPBACK_RCVBUF (64 << 10)
+#define LOOPBACK_RCVBUF_NAME "64kB"   /* as the log says it */
 
 /* How often a stream the server filters looks for an origin not cleave's. */
 #define ORIGIN_CHECK_MS 5000
@@ -50,6 +51,7 @@ struct source {
     bool binary_allowed;
     binfmt *bin;
     bool bin_missing;        /* text because a target lacked a table */
+    bool small_window;       /* the loopback receive buffer was set */
     /* Sticky: once the server invalidated the slot, it is never remade. */
     bool slot_lost;
     char lost_reason[128];
@@ -112,14 +114,17 @@ static bool loopback_peer(int fd)
  * gather into large segments: the walsender's CPU fell by a tenth to a
  * third in bench/kafka.sh. Across a network the same window would cap
  * the rate at one window per round trip, so only a source on this host
- * gets it.
+ * gets it. Whether it got it.
  */
-static void size_receive_buffer(PGconn *conn)
+static bool size_receive_buffer(PGconn *conn)
 {
     int fd = PQsocket(conn), size = LOOPBACK_RCVBUF;
-    if (fd >= 0 && loopback_peer(fd) &&
-        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof size) != 0)
-        log_warning("event=rcvbuf_failed error=\"%s\"", strerror(errno));
+    if (fd < 0 || !loopback_peer(fd))
+        return false;
+    if (setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof size) == 0)
+        return true;
+    log_warning("event=rcvbuf_failed error=\"%s\"", strerror(errno));
+    return false;
 }
 
 static PGconn *connect_source(const source *src, bool replication)
@@ -653,7 +658,7 @@ bool source_start(source *src, char *err, size_t errlen)
         source_stop(src);
         return false;
     }
-    size_receive_buffer(src->repl);
+    src->small_window = size_receive_buffer(src->repl);
     if (!check_slot_valid(src, err, errlen) ||
         !ensure_failover(src, err, errlen)) {
         source_stop(src);
@@ -680,11 +685,13 @@ bool source_start(source *src, char *err, size_t errlen)
         return false;
     }
     log_info("event=streaming slot=%s publication=%s proto_version=%d "
-             "server_version=%d origin_filter=%s failover=%s values=%s%s%s%s",
+             "server_version=%d origin_filter=%s failover=%s "
+             "receive_buffer=%s values=%s%s%s%s",
              src->settings->slot, src->settings->publication,
              src->proto, src->server_version,
              origin_filter_name(src, origin_none),
              src->settings->failover_slot ? "true" : "false",
+             src->small_window ? LOOPBACK_RCVBUF_NAME : "auto",
              src->bin ? "binary" : "text", src->bin ? "" : " text_why=\"",
              src->bin ? "" : text_why, src->bin ? "" : "\"");
     return true;
@@ -701,6 +708,11 @@ void source_stop(source *src)
 const char *source_slot_lost(const source *src)
 {
     return src->slot_lost ? src->lost_reason : NULL;
+}
+
+bool source_small_window(const source *src)
+{
+    return src->repl && src->small_window;
 }
 
 bool source_streaming(const source *src)

@@ -71,6 +71,11 @@ const char *source_slot_lost(const source *src);
 /* Closes the replication connection (if open). */
 void source_stop(source *src);
 bool source_streaming(const source *src);
+/*
+ * Whether the replication socket has the small receive window of a
+ * source on this host (loopback TCP, set at each start).
+ */
+bool source_small_window(const source *src);
 int source_fd(const source *src);
 
 /*

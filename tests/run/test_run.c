@@ -77,10 +77,19 @@ static void assert_batch_threads(pid_t pid)
     ck_assert_msg(threads >= 3, "only %d threads under SCHED_BATCH", threads);
 }
 
+/*
+ * Over TCP on a loopback address, as a source on the database host is
+ * often reached: the replication socket gets its small receive window,
+ * and a catch-up its longer pause (source.c, pipeline.c). libpq takes
+ * the address from the environment for every connection of cleave's.
+ */
 START_TEST(every_change_kind)
 {
     shop_env env;
+    ck_assert(setenv("PGHOSTADDR", "127.0.0.1", 1) == 0);
     start_streaming(&env, "kinds", NULL);
+    ck_assert_msg(shop_log_count(&env, "receive_buffer=64kB", 0) > 0,
+                  "the loopback source did not get the small window");
     assert_batch_threads(env.pid);
     load_data(&env);
     int bench = pgc_pgbench_start(src, env.srcdb, 4, 300, 1, mix);
@@ -117,6 +126,7 @@ START_TEST(every_change_kind)
     shop_assert_caught_up_and_equal(&env, CAUGHT_UP_S);
     ck_assert_int_eq(shop_stop(&env, SIGTERM, 60), 0);
     shop_teardown(&env);
+    unsetenv("PGHOSTADDR");
 }
 END_TEST
 
@@ -619,6 +629,8 @@ START_TEST(binary_values_then_text)
     start_streaming(&env, "binvals", NULL);
     ck_assert_msg(shop_wait_log(&env, "values=binary", 0, 60),
                   "the stream did not ask for binary values");
+    ck_assert_msg(shop_log_count(&env, "receive_buffer=auto", 0) > 0,
+                  "a source over a Unix socket got the loopback window");
     load_data(&env);
     int bench = pgc_pgbench_start(src, env.srcdb, 2, 500, 1, mix);
     ck_assert(bench > 0);
