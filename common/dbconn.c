@@ -1,5 +1,6 @@
 #include "common/dbconn.h"
 
+#include <errno.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -77,8 +78,10 @@ static bool connect_round(PGconn **conns, PostgresPollingStatusType *polling,
             idx[k++] = i;
         }
     int64_t left = deadline - clock_ms();
-    if (k == 0 || left <= 0 || poll(fds, k, (int)left) < 0)
+    if (k == 0 || left <= 0)
         return false;
+    if (poll(fds, k, (int)left) < 0)
+        return errno == EINTR;   /* a signal: wait on for what is left */
     for (size_t j = 0; j < k; j++)
         if (fds[j].revents)
             polling[idx[j]] = PQconnectPoll(conns[idx[j]]);

@@ -6,10 +6,12 @@
  */
 #include <check.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include "common/clock.h"
@@ -69,11 +71,44 @@ START_TEST(hung_servers_share_one_deadline)
 }
 END_TEST
 
+static void on_alarm(int sig)
+{
+    (void)sig;
+}
+
+/*
+ * A signal while waiting (the daemon's SIGHUP or SIGCHLD, say) interrupts
+ * the wait, not the attempt: the deadline still holds.
+ */
+START_TEST(signal_does_not_end_the_wait)
+{
+    int port, l = silent_listener(&port);
+    char hung[64];
+    snprintf(hung, sizeof hung, "host=127.0.0.1 port=%d dbname=x", port);
+    const char *dsns[] = {hung};
+    PGconn *conns[1];
+    struct sigaction sa = {.sa_handler = on_alarm};   /* no SA_RESTART */
+    ck_assert_int_eq(sigaction(SIGALRM, &sa, NULL), 0);
+    struct itimerval every = {.it_interval = {0, 50000},
+                              .it_value = {0, 50000}};
+    ck_assert_int_eq(setitimer(ITIMER_REAL, &every, NULL), 0);
+    int64_t t0 = clock_ms();
+    dbconn_connect_many(dsns, 1, "test", 400, conns);
+    int64_t took = clock_ms() - t0;
+    struct itimerval off = {0};
+    setitimer(ITIMER_REAL, &off, NULL);
+    ck_assert_int_ge(took, 400);
+    ck_assert_ptr_null(conns[0]);
+    close(l);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("dbconn");
     TCase *tc = tcase_create("dbconn");
     tcase_add_test(tc, hung_servers_share_one_deadline);
+    tcase_add_test(tc, signal_does_not_end_the_wait);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
