@@ -114,7 +114,7 @@ static bool loopback_peer(int fd)
  * gather into large segments: the walsender's CPU fell by a tenth to a
  * third in bench/kafka.sh. Across a network the same window would cap
  * the rate at one window per round trip, so only a source on this host
- * gets it. Whether it got it.
+ * gets it. True when it was set.
  */
 static bool size_receive_buffer(PGconn *conn)
 {
