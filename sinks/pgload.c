@@ -58,6 +58,20 @@ static bool run_table(PGconn *c, const char *fmt, const sink_rel *rel,
     return ok;
 }
 
+/*
+ * A yes-or-no question about rel ($1 its schema, $2 its name); no when
+ * it cannot be answered.
+ */
+static bool ask(PGconn *c, const sink_rel *rel, const char *sql)
+{
+    const char *params[] = {rel->schema, rel->name};
+    PGresult *res = PQexecParams(c, sql, 2, NULL, params, NULL, NULL, 0);
+    bool yes = PQresultStatus(res) == PGRES_TUPLES_OK &&
+               PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+    PQclear(res);
+    return yes;
+}
+
 /* The result of COPY once its data ended; later results are dropped. */
 static bool copy_result(PGconn *c)
 {
@@ -78,17 +92,12 @@ static bool copy_result(PGconn *c)
  */
 static bool delete_instead(PGconn *c, const sink_rel *rel)
 {
-    const char *params[] = {rel->schema, rel->name};
-    PGresult *res = PQexecParams(c,
+    return ask(c, rel,
         "SELECT current_setting('session_replication_role') = 'replica' "
         "AND EXISTS (SELECT 1 FROM pg_constraint k JOIN pg_class t ON "
         "t.oid = k.confrelid JOIN pg_namespace n ON n.oid = t.relnamespace "
         "WHERE k.contype = 'f' AND k.conrelid <> k.confrelid AND "
-        "n.nspname = $1 AND t.relname = $2)", 2, NULL, params, NULL, NULL, 0);
-    bool yes = PQresultStatus(res) == PGRES_TUPLES_OK &&
-               PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), "t") == 0;
-    PQclear(res);
-    return yes;
+        "n.nspname = $1 AND t.relname = $2)");
 }
 
 /*
@@ -126,18 +135,12 @@ static bool empty_table(PGconn *c, const sink_rel *rel, bool partitioned)
  */
 static bool freezable(PGconn *c, const sink_rel *rel)
 {
-    const char *params[] = {rel->schema, rel->name};
-    PGresult *res = PQexecParams(c,
+    return ask(c, rel,
         "SELECT has_table_privilege(c.oid, 'TRUNCATE') AND NOT EXISTS "
         "(SELECT 1 FROM pg_constraint k WHERE k.contype = 'f' AND "
         "k.confrelid = c.oid AND k.conrelid <> c.oid) FROM pg_class c "
         "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE "
-        "n.nspname = $1 AND c.relname = $2 AND c.relkind = 'r'",
-        2, NULL, params, NULL, NULL, 0);
-    bool yes = PQresultStatus(res) == PGRES_TUPLES_OK &&
-               PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), "t") == 0;
-    PQclear(res);
-    return yes;
+        "n.nspname = $1 AND c.relname = $2 AND c.relkind = 'r'");
 }
 
 /* COPY FROM STDIN's statement, by [binary][freeze]. */
