@@ -1513,9 +1513,7 @@ static bool ks_begin(sink *s, const sink_event *ev)
  */
 static bool binary_values(kafkasink *ks, const sink_event *ev)
 {
-    uint16_t n = ev->rel ? ev->rel->ncols : 0;
-    if (!sink_values_binary(ev->old_vals, n) &&
-        !sink_values_binary(ev->new_vals, n))
+    if (!ev->binary)
         return false;
     sink_fail(&ks->base, ev->commit_lsn, "a change of %s.%s came with "
               "values in binary form, which Kafka events cannot carry",

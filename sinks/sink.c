@@ -235,14 +235,6 @@ static bool has_bytes(char kind)
     return kind == 't' || kind == 'b';
 }
 
-bool sink_values_binary(const sink_value *vals, uint16_t n)
-{
-    for (uint16_t i = 0; vals && i < n; i++)
-        if (vals[i].kind == 'b')
-            return true;
-    return false;
-}
-
 /* Bytes the values of a tuple need, a NUL after each. */
 static size_t tuple_bytes(const pgo_tuple *t)
 {
@@ -253,12 +245,17 @@ static size_t tuple_bytes(const pgo_tuple *t)
     return bytes;
 }
 
-/* Copies a tuple into vals, its bytes into *text; advances *text. */
-static void copy_tuple(const pgo_tuple *t, sink_value *vals, char **text)
+/*
+ * Copies a tuple into vals, its bytes into *text; advances *text. Whether
+ * a value was binary, so that no sink scans the values again to know.
+ */
+static bool copy_tuple(const pgo_tuple *t, sink_value *vals, char **text)
 {
+    bool binary = false;
     for (uint16_t i = 0; i < t->ncols; i++) {
         const pgo_value *v = &t->cols[i];
         vals[i] = (sink_value){.kind = v->kind};
+        binary |= v->kind == 'b';
         if (!has_bytes(v->kind))
             continue;
         memcpy(*text, v->data, v->len);
@@ -267,6 +264,7 @@ static void copy_tuple(const pgo_tuple *t, sink_value *vals, char **text)
         vals[i].data = *text;
         *text += v->len + 1;
     }
+    return binary;
 }
 
 /* The same for values in sink form. */
@@ -279,11 +277,13 @@ static size_t values_bytes(const sink_value *v, uint16_t n)
     return bytes;
 }
 
-static void copy_values(const sink_value *src, uint16_t n, sink_value *vals,
+static bool copy_values(const sink_value *src, uint16_t n, sink_value *vals,
                         char **text)
 {
+    bool binary = false;
     for (uint16_t i = 0; i < n; i++) {
         vals[i] = (sink_value){.kind = src[i].kind};
+        binary |= src[i].kind == 'b';
         if (!has_bytes(src[i].kind))
             continue;
         memcpy(*text, src[i].data, src[i].len);
@@ -292,6 +292,7 @@ static void copy_values(const sink_value *src, uint16_t n, sink_value *vals,
         vals[i].data = *text;
         *text += src[i].len + 1;
     }
+    return binary;
 }
 
 sink_event *sink_event_change_values(sink_op op, sink_rel *rel,
@@ -315,11 +316,11 @@ sink_event *sink_event_change_values(sink_op op, sink_rel *rel,
     ev->old_kind = old_vals ? old_kind : 0;
     ev->size = size;
     if (old_vals) {
-        copy_values(old_vals, rel->ncols, vals, &bytes);
+        ev->binary = copy_values(old_vals, rel->ncols, vals, &bytes);
         ev->old_vals = vals;
     }
     if (new_vals) {
-        copy_values(new_vals, rel->ncols, vals + nold, &bytes);
+        ev->binary |= copy_values(new_vals, rel->ncols, vals + nold, &bytes);
         ev->new_vals = vals + nold;
     }
     return ev;
@@ -344,11 +345,11 @@ sink_event *sink_event_change(sink_op op, sink_rel *rel, lsn_t commit_lsn,
     ev->old_kind = old_tuple ? old_kind : 0;
     ev->size = size;
     if (old_tuple) {
-        copy_tuple(old_tuple, vals, &bytes);
+        ev->binary = copy_tuple(old_tuple, vals, &bytes);
         ev->old_vals = vals;
     }
     if (new_tuple) {
-        copy_tuple(new_tuple, vals + nold, &bytes);
+        ev->binary |= copy_tuple(new_tuple, vals + nold, &bytes);
         ev->new_vals = vals + nold;
     }
     return ev;

@@ -59,9 +59,6 @@ typedef struct sink_value {
     const char *data;        /* 't', 'b': len bytes, then a NUL */
 } sink_value;
 
-/* Whether some value of vals (n of them, or NULL) is binary. */
-bool sink_values_binary(const sink_value *vals, uint16_t n);
-
 typedef enum sink_op {
     SINK_BEGIN,
     SINK_INSERT,
@@ -102,6 +99,7 @@ typedef struct sink_event {
     char old_kind;           /* 0: none, 'K': key columns, 'O': whole old row */
     const sink_value *old_vals;   /* rel->ncols entries, or NULL */
     const sink_value *new_vals;   /* rel->ncols entries, or NULL (DELETE) */
+    bool binary;             /* some value is in binary form ('b') */
     /* TRUNCATE */
     uint8_t truncate_options;     /* PGO_TRUNCATE_CASCADE | ..._RESTART_IDENTITY */
     uint32_t ntruncate;

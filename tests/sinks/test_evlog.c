@@ -238,6 +238,7 @@ static void check_event(const sink_event *want, const sink_event *got,
     ck_assert_uint_eq(got->end_lsn, want->end_lsn);
     ck_assert_int_eq(got->commit_time, want->commit_time);
     ck_assert_int_eq(got->old_kind, want->old_kind);
+    ck_assert_int_eq(got->binary, want->binary);
     if (want->rel) {
         check_rel(want->rel, got->rel);
         check_values(want->old_vals, got->old_vals, want->rel->ncols);
@@ -357,9 +358,11 @@ START_TEST(test_roundtrip)
     change(&w, SINK_DELETE, r0, 0x1000, 'O', (sink_value[]){N}, NULL);
     change(&w, SINK_INSERT, rh, 0x1000, 0, NULL,
            (sink_value[]){bigv, T("\xc3\xbc"), N});
+    ck_assert(!w.ev[w.n - 1]->binary);
     change(&w, SINK_UPDATE, rh, 0x1000, 0, NULL, (sink_value[]){U, U, U});
     change(&w, SINK_UPDATE, rh, 0x1000, 'K', (sink_value[]){bin, N, N},
            (sink_value[]){bin, U, bin});
+    ck_assert(w.ev[w.n - 1]->binary);     /* what the Kafka sink refuses */
     commit(&w, 700, 0x1000);
     size_t txn2 = w.n;
     begin(&w, 701, 0x2000);

@@ -1011,6 +1011,7 @@ static sink_event *bin_change(const fixture *f, sink_op op, sink_rel *rel,
                                        oldr < 0 ? NULL : &t[0],
                                        newr < 0 ? NULL : &t[1]);
     ck_assert_ptr_nonnull(ev);
+    ck_assert(ev->binary);      /* every bin_t row has a value that is not null */
     PQclear(res[0]);
     PQclear(res[1]);
     PQfinish(c);
