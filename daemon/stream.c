@@ -127,7 +127,8 @@ static int owner_of(const stream *st, const pgo_relation *rel)
     return svc ? (int)(svc - st->config->services) : -1;
 }
 
-static bool rel_update(stream *st, const pgo_relation *rel)
+/* service: owner_of(st, rel), which the caller has looked up already. */
+static bool rel_update(stream *st, const pgo_relation *rel, int service)
 {
     if ((st->rels_n + 1) * 2 > st->rels_cap && !rel_grow(st))
         return false;
@@ -139,7 +140,7 @@ static bool rel_update(stream *st, const pgo_relation *rel)
         sink_rel_unref(ri->rel);
     else
         st->rels_n++;
-    *ri = (relinfo){.oid = rel->oid, .rel = snap, .service = owner_of(st, rel)};
+    *ri = (relinfo){.oid = rel->oid, .rel = snap, .service = service};
     return true;
 }
 
@@ -444,7 +445,7 @@ static bool handle_change_msg(stream *st, const pgo_msg *m)
 {
     switch (m->kind) {
     case PGO_RELATION:
-        return rel_update(st, m->relation);
+        return rel_update(st, m->relation, owner_of(st, m->relation));
     case PGO_INSERT:
     case PGO_UPDATE:
     case PGO_DELETE:
@@ -463,10 +464,10 @@ static bool handle_change_msg(stream *st, const pgo_msg *m)
  * relation (a column added, a type changed) has its values read again in
  * text, before any change of it is routed.
  */
-static bool binary_takes(stream *st, const pgo_relation *rel, char *err,
-                         size_t errlen)
+static bool binary_takes(stream *st, const pgo_relation *rel, int service,
+                         char *err, size_t errlen)
 {
-    if (!st->bin || owner_of(st, rel) < 0 || binfmt_takes(st->bin, rel))
+    if (!st->bin || service < 0 || binfmt_takes(st->bin, rel))
         return true;
     st->text_wanted = true;
     snprintf(err, errlen, "table %s.%s changed under the binary stream: "
@@ -474,11 +475,19 @@ static bool binary_takes(stream *st, const pgo_relation *rel, char *err,
     return false;
 }
 
+/* A Relation message, also inside a streamed block: its owner looked up once. */
+static bool relation_msg(stream *st, const pgo_relation *rel, char *err,
+                         size_t errlen)
+{
+    int service = owner_of(st, rel);
+    return binary_takes(st, rel, service, err, errlen) &&
+           rel_update(st, rel, service);
+}
+
 static bool handle_msg(stream *st, const pgo_msg *m, const uint8_t *buf,
                        size_t len, char *err, size_t errlen)
 {
-    if (m->kind == PGO_RELATION && (!binary_takes(st, m->relation, err, errlen) ||
-                                    !rel_update(st, m->relation)))
+    if (m->kind == PGO_RELATION && !relation_msg(st, m->relation, err, errlen))
         return false;
     if (st->cur && m->kind != PGO_STREAM_STOP)
         return spool_message(st, m, buf, len);
