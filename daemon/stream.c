@@ -618,6 +618,14 @@ bool stream_busy(const stream *st)
 
 bool stream_restart(stream *st, int proto_version)
 {
+    /*
+     * A transaction cut short is held nowhere, and a streamed one's
+     * Stream Commit has already told its end: from now on nothing past its
+     * commit record may be confirmed (not at stop, not at the next start),
+     * or the slot never sends it again.
+     */
+    if (st->in_txn && st->commit_lsn < st->received)
+        st->received = st->commit_lsn;
     fanout_restart(st->fo);
     while (st->nstreams > 0)
         streamed_drop(st, &st->streams[0]);

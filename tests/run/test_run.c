@@ -819,6 +819,59 @@ START_TEST(heartbeat_moves_idle_slot)
 }
 END_TEST
 
+/* The service's target backend is inside a transaction that wrote. */
+static bool target_writing(shop_env *env, int service)
+{
+    char sql[256];
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM pg_stat_activity WHERE "
+             "datname = '%s' AND backend_xid IS NOT NULL", env->dbs[service]);
+    char *n = pgc_query_value(tgt, "postgres", sql);
+    bool writing = n && atoi(n) > 0;
+    free(n);
+    return writing;
+}
+
+/*
+ * Stopped while a streamed transaction (decoded in blocks, spooled,
+ * committed) is being replayed into its target: the replay is abandoned,
+ * so the slot must not be told the transaction's end, or the source
+ * never sends it again. After a restart its rows are there.
+ */
+START_TEST(sigterm_in_streamed_replay)
+{
+    shop_env env;
+    ck_assert(shop_setup(&env, src, tgt, "replaystop", NULL, NULL));
+    /* The walsender streams every transaction over 64 kB in blocks. */
+    char sql[256];
+    snprintf(sql, sizeof sql, "ALTER DATABASE %s SET logical_decoding_work_mem "
+             "= '64kB'", env.srcdb);
+    ck_assert(pgc_exec(src, "postgres", sql));
+    load_data(&env);
+    start_cleave(&env);
+    shop_assert_caught_up_and_equal(&env, CAUGHT_UP_S);
+    int svc = shop_owner(12);
+    ck_assert_str_eq(shop_tables[12], "notifications");
+    exec_src(&env, "INSERT INTO notifications (user_id, template_id, channel, "
+             "payload, status) SELECT 1 + g % 10000, 1 + g % 50, 'email', "
+             "jsonb_build_object('n', g), 'replayed' "
+             "FROM generate_series(1, 200000) g");
+    double deadline = shop_now_s() + 120;
+    while (!target_writing(&env, svc) && shop_now_s() < deadline)
+        ;
+    ck_assert_msg(shop_now_s() < deadline, "the replay never reached the target");
+    int rc = shop_stop(&env, SIGTERM, 60);
+    ck_assert_int_eq(rc, 0);
+    char *held = pgc_query_value(tgt, env.dbs[svc], "SELECT count(*) FROM "
+                                 "notifications WHERE status = 'replayed'");
+    ck_assert_msg(held && strcmp(held, "0") == 0,
+                  "the replay was not cut short: %s rows held", held);
+    free(held);
+    start_cleave(&env);
+    shop_assert_caught_up_and_equal(&env, CAUGHT_UP_S);
+    shop_stop_cleanly(&env);
+}
+END_TEST
+
 /* Stopped cleanly, restarted later: it resumes where it stopped. */
 START_TEST(sigterm_then_restart_resumes)
 {
@@ -863,5 +916,6 @@ int main(void)
     shop_add_case(s, "on_conflict_apply", on_conflict_apply, 120);
     shop_add_case(s, "heartbeat_moves_idle_slot", heartbeat_moves_idle_slot, 120);
     shop_add_case(s, "sigterm_then_restart_resumes", sigterm_then_restart_resumes, 400);
+    shop_add_case(s, "sigterm_in_streamed_replay", sigterm_in_streamed_replay, 400);
     return shop_run_suite(s, tgt_settings, &src, &tgt);
 }
