@@ -319,11 +319,16 @@ bool pipeline_try_start(pipeline *p, snap_stop_fn *stop, void *stop_arg)
     p->copying = false;
     snap *late = source_take_snapshot(p->src);
     if (late) {
-        /* Someone dropped the slot while cleave ran: changes were lost. */
-        log_error("event=slot_recreated slot=%s error=\"the slot disappeared "
-                  "while cleave was running; changes made meanwhile are not "
-                  "in the targets: `cleave resync` each service\"",
-                  p->settings->slot);
+        /* Someone dropped the slot while cleave ran: changes were lost,
+         * which status says too (the source's last_error), not the log
+         * alone. */
+        snprintf(p->source_error, sizeof p->source_error, "slot %s "
+                 "disappeared while cleave was running and was made again; "
+                 "changes made meanwhile are not in the targets: `cleave "
+                 "resync` each service", p->settings->slot);
+        p->source_error_time = (int64_t)time(NULL);
+        log_error("event=slot_recreated slot=%s error=\"%s\"",
+                  p->settings->slot, p->source_error);
         snap_release(late);
     }
     backoff_reset(&p->source_backoff);

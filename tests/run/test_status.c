@@ -586,6 +586,61 @@ START_TEST(lost_slot)
 }
 END_TEST
 
+/* Status says the slot was made again, and what to do about it. */
+static bool slot_remade(json_t *st, void *arg)
+{
+    const char *err = json_string_value(json_object_get(source_of(st),
+                                                        "last_error"));
+    return err && strstr(err, arg) && strstr(err, "cleave resync") &&
+           json_is_true(json_object_get(source_of(st), "connected"));
+}
+
+/* Drops the slot between a walsender ended and cleave's reconnect. */
+static bool drop_while_disconnected(const shop_env *env, const char *slot,
+                                    double timeout_s)
+{
+    char kill[256], drop[256], *gone = NULL;
+    snprintf(kill, sizeof kill, "SELECT pg_terminate_backend(active_pid) FROM "
+             "pg_replication_slots WHERE slot_name = '%s'", slot);
+    snprintf(drop, sizeof drop, "SELECT count(pg_drop_replication_slot("
+             "slot_name)) FROM pg_replication_slots WHERE slot_name = '%s' AND "
+             "active_pid IS NULL", slot);
+    double deadline = shop_now_s() + timeout_s;
+    while ((!gone || strcmp(gone, "1") != 0) && shop_now_s() < deadline) {
+        free(gone);
+        gone = NULL;
+        free(pgc_query_value(src, env->srcdb, kill));
+        for (double until = shop_now_s() + 0.5; !gone && shop_now_s() < until;)
+            gone = pgc_query_value(src, env->srcdb, drop);
+        if (gone && strcmp(gone, "0") == 0)
+            free(gone), gone = NULL;
+    }
+    bool ok = gone != NULL;
+    free(gone);
+    return ok;
+}
+
+/*
+ * A healthy slot dropped while cleave's connection is down: cleave makes
+ * a new one and streams on, and says so where operators look (status's
+ * source.last_error), not in the log alone: changes were lost.
+ */
+START_TEST(dropped_slot_shown)
+{
+    shop_env env;
+    start(&env, "stdrop");
+    ck_assert_msg(drop_while_disconnected(&env, "cleave_stdrop", WAIT_S),
+                  "the slot could not be dropped between two connections");
+    ck_assert_msg(shop_wait_status(&env, slot_remade, "slot cleave_stdrop "
+                                   "disappeared while cleave was running",
+                                   WAIT_S), "status does not say the slot was "
+                  "made again");
+    ck_assert(shop_log_count(&env, "event=slot_recreated slot=cleave_stdrop",
+                             env.log_mark) == 1);
+    stop_cleanly(&env);
+}
+END_TEST
+
 int main(void)
 {
     static const char *const tgt_settings[] = {"max_replication_slots = 64", NULL};
@@ -595,6 +650,7 @@ int main(void)
                   stuck_clients_and_big_transaction, 300);
     shop_add_case(s, "big_transaction_counted", big_transaction_counted, 300);
     shop_add_case(s, "cli_and_metrics", cli_and_metrics, 200);
+    shop_add_case(s, "dropped_slot_shown", dropped_slot_shown, 200);
     /* Last: it changes the source's max_slot_wal_keep_size meanwhile. */
     shop_add_case(s, "lost_slot", lost_slot, 300);
     return shop_run_suite(s, tgt_settings, &src, &tgt);
