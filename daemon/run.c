@@ -38,6 +38,10 @@
 #define NOTIFY_STATUS_MS 5000      /* systemd's STATUS= line this often */
 #define MAX_PIPELINES 8
 #define FIRST_OPEN_WAIT_MS 30000   /* for every sink's first open at start */
+/* Until READY=1, systemd's start timeout is pushed this far ahead, this
+ * often (see still_starting). */
+#define START_EXTEND_US 90000000ull
+#define START_EXTEND_EVERY_MS 20000
 
 typedef struct runner {
     cfg *config;
@@ -58,6 +62,7 @@ typedef struct runner {
     int64_t last_notify_status;
     bool stopping;
     bool notified_ready;
+    int64_t last_extend;      /* EXTEND_TIMEOUT_USEC, before READY=1 */
     uint64_t watchdog_us;
     int64_t last_watchdog;
 } runner;
@@ -106,6 +111,21 @@ static int setup_signals(void)
     return signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
 }
 
+/*
+ * Until READY=1 (sent once the stream runs) systemd's start timeout runs,
+ * 90 s by default: a source down at boot, or a new slot waiting on a long
+ * transaction, would get cleave killed and started again and again. While
+ * it waits, the timeout is pushed ahead and STATUS= says why.
+ */
+static void still_starting(runner *d, const char *why)
+{
+    if (d->notified_ready || (d->last_extend != 0 &&
+                              clock_ms() - d->last_extend < START_EXTEND_EVERY_MS))
+        return;
+    d->last_extend = clock_ms();
+    sd_notifyf(0, "EXTEND_TIMEOUT_USEC=%llu\nSTATUS=%s", START_EXTEND_US, why);
+}
+
 /* While a slot is made: a pending SIGTERM/SIGINT gives up (left unread). */
 static bool signalled(void *arg)
 {
@@ -116,6 +136,14 @@ static bool signalled(void *arg)
     if (sigpending(&pending) != 0)
         return false;
     return sigismember(&pending, SIGTERM) || sigismember(&pending, SIGINT);
+}
+
+/* The same, asked every second while a new slot waits on the source. */
+static bool making_slot(void *arg)
+{
+    still_starting(arg, "making the replication slot: it waits for the "
+                   "transactions running on the source to end");
+    return signalled(arg);
 }
 
 static void watchdog(runner *d)
@@ -153,10 +181,14 @@ static bool prepare(runner *d, pipeline *p)
 {
     char err[1024];
     int retry_ms;
-    while (!pipeline_prepare(p, signalled, d, &retry_ms, err, sizeof err)) {
+    while (!pipeline_prepare(p, making_slot, d, &retry_ms, err, sizeof err)) {
         if (!signalled(d))
             log_error("event=source_failed error=\"%s\" retry_in=%dms", err,
                       retry_ms);
+        char why[1100];
+        snprintf(why, sizeof why, "waiting for the source: %s", err);
+        d->last_extend = 0;
+        still_starting(d, why);
         if (signalled(d) || wait_or_stop(d, retry_ms)) {
             d->stopping = true;
             return false;
@@ -257,7 +289,7 @@ static bool add_forward(runner *d)
 static void try_start_sources(runner *d)
 {
     for (size_t i = 0; i < d->npipes; i++)
-        if (pipeline_try_start(d->pipes[i], signalled, d) &&
+        if (pipeline_try_start(d->pipes[i], making_slot, d) &&
             !d->notified_ready) {
             d->notified_ready = true;
             sd_notify(0, "READY=1\nSTATUS=streaming");

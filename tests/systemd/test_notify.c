@@ -231,9 +231,48 @@ START_TEST(notify_protocol)
 }
 END_TEST
 
+/*
+ * A source that cannot be reached at start: before READY=1 cleave pushes
+ * systemd's start timeout ahead and says why in STATUS=, so it is not
+ * killed at TimeoutStartSec while it retries; once the source is back it
+ * streams and says READY=1.
+ */
+START_TEST(notify_source_down)
+{
+    notify_sock n;
+    notify_open(&n);
+    shop_env env;
+    ck_assert(shop_setup(&env, src, tgt, "notifydown", NULL, NULL));
+    char sql[256];
+    snprintf(sql, sizeof sql, "ALTER DATABASE %s RENAME TO %s_aside",
+             env.srcdb, env.srcdb);
+    ck_assert(pgc_exec(src, "postgres", sql));
+    setenv("NOTIFY_SOCKET", n.path, 1);
+    bool started = shop_start(&env);
+    unsetenv("NOTIFY_SOCKET");
+    ck_assert(started);
+    n.expect_pid = env.pid;
+    if (!notify_wait(&n, "EXTEND_TIMEOUT_USEC=90000000", 30))
+        fail_with_log(&env, "no EXTEND_TIMEOUT_USEC while the source is down");
+    if (!has_prefix_line(n.last, "STATUS=waiting for the source: ") ||
+        !strstr(n.last, env.srcdb))
+        fail_with_log(&env, "the timeout was pushed without saying why");
+    snprintf(sql, sizeof sql, "ALTER DATABASE %s_aside RENAME TO %s",
+             env.srcdb, env.srcdb);
+    ck_assert(pgc_exec(src, "postgres", sql));
+    if (!notify_wait(&n, "READY=1", 90))
+        fail_with_log(&env, "no READY=1 once the source was back");
+    int rc = shop_stop(&env, SIGTERM, 60);
+    ck_assert_msg(rc == 0, "cleave exited %d on SIGTERM", rc);
+    shop_teardown(&env);
+    notify_close(&n);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("systemd");
     shop_add_case(s, "notify_protocol", notify_protocol, 240);
+    shop_add_case(s, "notify_source_down", notify_source_down, 240);
     return shop_run_suite(s, NULL, &src, &tgt);
 }
