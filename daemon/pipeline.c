@@ -191,6 +191,14 @@ static bool keep_left_finished(pipeline *p, char *err, size_t errlen)
     return true;
 }
 
+/* The stream's question about a FULL relation, asked on the source. */
+static bool mark_primary_key(void *arg, sink_rel *rel, char *err,
+                             size_t errlen)
+{
+    pipeline *p = arg;
+    return source_mark_primary_key(p->src, rel, err, errlen);
+}
+
 bool pipeline_open(pipeline *p)
 {
     char err[1024];
@@ -206,6 +214,8 @@ bool pipeline_open(pipeline *p)
     if (!add_sinks(p))
         return false;
     p->st = stream_new(p->config, p->settings, p->fo, p->spool_dir);
+    if (p->st && p->config->has_kafka)
+        stream_set_pk_lookup(p->st, mark_primary_key, p);
     return p->st != NULL;
 }
 
@@ -472,7 +482,7 @@ static void binary_after_copy(pipeline *p)
 
 void pipeline_turn(pipeline *p)
 {
-    char err[1024];
+    char err[1024] = "";
     if (stream_busy(p->st) && !stream_work(p->st, err, sizeof err))
         source_failed(p, err);
     if (source_streaming(p->src) && !stream_busy(p->st) && !napping(p))

@@ -20,6 +20,7 @@
 #include "daemon/snapshot.h"
 #include "decoder/frame.h"
 #include "decoder/pgoutput.h"
+#include "sinks/sink.h"
 
 /*
  * The protocol cleave reads: version 2 brings streamed transactions; the
@@ -816,6 +817,29 @@ bool source_heartbeat(source *src, char *err, size_t errlen)
         src->control = NULL;
         return false;
     }
+    PQclear(res);
+    return true;
+}
+
+bool source_mark_primary_key(source *src, sink_rel *rel, char *err,
+                             size_t errlen)
+{
+    char oid[16];
+    snprintf(oid, sizeof oid, "%u", rel->oid);
+    const char *params[] = {oid};
+    if (!ensure_control(src, err, errlen))
+        return false;
+    PGresult *res = query(src->control,
+                          "SELECT a.attname FROM pg_index i JOIN pg_attribute a "
+                          "ON a.attrelid = i.indrelid AND a.attnum = ANY "
+                          "(i.indkey::int2[]) WHERE i.indrelid = $1::oid AND "
+                          "i.indisprimary", 1, params, err, errlen);
+    if (!res)
+        return false;
+    for (int r = 0; r < PQntuples(res); r++)
+        for (uint16_t i = 0; i < rel->ncols; i++)
+            if (strcmp(rel->cols[i].name, PQgetvalue(res, r, 0)) == 0)
+                rel->cols[i].pk = true;
     PQclear(res);
     return true;
 }

@@ -16,6 +16,7 @@
 #include "config/config.h"
 #include "daemon/snapshot.h"
 #include "decoder/lsn.h"
+#include "sinks/sink.h"
 
 typedef struct source source;
 
@@ -90,5 +91,13 @@ bool source_send_status(source *src, lsn_t written, lsn_t flushed,
 
 /* Writes a non-transactional logical message so the slot can move. */
 bool source_heartbeat(source *src, char *err, size_t errlen);
+
+/*
+ * Marks the columns of rel's primary key (sink_col.pk) as the source's
+ * catalog has them now, none without one; false with err when it cannot
+ * be asked.
+ */
+bool source_mark_primary_key(source *src, sink_rel *rel, char *err,
+                             size_t errlen);
 
 #endif

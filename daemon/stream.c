@@ -73,6 +73,9 @@ struct stream {
     lsn_t mark_lsn;
     /* Values come binary: the columns checked for it (the source's). */
     const binfmt *bin;
+    /* A FULL relation's primary key, asked of the source (Kafka). */
+    stream_pk_fn *pk_fn;
+    void *pk_arg;
     bool text_wanted;        /* a relation it did not check came */
 };
 
@@ -128,13 +131,19 @@ static int owner_of(const stream *st, const pgo_relation *rel)
 }
 
 /* service: owner_of(st, rel), which the caller has looked up already. */
-static bool rel_update(stream *st, const pgo_relation *rel, int service)
+static bool rel_update(stream *st, const pgo_relation *rel, int service,
+                       char *err, size_t errlen)
 {
     if ((st->rels_n + 1) * 2 > st->rels_cap && !rel_grow(st))
         return false;
     sink_rel *snap = sink_rel_from_pgo(rel, ++st->rel_version, st->dec);
     if (!snap)
         return false;
+    if (snap->replident == 'f' && service >= 0 && st->pk_fn &&
+        !st->pk_fn(st->pk_arg, snap, err, errlen)) {
+        sink_rel_unref(snap);
+        return false;
+    }
     relinfo *ri = rel_slot(st, rel->oid);
     if (ri->rel)
         sink_rel_unref(ri->rel);
@@ -441,11 +450,13 @@ static bool spool_message(stream *st, const pgo_msg *m, const uint8_t *buf,
     return spool_append(st->cur->sp, m->xid, buf, len);
 }
 
-static bool handle_change_msg(stream *st, const pgo_msg *m)
+static bool handle_change_msg(stream *st, const pgo_msg *m, char *err,
+                              size_t errlen)
 {
     switch (m->kind) {
     case PGO_RELATION:
-        return rel_update(st, m->relation, owner_of(st, m->relation));
+        return rel_update(st, m->relation, owner_of(st, m->relation), err,
+                          errlen);
     case PGO_INSERT:
     case PGO_UPDATE:
     case PGO_DELETE:
@@ -481,7 +492,7 @@ static bool relation_msg(stream *st, const pgo_relation *rel, char *err,
 {
     int service = owner_of(st, rel);
     return binary_takes(st, rel, service, err, errlen) &&
-           rel_update(st, rel, service);
+           rel_update(st, rel, service, err, errlen);
 }
 
 static bool handle_msg(stream *st, const pgo_msg *m, const uint8_t *buf,
@@ -518,7 +529,7 @@ static bool handle_msg(stream *st, const pgo_msg *m, const uint8_t *buf,
     case PGO_RELATION:
         return true;
     default:
-        return handle_change_msg(st, m);
+        return handle_change_msg(st, m, err, errlen);
     }
 }
 
@@ -533,8 +544,10 @@ static bool replay_one(stream *st, const uint8_t *buf, size_t len, char *err,
                  st->xid, e.offset, e.msg);
         return false;
     }
-    if (!handle_change_msg(st, &m)) {
-        snprintf(err, errlen, "replaying transaction %u: out of memory", st->xid);
+    if (!handle_change_msg(st, &m, err, errlen)) {
+        if (!err[0])
+            snprintf(err, errlen, "replaying transaction %u: out of memory",
+                     st->xid);
         return false;
     }
     return true;
@@ -652,6 +665,12 @@ bool stream_restart(stream *st, int proto_version)
         pgo_reset(st->dec);
     }
     return st->dec != NULL;
+}
+
+void stream_set_pk_lookup(stream *st, stream_pk_fn *fn, void *arg)
+{
+    st->pk_fn = fn;
+    st->pk_arg = arg;
 }
 
 void stream_set_binfmt(stream *st, const binfmt *bin)

@@ -59,6 +59,14 @@ void stream_set_binfmt(stream *st, const binfmt *bin);
 bool stream_wants_text(const stream *st);
 /* Whether the values come in their binary form (stream_set_binfmt). */
 bool stream_binary(const stream *st);
+/*
+ * Asked for each relation with REPLICA IDENTITY FULL as its Relation
+ * message comes, to mark its primary key (sink_col.pk), which the
+ * message does not carry: Kafka keys such a table by it. False with err
+ * fails the message. None set: not asked (no Kafka sink).
+ */
+typedef bool stream_pk_fn(void *arg, sink_rel *rel, char *err, size_t errlen);
+void stream_set_pk_lookup(stream *st, stream_pk_fn *fn, void *arg);
 
 /* Handles one CopyData message; false with err when the stream is bad. */
 bool stream_frame(stream *st, const uint8_t *buf, size_t len,

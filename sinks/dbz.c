@@ -1294,7 +1294,7 @@ json_t *dbz_row_typed(const dbz_mode *m, const sink_rel *rel,
         return NULL;
     for (uint16_t i = 0; i < rel->ncols; i++) {
         const struct sink_col *col = &rel->cols[i];
-        if (key_only && !col->key)
+        if (key_only && !dbz_key_col(rel, col))
             continue;
         if (!dbz_put_name(row, col->name, dbz_col_value(m, col, &vals[i]))) {
             json_decref(row);
@@ -1304,17 +1304,20 @@ json_t *dbz_row_typed(const dbz_mode *m, const sink_rel *rel,
     return row;
 }
 
+/*
+ * FULL flags every column as identity, which is no key: as Debezium does,
+ * such a table is keyed by its primary key, and by null without one.
+ */
+bool dbz_key_col(const sink_rel *rel, const struct sink_col *col)
+{
+    return rel->replident == 'f' ? col->pk : col->key;
+}
+
 bool dbz_has_key(const sink_rel *rel)
 {
     bool any = false;
-    /*
-     * FULL flags every column, which is no key: Debezium keys such a
-     * table (with no primary key it can see) by null.
-     */
-    if (rel->replident == 'f')
-        return false;
     for (uint16_t i = 0; i < rel->ncols && !any; i++)
-        any = rel->cols[i].key;
+        any = dbz_key_col(rel, &rel->cols[i]);
     return any;
 }
 
@@ -1491,9 +1494,9 @@ static json_t *dbz_row_schema(const dbz_mode *m, const char *name,
     for (uint16_t i = 0; fields && i < rel->ncols; i++) {
         const struct sink_col *c = &rel->cols[i];
         json_t *f;
-        if (key_only && !c->key)
+        if (key_only && !dbz_key_col(rel, c))
             continue;
-        f = dbz_type_schema(m, c->type_oid, c->typmod, !c->key,
+        f = dbz_type_schema(m, c->type_oid, c->typmod, !dbz_key_col(rel, c),
                             allowed ? allowed[i] : NULL);
         if (json_array_append_new(fields, dbz_field(f, c->name)) != 0) {
             json_decref(fields);
@@ -2210,7 +2213,7 @@ void dbz_out_row(dbz_out *o, const dbz_mode *m, const sink_rel *rel,
     dbz_out_ch(o, '{');
     for (uint16_t i = 0; i < rel->ncols; i++) {
         const struct sink_col *col = &rel->cols[i];
-        if (key_only && !col->key)
+        if (key_only && !dbz_key_col(rel, col))
             continue;
         dbz_out_bytes(o, ",", !first);
         dbz_out_cstr(o, col->name);

@@ -83,14 +83,18 @@ json_t *dbz_row_typed(const dbz_mode *m, const sink_rel *rel,
                       const sink_value *vals, bool key_only);
 
 /*
- * The message key: the key columns of vals as an object; JSON null when
- * the relation has no key columns or its replica identity is FULL (every
- * column flagged) with no primary key known: Debezium's null key.
+ * The message key: the key columns of vals as an object (dbz_key_col);
+ * JSON null when the relation has none: Debezium's null key.
  */
 json_t *dbz_key(const sink_rel *rel, const sink_value *vals);
 json_t *dbz_key_typed(const dbz_mode *m, const sink_rel *rel,
                       const sink_value *vals);
 
+/*
+ * Whether a column is in the events' key: the replica identity's, but
+ * the primary key's under REPLICA IDENTITY FULL (which flags every column).
+ */
+bool dbz_key_col(const sink_rel *rel, const struct sink_col *col);
 /*
  * Whether a relation's events have a key at all (dbz_key's rule); the
  * key schema exists only then.

@@ -25,7 +25,7 @@
  *                 length and CRC fields (8 bytes each, as stored)
  *   'R' relation  u32 oid, u64 version, u8 replident, u16 ncols,
  *                 str schema, str name, then per column: u8 flags (1 key,
- *                 2 a type name follows), u32 type oid, i32 typmod,
+ *                 2 a type name follows, 4 primary key), u32 type oid, i32 typmod,
  *                 str name, [str type name]
  *   'I' 'U' 'D'   u32 xid, u64 commit_lsn, u32 oid, u64 version,
  *                 u8 old_kind, u8 has (1 old values, 2 new values),
@@ -808,7 +808,8 @@ static void write_rel(evlog *l, const sink_rel *rel, uint64_t size)
     out_str(l, rel->name);
     for (uint16_t i = 0; i < rel->ncols; i++) {
         const struct sink_col *c = &rel->cols[i];
-        out_u8(l, (uint8_t)((c->key ? 1 : 0) | (c->type_name ? 2 : 0)));
+        out_u8(l, (uint8_t)((c->key ? 1 : 0) | (c->type_name ? 2 : 0) |
+                            (c->pk ? 4 : 0)));
         out_u32(l, c->type_oid);
         out_u32(l, (uint32_t)c->typmod);
         out_str(l, c->name);
@@ -1335,12 +1336,13 @@ static bool read_col(cur *c, sink_rel *rel)
     struct sink_col *col = &rel->cols[rel->ncols];
     uint8_t flags = cur_u8(c);
     col->key = flags & 1;
+    col->pk = (flags & 4) != 0;
     col->type_oid = cur_u32(c);
     col->typmod = (int32_t)cur_u32(c);
     col->name = cur_str(c);
     if (col->name)
         rel->ncols++;
-    if (flags & ~3)
+    if (flags & ~7)
         c->bad = true;
     if (flags & 2)
         col->type_name = cur_str(c);

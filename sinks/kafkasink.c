@@ -1308,15 +1308,38 @@ static bool on_insert(kafkasink *ks, const sink_event *ev)
 }
 
 /*
- * A key change (old key values sent) is a delete, a tombstone and a
- * create, as Debezium does, so each key's partition sees its row go.
+ * Whether an update moved its row to another key. pgoutput sends the old
+ * key ('K') only then; under FULL the whole old row ('O') comes every
+ * time, and the primary key's values tell.
+ */
+static bool key_moved(const sink_rel *rel, const sink_event *ev)
+{
+    if (ev->old_kind == 'K')
+        return true;
+    if (ev->old_kind != 'O' || !ev->old_vals || !ev->new_vals ||
+        !dbz_has_key(rel))
+        return false;
+    for (uint16_t i = 0; i < rel->ncols; i++) {
+        const sink_value *o = &ev->old_vals[i], *n = &ev->new_vals[i];
+        if (!dbz_key_col(rel, &rel->cols[i]) || n->kind == 'u')
+            continue;
+        if (o->kind != n->kind || o->len != n->len ||
+            (o->len && memcmp(o->data, n->data, o->len) != 0))
+            return true;
+    }
+    return false;
+}
+
+/*
+ * A key change is a delete, a tombstone and a create, as Debezium does,
+ * so each key's partition sees its row go.
  */
 static bool on_update(kafkasink *ks, const sink_event *ev)
 {
     const sink_rel *rel = typed_rel(ks, ev->rel);
     if (!rel)
         return false;
-    if (ev->old_kind == 'K')
+    if (key_moved(rel, ev))
         return produce_change(ks, rel, 'd', ev->old_vals, ev->old_vals,
                               NULL) &&
                tombstone(ks, rel, ev->old_vals) &&

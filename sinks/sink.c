@@ -109,18 +109,21 @@ sink_rel *sink_rel_from_pgo(const pgo_relation *src, uint64_t version,
 
 /*
  * The key flags as pgoutput sets them: the replica identity index's
- * columns, the primary key's, or every column for FULL.
+ * columns, the primary key's, or every column for FULL; and the primary
+ * key's columns.
  */
 static const char rel_sql[] =
     "SELECT a.attname, a.atttypid::int8, a.atttypmod, "
     "       c.relreplident = 'f' OR coalesce(a.attnum = ANY "
-    "         (i.indkey::int2[]), false), c.relreplident, c.oid::int8 "
+    "         (i.indkey::int2[]), false), c.relreplident, c.oid::int8, "
+    "       coalesce(a.attnum = ANY (p.indkey::int2[]), false) "
     "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
     "JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 "
     "  AND NOT a.attisdropped AND a.attgenerated = '' "
     "LEFT JOIN pg_index i ON i.indrelid = c.oid AND CASE c.relreplident "
     "  WHEN 'i' THEN i.indisreplident WHEN 'd' THEN i.indisprimary "
     "  ELSE false END "
+    "LEFT JOIN pg_index p ON p.indrelid = c.oid AND p.indisprimary "
     "WHERE n.nspname = $1 AND c.relname = $2 ORDER BY a.attnum";
 
 /* The relation of rel_sql's n > 0 rows; NULL when out of memory. */
@@ -143,6 +146,7 @@ static sink_rel *rel_from_rows(PGresult *res, int n, const char *schema,
         col->type_oid = (uint32_t)strtoul(PQgetvalue(res, i, 1), NULL, 10);
         col->typmod = atoi(PQgetvalue(res, i, 2));
         col->key = PQgetvalue(res, i, 3)[0] == 't';
+        col->pk = PQgetvalue(res, i, 6)[0] == 't';
         ok = col->name != NULL;
         rel->ncols += ok;
     }

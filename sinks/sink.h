@@ -45,6 +45,12 @@ typedef struct sink_rel {
          */
         char *type_name;
         bool key;            /* part of the replica identity */
+        /*
+         * Part of the primary key, as the source's catalog says: what an
+         * event's key holds under REPLICA IDENTITY FULL, which flags every
+         * column as identity (sink_rel_read; the stream asks the source).
+         */
+        bool pk;
     } *cols;
 } sink_rel;
 

@@ -412,6 +412,7 @@ static sink_rel rel3(char replident, bool key)
     cols3[0].key = key;
     cols3[1].key = false;
     cols3[2].key = replident == 'f';
+    cols3[0].pk = cols3[1].pk = cols3[2].pk = false;
     if (replident == 'f')
         cols3[0].key = cols3[1].key = true;
     return r;
@@ -473,8 +474,16 @@ START_TEST(test_keys)
     };
     check_dump(dbz_key(&ri, vals), "{\"a\":\"x\",\"b\":\"2024-01-31\"}");
 
+    /* FULL with a primary key: keyed by it, as Debezium does */
+    r = rel3('f', true);
+    cols3[0].pk = true;
+    ck_assert(dbz_has_key(&r));
+    check_dump(dbz_key(&r, row3), "{\"id\":42}");
+    check_dump(dbz_row(&r, row3, true), "{\"id\":42}");
+
     /* FULL, no key at all (DEFAULT without a primary key, NOTHING) */
     r = rel3('f', false);
+    ck_assert(!dbz_has_key(&r));
     check_dump(dbz_key(&r, row3), "null");
     r = rel3('d', false);
     check_dump(dbz_key(&r, row3), "null");

@@ -207,6 +207,7 @@ static void check_rel(const sink_rel *want, const sink_rel *got)
         ck_assert_uint_eq(b->type_oid, a->type_oid);
         ck_assert_int_eq(b->typmod, a->typmod);
         ck_assert_int_eq(b->key, a->key);
+        ck_assert_int_eq(b->pk, a->pk);
         if (a->type_name)
             ck_assert_str_eq(b->type_name, a->type_name);
         else
@@ -330,6 +331,7 @@ START_TEST(test_roundtrip)
     r0->replident = 'n';
     sink_rel *rh = mkrel(16400, 1, "we\"ird sch ema", "t\xc3\xa5""ble \xe2\x98\x83 \"x\"", 3);
     rh->replident = 'i';
+    rh->cols[1].pk = true;      /* a primary key beside the identity index */
     set_col(rh, 0, "a b", NULL);
     set_col(rh, 1, "\"q\"", "\"s p\".\"t\"\"y\"");
     set_col(rh, 2, "\xc3\xbcn\xc3\xaf", NULL);

@@ -2185,8 +2185,20 @@ static void load_setup(loadfx *x, const char *db)
     x->conn = pgc_connect(cluster, db);
     ck_assert_ptr_nonnull(x->conn);
     char err[256];
+    /* Under FULL every column is identity; the primary key is still id. */
+    ck_assert(pgc_exec(cluster, db, "ALTER TABLE \"we\"\"ird\".\"T a\"\"b\" "
+                       "REPLICA IDENTITY FULL"));
+    sink_rel *full = sink_rel_read(x->conn, LOAD_SCHEMA, LOAD_TABLE, err,
+                                   sizeof err);
+    ck_assert_msg(full && full->replident == 'f' && full->cols[1].key &&
+                  full->cols[0].pk && !full->cols[1].pk, "FULL: %s", err);
+    sink_rel_unref(full);
+    ck_assert(pgc_exec(cluster, db, "ALTER TABLE \"we\"\"ird\".\"T a\"\"b\" "
+                       "REPLICA IDENTITY DEFAULT"));
     x->rel = sink_rel_read(x->conn, LOAD_SCHEMA, LOAD_TABLE, err, sizeof err);
     ck_assert_msg(x->rel, "sink_rel_read: %s", err);
+    ck_assert(x->rel->cols[0].key && x->rel->cols[0].pk);
+    ck_assert(!x->rel->cols[1].key && !x->rel->cols[1].pk);
     x->l = sink_loader_open(SINK_KIND_POSTGRES, &x->f.config, &x->f.svc,
                             x->conn, err, sizeof err);
     ck_assert_msg(x->l, "sink_loader_open: %s", err);
