@@ -18,6 +18,7 @@
 #include "common/log.h"
 #include "daemon/binfmt.h"
 #include "daemon/snapshot.h"
+#include "daemon/stream.h"
 #include "decoder/frame.h"
 #include "decoder/pgoutput.h"
 #include "sinks/sink.h"
@@ -808,8 +809,8 @@ bool source_heartbeat(source *src, char *err, size_t errlen)
     if (!ensure_control(src, err, errlen))
         return false;
     PGresult *res = query(src->control,
-                          "SELECT pg_logical_emit_message(false, "
-                          "'cleave_heartbeat', '')",
+                          "SELECT pg_logical_emit_message(false, '"
+                          STREAM_HEARTBEAT_PREFIX "', '')",
                           0, NULL, err, errlen);
     if (!res) {
         /* A broken control connection is reopened on the next beat. */

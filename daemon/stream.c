@@ -278,11 +278,22 @@ static bool route_truncate(stream *st, const pgo_msg *m)
     return ok;
 }
 
+/*
+ * Whether sink i publishes a message: never cleave's own (heartbeats,
+ * cut-over marks), whatever a service's `messages` patterns match.
+ */
+static bool wants_message(const stream *st, size_t i, const char *prefix)
+{
+    return strcmp(prefix, STREAM_MARK_PREFIX) != 0 &&
+           strcmp(prefix, STREAM_HEARTBEAT_PREFIX) != 0 &&
+           fanout_wants_message(st->fo, i, prefix);
+}
+
 static bool send_message(stream *st, const pgo_msg *m)
 {
     bool tx = m->message.flags & PGO_MESSAGE_TRANSACTIONAL;
     for (size_t i = 0; i < fanout_size(st->fo); i++) {
-        if (!fanout_wants_message(st->fo, i, m->message.prefix))
+        if (!wants_message(st, i, m->message.prefix))
             continue;
         sink_event *ev = sink_event_message(st->commit_lsn, m->message.lsn, tx,
                                             m->message.prefix,
@@ -317,7 +328,7 @@ static bool route_lone_message(stream *st, const pgo_msg *m)
     note_mark(st, m);
     bool wanted = false;
     for (size_t i = 0; i < fanout_size(st->fo) && !wanted; i++)
-        wanted = fanout_wants_message(st->fo, i, m->message.prefix);
+        wanted = wants_message(st, i, m->message.prefix);
     if (!wanted)
         return true;
     struct timespec now;

@@ -104,6 +104,8 @@ lsn_t stream_sink_position(const stream *st, size_t i, bool *pending);
  */
 #define STREAM_MARK_PREFIX "cleave_mark"
 #define STREAM_MARK_MAX 64
+/* The source's heartbeat (source.heartbeat_interval): a message too. */
+#define STREAM_HEARTBEAT_PREFIX "cleave_heartbeat"
 bool stream_last_mark(const stream *st, const char **content, lsn_t *lsn);
 
 /* Source transactions read, skipped by loop prevention. */
