@@ -819,12 +819,16 @@ START_TEST(heartbeat_moves_idle_slot)
 }
 END_TEST
 
-/* The service's target backend is inside a transaction that wrote. */
+/*
+ * The service's sink is inside a transaction that wrote (its session, not
+ * the keeper's, whose setval of a sequence takes an xid too).
+ */
 static bool target_writing(shop_env *env, int service)
 {
     char sql[256];
     snprintf(sql, sizeof sql, "SELECT count(*) FROM pg_stat_activity WHERE "
-             "datname = '%s' AND backend_xid IS NOT NULL", env->dbs[service]);
+             "datname = '%s' AND application_name = 'cleave' AND "
+             "backend_xid IS NOT NULL", env->dbs[service]);
     char *n = pgc_query_value(tgt, "postgres", sql);
     bool writing = n && atoi(n) > 0;
     free(n);
