@@ -262,8 +262,9 @@ static int check_moves(const cfg *c)
     journal *j = journal_open(c, why, sizeof why);
     int rc = EXITCODE_OK;
     for (size_t i = 0; j && i < c->n_services; i++) {
-        const cfg_table *t = journal_not_moved(j, i, why, sizeof why);
-        if (t) {
+        const cfg_table *t;
+        for (size_t from = 0;
+             (t = journal_not_moved(j, i, &from, why, sizeof why));) {
             fprintf(stderr, "%s:%d:%d: %s\n", c->path, t->pos.line,
                     t->pos.col, why);
             rc = EXITCODE_CONFIG;

@@ -156,15 +156,15 @@ static bool was_moved(json_t *moved, const cfg_table *t)
     return false;
 }
 
-const cfg_table *journal_not_moved(const journal *j, size_t svc, char *why,
-                                   size_t len)
+const cfg_table *journal_not_moved(const journal *j, size_t svc, size_t *from,
+                                   char *why, size_t len)
 {
     const cfg_service *s = &j->config->services[svc];
     const cfg_table *t = NULL;
-    for (size_t k = 0; !t && j->e[svc].dir == JOURNAL_COMPLETE &&
-                       j->moved[svc] && k < s->n_owned; k++)
-        if (!was_moved(j->moved[svc], &s->owned[k]))
-            t = &s->owned[k];
+    for (; !t && j->e[svc].dir == JOURNAL_COMPLETE && j->moved[svc] &&
+           *from < s->n_owned; (*from)++)
+        if (!was_moved(j->moved[svc], &s->owned[*from]))
+            t = &s->owned[*from];
     if (t)
         snprintf(why, len, "%s.%s was given to %s after its move was "
                  "complete: cleave cannot move another table into it (its "

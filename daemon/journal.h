@@ -63,13 +63,14 @@ journal_entry journal_get(const journal *j, size_t svc);
 bool journal_set(journal *j, size_t svc, journal_entry e, char *err,
                  size_t errlen);
 /*
- * The first of svc's owned tables (config order) that its completed move
- * did not switch: given to it since, so refused. NULL when none, when the
- * move is not complete, or when the journal does not say which tables it
- * moved. With a table, `why` (len > 0) says so and what to do.
+ * The next of svc's owned tables (config order), from index *from on,
+ * that its completed move did not switch: given to it since, so refused;
+ * *from is then past it. NULL when no more, when the move is not
+ * complete, or when the journal does not say which tables it moved. With
+ * a table, `why` (len > 0) says so and what to do.
  */
-const cfg_table *journal_not_moved(const journal *j, size_t svc, char *why,
-                                   size_t len);
+const cfg_table *journal_not_moved(const journal *j, size_t svc, size_t *from,
+                                   char *why, size_t len);
 
 const char *journal_dir_name(journal_dir d);
 const char *journal_move_name(journal_move m);

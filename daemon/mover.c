@@ -154,9 +154,10 @@ bool mover_complete(const mover *m, size_t svc)
 }
 
 const cfg_table *mover_given_after_complete(const mover *m, size_t svc,
-                                            char *why, size_t len)
+                                            size_t *from, char *why,
+                                            size_t len)
 {
-    return journal_not_moved(m->jr, svc, why, len);
+    return journal_not_moved(m->jr, svc, from, why, len);
 }
 
 /*

@@ -48,11 +48,13 @@ bool mover_reverse(const mover *m, size_t svc);
 /* Service svc's move is complete: nothing of it is streamed any more. */
 bool mover_complete(const mover *m, size_t svc);
 /*
- * The first owned table of a completed service that its move did not
- * switch (given to it since, refused), or NULL; `why` says so.
+ * The next owned table of a completed service, from index *from on, that
+ * its move did not switch (given to it since, refused), or NULL; `why`
+ * says so (see journal_not_moved).
  */
 const cfg_table *mover_given_after_complete(const mover *m, size_t svc,
-                                            char *why, size_t len);
+                                            size_t *from, char *why,
+                                            size_t len);
 /* svc's reverse stream's configuration, made once and kept. */
 const cfg *mover_reverse_cfg(mover *m, size_t svc);
 

@@ -541,23 +541,30 @@ static void shutdown_all(runner *d)
 }
 
 /*
- * A table given to a service after its move was complete: refused, and
- * said once per start. Nothing is copied (pipeline_leave): the service's
- * database is the only writer of what moved and the forward stream
- * carries nothing of it any more, so a copy would go stale unseen. The
- * other services go on.
+ * Tables given to a service after its move was complete: refused, each
+ * said once per start, and status names the first and how many more.
+ * Nothing is copied (pipeline_leave): the service's database is the only
+ * writer of what moved and the forward stream carries nothing of it any
+ * more, so a copy would go stale unseen. The other services go on.
  */
 static void refuse_given_after_complete(runner *d, size_t svc)
 {
     const cfg_service *s = &d->config->services[svc];
-    char why[STATUS_ERROR_MAX];
-    const cfg_table *t = mover_given_after_complete(d->mv, svc, why,
-                                                    sizeof why);
-    if (!t)
-        return;
-    log_error("event=table_refused service=%s table=%s.%s reason=\"%s\"",
-              s->name, t->schema, t->name, why);
-    monitor_refuse(d->mons[0], svc, why);
+    char why[STATUS_ERROR_MAX], first[STATUS_ERROR_MAX] = "";
+    const cfg_table *t;
+    size_t from = 0, n = 0;
+    while ((t = mover_given_after_complete(d->mv, svc, &from, why,
+                                           sizeof why))) {
+        log_error("event=table_refused service=%s table=%s.%s reason=\"%s\"",
+                  s->name, t->schema, t->name, why);
+        if (n++ == 0)
+            snprintf(first, sizeof first, "%s", why);
+    }
+    if (n > 1)
+        snprintf(why, sizeof why, "%s (and %zu more tables given since: "
+                 "see event=table_refused in the log)", first, n - 1);
+    if (n > 0)
+        monitor_refuse(d->mons[0], svc, n > 1 ? why : first);
 }
 
 /* The move journal first: it decides which reverse streams run. */

@@ -635,12 +635,15 @@ START_TEST(table_added_after_complete)
     rc_free(&r);
     ck_assert_int_eq(shop_stop(&env, SIGTERM, 60), 0);
     char *before = config_text(&env);
-    own_one_more(&env, "order_notes");
-    /* check tells it from state_dir, before cleave starts. */
+    ck_assert(pgc_exec(src, env.srcdb, "CREATE TABLE order_tags (id bigint "
+                       "PRIMARY KEY)"));
+    own_one_more(&env, "order_notes, order_tags");
+    /* check tells it from state_dir, before cleave starts: both tables. */
     char *check[] = {(char *)shop_cleave_bin(), "check", "-c", env.config,
                      NULL};
     ck_assert(rc_run(check, &r));
     ck_assert_msg(r.status == 78 && strstr(r.err, "public.order_notes") &&
+                  strstr(r.err, "public.order_tags") &&
                   strstr(r.err, "complete"), "check exited %d: %s%s",
                   r.status, r.out, r.err);
     rc_free(&r);
@@ -654,8 +657,10 @@ START_TEST(table_added_after_complete)
     json_t *st = shop_status_json(&env);
     char *why = st ? orders_error(st) : NULL;
     json_decref(st);
-    ck_assert_msg(why && strstr(why, "complete") && strstr(why, "owned_tables"),
-                  "the reason does not say why and what to do: %s", why);
+    ck_assert_msg(why && strstr(why, "complete") && strstr(why, "owned_tables")
+                  && strstr(why, "and 1 more"),
+                  "the reason does not say why, what to do and how many: %s",
+                  why);
     free(why);
     assert_direction(&env, "\"complete\"");
     const char *absent = "SELECT to_regclass('public.order_notes') IS NULL";
@@ -671,6 +676,9 @@ START_TEST(table_added_after_complete)
                   "user_service stopped streaming beside the refusal");
     ck_assert_int_eq(shop_log_count(&env, "event=table_refused service="
                                     "order_service table=public.order_notes",
+                                    mark), 1);
+    ck_assert_int_eq(shop_log_count(&env, "event=table_refused service="
+                                    "order_service table=public.order_tags",
                                     mark), 1);
     assert_written(tgt, svcdb, new_order);
     /* Taken out again: no refusal, every service streams. */
