@@ -32,6 +32,14 @@
 #define DEFAULT_LOCK_TIMEOUT_MS 2000
 #define DEFAULT_PAUSE_BUDGET_MS 1000
 #define LOOP_ANSWER_MS 30000        /* the loop starts or stops a stream */
+/*
+ * A lag over the limit is looked at again this often, for this long,
+ * before the move is refused: applied_lsn is the durable position, which
+ * a PostgreSQL sink reads every 100 ms, so a fast writer's lag reads up to
+ * 100 ms of WAL high between two reads (pgsink.c, durable_due).
+ */
+#define LAG_SAMPLE_MS 100
+#define LAG_LOOK_MS 1000
 
 typedef struct move_opts {
     uint64_t lag_limit;
@@ -632,8 +640,11 @@ static void free_figures(status_snapshot *s)
     free(s);
 }
 
-/* The stream the switch waits on streams, with lag under the limit. */
-static bool check_lag(move *mv)
+/*
+ * The stream the switch waits on streams, with lag under the limit: 1;
+ * 0 when it does not stream, -1 when its lag is over (mv->err says which).
+ */
+static int lag_once(move *mv)
 {
     const char *kind = mv->cutover ? "postgres" : "reverse";
     status_snapshot *s = take_figures(mv->m);
@@ -644,14 +655,30 @@ static bool check_lag(move *mv)
     else if (strcmp(k->state, "streaming") != 0)
         snprintf(mv->err, sizeof mv->err, "service %s is %s, not streaming: "
                  "it may move once it streams", mv->s->name, k->state);
-    else if (k->lag_bytes > mv->o.lag_limit)
+    int verdict = k && !mv->err[0] ? 1 : 0;
+    if (verdict && k->lag_bytes > mv->o.lag_limit) {
         snprintf(mv->err, sizeof mv->err, "lag of %s is %llu bytes, above the "
                  "limit of %llu: try again when it has caught up",
                  mv->s->name, (unsigned long long)k->lag_bytes,
                  (unsigned long long)mv->o.lag_limit);
-    bool ok = k && !mv->err[0];
+        verdict = -1;
+    }
     free_figures(s);
-    return ok;
+    return verdict;
+}
+
+/* Refused only when the lag stays over the limit for LAG_LOOK_MS. */
+static bool check_lag(move *mv)
+{
+    int64_t until = clock_ms() + LAG_LOOK_MS;
+    bool never = false;
+    for (;;) {
+        mv->err[0] = '\0';
+        int verdict = lag_once(mv);
+        if (verdict >= 0 || clock_ms() >= until)
+            return verdict > 0;
+        wait_flag(mv->m, &never, clock_ms() + LAG_SAMPLE_MS);
+    }
 }
 
 static bool connect_all(move *mv)
