@@ -9,6 +9,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+/* A record's length (4 bytes) and the message's LSN (8), big-endian. */
+#define SPOOL_HDR 12
+
 typedef struct subxact {
     uint32_t xid;
     uint64_t offset;
@@ -76,15 +79,32 @@ static bool note_subxact(spool *sp, uint32_t xid)
     return true;
 }
 
-bool spool_append(spool *sp, uint32_t xid, const uint8_t *msg, size_t len)
+static void put_be(uint8_t *p, uint64_t v, int n)
+{
+    for (int i = n - 1; i >= 0; i--, v >>= 8)
+        p[i] = (uint8_t)v;
+}
+
+static uint64_t get_be(const uint8_t *p, int n)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < n; i++)
+        v = v << 8 | p[i];
+    return v;
+}
+
+bool spool_append(spool *sp, uint32_t xid, lsn_t lsn, const uint8_t *msg,
+                  size_t len)
 {
     if (len > UINT32_MAX || !note_subxact(sp, xid))
         return false;
-    uint8_t hdr[4] = {(uint8_t)(len >> 24), (uint8_t)(len >> 16),
-                      (uint8_t)(len >> 8), (uint8_t)len};
-    if (fwrite(hdr, 1, 4, sp->f) != 4 || fwrite(msg, 1, len, sp->f) != len)
+    uint8_t hdr[SPOOL_HDR];
+    put_be(hdr, len, 4);
+    put_be(hdr + 4, lsn, 8);
+    if (fwrite(hdr, 1, SPOOL_HDR, sp->f) != SPOOL_HDR ||
+        fwrite(msg, 1, len, sp->f) != len)
         return false;
-    sp->size += 4 + len;
+    sp->size += SPOOL_HDR + len;
     return true;
 }
 
@@ -110,15 +130,14 @@ bool spool_rewind(spool *sp)
     return fflush(sp->f) == 0 && fseeko(sp->f, 0, SEEK_SET) == 0;
 }
 
-int spool_next(spool *sp, const uint8_t **msg, size_t *len)
+int spool_next(spool *sp, const uint8_t **msg, size_t *len, lsn_t *lsn)
 {
     if (sp->read_pos >= sp->size)
         return 0;
-    uint8_t hdr[4];
-    if (fread(hdr, 1, 4, sp->f) != 4)
+    uint8_t hdr[SPOOL_HDR];
+    if (fread(hdr, 1, SPOOL_HDR, sp->f) != SPOOL_HDR)
         return -1;
-    size_t n = (size_t)hdr[0] << 24 | (size_t)hdr[1] << 16 |
-               (size_t)hdr[2] << 8 | hdr[3];
+    size_t n = (size_t)get_be(hdr, 4);
     if (n > sp->buf_cap) {
         uint8_t *nb = realloc(sp->buf, n);
         if (!nb)
@@ -128,9 +147,10 @@ int spool_next(spool *sp, const uint8_t **msg, size_t *len)
     }
     if (fread(sp->buf, 1, n, sp->f) != n)
         return -1;
-    sp->read_pos += 4 + n;
+    sp->read_pos += SPOOL_HDR + n;
     *msg = sp->buf;
     *len = n;
+    *lsn = get_be(hdr + 4, 8);
     return 1;
 }
 

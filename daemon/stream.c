@@ -55,6 +55,8 @@ struct stream {
     uint32_t xid;
     lsn_t commit_lsn;
     int64_t commit_time;     /* Unix µs */
+    /* The message being read: the LSN its XLogData (or spool record) said. */
+    lsn_t msg_lsn;
     /* Streamed transactions, and the one whose block is being read. */
     streamed *streams;
     size_t nstreams, streams_cap;
@@ -245,10 +247,11 @@ static bool route_change(stream *st, const pgo_msg *m)
     for (size_t i = 0; i < fanout_size(st->fo) && ok; i++) {
         if (!takes(st, i, svc))
             continue;
-        ok = fanout_send(st->fo, i, sink_event_change(
+        sink_event *ev = sink_event_change(
             op, rel, st->commit_lsn, m->change.old_kind,
             m->change.old_kind ? &m->change.old_tuple : NULL,
-            m->kind == PGO_DELETE ? NULL : &m->change.new_tuple));
+            m->kind == PGO_DELETE ? NULL : &m->change.new_tuple);
+        ok = fanout_send(st->fo, i, sink_event_at(ev, st->msg_lsn));
     }
     return ok;
 }
@@ -271,8 +274,9 @@ static bool route_truncate(stream *st, const pgo_msg *m)
             if (route_of(st, m->truncate.rels[j]->oid) == svc)
                 rels[k++] = rel_get(st, m->truncate.rels[j]->oid)->rel;
         if (k > 0)
-            ok = fanout_send(st->fo, i, sink_event_truncate(
-                     st->commit_lsn, m->truncate.options, rels, k));
+            ok = fanout_send(st->fo, i, sink_event_at(sink_event_truncate(
+                     st->commit_lsn, m->truncate.options, rels, k),
+                     st->msg_lsn));
     }
     free(rels);
     return ok;
@@ -458,7 +462,7 @@ static bool spool_message(stream *st, const pgo_msg *m, const uint8_t *buf,
     if (m->kind == PGO_MESSAGE &&
         !(m->message.flags & PGO_MESSAGE_TRANSACTIONAL))
         return route_lone_message(st, m);
-    return spool_append(st->cur->sp, m->xid, buf, len);
+    return spool_append(st->cur->sp, m->xid, st->msg_lsn, buf, len);
 }
 
 static bool handle_change_msg(stream *st, const pgo_msg *m, char *err,
@@ -583,7 +587,7 @@ bool stream_work(stream *st, char *err, size_t errlen)
     while (fanout_drain(st->fo) && st->replay) {
         const uint8_t *msg;
         size_t len;
-        int r = spool_next(st->replay, &msg, &len);
+        int r = spool_next(st->replay, &msg, &len, &st->msg_lsn);
         if (r < 0) {
             snprintf(err, errlen, "reading the spool of transaction %u", st->xid);
             return false;
@@ -616,6 +620,7 @@ bool stream_frame(stream *st, const uint8_t *buf, size_t len,
         return true;
     }
     pgo_msg m;
+    st->msg_lsn = fr.wal_start;
     if (!pgo_decode(st->dec, fr.data, fr.data_len, &m, &e)) {
         snprintf(err, errlen, "bad pgoutput message at offset %zu: %s",
                  e.offset, e.msg);

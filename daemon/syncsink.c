@@ -113,8 +113,9 @@ static bool inner_change(sink *s, const sink_event *ev)
         if (k == 0)
             return true;
         if (k < ev->ntruncate) {
-            subset = sink_event_truncate(ev->commit_lsn, ev->truncate_options,
-                                         keep, k);
+            subset = sink_event_at(
+                sink_event_truncate(ev->commit_lsn, ev->truncate_options,
+                                    keep, k), ev->lsn);
             if (!subset)
                 return sink_fail(s, ev->commit_lsn, "out of memory");
             ev = subset;

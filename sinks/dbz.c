@@ -2233,23 +2233,12 @@ void dbz_out_key_row(dbz_out *o, const dbz_mode *m, const sink_rel *rel,
         dbz_out_lit(o, "null");
 }
 
-/* dbz_sequence's string as its JSON: written once per table and txn. */
-static void dbz_out_sequence(dbz_out *o, lsn_t last_commit, lsn_t lsn)
-{
-    dbz_out_bytes(o, "\"[", 2);
-    if (last_commit) {
-        dbz_out_bytes(o, "\\\"", 2);
-        dbz_out_digits(o, last_commit, false);
-        dbz_out_bytes(o, "\\\"", 2);
-    } else {
-        dbz_out_lit(o, "null");
-    }
-    dbz_out_bytes(o, ",\\\"", 3);
-    dbz_out_digits(o, lsn, false);
-    dbz_out_bytes(o, "\\\"]\"", 4);
-}
-
-void dbz_out_source(dbz_out *o, const dbz_source *src)
+/*
+ * The source block up to the event's LSN in source.sequence: what comes
+ * before the LSN's first place, the same for every event of a table in
+ * one transaction.
+ */
+static void out_source_head(dbz_out *o, const dbz_source *src)
 {
     dbz_out_key(o, "version", true);
     dbz_out_cstr(o, src->version);
@@ -2262,7 +2251,22 @@ void dbz_out_source(dbz_out *o, const dbz_source *src)
     dbz_out_key(o, "db", false);
     dbz_out_cstr(o, src->db);
     dbz_out_key(o, "sequence", false);
-    dbz_out_sequence(o, src->last_commit_lsn, src->lsn);
+    /* dbz_sequence's string as its JSON */
+    dbz_out_bytes(o, "\"[", 2);
+    if (src->last_commit_lsn) {
+        dbz_out_bytes(o, "\\\"", 2);
+        dbz_out_digits(o, src->last_commit_lsn, false);
+        dbz_out_bytes(o, "\\\"", 2);
+    } else {
+        dbz_out_lit(o, "null");
+    }
+    dbz_out_bytes(o, ",\\\"", 3);
+}
+
+/* From the end of source.sequence to the LSN's second place (source.lsn). */
+static void out_source_mid(dbz_out *o, const dbz_source *src)
+{
+    dbz_out_bytes(o, "\\\"]\"", 4);
     dbz_out_key(o, "schema", false);
     dbz_out_cstr(o, src->schema);
     dbz_out_key(o, "table", false);
@@ -2270,14 +2274,39 @@ void dbz_out_source(dbz_out *o, const dbz_source *src)
     dbz_out_key(o, "txId", false);
     dbz_out_int(o, src->txid);
     dbz_out_key(o, "lsn", false);
+}
+
+void dbz_out_source(dbz_out *o, const dbz_source *src)
+{
+    out_source_head(o, src);
+    dbz_out_digits(o, src->lsn, false);
+    out_source_mid(o, src);
     dbz_out_int(o, (int64_t)src->lsn);
+    dbz_out_ch(o, '}');
+}
+
+void dbz_srcblock_set(dbz_srcblock *b, const dbz_source *src)
+{
+    b->text.len = 0;
+    b->text.oom = false;
+    out_source_head(&b->text, src);
+    b->cut = b->text.len;
+    out_source_mid(&b->text, src);
+}
+
+void dbz_out_srcblock(dbz_out *o, const dbz_srcblock *b, lsn_t lsn)
+{
+    dbz_out_bytes(o, b->text.data, b->cut);
+    dbz_out_digits(o, lsn, false);
+    dbz_out_bytes(o, b->text.data + b->cut, b->text.len - b->cut);
+    dbz_out_int(o, (int64_t)lsn);
     dbz_out_ch(o, '}');
 }
 
 void dbz_out_envelope(dbz_out *o, const dbz_mode *m, char op,
                       const sink_rel *rel, const sink_value *before,
-                      const sink_value *after, const char *source,
-                      size_t source_len, const dbz_txinfo *tx, int64_t ts_ms)
+                      const sink_value *after, const dbz_srcblock *src,
+                      lsn_t lsn, const dbz_txinfo *tx, int64_t ts_ms)
 {
     char ops[2] = {op, '\0'};
     dbz_out_key(o, "before", true);
@@ -2285,7 +2314,7 @@ void dbz_out_envelope(dbz_out *o, const dbz_mode *m, char op,
     dbz_out_key(o, "after", false);
     dbz_out_row(o, m, rel, after, false);
     dbz_out_key(o, "source", false);
-    dbz_out_bytes(o, source, source_len);
+    dbz_out_srcblock(o, src, lsn);
     dbz_out_key(o, "op", false);
     dbz_out_cstr(o, ops);
     dbz_out_key(o, "ts_ms", false);

@@ -218,11 +218,22 @@ void dbz_out_row(dbz_out *o, const dbz_mode *m, const sink_rel *rel,
 void dbz_out_key_row(dbz_out *o, const dbz_mode *m, const sink_rel *rel,
                      const sink_value *vals);
 void dbz_out_source(dbz_out *o, const dbz_source *src);
-/* dbz_envelope_src's value around a source block already written. */
+/*
+ * A table's source block in one transaction, written once without the
+ * LSN (dbz_srcblock_set ignores src->lsn) and finished with each event's
+ * own by dbz_out_srcblock, as dbz_out_source would write it.
+ */
+typedef struct dbz_srcblock {
+    dbz_out text;
+    size_t cut;              /* where the LSN goes into source.sequence */
+} dbz_srcblock;
+void dbz_srcblock_set(dbz_srcblock *b, const dbz_source *src);
+void dbz_out_srcblock(dbz_out *o, const dbz_srcblock *b, lsn_t lsn);
+/* dbz_envelope_src's value with src finished at lsn. */
 void dbz_out_envelope(dbz_out *o, const dbz_mode *m, char op,
                       const sink_rel *rel, const sink_value *before,
-                      const sink_value *after, const char *source,
-                      size_t source_len, const dbz_txinfo *tx, int64_t ts_ms);
+                      const sink_value *after, const dbz_srcblock *src,
+                      lsn_t lsn, const dbz_txinfo *tx, int64_t ts_ms);
 void dbz_out_free(dbz_out *o);
 
 #endif

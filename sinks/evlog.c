@@ -28,15 +28,19 @@
  *                 2 a type name follows, 4 primary key), u32 type oid, i32 typmod,
  *                 str name, [str type name]
  *   'I' 'U' 'D'   u32 xid, u64 commit_lsn, u32 oid, u64 version,
- *                 u8 old_kind, u8 has (1 old values, 2 new values),
- *                 u16 ncols, then the old values, then the new ones:
+ *                 u8 old_kind, u8 has (1 old values, 2 new values,
+ *                 4 the change's LSN), u16 ncols, [u64 LSN], then the
+ *                 old values, then the new ones:
  *                 u8 kind ('n' null, 'u' unchanged TOAST, 't' text,
  *                 'b' binary), u32 len (0 unless 't' or 'b'), len bytes
- *   'T' TRUNCATE  u32 xid, u64 commit_lsn, u8 options, u32 nrels,
+ *   'T' TRUNCATE  u32 xid, u64 commit_lsn, u8 options (0x80: the
+ *                 TRUNCATE's LSN follows), [u64 LSN], u32 nrels,
  *                 nrels times (u32 oid, u64 version)
  *   'M' message   u32 xid, u64 commit_lsn, u64 message LSN,
  *                 u8 transactional, str prefix, str content
  *   str is u32 len and the bytes, no NUL.
+ * The LSN flags came later: a change or TRUNCATE without one (0) is
+ * written as before them, so older files read the same.
  * A relation record precedes, inside the same transaction, the first
  * change or TRUNCATE in the file that names its (oid, version).
  *
@@ -73,6 +77,8 @@
 #define CHANGE_LEN 28               /* a change's payload before values */
 #define TRUNCATE_LEN 17
 #define MESSAGE_LEN 21              /* a message's payload before its strings */
+#define HAS_LSN 4                   /* a change's `has` flag */
+#define TRUNCATE_HAS_LSN 0x80       /* a TRUNCATE's options flag */
 
 /* ---- CRC-32C, slicing by 8 -------------------------------------------- */
 
@@ -874,7 +880,7 @@ static bool append_change(evlog *l, const sink_event *ev, uint8_t type)
     if (!check_rel(l, ev->rel))
         return false;
     uint16_t n = ev->rel->ncols;
-    uint64_t size = CHANGE_LEN;
+    uint64_t size = CHANGE_LEN + (ev->lsn ? 8 : 0);
     if (!values_size(ev->old_vals, n, &size) ||
         !values_size(ev->new_vals, n, &size))
         return misuse(l, "a value of relation %u that cannot be kept "
@@ -888,8 +894,11 @@ static bool append_change(evlog *l, const sink_event *ev, uint8_t type)
     out_u32(l, ev->rel->oid);
     out_u64(l, ev->rel->version);
     out_u8(l, (uint8_t)ev->old_kind);
-    out_u8(l, (uint8_t)((ev->old_vals ? 1 : 0) | (ev->new_vals ? 2 : 0)));
+    out_u8(l, (uint8_t)((ev->old_vals ? 1 : 0) | (ev->new_vals ? 2 : 0) |
+                        (ev->lsn ? HAS_LSN : 0)));
     out_u16(l, n);
+    if (ev->lsn)
+        out_u64(l, ev->lsn);
     write_values(l, ev->old_vals, n);
     write_values(l, ev->new_vals, n);
     return rec_end(l);
@@ -899,7 +908,10 @@ static bool append_truncate(evlog *l, const sink_event *ev)
 {
     if (ev->ntruncate && !ev->truncate_rels)
         return misuse(l, "a TRUNCATE without its relations");
-    uint64_t size = TRUNCATE_LEN + 12 * (uint64_t)ev->ntruncate;
+    if (ev->truncate_options & TRUNCATE_HAS_LSN)
+        return misuse(l, "TRUNCATE options 0x%x", ev->truncate_options);
+    uint64_t size = TRUNCATE_LEN + (ev->lsn ? 8 : 0) +
+                    12 * (uint64_t)ev->ntruncate;
     if (size >= MAX_RECORD)
         return misuse(l, "a TRUNCATE of %u relations is too big",
                       ev->ntruncate);
@@ -911,7 +923,9 @@ static bool append_truncate(evlog *l, const sink_event *ev)
     rec_begin(l, 'T', size);
     out_u32(l, ev->xid);
     out_u64(l, ev->commit_lsn);
-    out_u8(l, ev->truncate_options);
+    out_u8(l, ev->truncate_options | (ev->lsn ? TRUNCATE_HAS_LSN : 0));
+    if (ev->lsn)
+        out_u64(l, ev->lsn);
     out_u32(l, ev->ntruncate);
     for (uint32_t i = 0; i < ev->ntruncate; i++) {
         out_u32(l, ev->truncate_rels[i]->oid);
@@ -929,7 +943,7 @@ static bool append_message(evlog *l, const sink_event *ev)
     rec_begin(l, 'M', size);
     out_u32(l, ev->xid);
     out_u64(l, ev->commit_lsn);
-    out_u64(l, ev->msg_lsn);
+    out_u64(l, ev->lsn);
     out_u8(l, ev->transactional);
     out_str(l, ev->prefix);
     out_u32(l, ev->content_len);
@@ -1419,7 +1433,8 @@ static sink_event *read_change(evlog_reader *r, sink_op op, cur *c)
     char old_kind = (char)cur_u8(c);
     uint8_t has = cur_u8(c);
     uint16_t n = cur_u16(c);
-    if (c->bad || (has & ~3) || n != rel->ncols) {
+    lsn_t lsn = has & HAS_LSN ? cur_u64(c) : 0;
+    if (c->bad || (has & ~(3 | HAS_LSN)) || n != rel->ncols) {
         c->bad = true;
         return NULL;
     }
@@ -1441,10 +1456,10 @@ static sink_event *read_change(evlog_reader *r, sink_op op, cur *c)
         return NULL;
     }
     /* A relation without columns still has (empty) value arrays. */
-    sink_event *ev = sink_event_change_values(
+    sink_event *ev = sink_event_at(sink_event_change_values(
         op, rel, commit_lsn, old_kind,
         old_vals ? (n ? old_vals : none) : NULL,
-        new_vals ? (n ? new_vals : none) : NULL);
+        new_vals ? (n ? new_vals : none) : NULL), lsn);
     if (ev)
         ev->xid = xid;
     c->oom = !ev;
@@ -1456,6 +1471,7 @@ static sink_event *read_truncate(evlog_reader *r, cur *c)
     uint32_t xid = cur_u32(c);
     lsn_t commit_lsn = cur_u64(c);
     uint8_t options = cur_u8(c);
+    lsn_t lsn = options & TRUNCATE_HAS_LSN ? cur_u64(c) : 0;
     uint32_t n = cur_u32(c);
     if (c->bad || n != c->left / 12 || c->left % 12) {
         c->bad = true;
@@ -1470,7 +1486,8 @@ static sink_event *read_truncate(evlog_reader *r, cur *c)
         rels[i] = find_rel(r, c);
     sink_event *ev = NULL;
     if (!c->bad) {
-        ev = sink_event_truncate(commit_lsn, options, rels, n);
+        ev = sink_event_at(sink_event_truncate(
+            commit_lsn, options & ~TRUNCATE_HAS_LSN, rels, n), lsn);
         c->oom = c->bad = !ev;
     }
     if (ev)

@@ -172,6 +172,7 @@ typedef struct kafkasink {
     uint32_t xid;
     lsn_t commit_lsn;
     lsn_t last_commit_lsn;
+    lsn_t lsn;               /* the change's own: source.lsn */
     int64_t commit_ms;
     int64_t now_ms;
     uint64_t seq;
@@ -185,10 +186,11 @@ typedef struct kafkasink {
     size_t ntopics, topics_cap;
     /*
      * The source block of the table being produced, written once for its
-     * events in the transaction (empty: none yet), and the buffer each
+     * events in the transaction (empty: none yet) and finished with each
+     * one's LSN, and the buffer each
      * change event is written into, key first, then value.
      */
-    dbz_out src;
+    dbz_srcblock src;
     uint32_t src_oid;
     uint64_t src_version;
     dbz_out out;
@@ -945,7 +947,7 @@ static dbz_source source_of(kafkasink *ks, const sink_rel *rel)
         .ts_ms = ks->commit_ms,
         .snapshot = "false",
         .txid = ks->xid,
-        .lsn = ks->commit_lsn,
+        .lsn = ks->lsn,
         .last_commit_lsn = ks->last_commit_lsn,
     };
 }
@@ -956,21 +958,20 @@ static dbz_source source_of(kafkasink *ks, const sink_rel *rel)
  */
 static bool shared_source(kafkasink *ks, const sink_rel *rel)
 {
-    if (!ks->src.len || ks->src_oid != rel->oid ||
+    if (!ks->src.text.len || ks->src_oid != rel->oid ||
         ks->src_version != rel->version) {
         dbz_source src = source_of(ks, rel);
-        ks->src.len = 0;
-        dbz_out_source(&ks->src, &src);
+        dbz_srcblock_set(&ks->src, &src);
         ks->src_oid = rel->oid;
         ks->src_version = rel->version;
     }
-    return !ks->src.oom;
+    return !ks->src.text.oom;
 }
 
 static void forget_source(kafkasink *ks)
 {
-    ks->src.len = 0;
-    ks->src.oom = false;
+    ks->src.text.len = 0;
+    ks->src.text.oom = false;
 }
 
 /* Counts an event of a table for the END event; NULL when out of memory. */
@@ -1263,7 +1264,7 @@ static bool produce_change(kafkasink *ks, const sink_rel *rel, char op,
     klen = out_key(ks, rel, sc, key_vals);
     out_wrapped(ks, sc ? sc->value_text : NULL, sc ? sc->value_len : 0, sc);
     dbz_out_envelope(&ks->out, &ks->mode, op, rel, before, after,
-                     ks->src.data, ks->src.len, meta ? &tx : NULL,
+                     &ks->src, ks->lsn, meta ? &tx : NULL,
                      ks->now_ms);
     dbz_out_raw(&ks->out, "}", sc != NULL);
     atomic_fetch_add_explicit(&ks->base.rows_applied, 1, memory_order_relaxed);
@@ -1551,6 +1552,7 @@ static bool ks_change(sink *s, const sink_event *ev)
         return serve(ks, 0);
     if (binary_values(ks, ev))
         return false;
+    ks->lsn = ev->lsn ? ev->lsn : ks->commit_lsn;
     switch (ev->op) {
     case SINK_INSERT:
         return on_insert(ks, ev);
@@ -1689,7 +1691,7 @@ void kafkasink_free(sink *s)
     free(ks->colls);
     free(ks->topics);
     schemas_free(ks);
-    dbz_out_free(&ks->src);
+    dbz_out_free(&ks->src.text);
     dbz_out_free(&ks->out);
     free(ks->ckpt_path);
     free(ks->db);

@@ -1089,8 +1089,10 @@ static void journal_clear(pgsink *ps)
 
 static sink_event *copy_change(const sink_event *ev)
 {
-    return sink_event_change_values(ev->op, ev->rel, ev->commit_lsn,
-                                    ev->old_kind, ev->old_vals, ev->new_vals);
+    return sink_event_at(
+        sink_event_change_values(ev->op, ev->rel, ev->commit_lsn,
+                                 ev->old_kind, ev->old_vals, ev->new_vals),
+        ev->lsn);
 }
 
 static bool journal_add(pgsink *ps, const sink_event *ev)

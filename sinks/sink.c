@@ -377,6 +377,13 @@ sink_event *sink_event_truncate(lsn_t commit_lsn, uint8_t options,
     return ev;
 }
 
+sink_event *sink_event_at(sink_event *ev, lsn_t lsn)
+{
+    if (ev)
+        ev->lsn = lsn;
+    return ev;
+}
+
 sink_event *sink_event_message(lsn_t commit_lsn, lsn_t msg_lsn,
                                bool transactional, const char *prefix,
                                const void *content, uint32_t len)
@@ -392,7 +399,7 @@ sink_event *sink_event_message(lsn_t commit_lsn, lsn_t msg_lsn,
         memcpy(p + plen + 1, content, len);
     ev->op = SINK_MESSAGE;
     ev->commit_lsn = commit_lsn;
-    ev->msg_lsn = msg_lsn;
+    ev->lsn = msg_lsn;
     ev->transactional = transactional;
     ev->prefix = p;
     ev->content = (const uint8_t *)(p + plen + 1);

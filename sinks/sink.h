@@ -110,9 +110,15 @@ typedef struct sink_event {
     uint8_t truncate_options;     /* PGO_TRUNCATE_CASCADE | ..._RESTART_IDENTITY */
     uint32_t ntruncate;
     sink_rel **truncate_rels;
+    /*
+     * Changes, TRUNCATE, MESSAGE: the event's own LSN, where the source
+     * decoded it from (the XLogData's start; a message's own LSN). Kafka
+     * events carry it as source.lsn, as Debezium's do. 0 where none is
+     * known (copied rows, an event log written before it was kept).
+     */
+    lsn_t lsn;
     /* MESSAGE */
     bool transactional;
-    lsn_t msg_lsn;
     const char *prefix;      /* NUL-terminated */
     const uint8_t *content;  /* content_len bytes, not terminated */
     uint32_t content_len;
@@ -289,6 +295,8 @@ sink_event *sink_event_change_values(sink_op op, sink_rel *rel,
                                      const sink_value *new_vals);
 sink_event *sink_event_truncate(lsn_t commit_lsn, uint8_t options,
                                 sink_rel *const *rels, uint32_t nrels);
+/* ev with its own LSN set (sink_event.lsn); NULL stays NULL. */
+sink_event *sink_event_at(sink_event *ev, lsn_t lsn);
 /* A logical message, its prefix and content copied in. */
 sink_event *sink_event_message(lsn_t commit_lsn, lsn_t msg_lsn,
                                bool transactional, const char *prefix,

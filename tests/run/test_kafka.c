@@ -309,6 +309,51 @@ static bool end_for_two_users(const kt_set *txns)
     return found;
 }
 
+/*
+ * Each change event's source.lsn is its own, as Debezium's: the second
+ * half of source.sequence, below its transaction's commit LSN (the
+ * transaction.id says it), rising with the offset among a transaction's
+ * events in a partition. Returns
+ * how many events had an LSN no other event of the set had.
+ */
+static size_t own_lsns(const kt_set *set)
+{
+    json_int_t *seen = calloc(set->n + 1, sizeof *seen);
+    json_int_t *txid = calloc(set->n + 1, sizeof *txid);
+    size_t n = 0, unique = 0;
+    ck_assert(seen && txid);
+    for (size_t i = 0; i < set->n; i++) {
+        json_t *v = parse(set->r[i].value);
+        if (!v)
+            continue;                       /* a tombstone */
+        json_int_t lsn = json_integer_value(field(v, "source", "lsn"));
+        const char *seq = json_string_value(field(v, "source", "sequence"));
+        const char *id = json_string_value(field(v, "transaction", "id"));
+        const char *own = seq ? strrchr(seq, ',') : NULL;
+        ck_assert_msg(own && strtoll(own + 2, NULL, 10) == lsn,
+                      "sequence %s, lsn %lld", seq ? seq : "-", (long long)lsn);
+        ck_assert_msg(!id || lsn < strtoll(strchr(id, ':') + 1, NULL, 10),
+                      "lsn %lld past its commit (%s)", (long long)lsn, id);
+        txid[i] = json_integer_value(field(v, "source", "txId"));
+        for (size_t j = 0; j < i; j++)
+            ck_assert(set->r[j].partition != set->r[i].partition ||
+                      txid[j] != txid[i] || seen[j] < lsn);
+        seen[i] = lsn;
+        n++;
+        json_decref(v);
+    }
+    for (size_t i = 0; i < set->n; i++) {
+        size_t same = 0;
+        for (size_t j = 0; seen[i] && j < set->n; j++)
+            same += seen[j] == seen[i];
+        unique += same == 1;
+    }
+    free(seen);
+    free(txid);
+    ck_assert_uint_gt(n, 0);
+    return unique;
+}
+
 /* ---- tests -------------------------------------------------------------- */
 
 static const char change_sql[] =
@@ -356,6 +401,11 @@ START_TEST(change_events)
     config_insert(&env, "  user_service:\n", "    messages: [\"outbox.*\"]\n");
     /* A pattern that matches cleave's own messages too. */
     config_insert(&env, "  order_service:\n", "    messages: [\"cleave*\"]\n");
+    /* Large transactions stream in blocks, spooled until their commit. */
+    char alter[256];
+    snprintf(alter, sizeof alter, "ALTER DATABASE %s SET "
+             "logical_decoding_work_mem = '64kB'", env.srcdb);
+    ck_assert(pgc_exec(src, "postgres", alter));
     ck_assert(shop_start(&env));
     ck_assert(shop_wait_streaming(&env, WAIT_S));
     ck_assert(pgc_exec(src, env.srcdb, change_sql));
@@ -433,6 +483,8 @@ START_TEST(change_events)
     ck_assert_int_eq(json_integer_value(field(upd, "after", "login_count")), 8);
     json_decref(upd);
     json_decref(first);
+    /* The two inserted together have LSNs of their own. */
+    ck_assert_uint_eq(own_lsns(&users), 3);
 
     /* user_preferences: the key change is d, tombstone, c; then d, tombstone. */
     ck_assert_uint_eq(prefs.n, 6);
@@ -529,6 +581,19 @@ START_TEST(change_events)
     }
     ck_assert_msg(end_for_two_users(&txns), "no END for the two users "
                   "inserted");
+
+    /* A streamed transaction, replayed from its spool: the same. */
+    ck_assert(pgc_exec(src, env.srcdb, "INSERT INTO users (external_id, "
+                       "email, full_name) SELECT gen_random_uuid(), 'bulk' || "
+                       "g || '@x.io', 'bulk' FROM generate_series(1, 3000) g"));
+    ck_assert_msg(pgc_wait_until(src, env.srcdb, "SELECT stream_txns > 0 FROM "
+                                 "pg_stat_replication_slots WHERE slot_name "
+                                 "= 'cleave_kev'", WAIT_S),
+                  "the transaction was not streamed");
+    kt_set_free(&users);
+    topic_of(&env, "users", topic, sizeof topic);
+    wait_records(&env, mock, topic, 3003, &users);
+    ck_assert_uint_eq(own_lsns(&users), 3003);
 
     kt_set_free(&users);
     kt_set_free(&prefs);

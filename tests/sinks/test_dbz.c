@@ -1330,6 +1330,7 @@ START_TEST(test_out_events)
                            .data_collection_order = 2};
     const dbz_mode *modes[] = {NULL, &precise};
     dbz_out o = {0}, so = {0};
+    dbz_srcblock sb = {0};
     for (int i = 0; i < 16; i++) {
         const dbz_mode *m = modes[i & 1];
         const sink_rel *rel = i & 2 ? &full : &r;
@@ -1342,23 +1343,29 @@ START_TEST(test_out_events)
         free(got);
         free(want);
 
-        dbz_out_source(&so, srcs[(i >> 2) & 1]);
-        dbz_out_envelope(&o, m, "cud"[i % 3], rel, before, vals, so.data,
-                         so.len, t, 1706695200123 + i);
+        /* One block per table and transaction, each event its own LSN. */
+        dbz_source ev_src = *srcs[(i >> 2) & 1];
+        ev_src.lsn += (lsn_t)i * 40;
+        dbz_srcblock_set(&sb, srcs[(i >> 2) & 1]);
+        dbz_out_envelope(&o, m, "cud"[i % 3], rel, before, vals, &sb,
+                         ev_src.lsn, t, 1706695200123 + i);
         want = dump_free(dbz_envelope("cud"[i % 3],
                                       before ? dbz_row_typed(m, rel, before,
                                                              false) : NULL,
                                       dbz_row_typed(m, rel, vals, false),
-                                      srcs[(i >> 2) & 1], t,
-                                      1706695200123 + i));
+                                      &ev_src, t, 1706695200123 + i));
         got = out_take(&o);
-        so.len = 0;
+        dbz_out_source(&so, &ev_src);
+        char *block = out_take(&so);
+        ck_assert_ptr_nonnull(strstr(got, block));
+        free(block);
         ck_assert_str_eq(got, want);
         free(got);
         free(want);
     }
     dbz_out_free(&o);
     dbz_out_free(&so);
+    dbz_out_free(&sb.text);
 }
 END_TEST
 

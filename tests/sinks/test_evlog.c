@@ -252,7 +252,7 @@ static void check_event(const sink_event *want, const sink_event *got,
     for (uint32_t j = 0; j < want->ntruncate; j++)
         check_rel(want->truncate_rels[j], got->truncate_rels[j]);
     ck_assert_int_eq(got->transactional, want->transactional);
-    ck_assert_uint_eq(got->msg_lsn, want->msg_lsn);
+    ck_assert_uint_eq(got->lsn, want->lsn);
     ck_assert_uint_eq(got->content_len, want->content_len);
     if (want->prefix) {
         ck_assert_ptr_nonnull(got->prefix);
@@ -354,8 +354,10 @@ START_TEST(test_roundtrip)
     w.ev[w.n - 1]->xid = 700;
     change(&w, SINK_UPDATE, r1, 0x1000, 'K',
            (sink_value[]){T("1"), N, N}, (sink_value[]){T("2"), U, T("x")});
+    w.ev[w.n - 1]->lsn = 0xF40;         /* the change's own LSN, kept */
     change(&w, SINK_DELETE, r1, 0x1000, 'O',
            (sink_value[]){T("2"), nul, T("")}, NULL);
+    w.ev[w.n - 1]->lsn = UINT64_MAX - 1;
     change(&w, SINK_INSERT, r0, 0x1000, 0, NULL, (sink_value[]){N});
     change(&w, SINK_DELETE, r0, 0x1000, 'O', (sink_value[]){N}, NULL);
     change(&w, SINK_INSERT, rh, 0x1000, 0, NULL,
@@ -371,7 +373,7 @@ START_TEST(test_roundtrip)
     change(&w, SINK_UPDATE, r1b, 0x2000, 'K',
            (sink_value[]){T("1"), N, N, N}, (sink_value[]){T("1"), T("a"), T("b"), T("")});
     sink_rel *three[] = {r1b, r0, rh};
-    add(&w, sink_event_truncate(0x2000, 3, three, 3));
+    add(&w, sink_event_truncate(0x2000, 3, three, 3))->lsn = 0x1F00;
     add(&w, sink_event_truncate(0x2000, 0, three, 0));
     change(&w, SINK_INSERT, r1, 0x2000, 0, NULL, (sink_value[]){T("9"), N, N});
     commit(&w, 701, 0x2000);
@@ -486,7 +488,7 @@ START_TEST(test_messages)
     ck_assert(memcmp(got.ev[c + 1]->content, bin, 3) == 0);
     ck_assert_uint_eq(got.ev[3]->content_len, 0);
     ck_assert_str_eq(got.ev[4]->prefix, "");
-    ck_assert(!got.ev[9]->transactional && got.ev[9]->msg_lsn == 0x9000);
+    ck_assert(!got.ev[9]->transactional && got.ev[9]->lsn == 0x9000);
     evlist_free(&got);
     evlist_free(&w);
     evlist_free(&gone);
@@ -545,6 +547,10 @@ START_TEST(test_rollback)
     ck_assert(!evlog_append(l, w.ev[c]));         /* BEGIN inside */
     sink_value odd[] = {{.kind = 'x', .len = 1, .data = "x"}, N};
     sink_event *bad = sink_event_change_values(SINK_INSERT, r2, 0x300, 0, NULL, odd);
+    ck_assert(!evlog_append(l, bad));
+    ck_assert_int_eq(errno, EINVAL);
+    sink_event_free(bad);
+    bad = sink_event_truncate(0x300, 0x80, &r2, 1);   /* the LSN's flag */
     ck_assert(!evlog_append(l, bad));
     ck_assert_int_eq(errno, EINVAL);
     sink_event_free(bad);
