@@ -19,13 +19,15 @@
 #include "common/exitcode.h"
 #include "common/dbconn.h"
 #include "commands/vtable.h"
+#include "daemon/journal.h"
+#include "daemon/reverse.h"
 
 enum { PROGRESS_MS = 3000 };
 
 typedef struct vjob {
     const cfg_service *svc;
     const cfg_table *t;
-    char *origin;          /* cfg_origin_name */
+    vtable_follow follow;  /* its origin and slot are the job's */
     double estimate;       /* reltuples: the bigger, the sooner */
     size_t order;          /* the configuration's order, for ties */
     double seconds;
@@ -34,6 +36,7 @@ typedef struct vjob {
 
 typedef struct vrun {
     const cfg *config;
+    journal *moves;                /* NULL: none readable, all forward */
     vtable_env env;
     vjob *jobs;
     size_t n;
@@ -60,13 +63,44 @@ static bool same_table(const cfg_table *a, const cfg_table *b)
     return strcmp(a->schema, b->schema) == 0 && strcmp(a->name, b->name) == 0;
 }
 
+/*
+ * Which side follows: the target, unless the service was cut over (its
+ * move committed, or complete), when the shared database follows the
+ * service's through the reverse stream.
+ */
+static bool set_follow(vrun *r, const cfg_service *svc, vtable_follow *f)
+{
+    size_t i = (size_t)(svc - r->config->services);
+    journal_dir dir = r->moves ? journal_get(r->moves, i).dir
+                               : JOURNAL_FORWARD;
+    f->reversed = dir != JOURNAL_FORWARD;
+    f->frozen = dir == JOURNAL_COMPLETE;
+    if (!f->reversed) {
+        f->origin = cfg_origin_name(r->config, svc);
+        f->slot = strdup(r->config->source.slot);
+        return f->origin && f->slot;
+    }
+    cfg *rc = reverse_cfg_new(r->config, i, NULL);
+    f->origin = reverse_origin_name(r->config, i);
+    f->slot = rc ? strdup(rc->source.slot) : NULL;
+    reverse_cfg_free(rc);
+    return f->origin && f->slot;
+}
+
+static void free_follow(vtable_follow *f)
+{
+    free((char *)f->origin);
+    free((char *)f->slot);
+}
+
 static bool add_job(vrun *r, const cfg_service *svc, const cfg_table *t)
 {
     vjob *j = &r->jobs[r->n];
     *j = (vjob){.svc = svc, .t = t, .order = r->n};
-    j->origin = cfg_origin_name(r->config, svc);
-    if (!j->origin)
+    if (!set_follow(r, svc, &j->follow)) {
+        free_follow(&j->follow);
         return false;
+    }
     r->n++;
     return true;
 }
@@ -260,7 +294,7 @@ static void *worker(void *arg)
         if (!j)
             return NULL;
         double start = clock_s();
-        vtable_compare(&r->env, j->svc->target_postgres, j->origin, j->t,
+        vtable_compare(&r->env, j->svc->target_postgres, &j->follow, j->t,
                        &j->res);
         j->seconds = clock_s() - start;
         pthread_mutex_lock(&r->mu);
@@ -353,11 +387,12 @@ static int compare_all(vrun *r, PGconn *src)
 static void free_run(vrun *r)
 {
     for (size_t i = 0; i < r->n; i++) {
-        free(r->jobs[i].origin);
+        free_follow(&r->jobs[i].follow);
         vtable_result_clear(&r->jobs[i].res);
     }
     free(r->jobs);
     free(r->skipped);
+    journal_free(r->moves);
     pthread_mutex_destroy(&r->mu);
     pthread_cond_destroy(&r->cv);
 }
@@ -365,8 +400,10 @@ static void free_run(vrun *r)
 int verify_run(const cfg *config, const char *service, const char *table)
 {
     vrun r = {.config = config};
+    char why[512];
     r.env.source_dsn = config->source.dsn;
-    r.env.slot = config->source.slot;
+    /* A journal verify cannot read says nothing: every service forward. */
+    r.moves = journal_open(config, why, sizeof why);
     atomic_init(&r.env.rows, 0);
     atomic_init(&r.env.no_catchup, false);
     pthread_mutex_init(&r.mu, NULL);

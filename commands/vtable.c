@@ -78,9 +78,10 @@ static const char SLOT_SQL[] =
 
 typedef struct vt {
     vtable_env *env;
-    const char *origin;
+    const vtable_follow *fol;
     vtable_result *out;
     PGconn *src, *tgt;
+    PGconn *lead, *follow;   /* src and tgt as fol says: whose writes flow */
     bool origin_unreadable;  /* no right to read it: the slot alone tells */
     char *qname;             /* "schema"."table" */
     size_t ncols;
@@ -209,9 +210,10 @@ static bool send_sql(vt *v, PGconn *c, const char *sql, int n,
     return false;
 }
 
+/* The leading side's WAL position: what the other must have applied. */
 static bool current_lsn(vt *v, lsn_t *out)
 {
-    PGresult *res = run(v, v->src, "SELECT pg_current_wal_lsn()::text", 0,
+    PGresult *res = run(v, v->lead, "SELECT pg_current_wal_lsn()::text", 0,
                         NULL);
     bool ok = res && lsn_parse(PQgetvalue(res, 0, 0), out);
     PQclear(res);
@@ -503,13 +505,13 @@ static bool lsn_value(const char *text, lsn_t *out)
     return text && *text && lsn_parse(text, out);
 }
 
-/* How far the target has applied, by its origin; 0 when unknown. */
+/* How far the following side has applied, by its origin; 0 when unknown. */
 static lsn_t origin_applied(vt *v)
 {
     if (v->origin_unreadable)
         return 0;
-    const char *params[] = {v->origin};
-    PGresult *res = PQexecParams(v->tgt, ORIGIN_SQL, 1, NULL, params, NULL,
+    const char *params[] = {v->fol->origin};
+    PGresult *res = PQexecParams(v->follow, ORIGIN_SQL, 1, NULL, params, NULL,
                                  NULL, 0);
     lsn_t at = 0;
     if (PQresultStatus(res) != PGRES_TUPLES_OK)
@@ -524,28 +526,41 @@ static void give_up(vt *v, lsn_t want, const char *why)
 {
     char at[LSN_STRLEN];
     atomic_store(&v->env->no_catchup, true);
-    snprintf(v->out->note, sizeof v->out->note,
-             "the target had not applied the source up to %s (%s): the "
-             "differences are as the target stands", lsn_format(want, at), why);
+    if (v->fol->reversed)
+        snprintf(v->out->note, sizeof v->out->note, "the source had not "
+                 "applied the service's database up to %s (%s): the "
+                 "differences are as the source stands", lsn_format(want, at),
+                 why);
+    else
+        snprintf(v->out->note, sizeof v->out->note, "the target had not "
+                 "applied the source up to %s (%s): the differences are as "
+                 "the target stands", lsn_format(want, at), why);
 }
 
 /*
- * Waits until the target has applied the source past `want`: its origin
- * says so, or the slot's confirmed position does (cleave confirms only
- * what every sink holds, and the origin moves only with the service's own
- * transactions). 1 when it has, 0 when waiting is pointless (no cleave
- * streams the slot) or took too long, -1 on error.
+ * Waits until the following side (the target, or after a cut-over the
+ * source) has applied the other past `want`: its origin says so, or the
+ * slot's confirmed position does (cleave confirms only what every sink
+ * holds, and the origin moves only with the service's own transactions).
+ * 1 when it has, 0 when waiting is pointless (no cleave streams the slot,
+ * the move is complete) or took too long, -1 on error.
  */
 static int wait_applied(vt *v, lsn_t want)
 {
+    if (v->fol->frozen) {
+        snprintf(v->out->note, sizeof v->out->note, "the service's move is "
+                 "complete: nothing streams back to the source, whose copy "
+                 "is compared as it stands");
+        return 0;
+    }
     if (atomic_load(&v->env->no_catchup))
         return 0;
     int64_t start = clock_ms(), idle_since = -1;
-    const char *params[] = {v->env->slot};
+    const char *params[] = {v->fol->slot};
     for (;;) {
         if (origin_applied(v) >= want)
             return 1;
-        PGresult *res = run(v, v->src, SLOT_SQL, 1, params);
+        PGresult *res = run(v, v->lead, SLOT_SQL, 1, params);
         if (!res)
             return -1;
         lsn_t confirmed = 0;
@@ -634,7 +649,9 @@ static bool keyed_step(vt *v, const char *next_sql, PGresult *sres,
 {
     long n = strtol(PQgetvalue(sres, 0, 0), NULL, 10);
     lsn_t lsn = 0;
-    lsn_value(PQgetvalue(sres, 0, 2), &lsn);
+    /* The source's position; a reversed round reads the target's (look). */
+    if (!v->fol->reversed)
+        lsn_value(PQgetvalue(sres, 0, 2), &lsn);
     *done = n < VERIFY_CHUNK_ROWS;
     chunk c = {*lo, NULL, lsn, 0};
     *lo = NULL;
@@ -788,7 +805,10 @@ static bool keyless_pass(vt *v, chunks *differ)
  * version seen in S and S2 was there when T2 was read (which has applied
  * past L and cannot be ahead of S2); a difference backed by either is
  * real. Any other difference is a row that moved between looks: it stays
- * open for the next round.
+ * open for the next round. After a cut-over the source trails the
+ * service's database, so the roles swap (look): T1 and T2 are looks at
+ * the source, S and S2 at the target, L is the target's position and the
+ * wait is on the reverse stream.
  */
 
 typedef struct vrow {
@@ -815,6 +835,12 @@ typedef struct vdiffs {
 } vdiffs;
 
 /* One chunk's looks in a round. */
+/*
+ * The looks by role: t1 and t2 at the following side (the target, or
+ * after a cut-over the source), s and s2 at the leading one. A kind of
+ * difference says the same by role: MISSING is in the leading side and
+ * not in the other (real_kind turns it into the sides' terms).
+ */
 typedef struct look {
     vrows t1, s, t2, s2;
 } look;
@@ -1018,6 +1044,14 @@ static bool is_real(const look *l, const vdiff *x)
     return false;
 }
 
+/* A difference by role (look) in the terms of source and target. */
+static vtable_diff_kind real_kind(const vt *v, vtable_diff_kind k)
+{
+    if (!v->fol->reversed || k == VTABLE_DIFFERENT)
+        return k;
+    return k == VTABLE_MISSING ? VTABLE_EXTRA : VTABLE_MISSING;
+}
+
 static bool in_diffs(const vdiffs *d, const char *id)
 {
     size_t lo = 0, hi = d->n;
@@ -1047,8 +1081,9 @@ static bool sort_round(vt *v, const look *l, bool first, vdiffs *open,
         const vdiff *x = &d.v[i];
         if (!first && !in_diffs(open, x->id))
             continue;
-        ok = push_diff(is_real(l, x) ? found : &next, x->id, x->kind,
-                       x->copies);
+        ok = is_real(l, x)
+             ? push_diff(found, x->id, real_kind(v, x->kind), x->copies)
+             : push_diff(&next, x->id, x->kind, x->copies);
     }
     free_diffs(&d);
     free_diffs(open);
@@ -1077,13 +1112,14 @@ static char *bucket_list(const chunk *cs, const bool *act, size_t n)
 }
 
 /*
- * One look (0 T1, 1 S, 2 T2, 3 S2) at every chunk still open: a query
+ * One look (0 T1, 1 S, 2 T2, 3 S2, as look's roles) at every chunk still
+ * open: a query
  * per keyed chunk, one scan for all the keyless buckets.
  */
 static bool look_at(vt *v, const chunk *cs, const bool *act, look *looks,
                     size_t n, int which)
 {
-    PGconn *conn = which % 2 ? v->src : v->tgt;
+    PGconn *conn = which % 2 ? v->lead : v->follow;
     char *buckets = v->nkey ? NULL : bucket_list(cs, act, n);
     PGresult *all = buckets ? read_rows(v, conn, &cs[0], buckets) : NULL;
     bool ok = v->nkey || all;
@@ -1355,12 +1391,14 @@ static void compare(vt *v)
 }
 
 void vtable_compare(vtable_env *env, const char *target_dsn,
-                    const char *origin, const cfg_table *t,
+                    const vtable_follow *follow, const cfg_table *t,
                     vtable_result *out)
 {
-    vt v = {.env = env, .origin = origin, .out = out};
+    vt v = {.env = env, .fol = follow, .out = out};
     v.src = connect_to(&v, env->source_dsn, "the source");
     v.tgt = v.src ? connect_to(&v, target_dsn, "the target") : NULL;
+    v.lead = follow->reversed ? v.tgt : v.src;
+    v.follow = follow->reversed ? v.src : v.tgt;
     v.recode = v.tgt && strcmp(server_encoding(v.src),
                                server_encoding(v.tgt)) != 0;
     if (v.tgt && set_names(&v, t))

@@ -51,7 +51,6 @@ typedef struct vtable_result {
 /* What every table of one verify run shares. */
 typedef struct vtable_env {
     const char *source_dsn;
-    const char *slot;
     atomic_uint_fast64_t rows;   /* source rows compared so far, all tables */
     /*
      * Set once a wait for the target gave up (no cleave run streams the
@@ -61,12 +60,27 @@ typedef struct vtable_env {
 } vtable_env;
 
 /*
+ * Which side follows the other, so a difference is waited for on the
+ * side that trails. Normally the target follows the source: `origin` is
+ * the one cleave records the service's position with in the target,
+ * `slot` the source's. After a cut-over the shared database follows the
+ * service's (`reversed`): `origin` is the reverse stream's, in the
+ * source, and `slot` its slot in the target. After `complete` nothing
+ * follows (`frozen`): the shared copies are compared as they stand.
+ */
+typedef struct vtable_follow {
+    bool reversed;
+    bool frozen;
+    const char *origin;
+    const char *slot;
+} vtable_follow;
+
+/*
  * Compares `t` of the source with its copy in the PostgreSQL target at
- * `target_dsn`, into *out (which the caller zeroed); `origin` is the
- * replication origin cleave records the service's position with there.
+ * `target_dsn`, into *out (which the caller zeroed).
  */
 void vtable_compare(vtable_env *env, const char *target_dsn,
-                    const char *origin, const cfg_table *t,
+                    const vtable_follow *follow, const cfg_table *t,
                     vtable_result *out);
 void vtable_result_clear(vtable_result *r);
 

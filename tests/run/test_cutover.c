@@ -190,6 +190,17 @@ START_TEST(cutover_rollback_complete)
     assert_direction(&env, "\"complete\"");
     assert_refused(src, env.srcdb, new_order);
     assert_written(tgt, svcdb, new_order);
+    /*
+     * Nothing streams back now: verify compares the frozen copies as they
+     * stand, says why, and does not wait for a reverse stream.
+     */
+    char *verify[] = {(char *)shop_cleave_bin(), "verify", "-c", env.config,
+                      "--table", "orders", NULL};
+    ck_assert(rc_run(verify, &r));
+    ck_assert_msg(r.status == 3 && strstr(r.out, "extra in target") &&
+                  strstr(r.out, "move is complete"),
+                  "verify exited %d: %s%s", r.status, r.out, r.err);
+    rc_free(&r);
     ck_assert(!in_publication(&env));
     /* A restart leaves the completed service's tables out too. */
     ck_assert_int_eq(shop_stop(&env, SIGTERM, 60), 0);
@@ -281,6 +292,94 @@ START_TEST(lag_refused)
     PQfinish(blocker);
     assert_direction(&env, "\"forward\"");
     assert_written(src, env.srcdb, new_order);
+    shop_stop_cleanly(&env);
+}
+END_TEST
+
+/*
+ * The blocker of verify_waits_on_reverse, in a process of its own: holds
+ * the shared database's orders (the reverse apply waits), says so on
+ * `ready`, and lets go once verify asks the source how far the reverse
+ * stream has applied. Exits 0 when it saw verify ask, 1 if not in time.
+ */
+static int hold_until_verify_waits(const shop_env *env, int ready)
+{
+    PGconn *hold = pgc_connect(src, env->srcdb);
+    PGresult *a = hold ? PQexec(hold, "BEGIN") : NULL;
+    PGresult *b = a ? PQexec(hold, "LOCK TABLE orders IN SHARE MODE") : NULL;
+    bool held = b && PQresultStatus(b) == PGRES_COMMAND_OK;
+    PQclear(a);
+    PQclear(b);
+    if (write(ready, held ? "y" : "n", 1) != 1 || !held)
+        return 1;
+    bool asked = pgc_wait_until(src, env->srcdb, "SELECT count(*) > 0 FROM "
+                                "pg_stat_activity WHERE application_name = "
+                                "'cleave verify' AND query LIKE "
+                                "'%pg_replication_origin_progress%'", 30);
+    PQclear(PQexec(hold, "COMMIT"));
+    PQfinish(hold);
+    return asked ? 0 : 1;
+}
+
+/*
+ * After a cut-over the shared database trails the service's: verify
+ * waits on the reverse stream. A row written in the service's database
+ * that the shared one has not applied yet (its apply held on a lock) is
+ * waited for, not reported as extra in the target.
+ */
+START_TEST(verify_waits_on_reverse)
+{
+    shop_env env;
+    shop_start_caught_up(&env, src, tgt, "cut_verify", WAIT_S);
+    move_ok(&env, "cutover");
+    assert_direction(&env, "\"reverse\"");
+    int fds[2];
+    ck_assert(pipe(fds) == 0);
+    pid_t child = fork();
+    ck_assert(child >= 0);
+    if (child == 0)
+        _exit(hold_until_verify_waits(&env, fds[1]));
+    char held = 0;
+    ck_assert(read(fds[0], &held, 1) == 1 && held == 'y');
+    close(fds[0]);
+    close(fds[1]);
+    assert_written(tgt, env.dbs[ORDERS], new_order);
+    char *argv[] = {(char *)shop_cleave_bin(), "verify", "-c", env.config,
+                    "--table", "orders", NULL};
+    rc_result r;
+    ck_assert(rc_run(argv, &r));
+    int status = 0;
+    ck_assert(waitpid(child, &status, 0) == child);
+    ck_assert_msg(r.status == 0, "verify exited %d: %s%s", r.status, r.out,
+                  r.err);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0 &&
+                  !strstr(r.out, "had not applied"),
+                  "verify did not wait on the reverse stream: %s", r.out);
+    rc_free(&r);
+    assert_converges(&env, "after verify");
+    /*
+     * A row gone from the shared database alone (under an origin the
+     * forward stream skips) is extra in the target, as the sides say.
+     */
+    PGconn *gone = pgc_connect(src, env.srcdb);
+    const char *steps[] = {
+        "SELECT pg_replication_origin_create('cleave_verify_test')",
+        "SET session_replication_role = replica",
+        "SELECT pg_replication_origin_session_setup('cleave_verify_test')",
+        "DELETE FROM orders WHERE id = 5",
+    };
+    for (size_t i = 0; i < sizeof steps / sizeof *steps; i++) {
+        PGresult *res = PQexec(gone, steps[i]);
+        ck_assert_msg(PQresultStatus(res) == PGRES_COMMAND_OK ||
+                      PQresultStatus(res) == PGRES_TUPLES_OK, "%s: %s",
+                      steps[i], PQerrorMessage(gone));
+        PQclear(res);
+    }
+    PQfinish(gone);
+    ck_assert(rc_run(argv, &r));
+    ck_assert_msg(r.status == 3 && strstr(r.out, "extra in target: id=5"),
+                  "verify exited %d: %s%s", r.status, r.out, r.err);
+    rc_free(&r);
     shop_stop_cleanly(&env);
 }
 END_TEST
@@ -710,6 +809,7 @@ int main(void)
                   600);
     shop_add_case(s, "lock_held_refused", lock_held_refused, 300);
     shop_add_case(s, "lag_refused", lag_refused, 300);
+    shop_add_case(s, "verify_waits_on_reverse", verify_waits_on_reverse, 300);
     shop_add_case(s, "killed_at_each_step", killed_at_each_step, 900);
     shop_add_case(s, "hostile_names", hostile_names, 300);
     shop_add_case(s, "queued_writer_fenced", queued_writer_fenced, 300);
