@@ -35,6 +35,7 @@
 #include "decoder/copytext.h"
 #include "sinks/dbz.h"
 #include "sinks/dbzcat.h"
+#include "sinks/kring.h"
 
 /*
  * While messages stay in flight, as often as a busy PostgreSQL sink makes
@@ -71,13 +72,6 @@
 #define SEQ_BITS (sizeof(uintptr_t) * 8 - ATT_BITS)
 #define SEQ_MASK ((uintptr_t)-1 >> ATT_BITS)
 #define ATT_MASK ((1u << ATT_BITS) - 1)
-
-typedef struct ktxn {
-    lsn_t commit;            /* for error messages */
-    lsn_t end;               /* 0: rolled back, moves nothing */
-    int64_t pending;         /* produced (added at close) less acknowledged */
-    bool closed;             /* no more messages will be added */
-} ktxn;
 
 struct kafkasink;
 
@@ -143,11 +137,7 @@ typedef struct kafkasink {
     bool own_producer;       /* the loader's: a producer of its own */
     char *ckpt_path;
     char *db;
-    /* Transactions in flight, oldest first; seq of ring[head] is first. */
-    ktxn *ring;
-    size_t cap, head, n;
-    uint64_t first;
-    lsn_t acked;             /* everything up to here is acknowledged */
+    kring ring;              /* transactions in flight; what is acknowledged */
     lsn_t written;           /* ... and recorded in the checkpoint */
     int64_t written_ms;      /* when the last write was asked for */
     /*
@@ -175,8 +165,6 @@ typedef struct kafkasink {
     lsn_t lsn;               /* the change's own: source.lsn */
     int64_t commit_ms;
     int64_t now_ms;
-    uint64_t seq;
-    uint64_t txn_msgs;       /* produced in the current ring entry */
     unsigned since_poll;
     char txid[48];
     int64_t total_order;
@@ -400,9 +388,9 @@ static void ckpt_stop(kafkasink *ks)
 /* Under ck_mu: whether the acknowledged position is due to be written. */
 static bool ckpt_due(kafkasink *ks, bool force)
 {
-    if (ks->acked <= ks->ck_want)
+    if (ks->ring.acked <= ks->ck_want)
         return false;
-    return force || ks->n == 0 ||
+    return force || ks->ring.n == 0 ||
            mono_ms() - ks->written_ms >= CHECKPOINT_EVERY_MS;
 }
 
@@ -418,7 +406,7 @@ static bool checkpoint(kafkasink *ks, bool force)
     char err[sizeof ks->ck_err];
     pthread_mutex_lock(&ks->ck_mu);
     if (ckpt_due(ks, force)) {
-        ks->ck_want = ks->acked;
+        ks->ck_want = ks->ring.acked;
         ks->written_ms = mono_ms();
         pthread_cond_broadcast(&ks->ck_cond);
     }
@@ -433,78 +421,19 @@ static bool checkpoint(kafkasink *ks, bool force)
 
 /* ---- the ring of transactions in flight (under kp->mu) ---------------- */
 
-static ktxn *ring_at(kafkasink *ks, uint64_t seq)
-{
-    if (seq < ks->first || seq - ks->first >= ks->n)
-        return NULL;
-    return &ks->ring[(ks->head + (seq - ks->first)) % ks->cap];
-}
-
-static bool ring_grow(kafkasink *ks)
-{
-    size_t ncap = ks->cap ? ks->cap * 2 : 64;
-    ktxn *r = malloc(ncap * sizeof *r);
-    if (!r)
-        return false;
-    for (size_t i = 0; i < ks->n; i++)
-        r[i] = ks->ring[(ks->head + i) % ks->cap];
-    free(ks->ring);
-    ks->ring = r;
-    ks->cap = ncap;
-    ks->head = 0;
-    return true;
-}
-
 static bool ring_push(kafkasink *ks, lsn_t commit)
 {
     pthread_mutex_lock(&ks->kp->mu);
-    bool ok = ks->n < ks->cap || ring_grow(ks);
-    if (ok) {
-        ks->seq = ks->first + ks->n;
-        ks->ring[(ks->head + ks->n++) % ks->cap] = (ktxn){.commit = commit};
-        ks->txn_msgs = 0;
-    }
+    bool ok = kring_push(&ks->ring, commit);
     pthread_mutex_unlock(&ks->kp->mu);
     return ok;
 }
 
-/*
- * No more messages for the current entry (end 0: it moves nothing). Its
- * messages are counted here, not one lock each as they are produced.
- */
 static void ring_close(kafkasink *ks, lsn_t end)
 {
     pthread_mutex_lock(&ks->kp->mu);
-    ktxn *t = ring_at(ks, ks->seq);
-    if (t && !t->closed) {
-        t->pending += (int64_t)ks->txn_msgs;
-        t->end = end;
-        t->closed = true;
-    }
-    ks->txn_msgs = 0;
+    kring_close(&ks->ring, end);
     pthread_mutex_unlock(&ks->kp->mu);
-}
-
-/* Moves the acknowledged position over complete, acknowledged entries. */
-static void ring_advance(kafkasink *ks)
-{
-    while (ks->n > 0) {
-        ktxn *t = &ks->ring[ks->head];
-        if (!t->closed || t->pending > 0)
-            return;
-        if (t->end > ks->acked)
-            ks->acked = t->end;
-        ks->head = (ks->head + 1) % ks->cap;
-        ks->n--;
-        ks->first++;
-    }
-}
-
-/* Forgets every entry; later sequences never meet the old ones. */
-static void ring_reset(kafkasink *ks)
-{
-    ks->first += ks->n;
-    ks->n = ks->head = 0;
 }
 
 /* ---- the shared producer ------------------------------------------------ */
@@ -647,7 +576,7 @@ static bool kprod_attach(kprod *kp, kafkasink *ks)
         while (!kp->next_id || kprod_find(kp, kp->next_id));
         kp->att[kp->natt++] = (kattach){kp->next_id, ks};
         ks->att = kp->next_id;
-        ring_reset(ks);
+        kring_reset(&ks->ring);
         atomic_store(&ks->unacked_msgs, 0);
         atomic_store(&ks->unacked_bytes, 0);
     }
@@ -661,14 +590,14 @@ static void kprod_detach(kprod *kp, kafkasink *ks)
     kattach *a = kprod_find(kp, ks->att);
     if (a)
         *a = kp->att[--kp->natt];
-    ring_reset(ks);
+    kring_reset(&ks->ring);
     pthread_mutex_unlock(&kp->mu);
 }
 
 static void *msg_tag(const kafkasink *ks)
 {
     return (void *)(((uintptr_t)ks->att << SEQ_BITS) |
-                    ((uintptr_t)ks->seq & SEQ_MASK));
+                    ((uintptr_t)ks->ring.seq & SEQ_MASK));
 }
 
 /* ---- librdkafka's callbacks (from rd_kafka_poll on any worker) ---------- */
@@ -698,15 +627,14 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m,
     pthread_mutex_lock(&kp->mu);
     kattach *a = kprod_find(kp, (uint32_t)(tag >> SEQ_BITS));
     kafkasink *ks = a ? a->ks : NULL;
-    ktxn *t = ks ? ring_at(ks, ks->first + ((tag - ks->first) & SEQ_MASK))
-                 : NULL;
+    kring_txn *t = ks ? kring_find(&ks->ring, tag, SEQ_MASK) : NULL;
     if (ks && m->err)
         set_failure(ks, t ? t->commit : 0, "Kafka did not take a message "
                     "for topic %s (partition %" PRId32 ", %zu bytes): %s",
                     rd_kafka_topic_name(m->rkt), m->partition, m->len,
                     rd_kafka_err2str(m->err));
     if (t)
-        t->pending--;
+        kring_report(t, m->err != RD_KAFKA_RESP_ERR_NO_ERROR);
     if (ks) {
         atomic_fetch_sub(&ks->unacked_msgs, 1);
         atomic_fetch_sub(&ks->unacked_bytes,
@@ -779,7 +707,7 @@ static bool serve(kafkasink *ks, int timeout_ms)
     rd_kafka_poll(ks->rk, timeout_ms);
     ks->since_poll = 0;
     pthread_mutex_lock(&ks->kp->mu);
-    ring_advance(ks);
+    kring_advance(&ks->ring);
     if ((failed = atomic_load(&ks->failed))) {
         memcpy(failure, ks->failure, sizeof failure);
         lsn = ks->failure_lsn;
@@ -813,7 +741,7 @@ static bool produce_msg(kafkasink *ks, rd_kafka_topic_t *rkt,
                                       key, klen, msg_tag(ks)) == 0) {
             atomic_fetch_add(&ks->unacked_msgs, 1);
             atomic_fetch_add(&ks->unacked_bytes, (int_fast64_t)(vlen + klen));
-            ks->txn_msgs++;
+            ks->ring.msgs++;
             if (++ks->since_poll >= POLL_EVERY)
                 return serve(ks, 0);
             return true;
@@ -1448,8 +1376,8 @@ static bool producer_new(kafkasink *ks)
 static bool settled(kafkasink *ks)
 {
     pthread_mutex_lock(&ks->kp->mu);
-    ring_advance(ks);
-    bool none = ks->n == 0;
+    kring_advance(&ks->ring);
+    bool none = ks->ring.n == 0;
     pthread_mutex_unlock(&ks->kp->mu);
     return none;
 }
@@ -1495,7 +1423,7 @@ static bool ks_open(sink *s, lsn_t *durable)
     if (!read_checkpoint(ks, &ckpt) || !ckpt_start(ks, ckpt) ||
         !producer_new(ks))
         return false;
-    ks->acked = ckpt;
+    ks->ring.acked = ckpt;
     ks->in_txn = false;
     const struct rd_kafka_metadata *md = NULL;
     rd_kafka_resp_err_t merr = rd_kafka_metadata(ks->rk, 0, NULL, &md,
@@ -1687,7 +1615,7 @@ void kafkasink_free(sink *s)
         return;
     kafkasink *ks = impl(s);
     ks_close(s);
-    free(ks->ring);
+    kring_free(&ks->ring);
     free(ks->colls);
     free(ks->topics);
     schemas_free(ks);
