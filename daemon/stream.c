@@ -648,13 +648,16 @@ bool stream_busy(const stream *st)
 bool stream_restart(stream *st, int proto_version)
 {
     /*
-     * A transaction cut short is held nowhere, and a streamed one's
-     * Stream Commit has already told its end: from now on nothing past its
-     * commit record may be confirmed (not at stop, not at the next start),
-     * or the slot never sends it again.
+     * What was read counts only as far as the sinks hold it: from now on
+     * received says what this session routed. A sink taken on again
+     * (reopened, or open for the first time) looks caught up to its last
+     * COMMIT routed, so a position read before the restart, past changes
+     * it missed, would be confirmed at the first status and the slot would
+     * never send them again. This also covers a transaction cut short (a
+     * streamed one's Stream Commit told its end already): nothing past its
+     * commit record is confirmed, not at stop, not at the next start.
      */
-    if (st->in_txn && st->commit_lsn < st->received)
-        st->received = st->commit_lsn;
+    st->received = stream_flush_lsn(st);
     fanout_restart(st->fo);
     while (st->nstreams > 0)
         streamed_drop(st, &st->streams[0]);

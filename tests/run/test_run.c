@@ -876,6 +876,68 @@ START_TEST(sigterm_in_streamed_replay)
 }
 END_TEST
 
+/*
+ * A target down when cleave starts, back while the other services stream:
+ * the stream starts again for its sink, and until the sink holds the
+ * change it missed the slot is not told past it, though the stream had
+ * read further before the restart (it was, and a second restart then
+ * skipped the change for that service for good).
+ */
+START_TEST(reopened_sink_holds_the_slot)
+{
+    shop_env env;
+    start_streaming(&env, "reopen", NULL);
+    load_data(&env);
+    shop_assert_caught_up_and_equal(&env, CAUGHT_UP_S);
+    ck_assert_int_eq(shop_stop(&env, SIGTERM, 60), 0);
+    const char *udb = env.dbs[0];
+    ck_assert_str_eq(shop_services[0], "user_service");
+    /* Its apply will wait on this lock once the sink is up. */
+    PGconn *blocker = pgc_connect(tgt, udb);
+    PQclear(PQexec(blocker, "BEGIN"));
+    PGresult *res = PQexec(blocker, "LOCK TABLE users IN ACCESS EXCLUSIVE MODE");
+    ck_assert(PQresultStatus(res) == PGRES_COMMAND_OK);
+    PQclear(res);
+    char sql[512];
+    snprintf(sql, sizeof sql, "ALTER DATABASE %s ALLOW_CONNECTIONS false", udb);
+    ck_assert(pgc_exec(tgt, "postgres", sql));
+    int mark = log_find(&env, 1, "event=sink_ready", "service=user_service");
+    ck_assert(shop_start(&env));
+    ck_assert_msg(wait_log(&env, mark + 1, "event=sink_failed",
+                           "service=user_service", 60), "the sink opened");
+    /* A change it misses, then the others go on without it. */
+    exec_src(&env, "UPDATE users SET login_count = login_count + 1 "
+             "WHERE id <= 10");
+    char *after = pgc_query_value(src, env.srcdb, "SELECT pg_current_wal_lsn()");
+    ck_assert_ptr_nonnull(after);
+    exec_src(&env, "INSERT INTO orders (order_uuid, user_id, status, "
+             "currency, item_count, note) VALUES (gen_random_uuid(), 1, "
+             "'pending', 'EUR', 0, 'reopen1')");
+    ck_assert(pgc_wait_until(tgt, env.dbs[1], "SELECT count(*) = 1 FROM "
+                             "orders WHERE note = 'reopen1'", 60));
+    snprintf(sql, sizeof sql, "ALTER DATABASE %s ALLOW_CONNECTIONS true", udb);
+    ck_assert(pgc_exec(tgt, "postgres", sql));
+    ck_assert_msg(wait_log(&env, mark + 1, "event=sink_ready",
+                           "service=user_service", 60), "the sink never came up");
+    exec_src(&env, "INSERT INTO orders (order_uuid, user_id, status, "
+             "currency, item_count, note) VALUES (gen_random_uuid(), 1, "
+             "'pending', 'EUR', 0, 'reopen2')");
+    ck_assert(pgc_wait_until(tgt, env.dbs[1], "SELECT count(*) = 1 FROM "
+                             "orders WHERE note = 'reopen2'", 60));
+    /* The change it missed is not applied: the slot stays before its end. */
+    snprintf(sql, sizeof sql, "SELECT confirmed_flush_lsn >= '%s' FROM "
+             "pg_replication_slots WHERE slot_name = 'cleave_%s'", after,
+             env.name);
+    free(after);
+    ck_assert_msg(!pgc_wait_until(src, env.srcdb, sql, 3), "the slot was told "
+                  "past a change user_service does not hold");
+    PQclear(PQexec(blocker, "COMMIT"));
+    PQfinish(blocker);
+    shop_assert_caught_up_and_equal(&env, CAUGHT_UP_S);
+    shop_stop_cleanly(&env);
+}
+END_TEST
+
 /* Stopped cleanly, restarted later: it resumes where it stopped. */
 START_TEST(sigterm_then_restart_resumes)
 {
@@ -921,5 +983,7 @@ int main(void)
     shop_add_case(s, "heartbeat_moves_idle_slot", heartbeat_moves_idle_slot, 120);
     shop_add_case(s, "sigterm_then_restart_resumes", sigterm_then_restart_resumes, 400);
     shop_add_case(s, "sigterm_in_streamed_replay", sigterm_in_streamed_replay, 400);
+    shop_add_case(s, "reopened_sink_holds_the_slot",
+                  reopened_sink_holds_the_slot, 300);
     return shop_run_suite(s, tgt_settings, &src, &tgt);
 }
