@@ -200,6 +200,15 @@ bool fanout_txn_end(fanout *fo, lsn_t end_lsn, int64_t commit_time)
 
 void fanout_restart(fanout *fo)
 {
+    /*
+     * An event still waiting for room, a COMMIT above all, leaves the
+     * transaction before it open in its worker: it is rolled back there
+     * like one cut short while being read, or the replay's BEGIN of it
+     * would come inside it.
+     */
+    for (size_t k = 0; k < fo->fifo_n; k++)
+        fo->t[fo->fifo[(fo->fifo_head + k) % fo->fifo_cap].target].in_txn =
+            true;
     fifo_drop(fo);
     for (size_t i = 0; i < fo->n; i++) {
         target *t = &fo->t[i];

@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "daemon/fanout.h"
 #include "daemon/worker.h"
 
 /* The gated sink: change number n waits until permits >= n. */
@@ -20,6 +21,7 @@ static pthread_cond_t cond = PTHREAD_COND_INITIALIZER;
 static unsigned entered, permits;
 static uint32_t last_xid;
 static bool out_of_order;
+static unsigned rollbacks;
 
 static bool g_open(sink *s, lsn_t *durable)
 {
@@ -66,6 +68,15 @@ static void g_nothing(sink *s)
     (void)s;
 }
 
+static void g_rollback(sink *s)
+{
+    (void)s;
+    pthread_mutex_lock(&mu);
+    rollbacks++;
+    pthread_cond_broadcast(&cond);
+    pthread_mutex_unlock(&mu);
+}
+
 static const sink_ops gated_ops = {
     .kind = "gated",
     .flush_every_ms = 3600 * 1000,   /* no flush while the test steps */
@@ -74,7 +85,7 @@ static const sink_ops gated_ops = {
     .change = g_change,
     .commit = g_commit,
     .flush = g_flush,
-    .rollback = g_nothing,
+    .rollback = g_rollback,
     .close = g_nothing,
     .destroy = g_nothing,
 };
@@ -227,6 +238,55 @@ START_TEST(held_wakes_lose_nothing)
 }
 END_TEST
 
+/*
+ * A restart while a COMMIT still waits in the fan-out's FIFO (the
+ * worker's queue full): the worker holds that transaction open without
+ * its end, so it gets a ROLLBACK, as for a transaction cut short while
+ * being read; otherwise the replay's BEGIN of it would come inside it.
+ */
+START_TEST(restart_rolls_back_a_held_commit)
+{
+    enum { ROOM = 40 };
+    cfg_service svc = {.name = "gated"};
+    cfg config = {.services = &svc, .n_services = 1};
+    sink s = {.ops = &gated_ops, .config = &config, .service = &svc};
+    int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    ck_assert_int_ge(fd, 0);
+    fanout *fo = fanout_new(&config, fd, ROOM * sizeof(sink_event));
+    ck_assert(fo && fanout_add(fo, &s, false));
+    double deadline = now_s() + 10;
+    while (!fanout_needs_restart(fo) && now_s() < deadline)
+        usleep(1000);
+    fanout_restart(fo);                  /* the stream takes it on */
+    ck_assert_int_eq(fanout_service_of(fo, 0), 0);
+    pthread_mutex_lock(&mu);
+    entered = permits = rollbacks = 0;
+    last_xid = 0;
+    out_of_order = false;
+    pthread_mutex_unlock(&mu);
+    fanout_txn_begin(fo, 1, 10, 0);
+    uint32_t seq = 0;
+    while (!fanout_busy(fo))             /* until one waits for room */
+        ck_assert(fanout_send(fo, 0, change(++seq)));
+    ck_assert(fanout_txn_end(fo, 11, 0));
+    fanout_restart(fo);
+    ck_assert_msg(entered_by(seq - 1, now_s() + 10), "%u of %u changes "
+                  "applied", entered, seq - 1);
+    pthread_mutex_lock(&mu);
+    while (rollbacks == 0 && now_s() < deadline + 10) {
+        pthread_mutex_unlock(&mu);
+        usleep(1000);
+        pthread_mutex_lock(&mu);
+    }
+    unsigned got = rollbacks;
+    pthread_mutex_unlock(&mu);
+    ck_assert_msg(got == 1, "%u rollbacks after the restart", got);
+    fanout_stop(fo);
+    fanout_free(fo);
+    close(fd);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("worker");
@@ -234,6 +294,7 @@ int main(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, full_queue_wakes_loop_at_half);
     tcase_add_test(tc, held_wakes_lose_nothing);
+    tcase_add_test(tc, restart_rolls_back_a_held_commit);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
