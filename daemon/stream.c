@@ -38,8 +38,7 @@ struct stream {
     int proto;
     fanout *fo;              /* the sinks, not ours */
     bool loop_prevention;    /* the source's setting */
-    /* Per service with Kafka: the origin its cut-over's reverse stream
-     * applies under (NULL for the others). */
+    /* Per service: the origin its cut-over's reverse stream applies under. */
     char **rev_origins;
     relinfo *rels;           /* open addressing on oid */
     size_t rels_cap, rels_n;
@@ -196,14 +195,21 @@ static bool txn_commit(stream *st, lsn_t end_lsn, int64_t pg_time)
 static void note_origin(const stream *st, const char *name, bool *skip,
                         int *reversed)
 {
-    if (!st->loop_prevention || !cfg_origin_is_cleave(name))
+    if (!cfg_origin_is_cleave(name))
         return;
-    for (size_t i = 0; st->rev_origins && i < st->config->n_services; i++)
-        if (st->rev_origins[i] && strcmp(st->rev_origins[i], name) == 0) {
+    /*
+     * Even where loops are wanted: a moved service's own writes, which its
+     * reverse stream applied, never go back to its database (only to its
+     * Kafka sinks), or they would be applied there twice.
+     */
+    for (size_t i = 0; i < st->config->n_services; i++)
+        if (strcmp(st->rev_origins[i], name) == 0) {
             *reversed = (int)i;
             log_debug("event=txn_reversed origin=%s", name);
             return;
         }
+    if (!st->loop_prevention)
+        return;
     *skip = true;
     log_debug("event=txn_skipped origin=%s", name);
 }
@@ -763,14 +769,11 @@ uint64_t stream_txns_skipped(const stream *st)
 static bool rev_origins_new(stream *st)
 {
     const cfg *c = st->config;
-    if (!c->has_kafka)
-        return true;
-    st->rev_origins = calloc(c->n_services, sizeof *st->rev_origins);
+    st->rev_origins = calloc(c->n_services + 1, sizeof *st->rev_origins);
     if (!st->rev_origins)
         return false;
     for (size_t i = 0; i < c->n_services; i++)
-        if (c->services[i].target_kafka &&
-            !(st->rev_origins[i] = reverse_origin_name(c, i)))
+        if (!(st->rev_origins[i] = reverse_origin_name(c, i)))
             return false;
     return true;
 }

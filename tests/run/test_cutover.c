@@ -384,6 +384,34 @@ START_TEST(verify_waits_on_reverse)
 }
 END_TEST
 
+/*
+ * With loop_prevention off (loops through other instances wanted), a
+ * moved service's own writes, which its reverse stream applies to the
+ * shared database, still never come back to its database: they came back
+ * and were applied there twice (the INSERT failing on its own key, and
+ * the service stopped).
+ */
+START_TEST(no_loop_prevention_no_echo)
+{
+    shop_env env;
+    ck_assert(shop_setup_copy(&env, src, tgt, "cut_loops", 1,
+                              "  loop_prevention: false\n", NULL));
+    ck_assert(shop_start(&env));
+    ck_assert(shop_wait_caught_up(&env, WAIT_S));
+    move_ok(&env, "cutover");
+    assert_written(tgt, env.dbs[ORDERS], new_order);
+    assert_converges(&env, "after a write in the service's database");
+    /* Caught up: the forward stream has read the reverse stream's apply. */
+    bool caught_up = shop_wait_caught_up(&env, 60);
+    char *state = service_field(&env, "state");
+    ck_assert_msg(caught_up && state && strcmp(state, "\"streaming\"") == 0,
+                  "order_service is %s after its own write came back",
+                  state ? state : "unknown");
+    free(state);
+    shop_stop_cleanly(&env);
+}
+END_TEST
+
 /* Each journaled step SIGKILL can stop a cut-over at. */
 static const struct {
     const char *step;
@@ -810,6 +838,8 @@ int main(void)
     shop_add_case(s, "lock_held_refused", lock_held_refused, 300);
     shop_add_case(s, "lag_refused", lag_refused, 300);
     shop_add_case(s, "verify_waits_on_reverse", verify_waits_on_reverse, 300);
+    shop_add_case(s, "no_loop_prevention_no_echo", no_loop_prevention_no_echo,
+                  300);
     shop_add_case(s, "killed_at_each_step", killed_at_each_step, 900);
     shop_add_case(s, "hostile_names", hostile_names, 300);
     shop_add_case(s, "queued_writer_fenced", queued_writer_fenced, 300);
