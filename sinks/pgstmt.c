@@ -521,7 +521,9 @@ static void build_cond(sqlbuf *b, PGconn *conn, const struct sink_col *col,
 
 /*
  * With the whole row as identity, duplicates are possible: ctid picks
- * exactly one of them, as PostgreSQL's apply does.
+ * exactly one of them, as PostgreSQL's apply does. A ctid is unique
+ * within one heap only: in a partitioned (or inheritance) table every
+ * partition has its own (0,1), so the row is named by tableoid too.
  */
 static void build_where(sqlbuf *b, PGconn *conn, const pgstmt *st,
                         const char *ident, int *np)
@@ -530,7 +532,7 @@ static void build_where(sqlbuf *b, PGconn *conn, const pgstmt *st,
     bool full = st->shape[1] == 'f';
     sb_add(b, " WHERE ");
     if (full) {
-        sb_add(b, "ctid = (SELECT ctid FROM ");
+        sb_add(b, "(tableoid, ctid) = (SELECT tableoid, ctid FROM ");
         sb_table(b, conn, rel);
         sb_add(b, " WHERE ");
     }

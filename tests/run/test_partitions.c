@@ -334,6 +334,39 @@ static json_t *identity_item(json_t *root, const char *partition)
 }
 
 /*
+ * A keyless partitioned table under REPLICA IDENTITY FULL: each partition
+ * has its own first row at ctid (0,1). Deleting or updating one of them
+ * touches that row alone: every partition's (0,1) was deleted, or
+ * overwritten, with it.
+ */
+START_TEST(full_identity_rows_by_partition)
+{
+    shop_env env;
+    setup(&env, "fullparts", "notes",
+          "CREATE TABLE notes (at date, line text) PARTITION BY RANGE (at);"
+          "ALTER TABLE notes REPLICA IDENTITY FULL;"
+          "CREATE TABLE notes_a PARTITION OF notes"
+          "  FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');"
+          "CREATE TABLE notes_b PARTITION OF notes"
+          "  FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');"
+          "ALTER TABLE notes_a REPLICA IDENTITY FULL;"
+          "ALTER TABLE notes_b REPLICA IDENTITY FULL;"
+          "INSERT INTO notes VALUES ('2025-02-01', 'a1'), ('2025-03-01', 'a2'),"
+          "  ('2026-02-01', 'b1'), ('2026-03-01', 'b2');");
+    ck_assert(shop_start(&env));
+    caught_up(&env);
+    ck_assert(same_rows(&env, env.dbs[0], "notes"));
+    ck_assert(pgc_exec(src, env.srcdb,
+                       "DELETE FROM notes WHERE line = 'a1';"
+                       "UPDATE notes SET line = 'a2 changed' WHERE line = 'a2';"));
+    caught_up(&env);
+    ck_assert(same_rows(&env, env.dbs[0], "notes"));
+    ck_assert_int_eq(shop_stop(&env, SIGTERM, 30), 0);
+    shop_teardown(&env);
+}
+END_TEST
+
+/*
  * A keyless partitioned table: its root and one partition FULL, the other
  * partitions without a usable identity (DEFAULT without a key, NOTHING).
  */
@@ -385,6 +418,8 @@ int main(void)
     shop_add_case(s, "range_and_list", range_and_list, 120);
     shop_add_case(s, "attach_detach_under_load", attach_detach_under_load,
                   180);
+    shop_add_case(s, "full_identity_rows_by_partition",
+                  full_identity_rows_by_partition, 120);
     shop_add_case(s, "analyze_checks_every_partition",
                   analyze_checks_every_partition, 60);
     return shop_run_suite(s, NULL, &src, &tgt);
