@@ -577,7 +577,8 @@ START_TEST(change_events)
         struct timespec ts = {0, 100 * 1000 * 1000};  /* a deadline poll */
         nanosleep(&ts, NULL);
         kt_set_free(&txns);
-        wait_records(&env, mock, topic, 2, &txns);
+        /* All of it: a count met in one partition leaves the others unread. */
+        read_topic(mock, topic, &txns);
     }
     ck_assert_msg(end_for_two_users(&txns), "no END for the two users "
                   "inserted");
