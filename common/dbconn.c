@@ -25,6 +25,22 @@ static void raw_if_sql_ascii(PGconn *conn)
         PQsetClientEncoding(conn, "SQL_ASCII");   /* fails only with conn */
 }
 
+/*
+ * Values as text the same way whatever a server or database sets by
+ * default, as PostgreSQL's own subscriber asks of its publisher: a
+ * walsender's output functions write the stream's text values, which a
+ * target's input functions read under its own settings and the Kafka
+ * events take for ISO-8601 (DateStyle 'SQL, DMY' wrote 17/05/1990), and
+ * extra_float_digits 3 keeps every float's digits on a server set lower.
+ * A failure is left to the connection's first real statement to say.
+ */
+static void same_text(PGconn *conn)
+{
+    if (PQstatus(conn) == CONNECTION_OK)
+        PQclear(PQexec(conn, "SET datestyle = ISO; SET intervalstyle = "
+                             "postgres; SET extra_float_digits = 3"));
+}
+
 /* The keywords of a connection to dsn (see dbconn_connect). */
 #define DBCONN_KEYS(dsn, app, mode)                                          \
     const char *keys[] = {"dbname", "fallback_application_name",            \
@@ -44,6 +60,7 @@ PGconn *dbconn_connect(const char *dsn, const char *app, dbconn_mode mode)
     DBCONN_KEYS(dsn, app, mode);
     PGconn *conn = PQconnectdbParams(keys, vals, 1);
     raw_if_sql_ascii(conn);
+    same_text(conn);
     return conn;
 }
 

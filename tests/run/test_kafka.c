@@ -406,6 +406,13 @@ START_TEST(change_events)
     snprintf(alter, sizeof alter, "ALTER DATABASE %s SET "
              "logical_decoding_work_mem = '64kB'", env.srcdb);
     ck_assert(pgc_exec(src, "postgres", alter));
+    /* Its own text settings are not the events' (nor the copy's). */
+    snprintf(alter, sizeof alter, "ALTER DATABASE %s SET datestyle = "
+             "'SQL, DMY'", env.srcdb);
+    ck_assert(pgc_exec(src, "postgres", alter));
+    snprintf(alter, sizeof alter, "ALTER DATABASE %s SET intervalstyle = "
+             "'sql_standard'", env.srcdb);
+    ck_assert(pgc_exec(src, "postgres", alter));
     ck_assert(shop_start(&env));
     ck_assert(shop_wait_streaming(&env, WAIT_S));
     ck_assert(pgc_exec(src, env.srcdb, change_sql));
