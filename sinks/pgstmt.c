@@ -792,9 +792,33 @@ char *pgstmt_sql(PGconn *conn, const pgstmt *st, bool upsert, int *nparams)
     return b.p;
 }
 
+/* SINK_TRUNCATE_ROWS: WITH d0 AS (DELETE FROM t0), ... DELETE FROM tn. */
+static void build_rows_gone(sqlbuf *b, PGconn *conn, const sink_event *ev)
+{
+    uint32_t last = ev->ntruncate ? ev->ntruncate - 1 : 0;
+    for (uint32_t i = 0; i < last; i++) {
+        char name[48];
+        snprintf(name, sizeof name, "%sd%u AS (DELETE FROM ", i ? ", " : "WITH ",
+                 i);
+        sb_add(b, name);
+        sb_table(b, conn, ev->truncate_rels[i]);
+        sb_add(b, ")");
+    }
+    sb_add(b, last ? " DELETE FROM " : "DELETE FROM ");
+    sb_table(b, conn, ev->truncate_rels[last]);
+}
+
 char *pgstmt_truncate_sql(PGconn *conn, const sink_event *ev)
 {
     sqlbuf b = {0};
+    if (ev->truncate_options & SINK_TRUNCATE_ROWS) {
+        build_rows_gone(&b, conn, ev);
+        if (b.bad) {
+            free(b.p);
+            return NULL;
+        }
+        return b.p;
+    }
     sb_add(&b, "TRUNCATE ");
     for (uint32_t i = 0; i < ev->ntruncate; i++) {
         sb_add(&b, i ? ", " : "");

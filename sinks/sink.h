@@ -88,6 +88,15 @@ typedef enum sink_op {
     SINK_ROLLBACK,
 } sink_op;
 
+/*
+ * A TRUNCATE cut down to some of its tables (the others' copies are newer
+ * than it): their rows go, and nothing else does. A PostgreSQL target
+ * deletes them (in the replica role, so no foreign key cascades into or
+ * refuses for a table left out), where TRUNCATE ... CASCADE would empty
+ * the tables left out too.
+ */
+#define SINK_TRUNCATE_ROWS 0x40
+
 typedef struct sink_event {
     sink_op op;
     uint32_t xid;
@@ -107,7 +116,7 @@ typedef struct sink_event {
     const sink_value *new_vals;   /* rel->ncols entries, or NULL (DELETE) */
     bool binary;             /* some value is in binary form ('b') */
     /* TRUNCATE */
-    uint8_t truncate_options;     /* PGO_TRUNCATE_CASCADE | ..._RESTART_IDENTITY */
+    uint8_t truncate_options;     /* PGO_TRUNCATE_*, SINK_TRUNCATE_ROWS */
     uint32_t ntruncate;
     sink_rel **truncate_rels;
     /*

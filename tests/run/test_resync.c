@@ -265,6 +265,40 @@ START_TEST(quiet_after_snapshot)
 }
 END_TEST
 
+/*
+ * A TRUNCATE ... CASCADE held during a resync of one table, committed
+ * before the copy's snapshot: it is replayed for the tables not copied
+ * again only, and does not reach the table just copied, whose copy has
+ * the rows written after it. It reached it before: the target's
+ * TRUNCATE users CASCADE emptied the fresh user_preferences, and the row
+ * inserted after it was lost.
+ */
+START_TEST(truncate_cut_down)
+{
+    shop_env env;
+    shop_start_caught_up(&env, src, tgt, "rs_trunc", WAIT_S);
+    PGconn *open_txn = pgc_connect(src, env.srcdb);
+    ck_assert(open_txn != NULL);
+    exec_on(open_txn, "BEGIN");
+    exec_on(open_txn, "TRUNCATE users CASCADE");
+    exec_on(open_txn, "INSERT INTO users (id, external_id, email, full_name) "
+            "OVERRIDING SYSTEM VALUE VALUES (900001, gen_random_uuid(), "
+            "'t@x.io', 'T')");
+    exec_on(open_txn, "INSERT INTO user_preferences (user_id) VALUES (900001)");
+    long mark = shop_log_size(&env);
+    char out[600];
+    pid_t pid = resync_start(&env, USERS, "user_preferences", out, sizeof out);
+    ck_assert(shop_wait_log(&env, "event=service_state service=user_service "
+                            "state=initial_copy sink=postgres", mark, WAIT_S));
+    ck_assert(shop_wait_log(&env, "event=slot_creating", mark, WAIT_S));
+    exec_on(open_txn, "COMMIT");
+    PQfinish(open_txn);
+    assert_resync_ok(&env, pid, USERS, out);
+    shop_assert_caught_up_and_equal(&env, WAIT_S);
+    shop_stop_cleanly(&env);
+}
+END_TEST
+
 static int resync_now(shop_env *env, const char *service, const char *table,
                       rc_result *r)
 {
@@ -430,6 +464,7 @@ int main(void)
     shop_add_case(s, "table_under_load", table_under_load, 300);
     shop_add_case(s, "whole_service", whole_service, 300);
     shop_add_case(s, "quiet_after_snapshot", quiet_after_snapshot, 300);
+    shop_add_case(s, "truncate_cut_down", truncate_cut_down, 300);
     shop_add_case(s, "refusals", refusals, 300);
     /* Last: it changes the source's max_slot_wal_keep_size meanwhile. */
     shop_add_case(s, "lost_slot_way_back", lost_slot_way_back, 300);
