@@ -190,27 +190,53 @@ static char *render(const journal *j)
     return text;
 }
 
+/*
+ * The tables a move switches are its owned tables when the direction
+ * leaves forward (a journal written before it kept them only at
+ * complete: then); a rollback forgets them.
+ */
+static json_t *moved_after(const journal *j, size_t svc, journal_dir from,
+                           journal_dir to, bool *changed)
+{
+    bool leaving = from == JOURNAL_FORWARD && to != JOURNAL_FORWARD;
+    bool older = to == JOURNAL_COMPLETE && from != JOURNAL_COMPLETE &&
+                 !j->moved[svc];
+    *changed = leaving || older || (to == JOURNAL_FORWARD && j->moved[svc]);
+    if (!*changed)
+        return j->moved[svc];
+    return to == JOURNAL_FORWARD ? NULL
+                                 : owned_json(&j->config->services[svc]);
+}
+
 bool journal_set(journal *j, size_t svc, journal_entry e, char *err,
                  size_t errlen)
 {
     journal_entry old = j->e[svc];
     json_t *old_moved = j->moved[svc];
-    bool completing = e.dir == JOURNAL_COMPLETE && old.dir != JOURNAL_COMPLETE;
+    bool changed;
+    json_t *moved = moved_after(j, svc, old.dir, e.dir, &changed);
     j->e[svc] = e;
-    if (completing)
-        j->moved[svc] = owned_json(&j->config->services[svc]);
-    char *text = completing && !j->moved[svc] ? NULL : render(j);
+    j->moved[svc] = moved;
+    char *text = changed && e.dir != JOURNAL_FORWARD && !moved ? NULL
+                                                               : render(j);
     bool ok = text && statefile_write(j->path, text, strlen(text), err, errlen);
     if (!text)
         snprintf(err, errlen, "out of memory");
     if (!ok) {
         j->e[svc] = old;
-        if (completing)
-            json_decref(j->moved[svc]);
+        if (changed)
+            json_decref(moved);
         j->moved[svc] = old_moved;
-    } else if (completing) {
+    } else if (changed) {
         json_decref(old_moved);
     }
     free(text);
     return ok;
+}
+
+int journal_moved(const journal *j, size_t svc, const cfg_table *t)
+{
+    if (j->e[svc].dir == JOURNAL_FORWARD || !j->moved[svc])
+        return -1;
+    return was_moved(j->moved[svc], t);
 }

@@ -56,9 +56,10 @@ void journal_free(journal *j);
 journal_entry journal_get(const journal *j, size_t svc);
 /*
  * Records and saves at once; false with err when it cannot be saved.
- * Entering JOURNAL_COMPLETE records the service's owned tables too, in
- * the same write, as the tables its move switched (`complete` refuses
- * while one of them is not).
+ * Leaving JOURNAL_FORWARD (a cut-over) records the service's owned tables
+ * too, in the same write, as the tables its move switched; a rollback
+ * forgets them (and entering JOURNAL_COMPLETE records them where an older
+ * journal did not: `complete` refuses while one of them is not switched).
  */
 bool journal_set(journal *j, size_t svc, journal_entry e, char *err,
                  size_t errlen);
@@ -71,6 +72,13 @@ bool journal_set(journal *j, size_t svc, journal_entry e, char *err,
  */
 const cfg_table *journal_not_moved(const journal *j, size_t svc, size_t *from,
                                    char *why, size_t len);
+
+/*
+ * Whether the move of svc, which is not forward, switched t: 1 or 0; -1
+ * when the journal does not say (written before it kept the tables of a
+ * cut-over, or forward).
+ */
+int journal_moved(const journal *j, size_t svc, const cfg_table *t);
 
 const char *journal_dir_name(journal_dir d);
 const char *journal_move_name(journal_move m);

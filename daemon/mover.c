@@ -169,23 +169,44 @@ const cfg_table *mover_given_after_complete(const mover *m, size_t svc,
 }
 
 /*
- * A moved service's owned tables that the shared database does not
- * fence: given to it after its cut-over, their writes still go there, so
- * its reverse stream leaves them out (until a rollback and a cut-over
- * move them too). False with err when the fences cannot be read.
+ * Whether the cut-over of svc switched its owned table t: 1, 0, or -1
+ * when the fences cannot be read. The journal says so; fences say it only
+ * for a journal written before it kept the tables (a fence lost on the
+ * shared side, or a partition made there since, would otherwise take a
+ * moved table's writes out of the reverse stream).
  */
-static bool not_moved(const cfg *config, size_t svc, bool *left_out,
+static int table_moved(const mover *m, size_t svc, const cfg_table *t,
+                       PGconn **shared, char *err, size_t errlen)
+{
+    int moved = journal_moved(m->jr, svc, t);
+    if (moved >= 0)
+        return moved;
+    if (!*shared && !(*shared = dbconn_open(m->config->source.dsn,
+                                            "cleave-mover",
+                                            "the shared database", err,
+                                            errlen)))
+        return -1;
+    int state = pgfence_state(*shared, t, 1, err, errlen);
+    return state < 0 ? -1 : state == PGFENCE_ALL;
+}
+
+/*
+ * A moved service's owned tables its cut-over did not switch: given to it
+ * after, their writes still go to the shared database, so its reverse
+ * stream leaves them out (until a rollback and a cut-over move them too).
+ * False with err when that cannot be read.
+ */
+static bool not_moved(const mover *m, size_t svc, bool *left_out,
                       char *err, size_t errlen)
 {
-    const cfg_service *s = &config->services[svc];
-    PGconn *shared = dbconn_open(config->source.dsn, "cleave-mover",
-                                 "the shared database", err, errlen);
-    bool ok = shared != NULL;
+    const cfg_service *s = &m->config->services[svc];
+    PGconn *shared = NULL;
+    bool ok = true;
     for (size_t j = 0; ok && j < s->n_owned; j++) {
-        int state = pgfence_state(shared, &s->owned[j], 1, err, errlen);
-        ok = state >= 0;
-        left_out[j] = state != PGFENCE_ALL;
-        if (ok && left_out[j])
+        int moved = table_moved(m, svc, &s->owned[j], &shared, err, errlen);
+        ok = moved >= 0;
+        left_out[j] = moved == 0;
+        if (left_out[j])
             log_warning("event=table_not_moved service=%s table=%s.%s "
                         "reason=\"given to the service after its cut-over: "
                         "its writes stay on the shared database until "
@@ -208,7 +229,7 @@ const cfg *mover_reverse_cfg(mover *m, size_t svc)
     bool *left_out = calloc(s->n_owned ? s->n_owned : 1, sizeof *left_out);
     char err[512] = "out of memory";
     if (left_out && (journal_get(m->jr, svc).dir == JOURNAL_FORWARD ||
-                     not_moved(m->config, svc, left_out, err, sizeof err)))
+                     not_moved(m, svc, left_out, err, sizeof err)))
         m->rev[svc] = reverse_cfg_new(m->config, svc, left_out);
     else
         log_error("event=reverse_failed service=%s error=\"reading which "

@@ -412,6 +412,31 @@ START_TEST(no_loop_prevention_no_echo)
 }
 END_TEST
 
+/*
+ * A moved table's fence lost on the shared side (by hand; a partition
+ * made there after the cut-over has none either), then a restart: the
+ * table still streams back, as the journal says it moved. Read from the
+ * fences, it was taken for one given after the cut-over and left out of
+ * the reverse stream, and the service's writes to it never came back.
+ */
+START_TEST(fence_lost_still_moved)
+{
+    shop_env env;
+    shop_start_caught_up(&env, src, tgt, "cut_lost", WAIT_S);
+    move_ok(&env, "cutover");
+    ck_assert(pgc_exec(src, env.srcdb, "ALTER TABLE order_items DISABLE "
+                       "TRIGGER cleave_fence"));
+    ck_assert_int_eq(shop_stop(&env, SIGTERM, 60), 0);
+    ck_assert(shop_start(&env));
+    ck_assert(shop_wait_caught_up(&env, WAIT_S));
+    assert_direction(&env, "\"reverse\"");
+    assert_written(tgt, env.dbs[ORDERS], "UPDATE order_items SET quantity "
+                   "= quantity + 1 WHERE order_id <= 5");
+    assert_converges(&env, "after a write to the table whose fence was lost");
+    shop_stop_cleanly(&env);
+}
+END_TEST
+
 /* Each journaled step SIGKILL can stop a cut-over at. */
 static const struct {
     const char *step;
@@ -840,6 +865,7 @@ int main(void)
     shop_add_case(s, "verify_waits_on_reverse", verify_waits_on_reverse, 300);
     shop_add_case(s, "no_loop_prevention_no_echo", no_loop_prevention_no_echo,
                   300);
+    shop_add_case(s, "fence_lost_still_moved", fence_lost_still_moved, 300);
     shop_add_case(s, "killed_at_each_step", killed_at_each_step, 900);
     shop_add_case(s, "hostile_names", hostile_names, 300);
     shop_add_case(s, "queued_writer_fenced", queued_writer_fenced, 300);
