@@ -16,7 +16,7 @@ typedef struct keep_state {
     PGconn *svcdb;
     char **seqs;
     size_t nseqs;
-    bool seqs_known, fenced;
+    bool seqs_known;
     char last_error[512];
 } keep_state;
 
@@ -51,11 +51,6 @@ void keeper_free(keeper *k)
     free(k);
 }
 
-void keeper_unfenced(keeper *k, size_t svc)
-{
-    k->svc[svc].fenced = false;
-}
-
 /* A connection kept open, remade when it broke. */
 static PGconn *kept(PGconn **c, const char *dsn, char *err, size_t errlen)
 {
@@ -71,14 +66,15 @@ static PGconn *kept(PGconn **c, const char *dsn, char *err, size_t errlen)
 }
 
 /*
- * Set only when not already: setting takes SHARE ROW EXCLUSIVE table by
- * table, which would queue the forward sink behind it.
+ * Looked at each turn, not once: a fence lost since (dropped or disabled
+ * by hand) is set again. Set only when not all there: setting takes
+ * SHARE ROW EXCLUSIVE table by table, which would queue the forward sink
+ * behind it.
  */
-static bool keep_fence(keep_state *ks, const cfg_service *s, PGconn *own,
-                       PGconn *shared, char *err, size_t errlen)
+static bool keep_fence(const cfg_service *s, PGconn *own, PGconn *shared,
+                       char *err, size_t errlen)
 {
-    if (ks->fenced ||
-        pgfence_state(own, s->owned, s->n_owned, err, errlen) == PGFENCE_ALL)
+    if (pgfence_state(own, s->owned, s->n_owned, err, errlen) == PGFENCE_ALL)
         return true;
     if (!pgfence_set(own, s->owned, s->n_owned, PQdb(shared), err, errlen))
         return false;
@@ -94,9 +90,8 @@ static bool keep_one(keeper *k, size_t svc, bool forward, char *err,
     PGconn *shared = kept(&k->shared, k->config->source.dsn, err, errlen);
     PGconn *own = shared ? kept(&ks->svcdb, s->target_postgres, err, errlen)
                          : NULL;
-    if (!own || (forward && !keep_fence(ks, s, own, shared, err, errlen)))
+    if (!own || (forward && !keep_fence(s, own, shared, err, errlen)))
         return false;
-    ks->fenced = forward;
     if (!ks->seqs_known &&
         !(ks->seqs_known = pgseq_of_tables(shared, s->owned, s->n_owned,
                                            &ks->seqs, &ks->nseqs, err, errlen)))

@@ -27,7 +27,5 @@ void keeper_free(keeper *k);
  * A failure is logged once until it changes or passes.
  */
 void keeper_keep(keeper *k, size_t svc, bool forward);
-/* A switch unfenced svc's own database: the next look checks it again. */
-void keeper_unfenced(keeper *k, size_t svc);
 
 #endif

@@ -961,7 +961,6 @@ static bool open_new_side(mover *m, size_t svc, bool cutover, PGconn *to,
         return false;
     m->unfenced_at = clock_us();
     crash_point(m, "unfenced");
-    keeper_unfenced(m->keeper, svc);
     /* At start-up no reverse stream runs yet: the runner starts them. */
     if (cutover)
         return !m->started || ask_loop(m, MOVER_ASK_START, svc) ||

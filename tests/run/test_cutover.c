@@ -437,6 +437,39 @@ START_TEST(fence_lost_still_moved)
 }
 END_TEST
 
+/*
+ * A fence lost by hand on the service's database while the shared one
+ * takes the writes: the keeper sets it again within a few turns. It
+ * looked once, at start, and the table stayed writable on both sides.
+ */
+START_TEST(lost_fence_set_again)
+{
+    shop_env env;
+    shop_start_caught_up(&env, src, tgt, "cut_refence", WAIT_S);
+    const char *svcdb = env.dbs[ORDERS];
+    assert_refused(tgt, svcdb, new_order);
+    /* Twice: the keeper's first look may come after the first loss. */
+    for (int k = 0; k < 2; k++) {
+        ck_assert(pgc_exec(tgt, svcdb, "ALTER TABLE orders DISABLE TRIGGER "
+                           "cleave_fence"));
+        char state[8] = "";
+        double deadline = shop_now_s() + 60;
+        while (strcmp(state, "25006") != 0 && shop_now_s() < deadline) {
+            struct timespec ts = {0, 200 * 1000 * 1000};  /* a deadline poll */
+            nanosleep(&ts, NULL);
+            sqlstate_of(tgt, svcdb, "INSERT INTO orders (order_uuid, user_id, "
+                        "status, currency, item_count) SELECT "
+                        "gen_random_uuid(), 1, 'pending', 'EUR', 0 WHERE false",
+                        state, sizeof state);
+        }
+        ck_assert_msg(strcmp(state, "25006") == 0, "the fence lost the %s "
+                      "time was not set again", k ? "second" : "first");
+    }
+    assert_refused(tgt, svcdb, new_order);
+    shop_stop_cleanly(&env);
+}
+END_TEST
+
 /* Each journaled step SIGKILL can stop a cut-over at. */
 static const struct {
     const char *step;
@@ -866,6 +899,7 @@ int main(void)
     shop_add_case(s, "no_loop_prevention_no_echo", no_loop_prevention_no_echo,
                   300);
     shop_add_case(s, "fence_lost_still_moved", fence_lost_still_moved, 300);
+    shop_add_case(s, "lost_fence_set_again", lost_fence_set_again, 300);
     shop_add_case(s, "killed_at_each_step", killed_at_each_step, 900);
     shop_add_case(s, "hostile_names", hostile_names, 300);
     shop_add_case(s, "queued_writer_fenced", queued_writer_fenced, 300);
