@@ -238,6 +238,26 @@ static void exec_on(PGconn *conn, const char *sql)
 }
 
 /*
+ * A resync of user_service (or of its `table`) started while open_txn is
+ * open, which commits once the copy's snapshot waits for it: the commit
+ * lands in the hold, before the snapshot. The resync ends, every table
+ * equal.
+ */
+static void resync_past(shop_env *env, PGconn *open_txn, const char *table)
+{
+    long mark = shop_log_size(env);
+    char out[600];
+    pid_t pid = resync_start(env, USERS, table, out, sizeof out);
+    ck_assert(shop_wait_log(env, "event=service_state service=user_service "
+                            "state=initial_copy sink=postgres", mark, WAIT_S));
+    ck_assert(shop_wait_log(env, "event=slot_creating", mark, WAIT_S));
+    exec_on(open_txn, "COMMIT");
+    PQfinish(open_txn);
+    assert_resync_ok(env, pid, USERS, out);
+    shop_assert_caught_up_and_equal(env, WAIT_S);
+}
+
+/*
  * The service's last write lands in the hold but before the copy's
  * snapshot (the snapshot waits for it to commit), and nothing follows:
  * what was held is nothing for the target, and the resync still ends.
@@ -251,16 +271,7 @@ START_TEST(quiet_after_snapshot)
     ck_assert(open_txn != NULL);
     exec_on(open_txn, "BEGIN");
     exec_on(open_txn, "UPDATE users SET last_login_at = now() WHERE id = 1");
-    long mark = shop_log_size(&env);
-    char out[600];
-    pid_t pid = resync_start(&env, USERS, NULL, out, sizeof out);
-    ck_assert(shop_wait_log(&env, "event=service_state service=user_service "
-                            "state=initial_copy sink=postgres", mark, WAIT_S));
-    ck_assert(shop_wait_log(&env, "event=slot_creating", mark, WAIT_S));
-    exec_on(open_txn, "COMMIT");
-    PQfinish(open_txn);
-    assert_resync_ok(&env, pid, USERS, out);
-    shop_assert_caught_up_and_equal(&env, WAIT_S);
+    resync_past(&env, open_txn, NULL);
     shop_stop_cleanly(&env);
 }
 END_TEST
@@ -285,16 +296,7 @@ START_TEST(truncate_cut_down)
             "OVERRIDING SYSTEM VALUE VALUES (900001, gen_random_uuid(), "
             "'t@x.io', 'T')");
     exec_on(open_txn, "INSERT INTO user_preferences (user_id) VALUES (900001)");
-    long mark = shop_log_size(&env);
-    char out[600];
-    pid_t pid = resync_start(&env, USERS, "user_preferences", out, sizeof out);
-    ck_assert(shop_wait_log(&env, "event=service_state service=user_service "
-                            "state=initial_copy sink=postgres", mark, WAIT_S));
-    ck_assert(shop_wait_log(&env, "event=slot_creating", mark, WAIT_S));
-    exec_on(open_txn, "COMMIT");
-    PQfinish(open_txn);
-    assert_resync_ok(&env, pid, USERS, out);
-    shop_assert_caught_up_and_equal(&env, WAIT_S);
+    resync_past(&env, open_txn, "user_preferences");
     shop_stop_cleanly(&env);
 }
 END_TEST
