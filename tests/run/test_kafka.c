@@ -754,11 +754,17 @@ START_TEST(broker_faults)
 }
 END_TEST
 
-/* The highest source.lsn of a set of records (0 if none). */
-static json_int_t lsn_of(const kt_rec *r)
+/*
+ * The commit LSN of a record's transaction, from its transaction metadata
+ * ("<txId>:<commit LSN>"): source.lsn is the change's own, which may lie
+ * below an earlier transaction's commit. 0 without metadata.
+ */
+static lsn_t commit_of(const kt_rec *r)
 {
     json_t *v = parse(r->value);
-    json_int_t lsn = json_integer_value(field(v, "source", "lsn"));
+    const char *id = json_string_value(field(v, "transaction", "id"));
+    const char *colon = id ? strchr(id, ':') : NULL;
+    lsn_t lsn = colon ? strtoull(colon + 1, NULL, 10) : 0;
     json_decref(v);
     return lsn;
 }
@@ -785,7 +791,7 @@ START_TEST(killed_and_restarted)
     shop_env env;
     kt_mock *mock = kt_mock_start(NULL);
     ck_assert(mock);
-    setup(&env, mock, "kkill", 1, NULL);
+    setup(&env, mock, "kkill", 1, "  transaction_metadata: true\n");
     ck_assert(shop_start(&env));
     caught_up_or_abort(&env);
     int bench = pgc_pgbench_start(src, env.srcdb, 2, 400, 1, mix);
@@ -820,7 +826,9 @@ START_TEST(killed_and_restarted)
         if (!r->value || r->partition >= 64 || r->offset < ends[r->partition])
             continue;
         fresh++;
-        again += (lsn_t)lsn_of(r) < ckpt;
+        lsn_t commit = commit_of(r);
+        ck_assert_msg(commit > 0, "no transaction metadata: %s", r->value);
+        again += commit < ckpt;
     }
     ck_assert_msg(fresh > 0, "nothing produced after the restart");
     kt_set_free(&set);
