@@ -80,10 +80,8 @@ static bool set_follow(vrun *r, const cfg_service *svc, vtable_follow *f)
         f->slot = strdup(r->config->source.slot);
         return f->origin && f->slot;
     }
-    cfg *rc = reverse_cfg_new(r->config, i, NULL);
     f->origin = reverse_origin_name(r->config, i);
-    f->slot = rc ? strdup(rc->source.slot) : NULL;
-    reverse_cfg_free(rc);
+    f->slot = reverse_slot_name(r->config, i);
     return f->origin && f->slot;
 }
 

@@ -111,6 +111,11 @@ char *reverse_origin_name(const cfg *config, size_t svc)
     return name;
 }
 
+char *reverse_slot_name(const cfg *config, size_t svc)
+{
+    return slot_name(config->source.slot, config->services[svc].name);
+}
+
 void reverse_cfg_free(cfg *rc)
 {
     if (!rc)

@@ -37,6 +37,8 @@ void reverse_cfg_free(cfg *rc);
  * moved service's own writes.
  */
 char *reverse_origin_name(const cfg *config, size_t svc);
+/* Its slot's name, in the service's database (malloc'd; NULL: no memory). */
+char *reverse_slot_name(const cfg *config, size_t svc);
 
 /*
  * Makes the publication and the slot on the service's database when
