@@ -812,6 +812,11 @@ START_TEST(killed_and_restarted)
             ends[set.r[i].partition] = set.r[i].offset + 1;
     kt_set_free(&set);
     ck_assert(pgc_pgbench_wait(bench));
+    /* Orders after the kill whatever pgbench left: something to produce. */
+    ck_assert(pgc_exec(src, env.srcdb, "INSERT INTO orders (order_uuid, "
+                       "user_id, status, currency, item_count) SELECT "
+                       "gen_random_uuid(), 1, 'pending', 'EUR', 0 "
+                       "FROM generate_series(1, 3)"));
     ck_assert(shop_start(&env));
     caught_up_or_abort(&env);
     size_t last = 0;
