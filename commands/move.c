@@ -1014,8 +1014,9 @@ static void show_plan(const cfg *config, const cfg_service *svc,
     for (size_t k = 0; k < svc->n_owned; k++)
         printf("%s%s.%s", k ? ", " : "", svc->owned[k].schema,
                svc->owned[k].name);
-    printf("\n  the daemon removes the reverse stream (its slot, publication "
-           "and origin)\n  and takes the tables out of publication %s\n",
+    printf("\n  the daemon lets the reverse stream apply what the service's "
+           "database holds,\n  removes it (its slot, publication and origin)"
+           "\n  and takes the tables out of publication %s\n",
            config->source.publication);
     if (!o->drop_tables)
         printf("  the shared copies stay fenced, frozen as they are\n");

@@ -18,7 +18,8 @@ struct journal {
 };
 
 static const char *const dir_names[] = {"forward", "reverse", "complete"};
-static const char *const move_names[] = {"idle", "cutover", "rollback"};
+static const char *const move_names[] = {"idle", "cutover", "rollback",
+                                           "complete"};
 static const char *const step_names[] = {"prepare", "switch", "unfence"};
 
 const char *journal_dir_name(journal_dir d)
@@ -45,7 +46,7 @@ static int lookup(json_t *o, const char *key, const char *const *names,
 static void load_entry(journal_entry *e, json_t *o)
 {
     e->dir = (journal_dir)lookup(o, "direction", dir_names, 3, 0);
-    e->move = (journal_move)lookup(o, "move", move_names, 3, 0);
+    e->move = (journal_move)lookup(o, "move", move_names, 4, 0);
     e->step = (journal_step)lookup(o, "step", step_names, 3, 0);
     json_t *p = json_object_get(o, "pause_ms");
     e->pause_ms = json_is_number(p) ? json_number_value(p) : -1;

@@ -29,6 +29,7 @@ typedef enum journal_move {
     JOURNAL_IDLE,
     JOURNAL_CUTOVER,
     JOURNAL_ROLLBACK,
+    JOURNAL_COMPLETING,      /* `complete`, past the reverse stream's drain */
 } journal_move;
 
 typedef enum journal_step {

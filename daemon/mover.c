@@ -32,6 +32,7 @@
 #define DEFAULT_LOCK_TIMEOUT_MS 2000
 #define DEFAULT_PAUSE_BUDGET_MS 1000
 #define LOOP_ANSWER_MS 30000        /* the loop starts or stops a stream */
+#define COMPLETE_DRAIN_MS 60000     /* `complete` waits on the reverse stream */
 /*
  * A lag over the limit is looked at again this often, for this long,
  * before the move is refused: applied_lsn is the durable position, which
@@ -153,7 +154,8 @@ void mover_free(mover *m)
 
 bool mover_reverse(const mover *m, size_t svc)
 {
-    return journal_get(m->jr, svc).dir == JOURNAL_REVERSE;
+    journal_entry e = journal_get(m->jr, svc);
+    return e.dir == JOURNAL_REVERSE && e.move != JOURNAL_COMPLETING;
 }
 
 bool mover_complete(const mover *m, size_t svc)
@@ -842,19 +844,21 @@ static void arm_mark(mover *m, bool wanted, size_t svc, bool reverse,
 }
 
 /*
- * The mark goes in as a transactional message on a second connection:
- * its commit flushes the WAL at once, and every write to the locked
- * tables committed before it. The stream then tells the loop when the
- * sink holds everything up to it.
+ * A logical message on `where`, then the wait until the stream that reads
+ * it (the forward one, or svc's reverse one) has its sink hold everything
+ * up to it. False with err when the message cannot be written, or when
+ * the deadline comes first (err left empty).
  */
-static bool catch_up(move *mv)
+static bool place_mark(move *mv, PGconn *where, bool reverse,
+                       int64_t deadline_ms)
 {
     char token[STREAM_MARK_MAX];
+    mv->err[0] = '\0';
     snprintf(token, sizeof token, "%d-%lld-%zu", (int)getpid(),
              (long long)clock_ms(), mv->svc);
-    arm_mark(mv->m, true, mv->svc, !mv->cutover, token);
+    arm_mark(mv->m, true, mv->svc, reverse, token);
     const char *params[] = {STREAM_MARK_PREFIX, token};
-    PGresult *res = PQexecParams(mv->aux, "SELECT pg_logical_emit_message("
+    PGresult *res = PQexecParams(where, "SELECT pg_logical_emit_message("
                                  "true, $1, $2)", 2, NULL, params, NULL,
                                  NULL, 0);
     bool sent = PQresultStatus(res) == PGRES_TUPLES_OK;
@@ -862,13 +866,24 @@ static bool catch_up(move *mv)
     if (!sent) {
         arm_mark(mv->m, false, 0, false, "");
         return snprintf(mv->err, sizeof mv->err, "cannot write the mark: %s",
-                        PQerrorMessage(mv->aux)), false;
+                        PQerrorMessage(where)), false;
     }
     wake_loop(mv->m);
-    bool ok = wait_flag(mv->m, &mv->m->mark_reached,
-                        mv->lock_start / 1000 + mv->o.pause_budget_ms);
+    bool ok = wait_flag(mv->m, &mv->m->mark_reached, deadline_ms);
     arm_mark(mv->m, false, 0, false, "");
-    if (!ok)
+    return ok;
+}
+
+/*
+ * The mark goes in as a transactional message on a second connection:
+ * its commit flushes the WAL at once, and every write to the locked
+ * tables committed before it.
+ */
+static bool catch_up(move *mv)
+{
+    bool ok = place_mark(mv, mv->aux, !mv->cutover,
+                         mv->lock_start / 1000 + mv->o.pause_budget_ms);
+    if (!ok && !mv->err[0])
         snprintf(mv->err, sizeof mv->err, "the %s database did not catch up "
                  "within the pause budget of %d ms", mv->cutover ? "service's"
                  : "shared", mv->o.pause_budget_ms);
@@ -1046,18 +1061,18 @@ static void run_switch(move *mv)
     say_ok(mv->fd, total, detail);
 }
 
-/* The forward publication lets go of the service's tables. */
-static bool leave_publication(move *mv)
+/* The forward publication lets go of service s's tables. */
+static bool leave_publication(PGconn *shared, const char *pub,
+                              const cfg_service *s, char *err, size_t errlen)
 {
-    const char *pub = mv->m->config->source.publication;
-    for (size_t i = 0; i < mv->s->n_owned; i++) {
-        const cfg_table *t = &mv->s->owned[i];
-        char *p = PQescapeIdentifier(mv->from, pub, strlen(pub));
-        char *sc = PQescapeIdentifier(mv->from, t->schema, strlen(t->schema));
-        char *n = PQescapeIdentifier(mv->from, t->name, strlen(t->name));
+    for (size_t i = 0; i < s->n_owned; i++) {
+        const cfg_table *t = &s->owned[i];
+        char *p = PQescapeIdentifier(shared, pub, strlen(pub));
+        char *sc = PQescapeIdentifier(shared, t->schema, strlen(t->schema));
+        char *n = PQescapeIdentifier(shared, t->name, strlen(t->name));
         char *sql = NULL;
         const char *params[] = {pub, t->schema, t->name};
-        PGresult *res = PQexecParams(mv->from, "SELECT 1 FROM "
+        PGresult *res = PQexecParams(shared, "SELECT 1 FROM "
                                      "pg_publication_tables WHERE pubname = $1 "
                                      "AND schemaname = $2 AND tablename = $3",
                                      3, NULL, params, NULL, NULL, 0);
@@ -1067,7 +1082,7 @@ static bool leave_publication(move *mv)
         bool ok = p && sc && n &&
                   (!member || (asprintf(&sql, "ALTER PUBLICATION %s DROP TABLE "
                                         "%s.%s", p, sc, n) >= 0 &&
-                               exec(mv->from, sql, mv->err, sizeof mv->err)));
+                               exec(shared, sql, err, errlen)));
         PQfreemem(p);
         PQfreemem(sc);
         PQfreemem(n);
@@ -1078,10 +1093,76 @@ static bool leave_publication(move *mv)
     return true;
 }
 
+/*
+ * `complete` past its drain (journaled JOURNAL_COMPLETING): the reverse
+ * stream stopped and removed, the tables out of the forward publication,
+ * the move complete. Run again after a failure or a crash, it goes on
+ * from where it stopped: the reverse slot is never made again.
+ */
+static bool end_move(mover *m, size_t svc, PGconn *shared, PGconn *own,
+                     char *err, size_t errlen)
+{
+    const cfg_service *s = &m->config->services[svc];
+    /* The stream first, or its next reconnection adds the tables back. */
+    if (m->started && (!ask_loop(m, MOVER_ASK_STOP, svc) ||
+                       !ask_loop(m, MOVER_ASK_LEAVE, svc)))
+        return snprintf(err, errlen, "the daemon did not stop the reverse "
+                        "stream"), false;
+    if (!reverse_drop(mover_reverse_cfg(m, svc), own, shared, err, errlen))
+        return false;
+    crash_point(m, "reverse_dropped");
+    if (!leave_publication(shared, m->config->source.publication, s, err,
+                           errlen))
+        return false;
+    double pause = journal_get(m->jr, svc).pause_ms;
+    if (!record(m, svc, entry(JOURNAL_COMPLETE, JOURNAL_IDLE, JOURNAL_PREPARE,
+                              pause)))
+        return snprintf(err, errlen, "cannot write the journal"), false;
+    log_info("event=move_completed service=%s", s->name);
+    return true;
+}
+
+/* Whether the reverse slot is there (false too when it cannot be read). */
+static bool reverse_slot_exists(move *mv)
+{
+    const char *slot = mover_reverse_cfg(mv->m, mv->svc)->source.slot;
+    PGresult *res = PQexecParams(mv->to, "SELECT 1 FROM pg_replication_slots "
+                                 "WHERE slot_name = $1", 1, NULL, &slot, NULL,
+                                 NULL, 0);
+    bool there = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) > 0;
+    PQclear(res);
+    return there;
+}
+
+/*
+ * Before anything is removed, the reverse stream applies what the
+ * service's database holds now: what it wrote before `complete` reaches
+ * the shared copies (and the forward stream's Kafka topics). With the
+ * reverse slot gone there is nothing left to wait for.
+ */
+static bool drain_reverse(move *mv)
+{
+    int64_t t = clock_us();
+    if (!reverse_slot_exists(mv)) {
+        say_step(mv->fd, "reverse stream drained", since(t), "its slot was "
+                 "gone: the shared copies miss what was written since");
+        return true;
+    }
+    log_info("event=reverse_draining service=%s", mv->s->name);
+    if (!place_mark(mv, mv->to, true, clock_ms() + COMPLETE_DRAIN_MS)) {
+        if (!mv->err[0])
+            snprintf(mv->err, sizeof mv->err, "the reverse stream did not "
+                     "apply the service's writes within %d s (status says "
+                     "why); nothing changed", COMPLETE_DRAIN_MS / 1000);
+        return false;
+    }
+    say_step(mv->fd, "reverse stream drained", since(t), "the mark applied");
+    return true;
+}
+
 static void run_complete(move *mv)
 {
     journal_entry e = journal_get(mv->m->jr, mv->svc);
-    int64_t t = clock_us();
     if (e.dir == JOURNAL_COMPLETE) {
         say_ok(mv->fd, -1, "the move was already complete");
         return;
@@ -1096,28 +1177,24 @@ static void run_complete(move *mv)
         return;
     }
     mv->cutover = true;   /* from: the shared database, to: the service's */
-    if (!connect_all(mv) || !ask_loop(mv->m, MOVER_ASK_STOP, mv->svc) ||
-        !reverse_drop(mover_reverse_cfg(mv->m, mv->svc), mv->to, mv->from,
-                      mv->err, sizeof mv->err)) {
-        if (!mv->err[0])
-            snprintf(mv->err, sizeof mv->err, "the reverse stream did not stop");
+    if (!connect_all(mv) || !drain_reverse(mv)) {
         say_failed(mv->fd, 1, mv->err);
         return;
     }
-    say_step(mv->fd, "reverse stream removed", since(t), "");
-    t = clock_us();
-    /* First the stream, or its next reconnection adds them back. */
-    if (!ask_loop(mv->m, MOVER_ASK_LEAVE, mv->svc) || !leave_publication(mv)) {
-        say_failed(mv->fd, 1, mv->err);
-        return;
-    }
-    say_step(mv->fd, "publication", since(t), "the tables left it");
-    if (!record(mv->m, mv->svc, entry(JOURNAL_COMPLETE, JOURNAL_IDLE,
+    if (!record(mv->m, mv->svc, entry(e.dir, JOURNAL_COMPLETING,
                                       JOURNAL_PREPARE, e.pause_ms))) {
         say_failed(mv->fd, 1, "cannot write the journal");
         return;
     }
-    log_info("event=move_completed service=%s", mv->s->name);
+    int64_t t = clock_us();
+    if (!end_move(mv->m, mv->svc, mv->from, mv->to, mv->err, sizeof mv->err)) {
+        char msg[1280];
+        snprintf(msg, sizeof msg, "not finished: %s; cleave retries, and "
+                 "nothing streams back meanwhile", mv->err);
+        say_unfinished(mv->fd, msg);
+        return;
+    }
+    say_step(mv->fd, "reverse stream removed, publication left", since(t), "");
     say_ok(mv->fd, -1, "the shared copies stay fenced, frozen as they are");
 }
 
@@ -1246,9 +1323,34 @@ static int switch_committed(const cfg_service *s, journal_entry e,
     return fenced == 0 ? 0 : fenced == moving ? 1 : -1;
 }
 
+/* A `complete` that had drained the reverse stream: finished. */
+static bool recover_complete(mover *m, size_t svc)
+{
+    const cfg_service *s = &m->config->services[svc];
+    char err[1024] = "";
+    PGconn *shared = dbconn_open(m->config->source.dsn, "cleave-mover",
+                                 "the shared database", err, sizeof err);
+    PGconn *own = shared ? dbconn_open(s->target_postgres, "cleave-mover",
+                                       "the service's database", err,
+                                       sizeof err) : NULL;
+    bool ok = own && end_move(m, svc, shared, own, err, sizeof err);
+    if (ok)
+        log_info("event=move_finished service=%s move=complete reason=\"its "
+                 "reverse stream had applied everything before cleave "
+                 "stopped\"", s->name);
+    else
+        log_error("event=move_recovery_failed service=%s move=complete "
+                  "error=\"%s\"", s->name, err);
+    PQfinish(shared);
+    PQfinish(own);
+    return ok;
+}
+
 static bool recover_one(mover *m, size_t svc)
 {
     journal_entry e = journal_get(m->jr, svc);
+    if (e.move == JOURNAL_COMPLETING)
+        return recover_complete(m, svc);
     const cfg_service *s = &m->config->services[svc];
     bool cutover = e.move == JOURNAL_CUTOVER;
     const char *shared = m->config->source.dsn, *own = s->target_postgres;

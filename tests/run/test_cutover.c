@@ -888,6 +888,104 @@ START_TEST(table_added_after_complete)
 }
 END_TEST
 
+/* How many reverse slots order_service's database holds. */
+static int reverse_slots(const shop_env *env)
+{
+    char *n = pgc_query_value(tgt, env->dbs[ORDERS], "SELECT count(*) FROM "
+                              "pg_replication_slots WHERE slot_name LIKE "
+                              "'%\\_rev\\_%'");
+    ck_assert(n != NULL);
+    int count = atoi(n);
+    free(n);
+    return count;
+}
+
+/* `cleave complete --yes` in a child process; its pid. */
+static pid_t complete_in_child(shop_env *env)
+{
+    pid_t child = fork();
+    ck_assert(child >= 0);
+    if (child == 0) {
+        rc_result r;
+        int rc = move(env, "complete", "--yes", NULL, &r);
+        fprintf(stderr, "complete exited %d: %s%s", rc, r.out, r.err);
+        _exit(rc == 1 && strstr(r.err, "not finished") ? 0 : 1);
+    }
+    return child;
+}
+
+static bool completed(json_t *st, void *arg)
+{
+    (void)arg;
+    size_t i;
+    json_t *svc;
+    json_array_foreach(json_object_get(st, "services"), i, svc) {
+        const char *n = json_string_value(json_object_get(svc, "name"));
+        const char *d = json_string_value(json_object_get(svc, "direction"));
+        if (n && d && strcmp(n, shop_services[ORDERS]) == 0)
+            return strcmp(d, "complete") == 0;
+    }
+    return false;
+}
+
+/*
+ * `complete` first lets the reverse stream apply what the service's
+ * database holds (a write whose apply waits on a lock reaches the shared
+ * copy), and once past that it is never undone: a step that fails (here
+ * the publication refusing changes) is retried by cleave until it works,
+ * and a restart does not make a new reverse slot. It used to stop the
+ * reverse stream at once, dropping what it had not applied, and a
+ * failure after that left the journal saying "reverse", so the next
+ * start made a new slot past the writes made meanwhile.
+ */
+START_TEST(complete_drains_then_finishes)
+{
+    shop_env env;
+    shop_start_caught_up(&env, src, tgt, "cut_complete", WAIT_S);
+    move_ok(&env, "cutover");
+    ck_assert(pgc_exec(src, env.srcdb, "CREATE FUNCTION no_pub() RETURNS "
+                       "event_trigger LANGUAGE plpgsql AS $$BEGIN RAISE "
+                       "EXCEPTION 'the test refuses publication changes'; "
+                       "END$$; CREATE EVENT TRIGGER no_pub ON "
+                       "ddl_command_start WHEN TAG IN ('ALTER PUBLICATION') "
+                       "EXECUTE FUNCTION no_pub()"));
+    PGconn *hold = pgc_connect(src, env.srcdb);
+    PQclear(PQexec(hold, "BEGIN"));
+    PGresult *res = PQexec(hold, "LOCK TABLE orders IN SHARE MODE");
+    ck_assert(PQresultStatus(res) == PGRES_COMMAND_OK);
+    PQclear(res);
+    assert_written(tgt, env.dbs[ORDERS], "UPDATE orders SET note = "
+                   "'before complete' WHERE id = 3");
+    long mark = shop_log_size(&env);
+    pid_t child = complete_in_child(&env);
+    bool draining = shop_wait_log(&env, "event=reverse_draining", mark, 60);
+    PQclear(PQexec(hold, "COMMIT"));
+    PQfinish(hold);
+    int status = 0;
+    ck_assert(waitpid(child, &status, 0) == child);
+    ck_assert_msg(draining, "complete did not wait for the reverse stream");
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+                  "complete did not stop short at the publication");
+    char *note = pgc_query_value(src, env.srcdb, "SELECT note FROM orders "
+                                 "WHERE id = 3");
+    ck_assert_msg(note && strcmp(note, "before complete") == 0, "the write "
+                  "made before complete is not in the shared copy: %s", note);
+    free(note);
+    ck_assert(pgc_exec(src, env.srcdb, "DROP EVENT TRIGGER no_pub"));
+    if (!shop_wait_status(&env, completed, NULL, WAIT_S)) {
+        shop_log_tail(&env, 40);
+        ck_abort_msg("cleave did not finish the complete it had begun");
+    }
+    ck_assert_int_eq(shop_stop(&env, SIGTERM, 60), 0);
+    ck_assert(shop_start(&env));
+    ck_assert(shop_wait_caught_up(&env, WAIT_S));
+    assert_direction(&env, "\"complete\"");
+    ck_assert_int_eq(reverse_slots(&env), 0);
+    ck_assert(!in_publication(&env));
+    shop_stop_cleanly(&env);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("cutover");
@@ -907,6 +1005,8 @@ int main(void)
                   300);
     shop_add_case(s, "table_added_after_complete", table_added_after_complete,
                   300);
+    shop_add_case(s, "complete_drains_then_finishes",
+                  complete_drains_then_finishes, 300);
     /* Killed runs leave sessions holding origins until they notice. */
     static const char *const tgt_settings[] = {"max_replication_slots = 64",
                                                NULL};
