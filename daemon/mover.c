@@ -1258,7 +1258,14 @@ static void carry_out(mover *m, const request *r)
                .s = &m->config->services[r->svc], .o = r->opts};
     mv.cutover = strcmp(r->verb, "cutover") == 0;
     log_info("event=move_requested service=%s move=%s", mv.s->name, r->verb);
-    if (strcmp(r->verb, "resync") == 0)
+    journal_move under_way = journal_get(m->jr, r->svc).move;
+    if (under_way != JOURNAL_IDLE) {
+        snprintf(mv.err, sizeof mv.err, "cannot %s %s: its %s is not "
+                 "finished; cleave retries it every few seconds and the log "
+                 "says what stops it (event=move_recovery_failed)", r->verb,
+                 mv.s->name, journal_move_name(under_way));
+        say_failed(mv.fd, 1, mv.err);
+    } else if (strcmp(r->verb, "resync") == 0)
         run_resync(&mv, r);
     else if (!fits(&mv, r->verb, journal_get(m->jr, r->svc).dir))
         say_failed(mv.fd, 2, mv.err);

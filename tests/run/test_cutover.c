@@ -933,10 +933,11 @@ static bool completed(json_t *st, void *arg)
  * database holds (a write whose apply waits on a lock reaches the shared
  * copy), and once past that it is never undone: a step that fails (here
  * the publication refusing changes) is retried by cleave until it works,
- * and a restart does not make a new reverse slot. It used to stop the
- * reverse stream at once, dropping what it had not applied, and a
- * failure after that left the journal saying "reverse", so the next
- * start made a new slot past the writes made meanwhile.
+ * no other move is taken on meanwhile, and a restart does not make a new
+ * reverse slot. It used to stop the reverse stream at once, dropping
+ * what it had not applied, and a failure after that left the journal
+ * saying "reverse", so the next start made a new slot past the writes
+ * made meanwhile.
  */
 START_TEST(complete_drains_then_finishes)
 {
@@ -971,6 +972,12 @@ START_TEST(complete_drains_then_finishes)
     ck_assert_msg(note && strcmp(note, "before complete") == 0, "the write "
                   "made before complete is not in the shared copy: %s", note);
     free(note);
+    /* Nothing else moves it meanwhile: a rollback would undo the journal. */
+    rc_result r;
+    ck_assert_int_eq(move(&env, "rollback", NULL, NULL, &r), 1);
+    ck_assert_msg(strstr(r.err, "complete is not finished"), "rollback: %s",
+                  r.err);
+    rc_free(&r);
     ck_assert(pgc_exec(src, env.srcdb, "DROP EVENT TRIGGER no_pub"));
     if (!shop_wait_status(&env, completed, NULL, WAIT_S)) {
         shop_log_tail(&env, 40);
