@@ -224,6 +224,11 @@ bool pipeline_starting(const pipeline *p)
     return fanout_starting(p->fo);
 }
 
+void pipeline_forbid_new_slot(pipeline *p)
+{
+    source_forbid_new_slot(p->src);
+}
+
 void pipeline_leave(pipeline *p, size_t svc)
 {
     source_leave(p->src, svc);

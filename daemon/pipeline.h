@@ -56,6 +56,8 @@ bool pipeline_starting(const pipeline *p);
  * holds the rows). False when the state cannot be saved (logged).
  */
 bool pipeline_skip_copy(pipeline *p);
+/* The source's slot is never made here: see source_forbid_new_slot. */
+void pipeline_forbid_new_slot(pipeline *p);
 /*
  * Service svc's move is complete: its tables stay out of the publication,
  * and from the next pipeline_open on nothing is copied into it either.

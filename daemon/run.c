@@ -235,14 +235,18 @@ static bool keep_pipeline(runner *d, pipeline *p, const cfg *c, size_t svc)
 
 /*
  * Service svc's reverse stream (after a cut-over): its slot exists, and
- * the shared database holds every row, so nothing is copied.
+ * the shared database holds every row, so nothing is copied. Its source
+ * starts with the loop's retries, not here: the service's database down,
+ * or its slot gone, holds up neither the start nor the other streams.
  */
 static bool add_reverse(runner *d, size_t svc)
 {
     const cfg *rc = mover_reverse_cfg(d->mv, svc);
     pipeline *p = rc ? pipeline_new(rc, &rc->source, rc->state_dir, d->wakefd)
                      : NULL;
-    if (p && prepare(d, p) && pipeline_skip_copy(p) &&
+    if (p)
+        pipeline_forbid_new_slot(p);
+    if (p && pipeline_open(p) && pipeline_skip_copy(p) &&
         pipeline_start_copy(p) && keep_pipeline(d, p, rc, svc)) {
         log_info("event=reverse_started service=%s slot=%s",
                  d->config->services[svc].name, rc->source.slot);
@@ -289,7 +293,7 @@ static bool add_forward(runner *d)
 static void try_start_sources(runner *d)
 {
     for (size_t i = 0; i < d->npipes; i++)
-        if (pipeline_try_start(d->pipes[i], making_slot, d) &&
+        if (pipeline_try_start(d->pipes[i], making_slot, d) && i == 0 &&
             !d->notified_ready) {
             d->notified_ready = true;
             sd_notify(0, "READY=1\nSTATUS=streaming");
@@ -423,9 +427,14 @@ static void fill(void *arg, status_snapshot *out)
     pthread_mutex_lock(&d->fill_mu);
     monitor_fill(d->mons[0], out);
     for (size_t i = 1; i < d->npipes; i++) {
-        status_sink one;
+        status_sink one = {0};
         status_snapshot rev = {.sinks = &one, .nsinks = 1};
         monitor_fill(d->mons[i], &rev);
+        /* Its source (the service's database) has no line of its own. */
+        if (rev.last_error_time > one.last_error_time) {
+            memcpy(one.last_error, rev.last_error, sizeof one.last_error);
+            one.last_error_time = rev.last_error_time;
+        }
         if (rev.nsinks == 1)
             insert_reverse(out, max, &one);
     }

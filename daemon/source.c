@@ -57,6 +57,7 @@ struct source {
     /* Sticky: once the server invalidated the slot, it is never remade. */
     bool slot_lost;
     char lost_reason[128];
+    bool no_new_slot;        /* source_forbid_new_slot */
     /* Per service: its move is complete, its tables left the publication. */
     atomic_bool *left;
 };
@@ -180,6 +181,11 @@ int source_proto_version(const source *src)
 void source_leave(source *src, size_t svc)
 {
     atomic_store(&src->left[svc], true);
+}
+
+void source_forbid_new_slot(source *src)
+{
+    src->no_new_slot = true;
 }
 
 bool source_left(const source *src, size_t svc)
@@ -422,6 +428,14 @@ static bool ensure_slot(source *src, snap_stop_fn *stop, void *arg,
                  "runs (the targets would miss what the old one lost): with "
                  "the owned tables emptied in every target, restart cleave to "
                  "copy everything anew", params[0], src->lost_reason);
+        return false;
+    }
+    if (src->no_new_slot) {
+        snprintf(err, errlen, "slot %s is gone: it was made before the "
+                 "cut-over and only `cleave complete` or a rollback removes "
+                 "it; cleave does not make it again, since a new slot would "
+                 "start after the writes made since it went (see "
+                 "docs/cutover.md, \"The reverse slot is gone\")", params[0]);
         return false;
     }
     snap_release(src->created);

@@ -41,6 +41,12 @@ bool source_prepare(source *src, snap_stop_fn *stop, void *stop_arg, char *err,
  * publication again (the move took them out). Any thread.
  */
 void source_leave(source *src, size_t svc);
+/*
+ * The slot is made elsewhere (a reverse stream's, by reverse_prepare
+ * before its cut-over): prepare never makes it, and a missing slot is an
+ * error saying what was lost, since a new one would start after it.
+ */
+void source_forbid_new_slot(source *src);
 /* Whether service svc left (source_leave). Any thread. */
 bool source_left(const source *src, size_t svc);
 /* The snapshot of the slot prepare created (yours), or NULL. */

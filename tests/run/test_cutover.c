@@ -993,6 +993,58 @@ START_TEST(complete_drains_then_finishes)
 }
 END_TEST
 
+/* Whether the reverse sink's last error in status says arg. */
+static bool reverse_error_says(json_t *st, void *arg)
+{
+    size_t i, j;
+    json_t *svc, *k;
+    json_array_foreach(json_object_get(st, "services"), i, svc)
+        json_array_foreach(json_object_get(svc, "sinks"), j, k) {
+            const char *kind = json_string_value(json_object_get(k, "kind"));
+            const char *e = json_string_value(json_object_get(k,
+                                                              "last_error"));
+            if (kind && strcmp(kind, "reverse") == 0 && e && strstr(e, arg))
+                return true;
+        }
+    return false;
+}
+
+/*
+ * The reverse slot dropped by hand while cleave was stopped: cleave does
+ * not make a new one (it would start after the writes made meanwhile,
+ * which the shared copies would never get) but says so in status, the
+ * forward stream goes on, and `complete` still ends the move.
+ */
+START_TEST(reverse_slot_gone)
+{
+    shop_env env;
+    shop_start_caught_up(&env, src, tgt, "cut_slot_gone", WAIT_S);
+    move_ok(&env, "cutover");
+    ck_assert_int_eq(shop_stop(&env, SIGTERM, 60), 0);
+    ck_assert(pgc_exec(tgt, env.dbs[ORDERS], "SELECT "
+                       "pg_drop_replication_slot(slot_name) FROM "
+                       "pg_replication_slots WHERE slot_name LIKE '%\\_rev\\_%'"));
+    ck_assert(shop_start(&env));
+    if (!shop_wait_status(&env, reverse_error_says, "is gone", WAIT_S)) {
+        shop_log_tail(&env, 40);
+        ck_abort_msg("status does not say the reverse slot is gone");
+    }
+    ck_assert_int_eq(reverse_slots(&env), 0);
+    assert_written(src, env.srcdb, "UPDATE users SET display_name = 'on' "
+                   "WHERE id = 4");
+    ck_assert_msg(pgc_wait_until(tgt, env.dbs[0], "SELECT display_name = "
+                  "'on' FROM users WHERE id = 4", WAIT_S),
+                  "the forward stream stopped beside the reverse one");
+    rc_result r;
+    ck_assert_int_eq(move(&env, "complete", "--yes", NULL, &r), 0);
+    ck_assert_msg(strstr(r.out, "was gone"), "complete does not say the slot "
+                  "was gone: %s", r.out);
+    rc_free(&r);
+    assert_direction(&env, "\"complete\"");
+    shop_stop_cleanly(&env);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("cutover");
@@ -1014,6 +1066,7 @@ int main(void)
                   300);
     shop_add_case(s, "complete_drains_then_finishes",
                   complete_drains_then_finishes, 300);
+    shop_add_case(s, "reverse_slot_gone", reverse_slot_gone, 300);
     /* Killed runs leave sessions holding origins until they notice. */
     static const char *const tgt_settings[] = {"max_replication_slots = 64",
                                                NULL};
