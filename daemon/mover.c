@@ -1416,10 +1416,12 @@ static void keep(mover *m)
         if (!svc->target_postgres || e.dir == JOURNAL_COMPLETE ||
             (e.dir == JOURNAL_FORWARD && !copied(s, svc->name)))
             continue;
+        const cfg *rc = e.dir == JOURNAL_REVERSE ? mover_reverse_cfg(m, i)
+                                                 : NULL;
         if (e.move != JOURNAL_IDLE)
             recover_one(m, i);
-        else
-            keeper_keep(m->keeper, i, e.dir == JOURNAL_FORWARD);
+        else if (e.dir == JOURNAL_FORWARD || rc)
+            keeper_keep(m->keeper, i, rc ? rc->services : NULL);
     }
     free_figures(s);
 }

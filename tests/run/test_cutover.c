@@ -438,34 +438,52 @@ START_TEST(fence_lost_still_moved)
 END_TEST
 
 /*
- * A fence lost by hand on the service's database while the shared one
- * takes the writes: the keeper sets it again within a few turns. It
- * looked once, at start, and the table stayed writable on both sides.
+ * The fence of orders in database db disabled by hand, twice (the
+ * keeper's first look may come after the first loss): each time the
+ * keeper sets it again within a minute.
  */
-START_TEST(lost_fence_set_again)
+static void fence_lost_twice(const pgc_cluster *c, const char *db)
 {
-    shop_env env;
-    shop_start_caught_up(&env, src, tgt, "cut_refence", WAIT_S);
-    const char *svcdb = env.dbs[ORDERS];
-    assert_refused(tgt, svcdb, new_order);
-    /* Twice: the keeper's first look may come after the first loss. */
     for (int k = 0; k < 2; k++) {
-        ck_assert(pgc_exec(tgt, svcdb, "ALTER TABLE orders DISABLE TRIGGER "
+        ck_assert(pgc_exec(c, db, "ALTER TABLE orders DISABLE TRIGGER "
                            "cleave_fence"));
         char state[8] = "";
         double deadline = shop_now_s() + 60;
         while (strcmp(state, "25006") != 0 && shop_now_s() < deadline) {
             struct timespec ts = {0, 200 * 1000 * 1000};  /* a deadline poll */
             nanosleep(&ts, NULL);
-            sqlstate_of(tgt, svcdb, "INSERT INTO orders (order_uuid, user_id, "
+            sqlstate_of(c, db, "INSERT INTO orders (order_uuid, user_id, "
                         "status, currency, item_count) SELECT "
                         "gen_random_uuid(), 1, 'pending', 'EUR', 0 WHERE false",
                         state, sizeof state);
         }
         ck_assert_msg(strcmp(state, "25006") == 0, "the fence lost the %s "
-                      "time was not set again", k ? "second" : "first");
+                      "time in %s was not set again", k ? "second" : "first",
+                      db);
     }
-    assert_refused(tgt, svcdb, new_order);
+    assert_refused(c, db, new_order);
+}
+
+/*
+ * A fence lost by hand on the side that does not take the writes (the
+ * service's database, then after a cut-over the shared one): the keeper
+ * sets it again within a few turns. It looked once, at start, and on the
+ * service's side only, so the table stayed writable on both sides.
+ */
+START_TEST(lost_fence_set_again)
+{
+    shop_env env;
+    shop_start_caught_up(&env, src, tgt, "cut_refence", WAIT_S);
+    assert_refused(tgt, env.dbs[ORDERS], new_order);
+    fence_lost_twice(tgt, env.dbs[ORDERS]);
+    /*
+     * After a cut-over the shared copies are the fenced side: kept so too
+     * (the keeper looked at the service's database only, and a write to
+     * the shared copy would have been lost to the service).
+     */
+    move_ok(&env, "cutover");
+    fence_lost_twice(src, env.srcdb);
+    assert_converges(&env, "after the shared fences were set again");
     shop_stop_cleanly(&env);
 }
 END_TEST
@@ -893,7 +911,8 @@ static int reverse_slots(const shop_env *env)
 {
     char *n = pgc_query_value(tgt, env->dbs[ORDERS], "SELECT count(*) FROM "
                               "pg_replication_slots WHERE slot_name LIKE "
-                              "'%\\_rev\\_%'");
+                              "'%\\_rev\\_%' AND database = "
+                              "current_database()");
     ck_assert(n != NULL);
     int count = atoi(n);
     free(n);
@@ -1023,7 +1042,8 @@ START_TEST(reverse_slot_gone)
     ck_assert_int_eq(shop_stop(&env, SIGTERM, 60), 0);
     ck_assert(pgc_exec(tgt, env.dbs[ORDERS], "SELECT "
                        "pg_drop_replication_slot(slot_name) FROM "
-                       "pg_replication_slots WHERE slot_name LIKE '%\\_rev\\_%'"));
+                       "pg_replication_slots WHERE slot_name LIKE '%\\_rev\\_%' "
+                       "AND database = current_database()"));
     ck_assert(shop_start(&env));
     if (!shop_wait_status(&env, reverse_error_says, "is gone", WAIT_S)) {
         shop_log_tail(&env, 40);
@@ -1067,8 +1087,12 @@ int main(void)
     shop_add_case(s, "complete_drains_then_finishes",
                   complete_drains_then_finishes, 300);
     shop_add_case(s, "reverse_slot_gone", reverse_slot_gone, 300);
-    /* Killed runs leave sessions holding origins until they notice. */
-    static const char *const tgt_settings[] = {"max_replication_slots = 64",
+    /*
+     * Each case leaves its five origins (with progress, each holding a
+     * replication state slot), and killed runs leave sessions holding
+     * them until they notice.
+     */
+    static const char *const tgt_settings[] = {"max_replication_slots = 128",
                                                NULL};
     return shop_run_suite(s, tgt_settings, &src, &tgt);
 }
