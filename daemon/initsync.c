@@ -660,11 +660,22 @@ static bool finish_service(round *r, PGconn *tgt, size_t i)
     return true;
 }
 
+/*
+ * A table is recorded as copied once its COMMIT returns, so that COMMIT
+ * must be on the target's disk: a target whose default is asynchronous
+ * commit would lose it in a crash, and the table would stay empty. (The
+ * stream's apply commits asynchronously on purpose: it asks the target
+ * what is flushed before the slot moves.)
+ */
+static const char durable_commit[] =
+    "SELECT set_config('synchronous_commit', 'local', false) "
+    "WHERE current_setting('synchronous_commit') = 'off'";
+
 static PGconn *open_target(round *r, size_t i)
 {
     const cfg_service *svc = &r->is->config->services[i];
     PGconn *c = connect_dsn(svc->target_postgres);
-    if (PQstatus(c) == CONNECTION_OK)
+    if (PQstatus(c) == CONNECTION_OK && exec_ok(c, durable_commit))
         return c;
     service_fail(r, i, "cannot connect to the target %s: %s",
                  svc->name, first_line(c));

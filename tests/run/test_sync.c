@@ -366,14 +366,36 @@ static long foreign_keys(const shop_env *env, int service)
 }
 
 /*
+ * user_service's database commits asynchronously by default, and its
+ * pre-created users table records the setting each COPY into it ran
+ * under (an ALWAYS trigger fires in the replica role too).
+ */
+static const char async_target_sql[] =
+    "CREATE TABLE copy_commits (setting text);"
+    "CREATE FUNCTION note_commit() RETURNS trigger LANGUAGE plpgsql AS $$"
+    "BEGIN INSERT INTO copy_commits "
+    "VALUES (current_setting('synchronous_commit')); RETURN NULL; END$$;"
+    "CREATE TRIGGER note_commit AFTER INSERT ON users "
+    "FOR EACH STATEMENT EXECUTE FUNCTION note_commit();"
+    "ALTER TABLE users ENABLE ALWAYS TRIGGER note_commit;";
+
+/*
  * Pre-created tables with their foreign keys are filled whatever order
  * the copy takes: one copy at a time, largest first, copies order_items
- * before orders and notifications before notification_templates.
+ * before orders and notifications before notification_templates. A
+ * target whose default is asynchronous commit gets the copy committed
+ * to its disk all the same: a table is recorded copied once its COMMIT
+ * returns, and was lost to a crash of the target before.
  */
 START_TEST(precreated_tables_with_keys)
 {
     shop_env env;
     setup_precreated(&env, "precreated");
+    char sql[256];
+    snprintf(sql, sizeof sql, "ALTER DATABASE %s SET synchronous_commit = off",
+             env.dbs[0]);
+    ck_assert(pgc_exec(tgt, env.dbs[0], sql));
+    ck_assert(pgc_exec(tgt, env.dbs[0], async_target_sql));
     long fks[SHOP_NSERVICES];
     for (int s = 0; s < SHOP_NSERVICES; s++)
         fks[s] = foreign_keys(&env, s);
@@ -390,6 +412,12 @@ START_TEST(precreated_tables_with_keys)
     for (int s = 0; s < SHOP_NSERVICES; s++)
         ck_assert_msg(foreign_keys(&env, s) == fks[s], "%s: the foreign keys "
                       "changed", shop_services[s]);
+    char *async = pgc_query_value(tgt, env.dbs[0], "SELECT count(*) FILTER "
+                                  "(WHERE setting = 'off') || '/' || count(*) "
+                                  "FROM copy_commits");
+    ck_assert_msg(async && strcmp(async, "0/1") == 0, "copies into users "
+                  "committed asynchronously / in all: %s", async);
+    free(async);
     shop_stop_cleanly(&env);
 }
 END_TEST
