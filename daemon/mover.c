@@ -1122,15 +1122,28 @@ static bool end_move(mover *m, size_t svc, PGconn *shared, PGconn *own,
     return true;
 }
 
-/* Whether the reverse slot is there (false too when it cannot be read). */
-static bool reverse_slot_exists(move *mv)
+/*
+ * Whether the reverse slot is there and streamable (not invalidated:
+ * wal_status read through jsonb, which any version answers): 1 or 0, -1
+ * with err.
+ */
+static int reverse_slot_exists(move *mv)
 {
-    const char *slot = mover_reverse_cfg(mv->m, mv->svc)->source.slot;
-    PGresult *res = PQexecParams(mv->to, "SELECT 1 FROM pg_replication_slots "
-                                 "WHERE slot_name = $1", 1, NULL, &slot, NULL,
-                                 NULL, 0);
-    bool there = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) > 0;
+    char *slot = reverse_slot_name(mv->m->config, mv->svc);
+    const char *param = slot;
+    PGresult *res = slot ? PQexecParams(mv->to, "SELECT 1 FROM "
+                                        "pg_replication_slots s WHERE "
+                                        "slot_name = $1 AND coalesce(to_jsonb"
+                                        "(s)->>'wal_status', '') <> 'lost'",
+                                        1, NULL, &param, NULL, NULL, 0)
+                       : NULL;
+    int there = PQresultStatus(res) != PGRES_TUPLES_OK ? -1
+                : PQntuples(res) > 0;
+    if (there < 0)
+        snprintf(mv->err, sizeof mv->err, "cannot look for the reverse slot: "
+                 "%s", slot ? PQerrorMessage(mv->to) : "out of memory");
     PQclear(res);
+    free(slot);
     return there;
 }
 
@@ -1143,9 +1156,13 @@ static bool reverse_slot_exists(move *mv)
 static bool drain_reverse(move *mv)
 {
     int64_t t = clock_us();
-    if (!reverse_slot_exists(mv)) {
+    int there = reverse_slot_exists(mv);
+    if (there < 0)
+        return false;
+    if (there == 0) {
         say_step(mv->fd, "reverse stream drained", since(t), "its slot was "
-                 "gone: the shared copies miss what was written since");
+                 "gone or invalidated: the shared copies miss what was "
+                 "written since");
         return true;
     }
     log_info("event=reverse_draining service=%s", mv->s->name);
