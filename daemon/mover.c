@@ -1430,14 +1430,18 @@ static void keep(mover *m)
     for (size_t i = 0; s && i < m->config->n_services; i++) {
         const cfg_service *svc = &m->config->services[i];
         journal_entry e = journal_get(m->jr, i);
-        if (!svc->target_postgres || e.dir == JOURNAL_COMPLETE ||
-            (e.dir == JOURNAL_FORWARD && !copied(s, svc->name)))
+        if (!svc->target_postgres || e.dir == JOURNAL_COMPLETE)
+            continue;
+        /* Unfinished: whatever the sinks do, the fences decide. */
+        if (e.move != JOURNAL_IDLE) {
+            recover_one(m, i);
+            continue;
+        }
+        if (e.dir == JOURNAL_FORWARD && !copied(s, svc->name))
             continue;
         const cfg *rc = e.dir == JOURNAL_REVERSE ? mover_reverse_cfg(m, i)
                                                  : NULL;
-        if (e.move != JOURNAL_IDLE)
-            recover_one(m, i);
-        else if (e.dir == JOURNAL_FORWARD || rc)
+        if (e.dir == JOURNAL_FORWARD || rc)
             keeper_keep(m->keeper, i, rc ? rc->services : NULL);
     }
     free_figures(s);

@@ -40,7 +40,9 @@ void mover_free(mover *m);
 /*
  * Before any pipeline opens: finishes or undoes a move a crash or a stop
  * interrupted (the fences say which, and the log), so each service has
- * one writable side. False when a database cannot be asked (logged).
+ * one writable side. False when a database cannot be asked (logged):
+ * that service's move stays as journaled and the mover's thread tries
+ * again every few seconds; the other services need not wait for it.
  */
 bool mover_recover(mover *m);
 /* Service svc's writes go to its own database: its reverse stream runs. */

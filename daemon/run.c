@@ -585,7 +585,11 @@ static bool add_pipelines(runner *d)
         log_error("event=journal_failed error=\"%s\"", err);
         return false;
     }
-    if (!mover_recover(d->mv) || !add_forward(d))
+    /* A database that cannot be asked holds up only its own service. */
+    if (!mover_recover(d->mv))
+        log_warning("event=move_recovery_deferred reason=\"the mover tries "
+                    "again every few seconds\"");
+    if (!add_forward(d))
         return false;
     for (size_t i = 0; i < d->config->n_services; i++)
         if (mover_complete(d->mv, i))

@@ -553,6 +553,53 @@ START_TEST(killed_at_each_step)
 END_TEST
 
 /*
+ * cleave killed just after a cut-over's switch committed, and started
+ * again while order_service's database refuses connections: the move
+ * cannot be finished yet, but the daemon runs and the other services
+ * stream; once the database takes connections the mover finishes the
+ * move by itself. A start used to fail outright, stopping every service.
+ */
+START_TEST(recovery_waits_for_its_database)
+{
+    shop_env env;
+    shop_start_caught_up(&env, src, tgt, "cut_recover_later", WAIT_S);
+    ck_assert(shop_stop(&env, SIGTERM, 60) == 0);
+    setenv("CLEAVE_TEST_CRASH_AT", "committed", 1);
+    ck_assert(shop_start(&env));
+    unsetenv("CLEAVE_TEST_CRASH_AT");
+    ck_assert(shop_wait_caught_up(&env, WAIT_S));
+    rc_result r;
+    ck_assert_int_ne(move(&env, "cutover", NULL, NULL, &r), 0);
+    rc_free(&r);
+    ck_assert_int_eq(shop_stop(&env, SIGTERM, 30), 128 + SIGKILL);
+    char sql[256];
+    snprintf(sql, sizeof sql, "ALTER DATABASE %s ALLOW_CONNECTIONS false",
+             env.dbs[ORDERS]);
+    ck_assert(pgc_exec(tgt, "postgres", sql));
+    long mark = shop_log_size(&env);
+    ck_assert(shop_start(&env));
+    ck_assert_msg(shop_wait_log(&env, "event=move_recovery_failed", mark,
+                                WAIT_S), "no recovery was tried");
+    assert_written(src, env.srcdb, "UPDATE users SET display_name = 'meanwhile' "
+                   "WHERE id = 4");
+    ck_assert_msg(pgc_wait_until(tgt, env.dbs[0], "SELECT display_name = "
+                  "'meanwhile' FROM users WHERE id = 4", WAIT_S),
+                  "user_service does not stream while order_service's move "
+                  "waits");
+    snprintf(sql, sizeof sql, "ALTER DATABASE %s ALLOW_CONNECTIONS true",
+             env.dbs[ORDERS]);
+    ck_assert(pgc_exec(tgt, "postgres", sql));
+    if (!shop_wait_log(&env, "event=move_finished", mark, WAIT_S)) {
+        shop_log_tail(&env, 40);
+        ck_abort_msg("the move was not finished once the database was back");
+    }
+    ck_assert(shop_wait_caught_up(&env, WAIT_S));
+    assert_owner(&env, true, "after the deferred recovery");
+    shop_stop_cleanly(&env);
+}
+END_TEST
+
+/*
  * A writer queued behind the switch's lock (held a while by the test
  * hook) gets the fence's error once the switch commits, never a write
  * into the old copy.
@@ -1087,6 +1134,8 @@ int main(void)
     shop_add_case(s, "complete_drains_then_finishes",
                   complete_drains_then_finishes, 300);
     shop_add_case(s, "reverse_slot_gone", reverse_slot_gone, 300);
+    shop_add_case(s, "recovery_waits_for_its_database",
+                  recovery_waits_for_its_database, 300);
     /*
      * Each case leaves its five origins (with progress, each holding a
      * replication state slot), and killed runs leave sessions holding
