@@ -951,15 +951,28 @@ static bool layout_alter(pgsink *ps, const sink_event *ev,
     return ok;
 }
 
-/* For multi-row statements' parameters; none when out of memory. */
+/*
+ * For multi-row statements' parameters; none when out of memory. The
+ * target column's own type, as a one-row statement's untyped parameter
+ * takes: typed as the source's, a value would go through an assignment
+ * cast where the target's type differs (a real's '0.3' into a double
+ * became 0.300000011920929, a char(5)'s trailing blanks were cut into a
+ * text) and a batch would store other values than one row at a time. A
+ * column just added was added with the source's type.
+ */
 static void layout_types(pgsink *ps, layout_ent *se, const sink_rel *rel)
 {
     free(se->types);
     se->types = calloc(rel->ncols + 1u, sizeof *se->types);
-    for (uint16_t i = 0; se->types && i < rel->ncols; i++)
-        if (!PQgetisnull(ps->cat_types, i, PGSTMT_TYPE_OID))
-            se->types[i] = (uint32_t)strtoul(
-                PQgetvalue(ps->cat_types, i, PGSTMT_TYPE_OID), NULL, 10);
+    for (uint16_t i = 0; se->types && i < rel->ncols; i++) {
+        int row = target_col(ps->cat_cols, rel->cols[i].name);
+        const PGresult *res = row >= 0 ? ps->cat_cols : ps->cat_types;
+        int r = row >= 0 ? row : i;
+        int col = row >= 0 ? PGSTMT_COL_TYPID : PGSTMT_TYPE_OID;
+        if (!PQgetisnull(res, r, col))
+            se->types[i] = (uint32_t)strtoul(PQgetvalue(res, r, col), NULL,
+                                             10);
+    }
 }
 
 /* The target's OIDs of a checked relation version's types, or NULL. */

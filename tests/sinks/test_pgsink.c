@@ -132,7 +132,7 @@ typedef struct colspec {
 } colspec;
 
 enum { INT4 = 23, INT8 = 20, TEXT = 25, JSON = 114, POINT = 600,
-       NUMERIC = 1700, TIMESTAMPTZ = 1184 };
+       FLOAT4 = 700, BPCHAR = 1042, NUMERIC = 1700, TIMESTAMPTZ = 1184 };
 /* numeric(12,2): (precision << 16 | scale) + VARHDRSZ */
 enum { NUMERIC_12_2 = (12 << 16 | 2) + 4 };
 
@@ -952,6 +952,34 @@ START_TEST(run_of_updates_and_deletes)
     expect(&f, "SELECT count(*) FROM items WHERE qty = 1", "0");
     sink_rel_unref(r);
     sink_rel_unref(k);
+    fx_done(&f);
+}
+END_TEST
+
+/*
+ * A target column of another type than the source's (a double for a
+ * real, a text for a char(5)), as a team may have made it: a run of
+ * UPDATEs stores what one UPDATE at a time does. Its parameters were
+ * typed as the source's, so each value went through an assignment cast:
+ * '0.3' became 0.300000011920929 and 'ab   ' lost its blanks.
+ */
+START_TEST(run_takes_the_target_types)
+{
+    fixture f;
+    fx_setup(&f, "t_run_types", CFG_CONFLICT_ERROR,
+             "CREATE TABLE meas (id int PRIMARY KEY, v double precision, "
+             "c text)");
+    sink_rel *r = mkrel(16014, "public", "meas", 'd',
+                        COLS({"id", INT4, true}, {"v", FLOAT4, false},
+                             {"c", BPCHAR, false}));
+    set_type(r, 2, 5 + 4, NULL);
+    TXN(&f, false, ins(r, V("1", "0.3", "ab   ")), ins(r, V("2", "1", "x")),
+        ins(r, V("3", "1", "x")));
+    TXN(&f, false, upd(r, 0, NULL, V("2", "0.3", "ab   ")),
+        upd(r, 0, NULL, V("3", "0.3", "ab   ")));
+    expect(&f, "SELECT string_agg(id || ':' || v || ':' || length(c), ',' "
+               "ORDER BY id) FROM meas", "1:0.3:5,2:0.3:5,3:0.3:5");
+    sink_rel_unref(r);
     fx_done(&f);
 }
 END_TEST
@@ -2405,6 +2433,7 @@ int main(void)
     tcase_add_test(tc, run_past_journal_fails_then_names_row);
     tcase_add_test(tc, run_keeps_order);
     tcase_add_test(tc, run_of_updates_and_deletes);
+    tcase_add_test(tc, run_takes_the_target_types);
     tcase_add_loop_test(tc, runs_span_tables, WHOLE, EACH + 1);
     tcase_add_test(tc, reordered_failure_names_row);
     tcase_add_test(tc, reorder_refused_then_redone);
