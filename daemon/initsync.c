@@ -1092,6 +1092,78 @@ static bool open_sources(round *r, snap *s)
     return true;
 }
 
+/* "schema"."name" if the table exists in the source, else NULL. */
+static char *existing_table(PGconn *c, const cfg_table *t)
+{
+    char *sc = PQescapeIdentifier(c, t->schema, strlen(t->schema));
+    char *n = PQescapeIdentifier(c, t->name, strlen(t->name));
+    char *name = NULL;
+    if (sc && n && asprintf(&name, "%s.%s", sc, n) < 0)
+        name = NULL;
+    PQfreemem(sc);
+    PQfreemem(n);
+    const char *param = name;
+    PGresult *res = name ? PQexecParams(c, "SELECT to_regclass($1) IS NOT "
+                                        "NULL", 1, NULL, &param, NULL, NULL,
+                                        0) : NULL;
+    bool there = PQresultStatus(res) == PGRES_TUPLES_OK &&
+                 PQntuples(res) == 1 && PQgetvalue(res, 0, 0)[0] == 't';
+    PQclear(res);
+    if (!there) {
+        free(name);
+        return NULL;
+    }
+    return name;
+}
+
+/* LOCK TABLE over every owned table of the services to copy, or NULL. */
+static char *lock_statement(round *r)
+{
+    const cfg *config = r->is->config;
+    char *sql = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&sql, &len);
+    if (!out)
+        return NULL;
+    const char *sep = "LOCK TABLE ";
+    for (size_t i = 0; i < config->n_services; i++)
+        for (size_t j = 0; r->svc[i].needed && j < config->services[i].n_owned;
+             j++) {
+            char *name = existing_table(r->src[0], &config->services[i].owned[j]);
+            if (name)
+                fprintf(out, "%s%s", sep, name), sep = ", ";
+            free(name);
+        }
+    fputs(sep[0] == 'L' ? "" : " IN ACCESS SHARE MODE", out);
+    fclose(out);
+    return sql;
+}
+
+/*
+ * Every table to copy locked ACCESS SHARE in each copy connection's
+ * transaction for the whole round, as pg_dump does: TRUNCATE and the
+ * rewriting forms of ALTER TABLE are not MVCC-safe, and one committed
+ * after the snapshot made the copy read the table empty, its rows lost
+ * for good. Such DDL now waits for the copy. Each connection takes them
+ * (not one for all), or a copier's own lock would queue behind the DDL
+ * that waits for the first connection's.
+ */
+static bool lock_tables(round *r)
+{
+    char *sql = lock_statement(r);
+    size_t i = 0;
+    while (sql && sql[0] && i < r->nsrc &&
+           exec_ok(r->src[i], "SET LOCAL lock_timeout = '60s'") &&
+           exec_ok(r->src[i], sql))
+        i++;
+    bool ok = sql && (!sql[0] || i == r->nsrc);
+    if (!ok)
+        round_fail(r, "cannot lock the tables to copy: %s",
+                   sql ? first_line(r->src[i]) : "out of memory");
+    free(sql);
+    return ok;
+}
+
 static void run_copiers(round *r)
 {
     size_t n = r->njobs < r->nsrc ? r->njobs : r->nsrc;
@@ -1117,7 +1189,7 @@ static bool run_round(round *r)
     if (round_failed(r))
         return false;
     r->snap_lsn = s ? snap_lsn(s) : 0;
-    bool ok = open_sources(r, s);
+    bool ok = open_sources(r, s) && lock_tables(r);
     /* Every copy connection has it now: the snapshot may go. */
     snap_release(s);
     if (!ok)

@@ -239,6 +239,42 @@ START_TEST(killed_during_copy)
 }
 END_TEST
 
+/*
+ * A rewriting ALTER TABLE on the source while the copy runs, on a table
+ * not copied yet (warehouses, the smallest, goes last): it waits for the
+ * copy, which holds every table it copies, and the table comes out
+ * whole. The rewrite is not MVCC-safe: it committed at once and the copy
+ * read the table empty in its older snapshot, losing its rows for good.
+ */
+START_TEST(rewrite_waits_for_the_copy)
+{
+    shop_env env;
+    ck_assert(shop_setup_copy(&env, src, tgt, "rewrite", 2, NULL, NULL));
+    ck_assert(shop_config_append(&env, "copy_workers: 2\n"));
+    ck_assert(shop_start(&env));
+    wait_or_abort(&env, "event=table_copied", 0, SYNC_S);
+    PGconn *ddl = pgc_connect(src, env.srcdb);
+    ck_assert(ddl && PQsendQuery(ddl, "ALTER TABLE warehouses ALTER COLUMN "
+                                 "capacity TYPE integer USING capacity + 0"));
+    wait_or_abort(&env, "event=initial_sync_done", 0, SYNC_S);
+    PGresult *res;
+    bool altered = false;
+    while ((res = PQgetResult(ddl)) != NULL) {
+        altered = altered || PQresultStatus(res) == PGRES_COMMAND_OK;
+        PQclear(res);
+    }
+    PQfinish(ddl);
+    ck_assert_msg(altered, "the rewrite failed");
+    char diff[512];
+    enum { WAREHOUSES = 11 };   /* in shop_tables */
+    ck_assert_str_eq(shop_tables[WAREHOUSES], "warehouses");
+    ck_assert_msg(shop_table_equal(&env, WAREHOUSES, diff, sizeof diff),
+                  "warehouses: %s", diff);
+    shop_assert_caught_up_and_equal(&env, SYNC_S);
+    shop_stop_cleanly(&env);
+}
+END_TEST
+
 /* The copy of tables larger than copy_split_size, under a workload. */
 static void setup_split(shop_env *env, const char *name, const char *size)
 {
@@ -625,6 +661,8 @@ int main(void)
     Suite *s = suite_create("sync");
     shop_add_case(s, "copy_with_workload", copy_with_workload, 600);
     shop_add_case(s, "killed_during_copy", killed_during_copy, 600);
+    shop_add_case(s, "rewrite_waits_for_the_copy", rewrite_waits_for_the_copy,
+                  300);
     shop_add_case(s, "split_copy", split_copy, 600);
     shop_add_case(s, "killed_during_split_copy", killed_during_split_copy,
                   600);
