@@ -36,7 +36,6 @@
 
 #define STATUS_MIN_GAP_MS 200      /* the loop's longest sleep */
 #define NOTIFY_STATUS_MS 5000      /* systemd's STATUS= line this often */
-#define MAX_PIPELINES 8
 #define FIRST_OPEN_WAIT_MS 30000   /* for every sink's first open at start */
 /* Until READY=1, systemd's start timeout is pushed this far ahead, this
  * often (see still_starting). */
@@ -51,9 +50,10 @@ typedef struct runner {
      * service rev_svc[i]), added and removed while the loop runs: the
      * status thread reads mons[] under fill_mu.
      */
-    pipeline *pipes[MAX_PIPELINES];
-    size_t rev_svc[MAX_PIPELINES];
-    monitor *mons[MAX_PIPELINES];
+    pipeline **pipes;         /* room for one per service, and pipes[0] */
+    size_t *rev_svc;
+    monitor **mons;
+    struct pollfd *polled;    /* the loop's, as many and two more */
     size_t npipes;
     pthread_mutex_t fill_mu;
     mover *mv;                /* cut-over, rollback, complete */
@@ -221,7 +221,7 @@ static void await_sinks(runner *d)
 static bool keep_pipeline(runner *d, pipeline *p, const cfg *c, size_t svc)
 {
     monitor *mon = monitor_new(c, pipeline_fanout(p), pipeline_syncstate(p));
-    if (!mon || d->npipes == MAX_PIPELINES) {
+    if (!mon || d->npipes == d->config->n_services + 1) {
         monitor_free(mon);
         return false;
     }
@@ -241,6 +241,9 @@ static bool keep_pipeline(runner *d, pipeline *p, const cfg *c, size_t svc)
  */
 static bool add_reverse(runner *d, size_t svc)
 {
+    for (size_t i = 1; i < d->npipes; i++)
+        if (d->rev_svc[i] == svc)
+            return true;   /* asked again: one stream per slot */
     const cfg *rc = mover_reverse_cfg(d->mv, svc);
     pipeline *p = rc ? pipeline_new(rc, &rc->source, rc->state_dir, d->wakefd)
                      : NULL;
@@ -510,7 +513,7 @@ static void serve_mover(runner *d)
 
 static void loop(runner *d)
 {
-    struct pollfd p[2 + MAX_PIPELINES];
+    struct pollfd *p = d->polled;
     while (!d->stopping) {
         try_start_sources(d);
         p[0] = (struct pollfd){d->sigfd, POLLIN, 0};
@@ -623,6 +626,17 @@ static int run(runner *d)
     return EXITCODE_OK;
 }
 
+/* Room for the forward pipeline and one reverse stream per service. */
+static bool make_room(runner *d)
+{
+    size_t n = d->config->n_services + 1;
+    d->pipes = calloc(n, sizeof *d->pipes);
+    d->rev_svc = calloc(n, sizeof *d->rev_svc);
+    d->mons = calloc(n, sizeof *d->mons);
+    d->polled = calloc(n + 2, sizeof *d->polled);
+    return d->pipes && d->rev_svc && d->mons && d->polled;
+}
+
 int run_daemon(const char *config_path)
 {
     char err[1024];
@@ -643,9 +657,13 @@ int run_daemon(const char *config_path)
     log_info("event=starting name=%s services=%zu slot=%s version=%s",
              d.config->name, d.config->n_services, d.config->source.slot,
              CLEAVE_VERSION);
-    if (d.sigfd >= 0 && d.wakefd >= 0)
+    if (d.sigfd >= 0 && d.wakefd >= 0 && make_room(&d))
         rc = run(&d);
     shutdown_all(&d);
+    free(d.pipes);
+    free(d.rev_svc);
+    free(d.mons);
+    free(d.polled);
     if (d.reexec && kept_argv) {
         cfg_free(d.config);
         close(d.sigfd);
