@@ -433,11 +433,18 @@ static void fill(void *arg, status_snapshot *out)
         status_sink one = {0};
         status_snapshot rev = {.sinks = &one, .nsinks = 1};
         monitor_fill(d->mons[i], &rev);
-        /* Its source (the service's database) has no line of its own. */
+        /*
+         * Its source (the service's database) has no line of its own: a
+         * source that does not stream shows on the sink, so a rollback
+         * waits for it before locking anything.
+         */
         if (rev.last_error_time > one.last_error_time) {
             memcpy(one.last_error, rev.last_error, sizeof one.last_error);
             one.last_error_time = rev.last_error_time;
         }
+        if (!rev.connected && strcmp(one.state, "streaming") == 0)
+            snprintf(one.state, sizeof one.state, "%s",
+                     rev.last_error[0] ? "error" : "catching_up");
         if (rev.nsinks == 1)
             insert_reverse(out, max, &one);
     }

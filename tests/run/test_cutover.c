@@ -1079,7 +1079,8 @@ static bool reverse_error_says(json_t *st, void *arg)
  * The reverse slot dropped by hand while cleave was stopped: cleave does
  * not make a new one (it would start after the writes made meanwhile,
  * which the shared copies would never get) but says so in status, the
- * forward stream goes on, and `complete` still ends the move.
+ * forward stream goes on, a rollback is refused before it locks
+ * anything, and `complete` still ends the move.
  */
 START_TEST(reverse_slot_gone)
 {
@@ -1102,7 +1103,12 @@ START_TEST(reverse_slot_gone)
     ck_assert_msg(pgc_wait_until(tgt, env.dbs[0], "SELECT display_name = "
                   "'on' FROM users WHERE id = 4", WAIT_S),
                   "the forward stream stopped beside the reverse one");
+    /* Nothing can catch the shared copies up: refused before any lock. */
     rc_result r;
+    ck_assert_int_eq(move(&env, "rollback", NULL, NULL, &r), 1);
+    ck_assert_msg(strstr(r.err, "is error, not streaming"), "rollback: %s",
+                  r.err);
+    rc_free(&r);
     ck_assert_int_eq(move(&env, "complete", "--yes", NULL, &r), 0);
     ck_assert_msg(strstr(r.out, "was gone"), "complete does not say the slot "
                   "was gone: %s", r.out);
