@@ -249,7 +249,7 @@ END_TEST
 START_TEST(rewrite_waits_for_the_copy)
 {
     shop_env env;
-    ck_assert(shop_setup_copy(&env, src, tgt, "rewrite", 2, NULL, NULL));
+    ck_assert(shop_setup_copy(&env, src, tgt, "rewrite", 1, NULL, NULL));
     ck_assert(shop_config_append(&env, "copy_workers: 2\n"));
     ck_assert(shop_start(&env));
     wait_or_abort(&env, "event=table_copied", 0, SYNC_S);
@@ -271,6 +271,42 @@ START_TEST(rewrite_waits_for_the_copy)
     ck_assert_msg(shop_table_equal(&env, WAREHOUSES, diff, sizeof diff),
                   "warehouses: %s", diff);
     shop_assert_caught_up_and_equal(&env, SYNC_S);
+    shop_stop_cleanly(&env);
+}
+END_TEST
+
+/*
+ * Killed once payments is copied and before refunds is; a payment and a
+ * refund of it written before the restart: refunds, copied in a later
+ * snapshot, holds a child whose parent comes with the held changes. Its
+ * key is made NOT VALID (and logged with the statement that validates
+ * it) and the service finishes, equal. The key was refused, and the
+ * service tried it again and again without ever streaming.
+ */
+START_TEST(keys_across_snapshots)
+{
+    shop_env env;
+    ck_assert(shop_setup_copy(&env, src, tgt, "fkgap", 1, NULL, NULL));
+    ck_assert(shop_config_append(&env, "copy_workers: 1\n"));
+    ck_assert(shop_start(&env));
+    wait_or_abort(&env, "event=table_done service=payment_service "
+                  "table=public.payments", 0, SYNC_S);
+    ck_assert_int_eq(shop_stop(&env, SIGKILL, 10), 128 + SIGKILL);
+    ck_assert_msg(shop_log_count(&env, "event=table_done service="
+                                 "payment_service table=public.refunds", 0)
+                  == 0, "refunds was copied before the kill");
+    ck_assert(pgc_exec(src, env.srcdb, "WITH p AS (INSERT INTO payments "
+                       "(payment_uuid, order_id, user_id, amount) VALUES "
+                       "(gen_random_uuid(), 1, 1, 10) RETURNING id) "
+                       "INSERT INTO refunds (payment_id, amount) "
+                       "SELECT id, 1 FROM p"));
+    long mark = shop_log_size(&env);
+    ck_assert(shop_start(&env));
+    wait_or_abort(&env, "event=initial_sync_done", mark, SYNC_S);
+    shop_assert_caught_up_and_equal(&env, SYNC_S);
+    ck_assert_int_eq(shop_log_count(&env, "event=foreign_key_not_validated "
+                                    "service=payment_service "
+                                    "table=public.refunds", mark), 1);
     shop_stop_cleanly(&env);
 }
 END_TEST
@@ -663,6 +699,7 @@ int main(void)
     shop_add_case(s, "killed_during_copy", killed_during_copy, 600);
     shop_add_case(s, "rewrite_waits_for_the_copy", rewrite_waits_for_the_copy,
                   300);
+    shop_add_case(s, "keys_across_snapshots", keys_across_snapshots, 400);
     shop_add_case(s, "split_copy", split_copy, 600);
     shop_add_case(s, "killed_during_split_copy", killed_during_split_copy,
                   600);
