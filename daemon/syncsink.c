@@ -296,6 +296,9 @@ static lsn_t durable_now(const syncsink *ss)
         return ss->inner_durable < ss->inner_last && ss->inner_durable < held
                    ? ss->inner_durable : held;
     }
+    /* A resync's spool: the real sink's part before it is not in it. */
+    if (ss->log && ss->inner_durable < evlog_start(ss->log))
+        return ss->inner_durable;
     if (ss->inner_durable < ss->inner_last || (ss->log && ss->inner_durable <
                                                 evlog_last_end(ss->log)))
         return ss->inner_durable > logged ? ss->inner_durable : logged;
@@ -306,14 +309,17 @@ static lsn_t durable_now(const syncsink *ss)
 
 /*
  * A resync's spool starts where the real sink's part ended; when the real
- * sink lost some of that part (its target crashed before flushing it),
- * the spool is started again from what it holds: durable_now never said
- * more, so the slot still has the rest.
+ * sink lost some of that part (its target crashed before flushing it, a
+ * Kafka message was never acknowledged), durable_now never said more, so
+ * the slot still has the rest: while holding, the spool starts again from
+ * what the real sink holds; after the copy it goes, and the stream brings
+ * its transactions again (the tables' copy positions filter them as the
+ * replay would).
  */
 static bool hold_from_real_sink(sink *s)
 {
     syncsink *ss = impl(s);
-    if (ss->inner_durable >= evlog_start(ss->log))
+    if (!ss->log || ss->inner_durable >= evlog_start(ss->log))
         return true;
     log_warning("event=hold_restarted service=%s sink=%s reason=\"the target "
                 "lost changes given to it before the resync's hold began\"",
@@ -322,7 +328,7 @@ static bool hold_from_real_sink(sink *s)
         return sink_fail(s, 0, "cannot remove %s: %s", ss->path,
                          strerror(errno));
     ss->log = NULL;
-    return open_log(s, ss->inner_durable);
+    return !ss->holding || open_log(s, ss->inner_durable);
 }
 
 static bool ss_open(sink *s, lsn_t *durable)
@@ -339,7 +345,7 @@ static bool ss_open(sink *s, lsn_t *durable)
     if ((ss->holding || stat(ss->path, &st) == 0) &&
         !open_log(s, ss->inner_durable))
         return false;
-    if (ss->holding && !hold_from_real_sink(s))
+    if (!hold_from_real_sink(s))
         return false;
     if (ss->log && evlog_last_end(ss->log) > ss->last_end)
         ss->last_end = evlog_last_end(ss->log);
