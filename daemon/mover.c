@@ -33,6 +33,7 @@
 #define DEFAULT_PAUSE_BUDGET_MS 1000
 #define LOOP_ANSWER_MS 30000        /* the loop starts or stops a stream */
 #define COMPLETE_DRAIN_MS 60000     /* `complete` waits on the reverse stream */
+#define COMMIT_OUTCOME_MS 10000     /* a COMMIT whose answer was lost lands */
 /*
  * A lag over the limit is looked at again this often, for this long,
  * before the move is refused: applied_lsn is the durable position, which
@@ -63,6 +64,7 @@ struct mover {
     cfg **rev;               /* per service, made on first use */
     const char *crash_at;    /* tests: CLEAVE_TEST_CRASH_AT */
     long hold_ms;            /* tests: CLEAVE_TEST_HOLD_LOCK_MS */
+    bool lose_reply;         /* tests: CLEAVE_TEST_LOSE_COMMIT_REPLY */
     status_fill_fn fill;
     void *fill_arg;
     size_t max_sinks;
@@ -106,6 +108,7 @@ mover *mover_new(const cfg *config, int wake_fd, char *err, size_t errlen)
     m->crash_at = getenv("CLEAVE_TEST_CRASH_AT");
     const char *hold = getenv("CLEAVE_TEST_HOLD_LOCK_MS");
     m->hold_ms = hold ? strtol(hold, NULL, 10) : 0;
+    m->lose_reply = getenv("CLEAVE_TEST_LOSE_COMMIT_REPLY") != NULL;
     pthread_mutex_init(&m->mu, NULL);
     pthread_cond_init(&m->cv, NULL);
     if (!(m->jr = journal_open(config, err, errlen))) {
@@ -598,6 +601,7 @@ typedef struct move {
     char **seqs;
     size_t nseqs;
     int64_t lock_start;      /* the attempt that got the lock, clock_us */
+    bool outcome_unknown;    /* the switch's COMMIT: answer lost, pending */
     char err[1024];
 } move;
 
@@ -890,19 +894,80 @@ static bool catch_up(move *mv)
     return ok;
 }
 
+/*
+ * Tests lose the COMMIT's answer: it is sent, then the connection is cut
+ * before the answer is read, as a network fault would.
+ */
+static PGresult *send_commit(move *mv)
+{
+    if (!mv->m->lose_reply)
+        return PQexec(mv->from, "COMMIT");
+    if (PQsendQuery(mv->from, "COMMIT") && PQflush(mv->from) == 0)
+        shutdown(PQsocket(mv->from), SHUT_RDWR);
+    PGresult *last = NULL, *res;
+    while ((res = PQgetResult(mv->from)) != NULL) {
+        PQclear(last);
+        last = res;
+    }
+    return last;
+}
+
+/* Whether backend pid is gone from the side the move takes writes from. */
+static int backend_gone(move *mv, int pid)
+{
+    char text[16];
+    snprintf(text, sizeof text, "%d", pid);
+    const char *param = text;
+    PGresult *res = PQexecParams(mv->aux, "SELECT count(*) = 0 FROM "
+                                 "pg_stat_activity WHERE pid = $1", 1, NULL,
+                                 &param, NULL, NULL, 0);
+    int gone = PQresultStatus(res) == PGRES_TUPLES_OK
+                   ? PQgetvalue(res, 0, 0)[0] == 't' : -1;
+    PQclear(res);
+    return gone;
+}
+
+/*
+ * The COMMIT's answer was lost. Until its backend is gone the commit may
+ * still land (a synchronous standby awaited, a slow deferred trigger):
+ * the fences only say once it is. Still there at the deadline, the
+ * outcome is not known, and nothing may be undone.
+ */
+static bool lost_commit(move *mv, int pid)
+{
+    int64_t deadline = clock_ms() + COMMIT_OUTCOME_MS;
+    int gone;
+    while ((gone = backend_gone(mv, pid)) == 0 && clock_ms() < deadline) {
+        struct timespec ts = {0, 50 * 1000000};
+        nanosleep(&ts, NULL);   /* polled: the server gives no wake-up */
+    }
+    char err[256];
+    int state = gone == 1 ? pgfence_state(mv->aux, mv->s->owned,
+                                          mv->s->n_owned, err, sizeof err)
+                          : -1;
+    mv->outcome_unknown = state < 0;
+    if (state == PGFENCE_ALL)
+        return true;
+    snprintf(mv->err, sizeof mv->err, state < 0
+             ? "the COMMIT's answer was lost and its outcome is not known "
+               "yet (backend %d): cleave decides once it is"
+             : "the COMMIT's answer was lost and it did not commit "
+               "(backend %d)", pid);
+    return false;
+}
+
 /* COMMIT; when its answer is lost, the fences say whether it happened. */
 static bool commit(move *mv)
 {
-    PGresult *res = PQexec(mv->from, "COMMIT");
+    int pid = PQbackendPID(mv->from);
+    PGresult *res = send_commit(mv);
     bool ok = PQresultStatus(res) == PGRES_COMMAND_OK &&
               strcmp(PQcmdStatus(res), "COMMIT") == 0;
     PQclear(res);
     if (ok || PQstatus(mv->from) == CONNECTION_OK)
         return ok || (snprintf(mv->err, sizeof mv->err, "COMMIT: %s",
                                PQerrorMessage(mv->from)), false);
-    char err[256];
-    return pgfence_state(mv->aux, mv->s->owned, mv->s->n_owned, err,
-                         sizeof err) == PGFENCE_ALL;
+    return lost_commit(mv, pid);
 }
 
 /* Inside the lock: catch-up, sequences, fence, commit. Pause in *pause. */
@@ -1026,6 +1091,13 @@ static void run_switch(move *mv)
     }
     say_step(mv->fd, "preflight", since(t), "streaming, lag under the limit");
     if (!preflight(mv) || !switch_over(mv, &pause)) {
+        if (mv->outcome_unknown) {
+            /* Journaled at its switch: the keeper's turns decide. */
+            log_error("event=move_unfinished service=%s error=\"%s\"",
+                      mv->s->name, mv->err);
+            say_unfinished(mv->fd, mv->err);
+            return;
+        }
         log_warning("event=move_refused service=%s move=%s error=\"%s\"",
                     mv->s->name, mv->cutover ? "cutover" : "rollback", mv->err);
         undo(mv);
@@ -1309,6 +1381,29 @@ static bool undo_interrupted(mover *m, size_t svc, journal_entry e,
 }
 
 /*
+ * A mover's transaction still open on `from` (its COMMIT's answer lost,
+ * a synchronous standby awaited): the switch may yet commit, so its
+ * outcome is not known. True with err then, or when it cannot be asked.
+ */
+static bool switch_pending(PGconn *from, char *err, size_t errlen)
+{
+    PGresult *res = PQexec(from, "SELECT pid FROM pg_stat_activity WHERE "
+                           "application_name = 'cleave-mover' AND datname = "
+                           "current_database() AND pid <> pg_backend_pid() "
+                           "AND xact_start IS NOT NULL");
+    bool asked = PQresultStatus(res) == PGRES_TUPLES_OK;
+    bool open = asked && PQntuples(res) > 0;
+    if (!asked)
+        snprintf(err, errlen, "cannot look for an open switch: %s",
+                 PQerrorMessage(from));
+    else if (open)
+        snprintf(err, errlen, "the switch's transaction (backend %s) is still "
+                 "open: its outcome is not known yet", PQgetvalue(res, 0, 0));
+    PQclear(res);
+    return !asked || open;
+}
+
+/*
  * Whether the interrupted switch committed: the fences of the side it
  * took the writes from say so (set in the switch's own transaction).
  * Only the tables the move switches count: those still fenced on the
@@ -1323,6 +1418,8 @@ static int switch_committed(const cfg_service *s, journal_entry e,
         return 0;
     if (e.step == JOURNAL_UNFENCE)
         return 1;
+    if (switch_pending(from, err, errlen))
+        return -1;
     size_t moving = 0, fenced = 0;
     for (size_t j = 0; j < s->n_owned; j++) {
         int there = pgfence_state(to, &s->owned[j], 1, err, errlen);

@@ -600,6 +600,49 @@ START_TEST(recovery_waits_for_its_database)
 END_TEST
 
 /*
+ * Each CREATE TRIGGER on the shared database (the switch's fences) adds a
+ * row whose deferred trigger sleeps 3 s at COMMIT: the switch's COMMIT
+ * lands that long after it is sent.
+ */
+static const char slow_commit_sql[] =
+    "CREATE TABLE slow_commit (x int);"
+    "CREATE FUNCTION slow_commit() RETURNS trigger LANGUAGE plpgsql AS $$"
+    "BEGIN PERFORM pg_sleep(3); RETURN NULL; END$$;"
+    "CREATE CONSTRAINT TRIGGER slow_commit AFTER INSERT ON slow_commit "
+    "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION slow_commit();"
+    "CREATE FUNCTION note_trigger() RETURNS event_trigger LANGUAGE plpgsql "
+    "AS $$BEGIN INSERT INTO slow_commit VALUES (1); END$$;"
+    "CREATE EVENT TRIGGER note_trigger ON ddl_command_end "
+    "WHEN TAG IN ('CREATE TRIGGER') EXECUTE FUNCTION note_trigger();";
+
+/*
+ * The cut-over's COMMIT sent and its answer lost (the test hook cuts the
+ * connection), the commit landing 3 s later: the move waits for the
+ * switch's backend to end, reads that it committed, and finishes. It read
+ * the fences at once, took the switch for undone, dropped the reverse
+ * slot and left both sides fenced once the commit landed.
+ */
+START_TEST(commit_answer_lost)
+{
+    shop_env env;
+    shop_start_caught_up(&env, src, tgt, "cut_lost_answer", WAIT_S);
+    ck_assert(shop_stop(&env, SIGTERM, 60) == 0);
+    ck_assert(pgc_exec(src, env.srcdb, slow_commit_sql));
+    setenv("CLEAVE_TEST_LOSE_COMMIT_REPLY", "1", 1);
+    ck_assert(shop_start(&env));
+    unsetenv("CLEAVE_TEST_LOSE_COMMIT_REPLY");
+    ck_assert(shop_wait_caught_up(&env, WAIT_S));
+    rc_result r;
+    int rc = move(&env, "cutover", NULL, NULL, &r);
+    ck_assert_msg(rc == 0, "cutover exited %d: %s%s", rc, r.out, r.err);
+    rc_free(&r);
+    ck_assert(pgc_exec(src, env.srcdb, "DROP EVENT TRIGGER note_trigger"));
+    assert_owner(&env, true, "after the lost answer");
+    shop_stop_cleanly(&env);
+}
+END_TEST
+
+/*
  * A writer queued behind the switch's lock (held a while by the test
  * hook) gets the fence's error once the switch commits, never a write
  * into the old copy.
@@ -1142,6 +1185,7 @@ int main(void)
     shop_add_case(s, "reverse_slot_gone", reverse_slot_gone, 300);
     shop_add_case(s, "recovery_waits_for_its_database",
                   recovery_waits_for_its_database, 300);
+    shop_add_case(s, "commit_answer_lost", commit_answer_lost, 300);
     /*
      * Each case leaves its five origins (with progress, each holding a
      * replication state slot), and killed runs leave sessions holding
