@@ -29,6 +29,7 @@ typedef struct syncsink {
     evlog *log;               /* open while it exists */
     bool holding;             /* appending to the spool */
     bool in_txn;              /* between BEGIN and COMMIT: no switching */
+    bool spooled;             /* inside a held transaction already spooled */
     bool replay_due;          /* the spool is not in the real sink yet */
     _Atomic int phase;
     sink_ops ops;             /* syncsink_ops under the real sink's kind */
@@ -339,6 +340,7 @@ static bool ss_open(sink *s, lsn_t *durable)
     ss->inner_last = ss->last_end = ss->inner_durable;
     ss->inner_began = false;
     ss->in_txn = false;
+    ss->spooled = false;
     ss->filters_read = false;
     ss->holding = !syncstate_finished(ss->ss, ss->svc);
     struct stat st;
@@ -357,12 +359,27 @@ static bool ss_open(sink *s, lsn_t *durable)
     return true;
 }
 
+/*
+ * Whether a held transaction is in the spool or the real sink already. A
+ * stream restarted from below what the spool holds (the real sink had not
+ * confirmed its part before the hold) brings them again, and a replay
+ * would give the real sink each one twice.
+ */
+static bool already_spooled(const syncsink *ss, lsn_t commit_lsn)
+{
+    lsn_t start = evlog_start(ss->log), last = evlog_last_end(ss->log);
+    return sink_holds(last > start ? last : start, commit_lsn);
+}
+
 static bool ss_begin(sink *s, const sink_event *ev)
 {
     syncsink *ss = impl(s);
     if (!maybe_hold(s) || !maybe_go_live(s))
         return false;
     ss->in_txn = true;
+    ss->spooled = ss->holding && already_spooled(ss, ev->commit_lsn);
+    if (ss->spooled)
+        return true;
     if (ss->holding)
         return evlog_append(ss->log, ev) ||
                sink_fail(s, ev->commit_lsn, "cannot write %s: %s", ss->path,
@@ -376,6 +393,8 @@ static bool ss_begin(sink *s, const sink_event *ev)
 static bool ss_change(sink *s, const sink_event *ev)
 {
     syncsink *ss = impl(s);
+    if (ss->spooled)
+        return true;
     if (ss->holding)
         return evlog_append(ss->log, ev) ||
                sink_fail(s, ev->commit_lsn, "cannot write %s: %s", ss->path,
@@ -387,6 +406,10 @@ static bool ss_commit(sink *s, const sink_event *ev, bool more)
 {
     syncsink *ss = impl(s);
     ss->in_txn = false;
+    if (ss->spooled) {
+        ss->spooled = false;
+        return true;
+    }
     if (ss->holding) {
         ss->last_end = ev->end_lsn;
         return evlog_append(ss->log, ev) ||
@@ -451,6 +474,7 @@ static void ss_rollback(sink *s)
     }
     ss->inner_began = false;
     ss->in_txn = false;
+    ss->spooled = false;
     ss->inner->ops->rollback(ss->inner);
 }
 

@@ -28,9 +28,14 @@ static bool w_event(sink *s, const sink_event *ev)
     return true;
 }
 
+/* How many times the real sink was given each of 0x100 .. 0x4ff. */
+static int given[5];
+
 static bool w_commit(sink *s, const sink_event *ev, bool more)
 {
-    (void)s, (void)ev, (void)more;
+    (void)s, (void)more;
+    if (ev->commit_lsn < 0x500)
+        given[ev->commit_lsn >> 8]++;
     return true;
 }
 
@@ -142,11 +147,62 @@ START_TEST(replay_holds_below_the_unconfirmed)
 }
 END_TEST
 
+/*
+ * A stream restarted while a resync holds (the source's connection cut
+ * mid-transaction) starts again from what the real sink confirmed, below
+ * the spool: the transactions it brings again are in the spool already,
+ * or in the real sink, and each must reach the real sink once.
+ */
+START_TEST(restart_in_a_hold_spools_once)
+{
+    char dir[] = "/tmp/cleave-syncsink-XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    char hold[64];
+    snprintf(hold, sizeof hold, "%s/hold", dir);
+    ck_assert_int_eq(mkdir(hold, 0700), 0);
+    cfg_table t = {.schema = "public", .name = "t"};
+    cfg_service svc = {.name = "svc", .owned = &t, .n_owned = 1};
+    cfg config = {.services = &svc, .n_services = 1, .state_dir = dir};
+    char err[256];
+    syncstate *st = syncstate_open(&config, "slot", true, err, sizeof err);
+    ck_assert_msg(st, "%s", err);
+    ck_assert(syncstate_set_table(st, 0, 0, SYNC_DONE, 0, err, sizeof err) &&
+              syncstate_set_finished(st, 0, true, err, sizeof err));
+    sink inner = {.ops = &slow_ops, .config = &config, .service = &svc};
+    sink *s = syncsink_new(&inner, st, 0);
+    ck_assert_ptr_nonnull(s);
+    lsn_t d;
+    memset(given, 0, sizeof given);
+    slow_durable = 0x100;
+    ck_assert(s->ops->open(s, &d));
+    txn(s, 0x200, 0x208);                   /* given, not yet durable */
+    ck_assert(syncstate_set_finished(st, 0, false, err, sizeof err));
+    txn(s, 0x300, 0x308);                   /* held */
+    /* The connection is cut: the stream starts again from what is held. */
+    s->ops->rollback(s);
+    ck_assert_uint_le(held(s), 0x100);
+    txn(s, 0x200, 0x208);
+    txn(s, 0x300, 0x308);
+    ck_assert(syncstate_set_finished(st, 0, true, err, sizeof err));
+    txn(s, 0x400, 0x408);                   /* replay, then live */
+    for (int i = 2; i <= 4; i++)
+        ck_assert_msg(given[i] == 1, "the transaction at 0x%x00 reached the "
+                      "real sink %d times", i, given[i]);
+    s->ops->close(s);
+    sink_destroy(s);
+    syncstate_free(st);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    ck_assert_int_eq(system(cmd), 0);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("syncsink");
     TCase *tc = tcase_create("hold");
     tcase_add_test(tc, replay_holds_below_the_unconfirmed);
+    tcase_add_test(tc, restart_in_a_hold_spools_once);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
