@@ -20,6 +20,8 @@
 #include "sinks/sink.h"
 
 #define PROGRESS_EVERY_MS 5000
+/* How long a round waits for a service's stream to be held (held_fn). */
+#define HELD_WAIT_MS 30000
 
 /* A service's standing, for status: under initsync.mu. */
 typedef struct health {
@@ -35,6 +37,8 @@ struct initsync {
     const cfg_source *source;
     syncstate *ss;
     snap *created;
+    initsync_held_fn *held;
+    void *held_arg;
     pthread_t thread;
     atomic_bool stop;
     atomic_bool done;
@@ -1181,10 +1185,35 @@ static void run_copiers(round *r)
         pthread_join(cps[i].thread, NULL);
 }
 
+/*
+ * A resync's copy sends a Kafka target its rows through a producer of its
+ * own: an event of the stream still in flight when the hold began could
+ * land after them, and a consumer would keep its older value.
+ */
+static void wait_held(round *r)
+{
+    initsync *is = r->is;
+    for (size_t i = 0; i < is->config->n_services; i++) {
+        if (!r->svc[i].needed)
+            continue;
+        int waited = 0;
+        while (!is->held(is->held_arg, i) && !atomic_load(&is->stop) &&
+               waited < HELD_WAIT_MS) {
+            usleep(10 * 1000);
+            waited += 10;
+        }
+        if (waited >= HELD_WAIT_MS)
+            service_fail(r, i, "the events sent to its targets before the "
+                         "copy are not all acknowledged after %d s; the "
+                         "copy waits for them", HELD_WAIT_MS / 1000);
+    }
+}
+
 static bool run_round(round *r)
 {
     initsync *is = r->is;
     const cfg *config = is->config;
+    wait_held(r);
     snap *s = round_snapshot(r);
     if (round_failed(r))
         return false;
@@ -1198,7 +1227,7 @@ static bool run_round(round *r)
     r->split_bytes = PQserverVersion(r->src[0]) >= 140000
                          ? strtoll(config->copy_split_size, NULL, 10) : 0;
     for (size_t i = 0; i < config->n_services; i++)
-        if (r->svc[i].needed)
+        if (r->svc[i].needed && !service_failed(r, i))
             plan_service(r, i);
     if (r->njobs)   /* jobs is NULL without any */
         qsort(r->jobs, r->njobs, sizeof *r->jobs, by_size_desc);
@@ -1325,7 +1354,8 @@ static void *initsync_main(void *arg)
 }
 
 initsync *initsync_start(const cfg *config, const cfg_source *source,
-                         syncstate *ss, snap *created)
+                         syncstate *ss, snap *created,
+                         initsync_held_fn *held, void *held_arg)
 {
     initsync *is = calloc(1, sizeof *is);
     if (!is) {
@@ -1336,6 +1366,8 @@ initsync *initsync_start(const cfg *config, const cfg_source *source,
     is->source = source;
     is->ss = ss;
     is->created = created;
+    is->held = held;
+    is->held_arg = held_arg;
     size_t n = config->n_services ? config->n_services : 1;
     is->rows = calloc(n, sizeof *is->rows);
     is->health = calloc(n, sizeof *is->health);

@@ -45,11 +45,20 @@
 typedef struct initsync initsync;
 
 /*
+ * Whether service svc's stream is held with nothing of it still in flight
+ * to a target, so that the copy's rows cannot land before older changes
+ * (syncsink_settled). Called from the copy thread.
+ */
+typedef bool initsync_held_fn(void *arg, size_t svc);
+
+/*
  * Starts the thread; takes `created` (the snapshot of the slot `run` just
- * made, or NULL). NULL only when out of resources.
+ * made, or NULL). A round copies a service once held(held_arg, svc) says
+ * so, waiting for it a while. NULL only when out of resources.
  */
 initsync *initsync_start(const cfg *config, const cfg_source *source,
-                         syncstate *ss, snap *created);
+                         syncstate *ss, snap *created,
+                         initsync_held_fn *held, void *held_arg);
 /* Rows copied so far for service svc (for status; 0 when is is NULL). */
 uint64_t initsync_rows(const initsync *is, size_t svc);
 /*

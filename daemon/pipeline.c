@@ -254,9 +254,23 @@ failed:
     return false;
 }
 
+/* initsync_held_fn: every Kafka sink of service svc settled. */
+static bool kafka_held(void *arg, size_t svc)
+{
+    pipeline *p = arg;
+    for (size_t i = 0; i < fanout_size(p->fo); i++) {
+        const sink *s = fanout_sink(p->fo, i);
+        if (s->service == &p->config->services[svc] &&
+            s->ops->id == SINK_KIND_KAFKA && !syncsink_settled(s))
+            return false;
+    }
+    return true;
+}
+
 bool pipeline_start_copy(pipeline *p)
 {
-    p->init = initsync_start(p->config, p->settings, p->sync, p->created);
+    p->init = initsync_start(p->config, p->settings, p->sync, p->created,
+                             kafka_held, p);
     p->created = NULL;
     return p->init != NULL;
 }

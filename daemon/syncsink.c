@@ -32,6 +32,7 @@ typedef struct syncsink {
     bool spooled;             /* inside a held transaction already spooled */
     bool replay_due;          /* the spool is not in the real sink yet */
     _Atomic int phase;
+    atomic_bool settled;      /* see syncsink_settled */
     sink_ops ops;             /* syncsink_ops under the real sink's kind */
     /* The real sink's side. */
     lsn_t inner_durable;      /* what it holds durably */
@@ -306,6 +307,12 @@ static lsn_t durable_now(const syncsink *ss)
     return ss->last_end;
 }
 
+static void publish_settled(syncsink *ss)
+{
+    atomic_store(&ss->settled,
+                 ss->holding && ss->inner_durable >= ss->inner_last);
+}
+
 /* ---- sink_ops ---------------------------------------------------------- */
 
 /*
@@ -355,6 +362,7 @@ static bool ss_open(sink *s, lsn_t *durable)
     set_phase(ss, ss->holding ? SYNCSINK_INITIAL_COPY
                               : ss->log ? SYNCSINK_CATCHING_UP
                                         : SYNCSINK_STREAMING);
+    publish_settled(ss);
     *durable = ss->last_end;
     return true;
 }
@@ -377,6 +385,7 @@ static bool ss_begin(sink *s, const sink_event *ev)
     if (!maybe_hold(s) || !maybe_go_live(s))
         return false;
     ss->in_txn = true;
+    publish_settled(ss);
     ss->spooled = ss->holding && already_spooled(ss, ev->commit_lsn);
     if (ss->spooled)
         return true;
@@ -435,6 +444,7 @@ static bool flush_or_drain(sink *s, lsn_t *durable, bool drain)
     }
     if (!maybe_go_live(s))
         return false;
+    publish_settled(ss);
     *durable = durable_now(ss);
     return true;
 }
@@ -481,6 +491,7 @@ static void ss_rollback(sink *s)
 static void ss_close(sink *s)
 {
     syncsink *ss = impl(s);
+    atomic_store(&ss->settled, false);
     if (ss->log) {
         evlog_sync(ss->log);
         evlog_close(ss->log);
@@ -530,6 +541,7 @@ sink *syncsink_new(sink *inner, syncstate *state, size_t svc)
     ss->ss = state;
     ss->svc = svc;
     atomic_init(&ss->phase, -1);     /* the first phase set is logged */
+    atomic_init(&ss->settled, true);
     ss->ops = syncsink_ops;
     ss->ops.kind = inner->ops->kind;
     ss->ops.id = inner->ops->id;
@@ -545,6 +557,11 @@ syncsink_phase syncsink_get_phase(const sink *s)
 {
     int phase = atomic_load(&impl(s)->phase);
     return phase < 0 ? SYNCSINK_INITIAL_COPY : (syncsink_phase)phase;
+}
+
+bool syncsink_settled(const sink *s)
+{
+    return atomic_load(&impl(s)->settled);
 }
 
 const char *syncsink_phase_name(syncsink_phase phase)

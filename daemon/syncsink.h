@@ -36,6 +36,15 @@ typedef enum syncsink_phase {
 sink *syncsink_new(sink *inner, syncstate *ss, size_t svc);
 /* Read from any thread. */
 syncsink_phase syncsink_get_phase(const sink *s);
+/*
+ * Whether everything the real sink was given before the hold is durable
+ * there, the hold begun: a copy's snapshot events may go out, since no
+ * older event of the stream is still in flight to land after them (a
+ * Kafka target's copy goes through a producer of its own). True before
+ * the first open too; false while the sink is closed, since a shared
+ * producer may still deliver what it was given. Any thread.
+ */
+bool syncsink_settled(const sink *s);
 const char *syncsink_phase_name(syncsink_phase phase);
 
 #endif

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -1394,6 +1395,105 @@ START_TEST(checkpoint_write_fails)
 }
 END_TEST
 
+/* ---- a resync behind an event still in flight ----------------------------- */
+
+static void exec_on(PGconn *c, const char *sql)
+{
+    PGresult *res = PQexec(c, sql);
+    ck_assert_msg(PQresultStatus(res) == PGRES_COMMAND_OK ||
+                  PQresultStatus(res) == PGRES_TUPLES_OK, "%s: %s", sql,
+                  PQerrorMessage(c));
+    PQclear(res);
+}
+
+static void set_display_name(shop_env *env, const char *name)
+{
+    char sql[128];
+    snprintf(sql, sizeof sql, "UPDATE users SET display_name = '%s' WHERE "
+             "id = 1", name);
+    ck_assert_msg(pgc_exec(src, env->srcdb, sql), "%s", sql);
+}
+
+/* The display_name of user 1 in the last of its events on the topic. */
+static char *last_display_name(kt_mock *mock, const char *topic)
+{
+    kt_set set = {0};
+    read_topic(mock, topic, &set);
+    char *last = NULL;
+    for (size_t i = 0; i < set.n; i++) {
+        if (!set.r[i].value || !strstr(set.r[i].value, "\"kv"))
+            continue;
+        json_t *v = parse(set.r[i].value);
+        const char *name = json_string_value(field(v, "after",
+                                                   "display_name"));
+        free(last);
+        last = name ? strdup(name) : NULL;
+        json_decref(v);
+    }
+    kt_set_free(&set);
+    return last;
+}
+
+/*
+ * A resync whose copy sends a row's snapshot event while an older event of
+ * the same row is still in flight (its first produce refused, the retry
+ * 4 s away): the copy waits for the acknowledgement, so the topic ends
+ * with the row as copied. Before, the snapshot event went out through the
+ * copy's own producer at once and the older event landed after it: a
+ * consumer kept the older value.
+ */
+START_TEST(resync_after_what_is_in_flight)
+{
+    shop_env env;
+    kt_mock *mock = kt_mock_start(NULL);
+    ck_assert(mock);
+    setup_props(&env, mock, "kresync", 1, NULL, "message.timeout.ms: "
+                "\"20000\", retry.backoff.ms: \"4000\"");
+    ck_assert(shop_start(&env));
+    caught_up_or_abort(&env);
+    char topic[256];
+    topic_of(&env, "users", topic, sizeof topic);
+    set_display_name(&env, "kv1");
+    ck_assert_uint_eq(wait_marker(mock, topic, "kv1", 1), 1);
+    /* The copy's snapshot waits for it: kv3 commits before the snapshot. */
+    PGconn *open_txn = pgc_connect(src, env.srcdb);
+    ck_assert(open_txn != NULL);
+    exec_on(open_txn, "BEGIN");
+    exec_on(open_txn, "SELECT txid_current()");
+    ck_assert(kt_mock_cmd(mock, "errors 0 1 7"));
+    set_display_name(&env, "kv2");
+    long mark = shop_log_size(&env);
+    char *argv[] = {(char *)shop_cleave_bin(), "resync", "-c", env.config,
+                    "user_service", "--table", "users", NULL};
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    ck_assert(pid > 0);
+    wait_log_or_abort(&env, "event=resync_started", mark);
+    set_display_name(&env, "kv3");
+    exec_on(open_txn, "COMMIT");
+    PQfinish(open_txn);
+    int status = 0;
+    ck_assert(waitpid(pid, &status, 0) == pid);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+                  "cleave resync failed: %d", status);
+    ck_assert_uint_ge(wait_marker(mock, topic, "kv2", 1), 1);
+    ck_assert_uint_ge(wait_marker(mock, topic, "kv3", 1), 1);
+    caught_up_or_abort(&env);
+    char *last = last_display_name(mock, topic);
+    if (!last || strcmp(last, "kv3") != 0)
+        shop_log_tail(&env, 60);
+    ck_assert_msg(last && strcmp(last, "kv3") == 0, "the topic ends with "
+                  "user 1's display_name %s, not the copied kv3",
+                  last ? last : "(none)");
+    free(last);
+    stop_cleanly(&env, mock);
+}
+END_TEST
+
 int main(void)
 {
     static const char *const tgt_settings[] = {"max_replication_slots = 64", NULL};
@@ -1411,5 +1511,7 @@ int main(void)
     shop_add_case(s, "leaderless_topic_keeps_its_share",
                   leaderless_topic_keeps_its_share, 300);
     shop_add_case(s, "checkpoint_write_fails", checkpoint_write_fails, 300);
+    shop_add_case(s, "resync_after_what_is_in_flight",
+                  resync_after_what_is_in_flight, 300);
     return shop_run_suite(s, tgt_settings, &src, &tgt);
 }
