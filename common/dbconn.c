@@ -9,6 +9,9 @@
 #include "common/clock.h"
 #include "config/config.h"
 
+/* Seconds to connect, where the DSN says nothing (libpq waits forever). */
+#define DBCONN_TIMEOUT_S "10"
+
 /*
  * A SQL_ASCII server has no encoding: it converts nothing, and checks
  * every byte it sends a UTF8 client as UTF-8, so that one byte that is
@@ -41,13 +44,19 @@ static void same_text(PGconn *conn)
                              "postgres; SET extra_float_digits = 3"));
 }
 
-/* The keywords of a connection to dsn (see dbconn_connect). */
+/*
+ * The keywords of a connection to dsn (see dbconn_connect). A server that
+ * takes the connection and never answers would hold the caller for good
+ * (the runner's loop, for a service database's reverse stream): a
+ * connect_timeout, before dbname so that the DSN's own wins.
+ */
 #define DBCONN_KEYS(dsn, app, mode)                                          \
-    const char *keys[] = {"dbname", "fallback_application_name",            \
-                          "client_encoding",                                \
+    const char *keys[] = {"connect_timeout", "dbname",                      \
+                          "fallback_application_name", "client_encoding",   \
                           mode == DBCONN_REPLICATION ? "replication" : NULL, \
                           NULL};                                            \
-    const char *vals[] = {dsn, app, DBCONN_ENCODING, "database", NULL}
+    const char *vals[] = {DBCONN_TIMEOUT_S, dsn, app, DBCONN_ENCODING,       \
+                          "database", NULL}
 
 PGconn *dbconn_connect(const char *dsn, const char *app, dbconn_mode mode)
 {

@@ -103,12 +103,53 @@ START_TEST(signal_does_not_end_the_wait)
 }
 END_TEST
 
+static const char *option_of(PGconn *conn, const char *name)
+{
+    static char value[64];
+    value[0] = '\0';
+    PQconninfoOption *opts = PQconninfo(conn);
+    for (PQconninfoOption *o = opts; o && o->keyword; o++)
+        if (strcmp(o->keyword, name) == 0 && o->val)
+            snprintf(value, sizeof value, "%s", o->val);
+    PQconninfoFree(opts);
+    return value;
+}
+
+/*
+ * A server that takes the connection and never answers holds a blocking
+ * connect for good without a connect_timeout: cleave sets one where the
+ * DSN says nothing, and the DSN's own wins.
+ */
+START_TEST(connect_gives_up_on_a_silent_server)
+{
+    char refused[64];
+    snprintf(refused, sizeof refused, "host=127.0.0.1 port=%d dbname=x",
+             closed_port());
+    PGconn *c = dbconn_connect(refused, "test", DBCONN_PLAIN);
+    ck_assert_str_eq(option_of(c, "connect_timeout"), "10");
+    PQfinish(c);
+    int port, l = silent_listener(&port);
+    char hung[96];
+    snprintf(hung, sizeof hung, "host=127.0.0.1 port=%d dbname=x "
+             "connect_timeout=2", port);
+    int64_t t0 = clock_ms();
+    c = dbconn_connect(hung, "test", DBCONN_REPLICATION);
+    int64_t took = clock_ms() - t0;
+    ck_assert_int_eq(PQstatus(c), CONNECTION_BAD);
+    ck_assert_str_eq(option_of(c, "connect_timeout"), "2");
+    ck_assert_int_lt(took, 3500);
+    PQfinish(c);
+    close(l);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("dbconn");
     TCase *tc = tcase_create("dbconn");
     tcase_add_test(tc, hung_servers_share_one_deadline);
     tcase_add_test(tc, signal_does_not_end_the_wait);
+    tcase_add_test(tc, connect_gives_up_on_a_silent_server);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
