@@ -100,7 +100,9 @@ static const cfg_key source_keys[] = {
      .off = offsetof(cfg, source.dsn), .take = cfg_take_dsn,
      .expect = "a libpq connection string",
      .help = "connection string of the shared database (keywords or URI; "
-             "libpq's passfile and PG* variables apply)"},
+             "libpq's passfile and PG* variables apply; every connection "
+             "cleave makes, to the targets too, has connect_timeout=10 "
+             "unless its DSN sets one)"},
     {.name = "slot", .type = CFG_T_STRING, .def = "cleave_<name>",
      .derive = cfg_derive_object_name, .off = offsetof(cfg, source.slot),
      .take = cfg_take_slot, .expect = "a replication slot name",
