@@ -342,8 +342,15 @@ static bool hold_from_real_sink(sink *s)
 static bool ss_open(sink *s, lsn_t *durable)
 {
     syncsink *ss = impl(s);
+    char err[512];
+    int kind = ss->inner->ops->id;
+    ss->inner->forget_position = syncstate_must_forget(ss->ss, ss->svc, kind);
     if (!ss->inner->ops->open(ss->inner, &ss->inner_durable))
         return inner_failed(s);
+    if (ss->inner->forget_position &&
+        !syncstate_forgotten(ss->ss, ss->svc, kind, err, sizeof err))
+        return sink_fail(s, 0, "%s", err);
+    ss->inner->forget_position = false;
     ss->inner_last = ss->last_end = ss->inner_durable;
     ss->inner_began = false;
     ss->in_txn = false;

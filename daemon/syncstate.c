@@ -24,7 +24,12 @@ typedef struct table_rec {
 typedef struct service_rec {
     table_rec *tables;        /* config order */
     bool finished;
+    unsigned forget;          /* sink kinds (1 << id) to forget: see .h */
 } service_rec;
+
+/* The sink kinds a new slot's services forget, by sink_kind id. */
+static const char *const kind_names[] = {"postgres", "kafka"};
+#define N_KINDS (sizeof kind_names / sizeof *kind_names)
 
 struct syncstate {
     const cfg *config;
@@ -74,6 +79,15 @@ static void load_service(syncstate *ss, json_t *doc, size_t i)
     json_t *finished = json_object_get(json_object_get(
         json_object_get(doc, "services"), svc->name), "finished");
     ss->svc[i].finished = all_done && json_is_true(finished);
+    json_t *forget = json_object_get(json_object_get(
+        json_object_get(doc, "services"), svc->name), "forget");
+    size_t k;
+    json_t *name;
+    json_array_foreach(forget, k, name)
+        for (unsigned id = 0; id < N_KINDS; id++)
+            if (json_is_string(name) &&
+                strcmp(json_string_value(name), kind_names[id]) == 0)
+                ss->svc[i].forget |= 1u << id;
 }
 
 static bool load(syncstate *ss, char *err, size_t errlen)
@@ -107,8 +121,12 @@ static json_t *service_json(const syncstate *ss, size_t i)
             "schema", svc->owned[j].schema, "table", svc->owned[j].name,
             "state", state_word(t->state), "lsn", lsn_format(t->lsn, lsn)));
     }
-    return json_pack("{s:b, s:o}", "finished", ss->svc[i].finished,
-                     "tables", tables);
+    json_t *forget = json_array();
+    for (unsigned id = 0; id < N_KINDS; id++)
+        if (ss->svc[i].forget & (1u << id))
+            json_array_append_new(forget, json_string(kind_names[id]));
+    return json_pack("{s:b, s:o, s:o}", "finished", ss->svc[i].finished,
+                     "tables", tables, "forget", forget);
 }
 
 /* Under mu. */
@@ -157,7 +175,10 @@ syncstate *syncstate_open(const cfg *config, const char *slot, bool fresh,
             return NULL;
         }
     }
-    if (!fresh && !load(ss, err, errlen)) {
+    for (size_t i = 0; fresh && i < config->n_services; i++)
+        ss->svc[i].forget = (1u << N_KINDS) - 1;
+    /* Saved at once: an earlier slot's file must not outlive a new slot. */
+    if (fresh ? !save(ss, err, errlen) : !load(ss, err, errlen)) {
         syncstate_free(ss);
         return NULL;
     }
@@ -230,6 +251,25 @@ bool syncstate_set_finished(syncstate *ss, size_t svc, bool finished,
 {
     pthread_mutex_lock(&ss->mu);
     ss->svc[svc].finished = finished;
+    bool ok = save(ss, err, errlen);
+    pthread_mutex_unlock(&ss->mu);
+    return ok;
+}
+
+bool syncstate_must_forget(syncstate *ss, size_t svc, int kind)
+{
+    pthread_mutex_lock(&ss->mu);
+    bool must = kind >= 0 && (unsigned)kind < N_KINDS &&
+                (ss->svc[svc].forget & (1u << kind));
+    pthread_mutex_unlock(&ss->mu);
+    return must;
+}
+
+bool syncstate_forgotten(syncstate *ss, size_t svc, int kind, char *err,
+                         size_t errlen)
+{
+    pthread_mutex_lock(&ss->mu);
+    ss->svc[svc].forget &= ~(1u << kind);
     bool ok = save(ss, err, errlen);
     pthread_mutex_unlock(&ss->mu);
     return ok;

@@ -7,7 +7,8 @@
  * in: the stream applies the table's changes committed from there on.
  * Per service: finished once every table is done and the foreign keys
  * and sequences are set; until then the service's stream is held in its
- * spool (syncsink.h).
+ * spool (syncsink.h). A new slot's file is written as soon as it is
+ * opened.
  *
  * Shared by the copy threads (writers) and the sinks' threads (readers):
  * every call locks. The file is replaced atomically (write, fsync,
@@ -56,5 +57,16 @@ bool syncstate_set_table(syncstate *ss, size_t svc, size_t table,
                          size_t errlen);
 bool syncstate_set_finished(syncstate *ss, size_t svc, bool finished,
                             char *err, size_t errlen);
+
+/*
+ * A new slot's stream starts anew: every sink of every service must
+ * forget the position it holds, which belongs to an earlier slot
+ * (sink.forget_position). Per service and sink kind (sink_kind id), until
+ * the sink did so; recorded in the file, so a restart in between still
+ * forgets it.
+ */
+bool syncstate_must_forget(syncstate *ss, size_t svc, int kind);
+bool syncstate_forgotten(syncstate *ss, size_t svc, int kind, char *err,
+                         size_t errlen);
 
 #endif

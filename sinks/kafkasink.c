@@ -1412,6 +1412,21 @@ static void producer_close(kafkasink *ks)
     colls_clear(ks);
 }
 
+/* See sink.forget_position: the checkpoint goes back to nothing. */
+static bool forget_checkpoint(kafkasink *ks, lsn_t *ckpt)
+{
+    char err[512];
+    if (!ks->base.forget_position || *ckpt == 0)
+        return true;
+    if (!write_checkpoint(ks, 0, err, sizeof err))
+        return sink_fail(&ks->base, 0, "cannot forget an earlier slot's "
+                         "Kafka checkpoint: %s", err);
+    log_info("event=position_forgotten service=%s sink=kafka reason=\"the "
+             "slot is new\"", ks->base.service->name);
+    *ckpt = 0;
+    return true;
+}
+
 static bool ks_open(sink *s, lsn_t *durable)
 {
     kafkasink *ks = impl(s);
@@ -1420,7 +1435,8 @@ static bool ks_open(sink *s, lsn_t *durable)
     if (mkdir(dir, 0700) != 0 && errno != EEXIST)
         return sink_fail(s, 0, "cannot make %s: %s", dir, strerror(errno));
     lsn_t ckpt;
-    if (!read_checkpoint(ks, &ckpt) || !ckpt_start(ks, ckpt) ||
+    if (!read_checkpoint(ks, &ckpt) || !forget_checkpoint(ks, &ckpt) ||
+        !ckpt_start(ks, ckpt) ||
         !producer_new(ks))
         return false;
     ks->ring.acked = ckpt;

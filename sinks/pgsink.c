@@ -1919,6 +1919,28 @@ static bool create_origin(pgsink *ps)
     return true;
 }
 
+/*
+ * See sink.forget_position; before the session takes the origin. Only an
+ * origin with progress: a new one has no state slot yet, and the advance
+ * would take one of max_replication_slots for nothing.
+ */
+static bool forget_origin(pgsink *ps)
+{
+    const char *params[] = {ps->origin};
+    PGresult *res;
+    if (!ps->base.forget_position)
+        return true;
+    if (!exec_ok(ps, "SELECT pg_replication_origin_advance(external_id, "
+                 "'0/0') FROM pg_replication_origin_status WHERE "
+                 "external_id = $1 AND remote_lsn <> '0/0'", 1, params, &res))
+        return open_failed(ps, "forgetting an earlier slot's progress", res);
+    if (PQntuples(res) > 0)
+        log_info("event=position_forgotten service=%s sink=postgres "
+                 "reason=\"the slot is new\"", svc_name(ps));
+    PQclear(res);
+    return true;
+}
+
 static void sleep_ms(int ms)
 {
     struct timespec ts = {.tv_sec = ms / 1000,
@@ -2035,7 +2057,7 @@ static bool pg_open(sink *s, lsn_t *durable)
     ps->failed = false;
     ps->broken = false;
     if (!connect_target(ps) || !set_session(ps) || !create_origin(ps) ||
-        !claim_origin(ps) || !read_durable(ps) || !prepare_fixed(ps) ||
+        !forget_origin(ps) || !claim_origin(ps) || !read_durable(ps) || !prepare_fixed(ps) ||
         !add_partitions(ps) || !enter_pipeline(ps)) {
         PQfinish(ps->conn);
         ps->conn = NULL;

@@ -214,6 +214,15 @@ struct sink {
      */
     atomic_bool want_durable;
     atomic_bool *want_flag;
+    /*
+     * Set before open when the stream starts anew (a slot made since the
+     * sink last held anything): what the sink holds as durable belongs to
+     * another stream, whose LSNs may be higher than the new one's (a
+     * source restored or replaced), and would make it pass over the new
+     * stream's transactions. Open then sets it to nothing, durably, and
+     * reports 0.
+     */
+    bool forget_position;
     void *impl;
 };
 

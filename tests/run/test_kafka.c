@@ -1395,6 +1395,55 @@ START_TEST(checkpoint_write_fails)
 }
 END_TEST
 
+/*
+ * A new slot's stream starts anew: the positions the sinks hold belong to
+ * the old one. Here they stand above anything the source has written (as
+ * after the source was restored, or replaced by a cluster whose LSNs are
+ * lower), so a sink that kept them passed over every new transaction.
+ */
+START_TEST(new_slot_forgets_old_positions)
+{
+    shop_env env;
+    kt_mock *mock = kt_mock_start(NULL);
+    ck_assert(mock);
+    setup(&env, mock, "kfresh", 1, NULL);
+    ck_assert(shop_start(&env));
+    caught_up_or_abort(&env);
+    ck_assert_int_eq(shop_stop(&env, SIGTERM, 60), 0);
+    char sql[512];
+    snprintf(sql, sizeof sql, "SELECT pg_drop_replication_slot('cleave_%s')",
+             env.name);
+    ck_assert_msg(pgc_exec(src, env.srcdb, sql), "%s", sql);
+    ck_assert(pgc_exec(tgt, env.dbs[1], "SELECT pg_replication_origin_advance"
+                       "(roname, 'FF/0') FROM pg_replication_origin WHERE "
+                       "roname LIKE '%order_service'"));
+    char path[700];
+    snprintf(path, sizeof path, "%s/kafka/order_service.json", env.state_dir);
+    FILE *f = fopen(path, "w");
+    ck_assert(f);
+    fprintf(f, "{\"service\": \"order_service\", \"slot\": \"cleave_%s\", "
+            "\"lsn\": \"FF/0\"}", env.name);
+    fclose(f);
+    long mark = shop_log_size(&env);
+    ck_assert(shop_start(&env));
+    caught_up_or_abort(&env);
+    insert_marked(src, env.srcdb, "after a new slot");
+    assert_published_once(&env, mock, "after a new slot");
+    PGconn *c = pgc_connect(tgt, env.dbs[1]);
+    ck_assert(c != NULL);
+    PGresult *res = PQexec(c, "SELECT count(*) FROM orders WHERE note = "
+                           "'after a new slot'");
+    ck_assert_str_eq(PQgetvalue(res, 0, 0), "1");
+    PQclear(res);
+    PQfinish(c);
+    wait_log_or_abort(&env, "event=position_forgotten service=order_service "
+                      "sink=postgres", mark);
+    wait_log_or_abort(&env, "event=position_forgotten service=order_service "
+                      "sink=kafka", mark);
+    stop_cleanly(&env, mock);
+}
+END_TEST
+
 /* ---- a resync behind an event still in flight ----------------------------- */
 
 static void exec_on(PGconn *c, const char *sql)
@@ -1496,7 +1545,7 @@ END_TEST
 
 int main(void)
 {
-    static const char *const tgt_settings[] = {"max_replication_slots = 64", NULL};
+    static const char *const tgt_settings[] = {"max_replication_slots = 128", NULL};
     Suite *s = suite_create("kafka");
     shop_add_case(s, "change_events", change_events, 300);
     shop_add_case(s, "full_identity_keyed_by_primary_key",
@@ -1511,6 +1560,8 @@ int main(void)
     shop_add_case(s, "leaderless_topic_keeps_its_share",
                   leaderless_topic_keeps_its_share, 300);
     shop_add_case(s, "checkpoint_write_fails", checkpoint_write_fails, 300);
+    shop_add_case(s, "new_slot_forgets_old_positions",
+                  new_slot_forgets_old_positions, 300);
     shop_add_case(s, "resync_after_what_is_in_flight",
                   resync_after_what_is_in_flight, 300);
     return shop_run_suite(s, tgt_settings, &src, &tgt);
