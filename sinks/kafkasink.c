@@ -92,6 +92,7 @@ typedef struct kprod {
     bool registered;         /* under kprods_mu: new sinks may join it */
     atomic_bool broken;      /* failed for good: the next open makes anew */
     int64_t share_msgs, share_bytes;   /* see SHARE_OF_QUEUE */
+    int64_t queue_bytes;               /* the whole queue's; 0: unknown */
     /* The attachments, and their sinks' rings and failures. */
     pthread_mutex_t mu;
     kattach *att;
@@ -464,6 +465,7 @@ static void set_share(kprod *kp, rd_kafka_conf_t *conf)
     int64_t kbytes = conf_number(conf, "queue.buffering.max.kbytes");
     kp->share_msgs = msgs > SHARE_OF_QUEUE ? msgs / SHARE_OF_QUEUE : 1;
     kp->share_bytes = kbytes > 0 ? kbytes * 1024 / SHARE_OF_QUEUE : 1 << 20;
+    kp->queue_bytes = kbytes > 0 ? kbytes * 1024 : 0;
 }
 
 static kprod *kprod_new(const cfg *config, char *err, size_t errlen)
@@ -734,6 +736,15 @@ static bool produce_msg(kafkasink *ks, rd_kafka_topic_t *rkt,
 {
     if (msgflags != RD_KAFKA_MSG_F_FREE || !value)
         msgflags = value ? RD_KAFKA_MSG_F_COPY : 0;
+    /* librdkafka says the queue is full for good, and the wait never ends. */
+    if (ks->kp->queue_bytes && (int64_t)(vlen + klen) > ks->kp->queue_bytes) {
+        if (msgflags == RD_KAFKA_MSG_F_FREE)
+            free(value);
+        return sink_fail(&ks->base, ks->commit_lsn, "a message of %zu bytes "
+                         "to topic %s is larger than the producer's whole "
+                         "queue (queue.buffering.max.kbytes)", vlen + klen,
+                         rd_kafka_topic_name(rkt));
+    }
     for (;;) {
         bool over = atomic_load(&ks->unacked_msgs) >= ks->kp->share_msgs ||
                     atomic_load(&ks->unacked_bytes) >= ks->kp->share_bytes;

@@ -1396,6 +1396,33 @@ START_TEST(checkpoint_write_fails)
 END_TEST
 
 /*
+ * A message larger than the producer's whole queue can never be queued:
+ * the sink fails and says so. It waited for room for good before, the
+ * status saying it streamed.
+ */
+START_TEST(message_larger_than_the_queue)
+{
+    shop_env env;
+    kt_mock *mock = kt_mock_start(NULL);
+    ck_assert(mock);
+    setup_props(&env, mock, "kqueue", 0, NULL, "message.timeout.ms: "
+                "\"20000\", queue.buffering.max.kbytes: \"8\"");
+    ck_assert(shop_start(&env));
+    caught_up_or_abort(&env);
+    long mark = shop_log_size(&env);
+    ck_assert(pgc_exec(src, env.srcdb, "INSERT INTO users (external_id, "
+                       "email, full_name, bio) VALUES (gen_random_uuid(), "
+                       "'big@example.com', 'Big', repeat('x', 20000))"));
+    wait_log_or_abort(&env, "is larger than the producer's whole queue", mark);
+    sink_fig fig;
+    sink_status(&env, "user_service", "kafka", &fig);
+    ck_assert_msg(strstr(fig.last_error, "queue.buffering.max.kbytes"),
+                  "status says: %s", fig.last_error);
+    stop_cleanly(&env, mock);
+}
+END_TEST
+
+/*
  * A new slot's stream starts anew: the positions the sinks hold belong to
  * the old one. Here they stand above anything the source has written (as
  * after the source was restored, or replaced by a cluster whose LSNs are
@@ -1560,6 +1587,8 @@ int main(void)
     shop_add_case(s, "leaderless_topic_keeps_its_share",
                   leaderless_topic_keeps_its_share, 300);
     shop_add_case(s, "checkpoint_write_fails", checkpoint_write_fails, 300);
+    shop_add_case(s, "message_larger_than_the_queue",
+                  message_larger_than_the_queue, 300);
     shop_add_case(s, "new_slot_forgets_old_positions",
                   new_slot_forgets_old_positions, 300);
     shop_add_case(s, "resync_after_what_is_in_flight",
