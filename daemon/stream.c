@@ -64,6 +64,8 @@ struct stream {
     spool *replay;
     lsn_t replay_end;
     int64_t replay_time;
+    long replayed;            /* records replayed, for the test hook */
+    long fail_replay_at;      /* tests: CLEAVE_TEST_FAIL_REPLAY_AT */
     lsn_t received;
     /* The server's clock at its last send less the transaction's commit:
      * how far behind the slot's reading is. */
@@ -560,6 +562,11 @@ static bool replay_one(stream *st, const uint8_t *buf, size_t len, char *err,
 {
     pgo_msg m;
     rb_error e;
+    if (++st->replayed == st->fail_replay_at) {
+        snprintf(err, errlen, "replaying transaction %u: failed for a test",
+                 st->xid);
+        return false;
+    }
     if (!pgo_decode(st->dec, buf, len, &m, &e)) {
         snprintf(err, errlen, "replaying transaction %u: offset %zu: %s",
                  st->xid, e.offset, e.msg);
@@ -588,7 +595,7 @@ static bool replay_finish(stream *st, char *err, size_t errlen)
     return txn_commit(st, st->replay_end, st->replay_time);
 }
 
-bool stream_work(stream *st, char *err, size_t errlen)
+static bool replay_some(stream *st, char *err, size_t errlen)
 {
     while (fanout_drain(st->fo) && st->replay) {
         const uint8_t *msg;
@@ -604,6 +611,21 @@ bool stream_work(stream *st, char *err, size_t errlen)
             return false;
     }
     return true;
+}
+
+bool stream_work(stream *st, char *err, size_t errlen)
+{
+    if (replay_some(st, err, errlen))
+        return true;
+    /*
+     * The replay is abandoned, not resumed past the record that failed:
+     * its COMMIT would make the sinks hold a transaction without it. The
+     * transaction stays open, so no position past its commit is confirmed;
+     * the restart rolls the sinks back, and the source sends it again.
+     */
+    spool_discard(st->replay);
+    st->replay = NULL;
+    return false;
 }
 
 bool stream_frame(stream *st, const uint8_t *buf, size_t len,
@@ -788,6 +810,8 @@ stream *stream_new(const cfg *config, const cfg_source *source, fanout *fo,
     st->fo = fo;
     st->loop_prevention = source->loop_prevention;
     st->reversed = -1;
+    const char *fail_at = getenv("CLEAVE_TEST_FAIL_REPLAY_AT");
+    st->fail_replay_at = fail_at ? atol(fail_at) : 0;
     st->spool_dir = strdup(spool_dir);
     if (!st->spool_dir || !rel_grow(st) || !rev_origins_new(st)) {
         stream_free(st);

@@ -877,6 +877,41 @@ START_TEST(sigterm_in_streamed_replay)
 END_TEST
 
 /*
+ * A streamed transaction whose replay fails part-way (a record that
+ * cannot be decoded or routed, forced here by a test hook at the 2000th
+ * record): the replay is abandoned and the source sends the transaction
+ * again, whole. It went on from the next record before, so the target
+ * committed the transaction without that row, for good.
+ */
+START_TEST(failed_replay_sends_again)
+{
+    shop_env env;
+    ck_assert(shop_setup(&env, src, tgt, "replayfail", NULL, NULL));
+    char sql[256];
+    snprintf(sql, sizeof sql, "ALTER DATABASE %s SET logical_decoding_work_mem "
+             "= '64kB'", env.srcdb);
+    ck_assert(pgc_exec(src, "postgres", sql));
+    load_data(&env);
+    setenv("CLEAVE_TEST_FAIL_REPLAY_AT", "2000", 1);
+    start_cleave(&env);
+    unsetenv("CLEAVE_TEST_FAIL_REPLAY_AT");
+    shop_assert_caught_up_and_equal(&env, CAUGHT_UP_S);
+    long mark = shop_log_size(&env);
+    exec_src(&env, "INSERT INTO notifications (user_id, template_id, channel, "
+             "payload, status) SELECT 1 + g % 10000, 1 + g % 50, 'email', "
+             "jsonb_build_object('n', g), 'replayed' "
+             "FROM generate_series(1, 5000) g");
+    ck_assert(shop_wait_log(&env, "failed for a test", mark, CAUGHT_UP_S));
+    shop_assert_caught_up_and_equal(&env, CAUGHT_UP_S);
+    char *n = pgc_query_value(tgt, env.dbs[shop_owner(12)], "SELECT count(*) "
+                              "FROM notifications WHERE status = 'replayed'");
+    ck_assert_msg(n && strcmp(n, "5000") == 0, "%s rows of 5000", n);
+    free(n);
+    shop_stop_cleanly(&env);
+}
+END_TEST
+
+/*
  * A target down when cleave starts, back while the other services stream:
  * the stream starts again for its sink, and until the sink holds the
  * change it missed the slot is not told past it, though the stream had
@@ -983,6 +1018,8 @@ int main(void)
     shop_add_case(s, "heartbeat_moves_idle_slot", heartbeat_moves_idle_slot, 120);
     shop_add_case(s, "sigterm_then_restart_resumes", sigterm_then_restart_resumes, 400);
     shop_add_case(s, "sigterm_in_streamed_replay", sigterm_in_streamed_replay, 400);
+    shop_add_case(s, "failed_replay_sends_again", failed_replay_sends_again,
+                  300);
     shop_add_case(s, "reopened_sink_holds_the_slot",
                   reopened_sink_holds_the_slot, 300);
     return shop_run_suite(s, tgt_settings, &src, &tgt);
