@@ -639,10 +639,10 @@ bool stream_frame(stream *st, const uint8_t *buf, size_t len,
         return false;
     }
     lsn_t seen = fr.wal_start > fr.wal_end ? fr.wal_start : fr.wal_end;
-    if (seen > st->received)
-        st->received = seen;
     if (fr.kind == FRAME_KEEPALIVE) {
         /* Sent when the walsender waits for WAL, or asked for a reply. */
+        if (seen > st->received)
+            st->received = seen;
         st->behind_us = 0;
         *reply_requested = fr.reply_requested;
         return true;
@@ -655,6 +655,13 @@ bool stream_frame(stream *st, const uint8_t *buf, size_t len,
         return false;
     }
     if (handle_msg(st, &m, fr.data, fr.data_len, err, errlen)) {
+        /*
+         * Only once routed: a frame refused (a Stream Commit of a
+         * transaction never streamed, say) has its end in its header, and
+         * the restart after the failure would confirm it.
+         */
+        if (seen > st->received)
+            st->received = seen;
         if (st->in_txn)
             st->behind_us = frame_pgtime_to_unix_us(fr.send_time) -
                             st->commit_time;

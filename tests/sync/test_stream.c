@@ -1,0 +1,89 @@
+/*
+ * stream against frames the test builds, with no sink: what a frame the
+ * stream refuses leaves of the position it reports.
+ */
+#include <check.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "daemon/fanout.h"
+#include "daemon/stream.h"
+
+static size_t put64(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (56 - 8 * i));
+    return 8;
+}
+
+/* An XLogData frame of a Stream Commit whose end is `end`. */
+static size_t stream_commit_frame(uint8_t *buf, uint32_t xid, uint64_t end)
+{
+    size_t n = 0;
+    buf[n++] = 'w';
+    n += put64(buf + n, end);          /* the message's start */
+    n += put64(buf + n, end);          /* the server's end of WAL */
+    n += put64(buf + n, 0);            /* its clock */
+    buf[n++] = 'c';
+    for (int i = 0; i < 4; i++)
+        buf[n++] = (uint8_t)(xid >> (24 - 8 * i));
+    buf[n++] = 0;                      /* flags */
+    n += put64(buf + n, end - 0x20);   /* commit LSN */
+    n += put64(buf + n, end);          /* end LSN */
+    n += put64(buf + n, 0);            /* commit time */
+    return n;
+}
+
+/*
+ * A Stream Commit of a transaction never streamed is refused. Its end was
+ * counted as received before the refusal, so the restart after it
+ * confirmed the transaction to the slot, which then never sent it again.
+ */
+START_TEST(refused_frame_moves_nothing)
+{
+    char dir[] = "/tmp/cleave-stream-XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    cfg_service svc = {.name = "svc"};
+    cfg config = {.name = "t", .services = &svc, .n_services = 1,
+                  .state_dir = dir};
+    cfg_source source = {.loop_prevention = true};
+    int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    ck_assert_int_ge(fd, 0);
+    fanout *fo = fanout_new(&config, fd, 1 << 20);
+    ck_assert_ptr_nonnull(fo);
+    stream *st = stream_new(&config, &source, fo, dir);
+    ck_assert_ptr_nonnull(st);
+    ck_assert(stream_restart(st, 2));
+    uint8_t buf[128];
+    size_t len = stream_commit_frame(buf, 77, 0x5000);
+    bool reply;
+    char err[256] = "";
+    ck_assert(!stream_frame(st, buf, len, &reply, err, sizeof err));
+    ck_assert_msg(err[0], "refused without a reason");
+    ck_assert_msg(stream_received(st) < 0x5000, "received %llx after the "
+                  "refusal: %s", (unsigned long long)stream_received(st), err);
+    ck_assert(stream_restart(st, 2));
+    ck_assert_uint_lt(stream_flush_lsn(st), 0x5000);
+    stream_free(st);
+    fanout_stop(fo);
+    fanout_free(fo);
+    close(fd);
+    rmdir(dir);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("stream");
+    TCase *tc = tcase_create("frames");
+    tcase_add_test(tc, refused_frame_moves_nothing);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
