@@ -57,6 +57,8 @@ struct worker {
     struct timespec last_flush;
     backoff backoff;
     int retry_ms;            /* the wait after the last failure */
+    lsn_t opened_at;         /* durable at the last open: see note_durable */
+    struct timespec open_time;
 };
 
 static void wake_main(worker *w)
@@ -150,10 +152,11 @@ static bool open_sink(worker *w)
         if (w->sink->ops->open(w->sink, &durable)) {
             char lsn[LSN_STRLEN];
             atomic_store(&w->durable, durable);
+            w->opened_at = durable;
+            clock_gettime(CLOCK_MONOTONIC, &w->open_time);
             w->last_end = durable;
             w->skipping = false;
             w->dirty = false;
-            backoff_reset(&w->backoff);
             clock_gettime(CLOCK_MONOTONIC, &w->last_flush);
             log_info("event=sink_ready service=%s sink=%s durable_lsn=%s",
                      w->sink->service->name, w->sink->ops->kind,
@@ -169,12 +172,28 @@ static bool open_sink(worker *w)
     }
 }
 
+/*
+ * The backoff starts again once the sink holds more than when it opened
+ * (or stayed up a while: see fail), not at the open itself: a sink that
+ * opens and then fails at the same change each time (a row its target
+ * refuses, a message too large for the brokers) waits longer at each
+ * try, and restarts the stream for every service less often.
+ */
+static void note_durable(worker *w, lsn_t durable)
+{
+    atomic_store(&w->durable, durable);
+    if (durable > w->opened_at) {
+        backoff_reset(&w->backoff);
+        w->opened_at = durable;
+    }
+}
+
 static bool flush_sink(worker *w)
 {
     lsn_t durable;
     if (!w->sink->ops->flush(w->sink, &durable))
         return false;
-    atomic_store(&w->durable, durable);
+    note_durable(w, durable);
     w->dirty = false;
     clock_gettime(CLOCK_MONOTONIC, &w->last_flush);
     wake_main(w);
@@ -189,7 +208,7 @@ static bool drain_sink(worker *w)
         return flush_sink(w);
     if (!w->sink->ops->drain(w->sink, &durable))
         return false;
-    atomic_store(&w->durable, durable);
+    note_durable(w, durable);
     wake_main(w);
     return true;
 }
@@ -202,7 +221,9 @@ static bool idle_sink(worker *w)
         return true;
     if (!w->sink->ops->idle(w->sink, &durable))
         return false;
-    if (durable != atomic_exchange(&w->durable, durable))
+    lsn_t was = atomic_load(&w->durable);
+    note_durable(w, durable);
+    if (durable != was)
         wake_main(w);
     return true;
 }
@@ -294,6 +315,8 @@ static sink_event *take_all(worker *w, long ms, bool *stopping,
 
 static void fail(worker *w)
 {
+    if (ms_since(&w->open_time) >= BACKOFF_MAX_MS)
+        backoff_reset(&w->backoff);
     record_failure(w);
     set_state(w, WORKER_ERROR);
     drop_queue(w);

@@ -287,6 +287,67 @@ START_TEST(restart_rolls_back_a_held_commit)
 }
 END_TEST
 
+/* The failing sink: opens at once, fails at the first idle call. */
+static double opened[3];
+static unsigned opens;
+
+static bool f_open(sink *s, lsn_t *durable)
+{
+    (void)s;
+    *durable = 0;
+    pthread_mutex_lock(&mu);
+    if (opens < 3)
+        opened[opens] = now_s();
+    opens++;
+    pthread_mutex_unlock(&mu);
+    return true;
+}
+
+static bool f_idle(sink *s, lsn_t *durable)
+{
+    (void)durable;
+    return sink_fail(s, 0, "refused again");
+}
+
+/*
+ * A sink that opens and fails again before it holds anything more (a row
+ * its target refuses each time) waits longer at each try. The backoff
+ * started again at every open, so it retried every second, restarting
+ * the stream for every service each time.
+ */
+START_TEST(failing_again_after_open_backs_off)
+{
+    cfg_service svc = {.name = "failing"};
+    cfg config = {.services = &svc, .n_services = 1};
+    sink_ops ops = gated_ops;
+    ops.open = f_open;
+    ops.idle = f_idle;
+    sink s = {.ops = &ops, .config = &config, .service = &svc};
+    int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    ck_assert_int_ge(fd, 0);
+    opens = 0;
+    worker *w = worker_start(&s, fd, 1 << 20);
+    ck_assert_ptr_nonnull(w);
+    double deadline = now_s() + 20;
+    pthread_mutex_lock(&mu);
+    while (opens < 3 && now_s() < deadline) {
+        pthread_mutex_unlock(&mu);
+        usleep(10000);
+        pthread_mutex_lock(&mu);
+    }
+    unsigned n = opens;
+    pthread_mutex_unlock(&mu);
+    worker_stop(w);
+    worker_free(w);
+    close(fd);
+    ck_assert_uint_ge(n, 3);
+    /* 0.75 to 1 s after the first failure, 1.5 to 2 s after the second. */
+    double first = opened[1] - opened[0], second = opened[2] - opened[1];
+    ck_assert_msg(second >= 1.4 && second > first, "retried %.2f s, then "
+                  "%.2f s after failing again", first, second);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("worker");
@@ -295,6 +356,7 @@ int main(void)
     tcase_add_test(tc, full_queue_wakes_loop_at_half);
     tcase_add_test(tc, held_wakes_lose_nothing);
     tcase_add_test(tc, restart_rolls_back_a_held_commit);
+    tcase_add_test(tc, failing_again_after_open_backs_off);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
