@@ -518,6 +518,22 @@ static bool relation_msg(stream *st, const pgo_relation *rel, char *err,
            rel_update(st, rel, service, err, errlen);
 }
 
+/*
+ * A Begin inside a transaction, or a Commit outside one: the server never
+ * sends them, and taken as they came, the first would merge two source
+ * transactions into one, the second move the position past nothing.
+ */
+static bool out_of_order(const stream *st, const char *what, char *err,
+                         size_t errlen)
+{
+    if (st->in_txn)
+        snprintf(err, errlen, "a %s message inside transaction %u", what,
+                 st->xid);
+    else
+        snprintf(err, errlen, "a %s message outside any transaction", what);
+    return false;
+}
+
 static bool handle_msg(stream *st, const pgo_msg *m, const uint8_t *buf,
                        size_t len, char *err, size_t errlen)
 {
@@ -527,12 +543,16 @@ static bool handle_msg(stream *st, const pgo_msg *m, const uint8_t *buf,
         return spool_message(st, m, buf, len);
     switch (m->kind) {
     case PGO_BEGIN:
+        if (st->in_txn)
+            return out_of_order(st, "Begin", err, errlen);
         txn_begin(st, m->xid, m->begin.final_lsn, m->begin.commit_time, false);
         return true;
     case PGO_ORIGIN:
         note_origin(st, m->origin.name, &st->skip_txn, &st->reversed);
         return true;
     case PGO_COMMIT:
+        if (!st->in_txn)
+            return out_of_order(st, "Commit", err, errlen);
         return txn_commit(st, m->commit.end_lsn, m->commit.commit_time);
     case PGO_STREAM_START:
         return stream_start_block(st, m, err, errlen);

@@ -75,11 +75,86 @@ START_TEST(refused_frame_moves_nothing)
 }
 END_TEST
 
+static size_t frame_head(uint8_t *buf, uint64_t at)
+{
+    size_t n = 0;
+    buf[n++] = 'w';
+    n += put64(buf + n, at);
+    n += put64(buf + n, at);
+    n += put64(buf + n, 0);
+    return n;
+}
+
+static size_t begin_frame(uint8_t *buf, uint32_t xid, uint64_t commit)
+{
+    size_t n = frame_head(buf, commit - 0x100);
+    buf[n++] = 'B';
+    n += put64(buf + n, commit);
+    n += put64(buf + n, 0);
+    for (int i = 0; i < 4; i++)
+        buf[n++] = (uint8_t)(xid >> (24 - 8 * i));
+    return n;
+}
+
+static size_t commit_frame(uint8_t *buf, uint64_t commit, uint64_t end)
+{
+    size_t n = frame_head(buf, end);
+    buf[n++] = 'C';
+    buf[n++] = 0;
+    n += put64(buf + n, commit);
+    n += put64(buf + n, end);
+    n += put64(buf + n, 0);
+    return n;
+}
+
+/*
+ * A Commit without its Begin, and a Begin inside a transaction, are
+ * refused: the first moved the received position to its end, the second
+ * merged two source transactions into one.
+ */
+START_TEST(messages_out_of_order_refused)
+{
+    char dir[] = "/tmp/cleave-stream-XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    cfg_service svc = {.name = "svc"};
+    cfg config = {.name = "t", .services = &svc, .n_services = 1,
+                  .state_dir = dir};
+    cfg_source source = {.loop_prevention = true};
+    int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    ck_assert_int_ge(fd, 0);
+    fanout *fo = fanout_new(&config, fd, 1 << 20);
+    stream *st = fo ? stream_new(&config, &source, fo, dir) : NULL;
+    ck_assert_ptr_nonnull(st);
+    ck_assert(stream_restart(st, 2));
+    uint8_t buf[128];
+    bool reply;
+    char err[256] = "";
+    size_t len = commit_frame(buf, 0x4fe0, 0x5000);
+    ck_assert(!stream_frame(st, buf, len, &reply, err, sizeof err));
+    ck_assert_msg(strstr(err, "Commit message outside"), "%s", err);
+    ck_assert_uint_lt(stream_received(st), 0x5000);
+    ck_assert(stream_restart(st, 2));
+    len = begin_frame(buf, 7, 0x6000);
+    ck_assert_msg(stream_frame(st, buf, len, &reply, err, sizeof err), "%s",
+                  err);
+    len = begin_frame(buf, 8, 0x7000);
+    ck_assert(!stream_frame(st, buf, len, &reply, err, sizeof err));
+    ck_assert_msg(strstr(err, "Begin message inside transaction 7"), "%s",
+                  err);
+    stream_free(st);
+    fanout_stop(fo);
+    fanout_free(fo);
+    close(fd);
+    rmdir(dir);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("stream");
     TCase *tc = tcase_create("frames");
     tcase_add_test(tc, refused_frame_moves_nothing);
+    tcase_add_test(tc, messages_out_of_order_refused);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
