@@ -117,6 +117,13 @@ static const cfg_key source_keys[] = {
      .off = offsetof(cfg, source.heartbeat_interval_ms),
      .help = "how often to write a heartbeat message to the source so an "
              "idle publication does not hold WAL back; 0 is off"},
+    {.name = "receive_timeout", .type = CFG_T_DURATION, .def = "60s",
+     .off = offsetof(cfg, source.receive_timeout_ms),
+     .help = "how long the replication stream may stay silent while cleave "
+             "waits to read it before the connection is taken for lost and "
+             "made again (after half of it cleave asks the server for a "
+             "keepalive), as PostgreSQL's wal_receiver_timeout; 0 waits "
+             "for ever, leaving it to TCP, which takes many minutes"},
     {.name = "loop_prevention", .type = CFG_T_BOOL, .def = "true",
      .off = offsetof(cfg, source.loop_prevention),
      .help = "skip transactions applied under a cleave_ replication origin, "

@@ -109,6 +109,7 @@ typedef struct cfg_source {
     char *slot;               /* default: cleave_<name> */
     char *publication;        /* default: cleave_<name> */
     int heartbeat_interval_ms;  /* 0: off */
+    int receive_timeout_ms;     /* 0: wait for ever */
     bool loop_prevention;       /* skip cleave_ origins */
     bool failover_slot;         /* the slot FAILOVER (PostgreSQL 17+) */
     bool server_origin_filter;  /* origin 'none' (PostgreSQL 16+) */

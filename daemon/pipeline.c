@@ -66,6 +66,8 @@ struct pipeline {
     lsn_t last_flush_sent;
     int64_t next_heartbeat;
     int64_t nap_until;        /* no read before, see NAP_MS */
+    int64_t heard;            /* last frame, or last time not reading */
+    bool pinged;              /* a keepalive asked for since `heard` */
     lsn_t text_until;         /* values in text until the flush passes it */
     bool copying;             /* a copy ran since the source started */
 };
@@ -401,6 +403,11 @@ static void restart_in_text(pipeline *p, const char *why)
     p->next_source_try = 0;
 }
 
+static bool napping(const pipeline *p)
+{
+    return p->nap_until != 0 && clock_ms() < p->nap_until;
+}
+
 /* Reads frames until none is ready, the sinks push back, or a turn ends. */
 static void read_some(pipeline *p)
 {
@@ -424,8 +431,41 @@ static void read_some(pipeline *p)
                 source_failed(p, err);
             return;
         }
+        p->heard = clock_ms();
+        p->pinged = false;
         if (reply)
             send_status(p, true);
+    }
+}
+
+/*
+ * As PostgreSQL's walreceiver does (wal_receiver_timeout): a stream
+ * silent while read, past half the timeout, is asked for a keepalive;
+ * past all of it, the connection is taken for lost. TCP alone would take
+ * many minutes to say so about a network gone quiet, every service
+ * stalled meanwhile. Time spent not reading (the sinks pushing back, a
+ * nap) does not count.
+ */
+static void check_silence(pipeline *p)
+{
+    int timeout = p->settings->receive_timeout_ms;
+    int64_t now = clock_ms();
+    if (timeout <= 0 || !source_streaming(p->src) || stream_busy(p->st) ||
+        napping(p)) {
+        p->heard = now;
+        p->pinged = false;
+        return;
+    }
+    if (now - p->heard >= timeout) {
+        char err[128];
+        snprintf(err, sizeof err, "no message from the source in %d ms "
+                 "(source.receive_timeout)", timeout);
+        source_failed(p, err);
+    } else if (!p->pinged && now - p->heard >= timeout / 2) {
+        p->pinged = true;
+        if (!source_send_status(p->src, stream_received(p->st),
+                                stream_flush_lsn(p->st), true))
+            source_failed(p, "cannot send a status update");
     }
 }
 
@@ -437,11 +477,6 @@ static void read_frames(pipeline *p)
     read_some(p);
     if (hold)
         fanout_hold_wakes(p->fo, false);
-}
-
-static bool napping(const pipeline *p)
-{
-    return p->nap_until != 0 && clock_ms() < p->nap_until;
 }
 
 int pipeline_fd(const pipeline *p)
@@ -506,6 +541,7 @@ void pipeline_turn(pipeline *p)
         source_failed(p, err);
     if (source_streaming(p->src) && !stream_busy(p->st) && !napping(p))
         read_frames(p);
+    check_silence(p);
     send_status(p, false);
     heartbeat(p);
     binary_after_copy(p);
@@ -522,6 +558,13 @@ int64_t pipeline_deadline(const pipeline *p, int64_t by)
         t = clock_ms() + BUSY_RETRY_MS;
     if (napping(p) && p->nap_until < t)
         t = p->nap_until;
+    int timeout = p->settings->receive_timeout_ms;
+    if (timeout > 0 && source_streaming(p->src) && !stream_busy(p->st) &&
+        !napping(p)) {
+        int64_t due = p->heard + (p->pinged ? timeout : timeout / 2);
+        if (due < t)
+            t = due;
+    }
     return t;
 }
 

@@ -912,6 +912,41 @@ START_TEST(failed_replay_sends_again)
 END_TEST
 
 /*
+ * The walsender stopped (SIGSTOP) with its connection open, as behind a
+ * network gone quiet: after source.receive_timeout (2 s here) without a
+ * message, a keepalive asked for at half of it, the connection is taken
+ * for lost and made again; once the walsender runs again (and leaves the
+ * slot), the stream goes on. Nothing noticed before: TCP alone would
+ * have taken many minutes, every service stalled.
+ */
+START_TEST(silent_source_is_left)
+{
+    shop_env env;
+    ck_assert(shop_setup(&env, src, tgt, "silent", "  receive_timeout: 2s\n",
+                         NULL));
+    load_data(&env);
+    start_cleave(&env);
+    shop_assert_caught_up_and_equal(&env, CAUGHT_UP_S);
+    char sql[256];
+    snprintf(sql, sizeof sql, "SELECT active_pid FROM pg_replication_slots "
+             "WHERE slot_name = 'cleave_%s'", env.name);
+    char *pid = pgc_query_value(src, env.srcdb, sql);
+    ck_assert_msg(pid && atoi(pid) > 0, "no walsender: %s", pid);
+    long mark = shop_log_size(&env);
+    ck_assert_int_eq(kill(atoi(pid), SIGSTOP), 0);
+    bool left = shop_wait_log(&env, "no message from the source in 2000 ms",
+                              mark, 30);
+    ck_assert_int_eq(kill(atoi(pid), SIGCONT), 0);
+    free(pid);
+    ck_assert_msg(left, "the silent stream was not left in 30 s");
+    exec_src(&env, "UPDATE users SET login_count = login_count + 1 "
+             "WHERE id = 1");
+    shop_assert_caught_up_and_equal(&env, CAUGHT_UP_S);
+    shop_stop_cleanly(&env);
+}
+END_TEST
+
+/*
  * A target down when cleave starts, back while the other services stream:
  * the stream starts again for its sink, and until the sink holds the
  * change it missed the slot is not told past it, though the stream had
@@ -1020,6 +1055,7 @@ int main(void)
     shop_add_case(s, "sigterm_in_streamed_replay", sigterm_in_streamed_replay, 400);
     shop_add_case(s, "failed_replay_sends_again", failed_replay_sends_again,
                   300);
+    shop_add_case(s, "silent_source_is_left", silent_source_is_left, 180);
     shop_add_case(s, "reopened_sink_holds_the_slot",
                   reopened_sink_holds_the_slot, 300);
     return shop_run_suite(s, tgt_settings, &src, &tgt);
