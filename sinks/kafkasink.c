@@ -140,6 +140,7 @@ typedef struct kafkasink {
     char *db;
     kring ring;              /* transactions in flight; what is acknowledged */
     lsn_t written;           /* ... and recorded in the checkpoint */
+    lsn_t written_commit;    /* the commit LSN of the one written ends */
     int64_t written_ms;      /* when the last write was asked for */
     /*
      * The checkpoint's writer thread, so that its fsyncs never hold back
@@ -150,6 +151,7 @@ typedef struct kafkasink {
     pthread_mutex_t ck_mu;
     pthread_cond_t ck_cond;  /* a request or stop; a write done */
     lsn_t ck_want, ck_done;
+    lsn_t ck_want_commit, ck_done_commit;
     bool ck_stop;
     char ck_err[512];        /* the write that failed, if any */
     /* Produced and not yet reported on: see SHARE_OF_QUEUE. */
@@ -290,9 +292,14 @@ char *kafkasink_source_db(const char *dsn)
 
 /* ---- the checkpoint ------------------------------------------------------ */
 
-static bool read_checkpoint(kafkasink *ks, lsn_t *lsn)
+/*
+ * The checkpoint: the end of the last transaction acknowledged, and its
+ * commit LSN (source.sequence's first half for the next one; a file
+ * without it leaves that null once).
+ */
+static bool read_checkpoint(kafkasink *ks, lsn_t *lsn, lsn_t *commit)
 {
-    *lsn = 0;
+    *lsn = *commit = 0;
     json_error_t jerr;
     json_t *doc = json_load_file(ks->ckpt_path, 0, &jerr);
     if (!doc) {
@@ -303,7 +310,9 @@ static bool read_checkpoint(kafkasink *ks, lsn_t *lsn)
                          "%s: %s", ks->ckpt_path, jerr.text);
     }
     const char *text = json_string_value(json_object_get(doc, "lsn"));
-    bool ok = text && lsn_parse(text, lsn);
+    const char *ctext = json_string_value(json_object_get(doc, "commit_lsn"));
+    bool ok = text && lsn_parse(text, lsn) && (!ctext || lsn_parse(ctext,
+                                                                   commit));
     json_decref(doc);
     return ok || sink_fail(&ks->base, 0, "the Kafka checkpoint %s has no "
                            "valid lsn", ks->ckpt_path);
@@ -311,14 +320,15 @@ static bool read_checkpoint(kafkasink *ks, lsn_t *lsn)
 
 /* The checkpoint file at `at`; false with err. Reads only what never
  * changes, so from the writer thread. */
-static bool write_checkpoint(kafkasink *ks, lsn_t at, char *err,
-                             size_t errlen)
+static bool write_checkpoint(kafkasink *ks, lsn_t at, lsn_t commit,
+                             char *err, size_t errlen)
 {
-    char lsn[LSN_STRLEN];
-    json_t *doc = json_pack("{s:s, s:s, s:s}", "service",
+    char lsn[LSN_STRLEN], clsn[LSN_STRLEN];
+    json_t *doc = json_pack("{s:s, s:s, s:s, s:s}", "service",
                             ks->base.service->name, "slot",
                             ks->base.config->source.slot, "lsn",
-                            lsn_format(at, lsn));
+                            lsn_format(at, lsn), "commit_lsn",
+                            lsn_format(commit, clsn));
     char *text = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
     json_decref(doc);
     if (!text) {
@@ -347,12 +357,14 @@ static void *ckpt_main(void *arg)
             pthread_cond_wait(&ks->ck_cond, &ks->ck_mu);
         if (ks->ck_want <= ks->ck_done)
             break;
-        lsn_t at = ks->ck_want;
+        lsn_t at = ks->ck_want, commit = ks->ck_want_commit;
         pthread_mutex_unlock(&ks->ck_mu);
-        bool ok = write_checkpoint(ks, at, err, sizeof err);
+        bool ok = write_checkpoint(ks, at, commit, err, sizeof err);
         pthread_mutex_lock(&ks->ck_mu);
-        if (ok)
+        if (ok) {
             ks->ck_done = at;
+            ks->ck_done_commit = commit;
+        }
         else
             snprintf(ks->ck_err, sizeof ks->ck_err, "%s", err);
         pthread_cond_broadcast(&ks->ck_cond);
@@ -363,9 +375,10 @@ static void *ckpt_main(void *arg)
     return NULL;
 }
 
-static bool ckpt_start(kafkasink *ks, lsn_t at)
+static bool ckpt_start(kafkasink *ks, lsn_t at, lsn_t commit)
 {
     ks->ck_want = ks->ck_done = ks->written = at;
+    ks->ck_want_commit = ks->ck_done_commit = ks->written_commit = commit;
     ks->ck_stop = false;
     ks->ck_err[0] = '\0';
     ks->ck_running = pthread_create(&ks->ck_thread, NULL, ckpt_main, ks) == 0;
@@ -408,6 +421,7 @@ static bool checkpoint(kafkasink *ks, bool force)
     pthread_mutex_lock(&ks->ck_mu);
     if (ckpt_due(ks, force)) {
         ks->ck_want = ks->ring.acked;
+        ks->ck_want_commit = ks->ring.acked_commit;
         ks->written_ms = mono_ms();
         pthread_cond_broadcast(&ks->ck_cond);
     }
@@ -415,6 +429,7 @@ static bool checkpoint(kafkasink *ks, bool force)
            ks->ck_done < ks->ck_want)
         pthread_cond_wait(&ks->ck_cond, &ks->ck_mu);
     ks->written = ks->ck_done;
+    ks->written_commit = ks->ck_done_commit;
     memcpy(err, ks->ck_err, sizeof err);
     pthread_mutex_unlock(&ks->ck_mu);
     return !err[0] || sink_fail(&ks->base, ks->written, "%s", err);
@@ -1424,12 +1439,13 @@ static void producer_close(kafkasink *ks)
 }
 
 /* See sink.forget_position: the checkpoint goes back to nothing. */
-static bool forget_checkpoint(kafkasink *ks, lsn_t *ckpt)
+static bool forget_checkpoint(kafkasink *ks, lsn_t *ckpt, lsn_t *commit)
 {
     char err[512];
     if (!ks->base.forget_position || *ckpt == 0)
         return true;
-    if (!write_checkpoint(ks, 0, err, sizeof err))
+    *commit = 0;
+    if (!write_checkpoint(ks, 0, 0, err, sizeof err))
         return sink_fail(&ks->base, 0, "cannot forget an earlier slot's "
                          "Kafka checkpoint: %s", err);
     log_info("event=position_forgotten service=%s sink=kafka reason=\"the "
@@ -1445,12 +1461,15 @@ static bool ks_open(sink *s, lsn_t *durable)
     snprintf(dir, sizeof dir, "%s/kafka", s->config->state_dir);
     if (mkdir(dir, 0700) != 0 && errno != EEXIST)
         return sink_fail(s, 0, "cannot make %s: %s", dir, strerror(errno));
-    lsn_t ckpt;
-    if (!read_checkpoint(ks, &ckpt) || !forget_checkpoint(ks, &ckpt) ||
-        !ckpt_start(ks, ckpt) ||
-        !producer_new(ks))
+    lsn_t ckpt, commit;
+    if (!read_checkpoint(ks, &ckpt, &commit) ||
+        !forget_checkpoint(ks, &ckpt, &commit) ||
+        !ckpt_start(ks, ckpt, commit) || !producer_new(ks))
         return false;
     ks->ring.acked = ckpt;
+    ks->ring.acked_commit = commit;
+    /* The stream starts again after the checkpoint's transaction. */
+    ks->last_commit_lsn = commit;
     ks->in_txn = false;
     const struct rd_kafka_metadata *md = NULL;
     rd_kafka_resp_err_t merr = rd_kafka_metadata(ks->rk, 0, NULL, &md,
@@ -1574,6 +1593,12 @@ static void ks_rollback(sink *s)
     if (ks->rk && !atomic_load(&ks->failed) &&
         settle(ks, ROLLBACK_TIMEOUT_MS, NULL))
         checkpoint(ks, true);
+    /*
+     * The replay starts after what the checkpoint holds: the transactions
+     * produced since come again, and the first one's predecessor is the
+     * checkpoint's (source.sequence would put it after them all).
+     */
+    ks->last_commit_lsn = ks->written_commit;
 }
 
 static void ks_close(sink *s)

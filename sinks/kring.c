@@ -63,8 +63,10 @@ void kring_advance(kring *r)
         kring_txn *t = &r->v[r->head];
         if (!t->closed || t->pending > 0 || t->refused)
             return;
-        if (t->end > r->acked)
+        if (t->end > r->acked) {
             r->acked = t->end;
+            r->acked_commit = t->commit;
+        }
         r->head = (r->head + 1) % r->cap;
         r->n--;
         r->first++;

@@ -37,6 +37,7 @@ typedef struct kring {
     uint64_t seq;            /* the current (newest) entry's */
     uint64_t msgs;           /* produced in the current entry, not counted yet */
     lsn_t acked;             /* everything up to here is acknowledged */
+    lsn_t acked_commit;      /* the commit LSN of the one acked ends */
 } kring;
 
 /* Opens a new current entry for the transaction committing at commit. */

@@ -770,6 +770,21 @@ static lsn_t commit_of(const kt_rec *r)
     return lsn;
 }
 
+/*
+ * source.sequence's first half: the commit LSN of the transaction before
+ * the record's (0 when null).
+ */
+static lsn_t last_commit_of(const kt_rec *r)
+{
+    json_t *v = parse(r->value);
+    json_t *seq = parse(json_string_value(field(v, "source", "sequence")));
+    const char *first = json_string_value(json_array_get(seq, 0));
+    lsn_t lsn = first ? strtoull(first, NULL, 10) : 0;
+    json_decref(seq);
+    json_decref(v);
+    return lsn;
+}
+
 static lsn_t checkpoint_lsn(const shop_env *env, const char *service)
 {
     char path[700];
@@ -785,7 +800,8 @@ static lsn_t checkpoint_lsn(const shop_env *env, const char *service)
 
 /*
  * SIGKILL under a workload, then a restart: nothing below the checkpoint
- * is produced again, nothing is lost.
+ * is produced again, nothing is lost, and each event's source.sequence
+ * names a commit before its own (the first after the restart had null).
  */
 START_TEST(killed_and_restarted)
 {
@@ -835,6 +851,11 @@ START_TEST(killed_and_restarted)
         lsn_t commit = commit_of(r);
         ck_assert_msg(commit > 0, "no transaction metadata: %s", r->value);
         again += commit < ckpt;
+        lsn_t before = last_commit_of(r);
+        ck_assert_msg(before > 0 && before < commit, "source.sequence says "
+                      "the commit before the one at %llu was at %llu",
+                      (unsigned long long)commit,
+                      (unsigned long long)before);
     }
     ck_assert_msg(fresh > 0, "nothing produced after the restart");
     kt_set_free(&set);
