@@ -73,7 +73,9 @@ int64_t frame_pgtime_from_unix_us(int64_t unix_us)
     return unix_us - FRAME_PG_EPOCH_OFFSET_S * INT64_C(1000000);
 }
 
+/* A time off the wire near INT64_MAX (infinity, or damage) saturates. */
 int64_t frame_pgtime_to_unix_us(int64_t pg_us)
 {
-    return pg_us + FRAME_PG_EPOCH_OFFSET_S * INT64_C(1000000);
+    const int64_t offset = FRAME_PG_EPOCH_OFFSET_S * INT64_C(1000000);
+    return pg_us > INT64_MAX - offset ? INT64_MAX : pg_us + offset;
 }
