@@ -148,6 +148,13 @@ static bool rel_update(stream *st, const pgo_relation *rel, int service,
         return false;
     }
     relinfo *ri = rel_slot(st, rel->oid);
+    if (ri->rel && ri->service >= 0 && service < 0)
+        log_error("event=owned_table_renamed service=%s table=%s.%s "
+                  "now=%s.%s error=\"its changes are no longer streamed: "
+                  "put the new name in the configuration, reload, then "
+                  "`cleave resync` the table\"",
+                  st->config->services[ri->service].name, ri->rel->schema,
+                  ri->rel->name, rel->nspname, rel->relname);
     if (ri->rel)
         sink_rel_unref(ri->rel);
     else

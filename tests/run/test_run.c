@@ -947,6 +947,32 @@ START_TEST(silent_source_is_left)
 END_TEST
 
 /*
+ * An owned table renamed in the source while cleave streams: its changes
+ * under the new name belong to no service, and the log says which
+ * service lost them and what to do (before, one unowned_table error that
+ * named only the new name).
+ */
+START_TEST(renamed_table_said)
+{
+    shop_env env;
+    start_streaming(&env, "renamed", NULL);
+    exec_src(&env, "INSERT INTO warehouses (code, name, country_code) "
+             "VALUES ('W1', 'one', 'FR')");
+    shop_assert_caught_up_and_equal(&env, CAUGHT_UP_S);
+    long mark = shop_log_size(&env);
+    exec_src(&env, "ALTER TABLE warehouses RENAME TO depots");
+    exec_src(&env, "INSERT INTO depots (code, name, country_code) "
+             "VALUES ('W2', 'two', 'FR')");
+    ck_assert_msg(shop_wait_log(&env, "event=owned_table_renamed "
+                                "service=inventory_service "
+                                "table=public.warehouses now=public.depots",
+                                mark, 60), "the rename was not said");
+    exec_src(&env, "ALTER TABLE depots RENAME TO warehouses");
+    shop_stop_cleanly(&env);
+}
+END_TEST
+
+/*
  * A target down when cleave starts, back while the other services stream:
  * the stream starts again for its sink, and until the sink holds the
  * change it missed the slot is not told past it, though the stream had
@@ -1056,6 +1082,7 @@ int main(void)
     shop_add_case(s, "failed_replay_sends_again", failed_replay_sends_again,
                   300);
     shop_add_case(s, "silent_source_is_left", silent_source_is_left, 180);
+    shop_add_case(s, "renamed_table_said", renamed_table_said, 120);
     shop_add_case(s, "reopened_sink_holds_the_slot",
                   reopened_sink_holds_the_slot, 300);
     return shop_run_suite(s, tgt_settings, &src, &tgt);
