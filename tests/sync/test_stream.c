@@ -4,6 +4,7 @@
  */
 #include <check.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -42,21 +43,48 @@ static size_t stream_commit_frame(uint8_t *buf, uint32_t xid, uint64_t end)
  * counted as received before the refusal, so the restart after it
  * confirmed the transaction to the slot, which then never sent it again.
  */
+/* A stream of one service without a sink, restarted, ready for frames. */
+typedef struct bench {
+    char dir[32];
+    cfg_service svc;
+    cfg config;
+    cfg_source source;
+    int fd;
+    fanout *fo;
+    stream *st;
+} bench;
+
+static void bench_open(bench *b)
+{
+    snprintf(b->dir, sizeof b->dir, "/tmp/cleave-stream-XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(b->dir));
+    b->svc = (cfg_service){.name = "svc"};
+    b->config = (cfg){.name = "t", .services = &b->svc, .n_services = 1,
+                      .state_dir = b->dir};
+    b->source = (cfg_source){.loop_prevention = true};
+    b->fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    ck_assert_int_ge(b->fd, 0);
+    b->fo = fanout_new(&b->config, b->fd, 1 << 20);
+    ck_assert_ptr_nonnull(b->fo);
+    b->st = stream_new(&b->config, &b->source, b->fo, b->dir);
+    ck_assert_ptr_nonnull(b->st);
+    ck_assert(stream_restart(b->st, 2));
+}
+
+static void bench_close(bench *b)
+{
+    stream_free(b->st);
+    fanout_stop(b->fo);
+    fanout_free(b->fo);
+    close(b->fd);
+    rmdir(b->dir);
+}
+
 START_TEST(refused_frame_moves_nothing)
 {
-    char dir[] = "/tmp/cleave-stream-XXXXXX";
-    ck_assert_ptr_nonnull(mkdtemp(dir));
-    cfg_service svc = {.name = "svc"};
-    cfg config = {.name = "t", .services = &svc, .n_services = 1,
-                  .state_dir = dir};
-    cfg_source source = {.loop_prevention = true};
-    int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    ck_assert_int_ge(fd, 0);
-    fanout *fo = fanout_new(&config, fd, 1 << 20);
-    ck_assert_ptr_nonnull(fo);
-    stream *st = stream_new(&config, &source, fo, dir);
-    ck_assert_ptr_nonnull(st);
-    ck_assert(stream_restart(st, 2));
+    bench b;
+    bench_open(&b);
+    stream *st = b.st;
     uint8_t buf[128];
     size_t len = stream_commit_frame(buf, 77, 0x5000);
     bool reply;
@@ -67,11 +95,7 @@ START_TEST(refused_frame_moves_nothing)
                   "refusal: %s", (unsigned long long)stream_received(st), err);
     ck_assert(stream_restart(st, 2));
     ck_assert_uint_lt(stream_flush_lsn(st), 0x5000);
-    stream_free(st);
-    fanout_stop(fo);
-    fanout_free(fo);
-    close(fd);
-    rmdir(dir);
+    bench_close(&b);
 }
 END_TEST
 
@@ -114,18 +138,9 @@ static size_t commit_frame(uint8_t *buf, uint64_t commit, uint64_t end)
  */
 START_TEST(messages_out_of_order_refused)
 {
-    char dir[] = "/tmp/cleave-stream-XXXXXX";
-    ck_assert_ptr_nonnull(mkdtemp(dir));
-    cfg_service svc = {.name = "svc"};
-    cfg config = {.name = "t", .services = &svc, .n_services = 1,
-                  .state_dir = dir};
-    cfg_source source = {.loop_prevention = true};
-    int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    ck_assert_int_ge(fd, 0);
-    fanout *fo = fanout_new(&config, fd, 1 << 20);
-    stream *st = fo ? stream_new(&config, &source, fo, dir) : NULL;
-    ck_assert_ptr_nonnull(st);
-    ck_assert(stream_restart(st, 2));
+    bench b;
+    bench_open(&b);
+    stream *st = b.st;
     uint8_t buf[128];
     bool reply;
     char err[256] = "";
@@ -141,11 +156,7 @@ START_TEST(messages_out_of_order_refused)
     ck_assert(!stream_frame(st, buf, len, &reply, err, sizeof err));
     ck_assert_msg(strstr(err, "Begin message inside transaction 7"), "%s",
                   err);
-    stream_free(st);
-    fanout_stop(fo);
-    fanout_free(fo);
-    close(fd);
-    rmdir(dir);
+    bench_close(&b);
 }
 END_TEST
 

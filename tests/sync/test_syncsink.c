@@ -89,6 +89,60 @@ static lsn_t held(sink *s)
 }
 
 /*
+ * One service of one table, copied and streaming, in a state directory of
+ * its own; its sink the slow one wrapped.
+ */
+typedef struct bench {
+    char dir[32];
+    cfg_table t;
+    cfg_service svc;
+    cfg config;
+    syncstate *st;
+    sink inner;
+    sink *s;
+} bench;
+
+static void bench_open(bench *b)
+{
+    char err[256], hold[64];
+    snprintf(b->dir, sizeof b->dir, "/tmp/cleave-syncsink-XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(b->dir));
+    snprintf(hold, sizeof hold, "%s/hold", b->dir);
+    ck_assert_int_eq(mkdir(hold, 0700), 0);
+    b->t = (cfg_table){.schema = "public", .name = "t"};
+    b->svc = (cfg_service){.name = "svc", .owned = &b->t, .n_owned = 1};
+    b->config = (cfg){.services = &b->svc, .n_services = 1,
+                      .state_dir = b->dir};
+    b->st = syncstate_open(&b->config, "slot", true, err, sizeof err);
+    ck_assert_msg(b->st, "%s", err);
+    ck_assert(syncstate_set_table(b->st, 0, 0, SYNC_DONE, 0, err,
+                                  sizeof err) &&
+              syncstate_set_finished(b->st, 0, true, err, sizeof err));
+    b->inner = (sink){.ops = &slow_ops, .config = &b->config,
+                      .service = &b->svc};
+    b->s = syncsink_new(&b->inner, b->st, 0);
+    ck_assert_ptr_nonnull(b->s);
+}
+
+static void bench_close(bench *b)
+{
+    char cmd[128];
+    b->s->ops->close(b->s);
+    sink_destroy(b->s);
+    syncstate_free(b->st);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", b->dir);
+    ck_assert_int_eq(system(cmd), 0);
+}
+
+/* A resync starts (set) or ends (unset): the service is copied again. */
+static void copying(bench *b, bool on)
+{
+    char err[256];
+    ck_assert_msg(syncstate_set_finished(b->st, 0, !on, err, sizeof err),
+                  "%s", err);
+}
+
+/*
  * A transaction given to the real sink but not yet durable there when a
  * resync's hold begins is in neither the spool nor the real sink: after
  * the copy, while the spool is replayed and the real sink has still not
@@ -99,30 +153,17 @@ static lsn_t held(sink *s)
  */
 START_TEST(replay_holds_below_the_unconfirmed)
 {
-    char dir[] = "/tmp/cleave-syncsink-XXXXXX";
-    ck_assert_ptr_nonnull(mkdtemp(dir));
-    char hold[64];
-    snprintf(hold, sizeof hold, "%s/hold", dir);
-    ck_assert_int_eq(mkdir(hold, 0700), 0);
-    cfg_table t = {.schema = "public", .name = "t"};
-    cfg_service svc = {.name = "svc", .owned = &t, .n_owned = 1};
-    cfg config = {.services = &svc, .n_services = 1, .state_dir = dir};
-    char err[256];
-    syncstate *st = syncstate_open(&config, "slot", true, err, sizeof err);
-    ck_assert_msg(st, "%s", err);
-    ck_assert(syncstate_set_table(st, 0, 0, SYNC_DONE, 0, err, sizeof err) &&
-              syncstate_set_finished(st, 0, true, err, sizeof err));
-    sink inner = {.ops = &slow_ops, .config = &config, .service = &svc};
-    sink *s = syncsink_new(&inner, st, 0);
-    ck_assert_ptr_nonnull(s);
+    bench b;
+    bench_open(&b);
+    sink *s = b.s;
     lsn_t d;
     slow_durable = 0x100;
     ck_assert(s->ops->open(s, &d));
     txn(s, 0x200, 0x208);                   /* given, not yet durable */
-    ck_assert(syncstate_set_finished(st, 0, false, err, sizeof err));
+    copying(&b, true);
     txn(s, 0x300, 0x308);                   /* the resync holds it */
     ck_assert_uint_le(held(s), 0x100);
-    ck_assert(syncstate_set_finished(st, 0, true, err, sizeof err));
+    copying(&b, false);
     txn(s, 0x400, 0x408);                   /* replay, then live */
     ck_assert_msg(held(s) <= 0x100, "held up to %llx with 0x208 not "
                   "confirmed", (unsigned long long)held(s));
@@ -131,19 +172,14 @@ START_TEST(replay_holds_below_the_unconfirmed)
     ck_assert(s->ops->open(s, &d));
     ck_assert_uint_eq(d, 0x100);
     char spool[128];
-    snprintf(spool, sizeof spool, "%s/svc.slow.spool", hold);
+    snprintf(spool, sizeof spool, "%s/hold/svc.slow.spool", b.dir);
     ck_assert_int_ne(access(spool, F_OK), 0);
     txn(s, 0x200, 0x208);
     txn(s, 0x300, 0x308);
     txn(s, 0x400, 0x408);
     slow_durable = 0x408;
     ck_assert_uint_eq(held(s), 0x408);
-    s->ops->close(s);
-    sink_destroy(s);
-    syncstate_free(st);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    ck_assert_int_eq(system(cmd), 0);
+    bench_close(&b);
 }
 END_TEST
 
@@ -155,45 +191,27 @@ END_TEST
  */
 START_TEST(restart_in_a_hold_spools_once)
 {
-    char dir[] = "/tmp/cleave-syncsink-XXXXXX";
-    ck_assert_ptr_nonnull(mkdtemp(dir));
-    char hold[64];
-    snprintf(hold, sizeof hold, "%s/hold", dir);
-    ck_assert_int_eq(mkdir(hold, 0700), 0);
-    cfg_table t = {.schema = "public", .name = "t"};
-    cfg_service svc = {.name = "svc", .owned = &t, .n_owned = 1};
-    cfg config = {.services = &svc, .n_services = 1, .state_dir = dir};
-    char err[256];
-    syncstate *st = syncstate_open(&config, "slot", true, err, sizeof err);
-    ck_assert_msg(st, "%s", err);
-    ck_assert(syncstate_set_table(st, 0, 0, SYNC_DONE, 0, err, sizeof err) &&
-              syncstate_set_finished(st, 0, true, err, sizeof err));
-    sink inner = {.ops = &slow_ops, .config = &config, .service = &svc};
-    sink *s = syncsink_new(&inner, st, 0);
-    ck_assert_ptr_nonnull(s);
+    bench b;
+    bench_open(&b);
+    sink *s = b.s;
     lsn_t d;
     memset(given, 0, sizeof given);
     slow_durable = 0x100;
     ck_assert(s->ops->open(s, &d));
     txn(s, 0x200, 0x208);                   /* given, not yet durable */
-    ck_assert(syncstate_set_finished(st, 0, false, err, sizeof err));
+    copying(&b, true);
     txn(s, 0x300, 0x308);                   /* held */
     /* The connection is cut: the stream starts again from what is held. */
     s->ops->rollback(s);
     ck_assert_uint_le(held(s), 0x100);
     txn(s, 0x200, 0x208);
     txn(s, 0x300, 0x308);
-    ck_assert(syncstate_set_finished(st, 0, true, err, sizeof err));
+    copying(&b, false);
     txn(s, 0x400, 0x408);                   /* replay, then live */
     for (int i = 2; i <= 4; i++)
         ck_assert_msg(given[i] == 1, "the transaction at 0x%x00 reached the "
                       "real sink %d times", i, given[i]);
-    s->ops->close(s);
-    sink_destroy(s);
-    syncstate_free(st);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    ck_assert_int_eq(system(cmd), 0);
+    bench_close(&b);
 }
 END_TEST
 
