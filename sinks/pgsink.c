@@ -1930,9 +1930,9 @@ static bool forget_origin(pgsink *ps)
     PGresult *res;
     if (!ps->base.forget_position)
         return true;
-    if (!exec_ok(ps, "SELECT pg_replication_origin_advance(external_id, "
-                 "'0/0') FROM pg_replication_origin_status WHERE "
-                 "external_id = $1 AND remote_lsn <> '0/0'", 1, params, &res))
+    if (!exec_ok(ps, "SELECT pg_replication_origin_advance($1, '0/0') "
+                 "WHERE pg_replication_origin_progress($1, false) <> '0/0'",
+                 1, params, &res))
         return open_failed(ps, "forgetting an earlier slot's progress", res);
     if (PQntuples(res) > 0)
         log_info("event=position_forgotten service=%s sink=postgres "
