@@ -364,6 +364,8 @@ bool pipeline_try_start(pipeline *p, snap_stop_fn *stop, void *stop_arg)
     }
     backoff_reset(&p->source_backoff);
     p->last_status = 0;
+    p->heard = clock_ms();
+    p->pinged = false;
     return true;
 }
 
