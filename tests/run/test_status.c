@@ -129,9 +129,17 @@ static bool lag_grew(json_t *st, void *arg)
            sink_num(st, arg, "lag_seconds") > 0.5;
 }
 
+/*
+ * Every sink streaming and caught up, the source connected: the stream
+ * starts again once after the initial copy (to recheck binary values),
+ * and a look in between reads it disconnected.
+ */
 static bool lag_gone(json_t *st, void *arg)
 {
     (void)arg;
+    if (!json_is_true(json_object_get(json_object_get(st, "source"),
+                                      "connected")))
+        return false;
     for (int s = 0; s < SHOP_NSERVICES; s++)
         if (sink_num(st, shop_services[s], "lag_bytes") != 0 ||
             strcmp(sink_str(st, shop_services[s], "state"), "streaming") != 0)
