@@ -1267,13 +1267,16 @@ static bool on_insert(kafkasink *ks, const sink_event *ev)
  * key ('K') only then; under FULL the whole old row ('O') comes every
  * time, and the primary key's values tell.
  */
+/*
+ * Whether an update moved the row's key. An old key ('K') also comes when
+ * the key is unchanged but stored out of line (the new row then says 'u'
+ * for it): the values decide, not the old tuple's presence.
+ */
 static bool key_moved(const sink_rel *rel, const sink_event *ev)
 {
-    if (ev->old_kind == 'K')
-        return true;
-    if (ev->old_kind != 'O' || !ev->old_vals || !ev->new_vals ||
-        !dbz_has_key(rel))
-        return false;
+    if ((ev->old_kind != 'O' && ev->old_kind != 'K') || !ev->old_vals ||
+        !ev->new_vals || !dbz_has_key(rel))
+        return ev->old_kind == 'K';
     for (uint16_t i = 0; i < rel->ncols; i++) {
         const sink_value *o = &ev->old_vals[i], *n = &ev->new_vals[i];
         if (!dbz_key_col(rel, &rel->cols[i]) || n->kind == 'u')
@@ -1283,6 +1286,33 @@ static bool key_moved(const sink_rel *rel, const sink_event *ev)
             return true;
     }
     return false;
+}
+
+/*
+ * The new row's values with an unchanged out-of-line key column ('u') taken
+ * from the old tuple, in *merged (NULL when none is 'u', or there is no old
+ * tuple): keyed by the placeholder, the event would go to another
+ * partition under another key. False when out of memory.
+ */
+static bool unchanged_key(const sink_rel *rel, const sink_event *ev,
+                          sink_value **merged)
+{
+    *merged = NULL;
+    if (!ev->old_vals || !ev->new_vals || !dbz_has_key(rel))
+        return true;
+    for (uint16_t i = 0; i < rel->ncols; i++) {
+        if (!dbz_key_col(rel, &rel->cols[i]) || ev->new_vals[i].kind != 'u' ||
+            ev->old_vals[i].kind == 'u')
+            continue;
+        if (!*merged) {
+            *merged = malloc(rel->ncols * sizeof **merged);
+            if (!*merged)
+                return false;
+            memcpy(*merged, ev->new_vals, rel->ncols * sizeof **merged);
+        }
+        (*merged)[i] = ev->old_vals[i];
+    }
+    return true;
 }
 
 /*
@@ -1299,9 +1329,14 @@ static bool on_update(kafkasink *ks, const sink_event *ev)
                               NULL) &&
                tombstone(ks, rel, ev->old_vals) &&
                on_insert(ks, ev);
-    return produce_change(ks, rel, 'u', ev->new_vals,
-                          ev->old_kind == 'O' ? ev->old_vals : NULL,
-                          ev->new_vals);
+    sink_value *merged;
+    if (!unchanged_key(rel, ev, &merged))
+        return sink_fail(&ks->base, ks->commit_lsn, "out of memory");
+    bool ok = produce_change(ks, rel, 'u', merged ? merged : ev->new_vals,
+                             ev->old_kind == 'O' ? ev->old_vals : NULL,
+                             ev->new_vals);
+    free(merged);
+    return ok;
 }
 
 static bool on_delete(kafkasink *ks, const sink_event *ev)

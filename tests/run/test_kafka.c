@@ -1417,6 +1417,49 @@ START_TEST(checkpoint_write_fails)
 END_TEST
 
 /*
+ * A key stored out of line (2,500 characters, STORAGE EXTERNAL), left
+ * unchanged by an update: the update is a 'u' under the row's own key.
+ * The new row says "unchanged" for it, and the event was keyed by the
+ * placeholder (another key, another partition), or, where the server
+ * sent the old key too, became a delete, a tombstone and a create.
+ */
+START_TEST(toasted_key_kept)
+{
+    shop_env env;
+    kt_mock *mock = kt_mock_start(NULL);
+    ck_assert(mock);
+    setup(&env, mock, "ktoast", 0, NULL);
+    ck_assert(pgc_exec(src, env.srcdb, "CREATE TABLE toasty (k text PRIMARY "
+                       "KEY, v int); ALTER TABLE toasty ALTER COLUMN k SET "
+                       "STORAGE EXTERNAL"));
+    config_insert(&env, "  user_service:\n    owned_tables: [", "toasty, ");
+    ck_assert(shop_start(&env));
+    caught_up_or_abort(&env);
+    ck_assert(pgc_exec(src, env.srcdb, "INSERT INTO toasty VALUES "
+                       "(repeat('k', 2500), 1)"));
+    ck_assert(pgc_exec(src, env.srcdb, "UPDATE toasty SET v = 2"));
+    char topic[256];
+    topic_of(&env, "toasty", topic, sizeof topic);
+    ck_assert_uint_ge(wait_marker(mock, topic, "\"v\":2", 1), 1);
+    kt_set set = {0};
+    read_topic(mock, topic, &set);
+    ck_assert_uint_ge(set.n, 2);
+    for (size_t i = 0; i < set.n; i++) {
+        ck_assert_msg(set.r[i].key && strstr(set.r[i].key, "kkkkkkkk"),
+                      "record %zu keyed %.80s", i,
+                      set.r[i].key ? set.r[i].key : "(none)");
+        json_t *v = parse(set.r[i].value);
+        ck_assert_msg(v && strcmp(op_of(v), "d") != 0, "record %zu: %.80s",
+                      i, set.r[i].value ? set.r[i].value : "(tombstone)");
+        json_decref(v);
+    }
+    ck_assert_uint_eq(set.n, 2);
+    kt_set_free(&set);
+    stop_cleanly(&env, mock);
+}
+END_TEST
+
+/*
  * A message larger than the producer's whole queue can never be queued:
  * the sink fails and says so. It waited for room for good before, the
  * status saying it streamed.
@@ -1608,6 +1651,7 @@ int main(void)
     shop_add_case(s, "leaderless_topic_keeps_its_share",
                   leaderless_topic_keeps_its_share, 300);
     shop_add_case(s, "checkpoint_write_fails", checkpoint_write_fails, 300);
+    shop_add_case(s, "toasted_key_kept", toasted_key_kept, 300);
     shop_add_case(s, "message_larger_than_the_queue",
                   message_larger_than_the_queue, 300);
     shop_add_case(s, "new_slot_forgets_old_positions",
