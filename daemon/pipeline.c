@@ -201,6 +201,14 @@ static bool mark_primary_key(void *arg, sink_rel *rel, char *err,
     return source_mark_primary_key(p->src, rel, err, errlen);
 }
 
+/* The stream's question about a relation under an unowned name. */
+static bool owner_by_oid(void *arg, uint32_t oid, source_owner *out,
+                         char *err, size_t errlen)
+{
+    pipeline *p = arg;
+    return source_owner_of(p->src, oid, out, err, errlen);
+}
+
 bool pipeline_open(pipeline *p)
 {
     char err[1024];
@@ -218,6 +226,8 @@ bool pipeline_open(pipeline *p)
     p->st = stream_new(p->config, p->settings, p->fo, p->spool_dir);
     if (p->st && p->config->has_kafka)
         stream_set_pk_lookup(p->st, mark_primary_key, p);
+    if (p->st)
+        stream_set_owner_lookup(p->st, owner_by_oid, p);
     return p->st != NULL;
 }
 

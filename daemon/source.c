@@ -233,7 +233,8 @@ static char *table_list(source *src)
 }
 
 /*
- * Whether the publication holds table t, and whether t is partitioned.
+ * Whether the publication holds table t, and whether t is partitioned;
+ * false with err where the catalog has no table of t's name.
  * pg_publication_tables lists a partitioned table by its partitions
  * unless the publication publishes via the root, so t or any member of
  * its partition tree (pg_partition_tree has none for a plain table)
@@ -252,15 +253,21 @@ static bool table_membership(source *src, const char *pub, const cfg_table *t,
         "  JOIN pg_catalog.pg_publication_tables p ON p.pubname = $1"
         "   AND p.schemaname = n.nspname AND p.tablename = c.relname),"
         " coalesce((SELECT relkind = 'p' FROM pg_catalog.pg_class"
-        "  WHERE oid = r.oid), false) "
+        "  WHERE oid = r.oid), false), r.oid IS NOT NULL "
         "FROM (SELECT pg_catalog.to_regclass(pg_catalog.format('%I.%I',"
         "  $2::text, $3::text)) AS oid) r", 3, params, err, errlen);
     if (!res)
         return false;
     *member = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
     *partitioned = strcmp(PQgetvalue(res, 0, 1), "t") == 0;
+    bool exists = strcmp(PQgetvalue(res, 0, 2), "t") == 0;
     PQclear(res);
-    return true;
+    if (!exists)
+        snprintf(err, errlen, "owned table %s.%s is not in the source "
+                 "database (renamed, moved or dropped?): put its name now "
+                 "in the configuration and reload, or give it back its name",
+                 t->schema, t->name);
+    return exists;
 }
 
 /* Runs "ALTER PUBLICATION pub " followed by what, the names quoted. */
@@ -856,5 +863,50 @@ bool source_mark_primary_key(source *src, sink_rel *rel, char *err,
             if (strcmp(rel->cols[i].name, PQgetvalue(res, r, 0)) == 0)
                 rel->cols[i].pk = true;
     PQclear(res);
+    return true;
+}
+
+/* The oid that t's configured name has in the catalog now, 0 for none. */
+static bool owned_oid(source *src, const cfg_table *t, uint32_t *oid,
+                      char *err, size_t errlen)
+{
+    const char *params[] = {t->schema, t->name};
+    PGresult *res = query(src->control,
+                          "SELECT pg_catalog.to_regclass(pg_catalog.format("
+                          "'%I.%I', $1::text, $2::text))::oid", 2, params,
+                          err, errlen);
+    if (!res)
+        return false;
+    *oid = PQgetisnull(res, 0, 0)
+               ? 0 : (uint32_t)strtoul(PQgetvalue(res, 0, 0), NULL, 10);
+    PQclear(res);
+    return true;
+}
+
+bool source_owner_of(source *src, uint32_t oid, source_owner *out, char *err,
+                     size_t errlen)
+{
+    *out = (source_owner){.service = -1, .missing_service = -1};
+    if (!ensure_control(src, err, errlen))
+        return false;
+    const cfg *c = src->config;
+    for (size_t i = 0; i < c->n_services; i++) {
+        for (size_t j = 0; publishes(src, i) && j < c->services[i].n_owned;
+             j++) {
+            const cfg_table *t = &c->services[i].owned[j];
+            uint32_t now;
+            if (!owned_oid(src, t, &now, err, errlen))
+                return false;
+            if (now == oid) {
+                *out = (source_owner){.service = (int)i, .table = t,
+                                      .missing_service = -1};
+                return true;
+            }
+            if (now == 0 && !out->missing) {
+                out->missing_service = (int)i;
+                out->missing = t;
+            }
+        }
+    }
     return true;
 }

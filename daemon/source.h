@@ -99,6 +99,23 @@ bool source_send_status(source *src, lsn_t written, lsn_t flushed,
 bool source_heartbeat(source *src, char *err, size_t errlen);
 
 /*
+ * What the source's catalog says now of a relation the stream met under
+ * a name no service owns (see source_owner_of).
+ */
+typedef struct source_owner {
+    int service;                /* whose owned table has that oid, or -1 */
+    const cfg_table *table;     /* that table, as configured */
+    int missing_service;        /* a service with a table the catalog lacks */
+    const cfg_table *missing;   /* the first such table, or NULL */
+} source_owner;
+/*
+ * Looks up, by the names configured, the oids of the tables of services
+ * still publishing: which one (if any) has oid, and which is missing.
+ */
+bool source_owner_of(source *src, uint32_t oid, source_owner *out, char *err,
+                     size_t errlen);
+
+/*
  * Marks the columns of rel's primary key (sink_col.pk) as the source's
  * catalog has them now, none without one; false with err when it cannot
  * be asked.

@@ -79,6 +79,9 @@ struct stream {
     /* A FULL relation's primary key, asked of the source (Kafka). */
     stream_pk_fn *pk_fn;
     void *pk_arg;
+    /* Who owns a relation under an unowned name, asked of the source. */
+    stream_owner_fn *owner_fn;
+    void *owner_arg;
     bool text_wanted;        /* a relation it did not check came */
 };
 
@@ -149,10 +152,10 @@ static bool rel_update(stream *st, const pgo_relation *rel, int service,
     }
     relinfo *ri = rel_slot(st, rel->oid);
     if (ri->rel && ri->service >= 0 && service < 0)
-        log_error("event=owned_table_renamed service=%s table=%s.%s "
-                  "now=%s.%s error=\"its changes are no longer streamed: "
-                  "put the new name in the configuration, reload, then "
-                  "`cleave resync` the table\"",
+        log_error("event=owned_table_replaced service=%s table=%s.%s "
+                  "now=%s.%s error=\"another table has its name now, and "
+                  "the changes of this one, under its new name, are no "
+                  "longer streamed\"",
                   st->config->services[ri->service].name, ri->rel->schema,
                   ri->rel->name, rel->nspname, rel->relname);
     if (ri->rel)
@@ -516,11 +519,53 @@ static bool binary_takes(stream *st, const pgo_relation *rel, int service,
     return false;
 }
 
+/*
+ * rel comes under a name no service owns: *named (a copy of rel) takes
+ * its owned name and *service its owner where the source's catalog gives
+ * its oid to an owned table; false with err where an owned table's name
+ * is gone.
+ */
+static bool owner_by_oid(stream *st, const pgo_relation *rel,
+                         pgo_relation *named, int *service, char *err,
+                         size_t errlen)
+{
+    source_owner o;
+    if (!st->owner_fn)
+        return true;
+    if (!st->owner_fn(st->owner_arg, rel->oid, &o, err, errlen))
+        return false;
+    if (o.service >= 0) {
+        named->nspname = o.table->schema;
+        named->relname = o.table->name;
+        *service = o.service;
+        log_info("event=owned_table_renamed service=%s table=%s.%s "
+                 "was=%s.%s", st->config->services[o.service].name,
+                 o.table->schema, o.table->name, rel->nspname, rel->relname);
+        return true;
+    }
+    if (o.missing)
+        snprintf(err, errlen, "owned table %s.%s of service %s is no longer "
+                 "in the source database, and %s.%s came instead (renamed "
+                 "or moved?): its changes wait; put its name now in the "
+                 "configuration and reload (it is copied again), or give it "
+                 "back its name", o.missing->schema, o.missing->name,
+                 st->config->services[o.missing_service].name, rel->nspname,
+                 rel->relname);
+    return !o.missing;
+}
+
 /* A Relation message, also inside a streamed block: its owner looked up once. */
 static bool relation_msg(stream *st, const pgo_relation *rel, char *err,
                          size_t errlen)
 {
     int service = owner_of(st, rel);
+    pgo_relation named;
+    if (service < 0) {
+        named = *rel;
+        if (!owner_by_oid(st, rel, &named, &service, err, errlen))
+            return false;
+        rel = &named;
+    }
     return binary_takes(st, rel, service, err, errlen) &&
            rel_update(st, rel, service, err, errlen);
 }
@@ -752,6 +797,12 @@ void stream_set_pk_lookup(stream *st, stream_pk_fn *fn, void *arg)
 {
     st->pk_fn = fn;
     st->pk_arg = arg;
+}
+
+void stream_set_owner_lookup(stream *st, stream_owner_fn *fn, void *arg)
+{
+    st->owner_fn = fn;
+    st->owner_arg = arg;
 }
 
 void stream_set_binfmt(stream *st, const binfmt *bin)

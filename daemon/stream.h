@@ -26,6 +26,7 @@
 #include "config/config.h"
 #include "daemon/binfmt.h"
 #include "daemon/fanout.h"
+#include "daemon/source.h"
 #include "decoder/lsn.h"
 
 typedef struct stream stream;
@@ -67,6 +68,19 @@ bool stream_binary(const stream *st);
  */
 typedef bool stream_pk_fn(void *arg, sink_rel *rel, char *err, size_t errlen);
 void stream_set_pk_lookup(stream *st, stream_pk_fn *fn, void *arg);
+/*
+ * Asked for a relation that comes under a name no service owns: an owned
+ * table renamed or moved on the source (ALTER TABLE ... RENAME, SET
+ * SCHEMA), whose changes would otherwise reach no service. Where the
+ * oid is an owned table's now (renamed back since: the stream reads the
+ * past), its changes go to that table's owner under its configured name;
+ * where an owned table's name is gone from the catalog, the message
+ * fails, naming both, and so does every start until the configuration or
+ * the source changes. None set: such changes belong to nobody.
+ */
+typedef bool stream_owner_fn(void *arg, uint32_t oid, source_owner *out,
+                             char *err, size_t errlen);
+void stream_set_owner_lookup(stream *st, stream_owner_fn *fn, void *arg);
 
 /* Handles one CopyData message; false with err when the stream is bad. */
 bool stream_frame(stream *st, const uint8_t *buf, size_t len,

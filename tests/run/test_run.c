@@ -948,11 +948,11 @@ END_TEST
 
 /*
  * An owned table renamed in the source while cleave streams: its changes
- * under the new name belong to no service, and the log says which
- * service lost them and what to do (before, one unowned_table error that
- * named only the new name).
+ * under the new name wait (the stream stops, and every start says which
+ * table is gone) until it has its name back; then they reach its owner
+ * (before, they belonged to no service, and the slot passed them).
  */
-START_TEST(renamed_table_said)
+START_TEST(renamed_table_waits)
 {
     shop_env env;
     start_streaming(&env, "renamed", NULL);
@@ -963,11 +963,20 @@ START_TEST(renamed_table_said)
     exec_src(&env, "ALTER TABLE warehouses RENAME TO depots");
     exec_src(&env, "INSERT INTO depots (code, name, country_code) "
              "VALUES ('W2', 'two', 'FR')");
+    ck_assert_msg(shop_wait_log(&env, "owned table public.warehouses of "
+                                "service inventory_service is no longer in "
+                                "the source database, and public.depots "
+                                "came instead", mark, 60),
+                  "the rename did not stop the stream");
+    ck_assert_msg(shop_wait_log(&env, "owned table public.warehouses is not "
+                                "in the source database", mark, 60),
+                  "a start did not say which table is gone");
+    exec_src(&env, "ALTER TABLE depots RENAME TO warehouses");
     ck_assert_msg(shop_wait_log(&env, "event=owned_table_renamed "
                                 "service=inventory_service "
-                                "table=public.warehouses now=public.depots",
-                                mark, 60), "the rename was not said");
-    exec_src(&env, "ALTER TABLE depots RENAME TO warehouses");
+                                "table=public.warehouses was=public.depots",
+                                mark, 60), "the old name was not routed");
+    shop_assert_caught_up_and_equal(&env, CAUGHT_UP_S);
     shop_stop_cleanly(&env);
 }
 END_TEST
@@ -1082,7 +1091,7 @@ int main(void)
     shop_add_case(s, "failed_replay_sends_again", failed_replay_sends_again,
                   300);
     shop_add_case(s, "silent_source_is_left", silent_source_is_left, 180);
-    shop_add_case(s, "renamed_table_said", renamed_table_said, 120);
+    shop_add_case(s, "renamed_table_waits", renamed_table_waits, 120);
     shop_add_case(s, "reopened_sink_holds_the_slot",
                   reopened_sink_holds_the_slot, 300);
     return shop_run_suite(s, tgt_settings, &src, &tgt);
