@@ -58,6 +58,7 @@ struct pipeline {
     syncstate *sync;
     initsync *init;
     snap *created;            /* the new slot's snapshot, for the copy */
+    bool made_again;          /* the slot was made again while running */
     backoff source_backoff;
     int64_t next_source_try;
     char source_error[1024];  /* the last failure, for status */
@@ -87,6 +88,19 @@ static char *path_in(const char *dir, const char *name)
     return asprintf(&path, "%s/%s", dir, name) < 0 ? NULL : path;
 }
 
+/*
+ * The slot is about to be made: the state of an earlier one stops
+ * counting now (see syncstate_reset), the one open (made again while
+ * running) keeps its tables but its sinks must forget their positions.
+ */
+static bool new_slot(void *arg, char *err, size_t errlen)
+{
+    pipeline *p = arg;
+    if (!p->sync)
+        return syncstate_reset(p->config, p->settings->slot, err, errlen);
+    return syncstate_forget_all(p->sync, err, errlen);
+}
+
 pipeline *pipeline_new(const cfg *config, const cfg_source *settings,
                        const char *state_dir, int wake_fd)
 {
@@ -106,6 +120,7 @@ pipeline *pipeline_new(const cfg *config, const cfg_source *settings,
         return NULL;
     }
     spool_clean_dir(p->spool_dir);
+    source_on_new_slot(p->src, new_slot, p);
     return p;
 }
 
@@ -344,6 +359,24 @@ static void source_failed(pipeline *p, const char *err)
     p->next_source_try = clock_ms() + wait;
 }
 
+bool pipeline_slot_made_again(const pipeline *p)
+{
+    return p->made_again;
+}
+
+/*
+ * Someone dropped the slot while cleave ran: changes were lost, which
+ * status says too (the source's last_error), not the log alone.
+ */
+void pipeline_say_slot_made_again(pipeline *p)
+{
+    snprintf(p->source_error, sizeof p->source_error, "slot %s "
+             "disappeared while cleave was running and was made again; "
+             "changes made meanwhile are not in the targets: `cleave "
+             "resync` each service", p->settings->slot);
+    p->source_error_time = (int64_t)time(NULL);
+}
+
 bool pipeline_try_start(pipeline *p, snap_stop_fn *stop, void *stop_arg)
 {
     char err[1024] = "";
@@ -360,17 +393,11 @@ bool pipeline_try_start(pipeline *p, snap_stop_fn *stop, void *stop_arg)
     p->copying = false;
     snap *late = source_take_snapshot(p->src);
     if (late) {
-        /* Someone dropped the slot while cleave ran: changes were lost,
-         * which status says too (the source's last_error), not the log
-         * alone. */
-        snprintf(p->source_error, sizeof p->source_error, "slot %s "
-                 "disappeared while cleave was running and was made again; "
-                 "changes made meanwhile are not in the targets: `cleave "
-                 "resync` each service", p->settings->slot);
-        p->source_error_time = (int64_t)time(NULL);
+        pipeline_say_slot_made_again(p);
         log_error("event=slot_recreated slot=%s error=\"%s\"",
                   p->settings->slot, p->source_error);
         snap_release(late);
+        p->made_again = true;
     }
     backoff_reset(&p->source_backoff);
     p->last_status = 0;
@@ -381,7 +408,13 @@ bool pipeline_try_start(pipeline *p, snap_stop_fn *stop, void *stop_arg)
 
 static void send_status(pipeline *p, bool force)
 {
-    if (!source_streaming(p->src))
+    /*
+     * Nor on a slot made again, before the restart: the sinks' positions
+     * are still the earlier slot's, and a flush position above the new
+     * slot's (a source restored, its LSNs lower) would make the server
+     * skip every transaction below it.
+     */
+    if (!source_streaming(p->src) || p->made_again)
         return;
     lsn_t flush = stream_flush_lsn(p->st);
     int64_t now = clock_ms();
@@ -589,7 +622,7 @@ void pipeline_stop(pipeline *p)
     if (p->st)
         stream_restart(p->st, source_proto_version(p->src));
     fanout_stop(p->fo);
-    if (p->st && source_streaming(p->src)) {
+    if (p->st && source_streaming(p->src) && !p->made_again) {
         lsn_t flush = stream_flush_lsn(p->st);
         char lsn[LSN_STRLEN];
         source_send_status(p->src, stream_received(p->st), flush, false);

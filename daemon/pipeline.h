@@ -85,6 +85,13 @@ bool pipeline_resync(pipeline *p, size_t svc, int table, char *err,
  * when it has just started.
  */
 bool pipeline_try_start(pipeline *p, snap_stop_fn *stop, void *stop_arg);
+/*
+ * The slot was made again while cleave ran: every sink must forget its
+ * position (syncstate_forget_all), which it does when it opens.
+ */
+bool pipeline_slot_made_again(const pipeline *p);
+/* Status says so (the source's last_error), also after that restart. */
+void pipeline_say_slot_made_again(pipeline *p);
 /* The socket to wait on for frames, or -1 (down, or the sinks push back). */
 int pipeline_fd(const pipeline *p);
 /* A worker had news: a sink that came back gets the slot replayed. */

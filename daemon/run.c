@@ -41,6 +41,8 @@
  * often (see still_starting). */
 #define START_EXTEND_US 90000000ull
 #define START_EXTEND_EVERY_MS 20000
+/* Set across a restart in place for a slot made again (status says so). */
+#define MADE_AGAIN_ENV "CLEAVE_SLOT_MADE_AGAIN"
 
 typedef struct runner {
     cfg *config;
@@ -293,14 +295,38 @@ static bool add_forward(runner *d)
     return true;
 }
 
+/*
+ * The forward slot made again while running: every sink opens again (a
+ * restart in place), so that each forgets the earlier slot's position.
+ */
+static void restart_for_new_slot(runner *d)
+{
+    if (!kept_argv) {
+        log_error("event=restart_failed error=\"cannot restart in place: "
+                  "stop cleave, then start it\"");
+        d->stopping = true;
+        return;
+    }
+    log_info("event=restarting reason=slot_made_again");
+    /* What status said must outlive the exec. */
+    setenv(MADE_AGAIN_ENV, "1", 1);
+    d->reexec = true;
+    d->stopping = true;
+}
+
 static void try_start_sources(runner *d)
 {
-    for (size_t i = 0; i < d->npipes; i++)
-        if (pipeline_try_start(d->pipes[i], making_slot, d) && i == 0 &&
-            !d->notified_ready) {
+    for (size_t i = 0; i < d->npipes; i++) {
+        bool started = pipeline_try_start(d->pipes[i], making_slot, d);
+        if (started && pipeline_slot_made_again(d->pipes[i])) {
+            restart_for_new_slot(d);
+            return;
+        }
+        if (started && i == 0 && !d->notified_ready) {
             d->notified_ready = true;
             sd_notify(0, "READY=1\nSTATUS=streaming");
         }
+    }
 }
 
 /* What a reload changes: the keys, and whether any needs a restart. */
@@ -601,6 +627,10 @@ static bool add_pipelines(runner *d)
                     "again every few seconds\"");
     if (!add_forward(d))
         return false;
+    if (getenv(MADE_AGAIN_ENV)) {
+        pipeline_say_slot_made_again(d->pipes[0]);
+        unsetenv(MADE_AGAIN_ENV);
+    }
     for (size_t i = 0; i < d->config->n_services; i++)
         if (mover_complete(d->mv, i))
             pipeline_leave(d->pipes[0], i);

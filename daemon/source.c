@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <unistd.h>
 
 #include <netinet/in.h>
 
@@ -58,6 +59,8 @@ struct source {
     bool slot_lost;
     char lost_reason[128];
     bool no_new_slot;        /* source_forbid_new_slot */
+    source_new_slot_fn *new_slot_fn;
+    void *new_slot_arg;
     /* Per service: its move is complete, its tables left the publication. */
     atomic_bool *left;
 };
@@ -181,6 +184,12 @@ int source_proto_version(const source *src)
 void source_leave(source *src, size_t svc)
 {
     atomic_store(&src->left[svc], true);
+}
+
+void source_on_new_slot(source *src, source_new_slot_fn *fn, void *arg)
+{
+    src->new_slot_fn = fn;
+    src->new_slot_arg = arg;
 }
 
 void source_forbid_new_slot(source *src)
@@ -445,9 +454,14 @@ static bool ensure_slot(source *src, snap_stop_fn *stop, void *arg,
                  "docs/cutover.md, \"The reverse slot is gone\")", params[0]);
         return false;
     }
+    if (src->new_slot_fn && !src->new_slot_fn(src->new_slot_arg, err, errlen))
+        return false;
     snap_release(src->created);
     src->created = snap_create(src->settings, params[0], false, stop, arg, err,
                                errlen);
+    /* Tests: a crash right after the slot was made. */
+    if (src->created && getenv("CLEAVE_TEST_EXIT_AFTER_SLOT"))
+        _exit(EXIT_FAILURE);
     return src->created != NULL;
 }
 

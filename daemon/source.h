@@ -47,6 +47,13 @@ void source_leave(source *src, size_t svc);
  * error saying what was lost, since a new one would start after it.
  */
 void source_forbid_new_slot(source *src);
+/*
+ * Called by prepare just before it makes the slot, so that what belongs
+ * to an earlier slot of that name stops counting first (false with err:
+ * the slot is not made).
+ */
+typedef bool source_new_slot_fn(void *arg, char *err, size_t errlen);
+void source_on_new_slot(source *src, source_new_slot_fn *fn, void *arg);
 /* Whether service svc left (source_leave). Any thread. */
 bool source_left(const source *src, size_t svc);
 /* The snapshot of the slot prepare created (yours), or NULL. */

@@ -265,6 +265,25 @@ bool syncstate_must_forget(syncstate *ss, size_t svc, int kind)
     return must;
 }
 
+bool syncstate_reset(const cfg *config, const char *slot, char *err,
+                     size_t errlen)
+{
+    syncstate *ss = syncstate_open(config, slot, true, err, errlen);
+    bool ok = ss != NULL;
+    syncstate_free(ss);
+    return ok;
+}
+
+bool syncstate_forget_all(syncstate *ss, char *err, size_t errlen)
+{
+    pthread_mutex_lock(&ss->mu);
+    for (size_t i = 0; i < ss->config->n_services; i++)
+        ss->svc[i].forget = (1u << N_KINDS) - 1;
+    bool ok = save(ss, err, errlen);
+    pthread_mutex_unlock(&ss->mu);
+    return ok;
+}
+
 bool syncstate_forgotten(syncstate *ss, size_t svc, int kind, char *err,
                          size_t errlen)
 {

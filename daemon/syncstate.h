@@ -66,6 +66,17 @@ bool syncstate_set_finished(syncstate *ss, size_t svc, bool finished,
  * forgets it.
  */
 bool syncstate_must_forget(syncstate *ss, size_t svc, int kind);
+/*
+ * A slot of this name is about to be made: its file is written as a new
+ * slot's (every table unknown, every sink to forget) before, so a crash
+ * between the slot's creation and the next open does not leave an
+ * earlier slot's records in force. syncstate_forget_all: the same for a
+ * state already open (the slot made again while cleave runs), its
+ * tables kept.
+ */
+bool syncstate_reset(const cfg *config, const char *slot, char *err,
+                     size_t errlen);
+bool syncstate_forget_all(syncstate *ss, char *err, size_t errlen);
 bool syncstate_forgotten(syncstate *ss, size_t svc, int kind, char *err,
                          size_t errlen);
 

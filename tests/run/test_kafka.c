@@ -1512,11 +1512,65 @@ START_TEST(message_larger_than_the_queue)
 }
 END_TEST
 
+/* The slot dropped while cleave is stopped or streaming (its walsender ended). */
+static void drop_slot(shop_env *env)
+{
+    char sql[512];
+    snprintf(sql, sizeof sql, "SELECT count(pg_terminate_backend(active_pid)) "
+             ">= 0 AND count(pg_drop_replication_slot(slot_name)) = 1 FROM "
+             "(SELECT slot_name, active_pid FROM pg_replication_slots WHERE "
+             "slot_name = 'cleave_%s') s", env->name);
+    /* cleave may take its slot again between the two: tried until gone. */
+    double deadline = shop_now_s() + WAIT_S;
+    while (!pgc_exec(src, env->srcdb, sql))
+        ck_assert_msg(shop_now_s() < deadline, "slot cleave_%s not dropped",
+                      env->name);
+}
+
+/* order_service's PostgreSQL origin and Kafka checkpoint set at FF/0. */
+static void positions_far_ahead(shop_env *env)
+{
+    ck_assert(pgc_exec(tgt, env->dbs[1], "SELECT pg_replication_origin_advance"
+                       "(roname, 'FF/0') FROM pg_replication_origin WHERE "
+                       "roname LIKE '%order_service'"));
+    char path[700];
+    snprintf(path, sizeof path, "%s/kafka/order_service.json", env->state_dir);
+    FILE *f = fopen(path, "w");
+    ck_assert(f);
+    fprintf(f, "{\"service\": \"order_service\", \"slot\": \"cleave_%s\", "
+            "\"lsn\": \"FF/0\"}", env->name);
+    fclose(f);
+}
+
+/* A row of orders written now reaches the target and the topic once. */
+static void new_row_arrives(shop_env *env, kt_mock *mock, const char *marker)
+{
+    insert_marked(src, env->srcdb, marker);
+    assert_published_once(env, mock, marker);
+    char sql[256];
+    snprintf(sql, sizeof sql, "SELECT count(*) = 1 FROM orders WHERE "
+             "note = '%s'", marker);
+    ck_assert_msg(pgc_wait_until(tgt, env->dbs[1], sql, WAIT_S),
+                  "'%s' is not once in the target", marker);
+}
+
+static void positions_forgotten(shop_env *env, long mark)
+{
+    wait_log_or_abort(env, "event=position_forgotten service=order_service "
+                      "sink=postgres", mark);
+    wait_log_or_abort(env, "event=position_forgotten service=order_service "
+                      "sink=kafka", mark);
+}
+
 /*
  * A new slot's stream starts anew: the positions the sinks hold belong to
  * the old one. Here they stand above anything the source has written (as
  * after the source was restored, or replaced by a cluster whose LSNs are
  * lower), so a sink that kept them passed over every new transaction.
+ * First with cleave killed right after it made the slot (a test hook),
+ * before it had written anything (the earlier slot's state was then
+ * still in force at the next start); then with the slot dropped while
+ * cleave streams, which it makes again and restarts in place for.
  */
 START_TEST(new_slot_forgets_old_positions)
 {
@@ -1527,36 +1581,24 @@ START_TEST(new_slot_forgets_old_positions)
     ck_assert(shop_start(&env));
     caught_up_or_abort(&env);
     ck_assert_int_eq(shop_stop(&env, SIGTERM, 60), 0);
-    char sql[512];
-    snprintf(sql, sizeof sql, "SELECT pg_drop_replication_slot('cleave_%s')",
-             env.name);
-    ck_assert_msg(pgc_exec(src, env.srcdb, sql), "%s", sql);
-    ck_assert(pgc_exec(tgt, env.dbs[1], "SELECT pg_replication_origin_advance"
-                       "(roname, 'FF/0') FROM pg_replication_origin WHERE "
-                       "roname LIKE '%order_service'"));
-    char path[700];
-    snprintf(path, sizeof path, "%s/kafka/order_service.json", env.state_dir);
-    FILE *f = fopen(path, "w");
-    ck_assert(f);
-    fprintf(f, "{\"service\": \"order_service\", \"slot\": \"cleave_%s\", "
-            "\"lsn\": \"FF/0\"}", env.name);
-    fclose(f);
+    drop_slot(&env);
+    positions_far_ahead(&env);
     long mark = shop_log_size(&env);
+    setenv("CLEAVE_TEST_EXIT_AFTER_SLOT", "1", 1);
+    ck_assert(shop_start(&env));
+    unsetenv("CLEAVE_TEST_EXIT_AFTER_SLOT");
+    ck_assert_int_eq(shop_stop(&env, 0, 60), 1);
     ck_assert(shop_start(&env));
     caught_up_or_abort(&env);
-    insert_marked(src, env.srcdb, "after a new slot");
-    assert_published_once(&env, mock, "after a new slot");
-    PGconn *c = pgc_connect(tgt, env.dbs[1]);
-    ck_assert(c != NULL);
-    PGresult *res = PQexec(c, "SELECT count(*) FROM orders WHERE note = "
-                           "'after a new slot'");
-    ck_assert_str_eq(PQgetvalue(res, 0, 0), "1");
-    PQclear(res);
-    PQfinish(c);
-    wait_log_or_abort(&env, "event=position_forgotten service=order_service "
-                      "sink=postgres", mark);
-    wait_log_or_abort(&env, "event=position_forgotten service=order_service "
-                      "sink=kafka", mark);
+    new_row_arrives(&env, mock, "after a new slot");
+    positions_forgotten(&env, mark);
+    /* Made again while streaming. */
+    mark = shop_log_size(&env);
+    drop_slot(&env);
+    wait_log_or_abort(&env, "event=restarting reason=slot_made_again", mark);
+    positions_forgotten(&env, mark);
+    caught_up_or_abort(&env);
+    new_row_arrives(&env, mock, "after the slot was made again");
     stop_cleanly(&env, mock);
 }
 END_TEST
