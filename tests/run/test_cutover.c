@@ -1172,7 +1172,8 @@ int main(void)
     shop_add_case(s, "no_loop_prevention_no_echo", no_loop_prevention_no_echo,
                   300);
     shop_add_case(s, "fence_lost_still_moved", fence_lost_still_moved, 300);
-    shop_add_case(s, "lost_fence_set_again", lost_fence_set_again, 300);
+    shop_add_long_case(s, "lost_fence_set_again", lost_fence_set_again,
+                       300);
     shop_add_case(s, "killed_at_each_step", killed_at_each_step, 900);
     shop_add_case(s, "hostile_names", hostile_names, 300);
     shop_add_case(s, "queued_writer_fenced", queued_writer_fenced, 300);

@@ -1713,7 +1713,7 @@ int main(void)
     shop_add_case(s, "broker_faults", broker_faults, 600);
     shop_add_case(s, "killed_and_restarted", killed_and_restarted, 600);
     shop_add_case(s, "undeliverable_stops_sink", undeliverable_stops_sink, 300);
-    shop_add_case(s, "schemas_for_connect", schemas_for_connect, 300);
+    shop_add_long_case(s, "schemas_for_connect", schemas_for_connect, 300);
     shop_add_case(s, "moved_service_publishes", moved_service_publishes, 300);
     shop_add_case(s, "one_topic_refused", one_topic_refused, 300);
     shop_add_case(s, "leaderless_topic_keeps_its_share",
@@ -1724,7 +1724,7 @@ int main(void)
                   message_larger_than_the_queue, 300);
     shop_add_case(s, "new_slot_forgets_old_positions",
                   new_slot_forgets_old_positions, 300);
-    shop_add_case(s, "resync_after_what_is_in_flight",
-                  resync_after_what_is_in_flight, 300);
+    shop_add_long_case(s, "resync_after_what_is_in_flight",
+                       resync_after_what_is_in_flight, 300);
     return shop_run_suite(s, tgt_settings, &src, &tgt);
 }

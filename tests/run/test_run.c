@@ -1075,10 +1075,11 @@ int main(void)
     static const char *const tgt_settings[] = {"max_replication_slots = 128", NULL};
     Suite *s = suite_create("run");
     shop_add_case(s, "every_change_kind", every_change_kind, 600);
-    shop_add_case(s, "sigkill_five_times", sigkill_five_times, 400);
+    shop_add_long_case(s, "sigkill_five_times", sigkill_five_times, 400);
     shop_add_case(s, "target_restarted", target_restarted, 400);
     shop_add_case(s, "walsender_terminated", walsender_terminated, 400);
-    shop_add_case(s, "million_row_transaction", million_row_transaction, 600);
+    shop_add_long_case(s, "million_row_transaction", million_row_transaction,
+                       600);
     shop_add_case(s, "hostile_names", hostile_names, 120);
     shop_add_case(s, "add_column_with_default", add_column_with_default, 180);
     shop_add_case(s, "binary_values_then_text", binary_values_then_text, 300);

@@ -701,8 +701,8 @@ int main(void)
                   300);
     shop_add_case(s, "keys_across_snapshots", keys_across_snapshots, 400);
     shop_add_case(s, "split_copy", split_copy, 600);
-    shop_add_case(s, "killed_during_split_copy", killed_during_split_copy,
-                  600);
+    shop_add_long_case(s, "killed_during_split_copy", killed_during_split_copy,
+                       600);
     shop_add_case(s, "binary_where_types_allow", binary_where_types_allow,
                   400);
     shop_add_case(s, "table_added_by_reload", table_added_by_reload, 400);

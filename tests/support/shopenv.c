@@ -355,13 +355,27 @@ void shop_teardown(shop_env *env)
     pgc_exec(env->src, env->srcdb, sql);
 }
 
-void shop_add_case(Suite *s, const char *name, const TTest *test,
-                   double timeout_s)
+static void add_case(Suite *s, const char *name, const TTest *test,
+                     double timeout_s, const char *tags)
 {
     TCase *tc = tcase_create(name);
     tcase_set_timeout(tc, timeout_s);
+    if (tags)
+        tcase_set_tags(tc, tags);
     tcase_add_test(tc, test);
     suite_add_tcase(s, tc);
+}
+
+void shop_add_case(Suite *s, const char *name, const TTest *test,
+                   double timeout_s)
+{
+    add_case(s, name, test, timeout_s, NULL);
+}
+
+void shop_add_long_case(Suite *s, const char *name, const TTest *test,
+                        double timeout_s)
+{
+    add_case(s, name, test, timeout_s, "unsanitized");
 }
 
 int shop_run_suite(Suite *s, const char *const *tgt_settings,

@@ -119,6 +119,13 @@ void shop_stop_cleanly(shop_env *env);
 void shop_add_case(Suite *s, const char *name, const TTest *test,
                    double timeout_s);
 /*
+ * As shop_add_case, for a long case whose code the sanitizer run takes
+ * through other cases: tagged `unsanitized`, which `tests/run.sh
+ * --sanitize` leaves out (CK_EXCLUDE_TAGS), to keep CI short.
+ */
+void shop_add_long_case(Suite *s, const char *name, const TTest *test,
+                        double timeout_s);
+/*
  * Starts the two clusters into *src and *tgt (`tgt_settings` for the
  * target, may be NULL), runs the suite, stops them; the exit status.
  */
