@@ -273,8 +273,9 @@ static bool table_membership(source *src, const char *pub, const cfg_table *t,
     PQclear(res);
     if (!exists)
         snprintf(err, errlen, "owned table %s.%s is not in the source "
-                 "database (renamed, moved or dropped?): put its name now "
-                 "in the configuration and reload, or give it back its name",
+                 "database (renamed, moved or dropped?): rename the "
+                 "service's table the same way and put its name now in the "
+                 "configuration, then reload, or give it back its name",
                  t->schema, t->name);
     return exists;
 }

@@ -546,11 +546,11 @@ static bool owner_by_oid(stream *st, const pgo_relation *rel,
     if (o.missing)
         snprintf(err, errlen, "owned table %s.%s of service %s is no longer "
                  "in the source database, and %s.%s came instead (renamed "
-                 "or moved?): its changes wait; put its name now in the "
-                 "configuration and reload (it is copied again), or give it "
-                 "back its name", o.missing->schema, o.missing->name,
-                 st->config->services[o.missing_service].name, rel->nspname,
-                 rel->relname);
+                 "or moved?): its changes wait; rename the service's table "
+                 "the same way and put its name now in the configuration, "
+                 "then reload, or give it back its name", o.missing->schema,
+                 o.missing->name, st->config->services[o.missing_service].name,
+                 rel->nspname, rel->relname);
     return !o.missing;
 }
 

@@ -627,6 +627,50 @@ START_TEST(table_added_by_reload)
 }
 END_TEST
 
+/*
+ * The way back from an owned table renamed on the source (the stream
+ * waits, see run renamed_table_waits): the service's table renamed the
+ * same way and the new name configured. The table is used as it is,
+ * and the rows written under the new name, before and after, are there.
+ */
+START_TEST(renamed_table_configured)
+{
+    shop_env env;
+    ck_assert(shop_setup_copy(&env, src, tgt, "renconf", 1, NULL, NULL));
+    ck_assert(shop_start(&env));
+    wait_or_abort(&env, "event=initial_sync_done", 0, SYNC_S);
+    long mark = shop_log_size(&env);
+    ck_assert(pgc_exec(src, env.srcdb,
+                       "ALTER TABLE warehouses RENAME TO depots;"
+                       "INSERT INTO depots (code, name, country_code) "
+                       "VALUES ('W2', 'two', 'FR')"));
+    wait_or_abort(&env, "and public.depots came instead", mark, SYNC_S);
+    mark = shop_log_size(&env);
+    const char *inventory = env.dbs[3];
+    ck_assert_str_eq(shop_services[3], "inventory_service");
+    ck_assert(pgc_exec(tgt, inventory, "ALTER TABLE warehouses RENAME TO "
+                       "depots"));
+    edit_config(&env, "[products, inventory, warehouses]",
+                "[products, inventory, depots]");
+    ck_assert(kill(env.pid, SIGHUP) == 0);
+    wait_or_abort(&env, "event=table_used_as_is service=inventory_service "
+                  "table=public.depots", mark, SYNC_S);
+    ck_assert(pgc_exec(src, env.srcdb, "INSERT INTO depots (code, name, "
+                       "country_code) VALUES ('W3', 'three', 'FR')"));
+    char *want = pgc_query_value(src, env.srcdb, "SELECT count(*) || ' ' || "
+                                 "string_agg(code, ',' ORDER BY code) FROM "
+                                 "depots");
+    ck_assert(want);
+    char sql[512];
+    snprintf(sql, sizeof sql, "SELECT count(*) || ' ' || string_agg(code, "
+             "',' ORDER BY code) = '%s' FROM depots", want);
+    free(want);
+    ck_assert_msg(pgc_wait_until(tgt, inventory, sql, SYNC_S),
+                  "depots differs from its source");
+    shop_stop_cleanly(&env);
+}
+END_TEST
+
 /* ADD COLUMN on the source reaches the target by itself. */
 START_TEST(add_column_while_streaming)
 {
@@ -706,6 +750,8 @@ int main(void)
     shop_add_case(s, "binary_where_types_allow", binary_where_types_allow,
                   400);
     shop_add_case(s, "table_added_by_reload", table_added_by_reload, 400);
+    shop_add_case(s, "renamed_table_configured", renamed_table_configured,
+                  300);
     shop_add_case(s, "add_column_while_streaming", add_column_while_streaming, 300);
     shop_add_case(s, "precreated_tables_with_keys",
                   precreated_tables_with_keys, 400);
