@@ -174,6 +174,45 @@ bool shop_wait_log(const shop_env *env, const char *text, long from,
     return true;
 }
 
+bool shop_wait_log_either(const shop_env *env, const char *a, const char *b,
+                          long from, double timeout_s)
+{
+    double deadline = shop_now_s() + timeout_s;
+    while (shop_log_count(env, a, from) + shop_log_count(env, b, from) == 0) {
+        if (shop_now_s() > deadline)
+            return false;
+        struct timespec ts = {0, 50 * 1000 * 1000};  /* polling a deadline */
+        nanosleep(&ts, NULL);
+    }
+    return true;
+}
+
+bool shop_rename_warehouses(shop_env *env, long from, double timeout_s)
+{
+    char sql[256];
+    snprintf(sql, sizeof sql, "SELECT pg_terminate_backend(active_pid) "
+             "FROM pg_replication_slots WHERE slot_name = 'cleave_%s'",
+             env->name);
+    bool ok = pgc_exec(env->src, env->srcdb,
+                       "ALTER TABLE warehouses RENAME TO depots;"
+                       "INSERT INTO depots (code, name, country_code) "
+                       "VALUES ('W2', 'two', 'FR')") &&
+              shop_wait_log_either(env, "owned table public.warehouses of "
+                                   "service inventory_service is no longer "
+                                   "in the source database, and "
+                                   "public.depots came instead",
+                                   "event=owned_table_renamed service="
+                                   "inventory_service table=public."
+                                   "warehouses was=public.depots", from,
+                                   timeout_s) &&
+              pgc_exec(env->src, env->srcdb, sql) &&
+              shop_wait_log(env, "owned table public.warehouses is not in "
+                            "the source database", from, timeout_s);
+    if (!ok)
+        shop_log_tail(env, 60);
+    return ok;
+}
+
 bool shop_start(shop_env *env)
 {
     env->log_mark = shop_log_size(env);

@@ -115,6 +115,17 @@ void shop_assert_caught_up_and_equal(shop_env *env, double timeout_s);
 /* SIGTERM ends cleave with exit 0; then shop_teardown. */
 void shop_stop_cleanly(shop_env *env);
 
+/* As shop_wait_log, for either of two texts. */
+bool shop_wait_log_either(const shop_env *env, const char *a, const char *b,
+                          long from, double timeout_s);
+/*
+ * An owned table renamed on the source (warehouses to depots, a row
+ * inserted under the new name): the stream stops at it, or, where it
+ * read the rename before the catalog showed it, sends the row on under
+ * the configured name. Then the walsender is ended, and a start must
+ * say the table is gone. False with the log's tail when one is missing.
+ */
+bool shop_rename_warehouses(shop_env *env, long from, double timeout_s);
 /* Adds one test, in a case of its own with its own timeout (seconds). */
 void shop_add_case(Suite *s, const char *name, const TTest *test,
                    double timeout_s);
